@@ -1,0 +1,8 @@
+//! The page's components, one per file.
+
+pub mod app;
+pub mod controls;
+pub mod error_banner;
+pub mod loss_chart;
+pub mod sample_view;
+pub mod stats_panel;

@@ -1,0 +1,286 @@
+//! The training worker: runs the engine off the main thread.
+//!
+//! It owns at most one run. Commands arrive as [`ToWorker`] messages; progress leaves as
+//! [`FromWorker`] messages. Every start, stop and reset bumps a generation counter, and the
+//! training task of an older generation ends at its next check, so a reset never mixes runs.
+//! The loop reads the device only every `log_every` steps (one batched read), and yields to
+//! the event loop after every step so pause and stop take effect at once.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use objlab_engine::burn::tensor::Device;
+use objlab_engine::data::Corpus;
+use objlab_engine::protocol::{DeviceKind, FromWorker, RunState, ToWorker};
+use objlab_engine::spec::{CORPORA, DeviceChoice, ExperimentSpec};
+use objlab_engine::train::Trainer;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, Response};
+
+const CPU_NAME: &str = "flex backend in WebAssembly";
+
+#[derive(Default)]
+struct Shared {
+    generation: u64,
+    paused: bool,
+    /// The WebGPU device, once acquired (wgpu initialises once per worker).
+    gpu: Option<(Device, String)>,
+    corpora: Vec<(String, Arc<Corpus>)>,
+}
+
+thread_local! {
+    static SHARED: RefCell<Shared> = RefCell::new(Shared::default());
+}
+
+fn scope() -> DedicatedWorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+fn post(message: &FromWorker) {
+    let _ = scope().post_message(&message.to_json().into());
+}
+
+fn post_state(state: RunState) {
+    post(&FromWorker::State { state });
+}
+
+/// The worker's entry point: installs the panic reporter and the message handler.
+pub fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        post(&FromWorker::Error { message: format!("the training worker failed: {info}") });
+        post_state(RunState::Failed);
+        web_sys::console::error_1(&format!("{info}").into());
+    }));
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| {
+        match event.data().as_string().map(|s| ToWorker::from_json(&s)) {
+            Some(Ok(message)) => handle(message),
+            Some(Err(e)) => post(&FromWorker::Error { message: e }),
+            None => post(&FromWorker::Error { message: "the worker only understands text messages".into() }),
+        }
+    });
+    scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget();
+    post(&FromWorker::Ready);
+}
+
+/// Starts a new generation (ending the running task, if any) and returns its number.
+fn next_generation() -> u64 {
+    SHARED.with(|s| {
+        let mut s = s.borrow_mut();
+        s.generation += 1;
+        s.paused = false;
+        s.generation
+    })
+}
+
+fn is_current(generation: u64) -> bool {
+    SHARED.with(|s| s.borrow().generation == generation)
+}
+
+fn is_paused() -> bool {
+    SHARED.with(|s| s.borrow().paused)
+}
+
+fn handle(message: ToWorker) {
+    match message {
+        ToWorker::Start { spec } => {
+            let generation = next_generation();
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Err(message) = train(spec, generation).await {
+                    if is_current(generation) {
+                        post(&FromWorker::Error { message });
+                        post_state(RunState::Failed);
+                    }
+                }
+            });
+        }
+        ToWorker::Pause => {
+            SHARED.with(|s| s.borrow_mut().paused = true);
+            post_state(RunState::Paused);
+        }
+        ToWorker::Resume => {
+            SHARED.with(|s| s.borrow_mut().paused = false);
+            post_state(RunState::Running);
+        }
+        ToWorker::Stop => {
+            next_generation();
+            post_state(RunState::Stopped);
+        }
+        ToWorker::Reset => {
+            next_generation();
+            post_state(RunState::Idle);
+        }
+    }
+}
+
+/// Resolves after `ms` milliseconds, letting the worker handle messages meanwhile.
+async fn sleep(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+async fn fetch_text(url: &str) -> Result<String, String> {
+    let response = JsFuture::from(scope().fetch_with_str(url))
+        .await
+        .map_err(|e| format!("could not load {url}: {e:?}"))?;
+    let response: Response = response.unchecked_into();
+    if !response.ok() {
+        return Err(format!("could not load {url}: HTTP {} {}", response.status(), response.status_text()));
+    }
+    let text = JsFuture::from(response.text().map_err(|e| format!("could not read {url}: {e:?}"))?)
+        .await
+        .map_err(|e| format!("could not read {url}: {e:?}"))?;
+    text.as_string().ok_or_else(|| format!("{url} is not text"))
+}
+
+/// The built-in corpus `name`, fetched from the page's assets once per worker.
+async fn load_corpus(name: &str) -> Result<Arc<Corpus>, String> {
+    if let Some(c) = SHARED.with(|s| s.borrow().corpora.iter().find(|(n, _)| n == name).map(|(_, c)| c.clone())) {
+        return Ok(c);
+    }
+    let file = CORPORA
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, f)| *f)
+        .ok_or_else(|| format!("unknown corpus {name:?}"))?;
+    let text = fetch_text(&format!("assets/{file}")).await.map_err(|e| format!("the corpus is missing: {e}"))?;
+    let corpus = Arc::new(Corpus::from_text(name, &text)?);
+    SHARED.with(|s| s.borrow_mut().corpora.push((name.to_string(), corpus.clone())));
+    Ok(corpus)
+}
+
+fn js_get(target: &JsValue, key: &str) -> JsValue {
+    js_sys::Reflect::get(target, &key.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// Asks the browser for a WebGPU adapter (for its name) and initialises burn's wgpu runtime.
+async fn webgpu() -> Result<(Device, String), String> {
+    if let Some(gpu) = SHARED.with(|s| s.borrow().gpu.clone()) {
+        return Ok(gpu);
+    }
+    let gpu = js_get(&scope().navigator().into(), "gpu");
+    if gpu.is_undefined() || gpu.is_null() {
+        return Err("this browser does not offer WebGPU".into());
+    }
+    let request: js_sys::Function = js_get(&gpu, "requestAdapter").dyn_into().map_err(|_| "navigator.gpu.requestAdapter is missing")?;
+    let promise: js_sys::Promise = request.call0(&gpu).map_err(|e| format!("{e:?}"))?.dyn_into().map_err(|_| "requestAdapter did not return a promise")?;
+    let adapter = JsFuture::from(promise).await.map_err(|e| format!("the adapter request failed: {e:?}"))?;
+    if adapter.is_null() || adapter.is_undefined() {
+        return Err("no WebGPU adapter".into());
+    }
+    let info = js_get(&adapter, "info");
+    let name: Vec<String> = ["vendor", "architecture", "description"]
+        .iter()
+        .filter_map(|k| js_get(&info, k).as_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let name = if name.is_empty() { "WebGPU adapter".to_string() } else { name.join(" ") };
+    let device = Device::wgpu_options().init_async().await.map_err(|e| format!("WebGPU initialisation failed: {e:?}"))?;
+    SHARED.with(|s| s.borrow_mut().gpu = Some((device.clone(), name.clone())));
+    Ok((device, name))
+}
+
+async fn pick_device(choice: DeviceChoice) -> Device {
+    let (device, message) = match choice {
+        DeviceChoice::Cpu => (
+            Device::flex(),
+            FromWorker::Device { kind: DeviceKind::Cpu, name: CPU_NAME.into(), note: Some("chosen in the settings".into()) },
+        ),
+        DeviceChoice::Auto | DeviceChoice::Gpu => match webgpu().await {
+            Ok((device, name)) => (device, FromWorker::Device { kind: DeviceKind::WebGpu, name, note: None }),
+            Err(why) => (
+                Device::flex(),
+                FromWorker::Device { kind: DeviceKind::Cpu, name: CPU_NAME.into(), note: Some(format!("WebGPU unavailable: {why}")) },
+            ),
+        },
+    };
+    post(&message);
+    device
+}
+
+/// One run, start to finish (or until a newer generation replaces it).
+async fn train(spec: ExperimentSpec, generation: u64) -> Result<(), String> {
+    post_state(RunState::Loading);
+    spec.validate()?;
+    let corpus = load_corpus(&spec.corpus).await?;
+    let device = pick_device(spec.device).await;
+    let mut trainer = Trainer::new(&spec, 0, corpus, device)?;
+    if !is_current(generation) {
+        return Ok(());
+    }
+    post_state(if is_paused() { RunState::Paused } else { RunState::Running });
+    let cfg = trainer.config().clone();
+    let tokens_per_step = spec.tokens_per_step() as f64;
+    let mut window_start = now_ms();
+    let mut window_steps = 0usize;
+    loop {
+        while is_paused() && is_current(generation) {
+            sleep(100).await;
+            window_start = now_ms();
+            window_steps = 0;
+        }
+        if !is_current(generation) {
+            return Ok(());
+        }
+        trainer.step();
+        window_steps += 1;
+        let step = trainer.step_count();
+        let done = trainer.is_done();
+        if step % cfg.log_every == 0 || done {
+            let losses = trainer.read_losses().await?;
+            if !is_current(generation) {
+                return Ok(());
+            }
+            if let Some((s, l)) = losses.iter().find(|(_, l)| !l.is_finite()) {
+                return Err(format!(
+                    "training diverged at step {}: the loss became {l}; lower the learning rate and start again",
+                    s + 1
+                ));
+            }
+            let seconds = ((now_ms() - window_start) / 1000.0).max(1e-6);
+            let steps_per_s = window_steps as f64 / seconds;
+            post(&FromWorker::Metrics {
+                step,
+                steps: cfg.steps,
+                train: losses,
+                steps_per_s,
+                tokens_per_s: steps_per_s * tokens_per_step,
+                learning_rate: trainer.learning_rate(),
+            });
+            window_start = now_ms();
+            window_steps = 0;
+        }
+        if step % cfg.eval_every == 0 || done {
+            let loss = trainer.evaluate().await?;
+            if !is_current(generation) {
+                return Ok(());
+            }
+            post(&FromWorker::Validation { step, loss });
+            window_start = now_ms();
+            window_steps = 0;
+        }
+        if cfg.sample_every > 0 && (step % cfg.sample_every == 0 || done) {
+            let text = trainer.sample("\n", cfg.sample_len).await?;
+            if !is_current(generation) {
+                return Ok(());
+            }
+            post(&FromWorker::Sample { step, text });
+            window_start = now_ms();
+            window_steps = 0;
+        }
+        if done {
+            post_state(RunState::Finished);
+            return Ok(());
+        }
+        // Let pause/stop/reset messages in between steps.
+        sleep(0).await;
+    }
+}

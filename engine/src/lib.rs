@@ -1,0 +1,18 @@
+//! Objective Lab's training engine: data, tokenizer, model, objectives, training loop.
+//!
+//! It has no web dependencies: the same code trains natively (the `objlab` CLI, the tests)
+//! and inside the page's Web Worker (wasm32). Everything that reads a tensor back from the
+//! device does so asynchronously (`into_data_async`, `Transaction::execute_async`), because
+//! synchronous reads panic in the browser.
+
+pub mod data;
+pub mod model;
+pub mod objectives;
+pub mod protocol;
+pub mod rng;
+pub mod schedule;
+pub mod spec;
+pub mod tokenizer;
+pub mod train;
+
+pub use burn;

@@ -1,0 +1,62 @@
+//! Causal language modelling: predict token t+1 from tokens ≤ t, under a causal mask.
+//!
+//! Radford et al. 2018, "Improving Language Understanding by Generative Pre-Training" (GPT);
+//! compared with the other objectives in Wang et al. 2022, "What Language Model Architecture
+//! and Pretraining Objective Work Best for Zero-Shot Generalization?".
+
+use super::{Context, IGNORE, Objective, ObjectiveInfo, Prepared};
+use crate::data::CleanBatch;
+use crate::model::AttentionMode;
+use crate::rng::Rng;
+
+pub struct CausalLm;
+
+static INFO: ObjectiveInfo = ObjectiveInfo {
+    id: "causal_lm",
+    name: "next token (causal LM)",
+    paper: "Radford et al. 2018 (GPT); Wang et al. 2022",
+    idea: "predict each next token from the tokens before it",
+    explanation: "The model reads the text left to right. At every position it may only look at \
+        the tokens before it (the causal mask) and is scored on guessing the token that comes \
+        next. Every position is a training example, and the trained model can generate text.",
+    params: &[],
+};
+
+impl Objective for CausalLm {
+    fn info(&self) -> &'static ObjectiveInfo {
+        &INFO
+    }
+
+    fn prepare(&self, clean: &CleanBatch, _ctx: &Context, _rng: &mut Rng) -> Prepared {
+        let (b, s) = (clean.batch, clean.seq);
+        let mut inputs = Vec::with_capacity(b * s);
+        let mut targets = Vec::with_capacity(b * s);
+        for r in 0..b {
+            let row = clean.row(r);
+            inputs.extend_from_slice(&row[..s]);
+            targets.extend(row[1..].iter().map(|&t| t as i32));
+        }
+        debug_assert!(!targets.contains(&IGNORE));
+        Prepared { batch: b, seq: s, inputs, attention: AttentionMode::Causal, use_positions: true, targets }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objectives::Params;
+    use crate::tokenizer::CharTokenizer;
+
+    #[test]
+    fn targets_are_inputs_shifted_by_one() {
+        let clean = CleanBatch { batch: 2, seq: 3, tokens: vec![1, 2, 3, 4, 5, 6, 7, 8] };
+        let tok = CharTokenizer::from_text("abcdefghi");
+        let params = Params::new();
+        let ctx = Context { tokenizer: &tok, params: &params };
+        let p = CausalLm.prepare(&clean, &ctx, &mut Rng::seeded(0));
+        assert_eq!(p.inputs, vec![1, 2, 3, 5, 6, 7]);
+        assert_eq!(p.targets, vec![2, 3, 4, 6, 7, 8]);
+        assert_eq!(p.attention, AttentionMode::Causal);
+        assert_eq!(p.n_targets(), 6);
+    }
+}

@@ -1,0 +1,396 @@
+//! `ExperimentSpec`: the one description of an experiment that drives the page, the worker,
+//! the CLI and the URL. Presets give sensible whole specs; the URL and CLI override parts.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::ModelConfig;
+use crate::objectives::{self, Params};
+
+pub const SPEC_VERSION: u32 = 1;
+
+/// Where a run trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// WebGPU (or native wgpu) when an adapter is there, else the CPU.
+    Auto,
+    /// GPU through wgpu; in the page, falls back to the CPU with a note when there is none.
+    Gpu,
+    /// burn's flex backend on the CPU.
+    Cpu,
+}
+
+impl DeviceChoice {
+    pub const NAMES: &'static [&'static str] = &["auto", "gpu", "cpu"];
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "gpu" | "webgpu" | "wgpu" => Ok(Self::Gpu),
+            "cpu" | "flex" => Ok(Self::Cpu),
+            _ => Err(format!("unknown device {s:?}; valid devices: {}", Self::NAMES.join(", "))),
+        }
+    }
+}
+
+/// Optimiser and loop settings (nanoGPT's names and defaults where it has them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub batch_size: usize,
+    /// Total optimiser steps; the cosine schedule decays over them.
+    pub steps: usize,
+    pub learning_rate: f64,
+    pub min_lr: f64,
+    pub warmup_steps: usize,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    /// Global gradient-norm clip (0 = off).
+    pub grad_clip: f64,
+    /// Steps between validation-loss estimates.
+    pub eval_every: usize,
+    /// Held-out batches per validation estimate.
+    pub eval_batches: usize,
+    /// Steps between generated text samples (0 = never).
+    pub sample_every: usize,
+    pub sample_len: usize,
+    pub temperature: f64,
+    /// Steps between reads of the training loss from the device (one read per `log_every` steps).
+    pub log_every: usize,
+}
+
+/// One objective of a run's mix.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectiveChoice {
+    pub id: String,
+    pub weight: f64,
+    #[serde(default)]
+    pub params: Params,
+}
+
+/// One run: an objective mix (a weighted sum of objectives).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub objectives: Vec<ObjectiveChoice>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentSpec {
+    pub version: u32,
+    /// Built-in corpus name (see [`CORPORA`]).
+    pub corpus: String,
+    /// The preset the spec started from (for display; `model` and `train` are authoritative).
+    pub preset: String,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub seed: u64,
+    pub device: DeviceChoice,
+    pub runs: Vec<RunSpec>,
+}
+
+/// Built-in corpora: name and the asset file the page fetches / the CLI reads.
+pub const CORPORA: &[(&str, &str)] = &[("tiny-shakespeare", "tinyshakespeare.txt")];
+
+/// A named starting point.
+pub struct Preset {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+}
+
+/// The presets, default first.
+pub fn presets() -> Vec<Preset> {
+    vec![
+        Preset {
+            name: "baby-gpt",
+            description: "nanoGPT's CPU configuration: 4 layers, 4 heads, width 128, context 64, batch 12",
+            model: ModelConfig { n_layer: 4, n_head: 4, d_model: 128, block_size: 64 },
+            train: TrainConfig {
+                batch_size: 12,
+                steps: 2000,
+                learning_rate: 1e-3,
+                min_lr: 1e-4,
+                warmup_steps: 100,
+                weight_decay: 0.1,
+                beta1: 0.9,
+                beta2: 0.99,
+                grad_clip: 1.0,
+                eval_every: 250,
+                eval_batches: 20,
+                sample_every: 500,
+                sample_len: 200,
+                temperature: 0.8,
+                log_every: 10,
+            },
+        },
+        Preset {
+            name: "tiny",
+            description: "2 layers, 2 heads, width 32, context 32, batch 8: for slow devices and tests",
+            model: ModelConfig { n_layer: 2, n_head: 2, d_model: 32, block_size: 32 },
+            train: TrainConfig {
+                batch_size: 8,
+                steps: 1000,
+                learning_rate: 3e-3,
+                min_lr: 3e-4,
+                warmup_steps: 10,
+                weight_decay: 0.1,
+                beta1: 0.9,
+                beta2: 0.99,
+                grad_clip: 1.0,
+                eval_every: 50,
+                eval_batches: 4,
+                sample_every: 100,
+                sample_len: 80,
+                temperature: 0.8,
+                log_every: 1,
+            },
+        },
+    ]
+}
+
+pub fn preset_names() -> Vec<&'static str> {
+    presets().iter().map(|p| p.name).collect()
+}
+
+impl ExperimentSpec {
+    /// The lab's default experiment: tiny shakespeare, baby GPT, next-token prediction.
+    pub fn default_experiment() -> Self {
+        Self::from_preset("baby-gpt").expect("default preset exists")
+    }
+
+    pub fn from_preset(name: &str) -> Result<Self, String> {
+        let p = presets().into_iter().find(|p| p.name == name).ok_or_else(|| {
+            format!("unknown preset {name:?}; valid presets: {}", preset_names().join(", "))
+        })?;
+        Ok(Self {
+            version: SPEC_VERSION,
+            corpus: CORPORA[0].0.to_string(),
+            preset: p.name.to_string(),
+            model: p.model,
+            train: p.train,
+            seed: 1337,
+            device: DeviceChoice::Auto,
+            runs: vec![RunSpec {
+                objectives: vec![ObjectiveChoice { id: "causal_lm".into(), weight: 1.0, params: Params::new() }],
+            }],
+        })
+    }
+
+    /// Applies one `key=value` override (URL query pair or CLI `--set`).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
+            v.parse().map_err(|_| format!("{key}: {v:?} is not a valid number"))
+        }
+        match key {
+            "preset" => {
+                let (seed, device, runs) = (self.seed, self.device, self.runs.clone());
+                *self = Self::from_preset(value)?;
+                (self.seed, self.device, self.runs) = (seed, device, runs);
+            }
+            "objective" => self.runs = vec![RunSpec { objectives: parse_objective_mix(value)? }],
+            "device" => self.device = DeviceChoice::parse(value)?,
+            "seed" => self.seed = num(key, value)?,
+            "steps" => self.train.steps = num(key, value)?,
+            "lr" => self.train.learning_rate = num(key, value)?,
+            "batch" => self.train.batch_size = num(key, value)?,
+            "corpus" => self.corpus = value.to_string(),
+            _ => {
+                return Err(format!(
+                    "unknown option {key:?}; valid options: {}",
+                    ["preset", "objective", "device", "seed", "steps", "lr", "batch", "corpus"].join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses a URL query (`preset=tiny&device=cpu`, with or without the leading `?`).
+    /// Returns the spec with every valid option applied, and the errors of the others, so the
+    /// page can open with what it understood and say what it did not.
+    pub fn from_query(query: &str) -> (Self, Vec<String>) {
+        let mut spec = Self::default_experiment();
+        let mut errors = Vec::new();
+        let pairs: Vec<(String, String)> = query
+            .trim_start_matches('?')
+            .split('&')
+            .filter(|s| !s.is_empty())
+            .map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (percent_decode(k), percent_decode(v))
+            })
+            .collect();
+        // The preset first, so that other options refine it whatever their order.
+        let (presets, others): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| k == "preset");
+        for (k, v) in presets.into_iter().chain(others) {
+            if let Err(e) = spec.set(&k, &v) {
+                errors.push(e);
+            }
+        }
+        if let Err(e) = spec.validate() {
+            errors.push(e);
+            spec = Self::default_experiment();
+        }
+        (spec, errors)
+    }
+
+    /// Checks everything a run needs before it allocates anything.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.version != SPEC_VERSION {
+            return Err(format!("spec version {} is not supported (this lab reads version {SPEC_VERSION})", self.version));
+        }
+        if !CORPORA.iter().any(|(n, _)| *n == self.corpus) {
+            let names: Vec<&str> = CORPORA.iter().map(|(n, _)| *n).collect();
+            return Err(format!("unknown corpus {:?}; valid corpora: {}", self.corpus, names.join(", ")));
+        }
+        let m = &self.model;
+        if m.n_layer == 0 || m.n_head == 0 || m.d_model == 0 || m.block_size < 2 {
+            return Err("model sizes must be positive (and context at least 2)".into());
+        }
+        if m.d_model % m.n_head != 0 {
+            return Err(format!("width {} is not divisible by {} heads", m.d_model, m.n_head));
+        }
+        let t = &self.train;
+        if !(1..=4096).contains(&t.batch_size) {
+            return Err(format!("batch size {} is out of range: valid range is 1 to 4096", t.batch_size));
+        }
+        if t.steps == 0 {
+            return Err("steps must be at least 1".into());
+        }
+        if !(t.learning_rate > 0.0 && t.learning_rate <= 1.0) {
+            return Err(format!("learning rate {} is out of range: valid range is (0, 1]", t.learning_rate));
+        }
+        if t.log_every == 0 || t.eval_every == 0 || t.eval_batches == 0 {
+            return Err("log_every, eval_every and eval_batches must be at least 1".into());
+        }
+        if self.runs.is_empty() {
+            return Err("an experiment needs at least one run".into());
+        }
+        for run in &self.runs {
+            if run.objectives.is_empty() {
+                return Err("a run needs at least one objective".into());
+            }
+            for o in &run.objectives {
+                let obj = objectives::find(&o.id)?;
+                objectives::check_params(obj.info(), &o.params)?;
+                if !(o.weight.is_finite() && o.weight >= 0.0) {
+                    return Err(format!("weight of {} must be a number ≥ 0, not {}", o.id, o.weight));
+                }
+            }
+            if run.objectives.iter().all(|o| o.weight == 0.0) {
+                return Err("a mixture whose weights are all zero trains nothing; give one objective a weight above 0".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Tokens the model reads per optimiser step.
+    pub fn tokens_per_step(&self) -> usize {
+        self.train.batch_size * self.model.block_size
+    }
+}
+
+/// `causal_lm` or `causal_lm=0.7,masked_lm=0.3` or `masked_lm:rate=0.4` (params after `:`,
+/// separated by `;`).
+pub fn parse_objective_mix(text: &str) -> Result<Vec<ObjectiveChoice>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').filter(|p| !p.trim().is_empty()) {
+        let (head, params_text) = part.split_once(':').unwrap_or((part, ""));
+        let (id, weight) = match head.split_once('=') {
+            Some((id, w)) => (id.trim(), w.trim().parse::<f64>().map_err(|_| format!("weight {w:?} of {id} is not a number"))?),
+            None => (head.trim(), 1.0),
+        };
+        let obj = objectives::find(id)?;
+        let mut params = Params::new();
+        for kv in params_text.split(';').filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once('=').ok_or_else(|| format!("parameter {kv:?} of {id} should look like key=value"))?;
+            let v: f64 = v.trim().parse().map_err(|_| format!("{id}.{k} = {v:?} is not a number"))?;
+            params.insert(k.trim().to_string(), v);
+        }
+        objectives::check_params(obj.info(), &params)?;
+        out.push(ObjectiveChoice { id: id.to_string(), weight, params });
+    }
+    if out.is_empty() {
+        return Err("no objective given".into());
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_baby_gpt_causal_lm_on_shakespeare() {
+        let s = ExperimentSpec::default_experiment();
+        assert_eq!(s.preset, "baby-gpt");
+        assert_eq!(s.model, ModelConfig { n_layer: 4, n_head: 4, d_model: 128, block_size: 64 });
+        assert_eq!(s.train.batch_size, 12);
+        assert_eq!(s.corpus, "tiny-shakespeare");
+        assert_eq!(s.runs[0].objectives[0].id, "causal_lm");
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn query_applies_preset_first_and_reports_bad_options() {
+        let (s, errors) = ExperimentSpec::from_query("?device=cpu&preset=tiny&seed=7");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!((s.preset.as_str(), s.device, s.seed), ("tiny", DeviceChoice::Cpu, 7));
+
+        let (s, errors) = ExperimentSpec::from_query("preset=huge&colour=red&steps=abc&objective=gpt");
+        assert_eq!(s, ExperimentSpec::default_experiment());
+        assert!(errors[0].contains("valid presets: baby-gpt, tiny"), "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("unknown option \"colour\"")));
+        assert!(errors.iter().any(|e| e.contains("not a valid number")));
+        assert!(errors.iter().any(|e| e.contains("valid objectives: causal_lm")));
+    }
+
+    #[test]
+    fn malformed_queries_never_panic() {
+        for q in ["%", "%%%", "a=%zz", "=&=&", "preset", "preset=%74iny", "\u{0}=\u{1}", "seed=-1", "steps=0"] {
+            let _ = ExperimentSpec::from_query(q);
+        }
+        assert_eq!(ExperimentSpec::from_query("preset=%74iny").0.preset, "tiny");
+        assert!(!ExperimentSpec::from_query("steps=0").1.is_empty());
+    }
+
+    #[test]
+    fn objective_mixes_parse_and_refuse_all_zero_weights() {
+        let mix = parse_objective_mix("causal_lm=0.5").unwrap();
+        assert_eq!(mix[0].weight, 0.5);
+        assert!(parse_objective_mix("causal_lm:rate=0.2").unwrap_err().contains("has no parameter"));
+        let mut s = ExperimentSpec::default_experiment();
+        s.set("objective", "causal_lm=0").unwrap();
+        assert!(s.validate().unwrap_err().contains("all zero"));
+    }
+
+    #[test]
+    fn spec_round_trips_through_json() {
+        let s = ExperimentSpec::from_preset("tiny").unwrap();
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<ExperimentSpec>(&json).unwrap(), s);
+    }
+}

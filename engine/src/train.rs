@@ -1,0 +1,328 @@
+//! The training loop, written by hand (burn's `Learner` is not for the browser).
+//!
+//! One [`Trainer`] = one run: its model, its AdamW state and its own RNG streams (data,
+//! corruption, sampling) derived from the spec seed and the run index, so a run's curve does
+//! not depend on what else trains beside it. [`Trainer::step`] never reads from the device:
+//! the losses wait on the device until [`Trainer::read_losses`] fetches them all in one read.
+
+use std::sync::Arc;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::data::{CleanBatch, Corpus, Split};
+use crate::model::{AttentionMode, ModelConfig, ModelInput, Transformer};
+use crate::objectives::{self, Context, DeviceTargets, Objective, Params, Prepared};
+use crate::rng::Rng;
+use crate::schedule::learning_rate;
+use crate::spec::{ExperimentSpec, TrainConfig};
+
+/// RNG stream labels, so every use of randomness has its own reproducible stream.
+const STREAM_INIT: u64 = 1;
+const STREAM_DATA: u64 = 2;
+const STREAM_CORRUPT: u64 = 3;
+const STREAM_SAMPLE: u64 = 4;
+const STREAM_EVAL: u64 = 5;
+
+/// One objective of the run's mix, resolved from the registry.
+struct MixPart {
+    objective: &'static dyn Objective,
+    /// Weight normalised so the mix sums to 1.
+    weight: f64,
+    params: Params,
+}
+
+pub struct Trainer {
+    model_config: ModelConfig,
+    train: TrainConfig,
+    seed: u64,
+    corpus: Arc<Corpus>,
+    /// Plain device (inference, data); `autodiff` is the same device with gradients.
+    device: Device,
+    autodiff: Device,
+    model: Option<Transformer>,
+    optim: ModuleOptimizer,
+    mix: Vec<MixPart>,
+    data_rng: Rng,
+    corrupt_rng: Rng,
+    sample_rng: Rng,
+    step: usize,
+    /// Training losses not yet read from the device: (step, loss [1]).
+    pending: Vec<(usize, Tensor<1>)>,
+    /// The causal/bidirectional attention biases are the same every step: built once.
+    bias_cache: Vec<(AttentionMode, usize, Tensor<4>)>,
+}
+
+/// Reads `tensors` (each [1]) from the device in one asynchronous read.
+pub async fn read_scalars(tensors: Vec<Tensor<1>>) -> Result<Vec<f32>, String> {
+    if tensors.is_empty() {
+        return Ok(Vec::new());
+    }
+    let data = Tensor::cat(tensors, 0).into_data_async().await.map_err(|e| format!("reading from the device failed: {e:?}"))?;
+    data.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))
+}
+
+impl Trainer {
+    /// Builds run `run_index` of `spec` on `device` (flex or wgpu).
+    pub fn new(spec: &ExperimentSpec, run_index: usize, corpus: Arc<Corpus>, device: Device) -> Result<Self, String> {
+        spec.validate()?;
+        corpus.check_block(spec.model.block_size)?;
+        let run = spec.runs.get(run_index).ok_or_else(|| format!("the spec has no run {run_index}"))?;
+        let total: f64 = run.objectives.iter().map(|o| o.weight).sum();
+        let mix = run
+            .objectives
+            .iter()
+            .filter(|o| o.weight > 0.0)
+            .map(|o| Ok(MixPart { objective: objectives::find(&o.id)?, weight: o.weight / total, params: o.params.clone() }))
+            .collect::<Result<Vec<_>, String>>()?;
+        let run_seed = spec.seed.wrapping_add(run_index as u64);
+        let autodiff = device.clone().autodiff();
+        let model = Transformer::new(
+            &spec.model,
+            corpus.tokenizer.vocab_size(),
+            &mut Rng::derive(run_seed, STREAM_INIT),
+            &autodiff,
+        );
+        let optim = AdamWConfig::new()
+            .with_beta_1(spec.train.beta1 as f32)
+            .with_beta_2(spec.train.beta2 as f32)
+            .with_epsilon(1e-8)
+            .with_weight_decay(spec.train.weight_decay as f32)
+            .init();
+        Ok(Self {
+            model_config: spec.model.clone(),
+            train: spec.train.clone(),
+            seed: run_seed,
+            corpus,
+            device,
+            autodiff,
+            model: Some(model),
+            optim,
+            mix,
+            data_rng: Rng::derive(run_seed, STREAM_DATA),
+            corrupt_rng: Rng::derive(run_seed, STREAM_CORRUPT),
+            sample_rng: Rng::derive(run_seed, STREAM_SAMPLE),
+            step: 0,
+            pending: Vec::new(),
+            bias_cache: Vec::new(),
+        })
+    }
+
+    /// Optimiser steps taken so far.
+    pub fn step_count(&self) -> usize {
+        self.step
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.step >= self.train.steps
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.train
+    }
+
+    pub fn model(&self) -> &Transformer {
+        self.model.as_ref().expect("model is present between steps")
+    }
+
+    pub fn corpus(&self) -> &Corpus {
+        &self.corpus
+    }
+
+    /// Learning rate of the next step.
+    pub fn learning_rate(&self) -> f64 {
+        let t = &self.train;
+        learning_rate(self.step, t.learning_rate, t.min_lr, t.warmup_steps, t.steps)
+    }
+
+    /// The device-side model input for a prepared batch.
+    fn model_input(&mut self, prepared: &Prepared, training: bool) -> ModelInput {
+        let device = if training { self.autodiff.clone() } else { self.device.clone() };
+        let (b, s) = (prepared.batch, prepared.seq);
+        let ids: Vec<i32> = prepared.inputs.iter().map(|&t| t as i32).collect();
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), &device);
+        let attention_bias = match &prepared.attention {
+            AttentionMode::Prefix(_) => prepared.attention.bias(b, s, &device),
+            mode if training => {
+                if let Some((_, _, t)) = self.bias_cache.iter().find(|(m, len, _)| m == mode && *len == s) {
+                    t.clone()
+                } else {
+                    let t = mode.bias(b, s, &device);
+                    self.bias_cache.push((mode.clone(), s, t.clone()));
+                    t
+                }
+            }
+            mode => mode.bias(b, s, &device),
+        };
+        ModelInput { tokens, attention_bias, use_positions: prepared.use_positions }
+    }
+
+    /// Weighted loss of the run's objective mix on one clean batch.
+    fn mix_loss(&mut self, model: &Transformer, clean: &CleanBatch, rng: &mut Rng, training: bool) -> Tensor<1> {
+        let device = if training { self.autodiff.clone() } else { self.device.clone() };
+        let mut total: Option<Tensor<1>> = None;
+        for i in 0..self.mix.len() {
+            let part = &self.mix[i];
+            let (objective, weight) = (part.objective, part.weight);
+            let ctx = Context { tokenizer: &self.corpus.tokenizer, params: &part.params };
+            let prepared = objective.prepare(clean, &ctx, rng);
+            let targets = DeviceTargets::new(&prepared, &device);
+            let input = self.model_input(&prepared, training);
+            let out = model.forward(&input);
+            let loss = objective.loss(&out, &targets).mul_scalar(weight);
+            total = Some(match total {
+                None => loss,
+                Some(t) => t + loss,
+            });
+        }
+        total.expect("a run has at least one objective with weight > 0")
+    }
+
+    /// One optimiser step. Reads nothing from the device; the loss waits in `pending`.
+    pub fn step(&mut self) {
+        let clean = self.corpus.sample(Split::Train, self.train.batch_size, self.model_config.block_size, &mut self.data_rng);
+        let model = self.model.take().expect("model is present between steps");
+        let mut rng = self.corrupt_rng.clone();
+        let loss = self.mix_loss(&model, &clean, &mut rng, true);
+        self.corrupt_rng = rng;
+        let grads = loss.backward();
+        let mut grads = GradientsParams::from_grads(grads, &model);
+        if self.train.grad_clip > 0.0 {
+            clip_global_norm(&model, &mut grads, self.train.grad_clip);
+        }
+        let lr = self.learning_rate();
+        self.model = Some(self.optim.step(lr, model, grads));
+        self.pending.push((self.step, loss.detach()));
+        self.step += 1;
+    }
+
+    /// Fetches the training losses of the steps since the last call, in one device read.
+    pub async fn read_losses(&mut self) -> Result<Vec<(usize, f32)>, String> {
+        let pending = std::mem::take(&mut self.pending);
+        let steps: Vec<usize> = pending.iter().map(|(s, _)| *s).collect();
+        let values = read_scalars(pending.into_iter().map(|(_, t)| t).collect()).await?;
+        Ok(steps.into_iter().zip(values).collect())
+    }
+
+    /// Mean loss of the objective mix on `eval_batches` held-out batches (the same batches at
+    /// every evaluation, so the curve shows the model changing, not the batches).
+    pub async fn evaluate(&mut self) -> Result<f32, String> {
+        let model = self.model().valid();
+        let mut rng = Rng::derive(self.seed, STREAM_EVAL);
+        let mut losses = Vec::with_capacity(self.train.eval_batches);
+        for _ in 0..self.train.eval_batches {
+            let clean = self.corpus.sample(Split::Val, self.train.batch_size, self.model_config.block_size, &mut rng);
+            losses.push(self.mix_loss(&model, &clean, &mut rng, false));
+        }
+        let n = losses.len() as f32;
+        Ok(read_scalars(losses).await?.iter().sum::<f32>() / n)
+    }
+
+    /// Generates `len` characters after `prompt`, left to right with the causal mask, at the
+    /// configured temperature. One small device read per character.
+    pub async fn sample(&mut self, prompt: &str, len: usize) -> Result<String, String> {
+        let model = self.model().valid();
+        let tok = self.corpus.tokenizer.clone();
+        let mut ids = tok.encode(prompt)?;
+        if ids.is_empty() {
+            ids.push(0);
+        }
+        let n_chars = tok.n_chars();
+        let block = self.model_config.block_size;
+        let temperature = self.train.temperature.max(1e-3) as f32;
+        let mut out = Vec::with_capacity(len);
+        for _ in 0..len {
+            let context = &ids[ids.len().saturating_sub(block)..];
+            let s = context.len();
+            let prepared = Prepared {
+                batch: 1,
+                seq: s,
+                inputs: context.to_vec(),
+                attention: AttentionMode::Causal,
+                use_positions: true,
+                targets: Vec::new(),
+            };
+            let input = self.model_input(&prepared, false);
+            // last: [vocab] logits of the last position
+            let last = model.forward(&input).logits.narrow(1, s - 1, 1).reshape([-1]);
+            let logits = last.into_data_async().await.map_err(|e| format!("reading from the device failed: {e:?}"))?;
+            let logits = logits.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))?;
+            let next = sample_from_logits(&logits[..n_chars], temperature, &mut self.sample_rng);
+            ids.push(next as u32);
+            out.push(next as u32);
+        }
+        Ok(tok.decode(&out))
+    }
+}
+
+/// Draws an index from softmax(logits / temperature).
+fn sample_from_logits(logits: &[f32], temperature: f32, rng: &mut Rng) -> usize {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let weights: Vec<f64> = logits.iter().map(|&l| (((l - max) / temperature) as f64).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    if !total.is_finite() || total <= 0.0 {
+        return 0;
+    }
+    let mut u = rng.unit() * total;
+    for (i, w) in weights.iter().enumerate() {
+        u -= w;
+        if u <= 0.0 {
+            return i;
+        }
+    }
+    weights.len() - 1
+}
+
+/// Scales all gradients together so that their global L2 norm is at most `max_norm`
+/// (as `torch.nn.utils.clip_grad_norm_`, which nanoGPT uses). Computed on the device: no read.
+fn clip_global_norm(model: &Transformer, grads: &mut GradientsParams, max_norm: f64) {
+    struct SumOfSquares<'a> {
+        grads: &'a GradientsParams,
+        total: Option<Tensor<1>>,
+    }
+    impl ModuleVisitor for SumOfSquares<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                let s = g.powi_scalar(2).sum();
+                self.total = Some(match self.total.take() {
+                    None => s,
+                    Some(t) => t + s,
+                });
+            }
+        }
+    }
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        scale: Tensor<1>,
+    }
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.remove::<D>(param.id) {
+                self.grads.register(param.id, g * self.scale.clone().unsqueeze::<D>());
+            }
+        }
+    }
+    let mut sum = SumOfSquares { grads, total: None };
+    model.visit(&mut sum);
+    let Some(total) = sum.total else { return };
+    // scale = min(1, max_norm / (norm + 1e-6))
+    let scale = total.sqrt().add_scalar(1e-6).recip().mul_scalar(max_norm).clamp_max(1.0);
+    model.visit(&mut Scale { grads, scale });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_follows_the_logits() {
+        let mut rng = Rng::seeded(0);
+        let logits = [0.0, 10.0, 0.0];
+        let hits = (0..200).filter(|_| sample_from_logits(&logits, 1.0, &mut rng) == 1).count();
+        assert!(hits > 190);
+        // A very high temperature spreads the draws.
+        let spread = (0..300).filter(|_| sample_from_logits(&logits, 1000.0, &mut rng) != 1).count();
+        assert!(spread > 150, "{spread}");
+    }
+}

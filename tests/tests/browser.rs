@@ -1,0 +1,84 @@
+//! The lab in a real headless Chromium: WebGPU (SwiftShader) training, the CPU fallback
+//! without WebGPU, pause/resume, and a malformed address. SwiftShader is slow, so these use
+//! the `tiny` preset and a handful of steps, and never assert on time.
+
+use std::time::Duration;
+
+use objlab_e2e::{Browser, StaticServer, dist_dir};
+
+fn parse_loss(s: &str) -> Option<f32> {
+    s.trim().parse().ok()
+}
+
+/// Opens the page with `query`, waits for the worker, presses start.
+fn open_and_start(browser: &Browser, server: &StaticServer, query: &str) {
+    browser.open(&format!("http://127.0.0.1:{}/{query}", server.port));
+    browser.wait_for("the page to load", Duration::from_secs(60), |b| b.text("start").map(|_| ()));
+    browser.click("start");
+}
+
+/// Waits for `steps` steps and checks that the training loss fell from its first value.
+fn wait_for_steps_and_falling_loss(browser: &Browser, steps: usize, timeout: Duration) {
+    browser.wait_for(&format!("{steps} training steps"), timeout, |b| (b.step() >= steps).then_some(()));
+    let first = browser.attribute("train-loss", "data-first").as_deref().and_then(parse_loss).expect("a first loss");
+    let last = browser.text("train-loss").as_deref().and_then(parse_loss).expect("a current loss");
+    assert!(first.is_finite() && last.is_finite());
+    assert!(last < first, "training loss should fall: first {first}, now {last}");
+    assert_eq!(browser.text("error").unwrap_or_default(), "", "no error is shown");
+}
+
+#[test]
+fn trains_on_webgpu() {
+    let server = StaticServer::start(dist_dir());
+    let browser = Browser::start(true);
+    open_and_start(&browser, &server, "?preset=tiny&device=gpu&steps=400");
+    // SwiftShader compiles every pipeline on the first step (tens of seconds).
+    wait_for_steps_and_falling_loss(&browser, 12, Duration::from_secs(900));
+    let device = browser.text("device").unwrap();
+    assert!(device.starts_with("WebGPU"), "device element names WebGPU: {device:?}");
+    let tokens_per_s: f64 = browser.text("tokens-per-s").unwrap().parse().unwrap();
+    assert!(tokens_per_s > 0.0);
+}
+
+#[test]
+fn falls_back_to_the_cpu_without_webgpu_and_pauses() {
+    let server = StaticServer::start(dist_dir());
+    let browser = Browser::start(false);
+    open_and_start(&browser, &server, "?preset=tiny&steps=1000");
+    wait_for_steps_and_falling_loss(&browser, 20, Duration::from_secs(300));
+    let device = browser.text("device").unwrap();
+    assert!(device.starts_with("CPU — WebGPU unavailable"), "device element: {device:?}");
+
+    // Pause holds the step; resume continues; the page stays responsive throughout.
+    browser.click("pause");
+    browser.wait_for("the paused state", Duration::from_secs(30), |b| (b.text("state")? == "paused").then_some(()));
+    let held = browser.step();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(browser.step(), held, "no steps while paused");
+    browser.click("pause"); // now labelled "Resume"
+    browser.wait_for("training to resume", Duration::from_secs(120), |b| (b.step() > held).then_some(()));
+
+    // The validation loss (every 50 steps on tiny) and a sample (every 100) arrive.
+    browser.wait_for("a validation loss and a sample", Duration::from_secs(300), |b| {
+        let val = parse_loss(&b.text("val-loss")?)?;
+        let sample = b.text("sample")?;
+        (val.is_finite() && !sample.is_empty()).then_some(())
+    });
+
+    // Reset clears the run.
+    browser.click("reset");
+    browser.wait_for("the reset", Duration::from_secs(30), |b| (b.step() == 0 && b.text("state")? == "ready").then_some(()));
+}
+
+#[test]
+fn a_malformed_address_is_explained_not_fatal() {
+    let server = StaticServer::start(dist_dir());
+    let browser = Browser::start(false);
+    browser.open(&format!("http://127.0.0.1:{}/?preset=huge&device=quantum&%zz", server.port));
+    let error = browser.wait_for("the error message", Duration::from_secs(60), |b| b.text("error").filter(|e| !e.is_empty()));
+    assert!(error.contains("valid presets: baby-gpt, tiny"), "{error}");
+    assert!(error.contains("valid devices: auto, gpu, cpu"), "{error}");
+    // The page still works with the defaults.
+    assert_eq!(browser.eval("return document.querySelector('[data-testid=\"preset\"]').value"), "baby-gpt");
+    assert!(browser.text("start").is_some());
+}

@@ -1,0 +1,276 @@
+//! `cargo xtask serve|test|bench|build`: installs what is missing, builds, serves, tests.
+//!
+//! Everything heavy (burn + wgpu, native and wasm32) builds into one target folder outside the
+//! clone — `$CARGO_TARGET_DIR`, else `~/.cache/objlab/target` — so a fresh clone (CI's) reuses
+//! the build of the last one. Nothing here downloads outside the package registries: tools come
+//! from crates.io (`cargo install`) and Debian (`apt-get`), never from release pages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+const TRUNK_VERSION: &str = "0.21.14";
+const LAVAPIPE_ICD: &str = "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => serve(&args[1..]),
+        Some("test") => test(),
+        Some("bench") => bench(&args[1..]),
+        Some("build") => build_page().map(|_| ()),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 serve [--port N]   build the lab and serve it on http://127.0.0.1:8080 (or N)\n\
+                 test               run every test: engine, CLI, wgpu on lavapipe, the page in headless Chromium\n\
+                 bench [--steps N]  training speed of baby GPT natively (CPU, and GPU where there is one)\n\
+                 build              build the page into dist/"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn say(msg: &str) {
+    eprintln!("\x1b[1mxtask:\x1b[0m {msg}");
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+    let cache = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| home.join(".cache"));
+    cache.join("objlab").join("target")
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root()).env("CARGO_TARGET_DIR", target_dir());
+    c
+}
+
+fn run(mut cmd: Command, what: &str) -> Result<(), String> {
+    let started = Instant::now();
+    let status = cmd.status().map_err(|e| format!("{what}: could not start: {e}"))?;
+    if !status.success() {
+        return Err(format!("{what} failed ({status})"));
+    }
+    say(&format!("{what}: done in {:.0} s", started.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn cargo_bin(name: &str) -> PathBuf {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"));
+    home.join("bin").join(name)
+}
+
+/// A program on PATH or in cargo's bin folder.
+fn find_program(name: &str) -> Option<PathBuf> {
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    let p = cargo_bin(name);
+    p.is_file().then_some(p)
+}
+
+/// The wasm-bindgen version pinned in Cargo.lock (wasm-bindgen-cli must match it exactly).
+fn locked_wasm_bindgen() -> Result<String, String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\"" {
+            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return Ok(v.trim_end_matches('"').to_string());
+            }
+        }
+    }
+    Err("Cargo.lock names no wasm-bindgen".into())
+}
+
+fn apt_install(packages: &[&str], why: &str) -> Result<(), String> {
+    let is_root = output("id", &["-u"]).map(|s| s.trim() == "0").unwrap_or(false);
+    if !is_root || find_program("apt-get").is_none() {
+        return Err(format!(
+            "{why} needs the Debian packages {}; install them (apt-get install {}) and run again",
+            packages.join(", "),
+            packages.join(" ")
+        ));
+    }
+    say(&format!("installing {} with apt-get ({why})", packages.join(", ")));
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-qq"]);
+    run(update, "apt-get update")?;
+    let mut install = Command::new("apt-get");
+    install.env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-qq", "--no-install-recommends"]).args(packages);
+    run(install, "apt-get install")
+}
+
+/// wasm32 target, trunk and wasm-bindgen-cli: what building the page needs.
+fn ensure_web_tools() -> Result<(), String> {
+    let targets = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if !targets.lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
+        say("adding the Rust target wasm32-unknown-unknown (rustup)");
+        let mut c = Command::new("rustup");
+        c.args(["target", "add", "wasm32-unknown-unknown"]);
+        run(c, "rustup target add")?;
+    }
+    let trunk_ok = find_program("trunk")
+        .and_then(|p| output(p.to_str()?, &["--version"]))
+        .map(|v| v.contains(TRUNK_VERSION))
+        .unwrap_or(false);
+    if !trunk_ok {
+        say(&format!("installing trunk {TRUNK_VERSION} from crates.io (a few minutes, once)"));
+        let mut c = Command::new("cargo");
+        c.args(["install", "--locked", &format!("trunk@{TRUNK_VERSION}")]);
+        run(c, "cargo install trunk")?;
+    }
+    let wb = locked_wasm_bindgen()?;
+    let wb_ok = find_program("wasm-bindgen")
+        .and_then(|p| output(p.to_str()?, &["--version"]))
+        .map(|v| v.split_whitespace().nth(1) == Some(wb.as_str()))
+        .unwrap_or(false);
+    if !wb_ok {
+        // Not --locked: wasm-bindgen-cli's own lock names a crate version the registry lacks.
+        say(&format!("installing wasm-bindgen-cli {wb} from crates.io (it must equal Cargo.lock's wasm-bindgen)"));
+        let mut c = Command::new("cargo");
+        c.args(["install", "--force", &format!("wasm-bindgen-cli@{wb}")]);
+        run(c, "cargo install wasm-bindgen-cli")?;
+    }
+    Ok(())
+}
+
+/// Chromium + chromedriver for the browser tests, lavapipe for native wgpu without a GPU.
+fn ensure_test_tools() -> Result<(), String> {
+    let mut missing = Vec::new();
+    if !Path::new("/usr/bin/chromium").exists() {
+        missing.push("chromium");
+    }
+    if !Path::new("/usr/bin/chromedriver").exists() {
+        missing.push("chromium-driver");
+    }
+    if !Path::new(LAVAPIPE_ICD).exists() {
+        missing.extend(["mesa-vulkan-drivers", "libvulkan1"]);
+    }
+    if !missing.is_empty() {
+        apt_install(&missing, "the browser and wgpu tests")?;
+    }
+    Ok(())
+}
+
+fn trunk() -> Command {
+    let program = find_program("trunk").unwrap_or_else(|| PathBuf::from("trunk"));
+    let mut c = Command::new(program);
+    c.current_dir(root()).env("CARGO_TARGET_DIR", target_dir());
+    // Make the cargo-installed wasm-bindgen visible to trunk, so it never downloads one.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    paths.insert(0, cargo_bin(""));
+    c.env("PATH", std::env::join_paths(paths).expect("valid PATH"));
+    c
+}
+
+/// Builds the page (release) into dist/ and returns that folder.
+fn build_page() -> Result<PathBuf, String> {
+    ensure_web_tools()?;
+    say(&format!("building the page with trunk (target folder {})", target_dir().display()));
+    let mut c = trunk();
+    c.args(["build", "--release"]);
+    run(c, "trunk build")?;
+    let dist = root().join("dist");
+    for f in ["objlab-app_bg.wasm", "objlab-worker_bg.wasm"] {
+        if let Ok(meta) = std::fs::metadata(dist.join(f)) {
+            say(&format!("{f}: {:.1} MB", meta.len() as f64 / 1e6));
+        }
+    }
+    Ok(dist)
+}
+
+fn serve(args: &[String]) -> Result<(), String> {
+    let mut port = "8080".to_string();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--port" => port = it.next().ok_or("--port needs a number")?.clone(),
+            other => return Err(format!("unknown option {other:?} (serve takes --port N)")),
+        }
+    }
+    port.parse::<u16>().map_err(|_| format!("--port {port:?} is not a port number"))?;
+    ensure_web_tools()?;
+    say(&format!("building and serving the lab on http://127.0.0.1:{port}/ (Ctrl-C to stop)"));
+    let mut c = trunk();
+    c.args(["serve", "--release", "--address", "127.0.0.1", "--port", &port]);
+    run(c, "trunk serve")
+}
+
+fn test() -> Result<(), String> {
+    let started = Instant::now();
+    ensure_test_tools()?;
+    say("native tests: engine (flex, and wgpu on lavapipe) and CLI");
+    let mut c = cargo();
+    c.args(["test", "--release", "-p", "objlab-engine", "-p", "objlab-cli"]);
+    if Path::new(LAVAPIPE_ICD).exists() {
+        c.env("VK_DRIVER_FILES", LAVAPIPE_ICD).env("OBJLAB_REQUIRE_WGPU", "1");
+    }
+    run(c, "native tests")?;
+    let dist = build_page()?;
+    say("browser tests: the page in headless Chromium (WebGPU on SwiftShader, and without WebGPU)");
+    let mut c = cargo();
+    c.args(["test", "--release", "-p", "objlab-e2e", "--", "--test-threads=1"])
+        .env("OBJLAB_DIST", &dist)
+        .env("CHROMIUM", "/usr/bin/chromium")
+        .env("CHROMEDRIVER", "/usr/bin/chromedriver");
+    run(c, "browser tests")?;
+    say(&format!("all tests passed in {:.0} s", started.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    let mut steps = "50".to_string();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--steps" => steps = it.next().ok_or("--steps needs a number")?.clone(),
+            other => return Err(format!("unknown option {other:?} (bench takes --steps N)")),
+        }
+    }
+    let mut c = cargo();
+    c.args(["build", "--release", "-p", "objlab-cli"]);
+    run(c, "building objlab")?;
+    let objlab = target_dir().join("release").join("objlab");
+    for device in ["cpu", "gpu"] {
+        say(&format!("baby GPT on {device}, {steps} steps"));
+        let status = Command::new(&objlab)
+            .args(["bench", "--preset", "baby-gpt", "--device", device, "--steps", &steps])
+            .status()
+            .map_err(|e| format!("objlab: {e}"))?;
+        if !status.success() {
+            say(&format!("no {device} figure on this machine"));
+        }
+    }
+    Ok(())
+}
