@@ -56,6 +56,12 @@ impl Lab {
     }
 
     pub fn apply(&self, message: FromWorker) {
+        // After a reset the page is idle at once; progress still in flight from the old run
+        // must not repaint the cleared page.
+        let idle = self.state.get_untracked() == RunState::Idle;
+        if idle && matches!(message, FromWorker::Metrics { .. } | FromWorker::Validation { .. } | FromWorker::Sample { .. }) {
+            return;
+        }
         match message {
             FromWorker::Ready => {}
             FromWorker::Device { kind, name, note } => {

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 
+use leptos::prelude::Set;
 use objlab_engine::protocol::{FromWorker, RunState, ToWorker};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
@@ -15,6 +16,9 @@ const WORKER_URL: &str = "./objlab-worker_loader.js";
 
 struct Link {
     worker: Worker,
+    /// Messages wait here until the worker says `Ready`: a worker drops messages that arrive
+    /// before its wasm module has installed its handler.
+    queue: Option<Vec<String>>,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_error: Closure<dyn FnMut(ErrorEvent)>,
 }
@@ -35,6 +39,7 @@ pub fn connect(lab: Lab) {
     };
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         match event.data().as_string().map(|s| FromWorker::from_json(&s)) {
+            Some(Ok(FromWorker::Ready)) => flush(lab),
             Some(Ok(message)) => lab.apply(message),
             Some(Err(e)) => lab.push_error(e),
             None => lab.push_error("the worker sent a message that is not text".into()),
@@ -50,7 +55,7 @@ pub fn connect(lab: Lab) {
     });
     worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-    LINK.with(|l| *l.borrow_mut() = Some(Link { worker, _on_message: on_message, _on_error: on_error }));
+    LINK.with(|l| *l.borrow_mut() = Some(Link { worker, queue: Some(Vec::new()), _on_message: on_message, _on_error: on_error }));
 }
 
 fn disconnect() {
@@ -61,13 +66,29 @@ fn disconnect() {
     });
 }
 
-/// Sends a message to the worker; reports on the page if there is none.
-pub fn send(lab: Lab, message: &ToWorker) {
-    let sent = LINK.with(|l| match l.borrow().as_ref() {
-        Some(link) => link.worker.post_message(&message.to_json().into()).map_err(|e| format!("{e:?}")),
+/// The worker is listening: sends what waited for it.
+fn flush(lab: Lab) {
+    let waiting = LINK.with(|l| l.borrow_mut().as_mut().and_then(|link| link.queue.take())).unwrap_or_default();
+    for json in waiting {
+        post(lab, json);
+    }
+}
+
+fn post(lab: Lab, json: String) {
+    let sent = LINK.with(|l| match l.borrow_mut().as_mut() {
+        Some(Link { queue: Some(queue), .. }) => {
+            queue.push(json);
+            Ok(())
+        }
+        Some(link) => link.worker.post_message(&json.into()).map_err(|e| format!("{e:?}")),
         None => Err("no worker".into()),
     });
     if let Err(e) = sent {
         lab.push_error(format!("could not reach the training worker: {e}"));
     }
+}
+
+/// Sends a message to the worker (after it is ready); reports on the page if there is none.
+pub fn send(lab: Lab, message: &ToWorker) {
+    post(lab, message.to_json());
 }

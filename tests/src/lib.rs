@@ -145,6 +145,11 @@ impl Browser {
             .into_json()
             .unwrap();
         let session = response["value"]["sessionId"].as_str().expect("a session id").to_string();
+        // SwiftShader compiles WebGPU pipelines on the CPU; on two cores that can starve the
+        // page's main thread for tens of seconds, so scripts get longer than the default 30 s.
+        ureq::post(&format!("{base}/session/{session}/timeouts"))
+            .send_json(json!({"script": 240_000}))
+            .expect("set the script timeout");
         Self { driver, base, session, _profile: TempDir(profile) }
     }
 
@@ -160,7 +165,13 @@ impl Browser {
     pub fn eval(&self, script: &str) -> Value {
         let response: Value = ureq::post(&self.url("execute/sync"))
             .send_json(json!({"script": script, "args": []}))
-            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+            .unwrap_or_else(|e| {
+                let body = match e {
+                    ureq::Error::Status(_, r) => r.into_string().unwrap_or_default(),
+                    other => other.to_string(),
+                };
+                panic!("script failed: {body}\n{script}")
+            })
             .into_json()
             .unwrap();
         response["value"].clone()

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
                 "usage: cargo xtask <command>\n\n\
                  serve [--port N]   build the lab and serve it on http://127.0.0.1:8080 (or N)\n\
                  test               run every test: engine, CLI, wgpu on lavapipe, the page in headless Chromium\n\
-                 bench [--steps N]  training speed of baby GPT natively (CPU, and GPU where there is one)\n\
+                 bench [--steps N] [--browser]  baby-GPT speed natively (CPU, GPU where there is one) and in Chromium\n\
                  build              build the page into dist/"
             );
             return ExitCode::from(2);
@@ -251,25 +251,40 @@ fn test() -> Result<(), String> {
 
 fn bench(args: &[String]) -> Result<(), String> {
     let mut steps = "50".to_string();
+    let mut browser = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--steps" => steps = it.next().ok_or("--steps needs a number")?.clone(),
-            other => return Err(format!("unknown option {other:?} (bench takes --steps N)")),
+            "--browser" => browser = true,
+            other => return Err(format!("unknown option {other:?} (bench takes --steps N and --browser)")),
         }
     }
+    steps.parse::<usize>().map_err(|_| format!("--steps {steps:?} is not a number"))?;
     let mut c = cargo();
     c.args(["build", "--release", "-p", "objlab-cli"]);
     run(c, "building objlab")?;
     let objlab = target_dir().join("release").join("objlab");
     for device in ["cpu", "gpu"] {
-        say(&format!("baby GPT on {device}, {steps} steps"));
+        say(&format!("baby GPT natively on {device}, {steps} steps"));
         let status = Command::new(&objlab)
             .args(["bench", "--preset", "baby-gpt", "--device", device, "--steps", &steps])
             .status()
             .map_err(|e| format!("objlab: {e}"))?;
         if !status.success() {
             say(&format!("no {device} figure on this machine"));
+        }
+    }
+    if browser {
+        ensure_test_tools()?;
+        let dist = build_page()?;
+        // SwiftShader takes ~35 s a step on two cores: few steps there.
+        for (device, n) in [("cpu", "20"), ("gpu", "3")] {
+            say(&format!("baby GPT in headless Chromium on {device}, {n} steps after the first"));
+            let mut c = cargo();
+            c.args(["run", "--quiet", "--release", "-p", "objlab-e2e", "--bin", "browser-bench", "--", "baby-gpt", device, n])
+                .env("OBJLAB_DIST", &dist);
+            run(c, "browser benchmark")?;
         }
     }
     Ok(())

@@ -58,6 +58,7 @@ pub fn Controls(lab: Lab) -> impl IntoView {
         lab.clear_run();
         lab.errors.set(Vec::new());
         lab.steps.set(spec.train.steps);
+        lab.state.set(RunState::Loading);
         worker_link::send(lab, &ToWorker::Start { spec });
     };
     let pause = move |_| {
@@ -69,10 +70,10 @@ pub fn Controls(lab: Lab) -> impl IntoView {
         // A crashed worker is replaced; a live one forgets its run.
         if lab.state.get_untracked() == RunState::Failed {
             worker_link::connect(lab);
-            lab.state.set(RunState::Idle);
         } else {
             worker_link::send(lab, &ToWorker::Reset);
         }
+        lab.state.set(RunState::Idle);
         lab.clear_run();
         lab.errors.set(Vec::new());
         lab.device.set("not started".into());
@@ -87,28 +88,30 @@ pub fn Controls(lab: Lab) -> impl IntoView {
         <section class="controls">
             <label>
                 "Model "
-                <select data-testid="preset" prop:value=move || lab.spec.get().preset prop:disabled=busy
+                <select data-testid="preset" prop:disabled=busy
                     on:change=move |ev| set_option(lab, "preset", &event_target_value(&ev))>
-                    {preset_names().into_iter().map(|n| view! { <option value=n>{n}</option> }).collect_view()}
+                    {preset_names().into_iter().map(|n| view! {
+                        <option value=n prop:selected=move || lab.spec.get().preset == n>{n}</option>
+                    }).collect_view()}
                 </select>
             </label>
             <label>
                 "Objective "
-                <select data-testid="objective" prop:value=objective_value prop:disabled=busy
+                <select data-testid="objective" prop:disabled=busy
                     on:change=move |ev| set_option(lab, "objective", &event_target_value(&ev))>
                     {REGISTRY.iter().map(|o| {
                         let info = o.info();
-                        view! { <option value=info.id title=info.idea>{info.name}</option> }
+                        view! { <option value=info.id title=info.idea prop:selected=move || objective_value() == info.id>{info.name}</option> }
                     }).collect_view()}
                 </select>
             </label>
             <label>
                 "Device "
-                <select data-testid="device-choice" prop:value=device_value prop:disabled=busy
+                <select data-testid="device-choice" prop:disabled=busy
                     on:change=move |ev| set_option(lab, "device", &event_target_value(&ev))>
-                    <option value="auto">"WebGPU if available"</option>
-                    <option value="gpu">"WebGPU"</option>
-                    <option value="cpu">"CPU"</option>
+                    <option value="auto" prop:selected=move || device_value() == "auto">"WebGPU if available"</option>
+                    <option value="gpu" prop:selected=move || device_value() == "gpu">"WebGPU"</option>
+                    <option value="cpu" prop:selected=move || device_value() == "cpu">"CPU"</option>
                 </select>
             </label>
             <label>

@@ -59,4 +59,31 @@ mod tests {
         assert_eq!(p.attention, AttentionMode::Causal);
         assert_eq!(p.n_targets(), 6);
     }
+
+    proptest::proptest! {
+        /// For any clean batch: every position is scored, on exactly the next token.
+        #[test]
+        fn every_position_predicts_the_next_token(
+            batch in 1usize..5,
+            seq in 1usize..20,
+            seed in 0u64..1000,
+        ) {
+            let mut rng = Rng::seeded(seed);
+            let tokens: Vec<u32> = (0..batch * (seq + 1)).map(|_| rng.below(9) as u32).collect();
+            let clean = CleanBatch { batch, seq, tokens };
+            let tok = CharTokenizer::from_text("abcdefghi");
+            let params = Params::new();
+            let ctx = Context { tokenizer: &tok, params: &params };
+            let p = CausalLm.prepare(&clean, &ctx, &mut rng);
+            proptest::prop_assert_eq!(p.n_targets(), batch * seq);
+            for r in 0..batch {
+                let row = clean.row(r);
+                for t in 0..seq {
+                    proptest::prop_assert_eq!(p.inputs[r * seq + t], row[t]);
+                    proptest::prop_assert_eq!(p.targets[r * seq + t], row[t + 1] as i32);
+                }
+            }
+        }
+    }
 }
+

@@ -1,0 +1,56 @@
+//! The `objlab` command as a user runs it: JSON summaries, and clear errors for bad input.
+
+use std::process::{Command, Output};
+
+fn objlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_objlab")).args(args).output().expect("objlab runs")
+}
+
+fn last_json_line(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_else(|| panic!("no output; stderr: {}", String::from_utf8_lossy(&out.stderr)));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {line}"))
+}
+
+#[test]
+fn train_ends_with_a_json_summary() {
+    let out = objlab(&["train", "--preset", "tiny", "--steps", "12", "--device", "cpu", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = last_json_line(&out);
+    assert_eq!(v["objective"], "causal_lm");
+    let (first, last) = (v["first_loss"].as_f64().unwrap(), v["last_loss"].as_f64().unwrap());
+    assert!(first.is_finite() && last < first, "{v}");
+    assert!(v["val_loss"].as_f64().unwrap().is_finite());
+    assert!(v["steps_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_ends_with_one_json_line() {
+    let out = objlab(&["bench", "--preset", "tiny", "--device", "cpu", "--steps", "3"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = last_json_line(&out);
+    for key in ["preset", "device", "steps_per_s", "tokens_per_s", "final_train_loss", "val_loss"] {
+        assert!(!v[key].is_null(), "{key} missing in {v}");
+    }
+    assert_eq!(v["preset"], "tiny");
+    assert_eq!(v["device"], "cpu");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_listing_the_choices() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["train", "--preset", "huge"], "valid presets: baby-gpt, tiny"),
+        (&["train", "--preset", "tiny", "--objective", "gpt"], "valid objectives: causal_lm"),
+        (&["train", "--preset", "tiny", "--set", "colour=red"], "valid options:"),
+        (&["train", "--preset", "tiny", "--set", "lr=5"], "valid range"),
+        (&["train", "--preset", "tiny", "--data", "/nonexistent/corpus.txt"], "cannot read corpus"),
+        (&["train", "--device", "quantum"], "possible values: cpu, gpu"),
+    ];
+    for (args, expected) in cases {
+        let out = objlab(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{args:?}: expected {expected:?} in {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    }
+}
