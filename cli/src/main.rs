@@ -3,6 +3,8 @@
 //! ```text
 //! objlab train --preset baby-gpt --steps 2000 --device cpu
 //! objlab bench --preset baby-gpt --device gpu --steps 50
+//! objlab train --preset tiny --objective causal_lm=0.5,masked_lm=0.5 --set masked_lm.rate=0.3 --steps 200 --json
+//! objlab objectives            # the registry, with parameters and their ranges
 //! ```
 
 use std::path::PathBuf;
@@ -42,10 +44,12 @@ struct RunArgs {
     steps: Option<usize>,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceArg,
-    /// Objective or weighted mix, e.g. `causal_lm` or `causal_lm=1`
+    /// Objective or weighted mix, e.g. `masked_lm` or `causal_lm=0.7,masked_lm=0.3`
+    /// (parameters after `:`, e.g. `masked_lm:rate=0.3`); see `objlab objectives`
     #[arg(long)]
     objective: Option<String>,
-    /// Any other spec option, `key=value` (seed, lr, batch, …); repeatable
+    /// Any other spec option, `key=value` (seed, lr, batch, arch, …) or an objective's
+    /// parameter `<objective>.<parameter>=value` (e.g. `masked_lm.rate=0.3`); repeatable
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// Text file to train on instead of the built-in corpus
@@ -70,6 +74,15 @@ enum Command {
     },
     /// List presets and objectives
     List,
+    /// The objective registry: each objective, its paper, definition and parameters with ranges
+    Objectives {
+        /// Print the docs/objectives.md table instead
+        #[arg(long)]
+        markdown: bool,
+        /// Print the registry as JSON
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -91,6 +104,30 @@ fn run(cli: Cli) -> Result<(), String> {
             for o in objlab_engine::objectives::REGISTRY {
                 let i = o.info();
                 println!("objective {:<24} {} — {}", i.id, i.name, i.paper);
+            }
+            Ok(())
+        }
+        Command::Objectives { markdown, json } => {
+            use objlab_engine::objectives::{ParamKind, REGISTRY, markdown_table};
+            if markdown {
+                print!("{}", markdown_table());
+            } else if json {
+                let infos: Vec<_> = REGISTRY.iter().map(|o| o.info()).collect();
+                println!("{}", serde_json::to_string_pretty(&infos).expect("registry serialises"));
+            } else {
+                for o in REGISTRY {
+                    let i = o.info();
+                    println!("{}  —  {}\n  paper: {}\n  {}", i.id, i.name, i.paper, i.definition);
+                    for p in i.params {
+                        let range = match p.kind {
+                            ParamKind::Number { min, max, default, .. } => format!("{min} to {max}, default {default}"),
+                            ParamKind::Words { default } => format!("comma-separated words, default {default:?}"),
+                        };
+                        println!("    {}.{} = {}  ({range}): {}", i.id, p.key, p.label, p.help);
+                    }
+                    println!();
+                }
+                println!("mix objectives with weights: --objective causal_lm=0.5,masked_lm=0.5; set parameters with --set <objective>.<parameter>=value");
             }
             Ok(())
         }
@@ -179,7 +216,8 @@ fn train(args: RunArgs, json: bool) -> Result<(), String> {
         println!(
             "{}",
             serde_json::json!({
-                "objective": spec.runs[0].objectives.iter().map(|o| o.id.clone()).collect::<Vec<_>>().join("+"),
+                "objective": objlab_engine::spec::objective_mix_text(&spec.runs[0].objectives),
+                "arch": spec.model.arch,
                 "first_loss": losses.first(),
                 "last_loss": losses.last(),
                 "val_loss": val,
@@ -187,8 +225,10 @@ fn train(args: RunArgs, json: bool) -> Result<(), String> {
             })
         );
     } else {
-        let sample = pollster::block_on(trainer.sample("\n", spec.train.sample_len))?;
-        println!("{sample}\n");
+        if trainer.generates() {
+            let sample = pollster::block_on(trainer.sample("\n", spec.train.sample_len))?;
+            println!("{sample}\n");
+        }
         println!(
             "done: {steps} steps in {elapsed:.1} s ({steps_per_s:.2} steps/s); final train loss {:.4}, validation loss {val:.4}",
             losses.last().copied().unwrap_or(f32::NAN)

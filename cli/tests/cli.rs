@@ -25,6 +25,34 @@ fn train_ends_with_a_json_summary() {
 }
 
 #[test]
+fn any_objective_or_mixture_trains_with_parameters() {
+    let out = objlab(&[
+        "train", "--preset", "tiny", "--steps", "8", "--device", "cpu", "--json",
+        "--objective", "masked_lm=0.5,span_corruption=0.5", "--set", "masked_lm.rate=0.3", "--set", "arch=encoder_decoder",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = last_json_line(&out);
+    assert_eq!(v["objective"], "masked_lm=0.5:rate=0.3,span_corruption=0.5");
+    assert_eq!(v["arch"], "encoder_decoder");
+    assert!(v["last_loss"].as_f64().unwrap().is_finite());
+}
+
+#[test]
+fn objectives_lists_the_registry_with_ranges() {
+    let out = objlab(&["objectives"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for id in ["causal_lm", "prefix_lm", "masked_lm", "span_corruption", "ul2_mixture", "random_token_detection", "swapped_lm", "position_prediction", "contrastive", "conditional_training"] {
+        assert!(text.contains(id), "{id} missing from:\n{text}");
+    }
+    assert!(text.contains("masked_lm.rate") && text.contains("0.01 to 0.5, default 0.15"), "{text}");
+    let json = objlab(&["objectives", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 10);
+    assert_eq!(v[2]["params"][0]["min"], 0.01);
+}
+
+#[test]
 fn bench_ends_with_one_json_line() {
     let out = objlab(&["bench", "--preset", "tiny", "--device", "cpu", "--steps", "3"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -45,6 +73,9 @@ fn bad_input_gets_a_clear_error_listing_the_choices() {
         (&["train", "--preset", "tiny", "--set", "lr=5"], "valid range"),
         (&["train", "--preset", "tiny", "--data", "/nonexistent/corpus.txt"], "cannot read corpus"),
         (&["train", "--device", "quantum"], "possible values: cpu, gpu"),
+        (&["train", "--preset", "tiny", "--objective", "masked_lm:rate=0.9"], "valid range is 0.01 to 0.5"),
+        (&["train", "--preset", "tiny", "--objective", "causal_lm=0,masked_lm=0"], "all zero"),
+        (&["train", "--preset", "tiny", "--set", "masked_lm.rate=0.2"], "has no masked_lm"),
     ];
     for (args, expected) in cases {
         let out = objlab(args);

@@ -15,6 +15,34 @@ use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
 
+/// Which stack(s) the model has. The objective decides the attention pattern; the
+/// architecture decides how that pattern is realised (Tay et al. 2022, UL2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    /// One stack. With the objective's mask it is a causal decoder (GPT), a non-causal
+    /// (prefix) decoder, or an encoder (bidirectional, BERT).
+    #[default]
+    Decoder,
+    /// Two stacks, as T5: the encoder reads a batch's prefix bidirectionally, the decoder
+    /// reads the rest causally and attends to the encoder's output (cross-attention).
+    /// Batches without a prefix use one stack: bidirectional ones the encoder, causal ones
+    /// the decoder.
+    EncoderDecoder,
+}
+
+impl Architecture {
+    pub const NAMES: &'static [&'static str] = &["decoder", "encoder_decoder"];
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "decoder" => Ok(Self::Decoder),
+            "encoder_decoder" | "encoder-decoder" => Ok(Self::EncoderDecoder),
+            _ => Err(format!("unknown architecture {s:?}; valid architectures: {}", Self::NAMES.join(", "))),
+        }
+    }
+}
+
 /// Size of the model. nanoGPT's names; the presets live in [`crate::spec`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -24,6 +52,8 @@ pub struct ModelConfig {
     pub d_model: usize,
     /// Longest sequence the model sees (nanoGPT's `block_size`).
     pub block_size: usize,
+    #[serde(default)]
+    pub arch: Architecture,
 }
 
 impl ModelConfig {
@@ -31,7 +61,13 @@ impl ModelConfig {
     pub fn n_params(&self, vocab: usize) -> usize {
         let d = self.d_model;
         let per_block = 2 * 2 * d /* two LayerNorms */ + d * 3 * d + d * d + d * 4 * d + 4 * d * d;
-        vocab * d + self.block_size * d + self.n_layer * per_block + 2 * d
+        let heads = d /* binary */ + d * self.block_size /* position */ + d * d /* projection */;
+        let base = vocab * d + self.block_size * d + self.n_layer * per_block + 2 * d + heads;
+        match self.arch {
+            Architecture::Decoder => base,
+            // + encoder stack and its final LayerNorm, + a cross-attention sublayer per decoder block
+            Architecture::EncoderDecoder => base + self.n_layer * per_block + 2 * d + self.n_layer * (2 * d + 4 * d * d),
+        }
     }
 }
 
@@ -45,6 +81,9 @@ pub enum AttentionMode {
     /// Row r: the first `prefix[r]` tokens see each other fully; later tokens see the prefix
     /// and the tokens before them (non-causal decoder, prefix LM).
     Prefix(Vec<usize>),
+    /// Causal or bidirectional, and the keys with `visible[row * seq + k] == false` are hidden
+    /// from every query but their own (MP3's key masking).
+    KeyMask { causal: bool, seq: usize, visible: Vec<bool> },
 }
 
 impl AttentionMode {
@@ -54,23 +93,99 @@ impl AttentionMode {
             AttentionMode::Causal => k <= q,
             AttentionMode::Bidirectional => true,
             AttentionMode::Prefix(prefix) => k <= q || k < prefix[row],
+            AttentionMode::KeyMask { causal, seq, visible } => (!causal || k <= q) && (k == q || visible[row * seq + k]),
         }
+    }
+
+    /// Whether the mask differs between rows (and so needs one bias per row).
+    fn per_row(&self) -> bool {
+        matches!(self, AttentionMode::Prefix(_) | AttentionMode::KeyMask { .. })
     }
 
     /// Additive attention bias `[rows, 1, seq, seq]`: 0 where allowed, -1e9 where blocked.
     /// Causal and bidirectional masks are the same for every row, so they get one row that
     /// broadcasts over the batch.
     pub fn bias(&self, batch: usize, seq: usize, device: &Device) -> Tensor<4> {
-        let rows = if matches!(self, AttentionMode::Prefix(_)) { batch } else { 1 };
-        let mut values = Vec::with_capacity(rows * seq * seq);
-        for r in 0..rows {
-            for q in 0..seq {
-                for k in 0..seq {
-                    values.push(if self.allows(r, q, k) { 0.0f32 } else { -1e9 });
-                }
+        let rows = if self.per_row() { batch } else { 1 };
+        bias_from(rows, seq, device, |r, q, k| self.allows(r, q, k))
+    }
+}
+
+fn bias_from(rows: usize, seq: usize, device: &Device, allows: impl Fn(usize, usize, usize) -> bool) -> Tensor<4> {
+    let mut values = Vec::with_capacity(rows * seq * seq);
+    for r in 0..rows {
+        for q in 0..seq {
+            for k in 0..seq {
+                values.push(if allows(r, q, k) { 0.0f32 } else { -1e9 });
             }
         }
-        Tensor::from_data(TensorData::new(values, [rows, 1, seq, seq]), device)
+    }
+    Tensor::from_data(TensorData::new(values, [rows, 1, seq, seq]), device)
+}
+
+/// The masks of an encoder–decoder pass over packed rows "prefix ⧺ rest" (all [batch, 1, seq, seq]).
+/// Row r's encoder reads positions < p; its decoder reads positions ≥ p − 1 (the last prefix
+/// token plays T5's start token) causally, and attends to the encoder at positions < p.
+pub struct EncoderDecoderMasks {
+    pub encoder: Tensor<4>,
+    pub decoder: Tensor<4>,
+    pub cross: Tensor<4>,
+    /// keep: [batch, seq, 1], 1 at encoder positions (< p), 0 elsewhere, so that cross
+    /// attention never reads the encoder's output at positions the decoder predicts.
+    pub keep: Tensor<3>,
+}
+
+impl EncoderDecoderMasks {
+    pub fn new(prefix: &[usize], seq: usize, device: &Device) -> Self {
+        let b = prefix.len();
+        let start = |r: usize| prefix[r].saturating_sub(1);
+        let keep: Vec<f32> = (0..b).flat_map(|r| (0..seq).map(move |k| if k < prefix[r] { 1.0 } else { 0.0 })).collect();
+        Self {
+            encoder: bias_from(b, seq, device, |r, q, k| q == k || (q < prefix[r] && k < prefix[r])),
+            decoder: bias_from(b, seq, device, |r, q, k| q == k || (k <= q && k >= start(r))),
+            cross: bias_from(b, seq, device, |r, _q, k| k < prefix[r]),
+            keep: Tensor::from_data(TensorData::new(keep, [b, seq, 1]), device),
+        }
+    }
+}
+
+/// Which output head scores the hidden states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Head {
+    /// Next/original token over the vocabulary (weight-tied to the token embedding).
+    Vocab,
+    /// One logit per position: replaced or original (RTD).
+    Binary,
+    /// `block_size` classes per position: where is this token (MP3).
+    Position,
+    /// Mean-pooled, projected, unit-length vector per row (contrastive).
+    Projection,
+}
+
+/// Which stacks a batch runs through.
+pub enum Route {
+    /// One stack (`blocks`) with one mask: every batch on the decoder architecture.
+    Single(Tensor<4>),
+    /// Encoder–decoder architecture, batch without a prefix and not causal: encoder only.
+    EncoderOnly(Tensor<4>),
+    /// Encoder–decoder architecture, causal batch: decoder only, no cross-attention.
+    DecoderOnly(Tensor<4>),
+    /// Encoder–decoder architecture, prefix batch: both stacks.
+    Both(EncoderDecoderMasks),
+}
+
+impl Route {
+    /// The route of a batch with attention `mode` on architecture `arch`.
+    pub fn new(mode: &AttentionMode, arch: Architecture, batch: usize, seq: usize, device: &Device) -> Self {
+        match (arch, mode) {
+            (Architecture::Decoder, mode) => Route::Single(mode.bias(batch, seq, device)),
+            (Architecture::EncoderDecoder, AttentionMode::Prefix(prefix)) => Route::Both(EncoderDecoderMasks::new(prefix, seq, device)),
+            (Architecture::EncoderDecoder, AttentionMode::Causal | AttentionMode::KeyMask { causal: true, .. }) => {
+                Route::DecoderOnly(mode.bias(batch, seq, device))
+            }
+            (Architecture::EncoderDecoder, mode) => Route::EncoderOnly(mode.bias(batch, seq, device)),
+        }
     }
 }
 
@@ -78,19 +193,25 @@ impl AttentionMode {
 pub struct ModelInput {
     /// x: [batch, seq] token ids
     pub tokens: Tensor<2, Int>,
-    /// [rows, 1, seq, seq] additive attention bias, see [`AttentionMode::bias`]
-    pub attention_bias: Tensor<4>,
+    pub route: Route,
     /// Whether learned position embeddings are added (position-prediction objectives turn
     /// them off so that position must be inferred).
     pub use_positions: bool,
+    /// [batch, seq, d_model] multiplier of the input embeddings (dropout keep-mask / (1 − p)),
+    /// drawn on the CPU from the run's RNG so runs stay reproducible on every device.
+    pub embed_mask: Option<Tensor<3>>,
+    pub head: Head,
 }
 
 /// What the model gives back.
 pub struct ModelOutput {
-    /// logits: [batch, seq, vocab] from the weight-tied head
+    /// logits: [batch, seq, classes] of the requested head (vocab, 1 or block_size classes);
+    /// for the projection head, the hidden states.
     pub logits: Tensor<3>,
     /// hidden: [batch, seq, d_model] final hidden states (after the last LayerNorm)
     pub hidden: Tensor<3>,
+    /// pooled: [batch, d_model] unit-length projections (projection head only)
+    pub pooled: Option<Tensor<2>>,
 }
 
 #[derive(Module, Debug)]
@@ -104,6 +225,23 @@ impl Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         self.proj.forward(gelu(self.fc.forward(x)))
     }
+}
+
+/// Scaled dot-product attention over heads.
+/// q, k, v: [batch, heads, seq, d_head], bias: [rows, 1, seq, seq] -> [batch, seq, d_model]
+fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> Tensor<3> {
+    let [b, h, s, dh] = q.dims();
+    // scores: [batch, heads, seq, seq]
+    let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt()) + bias;
+    let weights = softmax(scores, 3);
+    // y: [batch, heads, seq, d_head] -> [batch, seq, d_model]
+    weights.matmul(v).swap_dims(1, 2).reshape([b, s, h * dh])
+}
+
+/// [batch, seq, d_model] -> [batch, heads, seq, d_head]
+fn split_heads(x: Tensor<3>, h: usize) -> Tensor<4> {
+    let [b, s, d] = x.dims();
+    x.reshape([b, s, h, d / h]).swap_dims(1, 2)
 }
 
 #[derive(Module, Debug)]
@@ -125,12 +263,33 @@ impl SelfAttention {
         let q = qkv.clone().narrow(2, 0, 1).reshape([b, s, h, dh]).swap_dims(1, 2);
         let k = qkv.clone().narrow(2, 1, 1).reshape([b, s, h, dh]).swap_dims(1, 2);
         let v = qkv.narrow(2, 2, 1).reshape([b, s, h, dh]).swap_dims(1, 2);
-        // scores: [batch, heads, seq, seq]
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt()) + bias;
-        let weights = softmax(scores, 3);
-        // y: [batch, heads, seq, d_head] -> [batch, seq, d_model]
-        let y = weights.matmul(v).swap_dims(1, 2).reshape([b, s, d]);
-        self.proj.forward(y)
+        self.proj.forward(attend(q, k, v, bias))
+    }
+}
+
+/// The decoder's attention to the encoder's output (T5's cross-attention).
+#[derive(Module, Debug)]
+pub struct CrossAttention {
+    /// [d_model, d_model]
+    q: Linear,
+    /// Keys and values from the encoder output: [d_model, 2 * d_model].
+    kv: Linear,
+    proj: Linear,
+    n_head: usize,
+}
+
+impl CrossAttention {
+    /// x: [batch, seq, d_model] (decoder), memory: [batch, seq, d_model] (encoder output),
+    /// bias: [batch, 1, seq, seq] -> [batch, seq, d_model]
+    fn forward(&self, x: Tensor<3>, memory: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
+        let [b, s, d] = memory.dims();
+        let h = self.n_head;
+        let q = split_heads(self.q.forward(x), h);
+        // kv: [batch, seq, 2, d_model]
+        let kv = self.kv.forward(memory).reshape([b, s, 2, d]);
+        let k = split_heads(kv.clone().narrow(2, 0, 1).reshape([b, s, d]), h);
+        let v = split_heads(kv.narrow(2, 1, 1).reshape([b, s, d]), h);
+        self.proj.forward(attend(q, k, v, bias))
     }
 }
 
@@ -138,6 +297,9 @@ impl SelfAttention {
 pub struct Block {
     ln_1: LayerNorm,
     attn: SelfAttention,
+    /// Decoder blocks of the encoder–decoder architecture only.
+    ln_cross: Option<LayerNorm>,
+    cross: Option<CrossAttention>,
     ln_2: LayerNorm,
     mlp: Mlp,
 }
@@ -148,6 +310,16 @@ impl Block {
         let x = x.clone() + self.attn.forward(self.ln_1.forward(x), bias);
         x.clone() + self.mlp.forward(self.ln_2.forward(x))
     }
+
+    /// Self-attention, then cross-attention to `memory`, then the MLP (a T5 decoder block).
+    fn forward_cross(&self, x: Tensor<3>, bias: Tensor<4>, memory: Tensor<3>, cross_bias: Tensor<4>) -> Tensor<3> {
+        let (Some(ln), Some(cross)) = (&self.ln_cross, &self.cross) else {
+            return self.forward(x, bias);
+        };
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), bias);
+        let x = x.clone() + cross.forward(ln.forward(x), memory, cross_bias);
+        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+    }
 }
 
 #[derive(Module, Debug)]
@@ -156,8 +328,18 @@ pub struct Transformer {
     wte: Embedding,
     /// Learned position embedding.
     wpe: Embedding,
+    /// The decoder (or the single stack).
     blocks: Vec<Block>,
     ln_f: LayerNorm,
+    /// The encoder stack (empty on the decoder architecture) and its final LayerNorm.
+    encoder: Vec<Block>,
+    ln_enc: Option<LayerNorm>,
+    /// Replaced-or-original logit (RTD): [d_model, 1].
+    binary_head: Linear,
+    /// Position classes (MP3): [d_model, block_size].
+    position_head: Linear,
+    /// Contrastive projection of the pooled representation: [d_model, d_model].
+    projection: Linear,
 }
 
 /// A weight matrix drawn from N(0, std²) on the CPU (nanoGPT's init).
@@ -175,53 +357,107 @@ fn embedding(n: usize, d: usize, rng: &mut Rng, device: &Device) -> Embedding {
     Embedding { weight: normal_param([n, d], 0.02, rng, device) }
 }
 
+fn block(config: &ModelConfig, with_cross: bool, rng: &mut Rng, device: &Device) -> Block {
+    let d = config.d_model;
+    // GPT-2 scales the residual projections by 1/sqrt(2 * n_layer).
+    let proj_std = 0.02 / ((2 * config.n_layer) as f64).sqrt();
+    Block {
+        ln_1: LayerNormConfig::new(d).init(device),
+        attn: SelfAttention { qkv: linear(d, 3 * d, 0.02, rng, device), proj: linear(d, d, proj_std, rng, device), n_head: config.n_head },
+        ln_cross: with_cross.then(|| LayerNormConfig::new(d).init(device)),
+        cross: with_cross.then(|| CrossAttention {
+            q: linear(d, d, 0.02, rng, device),
+            kv: linear(d, 2 * d, 0.02, rng, device),
+            proj: linear(d, d, proj_std, rng, device),
+            n_head: config.n_head,
+        }),
+        ln_2: LayerNormConfig::new(d).init(device),
+        mlp: Mlp { fc: linear(d, 4 * d, 0.02, rng, device), proj: linear(4 * d, d, proj_std, rng, device) },
+    }
+}
+
 impl Transformer {
     pub fn new(config: &ModelConfig, vocab_size: usize, rng: &mut Rng, device: &Device) -> Self {
         let d = config.d_model;
-        // GPT-2 scales the residual projections by 1/sqrt(2 * n_layer).
-        let proj_std = 0.02 / ((2 * config.n_layer) as f64).sqrt();
-        let blocks = (0..config.n_layer)
-            .map(|_| Block {
-                ln_1: LayerNormConfig::new(d).init(device),
-                attn: SelfAttention {
-                    qkv: linear(d, 3 * d, 0.02, rng, device),
-                    proj: linear(d, d, proj_std, rng, device),
-                    n_head: config.n_head,
-                },
-                ln_2: LayerNormConfig::new(d).init(device),
-                mlp: Mlp {
-                    fc: linear(d, 4 * d, 0.02, rng, device),
-                    proj: linear(4 * d, d, proj_std, rng, device),
-                },
-            })
-            .collect();
+        let enc_dec = config.arch == Architecture::EncoderDecoder;
+        let blocks = (0..config.n_layer).map(|_| block(config, enc_dec, rng, device)).collect();
+        let encoder = if enc_dec { (0..config.n_layer).map(|_| block(config, false, rng, device)).collect() } else { Vec::new() };
         Self {
             wte: embedding(vocab_size, d, rng, device),
             wpe: embedding(config.block_size, d, rng, device),
             blocks,
             ln_f: LayerNormConfig::new(d).init(device),
+            encoder,
+            ln_enc: enc_dec.then(|| LayerNormConfig::new(d).init(device)),
+            binary_head: linear(d, 1, 0.02, rng, device),
+            position_head: linear(d, config.block_size, 0.02, rng, device),
+            projection: linear(d, d, 0.02, rng, device),
         }
     }
 
-    pub fn forward(&self, input: &ModelInput) -> ModelOutput {
-        let [b, s] = input.tokens.dims();
-        // x: [batch, seq, d_model]
+    /// Token (+ position) embeddings, with the dropout mask if any.
+    /// tokens: [batch, seq] -> x: [batch, seq, d_model]
+    fn embed(&self, input: &ModelInput) -> Tensor<3> {
+        let [_, s] = input.tokens.dims();
         let mut x = self.wte.forward(input.tokens.clone());
         if input.use_positions {
             // pos: [1, seq, d_model], broadcast over the batch
             let pos = self.wpe.weight.val().narrow(0, 0, s).unsqueeze::<3>();
             x = x + pos;
         }
-        for block in &self.blocks {
-            x = block.forward(x, input.attention_bias.clone());
+        if let Some(mask) = &input.embed_mask {
+            x = x * mask.clone();
         }
-        let hidden = self.ln_f.forward(x);
-        let d = hidden.dims()[2];
-        // logits: [batch * seq, d_model] x [d_model, vocab] -> [batch, seq, vocab]
-        let wte_t = self.wte.weight.val().transpose();
-        let vocab = wte_t.dims()[1];
-        let logits = hidden.clone().reshape([b * s, d]).matmul(wte_t).reshape([b, s, vocab]);
-        ModelOutput { logits, hidden }
+        x
+    }
+
+    fn run_encoder(&self, mut x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
+        for block in &self.encoder {
+            x = block.forward(x, bias.clone());
+        }
+        self.ln_enc.as_ref().expect("encoder–decoder model has an encoder norm").forward(x)
+    }
+
+    pub fn forward(&self, input: &ModelInput) -> ModelOutput {
+        let x = self.embed(input);
+        let hidden = match &input.route {
+            Route::Single(bias) | Route::DecoderOnly(bias) => {
+                let mut x = x;
+                for block in &self.blocks {
+                    x = block.forward(x, bias.clone());
+                }
+                self.ln_f.forward(x)
+            }
+            Route::EncoderOnly(bias) => self.run_encoder(x, bias.clone()),
+            Route::Both(masks) => {
+                // memory: [batch, seq, d_model], zero where the decoder must not look
+                let memory = self.run_encoder(x.clone(), masks.encoder.clone()) * masks.keep.clone();
+                let mut x = x;
+                for block in &self.blocks {
+                    x = block.forward_cross(x, masks.decoder.clone(), memory.clone(), masks.cross.clone());
+                }
+                self.ln_f.forward(x)
+            }
+        };
+        let [b, s, d] = hidden.dims();
+        let (logits, pooled) = match input.head {
+            Head::Vocab => {
+                // logits: [batch * seq, d_model] x [d_model, vocab] -> [batch, seq, vocab]
+                let wte_t = self.wte.weight.val().transpose();
+                let vocab = wte_t.dims()[1];
+                (hidden.clone().reshape([b * s, d]).matmul(wte_t).reshape([b, s, vocab]), None)
+            }
+            Head::Binary => (self.binary_head.forward(hidden.clone()), None),
+            Head::Position => (self.position_head.forward(hidden.clone()), None),
+            Head::Projection => {
+                // pooled: mean over positions [batch, d_model] -> projection -> unit length
+                let mean = hidden.clone().mean_dim(1).reshape([b, d]);
+                let z = self.projection.forward(mean);
+                let norm = z.clone().powi_scalar(2).sum_dim(1).add_scalar(1e-8).sqrt();
+                (hidden.clone(), Some(z / norm))
+            }
+        };
+        ModelOutput { logits, hidden, pooled }
     }
 
     /// Token embedding table, for views and probes: [vocab, d_model].
@@ -248,10 +484,65 @@ mod tests {
 
     #[test]
     fn parameter_count_matches_the_module() {
-        let cfg = ModelConfig { n_layer: 2, n_head: 2, d_model: 16, block_size: 8 };
+        for arch in [Architecture::Decoder, Architecture::EncoderDecoder] {
+            let cfg = ModelConfig { n_layer: 2, n_head: 2, d_model: 16, block_size: 8, arch };
+            let device = Device::flex();
+            let model = Transformer::new(&cfg, 11, &mut Rng::seeded(0), &device);
+            assert_eq!(model.num_params(), cfg.n_params(11), "{arch:?}");
+        }
+    }
+
+    /// For every attention mode on both architectures: changing a token that a position must
+    /// not see leaves that position's logits exactly unchanged (and changing a visible one
+    /// changes them, so the test can fail).
+    #[test]
+    fn invisible_tokens_do_not_leak() {
+        let (b, s, vocab) = (2, 7, 11);
         let device = Device::flex();
-        let model = Transformer::new(&cfg, 11, &mut Rng::seeded(0), &device);
-        assert_eq!(model.num_params(), cfg.n_params(11));
+        let mut rng = Rng::seeded(4);
+        let tokens: Vec<i32> = (0..b * s).map(|_| rng.below(vocab) as i32).collect();
+        let modes = [
+            AttentionMode::Causal,
+            AttentionMode::Bidirectional,
+            AttentionMode::Prefix(vec![3, 1]),
+            AttentionMode::KeyMask { causal: true, seq: s, visible: (0..b * s).map(|i| i % 3 != 1).collect() },
+            AttentionMode::KeyMask { causal: false, seq: s, visible: (0..b * s).map(|i| i % 4 != 2).collect() },
+        ];
+        for arch in [Architecture::Decoder, Architecture::EncoderDecoder] {
+            let cfg = ModelConfig { n_layer: 2, n_head: 2, d_model: 16, block_size: s, arch };
+            let model = Transformer::new(&cfg, vocab, &mut Rng::seeded(9), &device);
+            let logits = |toks: &[i32], mode: &AttentionMode| -> Vec<f32> {
+                let input = ModelInput {
+                    tokens: Tensor::from_data(TensorData::new(toks.to_vec(), [b, s]), &device),
+                    route: Route::new(mode, arch, b, s, &device),
+                    use_positions: true,
+                    embed_mask: None,
+                    head: Head::Vocab,
+                };
+                model.forward(&input).logits.into_data().try_to_vec::<f32>().unwrap()
+            };
+            for mode in &modes {
+                let base = logits(&tokens, mode);
+                let mut saw_change = false;
+                for r in 0..b {
+                    for j in 0..s {
+                        let mut changed = tokens.clone();
+                        changed[r * s + j] = (changed[r * s + j] + 1) % vocab as i32;
+                        let out = logits(&changed, mode);
+                        for q in 0..s {
+                            let at = (r * s + q) * vocab;
+                            let same = base[at..at + vocab] == out[at..at + vocab];
+                            if !mode.allows(r, q, j) {
+                                assert!(same, "{arch:?} {mode:?}: token {j} of row {r} leaked into position {q}");
+                            } else if !same {
+                                saw_change = true;
+                            }
+                        }
+                    }
+                }
+                assert!(saw_change, "{arch:?} {mode:?}: visible tokens must matter");
+            }
+        }
     }
 
     /// Finite-difference check of one block's backward pass (attention, LayerNorm, GELU MLP)
@@ -259,7 +550,7 @@ mod tests {
     #[test]
     fn block_gradient_matches_finite_differences() {
         let device = Device::flex().autodiff();
-        let cfg = ModelConfig { n_layer: 1, n_head: 2, d_model: 8, block_size: 5 };
+        let cfg = ModelConfig { n_layer: 1, n_head: 2, d_model: 8, block_size: 5, arch: Default::default() };
         let model = Transformer::new(&cfg, 7, &mut Rng::seeded(11), &device);
         let block = &model.blocks[0];
         let (b, s, d) = (2, 5, 8);

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::ModelConfig;
-use crate::objectives::{self, Params};
+use crate::model::{Architecture, ModelConfig};
+use crate::objectives::{self, ParamValue, Params};
 
 pub const SPEC_VERSION: u32 = 1;
 
@@ -91,6 +91,12 @@ pub struct ExperimentSpec {
 /// Built-in corpora: name and the asset file the page fetches / the CLI reads.
 pub const CORPORA: &[(&str, &str)] = &[("tiny-shakespeare", "tinyshakespeare.txt")];
 
+/// The options [`ExperimentSpec::set`] understands (besides `<objective>.<parameter>`).
+pub const OPTIONS: &[&str] = &[
+    "preset", "objective", "device", "seed", "steps", "lr", "batch", "corpus", "arch", "layers", "heads", "width",
+    "context", "eval_every", "sample_every", "log_every", "temperature",
+];
+
 /// A named starting point.
 pub struct Preset {
     pub name: &'static str,
@@ -105,7 +111,7 @@ pub fn presets() -> Vec<Preset> {
         Preset {
             name: "baby-gpt",
             description: "nanoGPT's CPU configuration: 4 layers, 4 heads, width 128, context 64, batch 12",
-            model: ModelConfig { n_layer: 4, n_head: 4, d_model: 128, block_size: 64 },
+            model: ModelConfig { n_layer: 4, n_head: 4, d_model: 128, block_size: 64, arch: Default::default() },
             train: TrainConfig {
                 batch_size: 12,
                 steps: 2000,
@@ -127,7 +133,7 @@ pub fn presets() -> Vec<Preset> {
         Preset {
             name: "tiny",
             description: "2 layers, 2 heads, width 32, context 32, batch 8: for slow devices and tests",
-            model: ModelConfig { n_layer: 2, n_head: 2, d_model: 32, block_size: 32 },
+            model: ModelConfig { n_layer: 2, n_head: 2, d_model: 32, block_size: 32, arch: Default::default() },
             train: TrainConfig {
                 batch_size: 8,
                 steps: 1000,
@@ -189,6 +195,29 @@ impl ExperimentSpec {
                 (self.seed, self.device, self.runs) = (seed, device, runs);
             }
             "objective" => self.runs = vec![RunSpec { objectives: parse_objective_mix(value)? }],
+            "arch" => self.model.arch = Architecture::parse(value)?,
+            "layers" => self.model.n_layer = num(key, value)?,
+            "heads" => self.model.n_head = num(key, value)?,
+            "width" => self.model.d_model = num(key, value)?,
+            "context" => self.model.block_size = num(key, value)?,
+            "eval_every" => self.train.eval_every = num(key, value)?,
+            "sample_every" => self.train.sample_every = num(key, value)?,
+            "log_every" => self.train.log_every = num(key, value)?,
+            "temperature" => self.train.temperature = num(key, value)?,
+            // `masked_lm.rate=0.3`: a parameter of an objective of the mix.
+            key if key.contains('.') => {
+                let (id, param) = key.split_once('.').expect("contains a dot");
+                let info = objectives::find(id)?.info();
+                let v = objectives::parse_param(info, param, value)?;
+                let mut found = false;
+                for o in self.runs.iter_mut().flat_map(|r| r.objectives.iter_mut()).filter(|o| o.id == id) {
+                    o.params.insert(param.to_string(), v.clone());
+                    found = true;
+                }
+                if !found {
+                    return Err(format!("{key}: the experiment's objective has no {id}; add it with objective={id}"));
+                }
+            }
             "device" => self.device = DeviceChoice::parse(value)?,
             "seed" => self.seed = num(key, value)?,
             "steps" => self.train.steps = num(key, value)?,
@@ -198,7 +227,7 @@ impl ExperimentSpec {
             _ => {
                 return Err(format!(
                     "unknown option {key:?}; valid options: {}",
-                    ["preset", "objective", "device", "seed", "steps", "lr", "batch", "corpus"].join(", ")
+                    OPTIONS.join(", ")
                 ));
             }
         }
@@ -244,8 +273,11 @@ impl ExperimentSpec {
             return Err(format!("unknown corpus {:?}; valid corpora: {}", self.corpus, names.join(", ")));
         }
         let m = &self.model;
-        if m.n_layer == 0 || m.n_head == 0 || m.d_model == 0 || m.block_size < 2 {
-            return Err("model sizes must be positive (and context at least 2)".into());
+        if m.n_layer == 0 || m.n_head == 0 || m.d_model == 0 || m.block_size < 4 {
+            return Err("model sizes must be positive (and context at least 4)".into());
+        }
+        if m.n_layer > 48 || m.d_model > 2048 || m.block_size > 2048 {
+            return Err("model is too large for this lab: at most 48 layers, width 2048, context 2048".into());
         }
         if m.d_model % m.n_head != 0 {
             return Err(format!("width {} is not divisible by {} heads", m.d_model, m.n_head));
@@ -273,6 +305,7 @@ impl ExperimentSpec {
             for o in &run.objectives {
                 let obj = objectives::find(&o.id)?;
                 objectives::check_params(obj.info(), &o.params)?;
+                obj.check(&o.params)?;
                 if !(o.weight.is_finite() && o.weight >= 0.0) {
                     return Err(format!("weight of {} must be a number ≥ 0, not {}", o.id, o.weight));
                 }
@@ -291,7 +324,7 @@ impl ExperimentSpec {
 }
 
 /// `causal_lm` or `causal_lm=0.7,masked_lm=0.3` or `masked_lm:rate=0.4` (params after `:`,
-/// separated by `;`).
+/// separated by `;`; words of a word list separated by `|`).
 pub fn parse_objective_mix(text: &str) -> Result<Vec<ObjectiveChoice>, String> {
     let mut out = Vec::new();
     for part in text.split(',').filter(|p| !p.trim().is_empty()) {
@@ -304,16 +337,41 @@ pub fn parse_objective_mix(text: &str) -> Result<Vec<ObjectiveChoice>, String> {
         let mut params = Params::new();
         for kv in params_text.split(';').filter(|s| !s.is_empty()) {
             let (k, v) = kv.split_once('=').ok_or_else(|| format!("parameter {kv:?} of {id} should look like key=value"))?;
-            let v: f64 = v.trim().parse().map_err(|_| format!("{id}.{k} = {v:?} is not a number"))?;
-            params.insert(k.trim().to_string(), v);
+            let value = objectives::parse_param(obj.info(), k.trim(), &v.replace('|', ","))?;
+            params.insert(k.trim().to_string(), value);
         }
-        objectives::check_params(obj.info(), &params)?;
+        if !(weight.is_finite() && weight >= 0.0) {
+            return Err(format!("weight of {id} must be a number ≥ 0, not {weight}"));
+        }
         out.push(ObjectiveChoice { id: id.to_string(), weight, params });
     }
     if out.is_empty() {
         return Err("no objective given".into());
     }
     Ok(out)
+}
+
+/// The inverse of [`parse_objective_mix`], for URLs.
+pub fn objective_mix_text(mix: &[ObjectiveChoice]) -> String {
+    mix.iter()
+        .map(|o| {
+            let mut s = if mix.len() == 1 && o.weight == 1.0 { o.id.clone() } else { format!("{}={}", o.id, o.weight) };
+            let params: Vec<String> = o
+                .params
+                .iter()
+                .map(|(k, v)| match v {
+                    ParamValue::Number(x) => format!("{k}={x}"),
+                    ParamValue::Text(t) => format!("{k}={}", t.replace(',', "|")),
+                })
+                .collect();
+            if !params.is_empty() {
+                s.push(':');
+                s.push_str(&params.join(";"));
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn percent_decode(s: &str) -> String {
@@ -347,7 +405,7 @@ mod tests {
     fn default_is_baby_gpt_causal_lm_on_shakespeare() {
         let s = ExperimentSpec::default_experiment();
         assert_eq!(s.preset, "baby-gpt");
-        assert_eq!(s.model, ModelConfig { n_layer: 4, n_head: 4, d_model: 128, block_size: 64 });
+        assert_eq!(s.model, ModelConfig { n_layer: 4, n_head: 4, d_model: 128, block_size: 64, arch: Default::default() });
         assert_eq!(s.train.batch_size, 12);
         assert_eq!(s.corpus, "tiny-shakespeare");
         assert_eq!(s.runs[0].objectives[0].id, "causal_lm");
@@ -382,9 +440,31 @@ mod tests {
         let mix = parse_objective_mix("causal_lm=0.5").unwrap();
         assert_eq!(mix[0].weight, 0.5);
         assert!(parse_objective_mix("causal_lm:rate=0.2").unwrap_err().contains("has no parameter"));
+        assert!(parse_objective_mix("masked_lm:rate=0.9").unwrap_err().contains("valid range is 0.01 to 0.5"));
+        assert!(parse_objective_mix("masked_lm=-1").unwrap_err().contains("≥ 0"));
+        let mix = parse_objective_mix("causal_lm=0.5,masked_lm=0.5:rate=0.3,conditional_training=1:bad_words=fool|rogue").unwrap();
+        assert_eq!(mix.len(), 3);
+        assert_eq!(mix[2].params["bad_words"], ParamValue::Text("fool,rogue".into()));
+        assert_eq!(parse_objective_mix(&objective_mix_text(&mix)).unwrap(), mix);
         let mut s = ExperimentSpec::default_experiment();
         s.set("objective", "causal_lm=0").unwrap();
         assert!(s.validate().unwrap_err().contains("all zero"));
+        s.set("objective", "ul2_mixture:weight_r=0;weight_x=0;weight_s=0").unwrap();
+        assert!(s.validate().unwrap_err().contains("all zero"));
+    }
+
+    #[test]
+    fn objective_parameters_and_architecture_can_be_set() {
+        let mut s = ExperimentSpec::from_preset("tiny").unwrap();
+        s.set("objective", "masked_lm").unwrap();
+        s.set("masked_lm.rate", "0.25").unwrap();
+        assert_eq!(s.runs[0].objectives[0].params["rate"], ParamValue::Number(0.25));
+        assert!(s.set("masked_lm.rate", "2").unwrap_err().contains("valid range is 0.01 to 0.5"));
+        assert!(s.set("swapped_lm.rate", "0.2").unwrap_err().contains("has no swapped_lm"));
+        s.set("arch", "encoder_decoder").unwrap();
+        assert_eq!(s.model.arch, Architecture::EncoderDecoder);
+        assert!(s.set("arch", "rnn").unwrap_err().contains("valid architectures"));
+        s.validate().unwrap();
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! Character tokenizer, as in nanoGPT's `shakespeare_char`: one id per distinct character,
-//! followed by a few special tokens that objectives use (`[MASK]`, `[PAD]`, …).
+//! followed by the special tokens that objectives use: `[PAD]`, `[MASK]`, UL2's mode tokens
+//! `[R]` `[X]` `[S]`, conditional training's `<good>` `<bad>`, and T5's sentinels `<S0>`…
 
 use serde::{Deserialize, Serialize};
 
 /// Special tokens appended after the characters. Objectives refer to them by name so that the
 /// character ids stay exactly nanoGPT's (sorted distinct characters).
-pub const SPECIALS: &[&str] = &["[PAD]", "[MASK]"];
+pub const NAMED_SPECIALS: &[&str] = &["[PAD]", "[MASK]", "[R]", "[X]", "[S]", "<good>", "<bad>"];
+
+/// Number of T5 sentinel tokens `<S0>`…`<S31>` (one per corrupted span), after the named ones.
+pub const N_SENTINELS: usize = 32;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct CharTokenizer {
@@ -28,15 +32,38 @@ impl CharTokenizer {
 
     /// Characters plus specials: the size of the model's embedding table.
     pub fn vocab_size(&self) -> usize {
-        self.chars.len() + SPECIALS.len()
+        self.chars.len() + NAMED_SPECIALS.len() + N_SENTINELS
     }
 
-    /// Id of a special token such as `"[MASK]"`.
+    /// Id of a named special token such as `"[MASK]"`.
     pub fn special(&self, name: &str) -> Option<u32> {
-        SPECIALS
+        NAMED_SPECIALS
             .iter()
             .position(|s| *s == name)
             .map(|i| (self.chars.len() + i) as u32)
+    }
+
+    /// Id of a named special token the lab always has (panics on a typo, a programming error).
+    pub fn special_id(&self, name: &str) -> u32 {
+        self.special(name).unwrap_or_else(|| panic!("no special token {name}"))
+    }
+
+    /// Id of sentinel `k` (`<Sk>`), `k < N_SENTINELS`.
+    pub fn sentinel(&self, k: usize) -> u32 {
+        assert!(k < N_SENTINELS, "sentinel {k} out of range");
+        (self.chars.len() + NAMED_SPECIALS.len() + k) as u32
+    }
+
+    /// Which sentinel `id` is, if it is one.
+    pub fn sentinel_index(&self, id: u32) -> Option<usize> {
+        let first = self.chars.len() + NAMED_SPECIALS.len();
+        let i = id as usize;
+        (i >= first && i < first + N_SENTINELS).then(|| i - first)
+    }
+
+    /// Whether `id` is a character (not a special token).
+    pub fn is_char(&self, id: u32) -> bool {
+        (id as usize) < self.chars.len()
     }
 
     /// Encodes text; characters outside the vocabulary are an error naming the first one.
@@ -57,7 +84,12 @@ impl CharTokenizer {
         if i < self.chars.len() {
             self.chars[i].to_string()
         } else {
-            SPECIALS.get(i - self.chars.len()).map(|s| s.to_string()).unwrap_or_else(|| "�".into())
+            let j = i - self.chars.len();
+            match NAMED_SPECIALS.get(j) {
+                Some(s) => s.to_string(),
+                None if j - NAMED_SPECIALS.len() < N_SENTINELS => format!("<S{}>", j - NAMED_SPECIALS.len()),
+                None => "�".into(),
+            }
         }
     }
 
@@ -74,11 +106,16 @@ mod tests {
     fn round_trip_and_specials() {
         let t = CharTokenizer::from_text("hello world");
         assert_eq!(t.n_chars(), 8);
-        assert_eq!(t.vocab_size(), 8 + SPECIALS.len());
+        assert_eq!(t.vocab_size(), 8 + NAMED_SPECIALS.len() + N_SENTINELS);
         let ids = t.encode("hold").unwrap();
         assert_eq!(t.decode(&ids), "hold");
         assert_eq!(t.special("[PAD]"), Some(8));
         assert_eq!(t.token_text(t.special("[MASK]").unwrap()), "[MASK]");
         assert!(t.encode("xyz").unwrap_err().contains("'x'"));
+        let s3 = t.sentinel(3);
+        assert_eq!(t.token_text(s3), "<S3>");
+        assert_eq!(t.sentinel_index(s3), Some(3));
+        assert_eq!(t.sentinel_index(t.special_id("<bad>")), None);
+        assert!(t.is_char(0) && !t.is_char(s3));
     }
 }

@@ -12,8 +12,8 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::data::{CleanBatch, Corpus, Split};
-use crate::model::{AttentionMode, ModelConfig, ModelInput, Transformer};
-use crate::objectives::{self, Context, DeviceTargets, Objective, Params, Prepared};
+use crate::model::{Architecture, AttentionMode, ModelConfig, ModelInput, Route, Transformer};
+use crate::objectives::{self, Context, DeviceTargets, Example, Objective, Params, Prepared};
 use crate::rng::Rng;
 use crate::schedule::learning_rate;
 use crate::spec::{ExperimentSpec, TrainConfig};
@@ -52,6 +52,10 @@ pub struct Trainer {
     pending: Vec<(usize, Tensor<1>)>,
     /// The causal/bidirectional attention biases are the same every step: built once.
     bias_cache: Vec<(AttentionMode, usize, Tensor<4>)>,
+    /// Character ids by decreasing training-text frequency (for C-RTS clusters).
+    by_frequency: Vec<u32>,
+    /// The latest training batch of each mix part, for [`Trainer::examples`].
+    last_prepared: Vec<Option<Prepared>>,
 }
 
 /// Reads `tensors` (each [1]) from the device in one asynchronous read.
@@ -76,6 +80,8 @@ impl Trainer {
             .filter(|o| o.weight > 0.0)
             .map(|o| Ok(MixPart { objective: objectives::find(&o.id)?, weight: o.weight / total, params: o.params.clone() }))
             .collect::<Result<Vec<_>, String>>()?;
+        let n_parts = mix.len();
+        let by_frequency = frequency_order(&corpus);
         let run_seed = spec.seed.wrapping_add(run_index as u64);
         let autodiff = device.clone().autodiff();
         let model = Transformer::new(
@@ -106,6 +112,8 @@ impl Trainer {
             step: 0,
             pending: Vec::new(),
             bias_cache: Vec::new(),
+            by_frequency,
+            last_prepared: vec![None; n_parts],
         })
     }
 
@@ -136,26 +144,51 @@ impl Trainer {
         learning_rate(self.step, t.learning_rate, t.min_lr, t.warmup_steps, t.steps)
     }
 
-    /// The device-side model input for a prepared batch.
-    fn model_input(&mut self, prepared: &Prepared, training: bool) -> ModelInput {
+    /// The device-side model input for a prepared batch. `rng` draws the embedding dropout
+    /// mask when the batch asks for one.
+    fn model_input(&mut self, prepared: &Prepared, training: bool, rng: &mut Rng) -> ModelInput {
         let device = if training { self.autodiff.clone() } else { self.device.clone() };
         let (b, s) = (prepared.batch, prepared.seq);
         let ids: Vec<i32> = prepared.inputs.iter().map(|&t| t as i32).collect();
         let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), &device);
-        let attention_bias = match &prepared.attention {
-            AttentionMode::Prefix(_) => prepared.attention.bias(b, s, &device),
-            mode if training => {
-                if let Some((_, _, t)) = self.bias_cache.iter().find(|(m, len, _)| m == mode && *len == s) {
-                    t.clone()
-                } else {
-                    let t = mode.bias(b, s, &device);
-                    self.bias_cache.push((mode.clone(), s, t.clone()));
-                    t
-                }
+        let arch = self.model_config.arch;
+        let mode = &prepared.attention;
+        let route = if training && matches!(mode, AttentionMode::Causal | AttentionMode::Bidirectional) {
+            // The same every step: built once.
+            let bias = if let Some((_, _, t)) = self.bias_cache.iter().find(|(m, len, _)| m == mode && *len == s) {
+                t.clone()
+            } else {
+                let t = mode.bias(b, s, &device);
+                self.bias_cache.push((mode.clone(), s, t.clone()));
+                t
+            };
+            match (arch, mode) {
+                (Architecture::Decoder, _) => Route::Single(bias),
+                (Architecture::EncoderDecoder, AttentionMode::Causal) => Route::DecoderOnly(bias),
+                (Architecture::EncoderDecoder, _) => Route::EncoderOnly(bias),
             }
-            mode => mode.bias(b, s, &device),
+        } else {
+            Route::new(mode, arch, b, s, &device)
         };
-        ModelInput { tokens, attention_bias, use_positions: prepared.use_positions }
+        let embed_mask = (prepared.embed_dropout > 0.0).then(|| {
+            // keep-mask / (1 − p): [batch, seq, d_model], drawn on the CPU (reproducible everywhere)
+            let p = prepared.embed_dropout;
+            let d = self.model_config.d_model;
+            let scale = (1.0 / (1.0 - p)) as f32;
+            let values: Vec<f32> = (0..b * s * d).map(|_| if rng.unit() < p { 0.0 } else { scale }).collect();
+            Tensor::<3>::from_data(TensorData::new(values, [b, s, d]), &device)
+        });
+        ModelInput { tokens, route, use_positions: prepared.use_positions, embed_mask, head: prepared.head }
+    }
+
+    /// The objective context of mix part `i`.
+    fn context<'a>(&'a self, params: &'a Params) -> Context<'a> {
+        Context {
+            tokenizer: &self.corpus.tokenizer,
+            params,
+            by_frequency: &self.by_frequency,
+            block_size: self.model_config.block_size,
+        }
     }
 
     /// Weighted loss of the run's objective mix on one clean batch.
@@ -163,20 +196,43 @@ impl Trainer {
         let device = if training { self.autodiff.clone() } else { self.device.clone() };
         let mut total: Option<Tensor<1>> = None;
         for i in 0..self.mix.len() {
-            let part = &self.mix[i];
-            let (objective, weight) = (part.objective, part.weight);
-            let ctx = Context { tokenizer: &self.corpus.tokenizer, params: &part.params };
-            let prepared = objective.prepare(clean, &ctx, rng);
+            let (objective, weight) = (self.mix[i].objective, self.mix[i].weight);
+            let prepared = objective.prepare(clean, &self.context(&self.mix[i].params), rng);
             let targets = DeviceTargets::new(&prepared, &device);
-            let input = self.model_input(&prepared, training);
+            let input = self.model_input(&prepared, training, rng);
             let out = model.forward(&input);
-            let loss = objective.loss(&out, &targets).mul_scalar(weight);
+            let loss = objective.loss(&out, &prepared, &targets).mul_scalar(weight);
             total = Some(match total {
                 None => loss,
                 Some(t) => t + loss,
             });
+            if training {
+                self.last_prepared[i] = Some(prepared);
+            }
         }
         total.expect("a run has at least one objective with weight > 0")
+    }
+
+    /// One example of the latest training batch per objective of the mix, as the model saw
+    /// it (the "what the model sees" view). Empty before the first step.
+    pub fn examples(&self) -> Vec<Example> {
+        self.mix
+            .iter()
+            .zip(&self.last_prepared)
+            .filter_map(|(part, p)| p.as_ref().map(|p| Example::from_prepared(part.objective.info().id, p, &self.corpus.tokenizer)))
+            .collect()
+    }
+
+    /// Whether any objective of the mix trains a left-to-right generator (so samples mean something).
+    pub fn generates(&self) -> bool {
+        self.mix.iter().any(|p| p.objective.info().generates)
+    }
+
+    /// The bad-word list of the run's conditional-training objective, if it has one.
+    pub fn bad_words(&self) -> Option<String> {
+        self.mix.iter().find(|p| p.objective.info().id == "conditional_training").map(|p| {
+            self.context(&p.params).text(p.objective.info(), "bad_words")
+        })
     }
 
     /// One optimiser step. Reads nothing from the device; the loss waits in `pending`.
@@ -224,7 +280,9 @@ impl Trainer {
     pub async fn sample(&mut self, prompt: &str, len: usize) -> Result<String, String> {
         let model = self.model().valid();
         let tok = self.corpus.tokenizer.clone();
-        let mut ids = tok.encode(prompt)?;
+        // Objectives may ask for a prefix (conditional training samples after <good>).
+        let mut ids: Vec<u32> = self.mix.iter().flat_map(|p| p.objective.sample_prefix(&tok)).collect();
+        ids.extend(tok.encode(prompt)?);
         if ids.is_empty() {
             ids.push(0);
         }
@@ -235,15 +293,9 @@ impl Trainer {
         for _ in 0..len {
             let context = &ids[ids.len().saturating_sub(block)..];
             let s = context.len();
-            let prepared = Prepared {
-                batch: 1,
-                seq: s,
-                inputs: context.to_vec(),
-                attention: AttentionMode::Causal,
-                use_positions: true,
-                targets: Vec::new(),
-            };
-            let input = self.model_input(&prepared, false);
+            let prepared = Prepared::new(1, s, context.to_vec(), AttentionMode::Causal);
+            let mut no_dropout = Rng::seeded(0);
+            let input = self.model_input(&prepared, false, &mut no_dropout);
             // last: [vocab] logits of the last position
             let last = model.forward(&input).logits.narrow(1, s - 1, 1).reshape([-1]);
             let logits = last.into_data_async().await.map_err(|e| format!("reading from the device failed: {e:?}"))?;
@@ -254,6 +306,18 @@ impl Trainer {
         }
         Ok(tok.decode(&out))
     }
+}
+
+/// Character ids of `corpus` from the most to the least frequent in its training split.
+fn frequency_order(corpus: &Corpus) -> Vec<u32> {
+    let n = corpus.tokenizer.n_chars();
+    let mut counts = vec![0usize; n];
+    for &t in &corpus.train {
+        counts[t as usize] += 1;
+    }
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.sort_by_key(|&c| (std::cmp::Reverse(counts[c as usize]), c));
+    order
 }
 
 /// Draws an index from softmax(logits / temperature).

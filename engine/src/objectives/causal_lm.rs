@@ -4,7 +4,7 @@
 //! compared with the other objectives in Wang et al. 2022, "What Language Model Architecture
 //! and Pretraining Objective Work Best for Zero-Shot Generalization?".
 
-use super::{Context, IGNORE, Objective, ObjectiveInfo, Prepared};
+use super::{Context, Objective, ObjectiveInfo, Prepared};
 use crate::data::CleanBatch;
 use crate::model::AttentionMode;
 use crate::rng::Rng;
@@ -15,10 +15,11 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
     id: "causal_lm",
     name: "next token (causal LM)",
     paper: "Radford et al. 2018 (GPT); Wang et al. 2022",
-    idea: "predict each next token from the tokens before it",
+    definition: "predict token t+1 from tokens ≤ t; causal mask; loss at every position",
     explanation: "The model reads the text left to right. At every position it may only look at \
         the tokens before it (the causal mask) and is scored on guessing the token that comes \
         next. Every position is a training example, and the trained model can generate text.",
+    generates: true,
     params: &[],
 };
 
@@ -36,8 +37,9 @@ impl Objective for CausalLm {
             inputs.extend_from_slice(&row[..s]);
             targets.extend(row[1..].iter().map(|&t| t as i32));
         }
-        debug_assert!(!targets.contains(&IGNORE));
-        Prepared { batch: b, seq: s, inputs, attention: AttentionMode::Causal, use_positions: true, targets }
+        let mut p = Prepared::new(b, s, inputs, AttentionMode::Causal);
+        p.targets = targets;
+        p
     }
 }
 
@@ -45,15 +47,12 @@ impl Objective for CausalLm {
 mod tests {
     use super::*;
     use crate::objectives::Params;
-    use crate::tokenizer::CharTokenizer;
+    use crate::objectives::testing::with_context;
 
     #[test]
     fn targets_are_inputs_shifted_by_one() {
         let clean = CleanBatch { batch: 2, seq: 3, tokens: vec![1, 2, 3, 4, 5, 6, 7, 8] };
-        let tok = CharTokenizer::from_text("abcdefghi");
-        let params = Params::new();
-        let ctx = Context { tokenizer: &tok, params: &params };
-        let p = CausalLm.prepare(&clean, &ctx, &mut Rng::seeded(0));
+        let p = with_context(&Params::new(), |ctx| CausalLm.prepare(&clean, ctx, &mut Rng::seeded(0)));
         assert_eq!(p.inputs, vec![1, 2, 3, 5, 6, 7]);
         assert_eq!(p.targets, vec![2, 3, 4, 6, 7, 8]);
         assert_eq!(p.attention, AttentionMode::Causal);
@@ -71,10 +70,7 @@ mod tests {
             let mut rng = Rng::seeded(seed);
             let tokens: Vec<u32> = (0..batch * (seq + 1)).map(|_| rng.below(9) as u32).collect();
             let clean = CleanBatch { batch, seq, tokens };
-            let tok = CharTokenizer::from_text("abcdefghi");
-            let params = Params::new();
-            let ctx = Context { tokenizer: &tok, params: &params };
-            let p = CausalLm.prepare(&clean, &ctx, &mut rng);
+            let p = with_context(&Params::new(), |ctx| CausalLm.prepare(&clean, ctx, &mut rng));
             proptest::prop_assert_eq!(p.n_targets(), batch * seq);
             for r in 0..batch {
                 let row = clean.row(r);

@@ -3,37 +3,91 @@
 //! One objective = one file implementing [`Objective`], listed once in [`REGISTRY`]. The page
 //! and the CLI build their choices and parameter controls from the registry, so adding an
 //! objective needs no UI code. The trait does not assume next-token prediction: an objective
-//! decides the model's input, the attention pattern, whether positions are given, the targets
-//! and the loss.
+//! decides the model's input, the attention pattern, whether positions are given, which head
+//! scores the output (vocabulary, binary, position, projection), the targets and the loss.
+//! A weighted mixture of objectives is a run's objective (see `train.rs`).
+//!
+//! The model architecture is a separate choice (UL2: architecture ≠ objective): an objective
+//! describes its batch for a decoder-only stack; on the encoder–decoder architecture a prefix
+//! becomes the encoder's input and the rest the decoder's (see `model.rs`).
 
 mod causal_lm;
+mod conditional_training;
+mod contrastive;
+pub mod denoising;
+mod masked_lm;
+mod position_prediction;
+mod prefix_lm;
+mod random_token_detection;
+mod span_corruption;
+mod swapped_lm;
+mod ul2_mixture;
 
 use std::collections::BTreeMap;
 
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_sigmoid, log_softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::CleanBatch;
-use crate::model::{AttentionMode, ModelOutput};
+use crate::model::{AttentionMode, Head, ModelOutput};
 use crate::rng::Rng;
 use crate::tokenizer::CharTokenizer;
 
 pub use causal_lm::CausalLm;
+pub use conditional_training::{ConditionalTraining, bad_word_count};
+pub use contrastive::Contrastive;
+pub use masked_lm::MaskedLm;
+pub use position_prediction::PositionPrediction;
+pub use prefix_lm::PrefixLm;
+pub use random_token_detection::RandomTokenDetection;
+pub use span_corruption::SpanCorruption;
+pub use swapped_lm::SwappedLm;
+pub use ul2_mixture::Ul2Mixture;
 
 /// Target value meaning "no loss at this position".
 pub const IGNORE: i32 = -1;
 
-/// One adjustable number of an objective (a rate, a span length, a temperature, …).
+/// What kind of value a parameter takes.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ParamKind {
+    /// A number in `[min, max]`, shown as a slider with `step`.
+    Number { min: f64, max: f64, default: f64, step: f64 },
+    /// A comma-separated list of words (e.g. the "bad" words of conditional training).
+    Words { default: &'static str },
+}
+
+/// One adjustable parameter of an objective (a rate, a span length, a temperature, …).
 #[derive(Clone, Debug, Serialize)]
 pub struct ParamInfo {
     pub key: &'static str,
     pub label: &'static str,
-    pub min: f64,
-    pub max: f64,
-    pub default: f64,
-    pub step: f64,
+    #[serde(flatten)]
+    pub kind: ParamKind,
     pub help: &'static str,
+}
+
+impl ParamInfo {
+    /// A numeric parameter (the common case), for terse declarations.
+    pub const fn number(key: &'static str, label: &'static str, min: f64, max: f64, default: f64, step: f64, help: &'static str) -> Self {
+        Self { key, label, kind: ParamKind::Number { min, max, default, step }, help }
+    }
+
+    pub fn default_value(&self) -> ParamValue {
+        match self.kind {
+            ParamKind::Number { default, .. } => ParamValue::Number(default),
+            ParamKind::Words { default } => ParamValue::Text(default.to_string()),
+        }
+    }
+
+    /// "0 to 1" / "a comma-separated word list", for messages and docs.
+    pub fn range_text(&self) -> String {
+        match self.kind {
+            ParamKind::Number { min, max, .. } => format!("{min} to {max}"),
+            ParamKind::Words { .. } => "a comma-separated word list".into(),
+        }
+    }
 }
 
 /// What the registry tells the UI and the CLI about an objective.
@@ -44,19 +98,54 @@ pub struct ObjectiveInfo {
     pub name: &'static str,
     /// The paper(s) it comes from.
     pub paper: &'static str,
-    /// One line: the idea.
-    pub idea: &'static str,
-    /// A plain-language paragraph for students.
+    /// The definition, in one or two sentences (the docs table).
+    pub definition: &'static str,
+    /// A plain-language paragraph for students (beside "what the model sees").
     pub explanation: &'static str,
+    /// Whether a model trained on it can generate text left to right (so samples are shown).
+    pub generates: bool,
     pub params: &'static [ParamInfo],
 }
 
+/// One parameter value: a number, or text for word lists.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ParamValue {
+    Number(f64),
+    Text(String),
+}
+
 /// Parameter values of one objective in one run, checked against its [`ParamInfo`]s.
-pub type Params = BTreeMap<String, f64>;
+pub type Params = BTreeMap<String, ParamValue>;
+
+/// What happened to one input position, for the "what the model sees" view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mark {
+    /// Untouched text.
+    Plain,
+    /// Replaced by `[MASK]`.
+    Masked,
+    /// Replaced by another token.
+    Replaced,
+    /// Chosen for prediction but left unchanged (BERT's 10%).
+    Kept,
+    /// A sentinel standing for a removed span (T5).
+    Sentinel,
+    /// A token the decoder reads back: the target part of an "input ⧺ target" sequence.
+    Target,
+    /// A mode token (`[R]`, `[X]`, `[S]`) or control tag (`<good>`, `<bad>`).
+    Control,
+    /// Padding.
+    Pad,
+    /// A key hidden from attention (position prediction's key masking).
+    HiddenKey,
+}
 
 /// A clean batch turned into what the model sees and what it is scored on (CPU side).
 #[derive(Clone, Debug)]
 pub struct Prepared {
+    /// Rows (contrastive objectives have two views per clean row).
     pub batch: usize,
     pub seq: usize,
     /// inputs: [batch, seq] token ids
@@ -64,25 +153,70 @@ pub struct Prepared {
     pub attention: AttentionMode,
     /// Whether the model adds position embeddings.
     pub use_positions: bool,
-    /// targets: [batch, seq]; [`IGNORE`] where there is no loss
+    pub head: Head,
+    /// targets: [batch, seq]; [`IGNORE`] where there is no loss. Class ids for the vocabulary
+    /// and position heads, 0/1 for the binary head; unused by the projection head.
     pub targets: Vec<i32>,
+    /// Projection head only: `positives[r]` is the row that is row `r`'s positive.
+    pub positives: Vec<usize>,
+    /// Projection head only: InfoNCE temperature.
+    pub temperature: f64,
+    /// Dropout probability applied to the input embeddings (SimCSE's two dropout views).
+    pub embed_dropout: f64,
+    /// marks: [batch, seq], for the teaching view.
+    pub marks: Vec<Mark>,
 }
 
 impl Prepared {
+    /// A batch with every position plain, no targets yet, vocabulary head.
+    pub fn new(batch: usize, seq: usize, inputs: Vec<u32>, attention: AttentionMode) -> Self {
+        assert_eq!(inputs.len(), batch * seq, "inputs must be [batch, seq]");
+        Self {
+            batch,
+            seq,
+            inputs,
+            attention,
+            use_positions: true,
+            head: Head::Vocab,
+            targets: vec![IGNORE; batch * seq],
+            positives: Vec::new(),
+            temperature: 1.0,
+            embed_dropout: 0.0,
+            marks: vec![Mark::Plain; batch * seq],
+        }
+    }
+
     /// Number of positions that carry a loss.
     pub fn n_targets(&self) -> usize {
+        if self.head == Head::Projection {
+            return self.batch;
+        }
         self.targets.iter().filter(|&&t| t != IGNORE).count()
+    }
+
+    pub fn row_inputs(&self, r: usize) -> &[u32] {
+        &self.inputs[r * self.seq..(r + 1) * self.seq]
+    }
+
+    pub fn row_targets(&self, r: usize) -> &[i32] {
+        &self.targets[r * self.seq..(r + 1) * self.seq]
+    }
+
+    pub fn row_marks(&self, r: usize) -> &[Mark] {
+        &self.marks[r * self.seq..(r + 1) * self.seq]
     }
 }
 
 /// Prepared targets on the device, for [`Objective::loss`].
 pub struct DeviceTargets {
-    /// targets: [batch * seq] (ignored positions hold 0)
+    /// ids: [batch * seq] class ids (ignored positions hold 0)
     pub ids: Tensor<1, Int>,
     /// weights: [batch * seq], 1 where a target counts, 0 where ignored
     pub weights: Tensor<1>,
-    /// Sum of `weights`, known on the CPU so the mean needs no device read.
+    /// Number of targets that count, known on the CPU so the mean needs no device read.
     pub count: usize,
+    /// positives: [batch] (projection head only)
+    pub positives: Option<Tensor<1, Int>>,
 }
 
 impl DeviceTargets {
@@ -90,10 +224,15 @@ impl DeviceTargets {
         let n = prepared.targets.len();
         let ids: Vec<i32> = prepared.targets.iter().map(|&t| t.max(0)).collect();
         let weights: Vec<f32> = prepared.targets.iter().map(|&t| if t == IGNORE { 0.0 } else { 1.0 }).collect();
+        let positives = (prepared.head == Head::Projection).then(|| {
+            let p: Vec<i32> = prepared.positives.iter().map(|&p| p as i32).collect();
+            Tensor::from_data(TensorData::new(p, [prepared.batch]), device)
+        });
         Self {
             ids: Tensor::from_data(TensorData::new(ids, [n]), device),
             weights: Tensor::from_data(TensorData::new(weights, [n]), device),
             count: prepared.n_targets(),
+            positives,
         }
     }
 }
@@ -102,14 +241,38 @@ impl DeviceTargets {
 pub struct Context<'a> {
     pub tokenizer: &'a CharTokenizer,
     pub params: &'a Params,
+    /// Character ids from the most to the least frequent in the training text (C-RTS builds
+    /// its clusters of similar tokens as buckets of this list).
+    pub by_frequency: &'a [u32],
+    /// The model's longest sequence (the position head's number of classes).
+    pub block_size: usize,
 }
 
 impl Context<'_> {
-    /// The run's value of a parameter (its default when unset).
+    fn declared<'i>(info: &'i ObjectiveInfo, key: &str) -> &'i ParamInfo {
+        info.params.iter().find(|p| p.key == key).unwrap_or_else(|| panic!("{} declares no parameter {key}", info.id))
+    }
+
+    /// The run's value of a numeric parameter (its default when unset).
     pub fn param(&self, info: &ObjectiveInfo, key: &str) -> f64 {
-        self.params.get(key).copied().unwrap_or_else(|| {
-            info.params.iter().find(|p| p.key == key).map(|p| p.default).expect("declared parameter")
-        })
+        match self.params.get(key) {
+            Some(ParamValue::Number(v)) => *v,
+            _ => match Self::declared(info, key).kind {
+                ParamKind::Number { default, .. } => default,
+                ParamKind::Words { .. } => panic!("{}.{key} is not a number", info.id),
+            },
+        }
+    }
+
+    /// The run's value of a text parameter (its default when unset).
+    pub fn text(&self, info: &ObjectiveInfo, key: &str) -> String {
+        match self.params.get(key) {
+            Some(ParamValue::Text(v)) => v.clone(),
+            _ => match Self::declared(info, key).kind {
+                ParamKind::Words { default } => default.to_string(),
+                ParamKind::Number { .. } => panic!("{}.{key} is not text", info.id),
+            },
+        }
     }
 }
 
@@ -120,26 +283,79 @@ pub trait Objective: Sync {
     /// CPU side, deterministic given the RNG: corrupt/split the clean batch.
     fn prepare(&self, clean: &CleanBatch, ctx: &Context, rng: &mut Rng) -> Prepared;
 
-    /// Device side: the scalar loss from the model's outputs. The default is the mean token
-    /// cross-entropy over the positions that have a target.
-    fn loss(&self, out: &ModelOutput, targets: &DeviceTargets) -> Tensor<1> {
-        token_cross_entropy(out.logits.clone(), targets)
+    /// Device side: the scalar loss from the model's outputs. The default scores the head the
+    /// prepared batch asked for: cross-entropy (vocabulary, position), binary cross-entropy
+    /// (binary), InfoNCE (projection).
+    fn loss(&self, out: &ModelOutput, prepared: &Prepared, targets: &DeviceTargets) -> Tensor<1> {
+        match prepared.head {
+            Head::Vocab | Head::Position => token_cross_entropy(out.logits.clone(), targets),
+            Head::Binary => binary_cross_entropy(out.logits.clone(), targets),
+            Head::Projection => info_nce(out.pooled.clone().expect("projection head gives pooled vectors"), targets, prepared.temperature),
+        }
+    }
+
+    /// Checks that go beyond each parameter's own range (e.g. weights that must not all be 0).
+    fn check(&self, _params: &Params) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Tokens put before the prompt when sampling (conditional training asks for `<good>`).
+    fn sample_prefix(&self, _tokenizer: &CharTokenizer) -> Vec<u32> {
+        Vec::new()
     }
 }
 
 /// Mean cross-entropy of `logits` against the targets that count.
-/// logits: [batch, seq, vocab] -> loss: [1]
+/// logits: [batch, seq, classes] -> loss: [1]
 pub fn token_cross_entropy(logits: Tensor<3>, targets: &DeviceTargets) -> Tensor<1> {
     let [b, s, v] = logits.dims();
-    // logp: [batch * seq, vocab]
+    // logp: [batch * seq, classes]
     let logp = log_softmax(logits.reshape([b * s, v]), 1);
     // picked: [batch * seq]
     let picked = logp.gather(1, targets.ids.clone().reshape([b * s, 1])).reshape([b * s]);
     (picked * targets.weights.clone()).sum().mul_scalar(-1.0 / targets.count.max(1) as f64)
 }
 
+/// Mean binary cross-entropy of one logit per position against 0/1 labels (ELECTRA's
+/// discriminator loss). logits: [batch, seq, 1] -> loss: [1]
+pub fn binary_cross_entropy(logits: Tensor<3>, targets: &DeviceTargets) -> Tensor<1> {
+    let [b, s, _] = logits.dims();
+    // z: [batch * seq]
+    let z = logits.reshape([b * s]);
+    let y = targets.ids.clone().float();
+    // -(y log σ(z) + (1 - y) log σ(-z))
+    let per = (y.clone() * log_sigmoid(z.clone()) + (y.neg().add_scalar(1.0)) * log_sigmoid(z.neg())).neg();
+    (per * targets.weights.clone()).sum().mul_scalar(1.0 / targets.count.max(1) as f64)
+}
+
+/// InfoNCE (NT-Xent, as SimCLR and SimCSE): each row must pick its positive among all other
+/// rows of the batch by cosine similarity / temperature. pooled: [rows, dim], unit length.
+pub fn info_nce(pooled: Tensor<2>, targets: &DeviceTargets, temperature: f64) -> Tensor<1> {
+    let [n, _] = pooled.dims();
+    let device = pooled.device();
+    // sim: [rows, rows]
+    let sim = pooled.clone().matmul(pooled.transpose()).mul_scalar(1.0 / temperature);
+    // A row is never its own candidate.
+    let eye: Tensor<2> = Tensor::eye(n, &device).mul_scalar(-1e9);
+    let logp = log_softmax(sim + eye, 1);
+    let positives = targets.positives.clone().expect("projection targets carry positives");
+    let picked = logp.gather(1, positives.reshape([n, 1])).reshape([n]);
+    picked.mean().neg().reshape([1])
+}
+
 /// Every objective the lab knows, in the order the UI lists them.
-pub static REGISTRY: &[&dyn Objective] = &[&CausalLm];
+pub static REGISTRY: &[&dyn Objective] = &[
+    &CausalLm,
+    &PrefixLm,
+    &MaskedLm,
+    &SpanCorruption,
+    &Ul2Mixture,
+    &RandomTokenDetection,
+    &SwappedLm,
+    &PositionPrediction,
+    &Contrastive,
+    &ConditionalTraining,
+];
 
 /// Looks an objective up by id; the error lists the valid ids.
 pub fn find(id: &str) -> Result<&'static dyn Objective, String> {
@@ -149,7 +365,7 @@ pub fn find(id: &str) -> Result<&'static dyn Objective, String> {
     })
 }
 
-/// Checks a run's parameter values against the objective's declared ranges.
+/// Checks a run's parameter values against the objective's declared kinds and ranges.
 pub fn check_params(info: &ObjectiveInfo, params: &Params) -> Result<(), String> {
     for (key, value) in params {
         let Some(p) = info.params.iter().find(|p| p.key == key) else {
@@ -160,11 +376,170 @@ pub fn check_params(info: &ObjectiveInfo, params: &Params) -> Result<(), String>
                 if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
             ));
         };
-        if !value.is_finite() || *value < p.min || *value > p.max {
-            return Err(format!("{}.{key} = {value} is out of range: valid range is {} to {}", info.id, p.min, p.max));
+        match (&p.kind, value) {
+            (ParamKind::Number { min, max, .. }, ParamValue::Number(v)) => {
+                if !v.is_finite() || v < min || v > max {
+                    return Err(format!("{}.{key} = {v} is out of range: valid range is {min} to {max}", info.id));
+                }
+            }
+            (ParamKind::Number { min, max, .. }, ParamValue::Text(t)) => {
+                return Err(format!("{}.{key} = {t:?} is not a number: valid range is {min} to {max}", info.id));
+            }
+            (ParamKind::Words { .. }, ParamValue::Text(t)) => {
+                if t.split(',').all(|w| w.trim().is_empty()) {
+                    return Err(format!("{}.{key} needs at least one word (a comma-separated list)", info.id));
+                }
+            }
+            (ParamKind::Words { .. }, ParamValue::Number(v)) => {
+                return Err(format!("{}.{key} = {v} should be a comma-separated word list", info.id));
+            }
         }
     }
     Ok(())
+}
+
+/// Parses `text` as the value of parameter `key` of `info` (a number, or words).
+pub fn parse_param(info: &ObjectiveInfo, key: &str, text: &str) -> Result<ParamValue, String> {
+    let p = info.params.iter().find(|p| p.key == key).ok_or_else(|| {
+        let keys: Vec<&str> = info.params.iter().map(|p| p.key).collect();
+        format!(
+            "objective {} has no parameter {key:?}; its parameters: {}",
+            info.id,
+            if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
+        )
+    })?;
+    let value = match p.kind {
+        ParamKind::Number { min, max, .. } => ParamValue::Number(
+            text.trim().parse().map_err(|_| format!("{}.{key} = {text:?} is not a number: valid range is {min} to {max}", info.id))?,
+        ),
+        ParamKind::Words { .. } => ParamValue::Text(text.trim().to_string()),
+    };
+    let mut one = Params::new();
+    one.insert(key.to_string(), value.clone());
+    check_params(info, &one)?;
+    Ok(value)
+}
+
+/// One row of a prepared batch as the model gets it, for the "what the model sees" view.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExampleRow {
+    /// Text of each input token.
+    pub tokens: Vec<String>,
+    pub marks: Vec<Mark>,
+    /// What each position is scored on ("" where nothing): a token, "replaced"/"original",
+    /// or a position number.
+    pub targets: Vec<String>,
+}
+
+/// One example of the current batch, as the model sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Example {
+    pub objective: String,
+    pub head: Head,
+    /// The attention pattern of the first row: `attention[q][k]` = may query q see key k.
+    pub attention: Vec<Vec<bool>>,
+    pub rows: Vec<ExampleRow>,
+    /// For contrastive objectives: the rows shown are the two views of one text.
+    pub note: String,
+}
+
+impl Example {
+    /// Row 0 of `prepared` (and its positive, for contrastive objectives).
+    pub fn from_prepared(objective: &str, prepared: &Prepared, tokenizer: &CharTokenizer) -> Self {
+        let mut rows = vec![0];
+        let mut note = String::new();
+        if prepared.head == Head::Projection {
+            rows.push(prepared.positives[0]);
+            note = format!("rows 1 and 2 are two views of the same text (its positive pair); the other {} rows are negatives", prepared.batch.saturating_sub(2));
+        }
+        let s = prepared.seq;
+        let attention = (0..s).map(|q| (0..s).map(|k| prepared.attention.allows(0, q, k)).collect()).collect();
+        let rows = rows
+            .into_iter()
+            .map(|r| {
+                let tokens = prepared.row_inputs(r).iter().map(|&t| tokenizer.token_text(t)).collect();
+                let targets = prepared
+                    .row_targets(r)
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &t)| match (prepared.head, t) {
+                        (Head::Projection, _) => String::new(),
+                        (_, IGNORE) => String::new(),
+                        (Head::Vocab, t) => tokenizer.token_text(t as u32),
+                        (Head::Binary, 1) => "replaced".into(),
+                        (Head::Binary, _) => "original".into(),
+                        (Head::Position, t) => {
+                            debug_assert!(i < s);
+                            t.to_string()
+                        }
+                    })
+                    .collect();
+                ExampleRow { tokens, marks: prepared.row_marks(r).to_vec(), targets }
+            })
+            .collect();
+        Self { objective: objective.to_string(), head: prepared.head, attention, rows, note }
+    }
+}
+
+/// The objectives table of `docs/objectives.md`, generated from the registry.
+pub fn markdown_table() -> String {
+    let mut out = String::from(
+        "# Objectives\n\n\
+         Generated from the registry in `engine/src/objectives/` by `objlab objectives --markdown`; \
+         a test fails when this file is stale. Each objective is one file there, citing its paper.\n\n\
+         | id | name | paper | definition | parameters |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for o in REGISTRY {
+        let i = o.info();
+        let params: Vec<String> = i
+            .params
+            .iter()
+            .map(|p| match p.kind {
+                ParamKind::Number { min, max, default, .. } => format!("`{}` {} ({min}–{max}, default {default})", p.key, p.label),
+                ParamKind::Words { default } => format!("`{}` {} (words, default \"{default}\")", p.key, p.label),
+            })
+            .collect();
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            i.id,
+            i.name,
+            i.paper,
+            i.definition,
+            if params.is_empty() { "none".to_string() } else { params.join("<br>") }
+        ));
+    }
+    out.push_str(
+        "\nA run's objective is any weighted mixture of these (`causal_lm=0.5,masked_lm=0.5`); \
+         weights are normalised to sum to 1 and a mixture whose weights are all zero is refused.\n",
+    );
+    out
+}
+
+/// Fixtures for the objectives' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub const ALPHABET: &str = "abcdefghijklmnopqrstuvwxyz .,";
+
+    pub fn tokenizer() -> CharTokenizer {
+        CharTokenizer::from_text(ALPHABET)
+    }
+
+    /// A clean batch of random characters: [batch, seq + 1].
+    pub fn clean_batch(batch: usize, seq: usize, seed: u64) -> CleanBatch {
+        let n = tokenizer().n_chars();
+        let mut rng = Rng::derive(seed, 99);
+        CleanBatch { batch, seq, tokens: (0..batch * (seq + 1)).map(|_| rng.below(n) as u32).collect() }
+    }
+
+    /// Runs `f` with a context over [`tokenizer`], frequency order = id order, block size 128.
+    pub fn with_context<R>(params: &Params, f: impl FnOnce(&Context) -> R) -> R {
+        let tok = tokenizer();
+        let by_frequency: Vec<u32> = (0..tok.n_chars() as u32).collect();
+        let ctx = Context { tokenizer: &tok, params, by_frequency: &by_frequency, block_size: 128 };
+        f(&ctx)
+    }
 }
 
 #[cfg(test)]
@@ -180,24 +555,77 @@ mod tests {
         assert_eq!(ids.len(), n);
         assert_eq!(find("causal_lm").unwrap().info().id, "causal_lm");
         let err = find("gpt").err().unwrap();
-        assert!(err.contains("valid objectives: causal_lm"), "{err}");
+        assert!(err.contains("valid objectives: causal_lm, prefix_lm"), "{err}");
+    }
+
+    #[test]
+    fn declared_defaults_are_within_their_ranges() {
+        for o in REGISTRY {
+            let info = o.info();
+            let defaults: Params = info.params.iter().map(|p| (p.key.to_string(), p.default_value())).collect();
+            check_params(info, &defaults).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[test]
+    fn out_of_range_parameters_name_the_range() {
+        let info = find("masked_lm").unwrap().info();
+        let err = parse_param(info, "rate", "0.9").unwrap_err();
+        assert!(err.contains("valid range is 0.01 to 0.5"), "{err}");
+        assert!(parse_param(info, "rate", "lots").unwrap_err().contains("not a number"));
+        assert!(parse_param(info, "colour", "1").unwrap_err().contains("has no parameter"));
     }
 
     #[test]
     fn cross_entropy_of_uniform_logits_is_log_vocab() {
         let device = Device::flex();
         let logits = Tensor::<3>::zeros([2, 3, 5], &device);
-        let prepared = Prepared {
-            batch: 2,
-            seq: 3,
-            inputs: vec![0; 6],
-            attention: AttentionMode::Causal,
-            use_positions: true,
-            targets: vec![1, 2, IGNORE, 0, 4, IGNORE],
-        };
+        let mut prepared = Prepared::new(2, 3, vec![0; 6], AttentionMode::Causal);
+        prepared.targets = vec![1, 2, IGNORE, 0, 4, IGNORE];
         let t = DeviceTargets::new(&prepared, &device);
         assert_eq!(t.count, 4);
         let loss: f32 = token_cross_entropy(logits, &t).into_scalar();
         assert!((loss - 5f32.ln()).abs() < 1e-5, "{loss}");
+    }
+
+    #[test]
+    fn binary_cross_entropy_matches_the_formula() {
+        let device = Device::flex();
+        let z = [0.5f32, -1.0, 2.0, 0.0];
+        let logits = Tensor::<3>::from_data(TensorData::new(z.to_vec(), [1, 4, 1]), &device);
+        let mut prepared = Prepared::new(1, 4, vec![0; 4], AttentionMode::Bidirectional);
+        prepared.head = Head::Binary;
+        prepared.targets = vec![1, 0, 0, IGNORE];
+        let t = DeviceTargets::new(&prepared, &device);
+        let loss: f32 = binary_cross_entropy(logits, &t).into_scalar();
+        let sig = |x: f32| 1.0 / (1.0 + (-x).exp());
+        let expected = -((sig(0.5)).ln() + (1.0 - sig(-1.0)).ln() + (1.0 - sig(2.0)).ln()) / 3.0;
+        assert!((loss - expected).abs() < 1e-5, "{loss} vs {expected}");
+    }
+
+    #[test]
+    fn info_nce_prefers_the_positive() {
+        let device = Device::flex();
+        // Rows 0 and 1 are identical; rows 2 and 3 are identical and orthogonal to them.
+        let v = [1.0f32, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0];
+        let pooled = Tensor::<2>::from_data(TensorData::new(v.to_vec(), [4, 2]), &device);
+        let mut prepared = Prepared::new(4, 1, vec![0; 4], AttentionMode::Bidirectional);
+        prepared.head = Head::Projection;
+        prepared.positives = vec![1, 0, 3, 2];
+        let good: f32 = info_nce(pooled.clone(), &DeviceTargets::new(&prepared, &device), 0.1).into_scalar();
+        prepared.positives = vec![2, 3, 0, 1];
+        let bad: f32 = info_nce(pooled, &DeviceTargets::new(&prepared, &device), 0.1).into_scalar();
+        assert!(good < 0.01 && bad > 5.0, "{good} {bad}");
+    }
+
+    /// `docs/objectives.md` is generated from the registry; this fails when it is stale.
+    #[test]
+    fn docs_table_is_up_to_date() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/objectives.md");
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            on_disk == markdown_table(),
+            "docs/objectives.md is stale: regenerate it with `cargo run --release -p objlab-cli -- objectives --markdown > docs/objectives.md`"
+        );
     }
 }

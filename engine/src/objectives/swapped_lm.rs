@@ -1,0 +1,82 @@
+//! Swapped language modelling (SLM).
+//!
+//! From "Structural Self-Supervised Objectives for Transformers" (Di Liello, 2023): replace
+//! ~15% of the tokens with random tokens, never with `[MASK]`, and predict the original token
+//! at those positions. The model is never shown a token that does not occur in real text.
+
+use super::denoising::{choose_positions, random_other_char, rate_count};
+use super::{Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared};
+use crate::data::CleanBatch;
+use crate::model::AttentionMode;
+use crate::rng::Rng;
+
+pub struct SwappedLm;
+
+static INFO: ObjectiveInfo = ObjectiveInfo {
+    id: "swapped_lm",
+    name: "swapped LM (SLM)",
+    paper: "Di Liello 2023, \"Structural Self-Supervised Objectives for Transformers\"",
+    definition: "replace ~15% of tokens with random tokens (no [MASK]); predict the original token at those positions; bidirectional attention",
+    explanation: "Some characters are swapped for random other characters, with no [MASK] \
+        token to say where. The model sees the whole text in both directions and is scored on \
+        restoring the originals where swaps happened, so it must notice which characters do \
+        not fit before it can fix them.",
+    generates: false,
+    params: &[ParamInfo::number("rate", "share of tokens swapped", 0.01, 0.5, 0.15, 0.01, "the thesis uses 15%")],
+};
+
+impl Objective for SwappedLm {
+    fn info(&self) -> &'static ObjectiveInfo {
+        &INFO
+    }
+
+    fn prepare(&self, clean: &CleanBatch, ctx: &Context, rng: &mut Rng) -> Prepared {
+        let (b, s) = (clean.batch, clean.seq);
+        let rate = ctx.param(&INFO, "rate");
+        let n_chars = ctx.tokenizer.n_chars();
+        let inputs: Vec<u32> = (0..b).flat_map(|r| clean.row(r)[..s].to_vec()).collect();
+        let mut p = Prepared::new(b, s, inputs, AttentionMode::Bidirectional);
+        for r in 0..b {
+            for i in choose_positions(s, rate_count(s, rate), rng) {
+                let at = r * s + i;
+                p.targets[at] = p.inputs[at] as i32;
+                p.inputs[at] = random_other_char(p.inputs[at], n_chars, rng);
+                p.marks[at] = Mark::Replaced;
+            }
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objectives::testing::{clean_batch, with_context};
+    use crate::objectives::{IGNORE, Params};
+
+    proptest::proptest! {
+        /// Targets are exactly the swapped positions, each holding its original; no [MASK].
+        #[test]
+        fn targets_are_exactly_the_swapped_positions(batch in 1usize..5, seq in 2usize..64, seed in 0u64..1000) {
+            let clean = clean_batch(batch, seq, seed);
+            with_context(&Params::new(), |ctx| {
+                let p = SwappedLm.prepare(&clean, ctx, &mut Rng::seeded(seed));
+                let mask = ctx.tokenizer.special_id("[MASK]");
+                for r in 0..batch {
+                    let row = clean.row(r);
+                    assert_eq!(p.row_targets(r).iter().filter(|&&t| t != IGNORE).count(), ((seq as f64 * 0.15).round() as usize).clamp(1, seq));
+                    for i in 0..seq {
+                        let x = p.row_inputs(r)[i];
+                        assert_ne!(x, mask);
+                        if p.row_targets(r)[i] == IGNORE {
+                            assert_eq!(x, row[i]);
+                        } else {
+                            assert_ne!(x, row[i]);
+                            assert_eq!(p.row_targets(r)[i], row[i] as i32);
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
