@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use objlab_engine::burn::tensor::Device;
 use objlab_engine::data::Corpus;
+use objlab_engine::objectives::bad_word_count;
 use objlab_engine::protocol::{DeviceKind, FromWorker, RunState, ToWorker};
 use objlab_engine::spec::{CORPORA, DeviceChoice, ExperimentSpec};
 use objlab_engine::train::Trainer;
@@ -46,9 +47,41 @@ fn post_state(state: RunState) {
     post(&FromWorker::State { state });
 }
 
+/// Sends warnings and errors of the `log` facade (burn, cubecl, wgpu) to the browser console,
+/// where a developer looks when WebGPU misbehaves.
+struct ConsoleLog;
+
+impl log::Log for ConsoleLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let text = format!("[{}] {}", record.target(), record.args());
+            match record.level() {
+                log::Level::Error => web_sys::console::error_1(&text.into()),
+                _ => web_sys::console::warn_1(&text.into()),
+            }
+        }
+    }
+    fn flush(&self) {}
+}
+
+static CONSOLE_LOG: ConsoleLog = ConsoleLog;
+
 /// The worker's entry point: installs the panic reporter and the message handler.
 pub fn start() {
+    if log::set_logger(&CONSOLE_LOG).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
     std::panic::set_hook(Box::new(|info| {
+        // The run cannot go on (its device may be lost): end its training task at once.
+        SHARED.with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                s.generation += 1;
+                s.gpu = None;
+            }
+        });
         post(&FromWorker::Error { message: format!("the training worker failed: {info}") });
         post_state(RunState::Failed);
         web_sys::console::error_1(&format!("{info}").into());
@@ -161,6 +194,37 @@ fn js_get(target: &JsValue, key: &str) -> JsValue {
     js_sys::Reflect::get(target, &key.into()).unwrap_or(JsValue::UNDEFINED)
 }
 
+/// Makes the device wgpu creates enable `subgroups` when the adapter offers it. cubecl's
+/// kernels (cubek's gemv, for one) use `enable subgroups;`, but the device wgpu requests in the
+/// browser does not get the feature even though the adapter lists it (Chromium 156: a device
+/// requested with `subgroups` compiles those shaders; wgpu's device rejects them), and on wasm
+/// cubecl cannot check a compile error before using the module, so the first such kernel
+/// poisoned the device. The patch adds `subgroups` to wgpu's `requestDevice` call.
+fn enable_subgroups_for_wgpu() -> Result<(), String> {
+    const PATCH: &str = r#"
+        const gpu = self.navigator.gpu;
+        if (!gpu || gpu.__objlabSubgroups) return;
+        const request = gpu.requestAdapter.bind(gpu);
+        gpu.requestAdapter = async (options) => {
+            const adapter = await request(options);
+            if (adapter && adapter.features.has("subgroups")) {
+                const requestDevice = adapter.requestDevice.bind(adapter);
+                adapter.requestDevice = (descriptor) => {
+                    const d = Object.assign({}, descriptor || {});
+                    d.requiredFeatures = [...new Set([...(d.requiredFeatures || []), "subgroups"])];
+                    return requestDevice(d);
+                };
+            }
+            return adapter;
+        };
+        gpu.__objlabSubgroups = true;
+    "#;
+    // The patch is a constant checked by `node --check` in spirit: a syntax error here would be a
+    // bug of ours, and would surface as the worker's error event with its message.
+    js_sys::Function::new_no_args(PATCH).call0(&JsValue::NULL).map_err(|e| format!("could not prepare WebGPU: {e:?}"))?;
+    Ok(())
+}
+
 /// Asks the browser for a WebGPU adapter (for its name) and initialises burn's wgpu runtime.
 async fn webgpu() -> Result<(Device, String), String> {
     if let Some(gpu) = SHARED.with(|s| s.borrow().gpu.clone()) {
@@ -183,6 +247,7 @@ async fn webgpu() -> Result<(Device, String), String> {
         .filter(|s| !s.is_empty())
         .collect();
     let name = if name.is_empty() { "WebGPU adapter".to_string() } else { name.join(" ") };
+    enable_subgroups_for_wgpu()?;
     let device = Device::wgpu_options().init_async().await.map_err(|e| format!("WebGPU initialisation failed: {e:?}"))?;
     SHARED.with(|s| s.borrow_mut().gpu = Some((device.clone(), name.clone())));
     Ok((device, name))
@@ -219,6 +284,8 @@ async fn train(spec: ExperimentSpec, generation: u64) -> Result<(), String> {
     post_state(if is_paused() { RunState::Paused } else { RunState::Running });
     let cfg = trainer.config().clone();
     let tokens_per_step = spec.tokens_per_step() as f64;
+    // The teaching view refreshes every few steps (it is a small message, built on the CPU).
+    let example_every = cfg.log_every.max(5);
     let mut window_start = now_ms();
     let mut window_steps = 0usize;
     loop {
@@ -267,12 +334,16 @@ async fn train(spec: ExperimentSpec, generation: u64) -> Result<(), String> {
             window_start = now_ms();
             window_steps = 0;
         }
-        if cfg.sample_every > 0 && (step % cfg.sample_every == 0 || done) {
+        if step == 1 || step % example_every == 0 || done {
+            post(&FromWorker::Examples { step, examples: trainer.examples() });
+        }
+        if cfg.sample_every > 0 && trainer.generates() && (step % cfg.sample_every == 0 || done) {
             let text = trainer.sample("\n", cfg.sample_len).await?;
             if !is_current(generation) {
                 return Ok(());
             }
-            post(&FromWorker::Sample { step, text });
+            let bad_words = trainer.bad_words().map(|words| bad_word_count(&text, &words));
+            post(&FromWorker::Sample { step, text, bad_words });
             window_start = now_ms();
             window_steps = 0;
         }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::objectives::Example;
 use crate::spec::ExperimentSpec;
 
 /// Page → worker.
@@ -61,7 +62,15 @@ pub enum FromWorker {
         learning_rate: f64,
     },
     Validation { step: usize, loss: f32 },
-    Sample { step: usize, text: String },
+    /// Generated text; for conditional training, `bad_words` = (bad-word occurrences, words).
+    Sample {
+        step: usize,
+        text: String,
+        #[serde(default)]
+        bad_words: Option<(usize, usize)>,
+    },
+    /// One example of the current batch per objective, as the model sees it.
+    Examples { step: usize, examples: Vec<Example> },
     /// A failure the page shows in its error element.
     Error { message: String },
 }

@@ -27,32 +27,15 @@ fn wait_for_steps_and_falling_loss(browser: &Browser, steps: usize, timeout: Dur
     assert_eq!(browser.text("error").unwrap_or_default(), "", "no error is shown");
 }
 
-/// WebGPU in the worker: the adapter is found and named, burn's wgpu runtime starts, and
-/// training steps complete on SwiftShader.
+/// WebGPU in the worker: the adapter is found and named, burn's wgpu runtime starts, and the
+/// tiny model trains on SwiftShader (≥ 12 steps, falling loss).
 #[test]
-fn starts_training_on_webgpu() {
-    let server = StaticServer::start(dist_dir());
-    let browser = Browser::start(true);
-    open_and_start(&browser, &server, "?preset=tiny&device=gpu&steps=400");
-    // SwiftShader compiles every pipeline on the first step (tens of seconds).
-    browser.wait_for("the first WebGPU training step", Duration::from_secs(600), |b| (b.step() >= 1).then_some(()));
-    let device = browser.text("device").unwrap();
-    assert!(device.starts_with("WebGPU"), "device element names WebGPU: {device:?}");
-    let first = browser.attribute("train-loss", "data-first").as_deref().and_then(parse_loss).expect("a first loss");
-    assert!(first.is_finite() && first > 0.0, "first loss {first}");
-}
-
-/// The full WebGPU check of issue 2 (≥ 12 steps, falling loss). Ignored for now: on SwiftShader,
-/// after a few steps cubecl's wgpu runtime compiles a matmul shader module
-/// (`matmul_entry_lhs_f32_lhs_size_4_…`) that SwiftShader rejects, and the device is poisoned;
-/// the page shows that error in its error element. Run with `--ignored` to check a fix.
-#[test]
-#[ignore = "cubecl matmul shader rejected by SwiftShader after a few steps; see the comment"]
 fn trains_on_webgpu() {
     let server = StaticServer::start(dist_dir());
     let browser = Browser::start(true);
     open_and_start(&browser, &server, "?preset=tiny&device=gpu&steps=400");
-    wait_for_steps_and_falling_loss(&browser, 12, Duration::from_secs(900));
+    // SwiftShader compiles every pipeline on the first step (a minute or more on two cores).
+    wait_for_steps_and_falling_loss(&browser, 12, Duration::from_secs(600));
     let device = browser.text("device").unwrap();
     assert!(device.starts_with("WebGPU"), "device element names WebGPU: {device:?}");
 }

@@ -6,6 +6,8 @@ use objlab_engine::spec::ExperimentSpec;
 use super::controls::Controls;
 use super::error_banner::ErrorBanner;
 use super::loss_chart::LossChart;
+use super::model_view::ModelView;
+use super::objective_panel::ObjectivePanel;
 use super::sample_view::SampleView;
 use super::stats_panel::StatsPanel;
 use crate::lab::Lab;
@@ -37,8 +39,10 @@ pub fn App() -> impl IntoView {
         <main>
             <ErrorBanner lab=lab />
             <Controls lab=lab />
+            <ObjectivePanel lab=lab />
             <StatsPanel lab=lab />
             <LossChart lab=lab />
+            <ModelView lab=lab />
             <SampleView lab=lab />
         </main>
         <footer>

@@ -1,47 +1,18 @@
-//! Experiment choices (preset, objective, device, seed) and the run buttons.
+//! Experiment choices (preset, architecture, objective, device, seed) and the run buttons.
 //! The objective list comes from the engine's registry; choices are mirrored into the URL.
+//! The objective mixer with every parameter is in `objective_panel.rs`.
 
 use leptos::prelude::*;
 use objlab_engine::objectives::REGISTRY;
 use objlab_engine::protocol::{RunState, ToWorker};
-use objlab_engine::spec::{DeviceChoice, ExperimentSpec, preset_names};
+use objlab_engine::spec::{DeviceChoice, preset_names};
 
-use crate::lab::Lab;
+use crate::lab::{Lab, write_url};
 use crate::worker_link;
-
-/// Writes the experiment's choices into the page address, so the link reproduces it.
-fn write_url(spec: &ExperimentSpec) {
-    let objective: Vec<String> = spec.runs[0]
-        .objectives
-        .iter()
-        .map(|o| if o.weight == 1.0 { o.id.clone() } else { format!("{}={}", o.id, o.weight) })
-        .collect();
-    let device = DeviceChoice::NAMES[[DeviceChoice::Auto, DeviceChoice::Gpu, DeviceChoice::Cpu]
-        .iter()
-        .position(|d| *d == spec.device)
-        .unwrap_or(0)];
-    let query = format!(
-        "?preset={}&objective={}&device={device}&seed={}&steps={}",
-        spec.preset,
-        objective.join(","),
-        spec.seed,
-        spec.train.steps
-    );
-    if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
-        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&query));
-    }
-}
 
 /// Applies one option to the experiment, or shows why it was refused.
 fn set_option(lab: Lab, key: &str, value: &str) {
-    let mut spec = lab.spec.get_untracked();
-    match spec.set(key, value).and_then(|_| spec.validate()) {
-        Ok(()) => {
-            write_url(&spec);
-            lab.spec.set(spec);
-        }
-        Err(e) => lab.push_error(e),
-    }
+    lab.change(|spec| spec.set(key, value));
 }
 
 #[component]
@@ -57,6 +28,7 @@ pub fn Controls(lab: Lab) -> impl IntoView {
         write_url(&spec);
         lab.clear_run();
         lab.errors.set(Vec::new());
+        lab.pending.set(None);
         lab.steps.set(spec.train.steps);
         lab.state.set(RunState::Loading);
         worker_link::send(lab, &ToWorker::Start { spec });
@@ -77,8 +49,22 @@ pub fn Controls(lab: Lab) -> impl IntoView {
         lab.clear_run();
         lab.errors.set(Vec::new());
         lab.device.set("not started".into());
+        // A change that waited for the reset takes effect now.
+        if let Some(spec) = lab.pending.get_untracked() {
+            write_url(&spec);
+            lab.spec.set(spec);
+            lab.pending.set(None);
+        }
     };
-    let objective_value = move || lab.spec.get().runs[0].objectives.first().map(|o| o.id.clone()).unwrap_or_default();
+    let objective_value = move || {
+        let spec = lab.shown();
+        let live: Vec<_> = spec.runs[0].objectives.iter().filter(|o| o.weight > 0.0).collect();
+        if live.len() == 1 { live[0].id.clone() } else { "mix".to_string() }
+    };
+    let arch_value = move || match lab.shown().model.arch {
+        objlab_engine::model::Architecture::Decoder => "decoder",
+        objlab_engine::model::Architecture::EncoderDecoder => "encoder_decoder",
+    };
     let device_value = move || match lab.spec.get().device {
         DeviceChoice::Auto => "auto",
         DeviceChoice::Gpu => "gpu",
@@ -97,12 +83,21 @@ pub fn Controls(lab: Lab) -> impl IntoView {
             </label>
             <label>
                 "Objective "
-                <select data-testid="objective" prop:disabled=busy
+                <select data-testid="objective"
                     on:change=move |ev| set_option(lab, "objective", &event_target_value(&ev))>
                     {REGISTRY.iter().map(|o| {
                         let info = o.info();
-                        view! { <option value=info.id title=info.idea prop:selected=move || objective_value() == info.id>{info.name}</option> }
+                        view! { <option value=info.id title=info.definition prop:selected=move || objective_value() == info.id>{info.name}</option> }
                     }).collect_view()}
+                    <option value="mix" disabled=true prop:selected=move || objective_value() == "mix">"mixture (see below)"</option>
+                </select>
+            </label>
+            <label title="UL2: the architecture is chosen apart from the objective">
+                "Architecture "
+                <select data-testid="arch"
+                    on:change=move |ev| set_option(lab, "arch", &event_target_value(&ev))>
+                    <option value="decoder" prop:selected=move || arch_value() == "decoder">"decoder (mask from the objective)"</option>
+                    <option value="encoder_decoder" prop:selected=move || arch_value() == "encoder_decoder">"encoder–decoder"</option>
                 </select>
             </label>
             <label>

@@ -1,0 +1,166 @@
+//! "What the model sees": one real example of the current batch per objective, as the model
+//! gets it — input tokens with the corrupted positions highlighted, the attention pattern as a
+//! small matrix, and what each position is scored on — beside a plain-language explanation
+//! and the paper. A student should be able to tell the objectives apart from this alone.
+
+use leptos::html::Canvas;
+use leptos::prelude::*;
+use objlab_engine::model::Head;
+use objlab_engine::objectives::{Example, Mark, find};
+use wasm_bindgen::JsCast;
+use web_sys::CanvasRenderingContext2d;
+
+use crate::lab::Lab;
+
+fn mark_name(m: Mark) -> &'static str {
+    match m {
+        Mark::Plain => "plain",
+        Mark::Masked => "masked",
+        Mark::Replaced => "replaced",
+        Mark::Kept => "kept",
+        Mark::Sentinel => "sentinel",
+        Mark::Target => "target",
+        Mark::Control => "control",
+        Mark::Pad => "pad",
+        Mark::HiddenKey => "hidden-key",
+    }
+}
+
+/// Makes whitespace visible.
+fn show(token: &str) -> String {
+    match token {
+        " " => "·".into(),
+        "\n" => "⏎".into(),
+        t => t.into(),
+    }
+}
+
+/// Short labels so that a binary target fits under its token.
+fn short_target(target: &str) -> String {
+    match target {
+        "original" => "orig".into(),
+        "replaced" => "REPL".into(),
+        t => show(t),
+    }
+}
+
+/// A name for the attention pattern of the first row.
+fn attention_label(a: &[Vec<bool>]) -> String {
+    let n = a.len();
+    if a.iter().all(|r| r.iter().all(|&x| x)) {
+        return "bidirectional: every token sees every token".into();
+    }
+    if (0..n).all(|q| (0..n).all(|k| a[q][k] == (k <= q))) {
+        return "causal: each token sees itself and the tokens before it".into();
+    }
+    let prefix = a.first().map(|r| r.iter().filter(|&&x| x).count()).unwrap_or(0);
+    if prefix > 1 {
+        return format!("prefix: the first {prefix} tokens see each other fully, later ones are causal");
+    }
+    "causal with hidden keys: some tokens are invisible to the others".into()
+}
+
+fn draw_attention(canvas: &web_sys::HtmlCanvasElement, a: &[Vec<bool>]) {
+    let Some(ctx) = canvas.get_context("2d").ok().flatten().and_then(|c| c.dyn_into::<CanvasRenderingContext2d>().ok())
+    else {
+        return;
+    };
+    let n = a.len().max(1) as f64;
+    let size = canvas.width() as f64;
+    let cell = size / n;
+    ctx.set_fill_style_str("#f1f1f1");
+    ctx.fill_rect(0.0, 0.0, size, size);
+    ctx.set_fill_style_str("#3b6fd4");
+    for (q, row) in a.iter().enumerate() {
+        for (k, &on) in row.iter().enumerate() {
+            if on {
+                ctx.fill_rect(k as f64 * cell, q as f64 * cell, cell.max(1.0), cell.max(1.0));
+            }
+        }
+    }
+}
+
+#[component]
+fn AttentionMatrix(attention: Vec<Vec<bool>>) -> impl IntoView {
+    let canvas = NodeRef::<Canvas>::new();
+    let label = attention_label(&attention);
+    let a = attention.clone();
+    Effect::new(move |_| {
+        if let Some(c) = canvas.get() {
+            draw_attention(&c, &a);
+        }
+    });
+    view! {
+        <figure class="attention">
+            <canvas node_ref=canvas width="160" height="160" data-testid="seen-attention" data-pattern=label.clone()></canvas>
+            <figcaption>"attention (row = query, column = key; blue = may look): "{label}</figcaption>
+        </figure>
+    }
+}
+
+#[component]
+fn ExampleCard(example: Example, arch_note: Option<&'static str>) -> impl IntoView {
+    let info = find(&example.objective).ok().map(|o| o.info());
+    let (name, paper, explanation) = info.map(|i| (i.name, i.paper, i.explanation)).unwrap_or(("", "", ""));
+    let scored = match example.head {
+        Head::Vocab => "the token it is scored on",
+        Head::Binary => "replaced or original, scored at every position",
+        Head::Position => "the position it must name (no position embedding is given)",
+        Head::Projection => "scored on: matching the two views of the same text against the rest of the batch",
+    };
+    // One column per position: the token the model reads, and below it what it is scored on.
+    let rows = example.rows.clone();
+    view! {
+        <article class="seen" data-testid="seen" data-objective=example.objective.clone()>
+            <h3>{name}" "<small>{paper}</small></h3>
+            <div class="seen-body">
+                <div class="seen-example">
+                    {rows.into_iter().enumerate().map(|(i, row)| view! {
+                        <div class="row-label">{if example.rows.len() > 1 { format!("view {} (what the model reads)", i + 1) } else { format!("what the model reads (top) and {scored} (below)") }}</div>
+                        <div class="tokens" data-testid="seen-input">
+                            {row.tokens.iter().zip(&row.marks).zip(&row.targets).map(|((t, m), y)| view! {
+                                <span class="col">
+                                    <span class=format!("tok mark-{}", mark_name(*m)) data-mark=mark_name(*m) title=mark_name(*m)>{show(t)}</span>
+                                    <span class=if y.is_empty() { "tok none" } else { "tok scored" }>{if y.is_empty() { "\u{a0}".to_string() } else { short_target(y) }}</span>
+                                </span>
+                            }).collect_view()}
+                        </div>
+                    }).collect_view()}
+                    <Show when={let h = example.head; move || h == Head::Projection}>
+                        <p class="row-label">{scored}</p>
+                    </Show>
+                    <p class="note">{example.note.clone()}</p>
+                </div>
+                <AttentionMatrix attention=example.attention.clone() />
+            </div>
+            <p class="explain">{explanation}{arch_note.map(|n| format!(" {n}"))}</p>
+        </article>
+    }
+}
+
+#[component]
+pub fn ModelView(lab: Lab) -> impl IntoView {
+    let arch_note = move || match lab.spec.get().model.arch {
+        objlab_engine::model::Architecture::EncoderDecoder => Some(
+            "On the encoder–decoder architecture, the bidirectional prefix is read by the encoder and the rest by the decoder, which attends to the encoder.",
+        ),
+        objlab_engine::model::Architecture::Decoder => None,
+    };
+    view! {
+        <section class="model-view">
+            <h2>{move || match lab.examples.get().0 {
+                0 => "What the model sees (shown once training starts)".to_string(),
+                step => format!("What the model sees (a real example from the batch of step {step})"),
+            }}</h2>
+            <div class="legend">
+                {["masked", "replaced", "kept", "sentinel", "target", "control", "hidden-key", "pad"].map(|m| view! {
+                    <span class=format!("tok mark-{m}")>{m.replace('-', " ")}</span>
+                }).collect_view()}
+            </div>
+            {move || {
+                let note = arch_note();
+                lab.examples.get().1.into_iter().map(|e| view! { <ExampleCard example=e arch_note=note /> }).collect_view()
+            }}
+        </section>
+    }
+}
