@@ -199,7 +199,10 @@ fn js_get(target: &JsValue, key: &str) -> JsValue {
 /// browser does not get the feature even though the adapter lists it (Chromium 156: a device
 /// requested with `subgroups` compiles those shaders; wgpu's device rejects them), and on wasm
 /// cubecl cannot check a compile error before using the module, so the first such kernel
-/// poisoned the device. The patch adds `subgroups` to wgpu's `requestDevice` call.
+/// poisoned the device. The patch adds `subgroups` to wgpu's `requestDevice` call. The same
+/// gemv kernel calls `subgroupAdd` after a bounds check, which WGSL's uniformity analysis
+/// rejects although the lanes that leave contribute nothing; the patch turns that one
+/// diagnostic off (`diagnostic(off, subgroup_uniformity)`) in shaders that enable subgroups.
 fn enable_subgroups_for_wgpu() -> Result<(), String> {
     const PATCH: &str = r#"
         const gpu = self.navigator.gpu;
@@ -209,10 +212,21 @@ fn enable_subgroups_for_wgpu() -> Result<(), String> {
             const adapter = await request(options);
             if (adapter && adapter.features.has("subgroups")) {
                 const requestDevice = adapter.requestDevice.bind(adapter);
-                adapter.requestDevice = (descriptor) => {
+                adapter.requestDevice = async (descriptor) => {
                     const d = Object.assign({}, descriptor || {});
                     d.requiredFeatures = [...new Set([...(d.requiredFeatures || []), "subgroups"])];
-                    return requestDevice(d);
+                    const device = await requestDevice(d);
+                    const createShaderModule = device.createShaderModule.bind(device);
+                    device.createShaderModule = (module) => {
+                        const code = module && module.code;
+                        if (typeof code === "string" && code.startsWith("enable subgroups;") && !code.includes("subgroup_uniformity")) {
+                            module = Object.assign({}, module, {
+                                code: code.replace("enable subgroups;", "enable subgroups;\ndiagnostic(off, subgroup_uniformity);"),
+                            });
+                        }
+                        return createShaderModule(module);
+                    };
+                    return device;
                 };
             }
             return adapter;

@@ -33,6 +33,12 @@ impl CleanBatch {
     pub fn row(&self, r: usize) -> &[u32] {
         &self.tokens[r * (self.seq + 1)..(r + 1) * (self.seq + 1)]
     }
+
+    /// The first `seq` tokens of every row: [batch, seq], the clean input of objectives that
+    /// keep the text in place (masking, replacing, position prediction, …).
+    pub fn inputs(&self) -> Vec<u32> {
+        (0..self.batch).flat_map(|r| self.row(r)[..self.seq].iter().copied()).collect()
+    }
 }
 
 impl Corpus {

@@ -51,7 +51,7 @@ impl Objective for Contrastive {
             }
             (len, views.concat())
         } else {
-            let one: Vec<u32> = (0..b).flat_map(|r| clean.row(r)[..s].to_vec()).collect();
+            let one = clean.inputs();
             (s, [one.clone(), one].concat())
         };
         let mut p = Prepared::new(2 * b, len, inputs, AttentionMode::Bidirectional);

@@ -42,7 +42,7 @@ impl Objective for MaskedLm {
         let random_share = ctx.param(&INFO, "random_share").min(1.0 - mask_share);
         let mask_id = ctx.tokenizer.special_id("[MASK]");
         let n_chars = ctx.tokenizer.n_chars();
-        let inputs: Vec<u32> = (0..b).flat_map(|r| clean.row(r)[..s].to_vec()).collect();
+        let inputs = clean.inputs();
         let mut p = Prepared::new(b, s, inputs, AttentionMode::Bidirectional);
         for r in 0..b {
             for i in choose_positions(s, rate_count(s, rate), rng) {

@@ -39,7 +39,7 @@ impl Objective for PositionPrediction {
     fn prepare(&self, clean: &CleanBatch, ctx: &Context, rng: &mut Rng) -> Prepared {
         let (b, s) = (clean.batch, clean.seq);
         let ratio = ctx.param(&INFO, "key_mask");
-        let inputs: Vec<u32> = (0..b).flat_map(|r| clean.row(r)[..s].to_vec()).collect();
+        let inputs = clean.inputs();
         let attention = if ratio > 0.0 {
             let mut visible = vec![true; b * s];
             for r in 0..b {

@@ -66,7 +66,7 @@ impl Objective for RandomTokenDetection {
         let clustered = ctx.param(&INFO, "clustered") >= 0.5;
         let cluster_size = ctx.param(&INFO, "cluster_size") as usize;
         let n_chars = ctx.tokenizer.n_chars();
-        let inputs: Vec<u32> = (0..b).flat_map(|r| clean.row(r)[..s].to_vec()).collect();
+        let inputs = clean.inputs();
         let mut p = Prepared::new(b, s, inputs, AttentionMode::Bidirectional);
         p.head = Head::Binary;
         p.targets = vec![0; b * s];

@@ -34,7 +34,7 @@ impl Objective for SwappedLm {
         let (b, s) = (clean.batch, clean.seq);
         let rate = ctx.param(&INFO, "rate");
         let n_chars = ctx.tokenizer.n_chars();
-        let inputs: Vec<u32> = (0..b).flat_map(|r| clean.row(r)[..s].to_vec()).collect();
+        let inputs = clean.inputs();
         let mut p = Prepared::new(b, s, inputs, AttentionMode::Bidirectional);
         for r in 0..b {
             for i in choose_positions(s, rate_count(s, rate), rng) {
