@@ -121,6 +121,25 @@ impl Lab {
         }
     }
 
+    /// Ends the run (a crashed worker is replaced; a live one forgets its run), clears the
+    /// page, and applies a change that waited for the reset.
+    pub fn reset(&self) {
+        if self.state.get_untracked() == RunState::Failed {
+            crate::worker_link::connect(*self);
+        } else {
+            crate::worker_link::send(*self, &objlab_engine::protocol::ToWorker::Reset);
+        }
+        self.state.set(RunState::Idle);
+        self.clear_run();
+        self.errors.set(Vec::new());
+        self.device.set("not started".into());
+        if let Some(spec) = self.pending.get_untracked() {
+            write_url(&spec);
+            self.spec.set(spec);
+            self.pending.set(None);
+        }
+    }
+
     /// Shows `message` in the error element (once: a repeated message is not stacked).
     pub fn push_error(&self, message: String) {
         self.errors.update(|e| {

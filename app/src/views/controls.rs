@@ -38,24 +38,7 @@ pub fn Controls(lab: Lab) -> impl IntoView {
         worker_link::send(lab, &message);
     };
     let stop = move |_| worker_link::send(lab, &ToWorker::Stop);
-    let reset = move |_| {
-        // A crashed worker is replaced; a live one forgets its run.
-        if lab.state.get_untracked() == RunState::Failed {
-            worker_link::connect(lab);
-        } else {
-            worker_link::send(lab, &ToWorker::Reset);
-        }
-        lab.state.set(RunState::Idle);
-        lab.clear_run();
-        lab.errors.set(Vec::new());
-        lab.device.set("not started".into());
-        // A change that waited for the reset takes effect now.
-        if let Some(spec) = lab.pending.get_untracked() {
-            write_url(&spec);
-            lab.spec.set(spec);
-            lab.pending.set(None);
-        }
-    };
+    let reset = move |_| lab.reset();
     let objective_value = move || {
         let spec = lab.shown();
         let live: Vec<_> = spec.runs[0].objectives.iter().filter(|o| o.weight > 0.0).collect();

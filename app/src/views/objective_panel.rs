@@ -77,19 +77,7 @@ fn ParamControls(lab: Lab, info: &'static ObjectiveInfo) -> impl IntoView {
 
 #[component]
 pub fn ObjectivePanel(lab: Lab) -> impl IntoView {
-    let apply_and_reset = move |_| {
-        // Same as the reset button: the worker forgets its run, the waiting change applies.
-        crate::worker_link::send(lab, &objlab_engine::protocol::ToWorker::Reset);
-        lab.state.set(objlab_engine::protocol::RunState::Idle);
-        lab.clear_run();
-        lab.errors.set(Vec::new());
-        lab.device.set("not started".into());
-        if let Some(spec) = lab.pending.get_untracked() {
-            crate::lab::write_url(&spec);
-            lab.spec.set(spec);
-        }
-        lab.pending.set(None);
-    };
+    let apply_and_reset = move |_| lab.reset();
     let keep = move |_| lab.pending.set(None);
     view! {
         <section class="objectives">
