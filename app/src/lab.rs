@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use objlab_engine::objectives::Example;
 use objlab_engine::protocol::{DeviceKind, FromWorker, RunState};
-use objlab_engine::spec::{DeviceChoice, ExperimentSpec, objective_mix_text};
+use objlab_engine::spec::{ExperimentSpec, objective_mix_text};
 
 #[derive(Clone, Copy)]
 pub struct Lab {
@@ -34,14 +34,7 @@ pub struct Lab {
 
 /// Writes the experiment's choices into the page address, so the link reproduces it.
 pub fn write_url(spec: &ExperimentSpec) {
-    let device = DeviceChoice::NAMES[[DeviceChoice::Auto, DeviceChoice::Gpu, DeviceChoice::Cpu]
-        .iter()
-        .position(|d| *d == spec.device)
-        .unwrap_or(0)];
-    let arch = match spec.model.arch {
-        objlab_engine::model::Architecture::Decoder => "decoder",
-        objlab_engine::model::Architecture::EncoderDecoder => "encoder_decoder",
-    };
+    let (device, arch) = (spec.device.name(), spec.model.arch.name());
     let objective = objective_mix_text(&spec.runs[0].objectives);
     let encoded = js_sys::encode_uri_component(&objective).as_string().unwrap_or(objective);
     let query = format!(

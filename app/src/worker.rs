@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use objlab_engine::burn::tensor::Device;
 use objlab_engine::data::Corpus;
-use objlab_engine::objectives::bad_word_count;
 use objlab_engine::protocol::{DeviceKind, FromWorker, RunState, ToWorker};
 use objlab_engine::spec::{CORPORA, DeviceChoice, ExperimentSpec};
 use objlab_engine::train::Trainer;
@@ -233,8 +232,8 @@ fn enable_subgroups_for_wgpu() -> Result<(), String> {
         };
         gpu.__objlabSubgroups = true;
     "#;
-    // The patch is a constant checked by `node --check` in spirit: a syntax error here would be a
-    // bug of ours, and would surface as the worker's error event with its message.
+    // A syntax error in the constant would throw here, uncaught, and reach the page through the
+    // worker's error event; the WebGPU browser tests run this code.
     js_sys::Function::new_no_args(PATCH).call0(&JsValue::NULL).map_err(|e| format!("could not prepare WebGPU: {e:?}"))?;
     Ok(())
 }
@@ -356,7 +355,7 @@ async fn train(spec: ExperimentSpec, generation: u64) -> Result<(), String> {
             if !is_current(generation) {
                 return Ok(());
             }
-            let bad_words = trainer.bad_words().map(|words| bad_word_count(&text, &words));
+            let bad_words = trainer.score_sample(&text);
             post(&FromWorker::Sample { step, text, bad_words });
             window_start = now_ms();
             window_steps = 0;

@@ -34,6 +34,14 @@ pub enum Architecture {
 impl Architecture {
     pub const NAMES: &'static [&'static str] = &["decoder", "encoder_decoder"];
 
+    /// The name [`Architecture::parse`] reads (specs, URLs, the CLI).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Decoder => "decoder",
+            Self::EncoderDecoder => "encoder_decoder",
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Self, String> {
         match s {
             "decoder" => Ok(Self::Decoder),
@@ -179,12 +187,22 @@ impl Route {
     /// The route of a batch with attention `mode` on architecture `arch`.
     pub fn new(mode: &AttentionMode, arch: Architecture, batch: usize, seq: usize, device: &Device) -> Self {
         match (arch, mode) {
-            (Architecture::Decoder, mode) => Route::Single(mode.bias(batch, seq, device)),
             (Architecture::EncoderDecoder, AttentionMode::Prefix(prefix)) => Route::Both(EncoderDecoderMasks::new(prefix, seq, device)),
-            (Architecture::EncoderDecoder, AttentionMode::Causal | AttentionMode::KeyMask { causal: true, .. }) => {
-                Route::DecoderOnly(mode.bias(batch, seq, device))
+            _ => Self::with_bias(mode, arch, mode.bias(batch, seq, device)),
+        }
+    }
+
+    /// The route of a one-stack batch whose mask `bias` (from [`AttentionMode::bias`]) is
+    /// already built, e.g. cached. Not for a prefix batch on the encoder–decoder, which needs
+    /// three masks ([`Route::new`]).
+    pub fn with_bias(mode: &AttentionMode, arch: Architecture, bias: Tensor<4>) -> Self {
+        match (arch, mode) {
+            (Architecture::Decoder, _) => Route::Single(bias),
+            (Architecture::EncoderDecoder, AttentionMode::Prefix(_)) => {
+                panic!("a prefix batch on the encoder–decoder needs Route::new")
             }
-            (Architecture::EncoderDecoder, mode) => Route::EncoderOnly(mode.bias(batch, seq, device)),
+            (Architecture::EncoderDecoder, AttentionMode::Causal | AttentionMode::KeyMask { causal: true, .. }) => Route::DecoderOnly(bias),
+            (Architecture::EncoderDecoder, _) => Route::EncoderOnly(bias),
         }
     }
 }
@@ -257,13 +275,10 @@ impl SelfAttention {
     fn forward(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
         let [b, s, d] = x.dims();
         let h = self.n_head;
-        let dh = d / h;
-        // qkv: [batch, seq, 3, heads, d_head] -> three [batch, heads, seq, d_head]
-        let qkv = self.qkv.forward(x).reshape([b, s, 3, h, dh]);
-        let q = qkv.clone().narrow(2, 0, 1).reshape([b, s, h, dh]).swap_dims(1, 2);
-        let k = qkv.clone().narrow(2, 1, 1).reshape([b, s, h, dh]).swap_dims(1, 2);
-        let v = qkv.narrow(2, 2, 1).reshape([b, s, h, dh]).swap_dims(1, 2);
-        self.proj.forward(attend(q, k, v, bias))
+        // qkv: [batch, seq, 3, d_model] -> three [batch, heads, seq, d_head]
+        let qkv = self.qkv.forward(x).reshape([b, s, 3, d]);
+        let part = |i| split_heads(qkv.clone().narrow(2, i, 1).reshape([b, s, d]), h);
+        self.proj.forward(attend(part(0), part(1), part(2), bias))
     }
 }
 

@@ -23,6 +23,15 @@ pub enum DeviceChoice {
 impl DeviceChoice {
     pub const NAMES: &'static [&'static str] = &["auto", "gpu", "cpu"];
 
+    /// The name [`DeviceChoice::parse`] reads (URLs, specs).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Gpu => "gpu",
+            Self::Cpu => "cpu",
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Self, String> {
         match s {
             "auto" => Ok(Self::Auto),
@@ -306,9 +315,7 @@ impl ExperimentSpec {
                 let obj = objectives::find(&o.id)?;
                 objectives::check_params(obj.info(), &o.params)?;
                 obj.check(&o.params)?;
-                if !(o.weight.is_finite() && o.weight >= 0.0) {
-                    return Err(format!("weight of {} must be a number ≥ 0, not {}", o.id, o.weight));
-                }
+                check_weight(&o.id, o.weight)?;
             }
             if run.objectives.iter().all(|o| o.weight == 0.0) {
                 return Err("a mixture whose weights are all zero trains nothing; give one objective a weight above 0".into());
@@ -320,6 +327,15 @@ impl ExperimentSpec {
     /// Tokens the model reads per optimiser step.
     pub fn tokens_per_step(&self) -> usize {
         self.train.batch_size * self.model.block_size
+    }
+}
+
+/// A mixture weight must be a number ≥ 0.
+fn check_weight(id: &str, weight: f64) -> Result<(), String> {
+    if weight.is_finite() && weight >= 0.0 {
+        Ok(())
+    } else {
+        Err(format!("weight of {id} must be a number ≥ 0, not {weight}"))
     }
 }
 
@@ -340,9 +356,7 @@ pub fn parse_objective_mix(text: &str) -> Result<Vec<ObjectiveChoice>, String> {
             let value = objectives::parse_param(obj.info(), k.trim(), &v.replace('|', ","))?;
             params.insert(k.trim().to_string(), value);
         }
-        if !(weight.is_finite() && weight >= 0.0) {
-            return Err(format!("weight of {id} must be a number ≥ 0, not {weight}"));
-        }
+        check_weight(id, weight)?;
         out.push(ObjectiveChoice { id: id.to_string(), weight, params });
     }
     if out.is_empty() {

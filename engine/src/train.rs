@@ -12,7 +12,7 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::data::{CleanBatch, Corpus, Split};
-use crate::model::{Architecture, AttentionMode, ModelConfig, ModelInput, Route, Transformer};
+use crate::model::{AttentionMode, ModelConfig, ModelInput, Route, Transformer};
 use crate::objectives::{self, Context, DeviceTargets, Example, Objective, Params, Prepared};
 use crate::rng::Rng;
 use crate::schedule::learning_rate;
@@ -162,11 +162,7 @@ impl Trainer {
                 self.bias_cache.push((mode.clone(), s, t.clone()));
                 t
             };
-            match (arch, mode) {
-                (Architecture::Decoder, _) => Route::Single(bias),
-                (Architecture::EncoderDecoder, AttentionMode::Causal) => Route::DecoderOnly(bias),
-                (Architecture::EncoderDecoder, _) => Route::EncoderOnly(bias),
-            }
+            Route::with_bias(mode, arch, bias)
         } else {
             Route::new(mode, arch, b, s, &device)
         };
@@ -181,7 +177,7 @@ impl Trainer {
         ModelInput { tokens, route, use_positions: prepared.use_positions, embed_mask, head: prepared.head }
     }
 
-    /// The objective context of mix part `i`.
+    /// The context an objective of the mix works in, with that objective's `params`.
     fn context<'a>(&'a self, params: &'a Params) -> Context<'a> {
         Context {
             tokenizer: &self.corpus.tokenizer,
@@ -228,11 +224,10 @@ impl Trainer {
         self.mix.iter().any(|p| p.objective.info().generates)
     }
 
-    /// The bad-word list of the run's conditional-training objective, if it has one.
-    pub fn bad_words(&self) -> Option<String> {
-        self.mix.iter().find(|p| p.objective.info().id == "conditional_training").map(|p| {
-            self.context(&p.params).text(p.objective.info(), "bad_words")
-        })
+    /// The first count an objective of the mix reports for generated `text` (conditional
+    /// training: bad words among the words), see [`Objective::score_sample`].
+    pub fn score_sample(&self, text: &str) -> Option<(usize, usize)> {
+        self.mix.iter().find_map(|p| p.objective.score_sample(text, &self.context(&p.params)))
     }
 
     /// One optimiser step. Reads nothing from the device; the loss waits in `pending`.

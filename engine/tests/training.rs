@@ -223,7 +223,8 @@ fn conditional_training_samples_after_good() {
     let mut spec = tiny_spec(5);
     spec.set("objective", "conditional_training:bad_words=fool|rogue").unwrap();
     let mut t = Trainer::new(&spec, 0, shakespeare(), Device::flex()).unwrap();
-    assert_eq!(t.bad_words().as_deref(), Some("fool,rogue"));
+    // The run's own list (not the default one, which has "knave" too) scores samples.
+    assert_eq!(t.score_sample("a fool, a rogue and a knave"), Some((2, 7)));
     for _ in 0..5 {
         t.step();
     }

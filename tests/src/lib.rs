@@ -209,14 +209,6 @@ impl Browser {
         assert_eq!(ok, Value::Bool(true), "{testid} is missing");
     }
 
-    /// Saves a PNG screenshot of the page (for looking at layouts while developing).
-    pub fn screenshot(&self, path: &std::path::Path) {
-        let response: Value = ureq::get(&self.url("screenshot")).call().expect("screenshot").into_json().unwrap();
-        let b64 = response["value"].as_str().expect("base64 image");
-        let bytes = decode_base64(b64);
-        std::fs::write(path, bytes).expect("write screenshot");
-    }
-
     /// Polls `check` until it returns Some, or panics after `timeout` with `what` and the page state.
     pub fn wait_for<T>(&self, what: &str, timeout: Duration, mut check: impl FnMut(&Self) -> Option<T>) -> T {
         let deadline = Instant::now() + timeout;
@@ -249,28 +241,4 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
-}
-
-fn decode_base64(s: &str) -> Vec<u8> {
-    let table = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0);
-    for v in s.bytes().filter_map(table) {
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
 }

@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 use objlab_engine::objectives::REGISTRY;
 use objlab_engine::protocol::{RunState, ToWorker};
-use objlab_engine::spec::{DeviceChoice, preset_names};
+use objlab_engine::spec::preset_names;
 
 use crate::lab::{Lab, write_url};
 use crate::worker_link;
@@ -44,15 +44,8 @@ pub fn Controls(lab: Lab) -> impl IntoView {
         let live: Vec<_> = spec.runs[0].objectives.iter().filter(|o| o.weight > 0.0).collect();
         if live.len() == 1 { live[0].id.clone() } else { "mix".to_string() }
     };
-    let arch_value = move || match lab.shown().model.arch {
-        objlab_engine::model::Architecture::Decoder => "decoder",
-        objlab_engine::model::Architecture::EncoderDecoder => "encoder_decoder",
-    };
-    let device_value = move || match lab.spec.get().device {
-        DeviceChoice::Auto => "auto",
-        DeviceChoice::Gpu => "gpu",
-        DeviceChoice::Cpu => "cpu",
-    };
+    let arch_value = move || lab.shown().model.arch.name();
+    let device_value = move || lab.spec.get().device.name();
     view! {
         <section class="controls">
             <label>

@@ -5,7 +5,7 @@
 //! run asks to reset it first.
 
 use leptos::prelude::*;
-use objlab_engine::objectives::{ObjectiveInfo, ParamKind, ParamValue, REGISTRY};
+use objlab_engine::objectives::{ObjectiveInfo, ParamKind, ParamValue, Params, REGISTRY, param_value};
 use objlab_engine::spec::{ExperimentSpec, ObjectiveChoice};
 
 use crate::lab::Lab;
@@ -32,16 +32,11 @@ fn weight_of(spec: &ExperimentSpec, id: &str) -> f64 {
 }
 
 fn param_text(spec: &ExperimentSpec, info: &ObjectiveInfo, key: &str) -> String {
-    let value = spec.runs[0]
-        .objectives
-        .iter()
-        .find(|o| o.id == info.id)
-        .and_then(|o| o.params.get(key).cloned())
-        .or_else(|| info.params.iter().find(|p| p.key == key).map(|p| p.default_value()));
-    match value {
-        Some(ParamValue::Number(x)) => format!("{x}"),
-        Some(ParamValue::Text(t)) => t,
-        None => String::new(),
+    let no_params = Params::new();
+    let params = spec.runs[0].objectives.iter().find(|o| o.id == info.id).map(|o| &o.params).unwrap_or(&no_params);
+    match param_value(info, params, key) {
+        ParamValue::Number(x) => format!("{x}"),
+        ParamValue::Text(t) => t,
     }
 }
 

@@ -83,6 +83,10 @@ impl Objective for ConditionalTraining {
         p
     }
 
+    fn score_sample(&self, text: &str, ctx: &Context) -> Option<(usize, usize)> {
+        Some(bad_word_count(text, &ctx.text(&INFO, "bad_words")))
+    }
+
     fn sample_prefix(&self, tokenizer: &CharTokenizer) -> Vec<u32> {
         vec![tokenizer.special_id("<good>")]
     }

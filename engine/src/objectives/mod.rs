@@ -35,7 +35,7 @@ use crate::rng::Rng;
 use crate::tokenizer::CharTokenizer;
 
 pub use causal_lm::CausalLm;
-pub use conditional_training::{ConditionalTraining, bad_word_count};
+pub use conditional_training::ConditionalTraining;
 pub use contrastive::Contrastive;
 pub use masked_lm::MaskedLm;
 pub use position_prediction::PositionPrediction;
@@ -248,30 +248,37 @@ pub struct Context<'a> {
     pub block_size: usize,
 }
 
-impl Context<'_> {
-    fn declared<'i>(info: &'i ObjectiveInfo, key: &str) -> &'i ParamInfo {
-        info.params.iter().find(|p| p.key == key).unwrap_or_else(|| panic!("{} declares no parameter {key}", info.id))
-    }
+/// The value of parameter `key` in `params`, or its declared default when unset. The key
+/// must be declared by `info` (asking for another is a programming error).
+pub fn param_value(info: &ObjectiveInfo, params: &Params, key: &str) -> ParamValue {
+    params.get(key).cloned().unwrap_or_else(|| {
+        info.params
+            .iter()
+            .find(|p| p.key == key)
+            .unwrap_or_else(|| panic!("{} declares no parameter {key}", info.id))
+            .default_value()
+    })
+}
 
+/// [`param_value`] of a numeric parameter.
+pub fn number_param(info: &ObjectiveInfo, params: &Params, key: &str) -> f64 {
+    match param_value(info, params, key) {
+        ParamValue::Number(v) => v,
+        ParamValue::Text(_) => panic!("{}.{key} is not a number", info.id),
+    }
+}
+
+impl Context<'_> {
     /// The run's value of a numeric parameter (its default when unset).
     pub fn param(&self, info: &ObjectiveInfo, key: &str) -> f64 {
-        match self.params.get(key) {
-            Some(ParamValue::Number(v)) => *v,
-            _ => match Self::declared(info, key).kind {
-                ParamKind::Number { default, .. } => default,
-                ParamKind::Words { .. } => panic!("{}.{key} is not a number", info.id),
-            },
-        }
+        number_param(info, self.params, key)
     }
 
     /// The run's value of a text parameter (its default when unset).
     pub fn text(&self, info: &ObjectiveInfo, key: &str) -> String {
-        match self.params.get(key) {
-            Some(ParamValue::Text(v)) => v.clone(),
-            _ => match Self::declared(info, key).kind {
-                ParamKind::Words { default } => default.to_string(),
-                ParamKind::Number { .. } => panic!("{}.{key} is not text", info.id),
-            },
+        match param_value(info, self.params, key) {
+            ParamValue::Text(v) => v,
+            ParamValue::Number(_) => panic!("{}.{key} is not text", info.id),
         }
     }
 }
@@ -297,6 +304,12 @@ pub trait Objective: Sync {
     /// Checks that go beyond each parameter's own range (e.g. weights that must not all be 0).
     fn check(&self, _params: &Params) -> Result<(), String> {
         Ok(())
+    }
+
+    /// A count the page shows beside generated samples, as (hits, out of): conditional
+    /// training counts bad words. None for objectives that have nothing to count.
+    fn score_sample(&self, _text: &str, _ctx: &Context) -> Option<(usize, usize)> {
+        None
     }
 
     /// Tokens put before the prompt when sampling (conditional training asks for `<good>`).
@@ -461,17 +474,13 @@ impl Example {
                 let targets = prepared
                     .row_targets(r)
                     .iter()
-                    .enumerate()
-                    .map(|(i, &t)| match (prepared.head, t) {
+                    .map(|&t| match (prepared.head, t) {
                         (Head::Projection, _) => String::new(),
                         (_, IGNORE) => String::new(),
                         (Head::Vocab, t) => tokenizer.token_text(t as u32),
                         (Head::Binary, 1) => "replaced".into(),
                         (Head::Binary, _) => "original".into(),
-                        (Head::Position, t) => {
-                            debug_assert!(i < s);
-                            t.to_string()
-                        }
+                        (Head::Position, t) => t.to_string(),
                     })
                     .collect();
                 ExampleRow { tokens, marks: prepared.row_marks(r).to_vec(), targets }

@@ -6,7 +6,7 @@
 //! `[S]` is prepended to the input so the model knows which task it is doing.
 
 use super::denoising::{Seq2SeqRow, corrupt_spans, fitting_length, pack, span_noise_mask};
-use super::{Context, Mark, Objective, ObjectiveInfo, ParamInfo, Params, ParamValue, Prepared};
+use super::{Context, Mark, Objective, ObjectiveInfo, ParamInfo, Params, Prepared, number_param};
 use crate::data::CleanBatch;
 use crate::rng::Rng;
 
@@ -97,13 +97,7 @@ impl Objective for Ul2Mixture {
     }
 
     fn check(&self, params: &Params) -> Result<(), String> {
-        let w = |k: &str| match params.get(k) {
-            Some(ParamValue::Number(v)) => *v,
-            _ => INFO.params.iter().find(|p| p.key == k).map(|p| match p.default_value() {
-                ParamValue::Number(v) => v,
-                ParamValue::Text(_) => 0.0,
-            }).unwrap_or(0.0),
-        };
+        let w = |k: &str| number_param(&INFO, params, k);
         if w("weight_r") + w("weight_x") + w("weight_s") <= 0.0 {
             return Err("ul2_mixture: the weights of R, X and S are all zero; give one of them a weight above 0".into());
         }
@@ -114,6 +108,7 @@ impl Objective for Ul2Mixture {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::objectives::ParamValue;
     use crate::objectives::testing::{clean_batch, with_context};
 
     proptest::proptest! {
