@@ -1,17 +1,95 @@
 //! The page's reactive state: one signal per thing the page shows, updated from worker messages.
+//!
+//! The workspace holds several runs ([`RunView`]), each with its own curves and snapshots; the
+//! stats panel, "what the model sees" and the samples show the *selected* run, whose numbers
+//! are mirrored into the single-run signals of [`Lab`].
 
 use leptos::prelude::*;
+use objlab_engine::memory;
 use objlab_engine::objectives::Example;
-use objlab_engine::protocol::{DeviceKind, FromWorker, RunState};
-use objlab_engine::spec::{ExperimentSpec, objective_mix_text};
+use objlab_engine::protocol::{DeviceKind, FromWorker, RunId, RunState, Snapshot, ToWorker};
+use objlab_engine::spec::{ExperimentSpec, objective_mix_text, run_labels};
 
+use crate::worker_link;
+
+/// One colour per run, in the order runs are added (colour-blind-safe palette, Okabe–Ito).
+pub const RUN_COLOURS: [&str; 8] = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000", "#8c6d31"];
+/// Runs side by side at most (one colour each).
+pub const MAX_RUNS: usize = RUN_COLOURS.len();
+
+/// One run of the workspace, as the page shows it.
 #[derive(Clone, Copy)]
-pub struct Lab {
-    pub spec: RwSignal<ExperimentSpec>,
+pub struct RunView {
+    pub id: RunId,
+    pub spec: StoredValue<ExperimentSpec>,
+    pub colour: &'static str,
     pub state: RwSignal<RunState>,
     pub step: RwSignal<usize>,
     pub steps: RwSignal<usize>,
     /// (step, loss) of every training step read so far.
+    pub train: RwSignal<Vec<(usize, f32)>>,
+    pub val: RwSignal<Vec<(usize, f32)>>,
+    pub steps_per_s: RwSignal<f64>,
+    /// Representation snapshots, oldest first.
+    pub snapshots: RwSignal<Vec<Snapshot>>,
+    /// Whether its curves are drawn.
+    pub visible: RwSignal<bool>,
+    /// Why it stopped (divergence, refusal, failure), shown as a marker on its row.
+    pub failure: RwSignal<Option<String>>,
+}
+
+impl RunView {
+    fn new(id: RunId, spec: ExperimentSpec, colour: &'static str) -> Self {
+        let steps = spec.train.steps;
+        Self {
+            id,
+            spec: StoredValue::new(spec),
+            colour,
+            state: RwSignal::new(RunState::Loading),
+            step: RwSignal::new(0),
+            steps: RwSignal::new(steps),
+            train: RwSignal::new(Vec::new()),
+            val: RwSignal::new(Vec::new()),
+            steps_per_s: RwSignal::new(0.0),
+            snapshots: RwSignal::new(Vec::new()),
+            visible: RwSignal::new(true),
+            failure: RwSignal::new(None),
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        matches!(self.state.get_untracked(), RunState::Loading | RunState::Running | RunState::Paused)
+    }
+
+    /// The latest snapshot at or before `step` (tracked).
+    pub fn snapshot_at(&self, step: Option<usize>) -> Option<Snapshot> {
+        self.snapshots.with(|s| match step {
+            None => s.last().cloned(),
+            Some(step) => s.iter().rev().find(|x| x.step <= step).or(s.first()).cloned(),
+        })
+    }
+}
+
+/// Attention weights the worker sent for the attention-map view.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttentionView {
+    pub run: RunId,
+    pub tokens: Vec<String>,
+    pub layers: usize,
+    pub heads: usize,
+    /// weights: [layers, heads, seq, seq]
+    pub weights: Vec<f32>,
+}
+
+#[derive(Clone, Copy)]
+pub struct Lab {
+    /// The experiment the controls edit: what "start" and "add run" use.
+    pub spec: RwSignal<ExperimentSpec>,
+    /// State of the selected run.
+    pub state: RwSignal<RunState>,
+    pub step: RwSignal<usize>,
+    pub steps: RwSignal<usize>,
+    /// (step, loss) of every training step read so far (selected run).
     pub train: RwSignal<Vec<(usize, f32)>>,
     pub val: RwSignal<Vec<(usize, f32)>>,
     pub steps_per_s: RwSignal<f64>,
@@ -24,12 +102,24 @@ pub struct Lab {
     pub sample_bad_words: RwSignal<Option<(usize, usize)>>,
     /// "What the model sees": one example per objective of the latest batch.
     pub examples: RwSignal<(usize, Vec<Example>)>,
-    /// An experiment change that waits for the user to agree to reset the running run.
+    /// An experiment change that waits for the user to agree to reset the running runs.
     pub pending: RwSignal<Option<ExperimentSpec>>,
     /// Messages for the error element, newest last.
     pub errors: RwSignal<Vec<String>>,
     /// Why the last change at a control was refused (shown beside the controls).
     pub control_error: RwSignal<Option<String>>,
+    /// The workspace: runs in the order they were added.
+    pub runs: RwSignal<Vec<RunView>>,
+    pub selected: RwSignal<Option<RunId>>,
+    next_id: StoredValue<RunId>,
+    /// Linear CKA between runs: (step, runs, matrix [runs, runs]), by step.
+    pub cka: RwSignal<Vec<(usize, Vec<RunId>, Vec<f32>)>>,
+    /// The snapshot step the representation views show (`None`: the latest).
+    pub time: RwSignal<Option<usize>>,
+    pub attention: RwSignal<Option<AttentionView>>,
+    /// Loss chart options.
+    pub log_x: RwSignal<bool>,
+    pub smoothing: RwSignal<f64>,
 }
 
 /// Writes the experiment's choices into the page address, so the link reproduces it.
@@ -38,8 +128,8 @@ pub fn write_url(spec: &ExperimentSpec) {
     let objective = objective_mix_text(&spec.runs[0].objectives);
     let encoded = js_sys::encode_uri_component(&objective).as_string().unwrap_or(objective);
     let query = format!(
-        "?preset={}&objective={encoded}&arch={arch}&device={device}&seed={}&steps={}",
-        spec.preset, spec.seed, spec.train.steps
+        "?preset={}&objective={encoded}&arch={arch}&device={device}&seed={}&steps={}&lr={}",
+        spec.preset, spec.seed, spec.train.steps, spec.train.learning_rate
     );
     if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
         let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&query));
@@ -65,10 +155,18 @@ impl Lab {
             pending: RwSignal::new(None),
             errors: RwSignal::new(errors),
             control_error: RwSignal::new(None),
+            runs: RwSignal::new(Vec::new()),
+            selected: RwSignal::new(None),
+            next_id: StoredValue::new(1),
+            cka: RwSignal::new(Vec::new()),
+            time: RwSignal::new(None),
+            attention: RwSignal::new(None),
+            log_x: RwSignal::new(false),
+            smoothing: RwSignal::new(0.0),
         }
     }
 
-    /// Clears the curves and counters for a new run.
+    /// Clears the selected-run numbers.
     pub fn clear_run(&self) {
         self.step.set(0);
         self.train.set(Vec::new());
@@ -85,14 +183,40 @@ impl Lab {
         self.pending.get().unwrap_or_else(|| self.spec.get())
     }
 
-    /// Whether a run is under way (a change to its objective must then wait for a reset).
+    /// Whether a run is under way (a change to the experiment must then wait for a reset, or
+    /// go into a new run).
     pub fn busy(&self) -> bool {
-        matches!(self.state.get_untracked(), RunState::Loading | RunState::Running | RunState::Paused)
+        self.runs.with_untracked(|runs| runs.iter().any(|r| r.is_live()))
     }
 
-    /// Applies a change to the experiment, checked in full. While a run is under way the
-    /// change waits in `pending` until the user agrees to reset the run (never mixing two
-    /// objectives into one curve). A refused change is explained beside the controls.
+    /// Whether any run is under way (tracked).
+    pub fn any_live(&self) -> bool {
+        self.runs.with(|runs| runs.iter().any(|r| matches!(r.state.get(), RunState::Loading | RunState::Running | RunState::Paused)))
+    }
+
+    /// The worker crashed: every run it held has failed.
+    pub fn worker_failed(&self) {
+        self.state.set(RunState::Failed);
+        self.runs.with_untracked(|runs| runs.iter().filter(|r| r.is_live()).for_each(|r| r.state.set(RunState::Failed)));
+    }
+
+    pub fn run(&self, id: RunId) -> Option<RunView> {
+        self.runs.with_untracked(|runs| runs.iter().find(|r| r.id == id).copied())
+    }
+
+    /// Labels of the runs (what differs between them), in workspace order (tracked).
+    pub fn labels(&self) -> Vec<(RunId, String)> {
+        self.runs.with(|runs| {
+            let specs: Vec<ExperimentSpec> = runs.iter().map(|r| r.spec.get_value()).collect();
+            let refs: Vec<&ExperimentSpec> = specs.iter().collect();
+            runs.iter().map(|r| r.id).zip(run_labels(&refs)).collect()
+        })
+    }
+
+    /// Applies a change to the experiment, checked in full. While runs are under way the
+    /// change waits in `pending` until the user agrees to reset them or adds it as a new run
+    /// (never mixing two objectives into one curve). A refused change is explained beside the
+    /// controls.
     pub fn change(&self, f: impl FnOnce(&mut ExperimentSpec) -> Result<(), String>) {
         let busy = self.busy();
         let mut spec = if busy { self.pending.get_untracked().unwrap_or_else(|| self.spec.get_untracked()) } else { self.spec.get_untracked() };
@@ -114,16 +238,95 @@ impl Lab {
         }
     }
 
-    /// Ends the run (a crashed worker is replaced; a live one forgets its run), clears the
+    /// Adds a run of `spec` to the workspace and starts it, or says why not: an invalid spec,
+    /// too many runs, or more memory than the device budget (estimated before allocating).
+    pub fn add_run(&self, spec: ExperimentSpec) -> Result<RunId, String> {
+        spec.validate()?;
+        let live: Vec<ExperimentSpec> =
+            self.runs.with_untracked(|runs| runs.iter().filter(|r| r.is_live()).map(|r| r.spec.get_value()).collect());
+        if live.len() >= MAX_RUNS {
+            return Err(format!("at most {MAX_RUNS} runs train side by side; remove one first"));
+        }
+        let mut specs: Vec<&ExperimentSpec> = live.iter().collect();
+        specs.push(&spec);
+        memory::check_workspace(&specs, 128, memory::DEVICE_BUDGET)?;
+        let id = self.next_id.get_value();
+        self.next_id.set_value(id + 1);
+        let used: Vec<&str> = self.runs.with_untracked(|runs| runs.iter().map(|r| r.colour).collect());
+        let colour = RUN_COLOURS.iter().find(|c| !used.contains(c)).copied().unwrap_or(RUN_COLOURS[0]);
+        let view = RunView::new(id, spec.clone(), colour);
+        self.runs.update(|runs| runs.push(view));
+        if self.selected.get_untracked().is_none() {
+            self.select(id);
+        }
+        worker_link::send(*self, &ToWorker::AddRun { run: id, spec });
+        Ok(id)
+    }
+
+    /// Adds the experiment the controls show (a pending change included) as a new run.
+    pub fn add_shown_run(&self) {
+        let spec = self.pending.get_untracked().unwrap_or_else(|| self.spec.get_untracked());
+        match self.add_run(spec.clone()) {
+            Ok(_) => {
+                self.control_error.set(None);
+                self.pending.set(None);
+                write_url(&spec);
+                self.spec.set(spec);
+            }
+            Err(e) => self.push_error(format!("the run was not added: {e}")),
+        }
+    }
+
+    /// Shows run `id` in the single-run panels (stats, what the model sees, samples).
+    pub fn select(&self, id: RunId) {
+        let Some(run) = self.run(id) else { return };
+        self.selected.set(Some(id));
+        self.clear_run();
+        self.state.set(run.state.get_untracked());
+        self.step.set(run.step.get_untracked());
+        self.steps.set(run.steps.get_untracked());
+        self.steps_per_s.set(run.steps_per_s.get_untracked());
+        self.train.set(run.train.get_untracked());
+        self.val.set(run.val.get_untracked());
+    }
+
+    pub fn remove_run(&self, id: RunId) {
+        worker_link::send(*self, &ToWorker::RemoveRun { run: id });
+        self.runs.update(|runs| runs.retain(|r| r.id != id));
+        self.cka.update(|all| {
+            for (_, runs, matrix) in all.iter_mut() {
+                if let Some(k) = runs.iter().position(|r| *r == id) {
+                    let m = runs.len();
+                    *matrix = (0..m * m).filter(|i| i / m != k && i % m != k).map(|i| matrix[i]).collect();
+                    runs.remove(k);
+                }
+            }
+        });
+        if self.selected.get_untracked() == Some(id) {
+            self.selected.set(None);
+            self.clear_run();
+            self.state.set(RunState::Idle);
+            if let Some(first) = self.runs.with_untracked(|r| r.first().map(|r| r.id)) {
+                self.select(first);
+            }
+        }
+    }
+
+    /// Ends every run (a crashed worker is replaced; a live one forgets its runs), clears the
     /// page, and applies a change that waited for the reset.
     pub fn reset(&self) {
-        if self.state.get_untracked() == RunState::Failed {
-            crate::worker_link::connect(*self);
+        if self.state.get_untracked() == RunState::Failed && self.runs.with_untracked(|r| r.iter().all(|r| !r.is_live())) {
+            worker_link::connect(*self);
         } else {
-            crate::worker_link::send(*self, &objlab_engine::protocol::ToWorker::Reset);
+            worker_link::send(*self, &ToWorker::Reset);
         }
         self.state.set(RunState::Idle);
         self.clear_run();
+        self.runs.set(Vec::new());
+        self.selected.set(None);
+        self.cka.set(Vec::new());
+        self.time.set(None);
+        self.attention.set(None);
         self.errors.set(Vec::new());
         self.device.set("not started".into());
         if let Some(spec) = self.pending.get_untracked() {
@@ -143,17 +346,7 @@ impl Lab {
     }
 
     pub fn apply(&self, message: FromWorker) {
-        // After a reset the page is idle at once; progress still in flight from the old run
-        // must not repaint the cleared page.
-        let idle = self.state.get_untracked() == RunState::Idle;
-        if idle
-            && matches!(
-                message,
-                FromWorker::Metrics { .. } | FromWorker::Validation { .. } | FromWorker::Sample { .. } | FromWorker::Examples { .. }
-            )
-        {
-            return;
-        }
+        let selected = self.selected.get_untracked();
         match message {
             FromWorker::Ready => {}
             FromWorker::Device { kind, name, note } => {
@@ -164,22 +357,75 @@ impl Lab {
                 };
                 self.device.set(text);
             }
-            FromWorker::State { state } => self.state.set(state),
-            FromWorker::Metrics { step, steps, train, steps_per_s, tokens_per_s, learning_rate } => {
-                self.step.set(step);
-                self.steps.set(steps);
-                self.steps_per_s.set(steps_per_s);
-                self.tokens_per_s.set(tokens_per_s);
-                self.learning_rate.set(learning_rate);
-                self.train.update(|t| t.extend(train));
+            FromWorker::State { run, state } => {
+                // Progress of a run removed (or reset) meanwhile is dropped.
+                let Some(view) = self.run(run) else { return };
+                view.state.set(state);
+                if selected == Some(run) {
+                    self.state.set(state);
+                }
             }
-            FromWorker::Validation { step, loss } => self.val.update(|v| v.push((step, loss))),
-            FromWorker::Sample { step, text, bad_words } => {
-                self.sample.set(Some((step, text)));
-                self.sample_bad_words.set(bad_words);
+            FromWorker::Metrics { run, step, steps, train, steps_per_s, tokens_per_s, learning_rate } => {
+                let Some(view) = self.run(run) else { return };
+                view.step.set(step);
+                view.steps.set(steps);
+                view.steps_per_s.set(steps_per_s);
+                view.train.update(|t| t.extend(train.iter().copied()));
+                if selected == Some(run) {
+                    self.step.set(step);
+                    self.steps.set(steps);
+                    self.steps_per_s.set(steps_per_s);
+                    self.tokens_per_s.set(tokens_per_s);
+                    self.learning_rate.set(learning_rate);
+                    self.train.update(|t| t.extend(train));
+                }
             }
-            FromWorker::Examples { step, examples } => self.examples.set((step, examples)),
-            FromWorker::Error { message } => self.push_error(message),
+            FromWorker::Validation { run, step, loss } => {
+                let Some(view) = self.run(run) else { return };
+                view.val.update(|v| v.push((step, loss)));
+                if selected == Some(run) {
+                    self.val.update(|v| v.push((step, loss)));
+                }
+            }
+            FromWorker::Sample { run, step, text, bad_words } => {
+                if selected == Some(run) {
+                    self.sample.set(Some((step, text)));
+                    self.sample_bad_words.set(bad_words);
+                }
+            }
+            FromWorker::Examples { run, step, examples } => {
+                if selected == Some(run) {
+                    self.examples.set((step, examples));
+                }
+            }
+            FromWorker::Snapshot(snapshot) => {
+                let Some(view) = self.run(snapshot.run) else { return };
+                view.snapshots.update(|s| s.push(snapshot));
+            }
+            FromWorker::Cka { step, runs, matrix } => {
+                let present: Vec<RunId> = self.runs.with_untracked(|r| r.iter().map(|r| r.id).collect());
+                if runs.iter().any(|r| !present.contains(r)) {
+                    return;
+                }
+                self.cka.update(|all| {
+                    // a comparison of fewer runs at the same step does not replace a larger one
+                    if all.iter().any(|(s, r, _)| *s == step && r.len() > runs.len()) {
+                        return;
+                    }
+                    all.retain(|(s, _, _)| *s != step);
+                    let at = all.iter().position(|(s, _, _)| *s > step).unwrap_or(all.len());
+                    all.insert(at, (step, runs, matrix));
+                });
+            }
+            FromWorker::Attention { run, tokens, layers, heads, weights } => {
+                self.attention.set(Some(AttentionView { run, tokens, layers, heads, weights }));
+            }
+            FromWorker::Error { run, message } => {
+                if let Some(view) = run.and_then(|r| self.run(r)) {
+                    view.failure.set(Some(message.clone()));
+                }
+                self.push_error(message);
+            }
         }
     }
 }

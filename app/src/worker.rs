@@ -1,33 +1,69 @@
 //! The training worker: runs the engine off the main thread.
 //!
-//! It owns at most one run. Commands arrive as [`ToWorker`] messages; progress leaves as
-//! [`FromWorker`] messages. Every start, stop and reset bumps a generation counter, and the
-//! training task of an older generation ends at its next check, so a reset never mixes runs.
-//! The loop reads the device only every `log_every` steps (one batched read), and yields to
-//! the event loop after every step so pause and stop take effect at once.
+//! It holds a workspace of runs (each its own spec, model, optimiser and random streams) and
+//! one driving task that gives the next step to the run the [`Scheduler`] picks, so the runs'
+//! curves advance together and a run's numbers are the same alone or beside others. Commands
+//! arrive as [`ToWorker`] messages; progress leaves as [`FromWorker`] messages tagged with the
+//! run. Every reset bumps a generation counter, and tasks of an older generation end at their
+//! next check. The loop reads the device only every `log_every` steps of a run (one batched
+//! read) and yields to the event loop after every step so commands take effect at once.
+//!
+//! Every `snapshot_every` steps a run's representations are read (token embeddings and the
+//! probe set's pooled states, one read), projected by PCA and scored by a linear probe, and
+//! the runs that reached that step are compared by linear CKA: the statistics run on the GPU
+//! through `objlab-kernels`' WGSL when WebGPU is there, else on their CPU references.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use objlab_engine::burn::tensor::Device;
 use objlab_engine::data::Corpus;
-use objlab_engine::protocol::{DeviceKind, FromWorker, RunState, ToWorker};
+use objlab_engine::memory;
+use objlab_engine::probe_set::ProbeSet;
+use objlab_engine::protocol::{DeviceKind, FromWorker, RunId, RunState, Snapshot, ToWorker};
+use objlab_engine::scheduler::{Scheduler, Slot};
 use objlab_engine::spec::{CORPORA, DeviceChoice, ExperimentSpec};
 use objlab_engine::train::Trainer;
+use objlab_kernels::{Analyser, Matrix};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, Response};
 
 const CPU_NAME: &str = "flex backend in WebAssembly";
+/// Probe-set sequences per Markov source, and their length (cut to a run's context).
+const PROBE_PER_SOURCE: usize = 32;
+const PROBE_SEQ: usize = 32;
+
+/// One run of the workspace.
+struct RunSlot {
+    id: RunId,
+    spec: ExperimentSpec,
+    /// `None` while the run loads, or while the driving task holds it for a step.
+    trainer: Option<Trainer>,
+    /// Steps/s of this run over the current window.
+    window_start: f64,
+    window_steps: usize,
+}
 
 #[derive(Default)]
 struct Shared {
     generation: u64,
+    /// Every run paused at once (the page's pause button).
     paused: bool,
     /// The WebGPU device, once acquired (wgpu initialises once per worker).
     gpu: Option<(Device, String)>,
     corpora: Vec<(String, Arc<Corpus>)>,
+    runs: Vec<RunSlot>,
+    scheduler: Scheduler,
+    /// The generation whose driving task is running, if any.
+    driving: Option<u64>,
+    analyser: Option<Rc<Analyser>>,
+    probe: Option<Rc<ProbeSet>>,
+    /// Pooled probe representations by step, for CKA between the runs that reached it.
+    pooled: BTreeMap<usize, Vec<(RunId, Matrix)>>,
 }
 
 thread_local! {
@@ -42,8 +78,8 @@ fn post(message: &FromWorker) {
     let _ = scope().post_message(&message.to_json().into());
 }
 
-fn post_state(state: RunState) {
-    post(&FromWorker::State { state });
+fn post_state(run: RunId, state: RunState) {
+    post(&FromWorker::State { run, state });
 }
 
 /// Sends warnings and errors of the `log` facade (burn, cubecl, wgpu) to the browser console,
@@ -74,22 +110,26 @@ pub fn start() {
         log::set_max_level(log::LevelFilter::Warn);
     }
     std::panic::set_hook(Box::new(|info| {
-        // The run cannot go on (its device may be lost): end its training task at once.
-        SHARED.with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut() {
+        // The runs cannot go on (the module or the device may be broken): end them at once.
+        let ids = SHARED.with(|s| match s.try_borrow_mut() {
+            Ok(mut s) => {
                 s.generation += 1;
                 s.gpu = None;
+                s.runs.iter().map(|r| r.id).collect()
             }
+            Err(_) => Vec::new(),
         });
-        post(&FromWorker::Error { message: format!("the training worker failed: {info}") });
-        post_state(RunState::Failed);
+        post(&FromWorker::Error { run: None, message: format!("the training worker failed: {info}") });
+        for id in ids {
+            post_state(id, RunState::Failed);
+        }
         web_sys::console::error_1(&format!("{info}").into());
     }));
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| {
         match event.data().as_string().map(|s| ToWorker::from_json(&s)) {
             Some(Ok(message)) => handle(message),
-            Some(Err(e)) => post(&FromWorker::Error { message: e }),
-            None => post(&FromWorker::Error { message: "the worker only understands text messages".into() }),
+            Some(Err(e)) => post(&FromWorker::Error { run: None, message: e }),
+            None => post(&FromWorker::Error { run: None, message: "the worker only understands text messages".into() }),
         }
     });
     scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -97,54 +137,132 @@ pub fn start() {
     post(&FromWorker::Ready);
 }
 
-/// Starts a new generation (ending the running task, if any) and returns its number.
-fn next_generation() -> u64 {
-    SHARED.with(|s| {
-        let mut s = s.borrow_mut();
-        s.generation += 1;
-        s.paused = false;
-        s.generation
-    })
+fn generation() -> u64 {
+    SHARED.with(|s| s.borrow().generation)
 }
 
 fn is_current(generation: u64) -> bool {
-    SHARED.with(|s| s.borrow().generation == generation)
+    self::generation() == generation
 }
 
-fn is_paused() -> bool {
-    SHARED.with(|s| s.borrow().paused)
+fn run_ids() -> Vec<RunId> {
+    SHARED.with(|s| s.borrow().runs.iter().map(|r| r.id).collect())
 }
 
 fn handle(message: ToWorker) {
     match message {
-        ToWorker::Start { spec } => {
-            let generation = next_generation();
+        ToWorker::AddRun { run, spec } => add_run(run, spec),
+        ToWorker::RemoveRun { run } => SHARED.with(|s| {
+            let mut s = s.borrow_mut();
+            s.runs.retain(|r| r.id != run);
+            s.scheduler.remove(run);
+            for runs in s.pooled.values_mut() {
+                runs.retain(|(id, _)| *id != run);
+            }
+        }),
+        ToWorker::PauseRun { run } => {
+            let paused = SHARED.with(|s| {
+                let mut s = s.borrow_mut();
+                let active = s.scheduler.slot(run) == Some(Slot::Active);
+                if active {
+                    s.scheduler.set(run, Slot::Paused);
+                }
+                active
+            });
+            if paused {
+                post_state(run, RunState::Paused);
+            }
+        }
+        ToWorker::ResumeRun { run } => {
+            let (resumed, all_paused) = SHARED.with(|s| {
+                let mut s = s.borrow_mut();
+                let paused = s.scheduler.slot(run) == Some(Slot::Paused);
+                if paused {
+                    s.scheduler.set(run, Slot::Active);
+                }
+                (paused, s.paused)
+            });
+            if resumed {
+                post_state(run, if all_paused { RunState::Paused } else { RunState::Running });
+            }
+        }
+        ToWorker::Pause | ToWorker::Resume => {
+            let pause = matches!(message, ToWorker::Pause);
+            let active: Vec<RunId> = SHARED.with(|s| {
+                let mut s = s.borrow_mut();
+                s.paused = pause;
+                s.runs.iter().map(|r| r.id).filter(|id| s.scheduler.slot(*id) == Some(Slot::Active)).collect()
+            });
+            for id in active {
+                post_state(id, if pause { RunState::Paused } else { RunState::Running });
+            }
+        }
+        ToWorker::Stop => {
+            let stopped: Vec<RunId> = SHARED.with(|s| {
+                let mut s = s.borrow_mut();
+                let ids: Vec<RunId> = s.runs.iter().map(|r| r.id).collect();
+                let live: Vec<RunId> =
+                    ids.into_iter().filter(|id| matches!(s.scheduler.slot(*id), Some(Slot::Active | Slot::Paused))).collect();
+                for id in &live {
+                    s.scheduler.set(*id, Slot::Done);
+                }
+                live
+            });
+            for id in stopped {
+                post_state(id, RunState::Stopped);
+            }
+        }
+        ToWorker::Reset => SHARED.with(|s| {
+            let mut s = s.borrow_mut();
+            s.generation += 1;
+            s.paused = false;
+            s.runs.clear();
+            s.scheduler = Scheduler::default();
+            s.pooled.clear();
+        }),
+        ToWorker::Attention { run, text } => {
             wasm_bindgen_futures::spawn_local(async move {
-                if let Err(message) = train(spec, generation).await {
-                    if is_current(generation) {
-                        post(&FromWorker::Error { message });
-                        post_state(RunState::Failed);
-                    }
+                if let Err(message) = attention(run, &text).await {
+                    post(&FromWorker::Error { run: None, message });
                 }
             });
         }
-        ToWorker::Pause => {
-            SHARED.with(|s| s.borrow_mut().paused = true);
-            post_state(RunState::Paused);
-        }
-        ToWorker::Resume => {
-            SHARED.with(|s| s.borrow_mut().paused = false);
-            post_state(RunState::Running);
-        }
-        ToWorker::Stop => {
-            next_generation();
-            post_state(RunState::Stopped);
-        }
-        ToWorker::Reset => {
-            next_generation();
-            post_state(RunState::Idle);
-        }
     }
+}
+
+/// Checks the workspace's memory with `spec` added, then loads the run and starts driving.
+fn add_run(id: RunId, spec: ExperimentSpec) {
+    if let Err(e) = spec.validate() {
+        post(&FromWorker::Error { run: Some(id), message: e });
+        post_state(id, RunState::Failed);
+        return;
+    }
+    let fits = SHARED.with(|s| {
+        let s = s.borrow();
+        let mut specs: Vec<&ExperimentSpec> = s.runs.iter().filter(|r| r.id != id).map(|r| &r.spec).collect();
+        specs.push(&spec);
+        // The vocabulary is not known before the corpus loads: 128 bounds it for the built-in one.
+        memory::check_workspace(&specs, 128, memory::DEVICE_BUDGET)
+    });
+    if let Err(e) = fits {
+        post(&FromWorker::Error { run: Some(id), message: e });
+        post_state(id, RunState::Failed);
+        return;
+    }
+    let generation = SHARED.with(|s| {
+        let mut s = s.borrow_mut();
+        s.runs.retain(|r| r.id != id);
+        s.runs.push(RunSlot { id, spec: spec.clone(), trainer: None, window_start: 0.0, window_steps: 0 });
+        s.generation
+    });
+    wasm_bindgen_futures::spawn_local(async move {
+        if let Err(message) = load_run(id, spec, generation).await {
+            if is_current(generation) {
+                post(&FromWorker::Error { run: Some(id), message });
+                post_state(id, RunState::Failed);
+            }
+        }
+    });
 }
 
 /// Resolves after `ms` milliseconds, letting the worker handle messages meanwhile.
@@ -284,87 +402,279 @@ async fn pick_device(choice: DeviceChoice) -> Device {
     device
 }
 
-/// One run, start to finish (or until a newer generation replaces it).
-async fn train(spec: ExperimentSpec, generation: u64) -> Result<(), String> {
-    post_state(RunState::Loading);
-    spec.validate()?;
+/// Builds run `id` (corpus, device, model), takes its first snapshot and hands it to the
+/// driving task.
+async fn load_run(id: RunId, spec: ExperimentSpec, generation: u64) -> Result<(), String> {
+    post_state(id, RunState::Loading);
     let corpus = load_corpus(&spec.corpus).await?;
     let device = pick_device(spec.device).await;
-    let mut trainer = Trainer::new(&spec, 0, corpus, device)?;
+    let trainer = Trainer::new(&spec, 0, corpus, device)?;
     if !is_current(generation) {
         return Ok(());
     }
-    post_state(if is_paused() { RunState::Paused } else { RunState::Running });
-    let cfg = trainer.config().clone();
-    let tokens_per_step = spec.tokens_per_step() as f64;
-    // The teaching view refreshes every few steps (it is a small message, built on the CPU).
-    let example_every = cfg.log_every.max(5);
-    let mut window_start = now_ms();
-    let mut window_steps = 0usize;
+    snapshot(id, &trainer, generation).await?;
+    let (placed, paused) = SHARED.with(|s| {
+        let mut s = s.borrow_mut();
+        let now = now_ms();
+        let Some(slot) = s.runs.iter_mut().find(|r| r.id == id) else { return (false, false) };
+        slot.trainer = Some(trainer);
+        slot.window_start = now;
+        s.scheduler.add(id);
+        (true, s.paused)
+    });
+    if !placed || !is_current(generation) {
+        return Ok(());
+    }
+    post_state(id, if paused { RunState::Paused } else { RunState::Running });
+    let start = SHARED.with(|s| {
+        let mut s = s.borrow_mut();
+        let start = s.driving != Some(generation);
+        s.driving = Some(generation);
+        start
+    });
+    if start {
+        wasm_bindgen_futures::spawn_local(drive(generation));
+    }
+    Ok(())
+}
+
+/// The driving task of one generation: steps the run the scheduler picks, one at a time.
+async fn drive(generation: u64) {
     loop {
-        while is_paused() && is_current(generation) {
-            sleep(100).await;
-            window_start = now_ms();
-            window_steps = 0;
-        }
         if !is_current(generation) {
-            return Ok(());
+            return;
         }
-        trainer.step();
-        window_steps += 1;
-        let step = trainer.step_count();
-        let done = trainer.is_done();
-        if step % cfg.log_every == 0 || done {
-            let losses = trainer.read_losses().await?;
-            if !is_current(generation) {
-                return Ok(());
+        let picked = SHARED.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.paused {
+                return None;
             }
-            if let Some((s, l)) = losses.iter().find(|(_, l)| !l.is_finite()) {
-                return Err(format!(
-                    "training diverged at step {}: the loss became {l}; lower the learning rate and start again",
-                    s + 1
-                ));
+            let id = s.scheduler.next()?;
+            let slot = s.runs.iter_mut().find(|r| r.id == id)?;
+            Some((id, slot.trainer.take()?))
+        });
+        let Some((id, mut trainer)) = picked else {
+            sleep(50).await;
+            continue;
+        };
+        let outcome = advance(id, &mut trainer, generation).await;
+        if !is_current(generation) {
+            return;
+        }
+        SHARED.with(|s| {
+            let mut s = s.borrow_mut();
+            let slot = match &outcome {
+                Ok(None) => None,
+                Ok(Some(slot)) | Err((slot, _)) => Some(*slot),
+            };
+            if let Some(slot) = slot {
+                s.scheduler.set(id, slot);
             }
-            let seconds = ((now_ms() - window_start) / 1000.0).max(1e-6);
-            let steps_per_s = window_steps as f64 / seconds;
-            post(&FromWorker::Metrics {
-                step,
-                steps: cfg.steps,
-                train: losses,
-                steps_per_s,
-                tokens_per_s: steps_per_s * tokens_per_step,
-                learning_rate: trainer.learning_rate(),
-            });
-            window_start = now_ms();
-            window_steps = 0;
-        }
-        if step % cfg.eval_every == 0 || done {
-            let loss = trainer.evaluate().await?;
-            if !is_current(generation) {
-                return Ok(());
+            // a run removed meanwhile is dropped here
+            if let Some(r) = s.runs.iter_mut().find(|r| r.id == id) {
+                r.trainer = Some(trainer);
             }
-            post(&FromWorker::Validation { step, loss });
-            window_start = now_ms();
-            window_steps = 0;
-        }
-        if step == 1 || step % example_every == 0 || done {
-            post(&FromWorker::Examples { step, examples: trainer.examples() });
-        }
-        if cfg.sample_every > 0 && trainer.generates() && (step % cfg.sample_every == 0 || done) {
-            let text = trainer.sample("\n", cfg.sample_len).await?;
-            if !is_current(generation) {
-                return Ok(());
+        });
+        match outcome {
+            Ok(Some(Slot::Done)) => post_state(id, RunState::Finished),
+            Err((_, message)) => {
+                post(&FromWorker::Error { run: Some(id), message });
+                post_state(id, RunState::Failed);
             }
-            let bad_words = trainer.score_sample(&text);
-            post(&FromWorker::Sample { step, text, bad_words });
-            window_start = now_ms();
-            window_steps = 0;
+            _ => {}
         }
-        if done {
-            post_state(RunState::Finished);
-            return Ok(());
-        }
-        // Let pause/stop/reset messages in between steps.
+        // Let commands in between steps.
         sleep(0).await;
     }
+}
+
+/// One step of run `id` and whatever falls due after it (losses, validation, examples,
+/// samples, snapshot). Returns the run's new slot when it changes (finished), or the slot and
+/// message of a failure (divergence stops this run alone).
+async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Option<Slot>, (Slot, String)> {
+    let fail = |e: String| (Slot::Diverged, e);
+    trainer.step();
+    let window = SHARED.with(|s| {
+        let mut s = s.borrow_mut();
+        s.scheduler.stepped(id);
+        s.runs.iter_mut().find(|r| r.id == id).map(|r| {
+            r.window_steps += 1;
+            (r.window_start, r.window_steps, r.spec.tokens_per_step() as f64)
+        })
+    });
+    let cfg = trainer.config().clone();
+    let step = trainer.step_count();
+    let done = trainer.is_done();
+    if step % cfg.log_every == 0 || done {
+        let losses = trainer.read_losses().await.map_err(fail)?;
+        if !is_current(generation) {
+            return Ok(None);
+        }
+        if let Some(why) = objlab_engine::train::divergence(&losses) {
+            return Err(fail(format!("run {id} {why}")));
+        }
+        let (start, steps, tokens_per_step) = window.unwrap_or((now_ms(), 0, 0.0));
+        let seconds = ((now_ms() - start) / 1000.0).max(1e-6);
+        let steps_per_s = steps as f64 / seconds;
+        post(&FromWorker::Metrics {
+            run: id,
+            step,
+            steps: cfg.steps,
+            train: losses,
+            steps_per_s,
+            tokens_per_s: steps_per_s * tokens_per_step,
+            learning_rate: trainer.learning_rate(),
+        });
+        restart_window(id);
+    }
+    if step % cfg.eval_every == 0 || done {
+        let loss = trainer.evaluate().await.map_err(fail)?;
+        if !is_current(generation) {
+            return Ok(None);
+        }
+        post(&FromWorker::Validation { run: id, step, loss });
+        restart_window(id);
+    }
+    // The teaching view refreshes every few steps (a small message, built on the CPU).
+    if step == 1 || step % cfg.log_every.max(5) == 0 || done {
+        post(&FromWorker::Examples { run: id, step, examples: trainer.examples() });
+    }
+    if cfg.sample_every > 0 && trainer.generates() && (step % cfg.sample_every == 0 || done) {
+        let text = trainer.sample("\n", cfg.sample_len).await.map_err(fail)?;
+        if !is_current(generation) {
+            return Ok(None);
+        }
+        let bad_words = trainer.score_sample(&text);
+        post(&FromWorker::Sample { run: id, step, text, bad_words });
+        restart_window(id);
+    }
+    if step % cfg.snapshot_every == 0 || done {
+        snapshot(id, trainer, generation).await.map_err(fail)?;
+        restart_window(id);
+    }
+    Ok(done.then_some(Slot::Done))
+}
+
+/// Starts a new steps/s window for run `id` (after a pause for a read, validation, sample or
+/// snapshot, so the figure is the training speed).
+fn restart_window(id: RunId) {
+    SHARED.with(|s| {
+        if let Some(r) = s.borrow_mut().runs.iter_mut().find(|r| r.id == id) {
+            r.window_start = now_ms();
+            r.window_steps = 0;
+        }
+    });
+}
+
+/// The GPU analyser when the runs have WebGPU, else the CPU references (made once).
+async fn analyser() -> Rc<Analyser> {
+    if let Some(a) = SHARED.with(|s| s.borrow().analyser.clone()) {
+        return a;
+    }
+    let has_gpu = SHARED.with(|s| s.borrow().gpu.is_some());
+    let analyser = if has_gpu {
+        match Analyser::new().await {
+            (a, None) => a,
+            (a, Some(why)) => {
+                web_sys::console::warn_1(&format!("representation statistics on the CPU: {why}").into());
+                a
+            }
+        }
+    } else {
+        Analyser::Cpu
+    };
+    let analyser = Rc::new(analyser);
+    SHARED.with(|s| s.borrow_mut().analyser = Some(analyser.clone()));
+    analyser
+}
+
+fn probe_set(trainer: &Trainer) -> Result<Rc<ProbeSet>, String> {
+    if let Some(p) = SHARED.with(|s| s.borrow().probe.clone()) {
+        return Ok(p);
+    }
+    let probe = Rc::new(ProbeSet::markov(&trainer.corpus().tokenizer, PROBE_SEQ, PROBE_PER_SOURCE)?);
+    SHARED.with(|s| s.borrow_mut().probe = Some(probe.clone()));
+    Ok(probe)
+}
+
+/// Reads run `id`'s representations, projects them, probes them, and compares them by CKA
+/// with the other runs' at the same step.
+async fn snapshot(id: RunId, trainer: &Trainer, generation: u64) -> Result<(), String> {
+    let started = now_ms();
+    let probe = probe_set(trainer)?;
+    let f = trainer.features(&probe).await?;
+    let analyser = analyser().await;
+    let d = f.d_model;
+    let embeddings = Matrix::new(f.tokens.len(), d, f.embeddings);
+    let pooled = Matrix::new(probe.rows.len(), d, f.pooled);
+    let token_pca = analyser.pca(&embeddings).await?;
+    let probe_pca = analyser.pca(&pooled).await?;
+    let accuracy = objlab_kernels::probe::probe_accuracy(&pooled, &probe.labels, probe.classes);
+    let effective_rank = probe_pca.effective_rank();
+    if !is_current(generation) {
+        return Ok(());
+    }
+    post(&FromWorker::Snapshot(Snapshot {
+        run: id,
+        step: f.step,
+        tokens: f.tokens,
+        token_points: token_pca.points,
+        probe_points: probe_pca.points,
+        probe_labels: probe.labels.clone(),
+        probe_accuracy: accuracy,
+        probe_classes: probe.classes,
+        effective_rank,
+        millis: now_ms() - started,
+        analyser: analyser.name().to_string(),
+    }));
+    // CKA between the runs (in the order they were added) that have reached this step.
+    let step = f.step;
+    let order = run_ids();
+    let here: Vec<(RunId, Matrix)> = SHARED.with(|s| {
+        let mut s = s.borrow_mut();
+        let entry = s.pooled.entry(step).or_default();
+        entry.retain(|(r, _)| *r != id);
+        entry.push((id, pooled));
+        let mut here = entry.clone();
+        here.sort_by_key(|(r, _)| order.iter().position(|o| o == r));
+        // a run added later reaches these steps later: keep the recent 32 snapshot steps
+        while s.pooled.len() > 32 {
+            let oldest = *s.pooled.keys().next().expect("not empty");
+            s.pooled.remove(&oldest);
+        }
+        here
+    });
+    let runs: Vec<RunId> = here.iter().map(|(r, _)| *r).collect();
+    let matrices: Vec<&Matrix> = here.iter().map(|(_, m)| m).collect();
+    let matrix = analyser.cka_matrix(&matrices).await?;
+    if is_current(generation) {
+        post(&FromWorker::Cka { step, runs, matrix });
+    }
+    Ok(())
+}
+
+/// Answers the page's attention-map request for run `id` (waits while the run is mid-step).
+async fn attention(id: RunId, text: &str) -> Result<(), String> {
+    for _ in 0..600 {
+        let taken = SHARED.with(|s| {
+            let mut s = s.borrow_mut();
+            s.runs.iter_mut().find(|r| r.id == id).map(|r| r.trainer.take())
+        });
+        match taken {
+            None => return Err(format!("run {id} is not in the workspace")),
+            Some(None) => sleep(50).await,
+            Some(Some(trainer)) => {
+                let maps = trainer.attention_maps(text).await;
+                SHARED.with(|s| {
+                    if let Some(r) = s.borrow_mut().runs.iter_mut().find(|r| r.id == id) {
+                        r.trainer = Some(trainer);
+                    }
+                });
+                let maps = maps?;
+                post(&FromWorker::Attention { run: id, tokens: maps.tokens, layers: maps.layers, heads: maps.heads, weights: maps.weights });
+                return Ok(());
+            }
+        }
+    }
+    Err(format!("run {id} stayed busy; try the attention map again"))
 }

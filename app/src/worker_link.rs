@@ -3,8 +3,7 @@
 
 use std::cell::RefCell;
 
-use leptos::prelude::Set;
-use objlab_engine::protocol::{FromWorker, RunState, ToWorker};
+use objlab_engine::protocol::{FromWorker, ToWorker};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use web_sys::{ErrorEvent, MessageEvent, Worker};
@@ -51,7 +50,7 @@ pub fn connect(lab: Lab) {
             "the training worker crashed ({}); press reset to start a fresh one",
             if event.message().is_empty() { "no details".to_string() } else { event.message() }
         ));
-        lab.state.set(RunState::Failed);
+        lab.worker_failed();
     });
     worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));

@@ -6,11 +6,14 @@
 //! synchronous reads panic in the browser.
 
 pub mod data;
+pub mod memory;
 pub mod model;
 pub mod objectives;
+pub mod probe_set;
 pub mod protocol;
 pub mod rng;
 pub mod schedule;
+pub mod scheduler;
 pub mod spec;
 pub mod tokenizer;
 pub mod train;

@@ -249,11 +249,18 @@ impl Mlp {
 /// q, k, v: [batch, heads, seq, d_head], bias: [rows, 1, seq, seq] -> [batch, seq, d_model]
 fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> Tensor<3> {
     let [b, h, s, dh] = q.dims();
-    // scores: [batch, heads, seq, seq]
-    let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt()) + bias;
-    let weights = softmax(scores, 3);
+    let weights = attention_weights(q, k, bias);
     // y: [batch, heads, seq, d_head] -> [batch, seq, d_model]
     weights.matmul(v).swap_dims(1, 2).reshape([b, s, h * dh])
+}
+
+/// q, k: [batch, heads, seq, d_head], bias: [rows, 1, seq, seq] -> weights: [batch, heads, seq, seq]
+/// (each row a distribution over the keys a query may see)
+fn attention_weights(q: Tensor<4>, k: Tensor<4>, bias: Tensor<4>) -> Tensor<4> {
+    let dh = q.dims()[3];
+    // scores: [batch, heads, seq, seq]
+    let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt()) + bias;
+    softmax(scores, 3)
 }
 
 /// [batch, seq, d_model] -> [batch, heads, seq, d_head]
@@ -279,6 +286,14 @@ impl SelfAttention {
         let qkv = self.qkv.forward(x).reshape([b, s, 3, d]);
         let part = |i| split_heads(qkv.clone().narrow(2, i, 1).reshape([b, s, d]), h);
         self.proj.forward(attend(part(0), part(1), part(2), bias))
+    }
+
+    /// The attention weights of [`SelfAttention::forward`]: [batch, heads, seq, seq]
+    fn weights(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<4> {
+        let [b, s, d] = x.dims();
+        let qkv = self.qkv.forward(x).reshape([b, s, 3, d]);
+        let part = |i| split_heads(qkv.clone().narrow(2, i, 1).reshape([b, s, d]), self.n_head);
+        attention_weights(part(0), part(1), bias)
     }
 }
 
@@ -473,6 +488,24 @@ impl Transformer {
             }
         };
         ModelOutput { logits, hidden, pooled }
+    }
+
+    /// Self-attention weights of every layer of the stack a one-stack route runs through (the
+    /// decoder, or the encoder for an encoder-only route), for the attention-map view:
+    /// one [batch, heads, seq, seq] per layer. Not for a prefix batch on the encoder–decoder.
+    pub fn attention_maps(&self, input: &ModelInput) -> Vec<Tensor<4>> {
+        let (blocks, bias) = match &input.route {
+            Route::Single(bias) | Route::DecoderOnly(bias) => (&self.blocks, bias),
+            Route::EncoderOnly(bias) => (&self.encoder, bias),
+            Route::Both(_) => panic!("attention maps read one stack; use a causal or bidirectional route"),
+        };
+        let mut x = self.embed(input);
+        let mut maps = Vec::with_capacity(blocks.len());
+        for block in blocks {
+            maps.push(block.attn.weights(block.ln_1.forward(x.clone()), bias.clone()));
+            x = block.forward(x, bias.clone());
+        }
+        maps
     }
 
     /// Token embedding table, for views and probes: [vocab, d_model].

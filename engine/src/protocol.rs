@@ -6,18 +6,30 @@ use serde::{Deserialize, Serialize};
 use crate::objectives::Example;
 use crate::spec::ExperimentSpec;
 
+/// A run of the workspace, numbered by the page.
+pub type RunId = u32;
+
 /// Page → worker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum ToWorker {
-    /// Start a new run of `spec` from step 0 (replacing any run there is).
-    Start { spec: ExperimentSpec },
+    /// Add run `run` (its own spec: objective mix, architecture, seed, sizes) and start it
+    /// beside the others. Refused, before anything is allocated, when the workspace would not
+    /// fit the device's memory budget.
+    AddRun { run: RunId, spec: ExperimentSpec },
+    /// Forget run `run` (the others go on).
+    RemoveRun { run: RunId },
+    PauseRun { run: RunId },
+    ResumeRun { run: RunId },
+    /// Pause / resume every run.
     Pause,
     Resume,
-    /// End the run where it is; its curves stay on the page.
+    /// End every run where it is; the curves stay on the page.
     Stop,
-    /// End the run and forget it.
+    /// End every run and forget them.
     Reset,
+    /// Attention weights of run `run` for `text` (answered by `Attention`).
+    Attention { run: RunId, text: String },
 }
 
 /// What the run is doing.
@@ -48,11 +60,12 @@ pub enum DeviceKind {
 pub enum FromWorker {
     /// The worker has started and listens.
     Ready,
-    /// The device the run trains on. `note` says why it is not the one asked for.
+    /// The device the runs train on. `note` says why it is not the one asked for.
     Device { kind: DeviceKind, name: String, note: Option<String> },
-    State { state: RunState },
+    State { run: RunId, state: RunState },
     /// Training progress since the last `Metrics`.
     Metrics {
+        run: RunId,
         step: usize,
         steps: usize,
         /// (step, training loss) pairs, read from the device in one go.
@@ -61,18 +74,58 @@ pub enum FromWorker {
         tokens_per_s: f64,
         learning_rate: f64,
     },
-    Validation { step: usize, loss: f32 },
+    Validation { run: RunId, step: usize, loss: f32 },
     /// Generated text; for conditional training, `bad_words` = (bad-word occurrences, words).
     Sample {
+        run: RunId,
         step: usize,
         text: String,
         #[serde(default)]
         bad_words: Option<(usize, usize)>,
     },
     /// One example of the current batch per objective, as the model sees it.
-    Examples { step: usize, examples: Vec<Example> },
-    /// A failure the page shows in its error element.
-    Error { message: String },
+    Examples { run: RunId, step: usize, examples: Vec<Example> },
+    /// The representation views of one run at one step.
+    Snapshot(Snapshot),
+    /// Linear CKA between the runs' probe-set representations at `step` ([runs, runs]).
+    Cka { step: usize, runs: Vec<RunId>, matrix: Vec<f32> },
+    /// Attention weights for the text the page asked about.
+    Attention {
+        run: RunId,
+        tokens: Vec<String>,
+        layers: usize,
+        heads: usize,
+        /// weights: [layers, heads, seq, seq]
+        weights: Vec<f32>,
+    },
+    /// A failure the page shows in its error element (`run`: the run it stopped, if one).
+    Error {
+        #[serde(default)]
+        run: Option<RunId>,
+        message: String,
+    },
+}
+
+/// One run's representation snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub run: RunId,
+    pub step: usize,
+    /// The character tokens and their embeddings projected on the first two principal axes.
+    pub tokens: Vec<String>,
+    pub token_points: Vec<[f32; 2]>,
+    /// The probe set's pooled representations on their first two principal axes, and labels.
+    pub probe_points: Vec<[f32; 2]>,
+    pub probe_labels: Vec<usize>,
+    /// Held-out accuracy of a linear probe for the probe label (chance = 1 / classes).
+    pub probe_accuracy: f32,
+    pub probe_classes: usize,
+    /// Effective rank of the probe representations (exp of the singular-value entropy).
+    pub effective_rank: f32,
+    /// Milliseconds the snapshot took (device read + PCA + probe).
+    pub millis: f64,
+    /// Where PCA and CKA ran: the WGSL kernels on the GPU, or their CPU references.
+    pub analyser: String,
 }
 
 impl ToWorker {
@@ -99,9 +152,9 @@ mod tests {
 
     #[test]
     fn messages_round_trip() {
-        let start = ToWorker::Start { spec: ExperimentSpec::default_experiment() };
+        let start = ToWorker::AddRun { run: 2, spec: ExperimentSpec::default_experiment() };
         assert_eq!(ToWorker::from_json(&start.to_json()).unwrap(), start);
-        let m = FromWorker::Metrics { step: 3, steps: 10, train: vec![(2, 4.1)], steps_per_s: 1.5, tokens_per_s: 99.0, learning_rate: 1e-3 };
+        let m = FromWorker::Metrics { run: 2, step: 3, steps: 10, train: vec![(2, 4.1)], steps_per_s: 1.5, tokens_per_s: 99.0, learning_rate: 1e-3 };
         assert_eq!(FromWorker::from_json(&m.to_json()).unwrap(), m);
         assert!(ToWorker::from_json("{\"type\":\"Explode\"}").unwrap_err().contains("malformed"));
     }

@@ -66,6 +66,17 @@ pub struct TrainConfig {
     pub temperature: f64,
     /// Steps between reads of the training loss from the device (one read per `log_every` steps).
     pub log_every: usize,
+    /// Steps between representation snapshots (PCA views, probe, CKA, effective rank).
+    #[serde(default = "default_snapshot_every")]
+    pub snapshot_every: usize,
+    /// Fault injection, for showing (and testing) what divergence looks like: the loss of this
+    /// step (1-based) is made NaN, which poisons the weights as a real blow-up would. 0 = off.
+    #[serde(default)]
+    pub nan_at: usize,
+}
+
+fn default_snapshot_every() -> usize {
+    100
 }
 
 /// One objective of a run's mix.
@@ -103,7 +114,7 @@ pub const CORPORA: &[(&str, &str)] = &[("tiny-shakespeare", "tinyshakespeare.txt
 /// The options [`ExperimentSpec::set`] understands (besides `<objective>.<parameter>`).
 pub const OPTIONS: &[&str] = &[
     "preset", "objective", "device", "seed", "steps", "lr", "batch", "corpus", "arch", "layers", "heads", "width",
-    "context", "eval_every", "sample_every", "log_every", "temperature",
+    "context", "eval_every", "sample_every", "log_every", "snapshot_every", "temperature", "nan_at",
 ];
 
 /// A named starting point.
@@ -137,6 +148,8 @@ pub fn presets() -> Vec<Preset> {
                 sample_len: 200,
                 temperature: 0.8,
                 log_every: 10,
+                snapshot_every: 100,
+                nan_at: 0,
             },
         },
         Preset {
@@ -159,6 +172,8 @@ pub fn presets() -> Vec<Preset> {
                 sample_len: 80,
                 temperature: 0.8,
                 log_every: 1,
+                snapshot_every: 10,
+                nan_at: 0,
             },
         },
     ]
@@ -212,6 +227,8 @@ impl ExperimentSpec {
             "eval_every" => self.train.eval_every = num(key, value)?,
             "sample_every" => self.train.sample_every = num(key, value)?,
             "log_every" => self.train.log_every = num(key, value)?,
+            "snapshot_every" => self.train.snapshot_every = num(key, value)?,
+            "nan_at" => self.train.nan_at = num(key, value)?,
             "temperature" => self.train.temperature = num(key, value)?,
             // `masked_lm.rate=0.3`: a parameter of an objective of the mix.
             key if key.contains('.') => {
@@ -301,8 +318,8 @@ impl ExperimentSpec {
         if !(t.learning_rate > 0.0 && t.learning_rate <= 1.0) {
             return Err(format!("learning rate {} is out of range: valid range is (0, 1]", t.learning_rate));
         }
-        if t.log_every == 0 || t.eval_every == 0 || t.eval_batches == 0 {
-            return Err("log_every, eval_every and eval_batches must be at least 1".into());
+        if t.log_every == 0 || t.eval_every == 0 || t.eval_batches == 0 || t.snapshot_every == 0 {
+            return Err("log_every, eval_every, eval_batches and snapshot_every must be at least 1".into());
         }
         if self.runs.is_empty() {
             return Err("an experiment needs at least one run".into());
@@ -388,6 +405,36 @@ pub fn objective_mix_text(mix: &[ObjectiveChoice]) -> String {
         .join(",")
 }
 
+/// Labels for runs shown side by side: what differs between their specs (objective mix and
+/// its parameters, architecture, model size, seed, learning rate, steps, device), so that two
+/// masked-LM runs read "masked_lm rate=0.15" and "masked_lm rate=0.4". A lone run, or runs
+/// that differ in nothing, are labelled by their objective.
+pub fn run_labels(specs: &[&ExperimentSpec]) -> Vec<String> {
+    let describe = |s: &ExperimentSpec| -> Vec<(&'static str, String)> {
+        let objective = objective_mix_text(&s.runs[0].objectives).replace(':', " ").replace(';', " ");
+        let m = &s.model;
+        vec![
+            ("", objective),
+            ("", s.model.arch.name().replace('_', "–")),
+            ("", format!("{}L×{}", m.n_layer, m.d_model)),
+            ("context ", m.block_size.to_string()),
+            ("lr ", format!("{}", s.train.learning_rate)),
+            ("steps ", s.train.steps.to_string()),
+            ("", s.device.name().to_string()),
+            ("seed ", s.seed.to_string()),
+        ]
+    };
+    let all: Vec<Vec<(&str, String)>> = specs.iter().map(|s| describe(s)).collect();
+    let n = all.first().map_or(0, |d| d.len());
+    let differs: Vec<bool> = (0..n).map(|k| all.iter().any(|d| d[k].1 != all[0][k].1)).collect();
+    all.iter()
+        .map(|d| {
+            let parts: Vec<String> = d.iter().zip(&differs).filter(|(_, diff)| **diff).map(|((key, v), _)| format!("{key}{v}")).collect();
+            if parts.is_empty() { d[0].1.clone() } else { parts.join(", ") }
+        })
+        .collect()
+}
+
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -414,6 +461,23 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_labels_name_what_differs() {
+        let mut a = ExperimentSpec::default_experiment();
+        a.set("objective", "masked_lm").unwrap();
+        a.set("masked_lm.rate", "0.15").unwrap();
+        let mut b = a.clone();
+        b.set("masked_lm.rate", "0.4").unwrap();
+        assert_eq!(run_labels(&[&a, &b]), ["masked_lm rate=0.15", "masked_lm rate=0.4"]);
+        let mut c = a.clone();
+        c.seed += 1;
+        c.set("arch", "encoder_decoder").unwrap();
+        let labels = run_labels(&[&a, &c]);
+        assert_eq!(labels, ["decoder, seed 1337", "encoder–decoder, seed 1338"]);
+        assert_eq!(run_labels(&[&a]), ["masked_lm rate=0.15"]);
+        assert_eq!(run_labels(&[&a, &a.clone()]), ["masked_lm rate=0.15"; 2]);
+    }
 
     #[test]
     fn default_is_baby_gpt_causal_lm_on_shakespeare() {

@@ -98,9 +98,56 @@ impl CharTokenizer {
     }
 }
 
+/// What kind of character a token is, for colouring the token-embedding projection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CharClass {
+    Vowel,
+    /// A letter that is not a vowel.
+    Letter,
+    Digit,
+    Punctuation,
+    Space,
+    /// A special token (mask, sentinel, control).
+    Special,
+}
+
+impl CharClass {
+    pub const ALL: [CharClass; 6] = [Self::Vowel, Self::Letter, Self::Digit, Self::Punctuation, Self::Space, Self::Special];
+
+    /// The class of a token's text (as [`CharTokenizer::token_text`] gives it).
+    pub fn of(text: &str) -> Self {
+        let mut chars = text.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) if "aeiouAEIOU".contains(c) => Self::Vowel,
+            (Some(c), None) if c.is_alphabetic() => Self::Letter,
+            (Some(c), None) if c.is_numeric() => Self::Digit,
+            (Some(c), None) if c.is_whitespace() => Self::Space,
+            (Some(_), None) => Self::Punctuation,
+            _ => Self::Special,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Vowel => "vowel",
+            Self::Letter => "consonant",
+            Self::Digit => "digit",
+            Self::Punctuation => "punctuation",
+            Self::Space => "space",
+            Self::Special => "special",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn character_classes() {
+        let classes: Vec<&str> = ["a", "b", "Z", "7", " ", "\n", ",", "[MASK]"].iter().map(|t| CharClass::of(t).name()).collect();
+        assert_eq!(classes, ["vowel", "consonant", "consonant", "digit", "space", "space", "punctuation", "special"]);
+    }
 
     #[test]
     fn round_trip_and_specials() {

@@ -13,7 +13,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::data::{CleanBatch, Corpus, Split};
 use crate::model::{AttentionMode, ModelConfig, ModelInput, Route, Transformer};
+use crate::model::Head;
 use crate::objectives::{self, Context, DeviceTargets, Example, Objective, Params, Prepared};
+use crate::probe_set::ProbeSet;
 use crate::rng::Rng;
 use crate::schedule::learning_rate;
 use crate::spec::{ExperimentSpec, TrainConfig};
@@ -56,6 +58,38 @@ pub struct Trainer {
     by_frequency: Vec<u32>,
     /// The latest training batch of each mix part, for [`Trainer::examples`].
     last_prepared: Vec<Option<Prepared>>,
+    /// How the representation views read the model: the attention pattern of the mix's first
+    /// objective, reduced to causal or bidirectional (a masked-LM encoder is read
+    /// bidirectionally, a GPT causally), and whether it uses position embeddings.
+    reading: (AttentionMode, bool),
+}
+
+/// What a representation snapshot reads from the model (one device read).
+pub struct Features {
+    pub step: usize,
+    /// Character tokens (no special tokens): their text.
+    pub tokens: Vec<String>,
+    /// embeddings: [tokens, d_model] rows of the token-embedding table
+    pub embeddings: Vec<f32>,
+    /// pooled: [probe rows, d_model] mean final hidden state of each probe sequence
+    pub pooled: Vec<f32>,
+    pub d_model: usize,
+}
+
+/// Self-attention weights for one input, for the attention-map view.
+pub struct AttentionMaps {
+    pub tokens: Vec<String>,
+    pub layers: usize,
+    pub heads: usize,
+    /// weights: [layers, heads, seq, seq], each row (a query) sums to 1
+    pub weights: Vec<f32>,
+}
+
+/// The message of a run whose training loss stopped being a number, or `None`.
+pub fn divergence(losses: &[(usize, f32)]) -> Option<String> {
+    losses.iter().find(|(_, l)| !l.is_finite()).map(|(s, l)| {
+        format!("diverged at step {}: the loss became {l}; this run stopped, the others go on. Lower its learning rate and add it again", s + 1)
+    })
 }
 
 /// Reads `tensors` (each [1]) from the device in one asynchronous read.
@@ -82,6 +116,13 @@ impl Trainer {
             .collect::<Result<Vec<_>, String>>()?;
         let n_parts = mix.len();
         let by_frequency = frequency_order(&corpus);
+        let reading = {
+            let clean = corpus.sample(Split::Val, 1, spec.model.block_size, &mut Rng::seeded(0));
+            let context = Context { tokenizer: &corpus.tokenizer, params: &mix[0].params, by_frequency: &by_frequency, block_size: spec.model.block_size };
+            let p = mix[0].objective.prepare(&clean, &context, &mut Rng::seeded(0));
+            let causal = matches!(p.attention, AttentionMode::Causal | AttentionMode::KeyMask { causal: true, .. });
+            (if causal { AttentionMode::Causal } else { AttentionMode::Bidirectional }, p.use_positions)
+        };
         let run_seed = spec.seed.wrapping_add(run_index as u64);
         let autodiff = device.clone().autodiff();
         let model = Transformer::new(
@@ -114,6 +155,7 @@ impl Trainer {
             bias_cache: Vec::new(),
             by_frequency,
             last_prepared: vec![None; n_parts],
+            reading,
         })
     }
 
@@ -235,8 +277,12 @@ impl Trainer {
         let clean = self.corpus.sample(Split::Train, self.train.batch_size, self.model_config.block_size, &mut self.data_rng);
         let model = self.model.take().expect("model is present between steps");
         let mut rng = self.corrupt_rng.clone();
-        let loss = self.mix_loss(&model, &clean, &mut rng, true);
+        let mut loss = self.mix_loss(&model, &clean, &mut rng, true);
         self.corrupt_rng = rng;
+        if self.train.nan_at == self.step + 1 {
+            // fault injection (TrainConfig::nan_at): a NaN loss poisons gradients and weights
+            loss = loss.mul_scalar(f32::NAN);
+        }
         let grads = loss.backward();
         let mut grads = GradientsParams::from_grads(grads, &model);
         if self.train.grad_clip > 0.0 {
@@ -300,6 +346,74 @@ impl Trainer {
             out.push(next as u32);
         }
         Ok(tok.decode(&out))
+    }
+}
+
+impl Trainer {
+    /// The model's input for reading `rows` (each `seq` tokens) without training: the run's
+    /// reading pattern, no dropout, the cheap binary head (only hidden states are used).
+    fn reading_input(&self, tokens: Vec<u32>, rows: usize, seq: usize) -> ModelInput {
+        let device = self.device.clone();
+        let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
+        ModelInput {
+            tokens: Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, seq]), &device),
+            route: Route::new(&self.reading.0, self.model_config.arch, rows, seq, &device),
+            use_positions: self.reading.1,
+            embed_mask: None,
+            head: Head::Binary,
+        }
+    }
+
+    /// What the representation views need at this step, in one device read: the character
+    /// rows of the token-embedding table and the pooled hidden states of the probe set.
+    pub async fn features(&self, probe: &ProbeSet) -> Result<Features, String> {
+        let model = self.model().valid();
+        let tok = &self.corpus.tokenizer;
+        let n_chars = tok.n_chars();
+        let d = self.model_config.d_model;
+        // embeddings: [n_chars, d_model] (character ids come first in the vocabulary)
+        let embeddings = model.token_embeddings().narrow(0, 0, n_chars);
+        let (rows, seq) = (probe.rows.len(), probe.rows.first().map_or(0, |r| r.len()).min(self.model_config.block_size));
+        let tokens: Vec<u32> = probe.rows.iter().flat_map(|r| r[..seq].iter().copied()).collect();
+        // pooled: [rows, seq, d_model] -> mean over positions -> [rows, d_model]
+        let pooled = model.forward(&self.reading_input(tokens, rows, seq)).hidden.mean_dim(1).reshape([rows, d]);
+        let data = burn::tensor::Transaction::default()
+            .register(embeddings)
+            .register(pooled)
+            .execute_async()
+            .await
+            .map_err(|e| format!("reading from the device failed: {e:?}"))?;
+        let read = |i: usize| data[i].clone().try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"));
+        Ok(Features {
+            step: self.step,
+            tokens: (0..n_chars as u32).map(|t| tok.token_text(t)).collect(),
+            embeddings: read(0)?,
+            pooled: read(1)?,
+            d_model: d,
+        })
+    }
+
+    /// Attention weights of every layer and head for `text` (at most `block_size` characters),
+    /// read the way the representation views read the model.
+    pub async fn attention_maps(&self, text: &str) -> Result<AttentionMaps, String> {
+        let tok = &self.corpus.tokenizer;
+        let mut ids = tok.encode(text)?;
+        ids.truncate(self.model_config.block_size);
+        if ids.is_empty() {
+            return Err("type a few characters to see where attention goes".into());
+        }
+        let s = ids.len();
+        let model = self.model().valid();
+        let maps = model.attention_maps(&self.reading_input(ids.clone(), 1, s));
+        let layers = maps.len();
+        let all = Tensor::cat(maps.into_iter().map(|m| m.reshape([-1])).collect(), 0);
+        let weights = all.into_data_async().await.map_err(|e| format!("reading from the device failed: {e:?}"))?;
+        Ok(AttentionMaps {
+            tokens: ids.iter().map(|&t| tok.token_text(t)).collect(),
+            layers,
+            heads: self.model_config.n_head,
+            weights: weights.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))?,
+        })
     }
 }
 

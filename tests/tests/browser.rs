@@ -38,6 +38,16 @@ fn trains_on_webgpu() {
     wait_for_steps_and_falling_loss(&browser, 12, Duration::from_secs(600));
     let device = browser.text("device").unwrap();
     assert!(device.starts_with("WebGPU"), "device element names WebGPU: {device:?}");
+    // The representation views ran on the GPU too: the WGSL PCA / CKA kernels in the worker.
+    let step = browser.wait_for("a snapshot after training steps", Duration::from_secs(300), |b| {
+        b.attribute("projection", "data-step")?.parse::<usize>().ok().filter(|s| *s >= 10)
+    });
+    assert_eq!(step % 10, 0, "snapshots every 10 steps on tiny");
+    assert_eq!(browser.attribute("projection", "data-analyser").as_deref(), Some("GPU (WGSL kernels)"));
+    let cka = browser.eval("return [...document.querySelectorAll('[data-testid=\"cka-cell\"]')].map(e => parseFloat(e.dataset.value))");
+    assert_eq!(cka.as_array().map(Vec::len), Some(1), "{cka}");
+    assert!((cka[0].as_f64().unwrap() - 1.0).abs() < 1e-3, "CKA(X, X) = 1 from the GPU kernels: {cka}");
+    assert_eq!(browser.text("error").unwrap_or_default(), "");
 }
 
 #[test]

@@ -3,13 +3,19 @@
 use leptos::prelude::*;
 use objlab_engine::spec::ExperimentSpec;
 
+use super::attention_map::AttentionMap;
+use super::cka_matrix::CkaMatrix;
 use super::controls::Controls;
 use super::error_banner::ErrorBanner;
 use super::loss_chart::LossChart;
 use super::model_view::ModelView;
 use super::objective_panel::ObjectivePanel;
+use super::probe_chart::ProbeChart;
+use super::projection_view::ProjectionView;
+use super::run_list::RunList;
 use super::sample_view::SampleView;
 use super::stats_panel::StatsPanel;
+use super::time_slider::TimeSlider;
 use crate::lab::Lab;
 use crate::worker_link;
 
@@ -40,8 +46,14 @@ pub fn App() -> impl IntoView {
             <ErrorBanner lab=lab />
             <Controls lab=lab />
             <ObjectivePanel lab=lab />
+            <RunList lab=lab />
             <StatsPanel lab=lab />
             <LossChart lab=lab />
+            <TimeSlider lab=lab />
+            <ProjectionView lab=lab />
+            <ProbeChart lab=lab />
+            <CkaMatrix lab=lab />
+            <AttentionMap lab=lab />
             <ModelView lab=lab />
             <SampleView lab=lab />
         </main>

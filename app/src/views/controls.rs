@@ -17,21 +17,24 @@ fn set_option(lab: Lab, key: &str, value: &str) {
 
 #[component]
 pub fn Controls(lab: Lab) -> impl IntoView {
-    let busy = move || matches!(lab.state.get(), RunState::Loading | RunState::Running | RunState::Paused);
+    let busy = move || lab.any_live();
     let can_pause = move || matches!(lab.state.get(), RunState::Running | RunState::Paused);
+    // Start: a fresh workspace whose only run is the experiment the controls show.
     let start = move |_| {
         let spec = lab.spec.get_untracked();
         if let Err(e) = spec.validate() {
             lab.push_error(e);
             return;
         }
+        if !lab.runs.with_untracked(Vec::is_empty) {
+            lab.reset();
+        }
         write_url(&spec);
-        lab.clear_run();
         lab.errors.set(Vec::new());
         lab.pending.set(None);
-        lab.steps.set(spec.train.steps);
-        lab.state.set(RunState::Loading);
-        worker_link::send(lab, &ToWorker::Start { spec });
+        if let Err(e) = lab.add_run(spec) {
+            lab.push_error(e);
+        }
     };
     let pause = move |_| {
         let message = if lab.state.get_untracked() == RunState::Paused { ToWorker::Resume } else { ToWorker::Pause };
@@ -50,10 +53,10 @@ pub fn Controls(lab: Lab) -> impl IntoView {
         <section class="controls">
             <label>
                 "Model "
-                <select data-testid="preset" prop:disabled=busy
+                <select data-testid="preset"
                     on:change=move |ev| set_option(lab, "preset", &event_target_value(&ev))>
                     {preset_names().into_iter().map(|n| view! {
-                        <option value=n prop:selected=move || lab.spec.get().preset == n>{n}</option>
+                        <option value=n prop:selected=move || lab.shown().preset == n>{n}</option>
                     }).collect_view()}
                 </select>
             </label>
@@ -85,11 +88,33 @@ pub fn Controls(lab: Lab) -> impl IntoView {
                     <option value="cpu" prop:selected=move || device_value() == "cpu">"CPU"</option>
                 </select>
             </label>
+            <label title="AdamW's peak learning rate (warm-up, then cosine decay)">
+                "Learning rate "
+                <input data-testid="lr-choice" type="number" min="0" max="1" step="any" class="short"
+                    prop:value=move || lab.shown().train.learning_rate.to_string()
+                    on:change=move |ev| set_option(lab, "lr", &event_target_value(&ev)) />
+            </label>
+            <label>
+                "Steps "
+                <input data-testid="steps-choice" type="number" min="1" class="short"
+                    prop:value=move || lab.shown().train.steps.to_string()
+                    on:change=move |ev| set_option(lab, "steps", &event_target_value(&ev)) />
+            </label>
             <label>
                 "Seed "
-                <input data-testid="seed" type="number" min="0" prop:value=move || lab.spec.get().seed.to_string()
-                    prop:disabled=busy on:change=move |ev| set_option(lab, "seed", &event_target_value(&ev)) />
+                <input data-testid="seed" type="number" min="0" class="short" prop:value=move || lab.shown().seed.to_string()
+                    on:change=move |ev| set_option(lab, "seed", &event_target_value(&ev)) />
             </label>
+            <details class="fault">
+                <summary>"Fault injection"</summary>
+                <label title="make this run's loss NaN at a step, to see how a diverging run stops alone while the others go on">
+                    "NaN loss at step "
+                    <input data-testid="nan-at" type="number" min="0" class="short"
+                        prop:value=move || lab.shown().train.nan_at.to_string()
+                        on:change=move |ev| set_option(lab, "nan_at", &event_target_value(&ev)) />
+                    " (0 = off)"
+                </label>
+            </details>
             <div class="buttons">
                 <button data-testid="start" on:click=start prop:disabled=busy>"Start"</button>
                 <button data-testid="pause" on:click=pause prop:disabled=move || !can_pause()>

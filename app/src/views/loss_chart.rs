@@ -1,25 +1,75 @@
-//! Training and validation loss on a canvas (one path per curve, not a node per point, so
-//! long runs redraw cheaply).
+//! Training and validation loss of every run, overlaid on one canvas (one path per curve, not a
+//! node per point; long curves are thinned to about two points per pixel column, so 6 runs ×
+//! 10,000 steps redraw in a few milliseconds). Options: log-scaled steps, smoothing (a debiased
+//! exponential moving average, as TensorBoard's), and a readout of every run under the cursor.
 
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::CanvasRenderingContext2d;
 
-use crate::lab::Lab;
+use crate::lab::{Lab, RunView};
 
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 300.0;
 const PAD: f64 = 44.0;
 
-fn draw(canvas: &web_sys::HtmlCanvasElement, train: &[(usize, f32)], val: &[(usize, f32)], steps: usize) {
+/// Debiased exponential moving average: s_t = a·s_{t−1} + (1 − a)·x_t, divided by 1 − a^t.
+pub fn smooth(points: &[(usize, f32)], a: f64) -> Vec<(usize, f64)> {
+    let mut s = 0.0;
+    let mut weight = 0.0;
+    points
+        .iter()
+        .filter(|(_, l)| l.is_finite())
+        .map(|&(step, l)| {
+            s = a * s + (1.0 - a) * l as f64;
+            weight = a * weight + (1.0 - a);
+            (step, s / weight)
+        })
+        .collect()
+}
+
+/// At most `n` points, evenly strided (the last one kept).
+fn thin(points: Vec<(usize, f64)>, n: usize) -> Vec<(usize, f64)> {
+    if points.len() <= n {
+        return points;
+    }
+    let stride = points.len().div_ceil(n);
+    let last = *points.last().expect("not empty");
+    let mut out: Vec<(usize, f64)> = points.into_iter().step_by(stride).collect();
+    if out.last() != Some(&last) {
+        out.push(last);
+    }
+    out
+}
+
+/// What one run contributes to the chart.
+struct Curve {
+    colour: &'static str,
+    label: String,
+    train: Vec<(usize, f64)>,
+    val: Vec<(usize, f64)>,
+}
+
+/// Maps steps to x (linear or log) for a chart whose last step is `x_max`.
+fn x_of(step: f64, x_max: f64, log_x: bool) -> f64 {
+    let t = if log_x { (step + 1.0).ln() / (x_max + 1.0).ln() } else { step / x_max };
+    PAD + t * (WIDTH - 2.0 * PAD)
+}
+
+fn step_of(x: f64, x_max: f64, log_x: bool) -> f64 {
+    let t = ((x - PAD) / (WIDTH - 2.0 * PAD)).clamp(0.0, 1.0);
+    if log_x { (t * (x_max + 1.0).ln()).exp() - 1.0 } else { t * x_max }
+}
+
+fn draw(canvas: &web_sys::HtmlCanvasElement, curves: &[Curve], x_max: f64, log_x: bool, hover: Option<f64>) {
     let Some(ctx) = canvas.get_context("2d").ok().flatten().and_then(|c| c.dyn_into::<CanvasRenderingContext2d>().ok())
     else {
         return;
     };
     ctx.clear_rect(0.0, 0.0, WIDTH, HEIGHT);
-    let finite = train.iter().chain(val).map(|(_, l)| *l as f64).filter(|l| l.is_finite());
-    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), l| (a.min(l), b.max(l)));
+    let all = curves.iter().flat_map(|c| c.train.iter().chain(&c.val)).map(|(_, l)| *l);
+    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), l| (a.min(l), b.max(l)));
     ctx.set_fill_style_str("#555");
     ctx.set_font("12px sans-serif");
     if !lo.is_finite() {
@@ -27,11 +77,10 @@ fn draw(canvas: &web_sys::HtmlCanvasElement, train: &[(usize, f32)], val: &[(usi
         return;
     }
     let (lo, hi) = if hi - lo < 1e-6 { (lo - 0.5, hi + 0.5) } else { (lo, hi) };
-    let x_max = steps.max(train.last().map(|(s, _)| s + 1).unwrap_or(1)).max(1) as f64;
-    let x = |s: usize| PAD + (s as f64 / x_max) * (WIDTH - 2.0 * PAD);
+    let x = |s: usize| x_of(s as f64, x_max, log_x);
     let y = |l: f64| HEIGHT - PAD + (lo - l) / (hi - lo) * (HEIGHT - 2.0 * PAD);
-    // axes and labels
     ctx.set_stroke_style_str("#999");
+    ctx.set_line_width(1.0);
     ctx.begin_path();
     ctx.move_to(PAD, PAD / 2.0);
     ctx.line_to(PAD, HEIGHT - PAD);
@@ -39,45 +88,153 @@ fn draw(canvas: &web_sys::HtmlCanvasElement, train: &[(usize, f32)], val: &[(usi
     ctx.stroke();
     let _ = ctx.fill_text(&format!("{hi:.2}"), 4.0, y(hi) + 4.0);
     let _ = ctx.fill_text(&format!("{lo:.2}"), 4.0, y(lo) + 4.0);
-    let _ = ctx.fill_text("0", PAD, HEIGHT - PAD + 16.0);
-    let _ = ctx.fill_text(&format!("step {}", x_max as usize), WIDTH - PAD - 40.0, HEIGHT - PAD + 16.0);
-    let line = |points: &[(usize, f32)], color: &str, width: f64| {
-        ctx.set_stroke_style_str(color);
+    let _ = ctx.fill_text(if log_x { "1" } else { "0" }, PAD, HEIGHT - PAD + 16.0);
+    let _ = ctx.fill_text(&format!("step {}{}", x_max as usize, if log_x { " (log)" } else { "" }), WIDTH - PAD - 70.0, HEIGHT - PAD + 16.0);
+    let line = |points: &[(usize, f64)], colour: &str, width: f64, dashed: bool| {
+        ctx.set_stroke_style_str(colour);
         ctx.set_line_width(width);
+        let dash = js_sys::Array::new();
+        if dashed {
+            dash.push(&6.0.into());
+            dash.push(&4.0.into());
+        }
+        let _ = ctx.set_line_dash(&dash);
         ctx.begin_path();
-        let mut first = true;
-        for (s, l) in points.iter().filter(|(_, l)| l.is_finite()) {
-            if first {
-                ctx.move_to(x(*s), y(*l as f64));
-                first = false;
+        for (i, (s, l)) in points.iter().enumerate() {
+            if i == 0 {
+                ctx.move_to(x(*s), y(*l));
             } else {
-                ctx.line_to(x(*s), y(*l as f64));
+                ctx.line_to(x(*s), y(*l));
             }
         }
         ctx.stroke();
     };
-    line(train, "#3b6fd4", 1.0);
-    line(val, "#d4573b", 2.0);
+    for c in curves {
+        line(&c.train, c.colour, 1.2, false);
+        line(&c.val, c.colour, 2.2, true);
+    }
+    let _ = ctx.set_line_dash(&js_sys::Array::new());
     ctx.set_line_width(1.0);
-    ctx.set_fill_style_str("#3b6fd4");
-    let _ = ctx.fill_text("train", WIDTH - 120.0, PAD / 2.0 + 4.0);
-    ctx.set_fill_style_str("#d4573b");
-    let _ = ctx.fill_text("validation", WIDTH - 80.0, PAD / 2.0 + 4.0);
+    // legend: one entry per run, solid = train, dashed = validation
+    for (i, c) in curves.iter().enumerate() {
+        ctx.set_fill_style_str(c.colour);
+        let _ = ctx.fill_text(&c.label, PAD + 8.0, PAD / 2.0 + 14.0 * (i as f64 + 1.0));
+    }
+    ctx.set_fill_style_str("#555");
+    let _ = ctx.fill_text("solid: train · dashed: validation", WIDTH - 230.0, PAD / 2.0 + 4.0);
+    if let Some(hx) = hover {
+        ctx.set_stroke_style_str("#bbb");
+        ctx.begin_path();
+        ctx.move_to(hx, PAD / 2.0);
+        ctx.line_to(hx, HEIGHT - PAD);
+        ctx.stroke();
+    }
+}
+
+/// The value of `points` at the last step ≤ `step`.
+fn at(points: &[(usize, f64)], step: f64) -> Option<(usize, f64)> {
+    points.iter().rev().find(|(s, _)| *s as f64 <= step).or(points.first()).copied()
+}
+
+fn curves(lab: Lab, runs: &[RunView], alpha: f64, thin_to: Option<usize>) -> Vec<Curve> {
+    let labels = lab.labels();
+    runs.iter()
+        .filter(|r| r.visible.get())
+        .map(|r| {
+            let train = r.train.with(|t| smooth(t, alpha));
+            let val = r.val.with(|v| smooth(v, 0.0));
+            let (train, val) = match thin_to {
+                Some(n) => (thin(train, n), thin(val, n)),
+                None => (train, val),
+            };
+            Curve {
+                colour: r.colour,
+                label: labels.iter().find(|(id, _)| *id == r.id).map(|(_, l)| l.clone()).unwrap_or_default(),
+                train,
+                val,
+            }
+        })
+        .collect()
 }
 
 #[component]
 pub fn LossChart(lab: Lab) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
+    let hover = RwSignal::new(None::<f64>);
+    let x_max = move || {
+        lab.runs.with(|runs| {
+            runs.iter()
+                .filter(|r| r.visible.get())
+                .map(|r| r.steps.get().max(r.train.with(|t| t.last().map_or(0, |(s, _)| s + 1))))
+                .max()
+                .unwrap_or(1)
+                .max(1) as f64
+        })
+    };
     Effect::new(move |_| {
-        let (train, val, steps) = (lab.train.get(), lab.val.get(), lab.steps.get());
+        let runs = lab.runs.get();
+        let cs = curves(lab, &runs, lab.smoothing.get(), Some(2 * WIDTH as usize));
+        let (x_max, log_x, hover) = (x_max(), lab.log_x.get(), hover.get());
         if let Some(canvas) = canvas.get() {
-            draw(&canvas, &train, &val, steps);
+            draw(&canvas, &cs, x_max, log_x, hover);
         }
     });
+    let points = move || lab.runs.with(|runs| runs.iter().map(|r| r.train.with(Vec::len).to_string()).collect::<Vec<_>>().join(","));
+    let visible = move || lab.runs.with(|runs| runs.iter().filter(|r| r.visible.get() && r.train.with(|t| !t.is_empty())).count());
+    let readout = move || {
+        let hx = hover.get()?;
+        let step = step_of(hx, x_max(), lab.log_x.get());
+        let runs = lab.runs.get();
+        let lines: Vec<String> = curves(lab, &runs, lab.smoothing.get(), None)
+            .iter()
+            .filter_map(|c| {
+                let (s, l) = at(&c.train, step)?;
+                let val = at(&c.val, step).map(|(vs, v)| format!(", validation {v:.4} (step {vs})")).unwrap_or_default();
+                Some(format!("{}: train {l:.4} (step {s}){val}", c.label))
+            })
+            .collect();
+        Some(format!("step ≈ {}: {}", step.round() as usize, lines.join(" · ")))
+    };
+    let on_move = move |ev: web_sys::MouseEvent| {
+        let Some(c) = canvas.get_untracked() else { return };
+        let rect = AsRef::<web_sys::Element>::as_ref(&c).get_bounding_client_rect();
+        let scale = WIDTH / rect.width().max(1.0);
+        hover.set(Some((ev.client_x() as f64 - rect.left()) * scale));
+    };
     view! {
         <section class="chart">
             <h2>"Loss"</h2>
-            <canvas data-testid="loss-chart" node_ref=canvas width=WIDTH.to_string() height=HEIGHT.to_string()></canvas>
+            <div class="chart-options">
+                <label><input type="checkbox" data-testid="log-x" prop:checked=move || lab.log_x.get()
+                    on:change=move |_| lab.log_x.update(|v| *v = !*v) />" log steps"</label>
+                <label title="exponential moving average of the training loss">" smoothing "
+                    <input type="range" data-testid="smoothing" min="0" max="0.99" step="0.01"
+                        prop:value=move || lab.smoothing.get().to_string()
+                        on:input=move |ev| lab.smoothing.set(event_target_value(&ev).parse::<f64>().unwrap_or(0.0).clamp(0.0, 0.99)) />
+                    <span>{move || format!("{:.2}", lab.smoothing.get())}</span>
+                </label>
+            </div>
+            <canvas data-testid="loss-chart" node_ref=canvas width=WIDTH.to_string() height=HEIGHT.to_string()
+                data-curves=move || visible().to_string() data-points=points
+                on:mousemove=on_move on:mouseleave=move |_| hover.set(None)></canvas>
+            <p class="readout" data-testid="loss-readout">{move || readout().unwrap_or_else(|| "hover over the chart to read every run at one step".into())}</p>
         </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smoothing_is_debiased_and_zero_is_the_raw_curve() {
+        let raw = [(0, 4.0), (1, 2.0), (2, 3.0)];
+        assert_eq!(smooth(&raw, 0.0), vec![(0, 4.0), (1, 2.0), (2, 3.0)]);
+        let s = smooth(&raw, 0.9);
+        assert!((s[0].1 - 4.0).abs() < 1e-9, "the first point is not pulled towards 0");
+        assert!(s[1].1 < 4.0 && s[1].1 > 2.0);
+        let long: Vec<(usize, f64)> = (0..10_000).map(|i| (i, 1.0)).collect();
+        let t = thin(long, 1440);
+        assert!(t.len() <= 1441 && t.last() == Some(&(9999, 1.0)));
     }
 }

@@ -1,10 +1,16 @@
 //! The page's components, one per file.
 
 pub mod app;
+pub mod attention_map;
+pub mod cka_matrix;
 pub mod controls;
 pub mod error_banner;
 pub mod loss_chart;
 pub mod model_view;
 pub mod objective_panel;
+pub mod probe_chart;
+pub mod projection_view;
+pub mod run_list;
 pub mod sample_view;
 pub mod stats_panel;
+pub mod time_slider;

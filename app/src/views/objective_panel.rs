@@ -80,9 +80,10 @@ pub fn ObjectivePanel(lab: Lab) -> impl IntoView {
             <p class="hint">"A run's objective is a weighted sum: give several objectives a weight to mix them (as UL2 and CodeT5+ do)."</p>
             <Show when=move || lab.pending.get().is_some()>
                 <div class="confirm" data-testid="confirm-reset">
-                    "This run was started with another objective. Changing it needs a fresh start: reset the run and apply the change?"
+                    "The runs were started with another experiment. Changing it needs a fresh start: reset the runs and apply the change, or add it as a new run beside them?"
                     <button data-testid="apply-reset" on:click=apply_and_reset>"Reset and apply"</button>
-                    <button data-testid="keep-run" on:click=keep>"Keep the current run"</button>
+                    <button data-testid="add-as-run" on:click=move |_| lab.add_shown_run()>"Add as a new run"</button>
+                    <button data-testid="keep-run" on:click=keep>"Keep the current runs"</button>
                 </div>
             </Show>
             <p class="control-error" data-testid="objective-error">{move || lab.control_error.get().unwrap_or_default()}</p>

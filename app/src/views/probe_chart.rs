@@ -1,0 +1,89 @@
+//! Linear-probe accuracy over training, one line per run: how well a logistic regression on
+//! the run's frozen pooled representations tells which Markov source wrote a sequence
+//! (held-out half of the probe set). The dashed line is chance.
+
+use leptos::html::Canvas;
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::CanvasRenderingContext2d;
+
+use crate::lab::Lab;
+
+const WIDTH: f64 = 720.0;
+const HEIGHT: f64 = 200.0;
+const PAD: f64 = 40.0;
+
+#[component]
+pub fn ProbeChart(lab: Lab) -> impl IntoView {
+    let canvas = NodeRef::<Canvas>::new();
+    Effect::new(move |_| {
+        let runs = lab.runs.get();
+        let lines: Vec<(&'static str, Vec<(usize, f32)>)> = runs
+            .iter()
+            .filter(|r| r.visible.get())
+            .map(|r| (r.colour, r.snapshots.with(|s| s.iter().map(|x| (x.step, x.probe_accuracy)).collect())))
+            .collect();
+        let chance = runs.iter().find_map(|r| r.snapshots.with(|s| s.first().map(|x| 1.0 / x.probe_classes.max(1) as f64)));
+        let time = lab.time.get();
+        let Some(canvas) = canvas.get() else { return };
+        let Some(ctx) = canvas.get_context("2d").ok().flatten().and_then(|c| c.dyn_into::<CanvasRenderingContext2d>().ok()) else {
+            return;
+        };
+        ctx.clear_rect(0.0, 0.0, WIDTH, HEIGHT);
+        let x_max = lines.iter().flat_map(|(_, p)| p.iter().map(|(s, _)| *s)).max().unwrap_or(1).max(1) as f64;
+        let x = |s: f64| PAD + s / x_max * (WIDTH - 2.0 * PAD);
+        let y = |a: f64| HEIGHT - PAD + -a * (HEIGHT - 1.5 * PAD);
+        ctx.set_stroke_style_str("#999");
+        ctx.set_line_width(1.0);
+        ctx.begin_path();
+        ctx.move_to(PAD, PAD / 2.0);
+        ctx.line_to(PAD, HEIGHT - PAD);
+        ctx.line_to(WIDTH - PAD / 2.0, HEIGHT - PAD);
+        ctx.stroke();
+        ctx.set_fill_style_str("#555");
+        ctx.set_font("12px sans-serif");
+        let _ = ctx.fill_text("100%", 2.0, y(1.0) + 4.0);
+        let _ = ctx.fill_text("0%", 14.0, y(0.0) + 4.0);
+        let _ = ctx.fill_text(&format!("step {}", x_max as usize), WIDTH - PAD - 40.0, HEIGHT - PAD + 16.0);
+        if let Some(c) = chance {
+            let dash = js_sys::Array::of2(&4.0.into(), &4.0.into());
+            let _ = ctx.set_line_dash(&dash);
+            ctx.begin_path();
+            ctx.move_to(PAD, y(c));
+            ctx.line_to(WIDTH - PAD, y(c));
+            ctx.stroke();
+            let _ = ctx.set_line_dash(&js_sys::Array::new());
+            let _ = ctx.fill_text("chance", WIDTH - PAD + 2.0, y(c) + 4.0);
+        }
+        if let Some(t) = time {
+            ctx.set_stroke_style_str("#ccc");
+            ctx.begin_path();
+            ctx.move_to(x(t as f64), PAD / 2.0);
+            ctx.line_to(x(t as f64), HEIGHT - PAD);
+            ctx.stroke();
+        }
+        ctx.set_line_width(2.0);
+        for (colour, points) in &lines {
+            ctx.set_stroke_style_str(colour);
+            ctx.set_fill_style_str(colour);
+            ctx.begin_path();
+            for (i, (s, a)) in points.iter().enumerate() {
+                if i == 0 {
+                    ctx.move_to(x(*s as f64), y(*a as f64));
+                } else {
+                    ctx.line_to(x(*s as f64), y(*a as f64));
+                }
+            }
+            ctx.stroke();
+        }
+        ctx.set_line_width(1.0);
+    });
+    let points = move || lab.runs.with(|runs| runs.iter().map(|r| r.snapshots.with(Vec::len).to_string()).collect::<Vec<_>>().join(","));
+    view! {
+        <section class="chart">
+            <h2>"Linear probe: can the representation tell the sources apart?"</h2>
+            <p class="hint">"Logistic regression on each run's frozen, mean-pooled hidden states of sequences from 4 Markov sources with identical letter frequencies: only context tells them apart."</p>
+            <canvas data-testid="probe-chart" node_ref=canvas width=WIDTH.to_string() height=HEIGHT.to_string() data-points=points></canvas>
+        </section>
+    }
+}

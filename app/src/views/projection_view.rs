@@ -1,0 +1,135 @@
+//! Embedding projections, one card per run on the shared time slider: (a) the token
+//! embeddings on their first two principal axes, each character drawn where it lands and
+//! coloured by its class, and (b) the probe set's pooled representations, coloured by which
+//! Markov source wrote the sequence. Runs whose objective exposes the source pull the colours
+//! of (b) apart.
+
+use leptos::html::Canvas;
+use leptos::prelude::*;
+use objlab_engine::protocol::Snapshot;
+use objlab_engine::tokenizer::CharClass;
+use wasm_bindgen::JsCast;
+use web_sys::CanvasRenderingContext2d;
+
+use crate::lab::{Lab, RunView};
+
+const SIZE: f64 = 240.0;
+const MARGIN: f64 = 14.0;
+pub const CLASS_COLOURS: [&str; 6] = ["#d55e00", "#0072b2", "#009e73", "#cc79a7", "#999999", "#e69f00"];
+pub const LABEL_COLOURS: [&str; 8] = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000", "#8c6d31"];
+
+fn context(canvas: &web_sys::HtmlCanvasElement) -> Option<CanvasRenderingContext2d> {
+    canvas.get_context("2d").ok().flatten().and_then(|c| c.dyn_into::<CanvasRenderingContext2d>().ok())
+}
+
+/// Maps points into the canvas, keeping the aspect ratio (distances mean the same on both axes).
+fn scaler(points: &[[f32; 2]]) -> impl Fn([f32; 2]) -> (f64, f64) {
+    let (mut lo, mut hi) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
+    for p in points {
+        for k in 0..2 {
+            lo[k] = lo[k].min(p[k] as f64);
+            hi[k] = hi[k].max(p[k] as f64);
+        }
+    }
+    let span = (hi[0] - lo[0]).max(hi[1] - lo[1]).max(1e-9);
+    let centre = [(lo[0] + hi[0]) / 2.0, (lo[1] + hi[1]) / 2.0];
+    let scale = (SIZE - 2.0 * MARGIN) / span;
+    move |p: [f32; 2]| (SIZE / 2.0 + (p[0] as f64 - centre[0]) * scale, SIZE / 2.0 - (p[1] as f64 - centre[1]) * scale)
+}
+
+fn draw_tokens(canvas: &web_sys::HtmlCanvasElement, s: &Snapshot) {
+    let Some(ctx) = context(canvas) else { return };
+    ctx.clear_rect(0.0, 0.0, SIZE, SIZE);
+    let at = scaler(&s.token_points);
+    ctx.set_font("12px monospace");
+    for (text, p) in s.tokens.iter().zip(&s.token_points) {
+        let class = CharClass::of(text);
+        let k = CharClass::ALL.iter().position(|c| *c == class).unwrap_or(0);
+        ctx.set_fill_style_str(CLASS_COLOURS[k]);
+        let (x, y) = at(*p);
+        let shown = match text.as_str() {
+            "\n" => "⏎",
+            " " => "␣",
+            t => t,
+        };
+        let _ = ctx.fill_text(shown, x - 3.0, y + 4.0);
+    }
+}
+
+fn draw_probe(canvas: &web_sys::HtmlCanvasElement, s: &Snapshot) {
+    let Some(ctx) = context(canvas) else { return };
+    ctx.clear_rect(0.0, 0.0, SIZE, SIZE);
+    let at = scaler(&s.probe_points);
+    for (label, p) in s.probe_labels.iter().zip(&s.probe_points) {
+        ctx.set_fill_style_str(LABEL_COLOURS[label % LABEL_COLOURS.len()]);
+        let (x, y) = at(*p);
+        ctx.begin_path();
+        let _ = ctx.arc(x, y, 3.0, 0.0, std::f64::consts::TAU);
+        ctx.fill();
+    }
+}
+
+#[component]
+fn ProjectionCard(lab: Lab, run: RunView) -> impl IntoView {
+    let tokens = NodeRef::<Canvas>::new();
+    let probe = NodeRef::<Canvas>::new();
+    let shown = Memo::new(move |_| run.snapshot_at(lab.time.get()));
+    Effect::new(move |_| {
+        let Some(s) = shown.get() else { return };
+        if let (Some(t), Some(p)) = (tokens.get(), probe.get()) {
+            draw_tokens(&t, &s);
+            draw_probe(&p, &s);
+        }
+    });
+    let id = run.id;
+    let label = move || lab.labels().into_iter().find(|(r, _)| *r == id).map(|(_, l)| l).unwrap_or_default();
+    let caption = move || match shown.get() {
+        None => "waiting for the first snapshot…".to_string(),
+        Some(s) => format!(
+            "step {} · probe accuracy {:.0}% (chance {:.0}%) · effective rank {:.1} · snapshot {:.0} ms on the {}",
+            s.step,
+            100.0 * s.probe_accuracy,
+            100.0 / s.probe_classes.max(1) as f32,
+            s.effective_rank,
+            s.millis,
+            s.analyser
+        ),
+    };
+    view! {
+        <div class="projection" data-testid="projection" data-run=id.to_string()
+            data-analyser=move || shown.get().map(|s| s.analyser).unwrap_or_default()
+            data-step=move || shown.get().map(|s| s.step.to_string()).unwrap_or_default()>
+            <h3><span class="swatch" style=format!("background:{}", run.colour)></span>{label}</h3>
+            <div class="pair">
+                <figure>
+                    <canvas node_ref=tokens width=SIZE.to_string() height=SIZE.to_string()></canvas>
+                    <figcaption>"token embeddings (PCA)"</figcaption>
+                </figure>
+                <figure>
+                    <canvas node_ref=probe width=SIZE.to_string() height=SIZE.to_string()></canvas>
+                    <figcaption>"probe sequences (PCA), by source"</figcaption>
+                </figure>
+            </div>
+            <p class="caption">{caption}</p>
+        </div>
+    }
+}
+
+#[component]
+pub fn ProjectionView(lab: Lab) -> impl IntoView {
+    view! {
+        <section class="projections">
+            <p class="legend">
+                {CharClass::ALL.iter().zip(CLASS_COLOURS).filter(|(c, _)| **c != CharClass::Special).map(|(c, colour)| view! {
+                    <span style=format!("color:{colour}")>"■ " {c.name()} " "</span>
+                }).collect_view()}
+                " · probe points: one colour per Markov source (the label a linear probe must read off)"
+            </p>
+            <div class="projection-grid">
+                <For each=move || lab.runs.get() key=|r| r.id let:run>
+                    <ProjectionCard lab=lab run=run />
+                </For>
+            </div>
+        </section>
+    }
+}

@@ -1,0 +1,96 @@
+//! The workspace's runs: add the experiment the controls show as a new run, and per run its
+//! label (what differs from the others), state, progress, speed, a marker when it stopped
+//! alone, and pause / duplicate / remove / show-hide. Clicking a run's label selects it for the
+//! single-run panels. The device's aggregate throughput is the sum of the runs' steps/s.
+
+use leptos::prelude::*;
+use objlab_engine::protocol::{RunState, ToWorker};
+
+use crate::lab::{Lab, RunView};
+use crate::worker_link;
+
+fn state_word(state: RunState) -> &'static str {
+    match state {
+        RunState::Idle => "ready",
+        RunState::Loading => "loading",
+        RunState::Running => "training",
+        RunState::Paused => "paused",
+        RunState::Stopped => "stopped",
+        RunState::Finished => "finished",
+        RunState::Failed => "stopped: failed",
+    }
+}
+
+#[component]
+fn RunRow(lab: Lab, run: RunView) -> impl IntoView {
+    let id = run.id;
+    let label = move || lab.labels().into_iter().find(|(r, _)| *r == id).map(|(_, l)| l).unwrap_or_default();
+    let pause = move |_| {
+        let message = if run.state.get_untracked() == RunState::Paused { ToWorker::ResumeRun { run: id } } else { ToWorker::PauseRun { run: id } };
+        worker_link::send(lab, &message);
+    };
+    let duplicate = move |_| {
+        let mut spec = run.spec.get_value();
+        spec.seed += 1;
+        if let Err(e) = lab.add_run(spec) {
+            lab.push_error(format!("the run was not added: {e}"));
+        }
+    };
+    view! {
+        <tr data-testid="run-row" data-run=id.to_string() data-state=move || state_word(run.state.get())
+            class:selected=move || lab.selected.get() == Some(id)>
+            <td>
+                <input type="checkbox" data-testid="run-visible" title="show this run's curves"
+                    prop:checked=move || run.visible.get() on:change=move |_| run.visible.update(|v| *v = !*v) />
+            </td>
+            <td><span class="swatch" style=format!("background:{}", run.colour)></span></td>
+            <td class="run-label">
+                <a href="#" data-testid="run-select" title="show this run in the panels below"
+                    on:click=move |ev| { ev.prevent_default(); lab.select(id); }>{label}</a>
+                <Show when=move || run.failure.get().is_some()>
+                    <span class="failed-marker" data-testid="run-failed" title=move || run.failure.get().unwrap_or_default()>
+                        "⚠ " {move || run.failure.get().unwrap_or_default()}
+                    </span>
+                </Show>
+            </td>
+            <td data-testid="run-state">{move || state_word(run.state.get())}</td>
+            <td data-testid="run-step">{move || format!("{} / {}", run.step.get(), run.steps.get())}</td>
+            <td data-testid="run-speed">{move || format!("{:.2} steps/s", run.steps_per_s.get())}</td>
+            <td class="run-buttons">
+                <button data-testid="run-pause" on:click=pause
+                    prop:disabled=move || !matches!(run.state.get(), RunState::Running | RunState::Paused)>
+                    {move || if run.state.get() == RunState::Paused { "resume" } else { "pause" }}
+                </button>
+                <button data-testid="run-duplicate" title="add the same experiment with the next seed" on:click=duplicate>"duplicate"</button>
+                <button data-testid="run-remove" on:click=move |_| lab.remove_run(id)>"remove"</button>
+            </td>
+        </tr>
+    }
+}
+
+#[component]
+pub fn RunList(lab: Lab) -> impl IntoView {
+    let throughput = move || {
+        lab.runs.with(|runs| runs.iter().filter(|r| r.state.get() == RunState::Running).map(|r| r.steps_per_s.get()).sum::<f64>())
+    };
+    view! {
+        <section class="runs">
+            <h2>"Runs side by side"</h2>
+            <p class="hint">
+                "Each run is an objective mix, an architecture and a seed (and the sizes above). "
+                "Runs take turns on the device, so their curves advance together; a run's numbers are the same alone or beside others."
+            </p>
+            <div class="buttons">
+                <button data-testid="add-run" on:click=move |_| lab.add_shown_run()
+                    title="add the experiment set above as a new run beside the others">"Add run"</button>
+                <span class="throughput">"device throughput: "
+                    <span data-testid="throughput">{move || format!("{:.2}", throughput())}</span>" steps/s"</span>
+            </div>
+            <table class="run-list">
+                <For each=move || lab.runs.get() key=|r| r.id let:run>
+                    <RunRow lab=lab run=run />
+                </For>
+            </table>
+        </section>
+    }
+}

@@ -1,0 +1,146 @@
+//! Runs side by side in a real headless Chromium (CPU, flex in wasm; the WebGPU kernels are
+//! checked in `browser.rs`): three runs with different objectives train together, the
+//! representation views follow them, a diverging run stops alone, and a workspace too large for
+//! the device is refused before anything is allocated.
+
+use std::time::Duration;
+
+use objlab_e2e::{Browser, StaticServer, dist_dir};
+use serde_json::Value;
+
+fn open(browser: &Browser, server: &StaticServer, query: &str) {
+    browser.open(&format!("http://127.0.0.1:{}/{query}", server.port));
+    browser.wait_for("the page to load", Duration::from_secs(60), |b| b.text("add-run").map(|_| ()));
+}
+
+/// Training points per run, as the loss chart reports them.
+fn points(browser: &Browser) -> Vec<usize> {
+    browser.attribute("loss-chart", "data-points").unwrap_or_default().split(',').filter_map(|s| s.parse().ok()).collect()
+}
+
+/// (run, shown snapshot step) of every projection card.
+fn projection_steps(browser: &Browser) -> Vec<Option<usize>> {
+    let v = browser.eval("return [...document.querySelectorAll('[data-testid=\"projection\"]')].map(e => e.dataset.step)");
+    v.as_array().unwrap().iter().map(|s| s.as_str().and_then(|s| s.parse().ok())).collect()
+}
+
+fn run_rows(browser: &Browser) -> usize {
+    browser.eval("return document.querySelectorAll('[data-testid=\"run-row\"]').length").as_u64().unwrap() as usize
+}
+
+#[test]
+fn three_runs_train_side_by_side_with_their_representation_views() {
+    let server = StaticServer::start(dist_dir());
+    let browser = Browser::start(false);
+    open(&browser, &server, "?preset=tiny&device=cpu&steps=3000&snapshot_every=10&objective=causal_lm");
+    // Three runs, each with another objective: a change while runs train waits as "pending"
+    // and "add run" adds it beside them.
+    browser.click("add-run");
+    for objective in ["masked_lm", "span_corruption"] {
+        browser.set_value("objective", objective);
+        browser.wait_for("the pending change", Duration::from_secs(10), |b| b.text("confirm-reset"));
+        browser.click("add-run");
+    }
+    assert_eq!(run_rows(&browser), 3);
+    let labels = browser.eval("return [...document.querySelectorAll('[data-testid=\"run-select\"]')].map(e => e.textContent).join('|')");
+    assert_eq!(labels, "causal_lm|masked_lm|span_corruption", "runs are labelled by what differs");
+
+    // Three curves grow.
+    let first = browser.wait_for("three curves", Duration::from_secs(120), |b| {
+        let p = points(b);
+        (p.len() == 3 && p.iter().all(|n| *n >= 3)).then_some(p)
+    });
+    browser.wait_for("all three curves to grow", Duration::from_secs(120), |b| {
+        let p = points(b);
+        (p.len() == 3 && p.iter().zip(&first).all(|(now, then)| now > then)).then_some(())
+    });
+    assert_eq!(browser.attribute("loss-chart", "data-curves").as_deref(), Some("3"));
+    let throughput: f64 = browser.text("throughput").unwrap().parse().unwrap();
+    assert!(throughput > 0.0, "the device's aggregate steps/s is shown");
+
+    // The projection view redraws at a new snapshot.
+    let before = browser.wait_for("a snapshot of every run", Duration::from_secs(120), |b| {
+        let s = projection_steps(b);
+        (s.len() == 3 && s.iter().all(|x| x.is_some_and(|x| x >= 10))).then_some(s)
+    });
+    browser.wait_for("a newer snapshot", Duration::from_secs(120), |b| {
+        let s = projection_steps(b);
+        (s[0] > before[0]).then_some(())
+    });
+    assert_eq!(browser.attribute("projection", "data-analyser").as_deref(), Some("CPU"), "no WebGPU: CPU references");
+
+    // The CKA matrix compares the three runs: 3 × 3, ones on the diagonal.
+    let cells = browser.wait_for("a 3 × 3 CKA matrix", Duration::from_secs(120), |b| {
+        (b.attribute("cka-matrix", "data-size")? == "3").then_some(())?;
+        let v = b.eval("return [...document.querySelectorAll('[data-testid=\"cka-cell\"]')].map(e => parseFloat(e.dataset.value))");
+        Some(v.as_array()?.iter().filter_map(Value::as_f64).collect::<Vec<f64>>())
+    });
+    assert_eq!(cells.len(), 9);
+    for i in 0..3 {
+        assert!((cells[i * 3 + i] - 1.0).abs() < 1e-3, "CKA(X, X) = 1: {cells:?}");
+    }
+    assert!(cells.iter().all(|c| (-1e-3..=1.0 + 1e-3).contains(c)), "{cells:?}");
+    let ranks = browser.eval("return [...document.querySelectorAll('[data-testid=\"effective-rank\"]')].map(e => parseFloat(e.textContent))");
+    assert!(ranks.as_array().unwrap().iter().all(|r| r.as_f64().is_some_and(|r| r >= 1.0)), "{ranks}");
+    let probe_points = browser.attribute("probe-chart", "data-points").unwrap();
+    assert!(probe_points.split(',').all(|n| n.parse::<usize>().unwrap() >= 2), "probe accuracy over training: {probe_points}");
+
+    // Moving the time slider changes the shown step, for every run together.
+    browser.set_value("time-slider", "0");
+    browser.wait_for("the slider's step", Duration::from_secs(10), |b| (b.text("time-step")? == "step 0").then_some(()));
+    assert!(projection_steps(&browser).iter().all(|s| *s == Some(0)), "{:?}", projection_steps(&browser));
+
+    // Attention maps: every layer and head of the tiny model (2 × 2).
+    browser.set_value("attention-text", "to be or not");
+    browser.click("attention-show");
+    let shape = browser.wait_for("the attention maps", Duration::from_secs(60), |b| {
+        Some((b.attribute("attention-map", "data-layers")?, b.attribute("attention-map", "data-heads")?))
+    });
+    assert_eq!(shape, ("2".to_string(), "2".to_string()));
+
+    // Pause one run: it holds its step while the others go on.
+    browser.eval("document.querySelectorAll('[data-testid=\"run-pause\"]')[1].click(); return true");
+    browser.wait_for("run 2 paused", Duration::from_secs(30), |b| {
+        let states = b.eval("return [...document.querySelectorAll('[data-testid=\"run-row\"]')].map(e => e.dataset.state).join(',')");
+        (states == "training,paused,training").then_some(())
+    });
+    let held = points(&browser);
+    browser.wait_for("the others to go on", Duration::from_secs(60), |b| {
+        let p = points(b);
+        (p[0] > held[0] + 2 && p[2] > held[2] + 2).then_some(())
+    });
+    assert_eq!(points(&browser)[1], held[1], "the paused run holds");
+
+    // Remove one: two rows and a 2 × 2 matrix remain.
+    browser.eval("document.querySelectorAll('[data-testid=\"run-remove\"]')[2].click(); return true");
+    assert_eq!(run_rows(&browser), 2);
+    browser.wait_for("a 2 × 2 matrix", Duration::from_secs(30), |b| (b.attribute("cka-matrix", "data-size")? == "2").then_some(()));
+    assert_eq!(browser.text("error").unwrap_or_default(), "", "no error is shown");
+}
+
+#[test]
+fn a_diverging_run_stops_alone_and_a_too_large_workspace_is_refused() {
+    let server = StaticServer::start(dist_dir());
+    let browser = Browser::start(false);
+    open(&browser, &server, "?preset=tiny&device=cpu&steps=3000&objective=causal_lm");
+    browser.click("add-run");
+    // The same experiment with a NaN injected at step 5 (fault injection), beside it.
+    browser.set_value("nan-at", "5");
+    browser.wait_for("the pending change", Duration::from_secs(10), |b| b.text("confirm-reset"));
+    browser.click("add-run");
+    let marker = browser.wait_for("the divergence marker", Duration::from_secs(120), |b| b.text("run-failed"));
+    assert!(marker.contains("diverged at step 5"), "{marker}");
+    let states = browser.eval("return [...document.querySelectorAll('[data-testid=\"run-row\"]')].map(e => e.dataset.state).join(',')");
+    assert_eq!(states, "training,stopped: failed");
+    let held = points(&browser);
+    browser.wait_for("the other run to go on", Duration::from_secs(60), |b| (points(b)[0] > held[0] + 5).then_some(()));
+    assert!(browser.text("error").unwrap().contains("diverged"), "the error element says it too");
+
+    // A run of width 2048 × 48 layers × context 1024 is far beyond the budget: refused with the
+    // estimate, nothing added.
+    open(&browser, &server, "?preset=baby-gpt&device=cpu&width=2048&layers=48&context=1024");
+    browser.click("add-run");
+    let error = browser.wait_for("the refusal", Duration::from_secs(10), |b| b.text("error").filter(|e| !e.is_empty()));
+    assert!(error.contains("would need about") && error.contains("GB") && error.contains("more than the"), "{error}");
+    assert_eq!(run_rows(&browser), 0);
+}
