@@ -14,7 +14,7 @@
 //! through `objlab-kernels`' WGSL when WebGPU is there, else on their CPU references.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -34,8 +34,9 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, Response};
 
 const CPU_NAME: &str = "flex backend in WebAssembly";
 /// Probe-set sequences per Markov source, and their length (cut to a run's context).
+/// 128 sequences of 16 letters: a forward pass over them costs about half a baby-GPT step.
 const PROBE_PER_SOURCE: usize = 32;
-const PROBE_SEQ: usize = 32;
+const PROBE_SEQ: usize = 16;
 
 /// One run of the workspace.
 struct RunSlot {
@@ -64,6 +65,8 @@ struct Shared {
     probe: Option<Rc<ProbeSet>>,
     /// Pooled probe representations by step, for CKA between the runs that reached it.
     pooled: BTreeMap<usize, Vec<(RunId, Matrix)>>,
+    /// Snapshots whose statistics are still being computed, oldest first.
+    jobs: VecDeque<SnapshotJob>,
 }
 
 thread_local! {
@@ -219,6 +222,7 @@ fn handle(message: ToWorker) {
             s.runs.clear();
             s.scheduler = Scheduler::default();
             s.pooled.clear();
+            s.jobs.clear();
         }),
         ToWorker::Attention { run, text } => {
             wasm_bindgen_futures::spawn_local(async move {
@@ -412,7 +416,12 @@ async fn load_run(id: RunId, spec: ExperimentSpec, generation: u64) -> Result<()
     if !is_current(generation) {
         return Ok(());
     }
-    snapshot(id, &trainer, generation).await?;
+    // The snapshot at step 0, in full (nothing trains yet).
+    start_snapshot(id, &trainer, generation).await?;
+    while work_on_snapshots().await? {
+        // the other runs step between the stages
+        sleep(0).await;
+    }
     let (placed, paused) = SHARED.with(|s| {
         let mut s = s.borrow_mut();
         let now = now_ms();
@@ -453,8 +462,18 @@ async fn drive(generation: u64) {
             let slot = s.runs.iter_mut().find(|r| r.id == id)?;
             Some((id, slot.trainer.take()?))
         });
+        // One stage of a queued snapshot between two training steps.
+        let worked = match work_on_snapshots().await {
+            Ok(worked) => worked,
+            Err(message) => {
+                post(&FromWorker::Error { run: None, message: format!("a representation snapshot failed: {message}") });
+                true
+            }
+        };
         let Some((id, mut trainer)) = picked else {
-            sleep(50).await;
+            if !worked {
+                sleep(50).await;
+            }
             continue;
         };
         let outcome = advance(id, &mut trainer, generation).await;
@@ -549,7 +568,7 @@ async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Op
         restart_window(id);
     }
     if step % cfg.snapshot_every == 0 || done {
-        snapshot(id, trainer, generation).await.map_err(fail)?;
+        start_snapshot(id, trainer, generation).await.map_err(fail)?;
         restart_window(id);
     }
     Ok(done.then_some(Slot::Done))
@@ -597,45 +616,99 @@ fn probe_set(trainer: &Trainer) -> Result<Rc<ProbeSet>, String> {
     Ok(probe)
 }
 
-/// Reads run `id`'s representations, projects them, probes them, and compares them by CKA
-/// with the other runs' at the same step.
-async fn snapshot(id: RunId, trainer: &Trainer, generation: u64) -> Result<(), String> {
+/// A snapshot in progress. Its device read happens at the step it belongs to; the statistics
+/// then run one stage at a time between training steps (token PCA, probe PCA, probe fit, CKA),
+/// so a snapshot never stalls training for much more than one of its stages.
+struct SnapshotJob {
+    id: RunId,
+    step: usize,
+    generation: u64,
+    tokens: Vec<String>,
+    embeddings: Matrix,
+    pooled: Matrix,
+    token_points: Vec<[f32; 2]>,
+    probe_points: Vec<[f32; 2]>,
+    effective_rank: f32,
+    accuracy: f32,
+    stage: u8,
+    /// Milliseconds of work so far, and the longest single piece (the stall training sees).
+    work_ms: f64,
+    stall_ms: f64,
+}
+
+/// Reads run `id`'s representations at its current step (one device read) and queues the
+/// statistics.
+async fn start_snapshot(id: RunId, trainer: &Trainer, generation: u64) -> Result<(), String> {
     let started = now_ms();
     let probe = probe_set(trainer)?;
     let f = trainer.features(&probe).await?;
-    let analyser = analyser().await;
     let d = f.d_model;
-    let embeddings = Matrix::new(f.tokens.len(), d, f.embeddings);
-    let pooled = Matrix::new(probe.rows.len(), d, f.pooled);
-    let token_pca = analyser.pca(&embeddings).await?;
-    let probe_pca = analyser.pca(&pooled).await?;
-    let accuracy = objlab_kernels::probe::probe_accuracy(&pooled, &probe.labels, probe.classes);
-    let effective_rank = probe_pca.effective_rank();
-    if !is_current(generation) {
-        return Ok(());
-    }
-    post(&FromWorker::Snapshot(Snapshot {
-        run: id,
+    let read_ms = now_ms() - started;
+    let job = SnapshotJob {
+        id,
         step: f.step,
+        generation,
+        embeddings: Matrix::new(f.tokens.len(), d, f.embeddings),
+        pooled: Matrix::new(probe.rows.len(), d, f.pooled),
         tokens: f.tokens,
-        token_points: token_pca.points,
-        probe_points: probe_pca.points,
-        probe_labels: probe.labels.clone(),
-        probe_accuracy: accuracy,
-        probe_classes: probe.classes,
-        effective_rank,
-        millis: now_ms() - started,
-        analyser: analyser.name().to_string(),
-    }));
+        token_points: Vec::new(),
+        probe_points: Vec::new(),
+        effective_rank: 0.0,
+        accuracy: 0.0,
+        stage: 0,
+        work_ms: read_ms,
+        stall_ms: read_ms,
+    };
+    SHARED.with(|s| s.borrow_mut().jobs.push_back(job));
+    Ok(())
+}
+
+/// Does one stage of the oldest queued snapshot; returns whether there was one.
+async fn work_on_snapshots() -> Result<bool, String> {
+    let Some(mut job) = SHARED.with(|s| s.borrow_mut().jobs.pop_front()) else { return Ok(false) };
+    if !is_current(job.generation) {
+        return Ok(true);
+    }
+    let started = now_ms();
+    let analyser = analyser().await;
+    match job.stage {
+        0 => job.token_points = analyser.pca(&job.embeddings).await?.points,
+        1 => {
+            let pca = analyser.pca(&job.pooled).await?;
+            job.effective_rank = pca.effective_rank();
+            job.probe_points = pca.points;
+        }
+        2 => {
+            let probe = SHARED.with(|s| s.borrow().probe.clone()).ok_or("the probe set is gone")?;
+            job.accuracy = objlab_kernels::probe::probe_accuracy(&job.pooled, &probe.labels, probe.classes);
+        }
+        _ => {
+            let took = now_ms() - started;
+            finish_snapshot(job, analyser, took).await?;
+            return Ok(true);
+        }
+    }
+    let took = now_ms() - started;
+    job.work_ms += took;
+    job.stall_ms = job.stall_ms.max(took);
+    job.stage += 1;
+    SHARED.with(|s| s.borrow_mut().jobs.push_front(job));
+    Ok(true)
+}
+
+/// Posts the snapshot, then compares the runs that reached its step by CKA.
+async fn finish_snapshot(job: SnapshotJob, analyser: Rc<Analyser>, so_far: f64) -> Result<(), String> {
+    let started = now_ms();
+    let (id, step) = (job.id, job.step);
+    let probe = SHARED.with(|s| s.borrow().probe.clone()).ok_or("the probe set is gone")?;
     // CKA between the runs (in the order they were added) that have reached this step.
-    let step = f.step;
     let order = run_ids();
     let here: Vec<(RunId, Matrix)> = SHARED.with(|s| {
         let mut s = s.borrow_mut();
         let entry = s.pooled.entry(step).or_default();
         entry.retain(|(r, _)| *r != id);
-        entry.push((id, pooled));
-        let mut here = entry.clone();
+        entry.push((id, job.pooled.clone()));
+        let mut here: Vec<(RunId, Matrix)> = entry.iter().filter(|(r, _)| order.contains(r)).cloned().collect();
         here.sort_by_key(|(r, _)| order.iter().position(|o| o == r));
         // a run added later reaches these steps later: keep the recent 32 snapshot steps
         while s.pooled.len() > 32 {
@@ -647,9 +720,25 @@ async fn snapshot(id: RunId, trainer: &Trainer, generation: u64) -> Result<(), S
     let runs: Vec<RunId> = here.iter().map(|(r, _)| *r).collect();
     let matrices: Vec<&Matrix> = here.iter().map(|(_, m)| m).collect();
     let matrix = analyser.cka_matrix(&matrices).await?;
-    if is_current(generation) {
-        post(&FromWorker::Cka { step, runs, matrix });
+    let took = so_far + now_ms() - started;
+    if !is_current(job.generation) || !run_ids().contains(&id) {
+        return Ok(());
     }
+    post(&FromWorker::Snapshot(Snapshot {
+        run: id,
+        step,
+        tokens: job.tokens,
+        token_points: job.token_points,
+        probe_points: job.probe_points,
+        probe_labels: probe.labels.clone(),
+        probe_accuracy: job.accuracy,
+        probe_classes: probe.classes,
+        effective_rank: job.effective_rank,
+        millis: job.work_ms + took,
+        stall_ms: job.stall_ms.max(took),
+        analyser: analyser.name().to_string(),
+    }));
+    post(&FromWorker::Cka { step, runs, matrix });
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! ```text
 //! objlab train --preset baby-gpt --steps 2000 --device cpu
 //! objlab bench --preset baby-gpt --device gpu --steps 50
+//! objlab bench --preset baby-gpt --device cpu --runs 6 --snapshot   # a workspace of 6 runs
 //! objlab train --preset tiny --objective causal_lm=0.5,masked_lm=0.5 --set masked_lm.rate=0.3 --steps 200 --json
 //! objlab objectives            # the registry, with parameters and their ranges
 //! ```
@@ -71,6 +72,18 @@ enum Command {
     Bench {
         #[command(flatten)]
         run: RunArgs,
+        /// Runs side by side (round robin, as the page's workspace), each with its own seed;
+        /// the figure is the aggregate steps/s
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        /// Also time one representation snapshot per run (device read, PCA of embeddings and
+        /// probe states, linear probe, CKA across the runs), on the CPU and, where there is a
+        /// GPU adapter, on the WGSL kernels
+        #[arg(long)]
+        snapshot: bool,
+        /// Time `--device gpu` even when the adapter is a software rasteriser (lavapipe)
+        #[arg(long)]
+        software: bool,
     },
     /// List presets and objectives
     List,
@@ -98,7 +111,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Train { run, json } => train(run, json),
-        Command::Bench { run } => bench(run),
+        Command::Bench { run, runs, snapshot, software } => bench(run, runs, snapshot, software),
         Command::List => {
             println!("presets: {}", preset_names().join(", "));
             for o in objlab_engine::objectives::REGISTRY {
@@ -237,37 +250,136 @@ fn train(args: RunArgs, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn bench(args: RunArgs) -> Result<(), String> {
-    let (mut spec, corpus, device, device_name) = setup(&args)?;
-    let steps = args.steps.unwrap_or(50);
-    spec.train.steps = steps + 5;
-    let mut trainer = Trainer::new(&spec, 0, corpus, device)?;
-    // Warm up (kernel compilation, allocator) outside the timed window.
-    let warm = Instant::now();
-    for _ in 0..5 {
-        trainer.step();
+fn bench(args: RunArgs, n_runs: usize, snapshot: bool, software_ok: bool) -> Result<(), String> {
+    use objlab_engine::scheduler::Scheduler;
+    if !(1..=8).contains(&n_runs) {
+        return Err(format!("--runs {n_runs}: between 1 and 8 runs side by side"));
     }
-    pollster::block_on(trainer.read_losses())?;
+    if matches!(args.device, DeviceArg::Gpu) && !software_ok {
+        if let Ok(gpu) = pollster::block_on(objlab_kernels::gpu::Gpu::new()) {
+            if gpu.software {
+                return Err(format!(
+                    "the only GPU adapter here is a software rasteriser ({}): no GPU speed figure (pass --software to time it anyway)",
+                    gpu.adapter
+                ));
+            }
+        }
+    }
+    let (mut spec, corpus, device, device_name) = setup(&args)?;
+    // --steps: timed steps in all (shared by the runs)
+    let steps = args.steps.unwrap_or(50 * n_runs);
+    spec.train.steps = steps + 5 * n_runs;
+    let mut runs: Vec<(u32, Trainer)> = Vec::new();
+    for i in 0..n_runs {
+        let mut s = spec.clone();
+        s.seed += i as u64;
+        runs.push((i as u32, Trainer::new(&s, 0, corpus.clone(), device.clone())?));
+    }
+    let mut scheduler = Scheduler::default();
+    for (id, _) in &runs {
+        scheduler.add(*id);
+    }
+    let mut step_next = |runs: &mut Vec<(u32, Trainer)>| {
+        let id = scheduler.next().expect("runs are active");
+        runs.iter_mut().find(|(r, _)| *r == id).expect("scheduled run exists").1.step();
+        scheduler.stepped(id);
+    };
+    // Warm up (kernel compilation, allocator) outside the timed window: 5 steps per run.
+    let warm = Instant::now();
+    for _ in 0..5 * n_runs {
+        step_next(&mut runs);
+    }
+    for (_, t) in runs.iter_mut() {
+        pollster::block_on(t.read_losses())?;
+    }
     let warmup_s = warm.elapsed().as_secs_f64();
     let started = Instant::now();
     for _ in 0..steps {
-        trainer.step();
+        step_next(&mut runs);
     }
-    let losses = pollster::block_on(trainer.read_losses())?;
+    let mut last = Vec::new();
+    for (_, t) in runs.iter_mut() {
+        last.push(pollster::block_on(t.read_losses())?.last().map(|(_, l)| *l));
+    }
     let elapsed = started.elapsed().as_secs_f64();
-    let val = pollster::block_on(trainer.evaluate())?;
+    let val = pollster::block_on(runs[0].1.evaluate())?;
     let steps_per_s = steps as f64 / elapsed;
-    eprintln!("{device_name}: warm-up {warmup_s:.2} s, {steps} steps in {elapsed:.2} s");
-    println!(
-        "{}",
-        serde_json::json!({
-            "preset": spec.preset,
-            "device": match args.device { DeviceArg::Cpu => "cpu", DeviceArg::Gpu => "gpu" },
-            "steps_per_s": steps_per_s,
-            "tokens_per_s": steps_per_s * spec.tokens_per_step() as f64,
-            "final_train_loss": losses.last().map(|(_, l)| *l),
-            "val_loss": val,
-        })
-    );
+    eprintln!("{device_name}: {n_runs} run(s), warm-up {warmup_s:.2} s, {steps} steps in {elapsed:.2} s");
+    let mut report = serde_json::json!({
+        "preset": spec.preset,
+        "device": match args.device { DeviceArg::Cpu => "cpu", DeviceArg::Gpu => "gpu" },
+        "runs": n_runs,
+        "steps_per_s": steps_per_s,
+        "step_ms": 1000.0 / steps_per_s,
+        "tokens_per_s": steps_per_s * spec.tokens_per_step() as f64,
+        "final_train_loss": last[0],
+        "val_loss": val,
+    });
+    if snapshot {
+        let trainers: Vec<&Trainer> = runs.iter().map(|(_, t)| t).collect();
+        let cpu = pollster::block_on(snapshot_ms(&trainers, &objlab_kernels::Analyser::Cpu))?;
+        report["snapshot_ms_cpu"] = serde_json::json!(cpu);
+        match pollster::block_on(objlab_kernels::gpu::Gpu::new()) {
+            Ok(gpu) if gpu.software && !software_ok => {
+                eprintln!("no GPU figure for the snapshot kernels: the only adapter is a software rasteriser ({})", gpu.adapter)
+            }
+            Ok(gpu) => {
+                let gpu = objlab_kernels::Analyser::Gpu(gpu);
+                pollster::block_on(snapshot_ms(&trainers, &gpu))?; // compiles the kernels
+                report["snapshot_ms_gpu"] = serde_json::json!(pollster::block_on(snapshot_ms(&trainers, &gpu))?);
+            }
+            Err(why) => eprintln!("no GPU figure for the snapshot kernels: {why}"),
+        }
+    }
+    println!("{report}");
     Ok(())
+}
+
+/// Milliseconds of one snapshot of every run, as the page's worker takes them: read features
+/// (at the step), then one stage at a time between steps: PCA of the token embeddings, PCA of
+/// the probe states, the linear probe, CKA across the runs. Reports the mean of each stage per
+/// run, the total for all runs, and the longest single stage (how long training waits at most).
+async fn snapshot_ms(trainers: &[&Trainer], analyser: &objlab_kernels::Analyser) -> Result<serde_json::Value, String> {
+    use objlab_engine::probe_set::ProbeSet;
+    use objlab_kernels::Matrix;
+    // the worker's probe set: 4 sources × 32 sequences of 16 letters
+    let probe = ProbeSet::markov(&trainers[0].corpus().tokenizer, 16, 32)?;
+    let mut stages = [0.0f64; 4];
+    let mut longest = 0.0f64;
+    let mut pooled = Vec::new();
+    let all = Instant::now();
+    let mut timed = |i: usize, clock: Instant, stages: &mut [f64; 4]| {
+        let ms = 1000.0 * clock.elapsed().as_secs_f64();
+        stages[i] += ms;
+        longest = longest.max(ms);
+    };
+    for t in trainers {
+        let clock = Instant::now();
+        let f = t.features(&probe).await?;
+        timed(0, clock, &mut stages);
+        let e = Matrix::new(f.tokens.len(), f.d_model, f.embeddings);
+        let p = Matrix::new(probe.rows.len(), f.d_model, f.pooled);
+        let clock = Instant::now();
+        analyser.pca(&e).await?;
+        timed(1, clock, &mut stages);
+        let clock = Instant::now();
+        analyser.pca(&p).await?;
+        timed(1, clock, &mut stages);
+        let clock = Instant::now();
+        objlab_kernels::probe::probe_accuracy(&p, &probe.labels, probe.classes);
+        timed(2, clock, &mut stages);
+        pooled.push(p);
+    }
+    let clock = Instant::now();
+    analyser.cka_matrix(&pooled.iter().collect::<Vec<_>>()).await?;
+    timed(3, clock, &mut stages);
+    let n = trainers.len() as f64;
+    Ok(serde_json::json!({
+        "read_per_run": stages[0] / n,
+        "pca_per_run": stages[1] / n,
+        "probe_per_run": stages[2] / n,
+        "cka_all_runs": stages[3],
+        "total_all_runs": 1000.0 * all.elapsed().as_secs_f64(),
+        "longest_stage": longest,
+    }))
 }

@@ -122,8 +122,11 @@ pub struct Snapshot {
     pub probe_classes: usize,
     /// Effective rank of the probe representations (exp of the singular-value entropy).
     pub effective_rank: f32,
-    /// Milliseconds the snapshot took (device read + PCA + probe).
+    /// Milliseconds the snapshot took in all (device read, PCA, probe, CKA).
     pub millis: f64,
+    /// The longest piece of it (the worker runs the pieces between training steps): how long
+    /// training waited at most.
+    pub stall_ms: f64,
     /// Where PCA and CKA ran: the WGSL kernels on the GPU, or their CPU references.
     pub analyser: String,
 }

@@ -22,6 +22,9 @@ pub struct Gpu {
     pair_dots: wgpu::ComputePipeline,
     /// The adapter's name, for the page.
     pub adapter: String,
+    /// Whether the adapter is a CPU rasteriser (lavapipe, SwiftShader): fine for correctness,
+    /// meaningless for speed.
+    pub software: bool,
 }
 
 fn pipeline(device: &wgpu::Device, name: &str, source: &str) -> wgpu::ComputePipeline {
@@ -108,6 +111,7 @@ impl Gpu {
             .request_device(&wgpu::DeviceDescriptor { label: Some("objlab kernels"), ..Default::default() })
             .await
             .map_err(|e| format!("the GPU refused a device: {e}"))?;
+        let software = info.device_type == wgpu::DeviceType::Cpu;
         let adapter = if info.name.is_empty() { format!("{:?}", info.backend) } else { info.name };
         Ok(Self {
             center: pipeline(&device, "center", include_str!("wgsl/center.wgsl")),
@@ -118,6 +122,7 @@ impl Gpu {
             device,
             queue,
             adapter,
+            software,
         })
     }
 

@@ -230,9 +230,9 @@ fn serve(args: &[String]) -> Result<(), String> {
 fn test() -> Result<(), String> {
     let started = Instant::now();
     ensure_test_tools()?;
-    say("native tests: engine (flex, and wgpu on lavapipe) and CLI");
+    say("native tests: engine (flex, and wgpu on lavapipe), WGSL kernels (lavapipe) and CLI");
     let mut c = cargo();
-    c.args(["test", "--release", "-p", "objlab-engine", "-p", "objlab-cli"]);
+    c.args(["test", "--release", "-p", "objlab-engine", "-p", "objlab-kernels", "-p", "objlab-cli"]);
     if Path::new(LAVAPIPE_ICD).exists() {
         c.env("VK_DRIVER_FILES", LAVAPIPE_ICD).env("OBJLAB_REQUIRE_WGPU", "1");
     }
@@ -266,23 +266,28 @@ fn bench(args: &[String]) -> Result<(), String> {
     run(c, "building objlab")?;
     let objlab = target_dir().join("release").join("objlab");
     for device in ["cpu", "gpu"] {
-        say(&format!("baby GPT natively on {device}, {steps} steps"));
-        let status = Command::new(&objlab)
-            .args(["bench", "--preset", "baby-gpt", "--device", device, "--steps", &steps])
-            .status()
-            .map_err(|e| format!("objlab: {e}"))?;
-        if !status.success() {
-            say(&format!("no {device} figure on this machine"));
+        // 1, 3 and 6 runs side by side (the page's workspace), with the snapshot cost.
+        for runs in ["1", "3", "6"] {
+            say(&format!("baby GPT natively on {device}: {runs} run(s) side by side, {steps} steps per run, then one snapshot of each"));
+            let total = (steps.parse::<usize>().expect("checked above") * runs.parse::<usize>().expect("a number")).to_string();
+            let status = Command::new(&objlab)
+                .args(["bench", "--preset", "baby-gpt", "--device", device, "--steps", &total, "--runs", runs, "--snapshot"])
+                .status()
+                .map_err(|e| format!("objlab: {e}"))?;
+            if !status.success() {
+                say(&format!("no {device} figure on this machine"));
+                break;
+            }
         }
     }
     if browser {
         ensure_test_tools()?;
         let dist = build_page()?;
-        // SwiftShader takes ~35 s a step on two cores: few steps there.
-        for (device, n) in [("cpu", "20"), ("gpu", "3")] {
-            say(&format!("baby GPT in headless Chromium on {device}, {n} steps after the first"));
+        // SwiftShader takes ~35 s a step on two cores: few steps there, one run.
+        for (device, n, runs) in [("cpu", "20", "1"), ("cpu", "30", "3"), ("cpu", "60", "6"), ("gpu", "3", "1")] {
+            say(&format!("baby GPT in headless Chromium on {device}: {runs} run(s), {n} steps in all after each run's first"));
             let mut c = cargo();
-            c.args(["run", "--quiet", "--release", "-p", "objlab-e2e", "--bin", "browser-bench", "--", "baby-gpt", device, n])
+            c.args(["run", "--quiet", "--release", "-p", "objlab-e2e", "--bin", "browser-bench", "--", "baby-gpt", device, n, runs])
                 .env("OBJLAB_DIST", &dist);
             run(c, "browser benchmark")?;
         }

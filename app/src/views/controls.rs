@@ -100,6 +100,13 @@ pub fn Controls(lab: Lab) -> impl IntoView {
                     prop:value=move || lab.shown().train.steps.to_string()
                     on:change=move |ev| set_option(lab, "steps", &event_target_value(&ev)) />
             </label>
+            <label title="steps between snapshots of the representations (projections, probe, CKA)">
+                "Snapshot every "
+                <input data-testid="snapshot-every" type="number" min="1" class="short"
+                    prop:value=move || lab.shown().train.snapshot_every.to_string()
+                    on:change=move |ev| set_option(lab, "snapshot_every", &event_target_value(&ev)) />
+                " steps"
+            </label>
             <label>
                 "Seed "
                 <input data-testid="seed" type="number" min="0" class="short" prop:value=move || lab.shown().seed.to_string()

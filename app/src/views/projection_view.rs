@@ -86,18 +86,21 @@ fn ProjectionCard(lab: Lab, run: RunView) -> impl IntoView {
     let caption = move || match shown.get() {
         None => "waiting for the first snapshot…".to_string(),
         Some(s) => format!(
-            "step {} · probe accuracy {:.0}% (chance {:.0}%) · effective rank {:.1} · snapshot {:.0} ms on the {}",
+            "step {} · probe accuracy {:.0}% (chance {:.0}%) · effective rank {:.1} · snapshot {:.0} ms on the {} (longest pause {:.0} ms)",
             s.step,
             100.0 * s.probe_accuracy,
             100.0 / s.probe_classes.max(1) as f32,
             s.effective_rank,
             s.millis,
-            s.analyser
+            s.analyser,
+            s.stall_ms
         ),
     };
     view! {
         <div class="projection" data-testid="projection" data-run=id.to_string()
             data-analyser=move || shown.get().map(|s| s.analyser).unwrap_or_default()
+            data-millis=move || shown.get().map(|s| format!("{:.1}", s.millis)).unwrap_or_default()
+            data-stall=move || shown.get().map(|s| format!("{:.1}", s.stall_ms)).unwrap_or_default()
             data-step=move || shown.get().map(|s| s.step.to_string()).unwrap_or_default()>
             <h3><span class="swatch" style=format!("background:{}", run.colour)></span>{label}</h3>
             <div class="pair">

@@ -1,42 +1,73 @@
-//! Training speed of a preset in headless Chromium, as the page reports it (steps/s element).
+//! Training speed of a preset in headless Chromium, as the page reports it.
 //!
-//! `browser-bench <preset> <gpu|cpu> <steps>`: serves `$OBJLAB_DIST`, starts a run, waits for
-//! `steps` steps after the first (which pays for shader compilation), and prints one JSON line.
-//! Run through `cargo xtask bench --browser`.
+//! `browser-bench <preset> <gpu|cpu> <steps> [runs]`: serves `$OBJLAB_DIST`, adds `runs` runs
+//! side by side (the first, then duplicates with the next seeds), waits for every run's first
+//! step (which pays for shader compilation), then for `steps` more steps in all, and prints one
+//! JSON line: the aggregate steps/s measured from the runs' step counters, the page's own
+//! throughput figure, and the snapshot cost the page reports (snapshots every 25 steps, so
+//! the timed window includes them). Run through
+//! `cargo xtask bench --browser`.
 
 use std::time::{Duration, Instant};
 
 use objlab_e2e::{Browser, StaticServer, dist_dir};
+
+/// Steps of every run, from the run list ("k / n").
+fn run_steps(browser: &Browser) -> Vec<usize> {
+    let v = browser.eval("return [...document.querySelectorAll('[data-testid=\"run-step\"]')].map(e => e.textContent)");
+    v.as_array()
+        .map(|a| a.iter().filter_map(|s| s.as_str()?.split('/').next()?.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let preset = args.first().map(String::as_str).unwrap_or("baby-gpt");
     let device = args.get(1).map(String::as_str).unwrap_or("cpu");
     let steps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let runs: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
     let server = StaticServer::start(dist_dir());
     let browser = Browser::start(device == "gpu");
     let load = Instant::now();
-    browser.open(&format!("http://127.0.0.1:{}/?preset={preset}&device={device}&steps=100000", server.port));
-    browser.wait_for("the page", Duration::from_secs(120), |b| b.text("start").map(|_| ()));
+    // Snapshots every 25 steps: the timed window includes their cost, as a user would see it.
+    browser.open(&format!("http://127.0.0.1:{}/?preset={preset}&device={device}&steps=100000&snapshot_every=25", server.port));
+    browser.wait_for("the page", Duration::from_secs(120), |b| b.text("add-run").map(|_| ()));
     let page_load_s = load.elapsed().as_secs_f64();
     let start = Instant::now();
-    browser.click("start");
-    browser.wait_for("the first step", Duration::from_secs(1800), |b| (b.step() >= 1).then_some(()));
+    browser.click("add-run");
+    for _ in 1..runs {
+        browser.eval("document.querySelector('[data-testid=\"run-duplicate\"]').click(); return true");
+    }
+    browser.wait_for("every run's first step", Duration::from_secs(1800), |b| {
+        let s = run_steps(b);
+        (s.len() == runs && s.iter().all(|k| *k >= 1)).then_some(())
+    });
     let first_step_s = start.elapsed().as_secs_f64();
-    let first = browser.step();
+    let first: usize = run_steps(&browser).iter().sum();
     let timed = Instant::now();
-    browser.wait_for("the timed steps", Duration::from_secs(3600), |b| (b.step() >= first + steps).then_some(()));
-    let done = browser.step();
+    browser.wait_for("the timed steps", Duration::from_secs(3600), |b| (run_steps(b).iter().sum::<usize>() >= first + steps).then_some(()));
+    let done: usize = run_steps(&browser).iter().sum();
     let steps_per_s = (done - first) as f64 / timed.elapsed().as_secs_f64();
+    let snapshot_ms = browser.eval(
+        "return [...document.querySelectorAll('[data-testid=\"projection\"]')].map(e => parseFloat(e.dataset.millis)).filter(x => x > 0)",
+    );
+    let snapshot_stall_ms = browser.eval(
+        "return [...document.querySelectorAll('[data-testid=\"projection\"]')].map(e => parseFloat(e.dataset.stall)).filter(x => x > 0)",
+    );
     println!(
         "{}",
         serde_json::json!({
             "preset": preset,
+            "runs": runs,
             "device": browser.text("device"),
             "steps_per_s": steps_per_s,
-            "page_steps_per_s": browser.text("steps-per-s"),
+            "page_throughput": browser.text("throughput"),
             "first_step_s": first_step_s,
             "page_load_s": page_load_s,
+            "snapshot_ms": snapshot_ms,
+            "snapshot_longest_pause_ms": snapshot_stall_ms,
+            "snapshot_step": browser.attribute("projection", "data-step"),
+            "snapshot_analyser": browser.attribute("projection", "data-analyser"),
         })
     );
 }
