@@ -5,9 +5,7 @@
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use objlab_engine::protocol::{RunId, ToWorker};
-use wasm_bindgen::JsCast;
-use web_sys::CanvasRenderingContext2d;
-
+use super::canvas::context_2d;
 use crate::lab::{AttentionView, Lab};
 use crate::worker_link;
 
@@ -23,9 +21,7 @@ fn HeadMap(maps: AttentionView, layer: usize, head: usize) -> impl IntoView {
     let weights = maps.weights[offset..offset + s * s].to_vec();
     Effect::new(move |_| {
         let Some(c) = canvas.get() else { return };
-        let Some(ctx) = c.get_context("2d").ok().flatten().and_then(|c| c.dyn_into::<CanvasRenderingContext2d>().ok()) else {
-            return;
-        };
+        let Some(ctx) = context_2d(&c) else { return };
         for q in 0..s {
             for k in 0..s {
                 let w = weights[q * s + k].clamp(0.0, 1.0) as f64;

@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 use objlab_engine::objectives::REGISTRY;
 use objlab_engine::protocol::{RunState, ToWorker};
-use objlab_engine::spec::preset_names;
+use objlab_engine::spec::{ExperimentSpec, preset_names};
 
 use crate::lab::{Lab, write_url};
 use crate::worker_link;
@@ -13,6 +13,26 @@ use crate::worker_link;
 /// Applies one option to the experiment, or shows why it was refused.
 fn set_option(lab: Lab, key: &str, value: &str) {
     lab.change(|spec| spec.set(key, value));
+}
+
+/// A number input bound to one spec option (checked in full by [`Lab::change`]).
+#[component]
+fn NumberOption(
+    lab: Lab,
+    testid: &'static str,
+    key: &'static str,
+    label: &'static str,
+    title: &'static str,
+    value: fn(&ExperimentSpec) -> String,
+) -> impl IntoView {
+    view! {
+        <label title=title>
+            {label}
+            <input data-testid=testid type="number" min="0" step="any" class="short"
+                prop:value=move || value(&lab.shown())
+                on:change=move |ev| set_option(lab, key, &event_target_value(&ev)) />
+        </label>
+    }
 }
 
 #[component]
@@ -88,39 +108,20 @@ pub fn Controls(lab: Lab) -> impl IntoView {
                     <option value="cpu" prop:selected=move || device_value() == "cpu">"CPU"</option>
                 </select>
             </label>
-            <label title="AdamW's peak learning rate (warm-up, then cosine decay)">
-                "Learning rate "
-                <input data-testid="lr-choice" type="number" min="0" max="1" step="any" class="short"
-                    prop:value=move || lab.shown().train.learning_rate.to_string()
-                    on:change=move |ev| set_option(lab, "lr", &event_target_value(&ev)) />
-            </label>
-            <label>
-                "Steps "
-                <input data-testid="steps-choice" type="number" min="1" class="short"
-                    prop:value=move || lab.shown().train.steps.to_string()
-                    on:change=move |ev| set_option(lab, "steps", &event_target_value(&ev)) />
-            </label>
-            <label title="steps between snapshots of the representations (projections, probe, CKA)">
-                "Snapshot every "
-                <input data-testid="snapshot-every" type="number" min="1" class="short"
-                    prop:value=move || lab.shown().train.snapshot_every.to_string()
-                    on:change=move |ev| set_option(lab, "snapshot_every", &event_target_value(&ev)) />
-                " steps"
-            </label>
-            <label>
-                "Seed "
-                <input data-testid="seed" type="number" min="0" class="short" prop:value=move || lab.shown().seed.to_string()
-                    on:change=move |ev| set_option(lab, "seed", &event_target_value(&ev)) />
-            </label>
+            <NumberOption lab=lab testid="lr-choice" key="lr" label="Learning rate "
+                title="AdamW's peak learning rate (warm-up, then cosine decay)" value=|s| s.train.learning_rate.to_string() />
+            <NumberOption lab=lab testid="steps-choice" key="steps" label="Steps " title="optimiser steps of a run"
+                value=|s| s.train.steps.to_string() />
+            <NumberOption lab=lab testid="snapshot-every" key="snapshot_every" label="Snapshot every "
+                title="steps between snapshots of the representations (projections, probe, CKA)"
+                value=|s| s.train.snapshot_every.to_string() />
+            <NumberOption lab=lab testid="seed" key="seed" label="Seed " title="the run's random seed (weights, batches, corruption)"
+                value=|s| s.seed.to_string() />
             <details class="fault">
                 <summary>"Fault injection"</summary>
-                <label title="make this run's loss NaN at a step, to see how a diverging run stops alone while the others go on">
-                    "NaN loss at step "
-                    <input data-testid="nan-at" type="number" min="0" class="short"
-                        prop:value=move || lab.shown().train.nan_at.to_string()
-                        on:change=move |ev| set_option(lab, "nan_at", &event_target_value(&ev)) />
-                    " (0 = off)"
-                </label>
+                <NumberOption lab=lab testid="nan-at" key="nan_at" label="NaN loss at step (0 = off) "
+                    title="make this run's loss NaN at a step, to see how a diverging run stops alone while the others go on"
+                    value=|s| s.train.nan_at.to_string() />
             </details>
             <div class="buttons">
                 <button data-testid="start" on:click=start prop:disabled=busy>"Start"</button>

@@ -5,9 +5,7 @@
 
 use leptos::html::Canvas;
 use leptos::prelude::*;
-use wasm_bindgen::JsCast;
-use web_sys::CanvasRenderingContext2d;
-
+use super::canvas::{context_2d, draw_axes, polyline};
 use crate::lab::{Lab, RunView};
 
 const WIDTH: f64 = 720.0;
@@ -63,10 +61,7 @@ fn step_of(x: f64, x_max: f64, log_x: bool) -> f64 {
 }
 
 fn draw(canvas: &web_sys::HtmlCanvasElement, curves: &[Curve], x_max: f64, log_x: bool, hover: Option<f64>) {
-    let Some(ctx) = canvas.get_context("2d").ok().flatten().and_then(|c| c.dyn_into::<CanvasRenderingContext2d>().ok())
-    else {
-        return;
-    };
+    let Some(ctx) = context_2d(canvas) else { return };
     ctx.clear_rect(0.0, 0.0, WIDTH, HEIGHT);
     let all = curves.iter().flat_map(|c| c.train.iter().chain(&c.val)).map(|(_, l)| *l);
     let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), l| (a.min(l), b.max(l)));
@@ -79,13 +74,7 @@ fn draw(canvas: &web_sys::HtmlCanvasElement, curves: &[Curve], x_max: f64, log_x
     let (lo, hi) = if hi - lo < 1e-6 { (lo - 0.5, hi + 0.5) } else { (lo, hi) };
     let x = |s: usize| x_of(s as f64, x_max, log_x);
     let y = |l: f64| HEIGHT - PAD + (lo - l) / (hi - lo) * (HEIGHT - 2.0 * PAD);
-    ctx.set_stroke_style_str("#999");
-    ctx.set_line_width(1.0);
-    ctx.begin_path();
-    ctx.move_to(PAD, PAD / 2.0);
-    ctx.line_to(PAD, HEIGHT - PAD);
-    ctx.line_to(WIDTH - PAD / 2.0, HEIGHT - PAD);
-    ctx.stroke();
+    draw_axes(&ctx, WIDTH, HEIGHT, PAD);
     let _ = ctx.fill_text(&format!("{hi:.2}"), 4.0, y(hi) + 4.0);
     let _ = ctx.fill_text(&format!("{lo:.2}"), 4.0, y(lo) + 4.0);
     let _ = ctx.fill_text(if log_x { "1" } else { "0" }, PAD, HEIGHT - PAD + 16.0);
@@ -99,15 +88,7 @@ fn draw(canvas: &web_sys::HtmlCanvasElement, curves: &[Curve], x_max: f64, log_x
             dash.push(&4.0.into());
         }
         let _ = ctx.set_line_dash(&dash);
-        ctx.begin_path();
-        for (i, (s, l)) in points.iter().enumerate() {
-            if i == 0 {
-                ctx.move_to(x(*s), y(*l));
-            } else {
-                ctx.line_to(x(*s), y(*l));
-            }
-        }
-        ctx.stroke();
+        polyline(&ctx, points.iter().map(|(s, l)| (x(*s), y(*l))));
     };
     for c in curves {
         line(&c.train, c.colour, 1.2, false);

@@ -7,9 +7,7 @@ use leptos::html::Canvas;
 use leptos::prelude::*;
 use objlab_engine::model::Head;
 use objlab_engine::objectives::{Example, Mark, find};
-use wasm_bindgen::JsCast;
-use web_sys::CanvasRenderingContext2d;
-
+use super::canvas::context_2d;
 use crate::lab::Lab;
 
 fn mark_name(m: Mark) -> &'static str {
@@ -61,10 +59,7 @@ fn attention_label(a: &[Vec<bool>]) -> String {
 }
 
 fn draw_attention(canvas: &web_sys::HtmlCanvasElement, a: &[Vec<bool>]) {
-    let Some(ctx) = canvas.get_context("2d").ok().flatten().and_then(|c| c.dyn_into::<CanvasRenderingContext2d>().ok())
-    else {
-        return;
-    };
+    let Some(ctx) = context_2d(canvas) else { return };
     let n = a.len().max(1) as f64;
     let size = canvas.width() as f64;
     let cell = size / n;

@@ -4,9 +4,7 @@
 
 use leptos::html::Canvas;
 use leptos::prelude::*;
-use wasm_bindgen::JsCast;
-use web_sys::CanvasRenderingContext2d;
-
+use super::canvas::{context_2d, draw_axes, polyline};
 use crate::lab::Lab;
 
 const WIDTH: f64 = 720.0;
@@ -26,22 +24,12 @@ pub fn ProbeChart(lab: Lab) -> impl IntoView {
         let chance = runs.iter().find_map(|r| r.snapshots.with(|s| s.first().map(|x| 1.0 / x.probe_classes.max(1) as f64)));
         let time = lab.time.get();
         let Some(canvas) = canvas.get() else { return };
-        let Some(ctx) = canvas.get_context("2d").ok().flatten().and_then(|c| c.dyn_into::<CanvasRenderingContext2d>().ok()) else {
-            return;
-        };
+        let Some(ctx) = context_2d(&canvas) else { return };
         ctx.clear_rect(0.0, 0.0, WIDTH, HEIGHT);
         let x_max = lines.iter().flat_map(|(_, p)| p.iter().map(|(s, _)| *s)).max().unwrap_or(1).max(1) as f64;
         let x = |s: f64| PAD + s / x_max * (WIDTH - 2.0 * PAD);
         let y = |a: f64| HEIGHT - PAD + -a * (HEIGHT - 1.5 * PAD);
-        ctx.set_stroke_style_str("#999");
-        ctx.set_line_width(1.0);
-        ctx.begin_path();
-        ctx.move_to(PAD, PAD / 2.0);
-        ctx.line_to(PAD, HEIGHT - PAD);
-        ctx.line_to(WIDTH - PAD / 2.0, HEIGHT - PAD);
-        ctx.stroke();
-        ctx.set_fill_style_str("#555");
-        ctx.set_font("12px sans-serif");
+        draw_axes(&ctx, WIDTH, HEIGHT, PAD);
         let _ = ctx.fill_text("100%", 2.0, y(1.0) + 4.0);
         let _ = ctx.fill_text("0%", 14.0, y(0.0) + 4.0);
         let _ = ctx.fill_text(&format!("step {}", x_max as usize), WIDTH - PAD - 40.0, HEIGHT - PAD + 16.0);
@@ -65,16 +53,7 @@ pub fn ProbeChart(lab: Lab) -> impl IntoView {
         ctx.set_line_width(2.0);
         for (colour, points) in &lines {
             ctx.set_stroke_style_str(colour);
-            ctx.set_fill_style_str(colour);
-            ctx.begin_path();
-            for (i, (s, a)) in points.iter().enumerate() {
-                if i == 0 {
-                    ctx.move_to(x(*s as f64), y(*a as f64));
-                } else {
-                    ctx.line_to(x(*s as f64), y(*a as f64));
-                }
-            }
-            ctx.stroke();
+            polyline(&ctx, points.iter().map(|(s, a)| (x(*s as f64), y(*a as f64))));
         }
         ctx.set_line_width(1.0);
     });

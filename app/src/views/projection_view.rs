@@ -8,19 +8,13 @@ use leptos::html::Canvas;
 use leptos::prelude::*;
 use objlab_engine::protocol::Snapshot;
 use objlab_engine::tokenizer::CharClass;
-use wasm_bindgen::JsCast;
-use web_sys::CanvasRenderingContext2d;
-
+use super::canvas::context_2d;
 use crate::lab::{Lab, RunView};
 
 const SIZE: f64 = 240.0;
 const MARGIN: f64 = 14.0;
 pub const CLASS_COLOURS: [&str; 6] = ["#d55e00", "#0072b2", "#009e73", "#cc79a7", "#999999", "#e69f00"];
 pub const LABEL_COLOURS: [&str; 8] = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000", "#8c6d31"];
-
-fn context(canvas: &web_sys::HtmlCanvasElement) -> Option<CanvasRenderingContext2d> {
-    canvas.get_context("2d").ok().flatten().and_then(|c| c.dyn_into::<CanvasRenderingContext2d>().ok())
-}
 
 /// Maps points into the canvas, keeping the aspect ratio (distances mean the same on both axes).
 fn scaler(points: &[[f32; 2]]) -> impl Fn([f32; 2]) -> (f64, f64) {
@@ -38,7 +32,7 @@ fn scaler(points: &[[f32; 2]]) -> impl Fn([f32; 2]) -> (f64, f64) {
 }
 
 fn draw_tokens(canvas: &web_sys::HtmlCanvasElement, s: &Snapshot) {
-    let Some(ctx) = context(canvas) else { return };
+    let Some(ctx) = context_2d(canvas) else { return };
     ctx.clear_rect(0.0, 0.0, SIZE, SIZE);
     let at = scaler(&s.token_points);
     ctx.set_font("12px monospace");
@@ -57,7 +51,7 @@ fn draw_tokens(canvas: &web_sys::HtmlCanvasElement, s: &Snapshot) {
 }
 
 fn draw_probe(canvas: &web_sys::HtmlCanvasElement, s: &Snapshot) {
-    let Some(ctx) = context(canvas) else { return };
+    let Some(ctx) = context_2d(canvas) else { return };
     ctx.clear_rect(0.0, 0.0, SIZE, SIZE);
     let at = scaler(&s.probe_points);
     for (label, p) in s.probe_labels.iter().zip(&s.probe_points) {

@@ -77,6 +77,11 @@ fn rotations(@builtin(global_invocation_id) id: vec3<u32>) {
     pairs[t] = Pair(lo, hi, c, s);
 }
 
+// (x, y) rotated by the pair's angle: (c·x − s·y, s·x + c·y), the update of entries p and q.
+fn rotate(pair: Pair, x: f32, y: f32) -> vec2<f32> {
+    return vec2<f32>(pair.c * x - pair.s * y, pair.s * x + pair.c * y);
+}
+
 // Phase 2, one thread per row k: a ← a J and v ← v J (columns p, q of row k).
 @compute @workgroup_size(64)
 fn columns(@builtin(global_invocation_id) id: vec3<u32>) {
@@ -88,14 +93,12 @@ fn columns(@builtin(global_invocation_id) id: vec3<u32>) {
     for (var i = 0u; i < players() / 2u; i++) {
         let pair = pairs[i];
         if (pair.q < d) {
-            let akp = a[k * d + pair.p];
-            let akq = a[k * d + pair.q];
-            a[k * d + pair.p] = pair.c * akp - pair.s * akq;
-            a[k * d + pair.q] = pair.s * akp + pair.c * akq;
-            let vkp = v[k * d + pair.p];
-            let vkq = v[k * d + pair.q];
-            v[k * d + pair.p] = pair.c * vkp - pair.s * vkq;
-            v[k * d + pair.q] = pair.s * vkp + pair.c * vkq;
+            let ak = rotate(pair, a[k * d + pair.p], a[k * d + pair.q]);
+            a[k * d + pair.p] = ak.x;
+            a[k * d + pair.q] = ak.y;
+            let vk = rotate(pair, v[k * d + pair.p], v[k * d + pair.q]);
+            v[k * d + pair.p] = vk.x;
+            v[k * d + pair.q] = vk.y;
         }
     }
 }
@@ -111,10 +114,9 @@ fn rows(@builtin(global_invocation_id) id: vec3<u32>) {
     for (var i = 0u; i < players() / 2u; i++) {
         let pair = pairs[i];
         if (pair.q < d) {
-            let apk = a[pair.p * d + k];
-            let aqk = a[pair.q * d + k];
-            a[pair.p * d + k] = pair.c * apk - pair.s * aqk;
-            a[pair.q * d + k] = pair.s * apk + pair.c * aqk;
+            let ak = rotate(pair, a[pair.p * d + k], a[pair.q * d + k]);
+            a[pair.p * d + k] = ak.x;
+            a[pair.q * d + k] = ak.y;
         }
     }
     if (k == 0u) {
