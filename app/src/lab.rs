@@ -117,6 +117,8 @@ pub struct Lab {
     /// The snapshot step the representation views show (`None`: the latest).
     pub time: RwSignal<Option<usize>>,
     pub attention: RwSignal<Option<AttentionView>>,
+    /// Milliseconds from page load to the first completed training step (of any run).
+    pub first_step_ms: RwSignal<Option<f64>>,
     /// Loss chart options.
     pub log_x: RwSignal<bool>,
     pub smoothing: RwSignal<f64>,
@@ -161,6 +163,7 @@ impl Lab {
             cka: RwSignal::new(Vec::new()),
             time: RwSignal::new(None),
             attention: RwSignal::new(None),
+            first_step_ms: RwSignal::new(None),
             log_x: RwSignal::new(false),
             smoothing: RwSignal::new(0.0),
         }
@@ -367,6 +370,11 @@ impl Lab {
             }
             FromWorker::Metrics { run, step, steps, train, steps_per_s, tokens_per_s, learning_rate } => {
                 let Some(view) = self.run(run) else { return };
+                if self.first_step_ms.get_untracked().is_none() && step >= 1 {
+                    // performance.now() counts from the page's navigation start
+                    let now = web_sys::window().and_then(|w| w.performance()).map(|p| p.now());
+                    self.first_step_ms.set(now);
+                }
                 view.step.set(step);
                 view.steps.set(steps);
                 view.steps_per_s.set(steps_per_s);

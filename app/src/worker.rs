@@ -524,7 +524,8 @@ async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Op
     let cfg = trainer.config().clone();
     let step = trainer.step_count();
     let done = trainer.is_done();
-    if step % cfg.log_every == 0 || done {
+    // Also after the first step, so the page can report how long the first step took to come.
+    if step % cfg.log_every == 0 || done || step == 1 {
         let losses = trainer.read_losses().await.map_err(fail)?;
         if !is_current(generation) {
             return Ok(None);

@@ -58,6 +58,10 @@ fn falls_back_to_the_cpu_without_webgpu_and_pauses() {
     wait_for_steps_and_falling_loss(&browser, 20, Duration::from_secs(300));
     let device = browser.text("device").unwrap();
     assert!(device.starts_with("CPU — WebGPU unavailable"), "device element: {device:?}");
+    // The page reports how long it took from opening to the first training step.
+    let first = browser.text("first-step").unwrap();
+    let seconds: f64 = first.trim_end_matches(" s").parse().unwrap_or_else(|_| panic!("first-step element: {first:?}"));
+    assert!(seconds > 0.0, "{first}");
 
     // Pause holds the step; resume continues; the page stays responsive throughout.
     browser.click("pause");

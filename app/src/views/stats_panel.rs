@@ -32,6 +32,10 @@ pub fn StatsPanel(lab: Lab) -> impl IntoView {
             <div><span class="label">"validation loss"</span><span data-testid="val-loss">{last_val}</span></div>
             <div><span class="label">"tokens/s"</span><span data-testid="tokens-per-s">{move || format!("{:.0}", lab.tokens_per_s.get())}</span></div>
             <div><span class="label">"steps/s"</span><span data-testid="steps-per-s">{move || format!("{:.2}", lab.steps_per_s.get())}</span></div>
+            <div title="from opening the page to the first finished training step (loading the corpus, the device, compiling shaders)">
+                <span class="label">"first step after"</span>
+                <span data-testid="first-step">{move || lab.first_step_ms.get().map(|ms| format!("{:.1} s", ms / 1000.0)).unwrap_or_else(|| "—".into())}</span>
+            </div>
             <div><span class="label">"learning rate"</span><span data-testid="lr">{move || format!("{:.2e}", lab.learning_rate.get())}</span></div>
             <div class="wide"><span class="label">"device"</span><span data-testid="device">{move || lab.device.get()}</span></div>
         </section>

@@ -64,6 +64,7 @@ fn main() {
             "page_throughput": browser.text("throughput"),
             "first_step_s": first_step_s,
             "page_load_s": page_load_s,
+            "page_first_step": browser.text("first-step"),
             "snapshot_ms": snapshot_ms,
             "snapshot_longest_pause_ms": snapshot_stall_ms,
             "snapshot_step": browser.attribute("projection", "data-step"),
