@@ -1,8 +1,8 @@
 //! The page's reactive state: one signal per thing the page shows, updated from worker messages.
 //!
 //! The workspace holds several runs ([`RunView`]), each with its own curves and snapshots; the
-//! stats panel, "what the model sees" and the samples show the *selected* run, whose numbers
-//! are mirrored into the single-run signals of [`Lab`].
+//! stats panel, "what the model sees" and the samples show the *selected* run: the stats panel
+//! reads that run's signals ([`Lab::selected_run`]); samples and examples arrive only for it.
 
 use leptos::prelude::*;
 use objlab_engine::memory;
@@ -30,6 +30,9 @@ pub struct RunView {
     pub train: RwSignal<Vec<(usize, f32)>>,
     pub val: RwSignal<Vec<(usize, f32)>>,
     pub steps_per_s: RwSignal<f64>,
+    pub tokens_per_s: RwSignal<f64>,
+    /// Learning rate of the next step.
+    pub learning_rate: RwSignal<f64>,
     /// Representation snapshots, oldest first.
     pub snapshots: RwSignal<Vec<Snapshot>>,
     /// Whether its curves are drawn.
@@ -51,6 +54,8 @@ impl RunView {
             train: RwSignal::new(Vec::new()),
             val: RwSignal::new(Vec::new()),
             steps_per_s: RwSignal::new(0.0),
+            tokens_per_s: RwSignal::new(0.0),
+            learning_rate: RwSignal::new(0.0),
             snapshots: RwSignal::new(Vec::new()),
             visible: RwSignal::new(true),
             failure: RwSignal::new(None),
@@ -85,16 +90,8 @@ pub struct AttentionView {
 pub struct Lab {
     /// The experiment the controls edit: what "start" and "add run" use.
     pub spec: RwSignal<ExperimentSpec>,
-    /// State of the selected run.
-    pub state: RwSignal<RunState>,
-    pub step: RwSignal<usize>,
-    pub steps: RwSignal<usize>,
-    /// (step, loss) of every training step read so far (selected run).
-    pub train: RwSignal<Vec<(usize, f32)>>,
-    pub val: RwSignal<Vec<(usize, f32)>>,
-    pub steps_per_s: RwSignal<f64>,
-    pub tokens_per_s: RwSignal<f64>,
-    pub learning_rate: RwSignal<f64>,
+    /// The worker crashed (its `error` event): "reset" starts a fresh one.
+    pub worker_crashed: RwSignal<bool>,
     /// What the device element says ("WebGPU — …" or "CPU — …").
     pub device: RwSignal<String>,
     pub sample: RwSignal<Option<(usize, String)>>,
@@ -142,14 +139,7 @@ impl Lab {
     pub fn new(spec: ExperimentSpec, errors: Vec<String>) -> Self {
         Self {
             spec: RwSignal::new(spec),
-            state: RwSignal::new(RunState::Idle),
-            step: RwSignal::new(0),
-            steps: RwSignal::new(0),
-            train: RwSignal::new(Vec::new()),
-            val: RwSignal::new(Vec::new()),
-            steps_per_s: RwSignal::new(0.0),
-            tokens_per_s: RwSignal::new(0.0),
-            learning_rate: RwSignal::new(0.0),
+            worker_crashed: RwSignal::new(false),
             device: RwSignal::new("not started".into()),
             sample: RwSignal::new(None),
             sample_bad_words: RwSignal::new(None),
@@ -169,13 +159,8 @@ impl Lab {
         }
     }
 
-    /// Clears the selected-run numbers.
+    /// Clears what arrives for the selected run only (samples, examples).
     pub fn clear_run(&self) {
-        self.step.set(0);
-        self.train.set(Vec::new());
-        self.val.set(Vec::new());
-        self.steps_per_s.set(0.0);
-        self.tokens_per_s.set(0.0);
         self.sample.set(None);
         self.sample_bad_words.set(None);
         self.examples.set((0, Vec::new()));
@@ -199,8 +184,23 @@ impl Lab {
 
     /// The worker crashed: every run it held has failed.
     pub fn worker_failed(&self) {
-        self.state.set(RunState::Failed);
+        self.worker_crashed.set(true);
         self.runs.with_untracked(|runs| runs.iter().filter(|r| r.is_live()).for_each(|r| r.state.set(RunState::Failed)));
+    }
+
+    /// The run the single-run panels show (tracked).
+    pub fn selected_run(&self) -> Option<RunView> {
+        let id = self.selected.get()?;
+        self.runs.with(|runs| runs.iter().find(|r| r.id == id).copied())
+    }
+
+    fn selected_run_untracked(&self) -> Option<RunView> {
+        self.selected.get_untracked().and_then(|id| self.run(id))
+    }
+
+    /// State of the selected run; idle when there is none (tracked).
+    pub fn state(&self) -> RunState {
+        self.selected_run().map_or(RunState::Idle, |r| r.state.get())
     }
 
     pub fn run(&self, id: RunId) -> Option<RunView> {
@@ -282,15 +282,10 @@ impl Lab {
 
     /// Shows run `id` in the single-run panels (stats, what the model sees, samples).
     pub fn select(&self, id: RunId) {
-        let Some(run) = self.run(id) else { return };
-        self.selected.set(Some(id));
-        self.clear_run();
-        self.state.set(run.state.get_untracked());
-        self.step.set(run.step.get_untracked());
-        self.steps.set(run.steps.get_untracked());
-        self.steps_per_s.set(run.steps_per_s.get_untracked());
-        self.train.set(run.train.get_untracked());
-        self.val.set(run.val.get_untracked());
+        if self.run(id).is_some() {
+            self.selected.set(Some(id));
+            self.clear_run();
+        }
     }
 
     pub fn remove_run(&self, id: RunId) {
@@ -308,7 +303,6 @@ impl Lab {
         if self.selected.get_untracked() == Some(id) {
             self.selected.set(None);
             self.clear_run();
-            self.state.set(RunState::Idle);
             if let Some(first) = self.runs.with_untracked(|r| r.first().map(|r| r.id)) {
                 self.select(first);
             }
@@ -318,12 +312,13 @@ impl Lab {
     /// Ends every run (a crashed worker is replaced; a live one forgets its runs), clears the
     /// page, and applies a change that waited for the reset.
     pub fn reset(&self) {
-        if self.state.get_untracked() == RunState::Failed && self.runs.with_untracked(|r| r.iter().all(|r| !r.is_live())) {
+        let selected_failed = self.selected_run_untracked().is_some_and(|r| r.state.get_untracked() == RunState::Failed);
+        if self.worker_crashed.get_untracked() || (selected_failed && self.runs.with_untracked(|r| r.iter().all(|r| !r.is_live()))) {
             worker_link::connect(*self);
+            self.worker_crashed.set(false);
         } else {
             worker_link::send(*self, &ToWorker::Reset);
         }
-        self.state.set(RunState::Idle);
         self.clear_run();
         self.runs.set(Vec::new());
         self.selected.set(None);
@@ -364,9 +359,6 @@ impl Lab {
                 // Progress of a run removed (or reset) meanwhile is dropped.
                 let Some(view) = self.run(run) else { return };
                 view.state.set(state);
-                if selected == Some(run) {
-                    self.state.set(state);
-                }
             }
             FromWorker::Metrics { run, step, steps, train, steps_per_s, tokens_per_s, learning_rate } => {
                 let Some(view) = self.run(run) else { return };
@@ -378,22 +370,13 @@ impl Lab {
                 view.step.set(step);
                 view.steps.set(steps);
                 view.steps_per_s.set(steps_per_s);
-                view.train.update(|t| t.extend(train.iter().copied()));
-                if selected == Some(run) {
-                    self.step.set(step);
-                    self.steps.set(steps);
-                    self.steps_per_s.set(steps_per_s);
-                    self.tokens_per_s.set(tokens_per_s);
-                    self.learning_rate.set(learning_rate);
-                    self.train.update(|t| t.extend(train));
-                }
+                view.tokens_per_s.set(tokens_per_s);
+                view.learning_rate.set(learning_rate);
+                view.train.update(|t| t.extend(train));
             }
             FromWorker::Validation { run, step, loss } => {
                 let Some(view) = self.run(run) else { return };
                 view.val.update(|v| v.push((step, loss)));
-                if selected == Some(run) {
-                    self.val.update(|v| v.push((step, loss)));
-                }
             }
             FromWorker::Sample { run, step, text, bad_words } => {
                 if selected == Some(run) {

@@ -280,20 +280,22 @@ pub struct SelfAttention {
 impl SelfAttention {
     /// x: [batch, seq, d_model], bias: [rows, 1, seq, seq] -> [batch, seq, d_model]
     fn forward(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
-        let [b, s, d] = x.dims();
-        let h = self.n_head;
-        // qkv: [batch, seq, 3, d_model] -> three [batch, heads, seq, d_head]
-        let qkv = self.qkv.forward(x).reshape([b, s, 3, d]);
-        let part = |i| split_heads(qkv.clone().narrow(2, i, 1).reshape([b, s, d]), h);
-        self.proj.forward(attend(part(0), part(1), part(2), bias))
+        let [q, k, v] = self.heads(x);
+        self.proj.forward(attend(q, k, v, bias))
     }
 
     /// The attention weights of [`SelfAttention::forward`]: [batch, heads, seq, seq]
     fn weights(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<4> {
+        let [q, k, _] = self.heads(x);
+        attention_weights(q, k, bias)
+    }
+
+    /// x: [batch, seq, d_model] -> queries, keys, values, each [batch, heads, seq, d_head]
+    fn heads(&self, x: Tensor<3>) -> [Tensor<4>; 3] {
         let [b, s, d] = x.dims();
+        // qkv: [batch, seq, 3, d_model]
         let qkv = self.qkv.forward(x).reshape([b, s, 3, d]);
-        let part = |i| split_heads(qkv.clone().narrow(2, i, 1).reshape([b, s, d]), self.n_head);
-        attention_weights(part(0), part(1), bias)
+        [0, 1, 2].map(|i| split_heads(qkv.clone().narrow(2, i, 1).reshape([b, s, d]), self.n_head))
     }
 }
 

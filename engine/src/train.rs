@@ -12,8 +12,7 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::data::{CleanBatch, Corpus, Split};
-use crate::model::{AttentionMode, ModelConfig, ModelInput, Route, Transformer};
-use crate::model::Head;
+use crate::model::{AttentionMode, Head, ModelConfig, ModelInput, Route, Transformer};
 use crate::objectives::{self, Context, DeviceTargets, Example, Objective, Params, Prepared};
 use crate::probe_set::ProbeSet;
 use crate::rng::Rng;
@@ -383,12 +382,13 @@ impl Trainer {
             .execute_async()
             .await
             .map_err(|e| format!("reading from the device failed: {e:?}"))?;
-        let read = |i: usize| data[i].clone().try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"));
+        let [embeddings, pooled] = <[_; 2]>::try_from(data).map_err(|_| "the device returned the wrong number of tensors")?
+            .map(|t| t.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}")));
         Ok(Features {
             step: self.step,
             tokens: (0..n_chars as u32).map(|t| tok.token_text(t)).collect(),
-            embeddings: read(0)?,
-            pooled: read(1)?,
+            embeddings: embeddings?,
+            pooled: pooled?,
             d_model: d,
         })
     }

@@ -38,7 +38,7 @@ fn NumberOption(
 #[component]
 pub fn Controls(lab: Lab) -> impl IntoView {
     let busy = move || lab.any_live();
-    let can_pause = move || matches!(lab.state.get(), RunState::Running | RunState::Paused);
+    let can_pause = move || matches!(lab.state(), RunState::Running | RunState::Paused);
     // Start: a fresh workspace whose only run is the experiment the controls show.
     let start = move |_| {
         let spec = lab.spec.get_untracked();
@@ -57,7 +57,7 @@ pub fn Controls(lab: Lab) -> impl IntoView {
         }
     };
     let pause = move |_| {
-        let message = if lab.state.get_untracked() == RunState::Paused { ToWorker::Resume } else { ToWorker::Pause };
+        let message = if untrack(|| lab.state()) == RunState::Paused { ToWorker::Resume } else { ToWorker::Pause };
         worker_link::send(lab, &message);
     };
     let stop = move |_| worker_link::send(lab, &ToWorker::Stop);
@@ -126,7 +126,7 @@ pub fn Controls(lab: Lab) -> impl IntoView {
             <div class="buttons">
                 <button data-testid="start" on:click=start prop:disabled=busy>"Start"</button>
                 <button data-testid="pause" on:click=pause prop:disabled=move || !can_pause()>
-                    {move || if lab.state.get() == RunState::Paused { "Resume" } else { "Pause" }}
+                    {move || if lab.state() == RunState::Paused { "Resume" } else { "Pause" }}
                 </button>
                 <button data-testid="stop" on:click=stop prop:disabled=move || !busy()>"Stop"</button>
                 <button data-testid="reset" on:click=reset>"Reset"</button>
