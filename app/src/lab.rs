@@ -7,7 +7,7 @@
 use leptos::prelude::*;
 use objlab_engine::memory;
 use objlab_engine::objectives::Example;
-use objlab_engine::protocol::{DeviceKind, FromWorker, RunId, RunState, Snapshot, ToWorker};
+use objlab_engine::protocol::{BenchmarkReport, DeviceKind, FromWorker, RunId, RunState, Snapshot, ToWorker};
 use objlab_engine::spec::{ExperimentSpec, objective_mix_text, run_labels};
 
 use crate::worker_link;
@@ -86,6 +86,15 @@ pub struct AttentionView {
     pub weights: Vec<f32>,
 }
 
+/// The benchmark button's state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Benchmark {
+    Idle,
+    /// `done` of `steps` timed steps (0: loading and warming up).
+    Running { done: usize, steps: usize },
+    Done(BenchmarkReport),
+}
+
 #[derive(Clone, Copy)]
 pub struct Lab {
     /// The experiment the controls edit: what "start" and "add run" use.
@@ -116,6 +125,8 @@ pub struct Lab {
     pub attention: RwSignal<Option<AttentionView>>,
     /// Milliseconds from page load to the first completed training step (of any run).
     pub first_step_ms: RwSignal<Option<f64>>,
+    /// The benchmark button's state and its latest report.
+    pub benchmark: RwSignal<Benchmark>,
     /// Loss chart options.
     pub log_x: RwSignal<bool>,
     pub smoothing: RwSignal<f64>,
@@ -154,6 +165,7 @@ impl Lab {
             time: RwSignal::new(None),
             attention: RwSignal::new(None),
             first_step_ms: RwSignal::new(None),
+            benchmark: RwSignal::new(Benchmark::Idle),
             log_x: RwSignal::new(false),
             smoothing: RwSignal::new(0.0),
         }
@@ -185,6 +197,7 @@ impl Lab {
     /// The worker crashed: every run it held has failed.
     pub fn worker_failed(&self) {
         self.worker_crashed.set(true);
+        self.benchmark.set(Benchmark::Idle);
         self.runs.with_untracked(|runs| runs.iter().filter(|r| r.is_live()).for_each(|r| r.state.set(RunState::Failed)));
     }
 
@@ -410,6 +423,12 @@ impl Lab {
             }
             FromWorker::Attention { run, tokens, layers, heads, weights } => {
                 self.attention.set(Some(AttentionView { run, tokens, layers, heads, weights }));
+            }
+            FromWorker::BenchmarkProgress { done, steps } => self.benchmark.set(Benchmark::Running { done, steps }),
+            FromWorker::Benchmark(report) => self.benchmark.set(Benchmark::Done(report)),
+            FromWorker::BenchmarkFailed { message } => {
+                self.benchmark.set(Benchmark::Idle);
+                self.push_error(message);
             }
             FromWorker::Error { run, message } => {
                 if let Some(view) = run.and_then(|r| self.run(r)) {

@@ -67,6 +67,8 @@ struct Shared {
     pooled: BTreeMap<usize, Vec<(RunId, Matrix)>>,
     /// Snapshots whose statistics are still being computed, oldest first.
     jobs: VecDeque<SnapshotJob>,
+    /// A benchmark is timing its own run: the workspace's runs wait.
+    benchmarking: bool,
 }
 
 thread_local! {
@@ -224,6 +226,20 @@ fn handle(message: ToWorker) {
             s.pooled.clear();
             s.jobs.clear();
         }),
+        ToWorker::Benchmark { spec, steps } => {
+            let busy = SHARED.with(|s| std::mem::replace(&mut s.borrow_mut().benchmarking, true));
+            if busy {
+                post(&FromWorker::BenchmarkFailed { message: "a benchmark is already running".into() });
+                return;
+            }
+            wasm_bindgen_futures::spawn_local(async move {
+                let result = benchmark(spec, steps).await;
+                SHARED.with(|s| s.borrow_mut().benchmarking = false);
+                if let Err(message) = result {
+                    post(&FromWorker::BenchmarkFailed { message: format!("the benchmark failed: {message}") });
+                }
+            });
+        }
         ToWorker::Attention { run, text } => {
             wasm_bindgen_futures::spawn_local(async move {
                 if let Err(message) = attention(run, &text).await {
@@ -388,7 +404,8 @@ async fn webgpu() -> Result<(Device, String), String> {
     Ok((device, name))
 }
 
-async fn pick_device(choice: DeviceChoice) -> Device {
+/// The device `choice` asks for (the CPU backend when WebGPU is missing), and its name.
+async fn pick_device(choice: DeviceChoice) -> (Device, String) {
     let (device, message) = match choice {
         DeviceChoice::Cpu => (
             Device::flex(),
@@ -403,7 +420,28 @@ async fn pick_device(choice: DeviceChoice) -> Device {
         },
     };
     post(&message);
-    device
+    let name = match &message {
+        FromWorker::Device { name, .. } => name.clone(),
+        _ => CPU_NAME.into(),
+    };
+    (device, name)
+}
+
+/// The benchmark button: a fresh run of `spec` alone for `steps` timed steps (the
+/// workspace's runs wait), reported with its kernel launches and host reads per step.
+async fn benchmark(spec: ExperimentSpec, steps: usize) -> Result<(), String> {
+    spec.validate()?;
+    post(&FromWorker::BenchmarkProgress { done: 0, steps });
+    let corpus = load_corpus(&spec.corpus).await?;
+    let (device, name) = pick_device(spec.device).await;
+    let report = objlab_engine::benchmark::benchmark(&spec, corpus, device, &name, steps, now_ms, |done| {
+        if done % 5 == 0 {
+            post(&FromWorker::BenchmarkProgress { done, steps });
+        }
+    })
+    .await?;
+    post(&FromWorker::Benchmark(report));
+    Ok(())
 }
 
 /// Builds run `id` (corpus, device, model), takes its first snapshot and hands it to the
@@ -411,7 +449,7 @@ async fn pick_device(choice: DeviceChoice) -> Device {
 async fn load_run(id: RunId, spec: ExperimentSpec, generation: u64) -> Result<(), String> {
     post_state(id, RunState::Loading);
     let corpus = load_corpus(&spec.corpus).await?;
-    let device = pick_device(spec.device).await;
+    let (device, _) = pick_device(spec.device).await;
     let trainer = Trainer::new(&spec, 0, corpus, device)?;
     if !is_current(generation) {
         return Ok(());
@@ -452,6 +490,11 @@ async fn drive(generation: u64) {
     loop {
         if !is_current(generation) {
             return;
+        }
+        if SHARED.with(|s| s.borrow().benchmarking) {
+            // the benchmark has the device to itself
+            sleep(50).await;
+            continue;
         }
         let picked = SHARED.with(|s| {
             let mut s = s.borrow_mut();

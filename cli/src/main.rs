@@ -20,6 +20,9 @@ use objlab_engine::data::Corpus;
 use objlab_engine::spec::{CORPORA, ExperimentSpec, preset_names};
 use objlab_engine::train::Trainer;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "objlab", version, about = "Objective Lab: train small models on different pretraining objectives")]
 struct Cli {
@@ -31,7 +34,8 @@ struct Cli {
 enum DeviceArg {
     /// burn's flex backend on the CPU
     Cpu,
-    /// wgpu (Vulkan, Metal, DirectX 12 or WebGPU, whichever the machine has)
+    /// wgpu (Vulkan, Metal, DirectX 12 or WebGPU, whichever the machine has); cubecl's
+    /// autotune level follows CUBECL_AUTOTUNE_LEVEL (default balanced)
     Gpu,
 }
 
@@ -84,6 +88,14 @@ enum Command {
         /// Time `--device gpu` even when the adapter is a software rasteriser (lavapipe)
         #[arg(long)]
         software: bool,
+        /// The device's peak TFLOP/s (e.g. 67 for an H100's FP32), to report model FLOP
+        /// utilisation beside the achieved TFLOP/s
+        #[arg(long)]
+        peak_tflops: Option<f64>,
+        /// After the timed steps, time every GPU kernel of 10 more steps (each kernel then
+        /// waits for the previous one) and print where the device time goes
+        #[arg(long)]
+        kernel_profile: bool,
     },
     /// List presets and objectives
     List,
@@ -111,7 +123,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Train { run, json } => train(run, json),
-        Command::Bench { run, runs, snapshot, software } => bench(run, runs, snapshot, software),
+        Command::Bench { run, runs, snapshot, software, peak_tflops, kernel_profile } => {
+            bench(run, runs, snapshot, software, peak_tflops, kernel_profile)
+        }
         Command::List => {
             println!("presets: {}", preset_names().join(", "));
             for o in objlab_engine::objectives::REGISTRY {
@@ -250,7 +264,15 @@ fn train(args: RunArgs, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn bench(args: RunArgs, n_runs: usize, snapshot: bool, software_ok: bool) -> Result<(), String> {
+fn bench(
+    args: RunArgs,
+    n_runs: usize,
+    snapshot: bool,
+    software_ok: bool,
+    peak_tflops: Option<f64>,
+    kernel_profile: bool,
+) -> Result<(), String> {
+    use objlab_engine::dispatches::DispatchWatch;
     use objlab_engine::scheduler::Scheduler;
     if !(1..=8).contains(&n_runs) {
         return Err(format!("--runs {n_runs}: between 1 and 8 runs side by side"));
@@ -268,7 +290,8 @@ fn bench(args: RunArgs, n_runs: usize, snapshot: bool, software_ok: bool) -> Res
     let (mut spec, corpus, device, device_name) = setup(&args)?;
     // --steps: timed steps in all (shared by the runs)
     let steps = args.steps.unwrap_or(50 * n_runs);
-    spec.train.steps = steps + 5 * n_runs;
+    // + warm-up (5 per run), the dispatch count (5 per run) and the kernel profile (10 per run)
+    spec.train.steps = steps + 20 * n_runs;
     let mut runs: Vec<(u32, Trainer)> = Vec::new();
     for i in 0..n_runs {
         let mut s = spec.clone();
@@ -293,6 +316,7 @@ fn bench(args: RunArgs, n_runs: usize, snapshot: bool, software_ok: bool) -> Res
         pollster::block_on(t.read_losses())?;
     }
     let warmup_s = warm.elapsed().as_secs_f64();
+    let reads_before = objlab_engine::train::host_reads();
     let started = Instant::now();
     for _ in 0..steps {
         step_next(&mut runs);
@@ -302,8 +326,47 @@ fn bench(args: RunArgs, n_runs: usize, snapshot: bool, software_ok: bool) -> Res
         last.push(pollster::block_on(t.read_losses())?.last().map(|(_, l)| *l));
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let host_reads = objlab_engine::train::host_reads() - reads_before;
+    // Kernel launches per step (GPU only), counted over 5 more steps per run.
+    let watch = DispatchWatch::count();
+    for _ in 0..5 * n_runs {
+        step_next(&mut runs);
+    }
+    for (_, t) in runs.iter_mut() {
+        pollster::block_on(t.read_losses())?;
+    }
+    let dispatches_per_step = watch.total() as f64 / (5 * n_runs) as f64;
+    drop(watch);
+    let profile = if kernel_profile {
+        let watch = DispatchWatch::timed();
+        let clock = Instant::now();
+        for _ in 0..10 * n_runs {
+            step_next(&mut runs);
+        }
+        for (_, t) in runs.iter_mut() {
+            pollster::block_on(t.read_losses())?;
+        }
+        let per_step = (10 * n_runs) as f64;
+        let wall_ms = clock.elapsed().as_secs_f64() * 1e3 / per_step;
+        let kernels = watch.kernels();
+        let device_ms: f64 = kernels.iter().map(|k| k.ms).sum::<f64>() / per_step;
+        eprintln!("kernel profile (each kernel waited for): {wall_ms:.2} ms per step, {device_ms:.2} ms of it in kernels");
+        for k in kernels.iter().take(20) {
+            eprintln!("  {:>8.3} ms/step {:>6.1} launches/step  {}", k.ms / per_step, k.launches as f64 / per_step, k.name);
+        }
+        Some(serde_json::json!({
+            "wall_ms_per_step": wall_ms,
+            "kernel_ms_per_step": device_ms,
+            "top": kernels.iter().take(20).map(|k| serde_json::json!({
+                "kernel": k.name, "ms_per_step": k.ms / per_step, "launches_per_step": k.launches as f64 / per_step,
+            })).collect::<Vec<_>>(),
+        }))
+    } else {
+        None
+    };
     let val = pollster::block_on(runs[0].1.evaluate())?;
     let steps_per_s = steps as f64 / elapsed;
+    let tflops = spec.model.train_flops_per_token(corpus.tokenizer.vocab_size()) * spec.tokens_per_step() as f64 * steps_per_s / 1e12;
     eprintln!("{device_name}: {n_runs} run(s), warm-up {warmup_s:.2} s, {steps} steps in {elapsed:.2} s");
     let mut report = serde_json::json!({
         "preset": spec.preset,
@@ -312,9 +375,20 @@ fn bench(args: RunArgs, n_runs: usize, snapshot: bool, software_ok: bool) -> Res
         "steps_per_s": steps_per_s,
         "step_ms": 1000.0 / steps_per_s,
         "tokens_per_s": steps_per_s * spec.tokens_per_step() as f64,
+        "warmup_s": warmup_s,
+        "autotune": if matches!(args.device, DeviceArg::Gpu) { objlab_engine::dispatches::autotune_level() } else { "—".into() },
+        "tflops": tflops,
+        "dispatches_per_step": dispatches_per_step,
+        "host_reads_per_step": host_reads as f64 / steps as f64,
         "final_train_loss": last[0],
         "val_loss": val,
     });
+    if let Some(peak) = peak_tflops {
+        report["mfu"] = serde_json::json!(tflops / peak);
+    }
+    if let Some(profile) = profile {
+        report["kernel_profile"] = profile;
+    }
     if snapshot {
         let trainers: Vec<&Trainer> = runs.iter().map(|(_, t)| t).collect();
         let cpu = pollster::block_on(snapshot_ms(&trainers, &objlab_kernels::Analyser::Cpu))?;

@@ -5,7 +5,9 @@
 //! device does so asynchronously (`into_data_async`, `Transaction::execute_async`), because
 //! synchronous reads panic in the browser.
 
+pub mod benchmark;
 pub mod data;
+pub mod dispatches;
 pub mod memory;
 pub mod model;
 pub mod objectives;

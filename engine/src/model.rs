@@ -79,6 +79,18 @@ impl ModelConfig {
     }
 }
 
+impl ModelConfig {
+    /// Training FLOPs per token of the decoder on next-token prediction, as nanoGPT's
+    /// `estimate_mfu` (PaLM appendix B): 6 per weight of the blocks and the tied head, plus
+    /// 12·layers·width·context for attention's two products (forward and backward).
+    pub fn train_flops_per_token(&self, vocab: usize) -> f64 {
+        let d = self.d_model;
+        let per_block = 2 * 2 * d + 12 * d * d;
+        let weights = vocab * d + self.n_layer * per_block + 2 * d;
+        6.0 * weights as f64 + 12.0 * (self.n_layer * d * self.block_size) as f64
+    }
+}
+
 /// How tokens may look at each other in one batch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum AttentionMode {

@@ -30,6 +30,10 @@ pub enum ToWorker {
     Reset,
     /// Attention weights of run `run` for `text` (answered by `Attention`).
     Attention { run: RunId, text: String },
+    /// The page's "benchmark" button: train a fresh model of `spec`'s first run alone for
+    /// `steps` steps on the device it asks for (the workspace's runs wait meanwhile) and
+    /// report its speed, kernel launches and host reads (answered by `Benchmark`).
+    Benchmark { spec: ExperimentSpec, steps: usize },
 }
 
 /// What the run is doing.
@@ -98,12 +102,37 @@ pub enum FromWorker {
         /// weights: [layers, heads, seq, seq]
         weights: Vec<f32>,
     },
+    /// How far a benchmark has come (`done` of `steps` timed steps; 0 while warming up).
+    BenchmarkProgress { done: usize, steps: usize },
+    Benchmark(BenchmarkReport),
+    /// The benchmark could not run (the workspace's runs go on).
+    BenchmarkFailed { message: String },
     /// A failure the page shows in its error element (`run`: the run it stopped, if one).
     Error {
         #[serde(default)]
         run: Option<RunId>,
         message: String,
     },
+}
+
+/// What the benchmark measured: the figures that say where a small model's time goes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchmarkReport {
+    pub preset: String,
+    /// The device as the page names it (adapter, or the CPU backend).
+    pub device: String,
+    pub steps: usize,
+    pub steps_per_s: f64,
+    pub tokens_per_s: f64,
+    /// Achieved training TFLOP/s (`ModelConfig::train_flops_per_token`).
+    pub tflops: f64,
+    /// Before the timed steps: building the model and two steps (shader compilation on a GPU).
+    pub warmup_ms: f64,
+    /// GPU kernels launched per training step (0 on the CPU backend, which has none).
+    pub dispatches_per_step: f64,
+    /// Device → host reads per step, the training loop's round trips (losses every
+    /// `log_every` steps; a step itself reads nothing).
+    pub host_reads_per_step: f64,
 }
 
 /// One run's representation snapshot.

@@ -115,6 +115,7 @@ pub const CORPORA: &[(&str, &str)] = &[("tiny-shakespeare", "tinyshakespeare.txt
 pub const OPTIONS: &[&str] = &[
     "preset", "objective", "device", "seed", "steps", "lr", "batch", "corpus", "arch", "layers", "heads", "width",
     "context", "eval_every", "sample_every", "log_every", "snapshot_every", "temperature", "nan_at",
+    "grad_clip",
 ];
 
 /// A named starting point.
@@ -230,6 +231,8 @@ impl ExperimentSpec {
             "snapshot_every" => self.train.snapshot_every = num(key, value)?,
             "nan_at" => self.train.nan_at = num(key, value)?,
             "temperature" => self.train.temperature = num(key, value)?,
+            // 0 turns clipping off (an ablation, and a benchmark lever: the norm costs kernels)
+            "grad_clip" => self.train.grad_clip = num(key, value)?,
             // `masked_lm.rate=0.3`: a parameter of an objective of the mix.
             key if key.contains('.') => {
                 let (id, param) = key.split_once('.').expect("contains a dot");

@@ -91,11 +91,25 @@ pub fn divergence(losses: &[(usize, f32)]) -> Option<String> {
     })
 }
 
+/// Device → host reads since the process started (each one a round trip the host waits
+/// for). Steps make none; the counters below say how many the rest of the loop makes.
+static HOST_READS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Device → host reads so far (losses, evaluations, samples, snapshots, attention maps).
+pub fn host_reads() -> usize {
+    HOST_READS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count_read() {
+    HOST_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Reads `tensors` (each [1]) from the device in one asynchronous read.
 pub async fn read_scalars(tensors: Vec<Tensor<1>>) -> Result<Vec<f32>, String> {
     if tensors.is_empty() {
         return Ok(Vec::new());
     }
+    count_read();
     let data = Tensor::cat(tensors, 0).into_data_async().await.map_err(|e| format!("reading from the device failed: {e:?}"))?;
     data.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))
 }
@@ -338,6 +352,7 @@ impl Trainer {
             let input = self.model_input(&prepared, false, &mut no_dropout);
             // last: [vocab] logits of the last position
             let last = model.forward(&input).logits.narrow(1, s - 1, 1).reshape([-1]);
+            count_read();
             let logits = last.into_data_async().await.map_err(|e| format!("reading from the device failed: {e:?}"))?;
             let logits = logits.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))?;
             let next = sample_from_logits(&logits[..n_chars], temperature, &mut self.sample_rng);
@@ -376,6 +391,7 @@ impl Trainer {
         let tokens: Vec<u32> = probe.rows.iter().flat_map(|r| r[..seq].iter().copied()).collect();
         // pooled: [rows, seq, d_model] -> mean over positions -> [rows, d_model]
         let pooled = model.forward(&self.reading_input(tokens, rows, seq)).hidden.mean_dim(1).reshape([rows, d]);
+        count_read();
         let data = burn::tensor::Transaction::default()
             .register(embeddings)
             .register(pooled)
@@ -407,6 +423,7 @@ impl Trainer {
         let maps = model.attention_maps(&self.reading_input(ids.clone(), 1, s));
         let layers = maps.len();
         let all = Tensor::cat(maps.into_iter().map(|m| m.reshape([-1])).collect(), 0);
+        count_read();
         let weights = all.into_data_async().await.map_err(|e| format!("reading from the device failed: {e:?}"))?;
         Ok(AttentionMaps {
             tokens: ids.iter().map(|&t| tok.token_text(t)).collect(),

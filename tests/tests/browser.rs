@@ -48,6 +48,35 @@ fn trains_on_webgpu() {
     assert_eq!(cka.as_array().map(Vec::len), Some(1), "{cka}");
     assert!((cka[0].as_f64().unwrap() - 1.0).abs() < 1e-3, "CKA(X, X) = 1 from the GPU kernels: {cka}");
     assert_eq!(browser.text("error").unwrap_or_default(), "");
+
+    // The benchmark button counts the kernels a WebGPU step launches, in the browser.
+    let report = run_benchmark(&browser, Duration::from_secs(400));
+    assert!(report.dispatches > 10.0, "a transformer step on WebGPU is many dispatches: {report:?}");
+    assert!(report.text.contains("GPU dispatches per step"), "{report:?}");
+}
+
+#[derive(Debug)]
+struct BenchmarkFigures {
+    text: String,
+    steps_per_s: f64,
+    dispatches: f64,
+    host_reads: f64,
+}
+
+/// Presses "benchmark" and waits for its report.
+fn run_benchmark(browser: &Browser, timeout: Duration) -> BenchmarkFigures {
+    browser.click("benchmark");
+    let text = browser.wait_for("the benchmark's report", timeout, |b| b.text("benchmark-result"));
+    let number = |name: &str| browser.attribute("benchmark-result", name).and_then(|v| v.parse::<f64>().ok()).expect(name);
+    let figures = BenchmarkFigures {
+        text,
+        steps_per_s: number("data-steps-per-s"),
+        dispatches: number("data-dispatches"),
+        host_reads: number("data-host-reads"),
+    };
+    assert!(figures.steps_per_s > 0.0 && figures.steps_per_s.is_finite(), "{figures:?}");
+    assert_eq!(browser.text("error").unwrap_or_default(), "", "no error after the benchmark");
+    figures
 }
 
 #[test]
@@ -78,6 +107,13 @@ fn falls_back_to_the_cpu_without_webgpu_and_pauses() {
         let sample = b.text("sample")?;
         (val.is_finite() && !sample.is_empty()).then_some(())
     });
+
+    // The benchmark button: a fresh run timed alone; the CPU backend launches no kernels, and
+    // the loop reads the device once per log_every steps (1 on tiny).
+    let report = run_benchmark(&browser, Duration::from_secs(300));
+    assert_eq!(report.dispatches, 0.0, "{report:?}");
+    assert!(report.host_reads > 0.0 && report.host_reads <= 1.0, "tiny reads its losses every step: {report:?}");
+    assert!(report.text.contains("first step"), "the report repeats the first-step latency: {report:?}");
 
     // Reset clears the run.
     browser.click("reset");

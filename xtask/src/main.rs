@@ -19,6 +19,8 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
         Some("build") => build_page().map(|_| ()),
+        // Trunk's post-build hook (Trunk.toml): not a command for people.
+        Some("strip-wasm") => strip_wasm_dir(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -204,10 +206,95 @@ fn build_page() -> Result<PathBuf, String> {
     let dist = root().join("dist");
     for f in ["objlab-app_bg.wasm", "objlab-worker_bg.wasm"] {
         if let Ok(meta) = std::fs::metadata(dist.join(f)) {
-            say(&format!("{f}: {:.1} MB", meta.len() as f64 / 1e6));
+            let gz = output("sh", &["-c", &format!("gzip -9 -c '{}' | wc -c", dist.join(f).display())])
+                .and_then(|n| n.trim().parse::<f64>().ok())
+                .map_or(String::new(), |n| format!(", {:.1} MB gzipped", n / 1e6));
+            say(&format!("{f}: {:.1} MB{gz}", meta.len() as f64 / 1e6));
         }
     }
     Ok(dist)
+}
+
+/// Trunk's post-build hook: drops the `name` custom section (function names for stack
+/// traces, ~15 % of the file) from every wasm file Trunk is about to publish. There is no
+/// wasm-opt to do it (Trunk would download one; Debian's is too old), and stripping in the
+/// cargo profile would rebuild the native target too.
+fn strip_wasm_dir() -> Result<(), String> {
+    let dir = std::env::var_os("TRUNK_STAGING_DIR").map(PathBuf::from).ok_or("strip-wasm runs as Trunk's post_build hook (TRUNK_STAGING_DIR unset)")?;
+    for entry in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let stripped = strip_name_section(&bytes).ok_or_else(|| format!("{}: not a wasm module", path.display()))?;
+            std::fs::write(&path, &stripped).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The module without its `name` custom section (sections: id byte, LEB128 size, payload).
+fn strip_name_section(wasm: &[u8]) -> Option<Vec<u8>> {
+    fn leb(b: &[u8], mut i: usize) -> Option<(usize, usize)> {
+        let (mut value, mut shift) = (0usize, 0);
+        loop {
+            let byte = *b.get(i)?;
+            i += 1;
+            value |= ((byte & 0x7f) as usize) << shift;
+            shift += 7;
+            if byte < 0x80 {
+                return Some((value, i));
+            }
+            if shift > 35 {
+                return None;
+            }
+        }
+    }
+    if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
+        return None;
+    }
+    let mut out = wasm[..8].to_vec();
+    let mut i = 8;
+    while i < wasm.len() {
+        let id = wasm[i];
+        let (size, payload) = leb(wasm, i + 1)?;
+        let end = payload.checked_add(size).filter(|&e| e <= wasm.len())?;
+        let is_name = id == 0 && leb(wasm, payload).is_some_and(|(n, at)| wasm.get(at..at + n) == Some(b"name".as_slice()));
+        if !is_name {
+            out.extend_from_slice(&wasm[i..end]);
+        }
+        i = end;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_only_the_name_section() {
+        // header, a type section (id 1) with one byte, a "name" custom section, a "keep" one
+        let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+        wasm.extend([1, 1, 0]);
+        wasm.extend([0, 7, 4, b'n', b'a', b'm', b'e', 9, 9]);
+        wasm.extend([0, 6, 4, b'k', b'e', b'e', b'p', 5]);
+        let out = strip_name_section(&wasm).unwrap();
+        let mut want = b"\0asm\x01\0\0\0".to_vec();
+        want.extend([1, 1, 0]);
+        want.extend([0, 6, 4, b'k', b'e', b'e', b'p', 5]);
+        assert_eq!(out, want);
+        assert!(strip_name_section(b"not wasm").is_none());
+        // a section running past the end is refused, not cut
+        assert!(strip_name_section(b"\0asm\x01\0\0\0\x01\x09\0").is_none());
+    }
+
+    #[test]
+    fn reads_numbers_from_a_json_line() {
+        let r = r#"{"device":"cpu","steps_per_s":4.25,"tflops":1e-2}"#;
+        assert_eq!(json_number(r, "steps_per_s"), Some(4.25));
+        assert_eq!(json_number(r, "tflops"), Some(0.01));
+        assert_eq!(json_number(r, "missing"), None);
+    }
 }
 
 fn serve(args: &[String]) -> Result<(), String> {
@@ -232,7 +319,7 @@ fn test() -> Result<(), String> {
     ensure_test_tools()?;
     say("native tests: engine (flex, and wgpu on lavapipe), WGSL kernels (lavapipe) and CLI");
     let mut c = cargo();
-    c.args(["test", "--release", "-p", "objlab-engine", "-p", "objlab-kernels", "-p", "objlab-cli"]);
+    c.args(["test", "--release", "-p", "objlab-engine", "-p", "objlab-kernels", "-p", "objlab-cli", "-p", "xtask"]);
     if Path::new(LAVAPIPE_ICD).exists() {
         c.env("VK_DRIVER_FILES", LAVAPIPE_ICD).env("OBJLAB_REQUIRE_WGPU", "1");
     }
@@ -247,6 +334,34 @@ fn test() -> Result<(), String> {
     run(c, "browser tests")?;
     say(&format!("all tests passed in {:.0} s", started.elapsed().as_secs_f64()));
     Ok(())
+}
+
+/// The number after `"key":` in a one-line JSON report (xtask has no dependencies).
+fn json_number(report: &str, key: &str) -> Option<f64> {
+    let at = report.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = report[at..].trim_start();
+    let end = rest.find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | 'E' | '+'))).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// Runs a benchmark command and returns its last stdout line (the JSON report), or why not.
+fn report_of(mut c: Command) -> Result<String, String> {
+    let out = c.stderr(std::process::Stdio::inherit()).output().map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let last = text.lines().last().unwrap_or("").to_string();
+    if !out.status.success() || !last.starts_with('{') {
+        return Err(format!("exit {}", out.status));
+    }
+    println!("{last}");
+    Ok(last)
+}
+
+/// The Python with PyTorch for the reference figures: `OBJLAB_PYTHON`, else `python3`, if it
+/// imports torch. Returns the interpreter and whether torch sees a CUDA GPU.
+fn pytorch() -> Option<(String, bool)> {
+    let python = std::env::var("OBJLAB_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(&python).args(["-c", "import torch; print(torch.cuda.is_available())"]).output().ok()?;
+    out.status.success().then(|| (python, String::from_utf8_lossy(&out.stdout).trim() == "True"))
 }
 
 fn bench(args: &[String]) -> Result<(), String> {
@@ -265,13 +380,60 @@ fn bench(args: &[String]) -> Result<(), String> {
     c.args(["build", "--release", "-p", "objlab-cli"]);
     run(c, "building objlab")?;
     let objlab = target_dir().join("release").join("objlab");
+    let root = root();
+    let data = root.join("assets").join("tinyshakespeare.txt");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).to_string();
+
+    // 1. Head to head: one baby-GPT run, objlab against the same model in PyTorch eager.
+    let torch = pytorch();
+    if torch.is_none() {
+        say("PyTorch is not installed here (or set OBJLAB_PYTHON to a Python that has it): objlab figures only, no ratio");
+    }
+    let mut table = Vec::new();
     for device in ["cpu", "gpu"] {
-        // 1, 3 and 6 runs side by side (the page's workspace), with the snapshot cost.
+        say(&format!("baby GPT, one run, natively on {device}: objlab, {steps} timed steps"));
+        let mut c = Command::new(&objlab);
+        c.args(["bench", "--preset", "baby-gpt", "--device", device, "--steps", &steps]).arg("--data").arg(&data);
+        let ours = match report_of(c) {
+            Ok(r) => json_number(&r, "steps_per_s"),
+            Err(_) => {
+                say(&format!("no {device} figure on this machine"));
+                continue;
+            }
+        };
+        let theirs = match &torch {
+            Some((python, cuda)) if device == "cpu" || *cuda => {
+                say(&format!("the same in PyTorch eager on {device} (bench/pytorch_baby_gpt.py)"));
+                let mut c = Command::new(python);
+                c.arg(root.join("bench").join("pytorch_baby_gpt.py"))
+                    .args(["--device", if device == "cpu" { "cpu" } else { "cuda" }, "--steps", &steps, "--threads", &threads])
+                    .arg("--data")
+                    .arg(&data);
+                report_of(c).ok().and_then(|r| json_number(&r, "steps_per_s"))
+            }
+            _ => None,
+        };
+        table.push((device, ours, theirs));
+    }
+    say("baby GPT steps/s, same machine:  device | objlab | PyTorch eager | ratio");
+    for (device, ours, theirs) in &table {
+        let f = |v: &Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.2}"));
+        let ratio = match (ours, theirs) {
+            (Some(a), Some(b)) if *b > 0.0 => format!("{:.2}×", a / b),
+            _ => "—".into(),
+        };
+        say(&format!("  {device} | {} | {} | {ratio}", f(ours), f(theirs)));
+    }
+
+    // 2. The workspace: 1, 3 and 6 runs side by side, with the snapshot cost.
+    for device in ["cpu", "gpu"] {
         for runs in ["1", "3", "6"] {
             say(&format!("baby GPT natively on {device}: {runs} run(s) side by side, {steps} steps per run, then one snapshot of each"));
             let total = (steps.parse::<usize>().expect("checked above") * runs.parse::<usize>().expect("a number")).to_string();
             let status = Command::new(&objlab)
                 .args(["bench", "--preset", "baby-gpt", "--device", device, "--steps", &total, "--runs", runs, "--snapshot"])
+                .arg("--data")
+                .arg(&data)
                 .status()
                 .map_err(|e| format!("objlab: {e}"))?;
             if !status.success() {

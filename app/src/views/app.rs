@@ -4,6 +4,7 @@ use leptos::prelude::*;
 use objlab_engine::spec::ExperimentSpec;
 
 use super::attention_map::AttentionMap;
+use super::benchmark_panel::BenchmarkPanel;
 use super::cka_matrix::CkaMatrix;
 use super::controls::Controls;
 use super::error_banner::ErrorBanner;
@@ -48,6 +49,7 @@ pub fn App() -> impl IntoView {
             <ObjectivePanel lab=lab />
             <RunList lab=lab />
             <StatsPanel lab=lab />
+            <BenchmarkPanel lab=lab />
             <LossChart lab=lab />
             <TimeSlider lab=lab />
             <ProjectionView lab=lab />

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod attention_map;
+pub mod benchmark_panel;
 pub mod canvas;
 pub mod cka_matrix;
 pub mod controls;

@@ -1,0 +1,116 @@
+//! The page's "benchmark" button (and its test): one fresh run trained alone for a few
+//! steps, timed, with the figures that say where a small model's time goes — kernel launches
+//! per step ([`crate::dispatches`]) and device → host reads per step.
+//!
+//! The clock is passed in: `std::time::Instant` does not exist in the browser.
+
+use std::sync::Arc;
+
+use burn::tensor::Device;
+
+use crate::data::Corpus;
+use crate::dispatches::DispatchWatch;
+use crate::protocol::BenchmarkReport;
+use crate::spec::ExperimentSpec;
+use crate::train::{Trainer, divergence, host_reads};
+
+/// Steps before the clock starts (the first compiles the GPU's shaders).
+pub const WARMUP_STEPS: usize = 2;
+
+/// Trains `spec`'s first run on `device` for `steps` timed steps, reading the losses every
+/// `log_every` steps as the lab's loop does. `progress(done)` is told after each timed step.
+pub async fn benchmark(
+    spec: &ExperimentSpec,
+    corpus: Arc<Corpus>,
+    device: Device,
+    device_name: &str,
+    steps: usize,
+    now_ms: impl Fn() -> f64,
+    mut progress: impl FnMut(usize),
+) -> Result<BenchmarkReport, String> {
+    if !(1..=10_000).contains(&steps) {
+        return Err(format!("a benchmark runs 1 to 10000 steps, not {steps}"));
+    }
+    let mut spec = spec.clone();
+    spec.runs.truncate(1);
+    // The learning-rate schedule must not run out inside the benchmark.
+    spec.train.steps = spec.train.steps.max(steps + WARMUP_STEPS);
+    let started = now_ms();
+    let mut trainer = Trainer::new(&spec, 0, corpus, device)?;
+    for _ in 0..WARMUP_STEPS {
+        trainer.step();
+    }
+    trainer.read_losses().await?;
+    let warmup_ms = now_ms() - started;
+    let log_every = spec.train.log_every.max(1);
+    let watch = DispatchWatch::count();
+    let reads = host_reads();
+    let clock = now_ms();
+    for done in 1..=steps {
+        trainer.step();
+        if done % log_every == 0 || done == steps {
+            let losses = trainer.read_losses().await?;
+            if let Some(why) = divergence(&losses) {
+                return Err(format!("the benchmark run {why}"));
+            }
+        }
+        progress(done);
+    }
+    let seconds = ((now_ms() - clock) / 1000.0).max(1e-9);
+    let steps_per_s = steps as f64 / seconds;
+    let tokens_per_s = steps_per_s * spec.tokens_per_step() as f64;
+    let flops_per_token = spec.model.train_flops_per_token(trainer.corpus().tokenizer.vocab_size());
+    Ok(BenchmarkReport {
+        preset: spec.preset.clone(),
+        device: device_name.to_string(),
+        steps,
+        steps_per_s,
+        tokens_per_s,
+        tflops: tokens_per_s * flops_per_token / 1e12,
+        warmup_ms,
+        dispatches_per_step: watch.total() as f64 / steps as f64,
+        host_reads_per_step: (host_reads() - reads) as f64 / steps as f64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn reports_speed_and_reads_on_the_cpu() {
+        let mut spec = ExperimentSpec::from_preset("tiny").unwrap();
+        spec.train.log_every = 2;
+        let corpus = Arc::new(Corpus::from_text("test", &"to be or not to be, that is the question. ".repeat(40)).unwrap());
+        let t0 = Instant::now();
+        let mut seen = Vec::new();
+        let report = pollster::block_on(benchmark(
+            &spec,
+            corpus,
+            Device::flex(),
+            "cpu",
+            4,
+            || t0.elapsed().as_secs_f64() * 1e3,
+            |done| seen.push(done),
+        ))
+        .unwrap();
+        assert_eq!(seen, vec![1, 2, 3, 4]);
+        assert_eq!(report.steps, 4);
+        assert!(report.steps_per_s > 0.0 && report.tokens_per_s > report.steps_per_s);
+        assert!(report.tflops > 0.0);
+        // flex launches no kernels; losses are read at steps 2 and 4 (other tests may read
+        // concurrently, so only a lower bound holds for the process-wide counter)
+        assert_eq!(report.dispatches_per_step, 0.0);
+        assert!(report.host_reads_per_step >= 0.5, "{report:?}");
+        assert!(report.warmup_ms >= 0.0);
+    }
+
+    #[test]
+    fn refuses_a_senseless_step_count() {
+        let spec = ExperimentSpec::from_preset("tiny").unwrap();
+        let corpus = Arc::new(Corpus::from_text("test", &"abcdefgh ".repeat(100)).unwrap());
+        let err = pollster::block_on(benchmark(&spec, corpus, Device::flex(), "cpu", 0, || 0.0, |_| {})).unwrap_err();
+        assert!(err.contains("1 to 10000"), "{err}");
+    }
+}
