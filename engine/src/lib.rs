@@ -5,8 +5,10 @@
 //! device does so asynchronously (`into_data_async`, `Transaction::execute_async`), because
 //! synchronous reads panic in the browser.
 
+#[cfg(feature = "training")]
 pub mod benchmark;
 pub mod data;
+#[cfg(feature = "training")]
 pub mod dispatches;
 pub mod memory;
 pub mod model;
@@ -18,6 +20,8 @@ pub mod schedule;
 pub mod scheduler;
 pub mod spec;
 pub mod tokenizer;
+#[cfg(feature = "training")]
 pub mod train;
 
+#[cfg(feature = "training")]
 pub use burn;

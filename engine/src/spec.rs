@@ -321,6 +321,9 @@ impl ExperimentSpec {
         if !(t.learning_rate > 0.0 && t.learning_rate <= 1.0) {
             return Err(format!("learning rate {} is out of range: valid range is (0, 1]", t.learning_rate));
         }
+        if !(t.grad_clip.is_finite() && t.grad_clip >= 0.0) {
+            return Err(format!("grad_clip {} is out of range: a norm ≥ 0 (0 turns clipping off)", t.grad_clip));
+        }
         if t.log_every == 0 || t.eval_every == 0 || t.eval_batches == 0 || t.snapshot_every == 0 {
             return Err("log_every, eval_every, eval_batches and snapshot_every must be at least 1".into());
         }
@@ -491,6 +494,18 @@ mod tests {
         assert_eq!(s.corpus, "tiny-shakespeare");
         assert_eq!(s.runs[0].objectives[0].id, "causal_lm");
         s.validate().unwrap();
+    }
+
+    #[test]
+    fn grad_clip_is_an_option_and_must_be_a_norm() {
+        let mut s = ExperimentSpec::default_experiment();
+        s.set("grad_clip", "0").unwrap();
+        assert_eq!(s.train.grad_clip, 0.0);
+        s.validate().unwrap();
+        s.set("grad_clip", "-1").unwrap();
+        assert!(s.validate().unwrap_err().contains("grad_clip"));
+        s.set("grad_clip", "NaN").unwrap();
+        assert!(s.validate().is_err());
     }
 
     #[test]

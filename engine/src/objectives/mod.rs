@@ -25,12 +25,16 @@ mod ul2_mixture;
 
 use std::collections::BTreeMap;
 
+#[cfg(feature = "training")]
 use burn::tensor::activation::{log_sigmoid, log_softmax};
+#[cfg(feature = "training")]
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::data::CleanBatch;
-use crate::model::{AttentionMode, Head, ModelOutput};
+use crate::model::{AttentionMode, Head};
+#[cfg(feature = "training")]
+use crate::model::ModelOutput;
 use crate::rng::Rng;
 use crate::tokenizer::CharTokenizer;
 
@@ -208,6 +212,7 @@ impl Prepared {
 }
 
 /// Prepared targets on the device, for [`Objective::loss`].
+#[cfg(feature = "training")]
 pub struct DeviceTargets {
     /// ids: [batch * seq] class ids (ignored positions hold 0)
     pub ids: Tensor<1, Int>,
@@ -219,6 +224,7 @@ pub struct DeviceTargets {
     pub positives: Option<Tensor<1, Int>>,
 }
 
+#[cfg(feature = "training")]
 impl DeviceTargets {
     pub fn new(prepared: &Prepared, device: &Device) -> Self {
         let n = prepared.targets.len();
@@ -293,6 +299,7 @@ pub trait Objective: Sync {
     /// Device side: the scalar loss from the model's outputs. The default scores the head the
     /// prepared batch asked for: cross-entropy (vocabulary, position), binary cross-entropy
     /// (binary), InfoNCE (projection).
+    #[cfg(feature = "training")]
     fn loss(&self, out: &ModelOutput, prepared: &Prepared, targets: &DeviceTargets) -> Tensor<1> {
         match prepared.head {
             Head::Vocab | Head::Position => token_cross_entropy(out.logits.clone(), targets),
@@ -318,6 +325,7 @@ pub trait Objective: Sync {
     }
 }
 
+#[cfg(feature = "training")]
 /// Mean cross-entropy of `logits` against the targets that count.
 /// logits: [batch, seq, classes] -> loss: [1]
 pub fn token_cross_entropy(logits: Tensor<3>, targets: &DeviceTargets) -> Tensor<1> {
@@ -329,6 +337,7 @@ pub fn token_cross_entropy(logits: Tensor<3>, targets: &DeviceTargets) -> Tensor
     (picked * targets.weights.clone()).sum().mul_scalar(-1.0 / targets.count.max(1) as f64)
 }
 
+#[cfg(feature = "training")]
 /// Mean binary cross-entropy of one logit per position against 0/1 labels (ELECTRA's
 /// discriminator loss). logits: [batch, seq, 1] -> loss: [1]
 pub fn binary_cross_entropy(logits: Tensor<3>, targets: &DeviceTargets) -> Tensor<1> {
@@ -341,6 +350,7 @@ pub fn binary_cross_entropy(logits: Tensor<3>, targets: &DeviceTargets) -> Tenso
     (per * targets.weights.clone()).sum().mul_scalar(1.0 / targets.count.max(1) as f64)
 }
 
+#[cfg(feature = "training")]
 /// InfoNCE (NT-Xent, as SimCLR and SimCSE): each row must pick its positive among all other
 /// rows of the batch by cosine similarity / temperature. pooled: [rows, dim], unit length.
 pub fn info_nce(pooled: Tensor<2>, targets: &DeviceTargets, temperature: f64) -> Tensor<1> {

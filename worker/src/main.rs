@@ -1,0 +1,8 @@
+//! The training worker's entry point (the page starts it as a Web Worker through Trunk's
+//! loader shim; see `index.html`).
+
+mod worker;
+
+fn main() {
+    worker::start();
+}
