@@ -302,50 +302,34 @@ fn bench(
     for (id, _) in &runs {
         scheduler.add(*id);
     }
-    let mut step_next = |runs: &mut Vec<(u32, Trainer)>| {
-        let id = scheduler.next().expect("runs are active");
-        runs.iter_mut().find(|(r, _)| *r == id).expect("scheduled run exists").1.step();
-        scheduler.stepped(id);
+    // `n` steps round robin, then one read of every run's pending losses (which waits for the
+    // device): each run's last loss.
+    let mut steps_then_read = |runs: &mut Vec<(u32, Trainer)>, n: usize| -> Result<Vec<Option<f32>>, String> {
+        for _ in 0..n {
+            let id = scheduler.next().expect("runs are active");
+            runs.iter_mut().find(|(r, _)| *r == id).expect("scheduled run exists").1.step();
+            scheduler.stepped(id);
+        }
+        runs.iter_mut().map(|(_, t)| Ok(pollster::block_on(t.read_losses())?.last().map(|(_, l)| *l))).collect()
     };
     // Warm up (kernel compilation, allocator) outside the timed window: 5 steps per run.
     let warm = Instant::now();
-    for _ in 0..5 * n_runs {
-        step_next(&mut runs);
-    }
-    for (_, t) in runs.iter_mut() {
-        pollster::block_on(t.read_losses())?;
-    }
+    steps_then_read(&mut runs, 5 * n_runs)?;
     let warmup_s = warm.elapsed().as_secs_f64();
     let reads_before = objlab_engine::train::host_reads();
     let started = Instant::now();
-    for _ in 0..steps {
-        step_next(&mut runs);
-    }
-    let mut last = Vec::new();
-    for (_, t) in runs.iter_mut() {
-        last.push(pollster::block_on(t.read_losses())?.last().map(|(_, l)| *l));
-    }
+    let last = steps_then_read(&mut runs, steps)?;
     let elapsed = started.elapsed().as_secs_f64();
     let host_reads = objlab_engine::train::host_reads() - reads_before;
     // Kernel launches per step (GPU only), counted over 5 more steps per run.
     let watch = DispatchWatch::count();
-    for _ in 0..5 * n_runs {
-        step_next(&mut runs);
-    }
-    for (_, t) in runs.iter_mut() {
-        pollster::block_on(t.read_losses())?;
-    }
+    steps_then_read(&mut runs, 5 * n_runs)?;
     let dispatches_per_step = watch.total() as f64 / (5 * n_runs) as f64;
     drop(watch);
     let profile = if kernel_profile {
         let watch = DispatchWatch::timed();
         let clock = Instant::now();
-        for _ in 0..10 * n_runs {
-            step_next(&mut runs);
-        }
-        for (_, t) in runs.iter_mut() {
-            pollster::block_on(t.read_losses())?;
-        }
+        steps_then_read(&mut runs, 10 * n_runs)?;
         let per_step = (10 * n_runs) as f64;
         let wall_ms = clock.elapsed().as_secs_f64() * 1e3 / per_step;
         let kernels = watch.kernels();

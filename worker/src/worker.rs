@@ -406,24 +406,14 @@ async fn webgpu() -> Result<(Device, String), String> {
 
 /// The device `choice` asks for (the CPU backend when WebGPU is missing), and its name.
 async fn pick_device(choice: DeviceChoice) -> (Device, String) {
-    let (device, message) = match choice {
-        DeviceChoice::Cpu => (
-            Device::flex(),
-            FromWorker::Device { kind: DeviceKind::Cpu, name: CPU_NAME.into(), note: Some("chosen in the settings".into()) },
-        ),
+    let (device, kind, name, note) = match choice {
+        DeviceChoice::Cpu => (Device::flex(), DeviceKind::Cpu, CPU_NAME.to_string(), Some("chosen in the settings".to_string())),
         DeviceChoice::Auto | DeviceChoice::Gpu => match webgpu().await {
-            Ok((device, name)) => (device, FromWorker::Device { kind: DeviceKind::WebGpu, name, note: None }),
-            Err(why) => (
-                Device::flex(),
-                FromWorker::Device { kind: DeviceKind::Cpu, name: CPU_NAME.into(), note: Some(format!("WebGPU unavailable: {why}")) },
-            ),
+            Ok((device, name)) => (device, DeviceKind::WebGpu, name, None),
+            Err(why) => (Device::flex(), DeviceKind::Cpu, CPU_NAME.to_string(), Some(format!("WebGPU unavailable: {why}"))),
         },
     };
-    post(&message);
-    let name = match &message {
-        FromWorker::Device { name, .. } => name.clone(),
-        _ => CPU_NAME.into(),
-    };
+    post(&FromWorker::Device { kind, name: name.clone(), note });
     (device, name)
 }
 

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 // The network itself (burn): the page's build leaves it out (the engine without its
-// `training` feature), since the page only needs the configuration types above.
+// `training` feature), since the page only needs the configuration types below.
 #[cfg(feature = "training")]
 mod network;
 #[cfg(feature = "training")]
@@ -66,10 +66,17 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// Weights of one pre-norm block: two LayerNorms (scale and shift), attention's q/k/v and
+    /// output projections (4·d²), the MLP (8·d²); no linear biases.
+    fn params_per_block(&self) -> usize {
+        let d = self.d_model;
+        2 * 2 * d + d * 3 * d + d * d + d * 4 * d + 4 * d * d
+    }
+
     /// Number of trainable parameters for a vocabulary of `vocab` tokens (tied head counted once).
     pub fn n_params(&self, vocab: usize) -> usize {
         let d = self.d_model;
-        let per_block = 2 * 2 * d /* two LayerNorms */ + d * 3 * d + d * d + d * 4 * d + 4 * d * d;
+        let per_block = self.params_per_block();
         let heads = d /* binary */ + d * self.block_size /* position */ + d * d /* projection */;
         let base = vocab * d + self.block_size * d + self.n_layer * per_block + 2 * d + heads;
         match self.arch {
@@ -78,16 +85,14 @@ impl ModelConfig {
             Architecture::EncoderDecoder => base + self.n_layer * per_block + 2 * d + self.n_layer * (2 * d + 4 * d * d),
         }
     }
-}
 
-impl ModelConfig {
     /// Training FLOPs per token of the decoder on next-token prediction, as nanoGPT's
-    /// `estimate_mfu` (PaLM appendix B): 6 per weight of the blocks and the tied head, plus
-    /// 12·layers·width·context for attention's two products (forward and backward).
+    /// `estimate_mfu` (PaLM appendix B): 6 per weight of the blocks, the final LayerNorm and
+    /// the tied head, plus 12·layers·width·context for attention's two products (forward and
+    /// backward).
     pub fn train_flops_per_token(&self, vocab: usize) -> f64 {
         let d = self.d_model;
-        let per_block = 2 * 2 * d + 12 * d * d;
-        let weights = vocab * d + self.n_layer * per_block + 2 * d;
+        let weights = vocab * d + self.n_layer * self.params_per_block() + 2 * d;
         6.0 * weights as f64 + 12.0 * (self.n_layer * d * self.block_size) as f64
     }
 }
