@@ -179,10 +179,10 @@ fn setup(args: &RunArgs) -> Result<(ExperimentSpec, Arc<Corpus>, Device, String)
         Some(p) => (p.display().to_string(), p.clone()),
         None => {
             let file = CORPORA.iter().find(|(n, _)| *n == spec.corpus).map(|(_, f)| *f).expect("validated corpus");
-            (spec.corpus.clone(), PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets").join(file))
+            (spec.corpus.clone(), shipped_asset(file))
         }
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read corpus {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read corpus {}: {e} (pass --data FILE)", path.display()))?;
     let corpus = Arc::new(Corpus::from_text(&name, &text)?);
     let (device, device_name) = match args.device {
         DeviceArg::Cpu => (Device::flex(), "cpu (flex)".to_string()),
@@ -192,6 +192,17 @@ fn setup(args: &RunArgs) -> Result<(ExperimentSpec, Arc<Corpus>, Device, String)
         }
     };
     Ok((spec, corpus, device, device_name))
+}
+
+/// A file of the repository's assets/: from the workspace `cargo run` names (set at run time),
+/// else ./assets, else where this binary was compiled (a shared target folder can hand one
+/// clone a binary built in another).
+fn shipped_asset(file: &str) -> PathBuf {
+    let candidates = [
+        std::env::var_os("CARGO_MANIFEST_DIR").map(|d| PathBuf::from(d).join("../assets").join(file)),
+        Some(PathBuf::from("assets").join(file)),
+    ];
+    candidates.into_iter().flatten().find(|p| p.is_file()).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets").join(file))
 }
 
 fn train(args: RunArgs, json: bool) -> Result<(), String> {

@@ -21,6 +21,9 @@ struct Tally {
 
 impl LaunchObserver for Tally {
     fn launched(&self, kernel: &'static str) {
+        if trace() {
+            eprintln!("launch {}", short_name(kernel));
+        }
         self.kernels.lock().expect("tally lock").entry(kernel).or_default().0 += 1;
     }
 
@@ -31,6 +34,13 @@ impl LaunchObserver for Tally {
     fn timed(&self, kernel: &'static str, duration: Duration, _method: TimingMethod) {
         self.kernels.lock().expect("tally lock").entry(kernel).or_default().1 += duration.as_secs_f64() * 1e3;
     }
+}
+
+/// `OBJLAB_TRACE_KERNELS=1`: print every observed launch, in order, to stderr (to see which
+/// operations fusion left apart).
+fn trace() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("OBJLAB_TRACE_KERNELS").is_some_and(|v| v == "1"))
 }
 
 /// One kernel's share of the observed window.

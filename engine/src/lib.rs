@@ -13,6 +13,8 @@ pub mod dispatches;
 pub mod memory;
 pub mod model;
 pub mod objectives;
+#[cfg(feature = "training")]
+pub mod optim;
 pub mod probe_set;
 pub mod protocol;
 pub mod rng;

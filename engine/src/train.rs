@@ -7,13 +7,14 @@
 
 use std::sync::Arc;
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::module::Module;
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::data::{CleanBatch, Corpus, Split};
 use crate::model::{AttentionMode, Head, ModelConfig, ModelInput, Route, Transformer};
 use crate::objectives::{self, Context, DeviceTargets, Example, Objective, Params, Prepared};
+use crate::optim::{AdamW, AdamWConfig};
 use crate::probe_set::ProbeSet;
 use crate::rng::Rng;
 use crate::schedule::learning_rate;
@@ -43,7 +44,8 @@ pub struct Trainer {
     device: Device,
     autodiff: Device,
     model: Option<Transformer>,
-    optim: ModuleOptimizer,
+    /// AdamW with the global-norm clipping (fused per parameter, see [`crate::optim`]).
+    optim: AdamW,
     mix: Vec<MixPart>,
     data_rng: Rng,
     corrupt_rng: Rng,
@@ -144,12 +146,13 @@ impl Trainer {
             &mut Rng::derive(run_seed, STREAM_INIT),
             &autodiff,
         );
-        let optim = AdamWConfig::new()
-            .with_beta_1(spec.train.beta1 as f32)
-            .with_beta_2(spec.train.beta2 as f32)
-            .with_epsilon(1e-8)
-            .with_weight_decay(spec.train.weight_decay as f32)
-            .init();
+        let optim = AdamW::new(AdamWConfig {
+            beta1: spec.train.beta1,
+            beta2: spec.train.beta2,
+            epsilon: 1e-8,
+            weight_decay: spec.train.weight_decay,
+            grad_clip: spec.train.grad_clip,
+        });
         Ok(Self {
             model_config: spec.model.clone(),
             train: spec.train.clone(),
@@ -297,10 +300,7 @@ impl Trainer {
             loss = loss.mul_scalar(f32::NAN);
         }
         let grads = loss.backward();
-        let mut grads = GradientsParams::from_grads(grads, &model);
-        if self.train.grad_clip > 0.0 {
-            clip_global_norm(&model, &mut grads, self.train.grad_clip);
-        }
+        let grads = GradientsParams::from_grads(grads, &model);
         let lr = self.learning_rate();
         self.model = Some(self.optim.step(lr, model, grads));
         self.pending.push((self.step, loss.detach()));
@@ -462,43 +462,6 @@ fn sample_from_logits(logits: &[f32], temperature: f32, rng: &mut Rng) -> usize 
         }
     }
     weights.len() - 1
-}
-
-/// Scales all gradients together so that their global L2 norm is at most `max_norm`
-/// (as `torch.nn.utils.clip_grad_norm_`, which nanoGPT uses). Computed on the device: no read.
-fn clip_global_norm(model: &Transformer, grads: &mut GradientsParams, max_norm: f64) {
-    struct SumOfSquares<'a> {
-        grads: &'a GradientsParams,
-        total: Option<Tensor<1>>,
-    }
-    impl ModuleVisitor for SumOfSquares<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.grads.get::<D>(param.id) {
-                let s = g.powi_scalar(2).sum();
-                self.total = Some(match self.total.take() {
-                    None => s,
-                    Some(t) => t + s,
-                });
-            }
-        }
-    }
-    struct Scale<'a> {
-        grads: &'a mut GradientsParams,
-        scale: Tensor<1>,
-    }
-    impl ModuleVisitor for Scale<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.grads.remove::<D>(param.id) {
-                self.grads.register(param.id, g * self.scale.clone().unsqueeze::<D>());
-            }
-        }
-    }
-    let mut sum = SumOfSquares { grads, total: None };
-    model.visit(&mut sum);
-    let Some(total) = sum.total else { return };
-    // scale = min(1, max_norm / (norm + 1e-6))
-    let scale = total.sqrt().add_scalar(1e-6).recip().mul_scalar(max_norm).clamp_max(1.0);
-    model.visit(&mut Scale { grads, scale });
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use objlab_engine::burn::tensor::{Device, Int, Tensor, TensorData};
 use objlab_engine::data::Corpus;
-use objlab_engine::model::{Architecture, AttentionMode, Head, ModelConfig, ModelInput, Route, Transformer};
+use objlab_engine::burn::module::Param;
+use objlab_engine::model::{Architecture, AttentionMode, Head, LayerNorm, ModelConfig, ModelInput, Route, Transformer};
 use objlab_engine::objectives::REGISTRY;
 use objlab_engine::rng::Rng;
 use objlab_engine::spec::ExperimentSpec;
@@ -134,23 +135,31 @@ fn validation_and_sampling_work_after_training() {
     assert!(text.chars().all(|c| "the cat sat on mat.".contains(c)), "{text:?}");
 }
 
-/// wgpu (lavapipe here, a real GPU elsewhere) gives the same first loss as flex.
-#[test]
-fn wgpu_step_matches_flex() {
-    let device = match std::panic::catch_unwind(|| Device::wgpu_options().init()) {
-        Ok(Ok(d)) => d,
-        other => {
-            let why = match other {
-                Ok(Err(e)) => format!("{e:?}"),
-                _ => "adapter request panicked".to_string(),
-            };
+/// The wgpu device (lavapipe here, a real GPU elsewhere), or `None` with a note — a failure
+/// when `OBJLAB_REQUIRE_WGPU` is set. Initialised once per process (tests share it).
+fn wgpu_device() -> Option<Device> {
+    static DEVICE: std::sync::OnceLock<Result<Device, String>> = std::sync::OnceLock::new();
+    let device = DEVICE.get_or_init(|| match std::panic::catch_unwind(|| Device::wgpu_options().init()) {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(format!("{e:?}")),
+        Err(_) => Err("adapter request panicked".to_string()),
+    });
+    match device {
+        Ok(d) => Some(d.clone()),
+        Err(why) => {
             if std::env::var("OBJLAB_REQUIRE_WGPU").is_ok() {
                 panic!("no wgpu adapter, but OBJLAB_REQUIRE_WGPU is set: {why}");
             }
             eprintln!("skipping: no wgpu adapter ({why})");
-            return;
+            None
         }
-    };
+    }
+}
+
+/// wgpu gives the same first losses as flex (model, custom LayerNorm, fused AdamW).
+#[test]
+fn wgpu_step_matches_flex() {
+    let Some(device) = wgpu_device() else { return };
     let spec = tiny_spec(3);
     let gpu = train_losses(&spec, repetitive_corpus(), device, 3);
     let cpu = train_losses(&spec, repetitive_corpus(), Device::flex(), 3);
@@ -231,4 +240,36 @@ fn conditional_training_samples_after_good() {
     let text = pollster::block_on(t.sample("\n", 20)).unwrap();
     assert_eq!(text.chars().count(), 20);
     assert!(t.generates());
+}
+
+/// The custom LayerNorm operation on the GPU backend (cubecl with fusion, under autodiff):
+/// values and the gradients of x, γ and β equal flex's.
+#[test]
+fn layer_norm_gradients_match_on_wgpu() {
+    let Some(gpu) = wgpu_device() else { return };
+    let run = |device: Device| -> Vec<Vec<f32>> {
+        let device = device.autodiff();
+        let mut ln = LayerNorm::new(16, &device);
+        let mut rng = Rng::seeded(3);
+        let mut draw = |n: usize, mean: f64, std: f64| -> Vec<f32> { (0..n).map(|_| (mean + rng.normal() * std) as f32).collect() };
+        ln.gamma = Param::from_tensor(Tensor::from_data(TensorData::new(draw(16, 1.0, 0.5), [16]), &device));
+        ln.beta = Param::from_tensor(Tensor::from_data(TensorData::new(draw(16, 0.0, 0.5), [16]), &device));
+        let x = Tensor::<3>::from_data(TensorData::new(draw(3 * 5 * 16, 0.3, 2.0), [3, 5, 16]), &device).require_grad();
+        let r = Tensor::<3>::from_data(TensorData::new(draw(3 * 5 * 16, 0.0, 1.0), [3, 5, 16]), &device);
+        let y = ln.forward(x.clone());
+        let grads = (y.clone() * r).sum().backward();
+        let read = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
+        vec![
+            read(y.reshape([-1])),
+            read(x.grad(&grads).unwrap().reshape([-1])),
+            read(ln.gamma.grad(&grads).unwrap()),
+            read(ln.beta.grad(&grads).unwrap()),
+        ]
+    };
+    let (on_gpu, on_cpu) = (run(gpu), run(Device::flex()));
+    for (what, (g, c)) in ["y", "dx", "dgamma", "dbeta"].iter().zip(on_gpu.iter().zip(&on_cpu)) {
+        for (a, b) in g.iter().zip(c) {
+            assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{what}: wgpu {a} vs flex {b}");
+        }
+    }
 }

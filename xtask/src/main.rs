@@ -45,8 +45,12 @@ fn say(msg: &str) {
     eprintln!("\x1b[1mxtask:\x1b[0m {msg}");
 }
 
+/// The workspace root. `cargo run` (the `cargo xtask` alias) sets CARGO_MANIFEST_DIR at run
+/// time; that comes first because the binary may have been built from another clone sharing
+/// the target folder (cargo reuses it without relinking), whose compile-time path is stale.
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest.parent().expect("workspace root").to_path_buf()
 }
 
 fn target_dir() -> PathBuf {

@@ -2,10 +2,11 @@
 //! (Its configuration types live in the parent module, which the page shares.)
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{Embedding, Linear};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use super::layer_norm::LayerNorm;
 use super::{Architecture, AttentionMode, Head, ModelConfig};
 use crate::rng::Rng;
 
@@ -285,16 +286,16 @@ fn block(config: &ModelConfig, with_cross: bool, rng: &mut Rng, device: &Device)
     // GPT-2 scales the residual projections by 1/sqrt(2 * n_layer).
     let proj_std = 0.02 / ((2 * config.n_layer) as f64).sqrt();
     Block {
-        ln_1: LayerNormConfig::new(d).init(device),
+        ln_1: LayerNorm::new(d, device),
         attn: SelfAttention { qkv: linear(d, 3 * d, 0.02, rng, device), proj: linear(d, d, proj_std, rng, device), n_head: config.n_head },
-        ln_cross: with_cross.then(|| LayerNormConfig::new(d).init(device)),
+        ln_cross: with_cross.then(|| LayerNorm::new(d, device)),
         cross: with_cross.then(|| CrossAttention {
             q: linear(d, d, 0.02, rng, device),
             kv: linear(d, 2 * d, 0.02, rng, device),
             proj: linear(d, d, proj_std, rng, device),
             n_head: config.n_head,
         }),
-        ln_2: LayerNormConfig::new(d).init(device),
+        ln_2: LayerNorm::new(d, device),
         mlp: Mlp { fc: linear(d, 4 * d, 0.02, rng, device), proj: linear(4 * d, d, proj_std, rng, device) },
     }
 }
@@ -309,9 +310,9 @@ impl Transformer {
             wte: embedding(vocab_size, d, rng, device),
             wpe: embedding(config.block_size, d, rng, device),
             blocks,
-            ln_f: LayerNormConfig::new(d).init(device),
+            ln_f: LayerNorm::new(d, device),
             encoder,
-            ln_enc: enc_dec.then(|| LayerNormConfig::new(d).init(device)),
+            ln_enc: enc_dec.then(|| LayerNorm::new(d, device)),
             binary_head: linear(d, 1, 0.02, rng, device),
             position_head: linear(d, config.block_size, 0.02, rng, device),
             projection: linear(d, d, 0.02, rng, device),
