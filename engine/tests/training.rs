@@ -7,7 +7,7 @@ use std::sync::Arc;
 use objlab_engine::burn::tensor::{Device, Int, Tensor, TensorData};
 use objlab_engine::data::Corpus;
 use objlab_engine::burn::module::Param;
-use objlab_engine::model::{Architecture, AttentionMode, Head, LayerNorm, ModelConfig, ModelInput, Route, Transformer};
+use objlab_engine::model::{Architecture, AttentionMode, Head, LayerNorm, ModelConfig, ModelInput, Route, Transformer, self_attention};
 use objlab_engine::objectives::REGISTRY;
 use objlab_engine::rng::Rng;
 use objlab_engine::spec::ExperimentSpec;
@@ -270,6 +270,33 @@ fn layer_norm_gradients_match_on_wgpu() {
     for (what, (g, c)) in ["y", "dx", "dgamma", "dbeta"].iter().zip(on_gpu.iter().zip(&on_cpu)) {
         for (a, b) in g.iter().zip(c) {
             assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{what}: wgpu {a} vs flex {b}");
+        }
+    }
+}
+
+/// The custom attention operation on the GPU backend: values and the gradient of the fused
+/// projection equal flex's, for a causal and a per-row prefix mask.
+#[test]
+fn attention_gradients_match_on_wgpu() {
+    let Some(gpu) = wgpu_device() else { return };
+    let (b, s, d, h) = (2, 6, 8, 2);
+    let run = |device: Device, mode: &AttentionMode| -> Vec<Vec<f32>> {
+        let device = device.autodiff();
+        let mut rng = Rng::seeded(7);
+        let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
+        let qkv = Tensor::<3>::from_data(TensorData::new(draw(b * s * 3 * d), [b, s, 3 * d]), &device).require_grad();
+        let r = Tensor::<3>::from_data(TensorData::new(draw(b * s * d), [b, s, d]), &device);
+        let y = self_attention(qkv.clone(), mode.bias(b, s, &device), h);
+        let grads = (y.clone() * r).sum().backward();
+        let read = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
+        vec![read(y.reshape([-1])), read(qkv.grad(&grads).unwrap().reshape([-1]))]
+    };
+    for mode in [AttentionMode::Causal, AttentionMode::Prefix(vec![2, 5])] {
+        let (on_gpu, on_cpu) = (run(gpu.clone(), &mode), run(Device::flex(), &mode));
+        for (what, (g, c)) in ["y", "dqkv"].iter().zip(on_gpu.iter().zip(&on_cpu)) {
+            for (x, y) in g.iter().zip(c) {
+                assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{mode:?} {what}: wgpu {x} vs flex {y}");
+            }
         }
     }
 }

@@ -150,22 +150,12 @@ impl<B: Backend + LayerNormOps, C: CheckpointStrategy> LayerNormOps for Autodiff
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::checks::{close, values};
     use burn::tensor::{Distribution, TensorData};
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
-    }
 
     /// burn's LayerNorm with the same γ, β: the reference for values and gradients.
     fn reference(ln: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
         burn::tensor::module::layer_norm(x, ln.gamma.val(), Some(ln.beta.val()), ln.epsilon)
-    }
-
-    fn close(a: &[f32], b: &[f32], tol: f32) {
-        assert_eq!(a.len(), b.len());
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "[{i}] {x} vs {y}");
-        }
     }
 
     /// Values and all three gradients against burn's LayerNorm differentiated by autodiff.

@@ -12,9 +12,15 @@ use serde::{Deserialize, Serialize};
 // The network itself (burn): the page's build leaves it out (the engine without its
 // `training` feature), since the page only needs the configuration types below.
 #[cfg(feature = "training")]
+mod attention;
+#[cfg(all(test, feature = "training"))]
+mod checks;
+#[cfg(feature = "training")]
 mod layer_norm;
 #[cfg(feature = "training")]
 mod network;
+#[cfg(feature = "training")]
+pub use attention::self_attention;
 #[cfg(feature = "training")]
 pub use layer_norm::LayerNorm;
 #[cfg(feature = "training")]

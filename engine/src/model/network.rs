@@ -6,6 +6,7 @@ use burn::nn::{Embedding, Linear};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use super::attention::self_attention;
 use super::layer_norm::LayerNorm;
 use super::{Architecture, AttentionMode, Head, ModelConfig};
 use crate::rng::Rng;
@@ -172,8 +173,8 @@ pub struct SelfAttention {
 impl SelfAttention {
     /// x: [batch, seq, d_model], bias: [rows, 1, seq, seq] -> [batch, seq, d_model]
     fn forward(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
-        let [q, k, v] = self.heads(x);
-        self.proj.forward(attend(q, k, v, bias))
+        // One custom operation from the fused projection to the merged heads (attention.rs)
+        self.proj.forward(self_attention(self.qkv.forward(x), bias, self.n_head))
     }
 
     /// The attention weights of [`SelfAttention::forward`]: [batch, heads, seq, seq]

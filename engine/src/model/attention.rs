@@ -1,0 +1,190 @@
+//! Scaled dot-product self-attention over a fused QKV projection (Vaswani et al., "Attention
+//! Is All You Need", 2017) as one burn custom operation with a closed-form backward.
+//!
+//! Why: differentiated primitive by primitive, splitting the fused projection into heads
+//! (`narrow` ×3) costs a zero-filled tensor, a slice-assign and an addition per head group in
+//! the backward, and the softmax's generic rules a few unfused launches more. Taking `qkv`
+//! whole, the backward writes the projection's gradient once, as one tensor: per layer ~10
+//! launches fewer. The forward is the same arithmetic as `network.rs`'s `attend`.
+//!
+//! As in `layer_norm.rs`: flex and cubecl (with its fusion) run the default body, composed of
+//! primitive operations; the autodiff backend runs the same forward and registers
+//! [`AttentionBackward`].
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{Shape, Slice, Tensor};
+use burn_cubecl::CubeBackend;
+
+/// qkv: [batch, seq, 3 · d_model] (queries, keys, values side by side), bias: [rows, 1, seq, seq]
+/// (0 where a query may see a key, −1e9 where not; rows = batch or 1) -> [batch, seq, d_model]
+pub fn self_attention(qkv: Tensor<3>, bias: Tensor<4>, n_head: usize) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as AttentionOps>::self_attention(qkv.into_dispatch(), bias.into_dispatch(), n_head))
+}
+
+#[backend_extension(Flex, Cube, Fusion, Autodiff)]
+pub trait AttentionOps: Backend {
+    /// softmax(q·kᵀ/√d_head + bias)·v over heads; see [`self_attention`].
+    #[fusion(default)]
+    fn self_attention(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
+        let [q, k, v] = split_heads::<Self>(qkv, n_head);
+        let weights = attention_weights::<Self>(q, k, bias);
+        merge_heads::<Self>(Self::float_matmul(weights, v))
+    }
+}
+
+impl AttentionOps for Flex {}
+impl AttentionOps for CubeBackend {}
+
+fn dims<B: Backend>(t: &FloatTensor<B>) -> Vec<usize> {
+    t.shape().to_vec()
+}
+
+// qkv: [b, s, 3·d] -> q, k, v: [b, h, s, d/h]
+fn split_heads<B: Backend>(qkv: FloatTensor<B>, h: usize) -> [FloatTensor<B>; 3] {
+    let [b, s, d3] = dims::<B>(&qkv)[..] else { panic!("qkv must be [batch, seq, 3·d_model]") };
+    let dh = d3 / 3 / h;
+    // [b, s, 3, h, dh] -> [3, b, h, s, dh], made contiguous once so that each third is a plain view
+    let heads = B::float_permute(B::float_reshape(qkv, Shape::from(vec![b, s, 3, h, dh])), &[2, 0, 3, 1, 4]);
+    let heads = B::float_reshape(heads, Shape::from(vec![3, b * h * s * dh]));
+    [0, 1, 2].map(|i| {
+        let third = B::float_slice(heads.clone(), &[Slice::new(i as isize, Some(i as isize + 1), 1), Slice::new(0, None, 1)]);
+        B::float_reshape(third, Shape::from(vec![b, h, s, dh]))
+    })
+}
+
+// y: [b, h, s, dh] -> [b, s, h·dh]
+fn merge_heads<B: Backend>(y: FloatTensor<B>) -> FloatTensor<B> {
+    let [b, h, s, dh] = dims::<B>(&y)[..] else { panic!("heads must be [batch, heads, seq, d_head]") };
+    B::float_reshape(B::float_swap_dims(y, 1, 2), Shape::from(vec![b, s, h * dh]))
+}
+
+// q, k: [b, h, s, dh], bias: [rows, 1, s, s] -> weights: [b, h, s, s], each row sums to 1
+fn attention_weights<B: Backend>(q: FloatTensor<B>, k: FloatTensor<B>, bias: FloatTensor<B>) -> FloatTensor<B> {
+    let dh = dims::<B>(&q)[3];
+    let scores = B::float_matmul(q, B::float_swap_dims(k, 2, 3));
+    let scores = B::float_add(B::float_mul_scalar(scores, (1.0 / (dh as f64).sqrt()).into()), bias);
+    let max = B::float_max_dim(scores.clone(), 3);
+    let exp = B::float_exp(B::float_sub(scores, max));
+    let total = B::float_sum_dim(exp.clone(), 3);
+    B::float_div(exp, total)
+}
+
+/// The closed-form backward. With P the weights and dO the output gradient in head layout:
+///   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)) / √d_head,
+///   dQ = dS·K,   dK = dSᵀ·Q,  and d(qkv) = [dQ, dK, dV] back in the projection's layout.
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl<B: Backend> Backward<B, 1> for AttentionBackward {
+    /// q, k, v: [b, h, s, dh], weights: [b, h, s, s]
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_qkv] = ops.parents;
+        // dy: [b, s, d]
+        let dy = grads.consume::<B>(&ops.node);
+        let Some(node) = node_qkv else { return };
+        let (q, k, v, weights) = ops.state;
+        let [b, h, s, dh] = dims::<B>(&q)[..] else { unreachable!() };
+        // d_out: [b, h, s, dh]
+        let d_out = B::float_swap_dims(B::float_reshape(dy, Shape::from(vec![b, s, h, dh])), 1, 2);
+        let dv = B::float_matmul(B::float_swap_dims(weights.clone(), 2, 3), d_out.clone());
+        // dp, ds: [b, h, s, s]
+        let dp = B::float_matmul(d_out, B::float_swap_dims(v, 2, 3));
+        let row = B::float_sum_dim(B::float_mul(dp.clone(), weights.clone()), 3);
+        let ds = B::float_mul_scalar(B::float_mul(weights, B::float_sub(dp, row)), (1.0 / (dh as f64).sqrt()).into());
+        let dq = B::float_matmul(ds.clone(), k);
+        let dk = B::float_matmul(B::float_swap_dims(ds, 2, 3), q);
+        // [3, b, h, s, dh] -> [b, s, 3, h, dh] -> [b, s, 3·d]
+        let stacked = B::float_cat(
+            [dq, dk, dv].into_iter().map(|t| B::float_reshape(t, Shape::from(vec![1, b, h, s, dh]))).collect(),
+            0,
+        );
+        let d_qkv = B::float_reshape(B::float_permute(stacked, &[1, 3, 0, 2, 4]), Shape::from(vec![b, s, 3 * h * dh]));
+        grads.register::<B>(node.id, d_qkv);
+    }
+}
+
+impl<B: Backend + AttentionOps, C: CheckpointStrategy> AttentionOps for Autodiff<B, C> {
+    fn self_attention(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
+        // The bias is a constant (the mask): only qkv is differentiated.
+        let bias = bias.into_primitive();
+        match AttentionBackward.prepare::<C>([qkv.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let [q, k, v] = split_heads::<B>(qkv.into_primitive(), n_head);
+                let weights = attention_weights::<B>(q.clone(), k.clone(), bias);
+                let output = merge_heads::<B>(B::float_matmul(weights.clone(), v.clone()));
+                prep.finish((q, k, v, weights), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(<B as AttentionOps>::self_attention(qkv.into_primitive(), bias, n_head)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::checks::{close, values};
+    use crate::model::AttentionMode;
+    use burn::tensor::activation::softmax;
+    use burn::tensor::{Device, Distribution};
+
+    /// Attention composed of burn tensor operations (differentiated by burn): the reference.
+    fn reference(qkv: Tensor<3>, bias: Tensor<4>, h: usize) -> Tensor<3> {
+        let [b, s, d3] = qkv.dims();
+        let d = d3 / 3;
+        let qkv = qkv.reshape([b, s, 3, d]);
+        let [q, k, v] = [0, 1, 2].map(|i| qkv.clone().narrow(2, i, 1).reshape([b, s, h, d / h]).swap_dims(1, 2));
+        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / ((d / h) as f64).sqrt()) + bias;
+        softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, s, d])
+    }
+
+    /// Values and the gradient of qkv against burn's composed attention, for a causal mask
+    /// (one bias row for the batch) and a per-row prefix mask.
+    #[test]
+    fn values_and_gradients_match_composed_attention() {
+        let device = Device::flex().autodiff();
+        let (b, s, d, h) = (2, 5, 8, 2);
+        for mode in [AttentionMode::Causal, AttentionMode::Prefix(vec![2, 4])] {
+            let bias = mode.bias(b, s, &device);
+            let qkv = Tensor::<3>::random([b, s, 3 * d], Distribution::Normal(0.0, 1.0), &device).require_grad();
+            let r = Tensor::<3>::random([b, s, d], Distribution::Normal(0.0, 1.0), &device);
+            let ours = self_attention(qkv.clone(), bias.clone(), h);
+            let theirs = reference(qkv.clone(), bias, h);
+            close(&values(ours.clone()), &values(theirs.clone()), 1e-5);
+            let g_ours = (ours * r.clone()).sum().backward();
+            let g_theirs = (theirs * r).sum().backward();
+            close(&values(qkv.grad(&g_ours).unwrap()), &values(qkv.grad(&g_theirs).unwrap()), 1e-4);
+        }
+    }
+
+    /// The gradient of qkv against central finite differences of the plain forward.
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let device = Device::flex().autodiff();
+        let plain = Device::flex();
+        let (b, s, d, h) = (1, 3, 4, 2);
+        let xs: Vec<f32> = (0..b * s * 3 * d).map(|i| ((i * 37 % 11) as f32 - 5.0) / 4.0).collect();
+        let rs: Vec<f32> = (0..b * s * d).map(|i| ((i * 13 % 7) as f32 - 3.0) / 2.0).collect();
+        let data = |v: &Vec<f32>, shape: [usize; 3], dev: &Device| Tensor::<3>::from_data(burn::tensor::TensorData::new(v.clone(), shape), dev);
+        let qkv = data(&xs, [b, s, 3 * d], &device).require_grad();
+        let grads = (self_attention(qkv.clone(), AttentionMode::Causal.bias(b, s, &device), h) * data(&rs, [b, s, d], &device)).sum().backward();
+        let analytic = values(qkv.grad(&grads).unwrap());
+        let f = |x: &Vec<f32>| -> f64 {
+            let y = self_attention(data(x, [b, s, 3 * d], &plain), AttentionMode::Causal.bias(b, s, &plain), h);
+            (y * data(&rs, [b, s, d], &plain)).sum().into_scalar::<f32>() as f64
+        };
+        for i in 0..xs.len() {
+            let (mut up, mut down) = (xs.clone(), xs.clone());
+            up[i] += 1e-2;
+            down[i] -= 1e-2;
+            let numeric = (f(&up) - f(&down)) / 2e-2;
+            assert!((analytic[i] as f64 - numeric).abs() < 1e-2 * numeric.abs().max(1.0), "qkv[{i}]: {} vs {numeric}", analytic[i]);
+        }
+    }
+}
