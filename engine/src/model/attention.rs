@@ -131,17 +131,14 @@ mod tests {
     use super::*;
     use crate::model::checks::{close, values};
     use crate::model::AttentionMode;
-    use burn::tensor::activation::softmax;
+    use crate::model::network::{attend, split_qkv};
     use burn::tensor::{Device, Distribution};
 
-    /// Attention composed of burn tensor operations (differentiated by burn): the reference.
+    /// Attention composed of burn tensor operations (the model's own composed path,
+    /// differentiated by burn): the reference.
     fn reference(qkv: Tensor<3>, bias: Tensor<4>, h: usize) -> Tensor<3> {
-        let [b, s, d3] = qkv.dims();
-        let d = d3 / 3;
-        let qkv = qkv.reshape([b, s, 3, d]);
-        let [q, k, v] = [0, 1, 2].map(|i| qkv.clone().narrow(2, i, 1).reshape([b, s, h, d / h]).swap_dims(1, 2));
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / ((d / h) as f64).sqrt()) + bias;
-        softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, s, d])
+        let [q, k, v] = split_qkv(qkv, h);
+        attend(q, k, v, bias)
     }
 
     /// Values and the gradient of qkv against burn's composed attention, for a causal mask

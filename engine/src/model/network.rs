@@ -140,7 +140,7 @@ impl Mlp {
 
 /// Scaled dot-product attention over heads.
 /// q, k, v: [batch, heads, seq, d_head], bias: [rows, 1, seq, seq] -> [batch, seq, d_model]
-fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> Tensor<3> {
+pub(super) fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> Tensor<3> {
     let [b, h, s, dh] = q.dims();
     let weights = attention_weights(q, k, bias);
     // y: [batch, heads, seq, d_head] -> [batch, seq, d_model]
@@ -185,11 +185,19 @@ impl SelfAttention {
 
     /// x: [batch, seq, d_model] -> queries, keys, values, each [batch, heads, seq, d_head]
     fn heads(&self, x: Tensor<3>) -> [Tensor<4>; 3] {
-        let [b, s, d] = x.dims();
-        // qkv: [batch, seq, 3, d_model]
-        let qkv = self.qkv.forward(x).reshape([b, s, 3, d]);
-        [0, 1, 2].map(|i| split_heads(qkv.clone().narrow(2, i, 1).reshape([b, s, d]), self.n_head))
+        split_qkv(self.qkv.forward(x), self.n_head)
     }
+}
+
+/// The fused projection's output split into heads, primitive by primitive (the attention-map
+/// view, and the reference `attention.rs`'s custom operation is tested against).
+/// qkv: [batch, seq, 3 * d_model] -> queries, keys, values, each [batch, heads, seq, d_head]
+pub(super) fn split_qkv(qkv: Tensor<3>, h: usize) -> [Tensor<4>; 3] {
+    let [b, s, d3] = qkv.dims();
+    let d = d3 / 3;
+    // qkv: [batch, seq, 3, d_model]
+    let qkv = qkv.reshape([b, s, 3, d]);
+    [0, 1, 2].map(|i| split_heads(qkv.clone().narrow(2, i, 1).reshape([b, s, d]), h))
 }
 
 /// The decoder's attention to the encoder's output (T5's cross-attention).
