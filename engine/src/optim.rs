@@ -5,11 +5,16 @@
 //! `torch.nn.utils.clip_grad_norm_` (nanoGPT clips at 1.0). Why not burn's optimizer plus a
 //! clipping pass: on the GPU a small model is bound by kernel launches, not FLOPs, and the
 //! pass added the partial norms one launch each between the reductions and multiplied every
-//! gradient apart from its update. Here all the reductions come first, then the additions (one
-//! fused kernel), and each parameter's whole update — clip scale, both moments, bias
+//! gradient apart from its update. Here the squared sums of four gradients take one launch of a
+//! hand-written kernel (`sum_squares.rs`), their additions one fused kernel, and each
+//! parameter's whole update — clip scale, both moments, bias
 //! correction, decay — is one chain of elementwise operations for burn's fusion to compile
 //! together (28 launches fewer per baby-GPT step; docs/performance.md). No value is read back:
 //! the clip scale stays on the device.
+
+mod sum_squares;
+
+pub use sum_squares::{GROUP, PARTS, SumSquaresOps, total_of_squares};
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -37,17 +42,19 @@ pub struct AdamW {
     /// First and second moments per parameter: `(Tensor<D>, Tensor<D>)` behind `Any`, since a
     /// model's parameters have different ranks.
     moments: HashMap<ParamId, Box<dyn Any + Send>>,
+    /// A [1] zero on the parameters' device, made once: the filler of the norm's last group.
+    zero: Option<Tensor<1>>,
 }
 
 impl AdamW {
     pub fn new(config: AdamWConfig) -> Self {
-        Self { config, time: 0, moments: HashMap::new() }
+        Self { config, time: 0, moments: HashMap::new(), zero: None }
     }
 
     /// One update of every parameter of `module` that has a gradient in `grads`.
     pub fn step<M: Module>(&mut self, lr: f64, module: M, mut grads: GradientsParams) -> M {
         self.time += 1;
-        let scale = if self.config.grad_clip > 0.0 { clip_scale(&module, &grads, self.config.grad_clip) } else { None };
+        let scale = if self.config.grad_clip > 0.0 { clip_scale(&module, &grads, self.config.grad_clip, &mut self.zero) } else { None };
         let c = &self.config;
         let (bias1, bias2) = (1.0 - c.beta1.powi(self.time), 1.0 - c.beta2.powi(self.time));
         let mut update = Update {
@@ -67,25 +74,26 @@ impl AdamW {
 
 /// min(1, max_norm / (‖g‖ + 1e-6)) over all gradients, as a [1] tensor on the device;
 /// `None` when the module has no gradient.
-fn clip_scale<M: Module>(module: &M, grads: &GradientsParams, max_norm: f64) -> Option<Tensor<1>> {
-    struct SquaredSums<'a> {
+fn clip_scale<M: Module>(module: &M, grads: &GradientsParams, max_norm: f64, zero: &mut Option<Tensor<1>>) -> Option<Tensor<1>> {
+    struct Collect<'a> {
         grads: &'a GradientsParams,
-        sums: Vec<Tensor<1>>,
+        found: Vec<burn::backend::DispatchTensor>,
+        device: Option<burn::tensor::Device>,
     }
-    impl ModuleVisitor for SquaredSums<'_> {
+    impl ModuleVisitor for Collect<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if let Some(g) = self.grads.get::<D>(param.id) {
-                // g² then its sum (measured choices: flattening first and reducing along the
-                // one axis costs 32 more launches per step, a row sum then a total 18 more)
-                self.sums.push(g.clone().mul(g).sum());
+                self.device.get_or_insert_with(|| g.device());
+                self.found.push(g.into_dispatch());
             }
         }
     }
-    let mut visitor = SquaredSums { grads, sums: Vec::new() };
-    module.visit(&mut visitor);
-    // All reductions first, then all additions: consecutive elementwise operations are what
-    // fusion merges, so the additions become one kernel instead of one launch each.
-    let total = visitor.sums.into_iter().reduce(|a, b| a + b)?;
+    let mut collect = Collect { grads, found: Vec::new(), device: None };
+    module.visit(&mut collect);
+    let device = collect.device?;
+    let zero = zero.get_or_insert_with(|| Tensor::zeros([1], &device));
+    // Four gradients' squared sums per launch (sum_squares.rs), then one fused addition.
+    let total = total_of_squares(collect.found, zero)?;
     Some(total.sqrt().add_scalar(1e-6).recip().mul_scalar(max_norm).clamp_max(1.0))
 }
 
@@ -232,7 +240,7 @@ mod tests {
         let a = net(&device);
         let x = Tensor::<2>::from_data(TensorData::new(vec![0.01f32; 6], [1, 6]), &device);
         let grads = GradientsParams::from_grads(loss(&a, x).backward(), &a);
-        let s = clip_scale(&a, &grads, 1e3).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let s = clip_scale(&a, &grads, 1e3, &mut None).unwrap().into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(s, vec![1.0]);
     }
 }

@@ -300,3 +300,45 @@ fn attention_gradients_match_on_wgpu() {
         }
     }
 }
+
+/// The hand-written sum-of-squares kernel (the gradient norm of clipping) against the host:
+/// per input and in total, for a layout it reads in place (transposed), one it must copy first
+/// (a strided slice), inputs larger than one pass of its workgroups, and a last group of fewer
+/// than four.
+#[test]
+fn sum_of_squares_kernel_matches_the_host_on_wgpu() {
+    use objlab_engine::burn::backend::Dispatch;
+    use objlab_engine::optim::{GROUP, PARTS, SumSquaresOps, total_of_squares};
+    let Some(gpu) = wgpu_device() else { return };
+    let mut rng = Rng::seeded(11);
+    let mut draw = |rows: usize, cols: usize| -> Tensor<2> {
+        let data: Vec<f32> = (0..rows * cols).map(|_| rng.normal() as f32).collect();
+        Tensor::<2>::from_data(TensorData::new(data, [rows, cols]), &gpu)
+    };
+    let inputs: Vec<Tensor<2>> = vec![
+        draw(300, 17),                       // 5100 elements: several strides of 8×256
+        draw(40, 64).transpose(),            // dense, not contiguous: read in place
+        draw(9, 12).narrow(1, 3, 5),         // strided view: copied first
+        draw(1, 1),
+        draw(128, 512),                      // baby GPT's largest weight
+        draw(3, 3),
+    ];
+    let host: Vec<f64> = inputs
+        .iter()
+        .map(|t| t.clone().into_data().convert::<f32>().try_to_vec::<f32>().unwrap().iter().map(|x| (*x as f64).powi(2)).sum())
+        .collect();
+    // one group: row i of the partial sums adds up to input i
+    let [a, b, c, d] = [0, 1, 2, 3].map(|i| inputs[i].clone().into_dispatch());
+    let partial = Tensor::<2>::from_dispatch(<Dispatch as SumSquaresOps>::sum_squares(a, b, c, d));
+    assert_eq!(partial.dims(), [GROUP, PARTS]);
+    let rows = partial.sum_dim(1).into_data().try_to_vec::<f32>().unwrap();
+    for (i, (got, want)) in rows.iter().zip(&host).enumerate() {
+        assert!((*got as f64 - want).abs() < 1e-4 * want.max(1.0), "input {i}: wgpu {got} vs host {want}");
+    }
+    // all six (two launches, the second padded with the zero filler)
+    let zero = Tensor::<1>::zeros([1], &gpu);
+    let total = total_of_squares(inputs.into_iter().map(|t| t.into_dispatch()).collect(), &zero).unwrap();
+    let got = total.into_data().try_to_vec::<f32>().unwrap()[0] as f64;
+    let want: f64 = host.iter().sum();
+    assert!((got - want).abs() < 1e-4 * want, "total: wgpu {got} vs host {want}");
+}

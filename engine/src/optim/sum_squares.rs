@@ -1,0 +1,211 @@
+//! Σx² of four tensors in one GPU launch: the global gradient norm of gradient clipping.
+//!
+//! Why a hand-written kernel: clipping needs ‖g‖ over every gradient before any parameter
+//! moves. Written with burn's operations that is, per gradient, one fused square and one or two
+//! reduction passes — about 130 of baby GPT's 408 launches per step, each moving a few
+//! kilobytes, when small models are bound by launches (docs/performance.md). This kernel
+//! takes four gradients per launch: each gets `PARTS` workgroups that square and sum a
+//! strided share of it in registers, then add their 256 partial sums in shared memory.
+//! Four inputs and one output stay within WebGPU's default of eight storage buffers per
+//! shader stage, with room for cubecl's metadata buffer.
+//!
+//! The operation is a burn backend extension, like `model/layer_norm.rs`: flex (the CPU) runs
+//! the composed default body, the cubecl backend launches [`sum_squares_kernel`], and fusion
+//! runs it as one opaque operation. No gradient flows through it (the optimiser works on
+//! plain tensors), so there is no autodiff implementation and no backward.
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, DType, Dispatch, DispatchTensor, Flex, TensorMetadata, backend_extension};
+use burn::tensor::ops::PadMode;
+use burn::tensor::{Shape, Tensor};
+use burn_cubecl::CubeBackend;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::ir::FloatKind;
+use cubecl::prelude::{CubeCount, CubeDim, ElemType};
+
+/// Tensors per launch.
+pub const GROUP: usize = 4;
+/// Workgroups per tensor, each summing every `PARTS`-th block of `UNITS` elements.
+pub const PARTS: usize = 8;
+/// Invocations per workgroup: WebGPU's default maximum.
+const UNITS: u32 = 256;
+
+/// Σ over every element of every tensor, squared: a [1] tensor on their device. `zero` is a
+/// [1] tensor of zeros on the same device, the filler for a last group of fewer than four.
+pub fn total_of_squares(tensors: Vec<DispatchTensor>, zero: &Tensor<1>) -> Option<Tensor<1>> {
+    let mut groups = Vec::new();
+    let mut tensors = tensors.into_iter().peekable();
+    while tensors.peek().is_some() {
+        let mut next = || tensors.next().unwrap_or_else(|| zero.clone().into_dispatch());
+        let [a, b, c, d] = [next(), next(), next(), next()];
+        // partial: [GROUP, PARTS]
+        groups.push(Tensor::<2>::from_dispatch(<Dispatch as SumSquaresOps>::sum_squares(a, b, c, d)));
+    }
+    // All launches first, then the additions: consecutive elementwise operations fuse into one kernel.
+    Some(groups.into_iter().reduce(|x, y| x + y)?.sum())
+}
+
+#[backend_extension(Flex, Cube, Fusion)]
+pub trait SumSquaresOps: Backend {
+    /// Partial sums of squares, [GROUP, PARTS]: row i sums to Σx² of the i-th input (any shapes).
+    #[fusion(dtype = a, shape = Shape::new([GROUP, PARTS]))]
+    fn sum_squares(a: FloatTensor<Self>, b: FloatTensor<Self>, c: FloatTensor<Self>, d: FloatTensor<Self>) -> FloatTensor<Self> {
+        composed::<Self>([a, b, c, d])
+    }
+}
+
+/// The reference: each input squared and summed, in the first column of its row.
+fn composed<B: Backend>(inputs: [FloatTensor<B>; GROUP]) -> FloatTensor<B> {
+    let sums: Vec<_> = inputs
+        .into_iter()
+        .map(|t| {
+            let n = t.shape().num_elements();
+            let flat = B::float_reshape(t, Shape::new([n]));
+            B::float_reshape(B::float_sum(B::float_mul(flat.clone(), flat)), Shape::new([1, 1]))
+        })
+        .collect();
+    // column: [GROUP, 1] -> [GROUP, PARTS]
+    B::float_pad(B::float_cat(sums, 0), &[(0, 0), (0, PARTS - 1)], PadMode::Constant(0.0))
+}
+
+impl SumSquaresOps for Flex {}
+
+impl SumSquaresOps for CubeBackend {
+    fn sum_squares(a: FloatTensor<Self>, b: FloatTensor<Self>, c: FloatTensor<Self>, d: FloatTensor<Self>) -> FloatTensor<Self> {
+        if a.dtype != DType::F32 || [&b, &c, &d].iter().any(|t| t.dtype != a.dtype) {
+            return composed::<Self>([a, b, c, d]);
+        }
+        let [a, b, c, d] = [a, b, c, d].map(dense);
+        let client = a.client.clone();
+        let out = burn_cubecl::ops::numeric::empty_device_dtype(client.clone(), a.device.clone(), Shape::new([GROUP, PARTS]), a.dtype);
+        let len = |t: &CubeTensor| t.meta.num_elements() as u32;
+        let lengths = [len(&a), len(&b), len(&c), len(&d)];
+        kernel::sum_squares_kernel::launch(
+            &client,
+            CubeCount::Static((GROUP * PARTS) as u32, 1, 1),
+            CubeDim::new_1d(UNITS),
+            a.into_tensor_arg(),
+            b.into_tensor_arg(),
+            c.into_tensor_arg(),
+            d.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            lengths[0],
+            lengths[1],
+            lengths[2],
+            lengths[3],
+            UNITS,
+            PARTS as u32,
+            ElemType::Float(FloatKind::F32),
+        );
+        out
+    }
+}
+
+/// The kernel reads element i at buffer offset i: fine for any layout that covers its buffer
+/// exactly once (a transposed gradient, say); anything else (a strided view) is copied first.
+fn dense(t: CubeTensor) -> CubeTensor {
+    let shape = t.meta.shape().clone();
+    let strides = t.meta.strides().clone();
+    let mut dims: Vec<(usize, usize)> = shape.iter().copied().zip(strides.iter().copied()).filter(|&(n, _)| n > 1).collect();
+    dims.sort_unstable_by_key(|&(_, stride)| stride);
+    let mut expected = 1;
+    for (n, stride) in dims {
+        if stride != expected {
+            return into_contiguous(t);
+        }
+        expected *= n;
+    }
+    t
+}
+
+mod kernel {
+    use cubecl::prelude::*;
+
+    /// Workgroup `slot·PARTS + part` sums the squares of input `slot`'s elements
+    /// part·UNITS + k·PARTS·UNITS + unit (k = 0, 1, …) and writes out[slot, part].
+    // a, b, c, d: [len_*] in any dense layout; out: [GROUP, PARTS]
+    #[cube(launch)]
+    pub(super) fn sum_squares_kernel<F: Float>(
+        a: &Tensor<F>,
+        b: &Tensor<F>,
+        c: &Tensor<F>,
+        d: &Tensor<F>,
+        out: &mut Tensor<F>,
+        len_a: u32,
+        len_b: u32,
+        len_c: u32,
+        len_d: u32,
+        #[comptime] units: u32,
+        #[comptime] parts: u32,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let slot = CUBE_POS_X / parts;
+        let part = CUBE_POS_X % parts;
+        let start = part * units + UNIT_POS_X;
+        let step = parts * units;
+        // Tree sum of the workgroup's partial sums in shared memory.
+        let mut shared = Shared::<[F]>::new_slice(units as usize);
+        let unit = UNIT_POS_X as usize;
+        if slot == 0 {
+            shared[unit] = squares::<F>(a, start, step, len_a);
+        } else if slot == 1 {
+            shared[unit] = squares::<F>(b, start, step, len_b);
+        } else if slot == 2 {
+            shared[unit] = squares::<F>(c, start, step, len_c);
+        } else {
+            shared[unit] = squares::<F>(d, start, step, len_d);
+        }
+        sync_cube();
+        let mut half = CUBE_DIM_X / 2;
+        while half > 0 {
+            if UNIT_POS_X < half {
+                let other = shared[unit + half as usize];
+                shared[unit] += other;
+            }
+            sync_cube();
+            half /= 2;
+        }
+        if UNIT_POS_X == 0 {
+            out[CUBE_POS_X as usize] = shared[0];
+        }
+    }
+
+    /// Σ t[i]² over i = start, start + step, … below len.
+    #[cube]
+    fn squares<F: Float>(t: &Tensor<F>, start: u32, step: u32, len: u32) -> F {
+        let mut acc = F::new(0.0);
+        let mut i = start;
+        while i < len {
+            let x = t[i as usize];
+            acc += x * x;
+            i += step;
+        }
+        acc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution};
+
+    fn host(t: &Tensor<2>) -> f64 {
+        t.clone().into_data().try_to_vec::<f32>().unwrap().iter().map(|x| (*x as f64).powi(2)).sum()
+    }
+
+    #[test]
+    fn composed_matches_the_host_sum() {
+        let device = Device::flex();
+        let tensors: Vec<Tensor<2>> = [[3, 5], [1, 1], [7, 2], [4, 4], [2, 9]]
+            .into_iter()
+            .map(|s| Tensor::<2>::random(s, Distribution::Normal(0.0, 1.0), &device))
+            .collect();
+        let expected: f64 = tensors.iter().map(host).sum();
+        let zero = Tensor::<1>::zeros([1], &device);
+        let total = total_of_squares(tensors.into_iter().map(|t| t.into_dispatch()).collect(), &zero).unwrap();
+        let got = total.into_data().try_to_vec::<f32>().unwrap()[0] as f64;
+        assert!((got - expected).abs() < 1e-4 * expected, "{got} vs {expected}");
+        assert!(total_of_squares(Vec::new(), &zero).is_none());
+    }
+}
