@@ -279,8 +279,7 @@ fn layer_norm_gradients_match_on_wgpu() {
 #[test]
 fn attention_gradients_match_on_wgpu() {
     let Some(gpu) = wgpu_device() else { return };
-    let (b, s, d, h) = (2, 6, 8, 2);
-    let run = |device: Device, mode: &AttentionMode| -> Vec<Vec<f32>> {
+    let run = |device: Device, mode: &AttentionMode, (b, s, d, h): (usize, usize, usize, usize)| -> Vec<Vec<f32>> {
         let device = device.autodiff();
         let mut rng = Rng::seeded(7);
         let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
@@ -291,11 +290,19 @@ fn attention_gradients_match_on_wgpu() {
         let read = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
         vec![read(y.reshape([-1])), read(qkv.grad(&grads).unwrap().reshape([-1]))]
     };
-    for mode in [AttentionMode::Causal, AttentionMode::Prefix(vec![2, 5])] {
-        let (on_gpu, on_cpu) = (run(gpu.clone(), &mode), run(Device::flex(), &mode));
+    // small odd sizes, then baby GPT's (context 64, width 128, 4 heads of 32)
+    let cases = [
+        (AttentionMode::Causal, (2, 6, 8, 2)),
+        (AttentionMode::Prefix(vec![2, 5]), (2, 6, 8, 2)),
+        (AttentionMode::Bidirectional, (3, 7, 12, 3)),
+        (AttentionMode::Causal, (2, 64, 128, 4)),
+        (AttentionMode::Prefix(vec![10, 40]), (2, 64, 128, 4)),
+    ];
+    for (mode, size) in cases {
+        let (on_gpu, on_cpu) = (run(gpu.clone(), &mode, size), run(Device::flex(), &mode, size));
         for (what, (g, c)) in ["y", "dqkv"].iter().zip(on_gpu.iter().zip(&on_cpu)) {
             for (x, y) in g.iter().zip(c) {
-                assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{mode:?} {what}: wgpu {x} vs flex {y}");
+                assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{mode:?} {size:?} {what}: wgpu {x} vs flex {y}");
             }
         }
     }

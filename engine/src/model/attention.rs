@@ -7,9 +7,12 @@
 //! whole, the backward writes the projection's gradient once, as one tensor: per layer ~10
 //! launches fewer. The forward is the same arithmetic as `network.rs`'s `attend`.
 //!
-//! As in `layer_norm.rs`: flex and cubecl (with its fusion) run the default body, composed of
-//! primitive operations; the autodiff backend runs the same forward and registers
-//! [`AttentionBackward`].
+//! Two operations, forward and backward. Flex (the CPU) runs their default bodies, composed of
+//! primitive operations, and its autodiff keeps the softmax weights for the backward. The
+//! cubecl backend runs them as one hand-written kernel launch each (`attention_kernel.rs`),
+//! recomputing the weights in the backward instead of storing them; fusion runs each as one
+//! opaque operation. The autodiff backend registers [`AttentionBackward`], which calls the
+//! backward operation.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -20,6 +23,8 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_e
 use burn::tensor::{Shape, Slice, Tensor};
 use burn_cubecl::CubeBackend;
 
+use super::attention_kernel;
+
 /// qkv: [batch, seq, 3 · d_model] (queries, keys, values side by side), bias: [rows, 1, seq, seq]
 /// (0 where a query may see a key, −1e9 where not; rows = batch or 1) -> [batch, seq, d_model]
 pub fn self_attention(qkv: Tensor<3>, bias: Tensor<4>, n_head: usize) -> Tensor<3> {
@@ -29,16 +34,53 @@ pub fn self_attention(qkv: Tensor<3>, bias: Tensor<4>, n_head: usize) -> Tensor<
 #[backend_extension(Flex, Cube, Fusion, Autodiff)]
 pub trait AttentionOps: Backend {
     /// softmax(q·kᵀ/√d_head + bias)·v over heads; see [`self_attention`].
-    #[fusion(default)]
+    #[fusion(dtype = qkv, shape = output_shape(qkv))]
     fn self_attention(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
-        let [q, k, v] = split_heads::<Self>(qkv, n_head);
-        let weights = attention_weights::<Self>(q, k, bias);
-        merge_heads::<Self>(Self::float_matmul(weights, v))
+        composed_forward::<Self>(qkv, bias, n_head)
+    }
+
+    /// The gradient of qkv ([b, s, 3·d]) given the output's, d_out: [b, s, d].
+    #[fusion(dtype = qkv, shape = qkv)]
+    fn self_attention_backward(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, d_out: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
+        composed_backward::<Self>(qkv, bias, d_out, n_head)
     }
 }
 
 impl AttentionOps for Flex {}
-impl AttentionOps for CubeBackend {}
+
+impl AttentionOps for CubeBackend {
+    fn self_attention(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
+        match attention_kernel::supported(&qkv, &bias, n_head) {
+            true => attention_kernel::forward(qkv, bias, n_head),
+            false => composed_forward::<Self>(qkv, bias, n_head),
+        }
+    }
+
+    fn self_attention_backward(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, d_out: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
+        match attention_kernel::supported(&qkv, &bias, n_head) {
+            true => attention_kernel::backward(qkv, bias, d_out, n_head),
+            false => composed_backward::<Self>(qkv, bias, d_out, n_head),
+        }
+    }
+}
+
+// qkv: [b, s, 3·d] -> [b, s, d]
+fn output_shape(qkv: &Shape) -> Shape {
+    Shape::new([qkv[0], qkv[1], qkv[2] / 3])
+}
+
+fn composed_forward<B: Backend>(qkv: FloatTensor<B>, bias: FloatTensor<B>, n_head: usize) -> FloatTensor<B> {
+    let [q, k, v] = split_heads::<B>(qkv, n_head);
+    let weights = attention_weights::<B>(q, k, bias);
+    merge_heads::<B>(B::float_matmul(weights, v))
+}
+
+/// The backward from the inputs alone: the weights recomputed, then [`closed_form_backward`].
+fn composed_backward<B: Backend>(qkv: FloatTensor<B>, bias: FloatTensor<B>, d_out: FloatTensor<B>, n_head: usize) -> FloatTensor<B> {
+    let [q, k, v] = split_heads::<B>(qkv, n_head);
+    let weights = attention_weights::<B>(q.clone(), k.clone(), bias);
+    closed_form_backward::<B>(q, k, v, weights, d_out)
+}
 
 fn dims<B: Backend>(t: &FloatTensor<B>) -> Vec<usize> {
     t.shape().to_vec()
@@ -77,35 +119,52 @@ fn attention_weights<B: Backend>(q: FloatTensor<B>, k: FloatTensor<B>, bias: Flo
 /// The closed-form backward. With P the weights and dO the output gradient in head layout:
 ///   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)) / √d_head,
 ///   dQ = dS·K,   dK = dSᵀ·Q,  and d(qkv) = [dQ, dK, dV] back in the projection's layout.
+// q, k, v: [b, h, s, dh], weights: [b, h, s, s], dy: [b, s, d] -> d_qkv: [b, s, 3·d]
+fn closed_form_backward<B: Backend>(q: FloatTensor<B>, k: FloatTensor<B>, v: FloatTensor<B>, weights: FloatTensor<B>, dy: FloatTensor<B>) -> FloatTensor<B> {
+    let [b, h, s, dh] = dims::<B>(&q)[..] else { unreachable!() };
+    // d_out: [b, h, s, dh]
+    let d_out = B::float_swap_dims(B::float_reshape(dy, Shape::from(vec![b, s, h, dh])), 1, 2);
+    let dv = B::float_matmul(B::float_swap_dims(weights.clone(), 2, 3), d_out.clone());
+    // dp, ds: [b, h, s, s]
+    let dp = B::float_matmul(d_out, B::float_swap_dims(v, 2, 3));
+    let row = B::float_sum_dim(B::float_mul(dp.clone(), weights.clone()), 3);
+    let ds = B::float_mul_scalar(B::float_mul(weights, B::float_sub(dp, row)), (1.0 / (dh as f64).sqrt()).into());
+    let dq = B::float_matmul(ds.clone(), k);
+    let dk = B::float_matmul(B::float_swap_dims(ds, 2, 3), q);
+    // [3, b, h, s, dh] -> [b, s, 3, h, dh] -> [b, s, 3·d]
+    let stacked = B::float_cat(
+        [dq, dk, dv].into_iter().map(|t| B::float_reshape(t, Shape::from(vec![1, b, h, s, dh]))).collect(),
+        0,
+    );
+    B::float_reshape(B::float_permute(stacked, &[1, 3, 0, 2, 4]), Shape::from(vec![b, s, 3 * h * dh]))
+}
+
+/// What the forward keeps for the backward.
+#[derive(Clone, Debug)]
+enum Saved<B: Backend> {
+    /// q, k, v: [b, h, s, dh] and the weights [b, h, s, s]: nothing recomputed (flex: the CPU
+    /// would pay for recomputing them, and has no launches to save).
+    Weights(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>),
+    /// qkv, bias and the head count: the backward operation recomputes the weights (the
+    /// GPU's fused kernel does so in registers).
+    Inputs(FloatTensor<B>, FloatTensor<B>, usize),
+}
+
 #[derive(Debug)]
 struct AttentionBackward;
 
-impl<B: Backend> Backward<B, 1> for AttentionBackward {
-    /// q, k, v: [b, h, s, dh], weights: [b, h, s, s]
-    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+impl<B: Backend + AttentionOps> Backward<B, 1> for AttentionBackward {
+    type State = Saved<B>;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_qkv] = ops.parents;
         // dy: [b, s, d]
         let dy = grads.consume::<B>(&ops.node);
         let Some(node) = node_qkv else { return };
-        let (q, k, v, weights) = ops.state;
-        let [b, h, s, dh] = dims::<B>(&q)[..] else { unreachable!() };
-        // d_out: [b, h, s, dh]
-        let d_out = B::float_swap_dims(B::float_reshape(dy, Shape::from(vec![b, s, h, dh])), 1, 2);
-        let dv = B::float_matmul(B::float_swap_dims(weights.clone(), 2, 3), d_out.clone());
-        // dp, ds: [b, h, s, s]
-        let dp = B::float_matmul(d_out, B::float_swap_dims(v, 2, 3));
-        let row = B::float_sum_dim(B::float_mul(dp.clone(), weights.clone()), 3);
-        let ds = B::float_mul_scalar(B::float_mul(weights, B::float_sub(dp, row)), (1.0 / (dh as f64).sqrt()).into());
-        let dq = B::float_matmul(ds.clone(), k);
-        let dk = B::float_matmul(B::float_swap_dims(ds, 2, 3), q);
-        // [3, b, h, s, dh] -> [b, s, 3, h, dh] -> [b, s, 3·d]
-        let stacked = B::float_cat(
-            [dq, dk, dv].into_iter().map(|t| B::float_reshape(t, Shape::from(vec![1, b, h, s, dh]))).collect(),
-            0,
-        );
-        let d_qkv = B::float_reshape(B::float_permute(stacked, &[1, 3, 0, 2, 4]), Shape::from(vec![b, s, 3 * h * dh]));
+        let d_qkv = match ops.state {
+            Saved::Weights(q, k, v, weights) => closed_form_backward::<B>(q, k, v, weights, dy),
+            Saved::Inputs(qkv, bias, n_head) => B::self_attention_backward(qkv, bias, dy, n_head),
+        };
         grads.register::<B>(node.id, d_qkv);
     }
 }
@@ -115,15 +174,30 @@ impl<B: Backend + AttentionOps, C: CheckpointStrategy> AttentionOps for Autodiff
         // The bias is a constant (the mask): only qkv is differentiated.
         let bias = bias.into_primitive();
         match AttentionBackward.prepare::<C>([qkv.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
+            OpsKind::Tracked(prep) if keeps_weights::<B>() => {
                 let [q, k, v] = split_heads::<B>(qkv.into_primitive(), n_head);
                 let weights = attention_weights::<B>(q.clone(), k.clone(), bias);
                 let output = merge_heads::<B>(B::float_matmul(weights.clone(), v.clone()));
-                prep.finish((q, k, v, weights), output)
+                prep.finish(Saved::Weights(q, k, v, weights), output)
+            }
+            OpsKind::Tracked(prep) => {
+                let qkv = qkv.into_primitive();
+                let output = B::self_attention(qkv.clone(), bias.clone(), n_head);
+                prep.finish(Saved::Inputs(qkv, bias, n_head), output)
             }
             OpsKind::UnTracked(prep) => prep.finish(<B as AttentionOps>::self_attention(qkv.into_primitive(), bias, n_head)),
         }
     }
+
+    fn self_attention_backward(_qkv: FloatTensor<Self>, _bias: FloatTensor<Self>, _d_out: FloatTensor<Self>, _n_head: usize) -> FloatTensor<Self> {
+        unimplemented!("the attention backward is not differentiated twice")
+    }
+}
+
+/// Whether the forward stores the weights for the backward (the CPU backend) rather than
+/// leaving them to the backward operation to recompute (the GPU's fused kernels).
+fn keeps_weights<B: Backend>() -> bool {
+    std::any::TypeId::of::<B>() == std::any::TypeId::of::<Flex>()
 }
 
 #[cfg(test)]
@@ -158,6 +232,27 @@ mod tests {
             let g_theirs = (theirs * r).sum().backward();
             close(&values(qkv.grad(&g_ours).unwrap()), &values(qkv.grad(&g_theirs).unwrap()), 1e-4);
         }
+    }
+
+    /// The backward operation on its own (what the GPU backend falls back to beyond its
+    /// kernels' sizes: the weights recomputed from qkv) against autodiff through the reference.
+    #[test]
+    fn backward_operation_matches_autodiff() {
+        let (b, s, d, h) = (2, 5, 8, 2);
+        let device = Device::flex().autodiff();
+        let plain = Device::flex();
+        let mode = AttentionMode::Prefix(vec![1, 3]);
+        let qkv = Tensor::<3>::random([b, s, 3 * d], Distribution::Normal(0.0, 1.0), &plain);
+        let dy = Tensor::<3>::random([b, s, d], Distribution::Normal(0.0, 1.0), &plain);
+        let tracked = Tensor::<3>::from_data(qkv.to_data(), &device).require_grad();
+        let grads = (reference(tracked.clone(), mode.bias(b, s, &device), h) * Tensor::<3>::from_data(dy.to_data(), &device)).sum().backward();
+        let ours = Tensor::<3>::from_dispatch(<Dispatch as AttentionOps>::self_attention_backward(
+            qkv.into_dispatch(),
+            mode.bias(b, s, &plain).into_dispatch(),
+            dy.into_dispatch(),
+            h,
+        ));
+        close(&values(ours), &values(tracked.grad(&grads).unwrap()), 1e-4);
     }
 
     /// The gradient of qkv against central finite differences of the plain forward.

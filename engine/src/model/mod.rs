@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 // `training` feature), since the page only needs the configuration types below.
 #[cfg(feature = "training")]
 mod attention;
+// Its fused GPU kernels.
+#[cfg(feature = "training")]
+mod attention_kernel;
 #[cfg(all(test, feature = "training"))]
 mod checks;
 #[cfg(feature = "training")]

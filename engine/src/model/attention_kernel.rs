@@ -1,0 +1,272 @@
+//! Fused self-attention for short contexts on the GPU: one launch forward, one backward.
+//!
+//! Why: composed of burn operations, one layer's attention is ~8 launches forward (the key
+//! transpose's copy, two matmuls, the softmax's two reductions and division, the heads'
+//! merge) and ~12 backward, each moving a few kilobytes — small models are bound by launches
+//! (docs/performance.md). Here one workgroup takes one (sequence, head) pair and one
+//! invocation one position, so a context of up to [`MAX_SEQ`] positions fits one workgroup;
+//! everything a position needs is recomputed from `qkv` in registers (as FlashAttention does,
+//! Dao et al. 2022, without its tiling: at these sizes the rows fit whole).
+//!
+//! The arithmetic is `attention.rs`'s, which is also the reference the tests compare with:
+//!   forward   S = q·kᵀ/√d_head + bias,  P = softmax(S),  O = P·v
+//!   backward  D_i = Σ_j P_ij·(dO_i·v_j),  dS_ij = P_ij·(dO_i·v_j − D_i)/√d_head,
+//!             dq_i = Σ_j dS_ij·k_j,  dk_j = Σ_i dS_ij·q_i,  dv_j = Σ_i P_ij·dO_i
+
+use burn::backend::DType;
+use burn::tensor::Shape;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::ir::FloatKind;
+use cubecl::prelude::{CubeCount, CubeDim, ElemType};
+
+/// The longest context one workgroup covers (WebGPU's default invocations per workgroup).
+pub const MAX_SEQ: usize = 256;
+/// The widest head the kernels keep in registers.
+pub const MAX_HEAD: usize = 128;
+
+/// Whether the fused kernels take these inputs (f32, a context of at most [`MAX_SEQ`], heads of
+/// at most [`MAX_HEAD`]); otherwise the caller runs the composed operations.
+pub fn supported(qkv: &CubeTensor, bias: &CubeTensor, n_head: usize) -> bool {
+    let shape = qkv.meta.shape();
+    shape.num_dims() == 3 && qkv.dtype == DType::F32 && bias.dtype == DType::F32 && shape[1] <= MAX_SEQ && shape[2] % (3 * n_head) == 0 && shape[2] / 3 / n_head <= MAX_HEAD
+}
+
+struct Sizes {
+    batch: usize,
+    seq: usize,
+    d_model: usize,
+    bias_rows: usize,
+}
+
+fn sizes(qkv: &CubeTensor, bias: &CubeTensor) -> Sizes {
+    let shape = qkv.meta.shape();
+    Sizes { batch: shape[0], seq: shape[1], d_model: shape[2] / 3, bias_rows: bias.meta.shape()[0] }
+}
+
+// qkv: [b, s, 3·d], bias: [rows, 1, s, s] -> [b, s, d]
+pub fn forward(qkv: CubeTensor, bias: CubeTensor, n_head: usize) -> CubeTensor {
+    let (qkv, bias) = (into_contiguous(qkv), into_contiguous(bias));
+    let n = sizes(&qkv, &bias);
+    let client = qkv.client.clone();
+    let out = empty_device_dtype(client.clone(), qkv.device.clone(), Shape::new([n.batch, n.seq, n.d_model]), qkv.dtype);
+    kernel::attention_forward::launch(
+        &client,
+        CubeCount::Static((n.batch * n_head) as u32, 1, 1),
+        CubeDim::new_1d(n.seq as u32),
+        qkv.into_tensor_arg(),
+        bias.into_tensor_arg(),
+        out.clone().into_tensor_arg(),
+        n.seq as u32,
+        n.bias_rows as u32,
+        1.0 / ((n.d_model / n_head) as f32).sqrt(),
+        n.d_model as u32,
+        (n.d_model / n_head) as u32,
+        ElemType::Float(FloatKind::F32),
+    );
+    out
+}
+
+// qkv: [b, s, 3·d], bias: [rows, 1, s, s], d_out: [b, s, d] -> d_qkv: [b, s, 3·d]
+pub fn backward(qkv: CubeTensor, bias: CubeTensor, d_out: CubeTensor, n_head: usize) -> CubeTensor {
+    let (qkv, bias, d_out) = (into_contiguous(qkv), into_contiguous(bias), into_contiguous(d_out));
+    let n = sizes(&qkv, &bias);
+    let client = qkv.client.clone();
+    let d_qkv = empty_device_dtype(client.clone(), qkv.device.clone(), qkv.meta.shape().clone(), qkv.dtype);
+    kernel::attention_backward::launch(
+        &client,
+        CubeCount::Static((n.batch * n_head) as u32, 1, 1),
+        CubeDim::new_1d(n.seq as u32),
+        qkv.into_tensor_arg(),
+        bias.into_tensor_arg(),
+        d_out.into_tensor_arg(),
+        d_qkv.clone().into_tensor_arg(),
+        n.seq as u32,
+        n.bias_rows as u32,
+        1.0 / ((n.d_model / n_head) as f32).sqrt(),
+        n.d_model as u32,
+        (n.d_model / n_head) as u32,
+        MAX_SEQ as u32,
+        ElemType::Float(FloatKind::F32),
+    );
+    d_qkv
+}
+
+mod kernel {
+    use cubecl::prelude::*;
+
+    /// Workgroup (sequence b, head h), invocation i: output row i of that head.
+    // qkv: [b, s, 3·d], bias: [rows, 1, s, s], out: [b, s, d]
+    #[cube(launch)]
+    pub(super) fn attention_forward<F: Float>(
+        qkv: &Tensor<F>,
+        bias: &Tensor<F>,
+        out: &mut Tensor<F>,
+        seq: u32,
+        bias_rows: u32,
+        scale: f32,
+        #[comptime] d_model: u32,
+        #[comptime] d_head: u32,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let n_head = d_model / d_head;
+        let b = CUBE_POS_X / n_head;
+        let h = CUBE_POS_X % n_head;
+        let i = UNIT_POS_X;
+        let scale = F::cast_from(scale);
+        let q = load(qkv, row(b, i, seq, d_model * 3) + h * d_head, d_head);
+        let bias_row = bias_offset(b, i, seq, bias_rows);
+        // pass 1: the row's largest score
+        let mut max_score = F::new(-3.0e38);
+        for j in 0..seq {
+            let s = score(&q, qkv, row(b, j, seq, d_model * 3) + d_model + h * d_head, d_head, scale) + bias[(bias_row + j) as usize];
+            max_score = max(max_score, s);
+        }
+        // pass 2: Σ_j e^(s_j − max)·v_j and Σ_j e^(s_j − max)
+        let mut acc = Array::<F>::new(d_head as usize);
+        for k in 0..d_head {
+            acc[k as usize] = F::new(0.0);
+        }
+        let mut total = F::new(0.0);
+        for j in 0..seq {
+            let key = row(b, j, seq, d_model * 3) + h * d_head;
+            let p = (score(&q, qkv, key + d_model, d_head, scale) + bias[(bias_row + j) as usize] - max_score).exp();
+            total += p;
+            for k in 0..d_head {
+                acc[k as usize] += p * qkv[(key + 2 * d_model + k) as usize];
+            }
+        }
+        let o = row(b, i, seq, d_model) + h * d_head;
+        for k in 0..d_head {
+            out[(o + k) as usize] = acc[k as usize] / total;
+        }
+    }
+
+    /// Workgroup (sequence b, head h), invocation i: first the softmax statistics and D of
+    /// query row i, shared with the workgroup; then dq of row i, and dk and dv of key row i.
+    // qkv: [b, s, 3·d], bias: [rows, 1, s, s], d_out: [b, s, d], d_qkv: [b, s, 3·d]
+    #[cube(launch)]
+    pub(super) fn attention_backward<F: Float>(
+        qkv: &Tensor<F>,
+        bias: &Tensor<F>,
+        d_out: &Tensor<F>,
+        d_qkv: &mut Tensor<F>,
+        seq: u32,
+        bias_rows: u32,
+        scale: f32,
+        #[comptime] d_model: u32,
+        #[comptime] d_head: u32,
+        #[comptime] max_seq: u32,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let n_head = d_model / d_head;
+        let b = CUBE_POS_X / n_head;
+        let h = CUBE_POS_X % n_head;
+        let i = UNIT_POS_X;
+        let scale = F::cast_from(scale);
+        let width = d_model * 3;
+        // log Σ_j e^(s_ij) and D_i of every row, for the key-side loop
+        let mut log_total = Shared::<[F]>::new_slice(max_seq as usize);
+        let mut dot = Shared::<[F]>::new_slice(max_seq as usize);
+
+        // phase 1, query row i
+        let q = load(qkv, row(b, i, seq, width) + h * d_head, d_head);
+        let g = load(d_out, row(b, i, seq, d_model) + h * d_head, d_head);
+        let bias_row = bias_offset(b, i, seq, bias_rows);
+        let mut max_score = F::new(-3.0e38);
+        for j in 0..seq {
+            let s = score(&q, qkv, row(b, j, seq, width) + d_model + h * d_head, d_head, scale) + bias[(bias_row + j) as usize];
+            max_score = max(max_score, s);
+        }
+        let mut total = F::new(0.0);
+        let mut weighted = F::new(0.0);
+        for j in 0..seq {
+            let key = row(b, j, seq, width) + h * d_head;
+            let p = (score(&q, qkv, key + d_model, d_head, scale) + bias[(bias_row + j) as usize] - max_score).exp();
+            total += p;
+            weighted += p * score(&g, qkv, key + 2 * d_model, d_head, F::new(1.0));
+        }
+        let lse = max_score + total.ln();
+        let d_i = weighted / total;
+        log_total[i as usize] = lse;
+        dot[i as usize] = d_i;
+
+        // phase 2a: dq_i = Σ_j dS_ij·k_j
+        let mut dq = Array::<F>::new(d_head as usize);
+        for k in 0..d_head {
+            dq[k as usize] = F::new(0.0);
+        }
+        for j in 0..seq {
+            let key = row(b, j, seq, width) + h * d_head;
+            let p = (score(&q, qkv, key + d_model, d_head, scale) + bias[(bias_row + j) as usize] - lse).exp();
+            let ds = p * (score(&g, qkv, key + 2 * d_model, d_head, F::new(1.0)) - d_i) * scale;
+            for k in 0..d_head {
+                dq[k as usize] += ds * qkv[(key + d_model + k) as usize];
+            }
+        }
+        let mine = row(b, i, seq, width) + h * d_head;
+        for k in 0..d_head {
+            d_qkv[(mine + k) as usize] = dq[k as usize];
+        }
+        sync_cube();
+
+        // phase 2b: key row j = i: dk_j = Σ_r dS_rj·q_r, dv_j = Σ_r P_rj·dO_r
+        let j = i;
+        let kj = load(qkv, mine + d_model, d_head);
+        let vj = load(qkv, mine + 2 * d_model, d_head);
+        let mut dk = Array::<F>::new(d_head as usize);
+        let mut dv = Array::<F>::new(d_head as usize);
+        for k in 0..d_head {
+            dk[k as usize] = F::new(0.0);
+            dv[k as usize] = F::new(0.0);
+        }
+        for r in 0..seq {
+            let query = row(b, r, seq, width) + h * d_head;
+            let grad = row(b, r, seq, d_model) + h * d_head;
+            let p = (score(&kj, qkv, query, d_head, scale) + bias[(bias_offset(b, r, seq, bias_rows) + j) as usize] - log_total[r as usize]).exp();
+            let ds = p * (score(&vj, d_out, grad, d_head, F::new(1.0)) - dot[r as usize]) * scale;
+            for k in 0..d_head {
+                dk[k as usize] += ds * qkv[(query + k) as usize];
+                dv[k as usize] += p * d_out[(grad + k) as usize];
+            }
+        }
+        for k in 0..d_head {
+            d_qkv[(mine + d_model + k) as usize] = dk[k as usize];
+            d_qkv[(mine + 2 * d_model + k) as usize] = dv[k as usize];
+        }
+    }
+
+    /// Offset of position i of sequence b in a [b, s, width] tensor.
+    #[cube]
+    fn row(b: u32, i: u32, seq: u32, width: u32) -> u32 {
+        (b * seq + i) * width
+    }
+
+    /// Offset of bias row i for sequence b ([rows, 1, s, s]; one row set for all when rows = 1).
+    #[cube]
+    fn bias_offset(b: u32, i: u32, seq: u32, bias_rows: u32) -> u32 {
+        let set = select(bias_rows == 1, 0, b);
+        (set * seq + i) * seq
+    }
+
+    /// t[start..start + n] into registers.
+    #[cube]
+    fn load<F: Float>(t: &Tensor<F>, start: u32, #[comptime] n: u32) -> Array<F> {
+        let mut a = Array::<F>::new(n as usize);
+        for k in 0..n {
+            a[k as usize] = t[(start + k) as usize];
+        }
+        a
+    }
+
+    /// scale · Σ_k a[k]·t[start + k]
+    #[cube]
+    fn score<F: Float>(a: &Array<F>, t: &Tensor<F>, start: u32, #[comptime] n: u32, scale: F) -> F {
+        let mut s = F::new(0.0);
+        for k in 0..n {
+            s += a[k as usize] * t[(start + k) as usize];
+        }
+        s * scale
+    }
+}
