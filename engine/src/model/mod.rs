@@ -19,11 +19,15 @@ mod attention_kernel;
 #[cfg(all(test, feature = "training"))]
 mod checks;
 #[cfg(feature = "training")]
+mod gelu;
+#[cfg(feature = "training")]
 mod layer_norm;
 #[cfg(feature = "training")]
 mod network;
 #[cfg(feature = "training")]
 pub use attention::self_attention;
+#[cfg(feature = "training")]
+pub use gelu::gelu;
 #[cfg(feature = "training")]
 pub use layer_norm::LayerNorm;
 #[cfg(feature = "training")]

@@ -3,7 +3,9 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
+
+use super::gelu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::attention::self_attention;

@@ -1,0 +1,218 @@
+//! GELU (Hendrycks & Gimpel, "Gaussian Error Linear Units", 2016), exact form as in nanoGPT's
+//! `nn.GELU()`: gelu(x) = x·Φ(x) = ½·x·(1 + erf(x/√2)), as one burn custom operation with its
+//! closed-form backward gelu'(x) = Φ(x) + x·φ(x).
+//!
+//! Why: on the CPU, flex computes erf with libm's scalar `erff`, one call per element, in the
+//! forward and again in the backward — about 10 % of a baby-GPT step on flex
+//! (docs/performance.md). Here erf is Abramowitz & Stegun's 7.1.26 (|error| < 1.5·10⁻⁷ exactly, < 10⁻⁶ in
+//! f32; the formula PyTorch's own vectorised CPU erf uses) over a branch-free exp, so the loops
+//! vectorise (SSE/AVX natively, SIMD128 in the browser).
+//!
+//! On the GPU the default bodies run: the same closed forms composed of primitive operations,
+//! which fusion compiles into the neighbouring elementwise kernels. (burn's own GELU backward
+//! on the GPU differentiates the tanh approximation instead of the exact form.)
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, backend_extension};
+use burn::tensor::Tensor;
+use burn_cubecl::CubeBackend;
+use burn_flex::FlexTensor;
+
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+/// 1/√(2π)
+const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+// x: any shape -> the same shape
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as GeluOps>::exact_gelu(x.into_dispatch()))
+}
+
+#[backend_extension(Flex, Cube, Fusion, Autodiff)]
+pub trait GeluOps: Backend {
+    /// ½·x·(1 + erf(x/√2))
+    #[fusion(default)]
+    fn exact_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        composed_forward::<Self>(x)
+    }
+
+    /// grad · (Φ(x) + x·φ(x))
+    #[fusion(default)]
+    fn exact_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        composed_backward::<Self>(x, grad)
+    }
+}
+
+/// Φ(x) = ½·(1 + erf(x/√2)) of primitive operations.
+fn composed_cdf<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    B::float_mul_scalar(B::float_add_scalar(B::float_erf(B::float_mul_scalar(x, FRAC_1_SQRT_2.into())), 1.0.into()), 0.5.into())
+}
+
+fn composed_forward<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    B::float_mul(x.clone(), composed_cdf::<B>(x))
+}
+
+fn composed_backward<B: Backend>(x: FloatTensor<B>, grad: FloatTensor<B>) -> FloatTensor<B> {
+    // φ(x) = e^(−x²/2)/√(2π)
+    let pdf = B::float_mul_scalar(B::float_exp(B::float_mul_scalar(B::float_mul(x.clone(), x.clone()), (-0.5).into())), FRAC_1_SQRT_2PI.into());
+    B::float_mul(grad, B::float_add(composed_cdf::<B>(x.clone()), B::float_mul(x, pdf)))
+}
+
+impl GeluOps for CubeBackend {}
+
+impl GeluOps for Flex {
+    fn exact_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        if x.dtype() != DType::F32 {
+            return <Flex as burn::backend::ops::ActivationOps<Flex>>::gelu(x);
+        }
+        map(x, None, |x, _| x * cdf(x))
+    }
+
+    fn exact_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        if x.dtype() != DType::F32 || grad.dtype() != DType::F32 || x.layout().shape() != grad.layout().shape() {
+            return <Flex as burn::backend::ops::ActivationOps<Flex>>::gelu_backward(x, grad);
+        }
+        map(x, Some(grad), |x, g| g * (cdf(x) + x * FRAC_1_SQRT_2PI * exp_approx(-0.5 * x * x)))
+    }
+}
+
+/// f(x, g) over every element of `x` (and `grad`, when given), into a new contiguous tensor.
+fn map(x: FlexTensor, grad: Option<FlexTensor>, f: impl Fn(f32, f32) -> f32) -> FlexTensor {
+    let x = if x.is_contiguous() { x } else { x.to_contiguous() };
+    let grad = grad.map(|g| if g.is_contiguous() { g } else { g.to_contiguous() });
+    let mut out = FlexTensor::empty(x.layout().shape().clone(), DType::F32);
+    let xs = x.as_slice::<f32>().expect("contiguous f32");
+    let ys = out.storage_mut::<f32>();
+    match &grad {
+        Some(g) => {
+            let gs = g.as_slice::<f32>().expect("contiguous f32");
+            for ((y, &x), &g) in ys.iter_mut().zip(xs).zip(gs) {
+                *y = f(x, g);
+            }
+        }
+        None => {
+            for (y, &x) in ys.iter_mut().zip(xs) {
+                *y = f(x, 0.0);
+            }
+        }
+    }
+    out
+}
+
+/// Φ(x) = ½·(1 + erf(x/√2))
+#[inline(always)]
+fn cdf(x: f32) -> f32 {
+    0.5 * (1.0 + erf(x * FRAC_1_SQRT_2))
+}
+
+/// erf by Abramowitz & Stegun 7.1.26: 1 − t·(a1 + t·(a2 + …))·e^(−x²), t = 1/(1 + p·|x|).
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * z);
+    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
+    (1.0 - poly * exp_approx(-z * z)).copysign(x)
+}
+
+/// e^x for x ≤ 0 without branches or calls (so that loops over it vectorise): x = n·ln2 + r,
+/// e^r by Cephes' expf polynomial, 2ⁿ by building the float's exponent.
+#[inline(always)]
+fn exp_approx(x: f32) -> f32 {
+    let x = x.max(-87.0);
+    // round to nearest by the 1.5·2²³ trick (no SSE4.1 needed)
+    let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5.000_000_1e-1;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+#[derive(Debug)]
+struct GeluBackward;
+
+impl<B: Backend + GeluOps> Backward<B, 1> for GeluBackward {
+    /// x
+    type State = FloatTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = node {
+            grads.register::<B>(node.id, B::exact_gelu_backward(ops.state, grad));
+        }
+    }
+}
+
+impl<B: Backend + GeluOps, C: CheckpointStrategy> GeluOps for Autodiff<B, C> {
+    fn exact_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match GeluBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let x = x.into_primitive();
+                prep.finish(x.clone(), B::exact_gelu(x))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::exact_gelu(x.into_primitive())),
+        }
+    }
+
+    fn exact_gelu_backward(_x: FloatTensor<Self>, _grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        unimplemented!("the GELU backward is not differentiated twice")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::checks::{close, values};
+    use burn::tensor::{Device, TensorData};
+
+    /// erf against flex's (libm's `erff`), exp against f64's.
+    #[test]
+    fn fast_erf_and_exp_are_accurate() {
+        let xs: Vec<f32> = (-4000..=4000).map(|i| i as f32 / 500.0).collect();
+        let reference = values(Tensor::<1>::from_data(TensorData::new(xs.clone(), [xs.len()]), &Device::flex()).erf());
+        for (&x, &want) in xs.iter().zip(&reference) {
+            assert!((erf(x) - want).abs() < 1e-6, "erf({x}): {} vs {want}", erf(x));
+            let e = -x.abs() * 10.0;
+            let want = (e as f64).exp();
+            let exp_err = (exp_approx(e) as f64 - want).abs() / want;
+            assert!(exp_err < 3e-7, "exp({e}): {} vs {want}", exp_approx(e));
+        }
+        assert_eq!(exp_approx(-200.0), exp_approx(-87.0), "clamped, not a garbage exponent");
+        assert!(exp_approx(-87.0) > 0.0);
+    }
+
+    /// Values and gradients on flex (the vectorised path) against burn's GELU, which flex
+    /// computes with libm's erf, differentiated by burn.
+    #[test]
+    fn matches_burns_gelu_with_gradients() {
+        let device = Device::flex().autodiff();
+        let xs: Vec<f32> = (0..400).map(|i| (i as f32 - 200.0) / 25.0).collect();
+        let x = Tensor::<2>::from_data(TensorData::new(xs, [20, 20]), &device).require_grad();
+        let r = Tensor::<2>::from_data(TensorData::new((0..400).map(|i| ((i * 7 % 13) as f32 - 6.0) / 3.0).collect::<Vec<_>>(), [20, 20]), &device);
+        let ours = gelu(x.clone());
+        let theirs = burn::tensor::activation::gelu(x.clone());
+        close(&values(ours.clone()), &values(theirs.clone()), 1e-6);
+        let g_ours = (ours * r.clone()).sum().backward();
+        let g_theirs = (theirs * r).sum().backward();
+        close(&values(x.grad(&g_ours).unwrap()), &values(x.grad(&g_theirs).unwrap()), 1e-6);
+        // a transposed (non-contiguous) input
+        let t = x.clone().transpose();
+        close(&values(gelu(t.clone())), &values(burn::tensor::activation::gelu(t)), 1e-6);
+    }
+
+    /// The composed default bodies (the GPU's) against the same reference, run on flex.
+    #[test]
+    fn composed_bodies_match_burns_gelu() {
+        let device = Device::flex();
+        let x = Tensor::<1>::from_data(TensorData::new((0..200).map(|i| (i as f32 - 100.0) / 12.5).collect::<Vec<_>>(), [200]), &device);
+        let g = Tensor::<1>::from_data(TensorData::new((0..200).map(|i| ((i * 5 % 11) as f32 - 5.0) / 2.0).collect::<Vec<_>>(), [200]), &device);
+        let forward = Tensor::<1>::from_dispatch(composed_forward::<Dispatch>(x.clone().into_dispatch()));
+        close(&values(forward), &values(burn::tensor::activation::gelu(x.clone())), 1e-6);
+        let backward = Tensor::<1>::from_dispatch(composed_backward::<Dispatch>(x.clone().into_dispatch(), g.clone().into_dispatch()));
+        let reference = Tensor::<1>::from_dispatch(<Dispatch as GeluOps>::exact_gelu_backward(x.into_dispatch(), g.into_dispatch()));
+        close(&values(backward), &values(reference), 1e-5);
+    }
+}
