@@ -310,12 +310,12 @@ fn attention_gradients_match_on_wgpu() {
 
 /// The hand-written sum-of-squares kernel (the gradient norm of clipping) against the host:
 /// per input and in total, for a layout it reads in place (transposed), one it must copy first
-/// (a strided slice), inputs larger than one pass of its workgroups, and a last group of fewer
+/// (a strided view), inputs larger than one pass of its workgroups, and a last group of fewer
 /// than four.
 #[test]
 fn sum_of_squares_kernel_matches_the_host_on_wgpu() {
     use objlab_engine::burn::backend::Dispatch;
-    use objlab_engine::optim::{GROUP, PARTS, SumSquaresOps, total_of_squares};
+    use objlab_engine::optim::{GROUP, PARTS, SumSquaresOps, partial_sums_of_squares};
     let Some(gpu) = wgpu_device() else { return };
     let mut rng = Rng::seeded(11);
     let mut draw = |rows: usize, cols: usize| -> Tensor<2> {
@@ -323,29 +323,62 @@ fn sum_of_squares_kernel_matches_the_host_on_wgpu() {
         Tensor::<2>::from_data(TensorData::new(data, [rows, cols]), &gpu)
     };
     let inputs: Vec<Tensor<2>> = vec![
-        draw(300, 17),                       // 5100 elements: several strides of 8×256
-        draw(40, 64).transpose(),            // dense, not contiguous: read in place
-        draw(9, 12).narrow(1, 3, 5),         // strided view: copied first
+        draw(300, 17),               // 5100 elements: several strides of 8×256
+        draw(40, 64).transpose(),    // dense, not contiguous: read in place
+        draw(9, 12).narrow(1, 3, 5), // strided view: copied first
         draw(1, 1),
-        draw(128, 512),                      // baby GPT's largest weight
+        draw(128, 512), // baby GPT's largest weight
         draw(3, 3),
     ];
     let host: Vec<f64> = inputs
         .iter()
         .map(|t| t.clone().into_data().convert::<f32>().try_to_vec::<f32>().unwrap().iter().map(|x| (*x as f64).powi(2)).sum())
         .collect();
-    // one group: row i of the partial sums adds up to input i
+    let sum = |t: Tensor<2>| -> Vec<f64> { t.into_data().try_to_vec::<f32>().unwrap().iter().map(|x| *x as f64).collect() };
+    // one group onto a running sum of ones: row i gains input i's sum of squares
     let [a, b, c, d] = [0, 1, 2, 3].map(|i| inputs[i].clone().into_dispatch());
-    let partial = Tensor::<2>::from_dispatch(<Dispatch as SumSquaresOps>::sum_squares(a, b, c, d));
+    let ones = Tensor::<2>::ones([GROUP, PARTS], &gpu);
+    let partial = Tensor::<2>::from_dispatch(<Dispatch as SumSquaresOps>::sum_squares(ones.into_dispatch(), a, b, c, d));
     assert_eq!(partial.dims(), [GROUP, PARTS]);
-    let rows = partial.sum_dim(1).into_data().try_to_vec::<f32>().unwrap();
-    for (i, (got, want)) in rows.iter().zip(&host).enumerate() {
-        assert!((*got as f64 - want).abs() < 1e-4 * want.max(1.0), "input {i}: wgpu {got} vs host {want}");
+    for (i, row) in sum(partial).chunks(PARTS).enumerate() {
+        let (got, want) = (row.iter().sum::<f64>() - PARTS as f64, host[i]);
+        assert!((got - want).abs() < 1e-4 * want.max(1.0), "input {i}: wgpu {got} vs host {want}");
     }
-    // all six (two launches, the second padded with the zero filler)
-    let zero = Tensor::<1>::zeros([1], &gpu);
-    let total = total_of_squares(inputs.into_iter().map(|t| t.into_dispatch()).collect(), &zero).unwrap();
-    let got = total.into_data().try_to_vec::<f32>().unwrap()[0] as f64;
+    // all six (two launches, the second padded with the filler)
+    let (zeros, filler) = (Tensor::<2>::zeros([GROUP, PARTS], &gpu), Tensor::<1>::zeros([1], &gpu));
+    let total: f64 = sum(partial_sums_of_squares(inputs.into_iter().map(|t| t.into_dispatch()).collect(), &zeros, &filler)).iter().sum();
     let want: f64 = host.iter().sum();
-    assert!((got - want).abs() < 1e-4 * want, "total: wgpu {got} vs host {want}");
+    assert!((total - want).abs() < 1e-4 * want, "total: wgpu {total} vs host {want}");
+}
+
+/// The hand-written AdamW kernel against the same update in burn operations on flex, with and
+/// without clipping, for a parameter whose buffer is shared (updated out of place) and one that
+/// is not (in place), and a transposed gradient.
+#[test]
+fn adamw_kernel_matches_flex_on_wgpu() {
+    use objlab_engine::optim::{StepConstants, adamw_update};
+    let Some(gpu) = wgpu_device() else { return };
+    let mut rng = Rng::seeded(5);
+    let data: Vec<Vec<f32>> = (0..5).map(|_| (0..24 * 40).map(|_| rng.normal() as f32).collect()).collect();
+    let run = |device: &Device, max_norm: f64| -> Vec<Vec<f32>> {
+        let t = |i: usize, shape: [usize; 2]| Tensor::<2>::from_data(TensorData::new(data[i].clone(), shape), device);
+        let (param, m) = (t(0, [24, 40]), t(2, [24, 40]));
+        let v = t(3, [24, 40]).abs();
+        let grad = t(1, [40, 24]).transpose();
+        let partials = t(4, [24, 40]).slice([0..4, 0..8]).abs();
+        let kept = param.clone(); // shares the parameter's buffer: the update may not write into it
+        let c = StepConstants { beta1: 0.9, beta2: 0.99, epsilon: 1e-8, decay: 0.99, step_size: 0.05, bias2: 0.02, max_norm };
+        let (p, m, v) = adamw_update(param, grad, m, v, partials, c);
+        let read = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        vec![read(p), read(m), read(v), read(kept)]
+    };
+    for max_norm in [0.0, 1.0] {
+        let (on_gpu, on_cpu) = (run(&gpu, max_norm), run(&Device::flex(), max_norm));
+        for (what, (g, c)) in ["p", "m", "v", "untouched"].iter().zip(on_gpu.iter().zip(&on_cpu)) {
+            for (x, y) in g.iter().zip(c) {
+                assert!((x - y).abs() < 1e-5 * (1.0 + y.abs()), "clip {max_norm} {what}: wgpu {x} vs flex {y}");
+            }
+        }
+        assert_eq!(on_gpu[3], data[0], "the shared parameter buffer is left alone");
+    }
 }

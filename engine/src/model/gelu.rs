@@ -121,13 +121,17 @@ fn erf(x: f32) -> f32 {
 /// e^r by Cephes' expf polynomial, 2ⁿ by building the float's exponent.
 #[inline(always)]
 fn exp_approx(x: f32) -> f32 {
+    // 1.5·2²³: adding it rounds to an integer, which its low mantissa bits then hold, so n is
+    // read back with integer operations only (no float-to-int conversion, which does not vectorise)
+    const MAGIC: f32 = 12_582_912.0;
     let x = x.max(-87.0);
-    // round to nearest by the 1.5·2²³ trick (no SSE4.1 needed)
-    let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    let shifted = x * std::f32::consts::LOG2_E + MAGIC;
+    let n = shifted - MAGIC;
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5.000_000_1e-1;
     let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    let n_bits = (shifted.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+    e * f32::from_bits((n_bits.wrapping_add(127) << 23) as u32)
 }
 
 #[derive(Debug)]

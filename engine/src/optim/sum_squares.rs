@@ -6,14 +6,16 @@
 //! kilobytes, when small models are bound by launches (docs/performance.md). This kernel
 //! takes four gradients per launch: each gets `PARTS` workgroups that square and sum a
 //! strided share of it in registers, then add their 256 partial sums in shared memory.
-//! Four inputs and one output stay within WebGPU's default of eight storage buffers per
-//! shader stage, with room for cubecl's metadata buffer.
+//! Each launch adds to a running [4, 8] tensor of partial sums, which the AdamW kernel
+//! (`adamw_update.rs`) adds up itself. Five inputs and one output stay within WebGPU's default of
+//! eight storage buffers per shader stage, with room for cubecl's metadata buffer.
 //!
 //! The operation is a burn backend extension, like `model/layer_norm.rs`: flex (the CPU) runs
 //! the composed default body, the cubecl backend launches [`sum_squares_kernel`], and fusion
 //! runs it as one opaque operation. No gradient flows through it (the optimiser works on
 //! plain tensors), so there is no autodiff implementation and no backward.
 
+use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, DType, Dispatch, DispatchTensor, Flex, TensorMetadata, backend_extension};
 use burn::tensor::ops::PadMode;
@@ -31,27 +33,28 @@ pub const PARTS: usize = 8;
 /// Invocations per workgroup: WebGPU's default maximum.
 const UNITS: u32 = 256;
 
-/// Σ over every element of every tensor, squared: a [1] tensor on their device. `zero` is a
-/// [1] tensor of zeros on the same device, the filler for a last group of fewer than four.
-pub fn total_of_squares(tensors: Vec<DispatchTensor>, zero: &Tensor<1>) -> Option<Tensor<1>> {
-    let mut groups = Vec::new();
+/// Partial sums of squares of all `tensors`, [GROUP, PARTS], adding up to Σx² over every element
+/// of every tensor (the AdamW kernel adds the 32 up itself). `zeros` is a [GROUP, PARTS] tensor
+/// of zeros and `filler` a [1] zero, both on the tensors' device: the start of the running sum
+/// and the padding of a last group of fewer than four.
+pub fn partial_sums_of_squares(tensors: Vec<DispatchTensor>, zeros: &Tensor<2>, filler: &Tensor<1>) -> Tensor<2> {
+    let mut running = zeros.clone();
     let mut tensors = tensors.into_iter().peekable();
     while tensors.peek().is_some() {
-        let mut next = || tensors.next().unwrap_or_else(|| zero.clone().into_dispatch());
+        let mut next = || tensors.next().unwrap_or_else(|| filler.clone().into_dispatch());
         let [a, b, c, d] = [next(), next(), next(), next()];
-        // partial: [GROUP, PARTS]
-        groups.push(Tensor::<2>::from_dispatch(<Dispatch as SumSquaresOps>::sum_squares(a, b, c, d)));
+        running = Tensor::from_dispatch(<Dispatch as SumSquaresOps>::sum_squares(running.into_dispatch(), a, b, c, d));
     }
-    // All launches first, then the additions: consecutive elementwise operations fuse into one kernel.
-    Some(groups.into_iter().reduce(|x, y| x + y)?.sum())
+    running
 }
 
 #[backend_extension(Flex, Cube, Fusion)]
 pub trait SumSquaresOps: Backend {
-    /// Partial sums of squares, [GROUP, PARTS]: row i sums to Σx² of the i-th input (any shapes).
-    #[fusion(dtype = a, shape = Shape::new([GROUP, PARTS]))]
-    fn sum_squares(a: FloatTensor<Self>, b: FloatTensor<Self>, c: FloatTensor<Self>, d: FloatTensor<Self>) -> FloatTensor<Self> {
-        composed::<Self>([a, b, c, d])
+    /// running + the partial sums of squares of four inputs (any shapes), [GROUP, PARTS]: row i
+    /// of what is added sums to Σx² of the i-th input.
+    #[fusion(dtype = running, shape = running)]
+    fn sum_squares(running: FloatTensor<Self>, a: FloatTensor<Self>, b: FloatTensor<Self>, c: FloatTensor<Self>, d: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_add(running, composed::<Self>([a, b, c, d]))
     }
 }
 
@@ -72,11 +75,12 @@ fn composed<B: Backend>(inputs: [FloatTensor<B>; GROUP]) -> FloatTensor<B> {
 impl SumSquaresOps for Flex {}
 
 impl SumSquaresOps for CubeBackend {
-    fn sum_squares(a: FloatTensor<Self>, b: FloatTensor<Self>, c: FloatTensor<Self>, d: FloatTensor<Self>) -> FloatTensor<Self> {
-        if a.dtype != DType::F32 || [&b, &c, &d].iter().any(|t| t.dtype != a.dtype) {
-            return composed::<Self>([a, b, c, d]);
+    fn sum_squares(running: FloatTensor<Self>, a: FloatTensor<Self>, b: FloatTensor<Self>, c: FloatTensor<Self>, d: FloatTensor<Self>) -> FloatTensor<Self> {
+        if a.dtype != DType::F32 || [&running, &b, &c, &d].iter().any(|t| t.dtype != a.dtype) {
+            return Self::float_add(running, composed::<Self>([a, b, c, d]));
         }
         let [a, b, c, d] = [a, b, c, d].map(dense);
+        let running = into_contiguous(running);
         let client = a.client.clone();
         let out = burn_cubecl::ops::numeric::empty_device_dtype(client.clone(), a.device.clone(), Shape::new([GROUP, PARTS]), a.dtype);
         let len = |t: &CubeTensor| t.meta.num_elements() as u32;
@@ -85,6 +89,7 @@ impl SumSquaresOps for CubeBackend {
             &client,
             CubeCount::Static((GROUP * PARTS) as u32, 1, 1),
             CubeDim::new_1d(UNITS),
+            running.into_tensor_arg(),
             a.into_tensor_arg(),
             b.into_tensor_arg(),
             c.into_tensor_arg(),
@@ -123,10 +128,11 @@ mod kernel {
     use cubecl::prelude::*;
 
     /// Workgroup `slot·PARTS + part` sums the squares of input `slot`'s elements
-    /// part·UNITS + k·PARTS·UNITS + unit (k = 0, 1, …) and writes out[slot, part].
-    // a, b, c, d: [len_*] in any dense layout; out: [GROUP, PARTS]
+    /// part·UNITS + k·PARTS·UNITS + unit (k = 0, 1, …) and writes running[slot, part] + that.
+    // running, out: [GROUP, PARTS]; a, b, c, d: [len_*] in any dense layout
     #[cube(launch)]
     pub(super) fn sum_squares_kernel<F: Float>(
+        running: &Tensor<F>,
         a: &Tensor<F>,
         b: &Tensor<F>,
         c: &Tensor<F>,
@@ -167,7 +173,7 @@ mod kernel {
             half /= 2;
         }
         if UNIT_POS_X == 0 {
-            out[CUBE_POS_X as usize] = shared[0];
+            out[CUBE_POS_X as usize] = running[CUBE_POS_X as usize] + shared[0];
         }
     }
 
@@ -202,10 +208,15 @@ mod tests {
             .map(|s| Tensor::<2>::random(s, Distribution::Normal(0.0, 1.0), &device))
             .collect();
         let expected: f64 = tensors.iter().map(host).sum();
-        let zero = Tensor::<1>::zeros([1], &device);
-        let total = total_of_squares(tensors.into_iter().map(|t| t.into_dispatch()).collect(), &zero).unwrap();
-        let got = total.into_data().try_to_vec::<f32>().unwrap()[0] as f64;
+        let zeros = Tensor::<2>::zeros([GROUP, PARTS], &device);
+        let filler = Tensor::<1>::zeros([1], &device);
+        let partial = partial_sums_of_squares(tensors.into_iter().map(|t| t.into_dispatch()).collect(), &zeros, &filler);
+        let got = host_sum(partial);
         assert!((got - expected).abs() < 1e-4 * expected, "{got} vs {expected}");
-        assert!(total_of_squares(Vec::new(), &zero).is_none());
+        assert_eq!(host_sum(partial_sums_of_squares(Vec::new(), &zeros, &filler)), 0.0);
+    }
+
+    fn host_sum(t: Tensor<2>) -> f64 {
+        t.into_data().try_to_vec::<f32>().unwrap().iter().map(|x| *x as f64).sum()
     }
 }
