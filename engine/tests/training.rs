@@ -247,15 +247,15 @@ fn conditional_training_samples_after_good() {
 #[test]
 fn layer_norm_gradients_match_on_wgpu() {
     let Some(gpu) = wgpu_device() else { return };
-    let run = |device: Device| -> Vec<Vec<f32>> {
+    let run = |device: Device, [b, s, d]: [usize; 3]| -> Vec<Vec<f32>> {
         let device = device.autodiff();
-        let mut ln = LayerNorm::new(16, &device);
+        let mut ln = LayerNorm::new(d, &device);
         let mut rng = Rng::seeded(3);
         let mut draw = |n: usize, mean: f64, std: f64| -> Vec<f32> { (0..n).map(|_| (mean + rng.normal() * std) as f32).collect() };
-        ln.gamma = Param::from_tensor(Tensor::from_data(TensorData::new(draw(16, 1.0, 0.5), [16]), &device));
-        ln.beta = Param::from_tensor(Tensor::from_data(TensorData::new(draw(16, 0.0, 0.5), [16]), &device));
-        let x = Tensor::<3>::from_data(TensorData::new(draw(3 * 5 * 16, 0.3, 2.0), [3, 5, 16]), &device).require_grad();
-        let r = Tensor::<3>::from_data(TensorData::new(draw(3 * 5 * 16, 0.0, 1.0), [3, 5, 16]), &device);
+        ln.gamma = Param::from_tensor(Tensor::from_data(TensorData::new(draw(d, 1.0, 0.5), [d]), &device));
+        ln.beta = Param::from_tensor(Tensor::from_data(TensorData::new(draw(d, 0.0, 0.5), [d]), &device));
+        let x = Tensor::<3>::from_data(TensorData::new(draw(b * s * d, 0.3, 2.0), [b, s, d]), &device).require_grad();
+        let r = Tensor::<3>::from_data(TensorData::new(draw(b * s * d, 0.0, 1.0), [b, s, d]), &device);
         let y = ln.forward(x.clone());
         let grads = (y.clone() * r).sum().backward();
         let read = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
@@ -266,10 +266,13 @@ fn layer_norm_gradients_match_on_wgpu() {
             read(ln.beta.grad(&grads).unwrap()),
         ]
     };
-    let (on_gpu, on_cpu) = (run(gpu), run(Device::flex()));
-    for (what, (g, c)) in ["y", "dx", "dgamma", "dbeta"].iter().zip(on_gpu.iter().zip(&on_cpu)) {
-        for (a, b) in g.iter().zip(c) {
-            assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{what}: wgpu {a} vs flex {b}");
+    // small, then more rows and features than one workgroup of the kernels covers
+    for size in [[3, 5, 16], [3, 100, 300]] {
+        let (on_gpu, on_cpu) = (run(gpu.clone(), size), run(Device::flex(), size));
+        for (what, (g, c)) in ["y", "dx", "dgamma", "dbeta"].iter().zip(on_gpu.iter().zip(&on_cpu)) {
+            for (a, b) in g.iter().zip(c) {
+                assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{size:?} {what}: wgpu {a} vs flex {b}");
+            }
         }
     }
 }

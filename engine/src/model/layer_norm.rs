@@ -24,6 +24,8 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Shape, Tensor};
 use burn_cubecl::CubeBackend;
 
+use super::layer_norm_kernel;
+
 /// LayerNorm over the last dimension with a learned scale and shift.
 #[derive(Module, Debug)]
 pub struct LayerNorm {
@@ -58,15 +60,39 @@ impl LayerNorm {
 #[backend_extension(Flex, Cube, Fusion, Autodiff)]
 pub trait LayerNormOps: Backend {
     /// y = (x − mean) / √(var + ε) · γ + β over the last dimension.
-    #[fusion(default)]
+    #[fusion(dtype = x, shape = x)]
     fn layer_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
         let (normalized, _) = normalize::<Self>(x, epsilon);
         affine::<Self>(normalized, gamma, beta)
     }
+
+    /// (dx, dγ, dβ) from x, γ and the output's gradient dy.
+    #[fusion(meta = |x, gamma, _dy, _epsilon| (x.clone(), gamma.clone(), gamma.clone()))]
+    fn layer_norm_backward(x: FloatTensor<Self>, gamma: FloatTensor<Self>, dy: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (normalized, rstd) = normalize::<Self>(x, epsilon);
+        closed_form_backward::<Self>(normalized, rstd, gamma, dy)
+    }
 }
 
 impl LayerNormOps for Flex {}
-impl LayerNormOps for CubeBackend {}
+
+impl LayerNormOps for CubeBackend {
+    fn layer_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
+        if !layer_norm_kernel::supported(&[&x, &gamma, &beta]) {
+            let (normalized, _) = normalize::<Self>(x, epsilon);
+            return affine::<Self>(normalized, gamma, beta);
+        }
+        layer_norm_kernel::forward(x, gamma, beta, epsilon)
+    }
+
+    fn layer_norm_backward(x: FloatTensor<Self>, gamma: FloatTensor<Self>, dy: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        if !layer_norm_kernel::supported(&[&x, &gamma, &dy]) {
+            let (normalized, rstd) = normalize::<Self>(x, epsilon);
+            return closed_form_backward::<Self>(normalized, rstd, gamma, dy);
+        }
+        layer_norm_kernel::backward(x, gamma, dy, epsilon)
+    }
+}
 
 /// x̂ = (x − mean) · rstd and rstd = 1/√(var + ε), both over the last dimension.
 // x: [..., d] -> x̂: [..., d], rstd: [..., 1]
@@ -103,32 +129,50 @@ fn column_sums<B: Backend>(t: FloatTensor<B>) -> FloatTensor<B> {
 /// The closed-form LayerNorm backward. With g = dy·γ (per row, n = d):
 ///   dx = rstd · (g − mean(g) − x̂ · mean(g · x̂))
 ///   dγ = Σ_rows dy · x̂,   dβ = Σ_rows dy
+// x̂, dy: [..., d], rstd: [..., 1], γ: [d] -> dx: [..., d], dγ, dβ: [d]
+fn closed_form_backward<B: Backend>(normalized: FloatTensor<B>, rstd: FloatTensor<B>, gamma: FloatTensor<B>, dy: FloatTensor<B>) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let shape = dy.shape();
+    let last = shape.num_dims() - 1;
+    let d_gamma = column_sums::<B>(B::float_mul(dy.clone(), normalized.clone()));
+    let d_beta = column_sums::<B>(dy.clone());
+    let g = B::float_mul(dy, row_shape::<B>(gamma, &shape));
+    let mean_g = B::float_mean_dim(g.clone(), last);
+    let mean_gx = B::float_mean_dim(B::float_mul(g.clone(), normalized.clone()), last);
+    let inner = B::float_sub(B::float_sub(g, mean_g), B::float_mul(normalized, mean_gx));
+    (B::float_mul(inner, rstd), d_gamma, d_beta)
+}
+
+/// What the forward keeps for the backward.
+#[derive(Clone, Debug)]
+enum Saved<B: Backend> {
+    /// x̂: [..., d], rstd: [..., 1], γ: [d] (flex: nothing recomputed, no launches to save).
+    Normalized(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>),
+    /// x, γ and ε: the backward operation recomputes the row statistics (the GPU's kernels).
+    Input(FloatTensor<B>, FloatTensor<B>, f64),
+}
+
 #[derive(Debug)]
 struct LayerNormBackward;
 
-impl<B: Backend> Backward<B, 3> for LayerNormBackward {
-    /// x̂: [..., d], rstd: [..., 1], γ: [d]
-    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+impl<B: Backend + LayerNormOps> Backward<B, 3> for LayerNormBackward {
+    type State = Saved<B>;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         // dy: [..., d]
         let dy = grads.consume::<B>(&ops.node);
-        let (normalized, rstd, gamma) = ops.state;
-        let shape = dy.shape();
-        let last = shape.num_dims() - 1;
+        let (dx, d_gamma, d_beta) = match ops.state {
+            Saved::Normalized(normalized, rstd, gamma) => closed_form_backward::<B>(normalized, rstd, gamma, dy),
+            Saved::Input(x, gamma, epsilon) => B::layer_norm_backward(x, gamma, dy, epsilon),
+        };
         if let Some(node) = node_gamma {
-            grads.register::<B>(node.id, column_sums::<B>(B::float_mul(dy.clone(), normalized.clone())));
+            grads.register::<B>(node.id, d_gamma);
         }
         if let Some(node) = node_beta {
-            grads.register::<B>(node.id, column_sums::<B>(dy.clone()));
+            grads.register::<B>(node.id, d_beta);
         }
         if let Some(node) = node_x {
-            let g = B::float_mul(dy, row_shape::<B>(gamma, &shape));
-            let mean_g = B::float_mean_dim(g.clone(), last);
-            let mean_gx = B::float_mean_dim(B::float_mul(g.clone(), normalized.clone()), last);
-            let inner = B::float_sub(B::float_sub(g, mean_g), B::float_mul(normalized, mean_gx));
-            grads.register::<B>(node.id, B::float_mul(inner, rstd));
+            grads.register::<B>(node.id, dx);
         }
     }
 }
@@ -136,15 +180,30 @@ impl<B: Backend> Backward<B, 3> for LayerNormBackward {
 impl<B: Backend + LayerNormOps, C: CheckpointStrategy> LayerNormOps for Autodiff<B, C> {
     fn layer_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
         match LayerNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
+            OpsKind::Tracked(prep) if keeps_normalized::<B>() => {
                 let gamma = gamma.into_primitive();
                 let (normalized, rstd) = normalize::<B>(x.into_primitive(), epsilon);
                 let output = affine::<B>(normalized.clone(), gamma.clone(), beta.into_primitive());
-                prep.finish((normalized, rstd, gamma), output)
+                prep.finish(Saved::Normalized(normalized, rstd, gamma), output)
+            }
+            OpsKind::Tracked(prep) => {
+                let (x, gamma) = (x.into_primitive(), gamma.into_primitive());
+                let output = <B as LayerNormOps>::layer_norm(x.clone(), gamma.clone(), beta.into_primitive(), epsilon);
+                prep.finish(Saved::Input(x, gamma, epsilon), output)
             }
             OpsKind::UnTracked(prep) => prep.finish(<B as LayerNormOps>::layer_norm(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon)),
         }
     }
+
+    fn layer_norm_backward(_x: FloatTensor<Self>, _gamma: FloatTensor<Self>, _dy: FloatTensor<Self>, _epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        unimplemented!("the LayerNorm backward is not differentiated twice")
+    }
+}
+
+/// Whether the forward stores x̂ and rstd for the backward (the CPU backend) rather than x for
+/// the backward operation to recompute them from (the GPU's kernels).
+fn keeps_normalized<B: Backend>() -> bool {
+    std::any::TypeId::of::<B>() == std::any::TypeId::of::<Flex>()
 }
 
 #[cfg(test)]
@@ -177,6 +236,25 @@ mod tests {
         close(&values(x.grad(&g_ours).unwrap()), &values(x.grad(&g_theirs).unwrap()), 1e-4);
         close(&values(ln.gamma.grad(&g_ours).unwrap()), &values(ln.gamma.grad(&g_theirs).unwrap()), 1e-4);
         close(&values(ln.beta.grad(&g_ours).unwrap()), &values(ln.beta.grad(&g_theirs).unwrap()), 1e-4);
+    }
+
+    /// The backward operation on its own (what the GPU backend falls back to for other dtypes:
+    /// the statistics recomputed from x) against autodiff through burn's LayerNorm.
+    #[test]
+    fn backward_operation_matches_autodiff() {
+        let device = Device::flex().autodiff();
+        let plain = Device::flex();
+        let mut ln = LayerNorm::new(6, &device);
+        ln.gamma = Param::from_tensor(Tensor::random([6], Distribution::Normal(1.0, 0.5), &device));
+        let x = Tensor::<3>::random([2, 4, 6], Distribution::Normal(0.5, 2.0), &plain);
+        let dy = Tensor::<3>::random([2, 4, 6], Distribution::Normal(0.0, 1.0), &plain);
+        let tracked = Tensor::<3>::from_data(x.to_data(), &device).require_grad();
+        let grads = (reference(&ln, tracked.clone()) * Tensor::<3>::from_data(dy.to_data(), &device)).sum().backward();
+        let gamma = Tensor::<1>::from_data(ln.gamma.val().to_data(), &plain);
+        let (dx, d_gamma, d_beta) = <Dispatch as LayerNormOps>::layer_norm_backward(x.into_dispatch(), gamma.into_dispatch(), dy.into_dispatch(), ln.epsilon);
+        close(&values(Tensor::<3>::from_dispatch(dx)), &values(tracked.grad(&grads).unwrap()), 1e-4);
+        close(&values(Tensor::<1>::from_dispatch(d_gamma)), &values(ln.gamma.grad(&grads).unwrap()), 1e-4);
+        close(&values(Tensor::<1>::from_dispatch(d_beta)), &values(ln.beta.grad(&grads).unwrap()), 1e-4);
     }
 
     /// The gradient with respect to x against central finite differences (f64 on the host).

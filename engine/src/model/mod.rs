@@ -22,6 +22,9 @@ mod checks;
 mod gelu;
 #[cfg(feature = "training")]
 mod layer_norm;
+// Its GPU kernels.
+#[cfg(feature = "training")]
+mod layer_norm_kernel;
 #[cfg(feature = "training")]
 mod network;
 #[cfg(feature = "training")]

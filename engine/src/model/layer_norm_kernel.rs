@@ -1,0 +1,216 @@
+//! LayerNorm on the GPU: one launch forward, two backward.
+//!
+//! Why: composed of burn operations the forward is two row reductions (mean, variance) and a
+//! fused elementwise pass, and the backward two row reductions, two column reductions and
+//! fused passes, ~8 launches per LayerNorm and 9 LayerNorms in baby GPT. Here one invocation
+//! takes one row (a token's d_model features) in the forward and in the backward's first
+//! kernel, which also writes each row's mean and 1/σ for the second, where one invocation takes
+//! one feature and sums dγ and dβ down the rows. The arithmetic is `layer_norm.rs`'s:
+//!   forward   x̂ = (x − mean)·rstd, rstd = 1/√(var + ε),  y = x̂·γ + β
+//!   backward  g = dy·γ,  dx = rstd·(g − mean(g) − x̂·mean(g·x̂)),  dγ = Σ_rows dy·x̂,  dβ = Σ_rows dy
+
+use burn::backend::DType;
+use burn::tensor::Shape;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::ir::FloatKind;
+use cubecl::prelude::{CubeCount, CubeDim, ElemType};
+
+const UNITS: usize = 256;
+
+/// Whether the kernels take these inputs (f32 throughout); otherwise the caller composes.
+pub fn supported(tensors: &[&CubeTensor]) -> bool {
+    tensors.iter().all(|t| t.dtype == DType::F32)
+}
+
+/// (rows, d): the input seen as [rows, d] over its last dimension.
+fn rows(x: &CubeTensor) -> (usize, usize) {
+    let shape = x.meta.shape();
+    let d = shape[shape.num_dims() - 1];
+    (shape.num_elements() / d.max(1), d)
+}
+
+fn grid(n: usize) -> (CubeCount, CubeDim) {
+    (CubeCount::Static(n.div_ceil(UNITS).max(1) as u32, 1, 1), CubeDim::new_1d(UNITS as u32))
+}
+
+// x: [..., d], gamma, beta: [d] -> [..., d]
+pub fn forward(x: CubeTensor, gamma: CubeTensor, beta: CubeTensor, epsilon: f64) -> CubeTensor {
+    let (x, gamma, beta) = (into_contiguous(x), into_contiguous(gamma), into_contiguous(beta));
+    let (n_rows, d) = rows(&x);
+    let client = x.client.clone();
+    let y = empty_device_dtype(client.clone(), x.device.clone(), x.meta.shape().clone(), x.dtype);
+    let (count, dim) = grid(n_rows);
+    kernel::layer_norm_forward::launch(
+        &client,
+        count,
+        dim,
+        x.into_tensor_arg(),
+        gamma.into_tensor_arg(),
+        beta.into_tensor_arg(),
+        y.clone().into_tensor_arg(),
+        n_rows as u32,
+        d as u32,
+        epsilon as f32,
+        ElemType::Float(FloatKind::F32),
+    );
+    y
+}
+
+// x, dy: [..., d], gamma: [d] -> dx: [..., d], dγ, dβ: [d]
+pub fn backward(x: CubeTensor, gamma: CubeTensor, dy: CubeTensor, epsilon: f64) -> (CubeTensor, CubeTensor, CubeTensor) {
+    let (x, gamma, dy) = (into_contiguous(x), into_contiguous(gamma), into_contiguous(dy));
+    let (n_rows, d) = rows(&x);
+    let client = x.client.clone();
+    let device = x.device.clone();
+    let dx = empty_device_dtype(client.clone(), device.clone(), x.meta.shape().clone(), x.dtype);
+    // per row: mean, rstd
+    let stats = empty_device_dtype(client.clone(), device.clone(), Shape::new([n_rows, 2]), x.dtype);
+    let (count, dim) = grid(n_rows);
+    kernel::layer_norm_backward_rows::launch(
+        &client,
+        count,
+        dim,
+        x.clone().into_tensor_arg(),
+        gamma.into_tensor_arg(),
+        dy.clone().into_tensor_arg(),
+        dx.clone().into_tensor_arg(),
+        stats.clone().into_tensor_arg(),
+        n_rows as u32,
+        d as u32,
+        epsilon as f32,
+        ElemType::Float(FloatKind::F32),
+    );
+    let d_gamma = empty_device_dtype(client.clone(), device.clone(), Shape::new([d]), x.dtype);
+    let d_beta = empty_device_dtype(client.clone(), device, Shape::new([d]), x.dtype);
+    let (count, dim) = grid(d);
+    kernel::layer_norm_backward_columns::launch(
+        &client,
+        count,
+        dim,
+        x.into_tensor_arg(),
+        dy.into_tensor_arg(),
+        stats.into_tensor_arg(),
+        d_gamma.clone().into_tensor_arg(),
+        d_beta.clone().into_tensor_arg(),
+        n_rows as u32,
+        d as u32,
+        ElemType::Float(FloatKind::F32),
+    );
+    (dx, d_gamma, d_beta)
+}
+
+mod kernel {
+    use cubecl::prelude::*;
+
+    /// Invocation r normalises row r.
+    // x, y: [rows, d], gamma, beta: [d]
+    #[cube(launch)]
+    pub(super) fn layer_norm_forward<F: Float>(
+        x: &Tensor<F>,
+        gamma: &Tensor<F>,
+        beta: &Tensor<F>,
+        y: &mut Tensor<F>,
+        rows: u32,
+        d: u32,
+        epsilon: f32,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let r = ABSOLUTE_POS_X;
+        if r >= rows {
+            terminate!();
+        }
+        let start = r * d;
+        let (mean, rstd) = moments::<F>(x, start, d, F::cast_from(epsilon));
+        for k in 0..d {
+            let i = (start + k) as usize;
+            y[i] = (x[i] - mean) * rstd * gamma[k as usize] + beta[k as usize];
+        }
+    }
+
+    /// Invocation r: dx of row r, and the row's mean and rstd for the column sums.
+    // x, dy, dx: [rows, d], gamma: [d], stats: [rows, 2]
+    #[cube(launch)]
+    pub(super) fn layer_norm_backward_rows<F: Float>(
+        x: &Tensor<F>,
+        gamma: &Tensor<F>,
+        dy: &Tensor<F>,
+        dx: &mut Tensor<F>,
+        stats: &mut Tensor<F>,
+        rows: u32,
+        d: u32,
+        epsilon: f32,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let r = ABSOLUTE_POS_X;
+        if r >= rows {
+            terminate!();
+        }
+        let start = r * d;
+        let (mean, rstd) = moments::<F>(x, start, d, F::cast_from(epsilon));
+        // mean(g) and mean(g·x̂), g = dy·γ
+        let mut sum_g = F::new(0.0);
+        let mut sum_gx = F::new(0.0);
+        for k in 0..d {
+            let i = (start + k) as usize;
+            let g = dy[i] * gamma[k as usize];
+            sum_g += g;
+            sum_gx += g * (x[i] - mean) * rstd;
+        }
+        let n = F::cast_from(d);
+        let (mean_g, mean_gx) = (sum_g / n, sum_gx / n);
+        for k in 0..d {
+            let i = (start + k) as usize;
+            let g = dy[i] * gamma[k as usize];
+            dx[i] = rstd * (g - mean_g - (x[i] - mean) * rstd * mean_gx);
+        }
+        stats[(2 * r) as usize] = mean;
+        stats[(2 * r + 1) as usize] = rstd;
+    }
+
+    /// Invocation k: dγ_k = Σ_r dy·x̂ and dβ_k = Σ_r dy down column k.
+    // x, dy: [rows, d], stats: [rows, 2], d_gamma, d_beta: [d]
+    #[cube(launch)]
+    pub(super) fn layer_norm_backward_columns<F: Float>(
+        x: &Tensor<F>,
+        dy: &Tensor<F>,
+        stats: &Tensor<F>,
+        d_gamma: &mut Tensor<F>,
+        d_beta: &mut Tensor<F>,
+        rows: u32,
+        d: u32,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let k = ABSOLUTE_POS_X;
+        if k >= d {
+            terminate!();
+        }
+        let mut sum_gamma = F::new(0.0);
+        let mut sum_beta = F::new(0.0);
+        for r in 0..rows {
+            let i = (r * d + k) as usize;
+            let normalized = (x[i] - stats[(2 * r) as usize]) * stats[(2 * r + 1) as usize];
+            sum_gamma += dy[i] * normalized;
+            sum_beta += dy[i];
+        }
+        d_gamma[k as usize] = sum_gamma;
+        d_beta[k as usize] = sum_beta;
+    }
+
+    /// The mean of row x[start..start + d] and 1/√(var + ε) (two passes, as the composed form).
+    #[cube]
+    fn moments<F: Float>(x: &Tensor<F>, start: u32, d: u32, epsilon: F) -> (F, F) {
+        let mut sum = F::new(0.0);
+        for k in 0..d {
+            sum += x[(start + k) as usize];
+        }
+        let mean = sum / F::cast_from(d);
+        let mut var = F::new(0.0);
+        for k in 0..d {
+            let c = x[(start + k) as usize] - mean;
+            var += c * c;
+        }
+        (mean, F::new(1.0) / (var / F::cast_from(d) + epsilon).sqrt())
+    }
+}
