@@ -4,7 +4,7 @@
 //! fused elementwise pass, and the backward two row reductions, two column reductions and
 //! fused passes, ~8 launches per LayerNorm and 9 LayerNorms in baby GPT. Here one invocation
 //! takes one row (a token's d_model features) in the forward and in the backward's first
-//! kernel, which also writes each row's mean and 1/σ for the second, where one invocation takes
+//! kernel, which also writes each row's mean and 1/σ for the second, where one workgroup takes
 //! one feature and sums dγ and dβ down the rows. The arithmetic is `layer_norm.rs`'s:
 //!   forward   x̂ = (x − mean)·rstd, rstd = 1/√(var + ε),  y = x̂·γ + β
 //!   backward  g = dy·γ,  dx = rstd·(g − mean(g) − x̂·mean(g·x̂)),  dγ = Σ_rows dy·x̂,  dβ = Σ_rows dy
@@ -84,11 +84,10 @@ pub fn backward(x: CubeTensor, gamma: CubeTensor, dy: CubeTensor, epsilon: f64) 
     );
     let d_gamma = empty_device_dtype(client.clone(), device.clone(), Shape::new([d]), x.dtype);
     let d_beta = empty_device_dtype(client.clone(), device, Shape::new([d]), x.dtype);
-    let (count, dim) = grid(d);
     kernel::layer_norm_backward_columns::launch(
         &client,
-        count,
-        dim,
+        CubeCount::Static(d as u32, 1, 1),
+        CubeDim::new_1d(UNITS as u32),
         x.into_tensor_arg(),
         dy.into_tensor_arg(),
         stats.into_tensor_arg(),
@@ -96,6 +95,7 @@ pub fn backward(x: CubeTensor, gamma: CubeTensor, dy: CubeTensor, epsilon: f64) 
         d_beta.clone().into_tensor_arg(),
         n_rows as u32,
         d as u32,
+        UNITS as u32,
         ElemType::Float(FloatKind::F32),
     );
     (dx, d_gamma, d_beta)
@@ -169,7 +169,9 @@ mod kernel {
         stats[(2 * r + 1) as usize] = rstd;
     }
 
-    /// Invocation k: dγ_k = Σ_r dy·x̂ and dβ_k = Σ_r dy down column k.
+    /// Workgroup k: dγ_k = Σ_r dy·x̂ and dβ_k = Σ_r dy down column k, its invocations taking
+    /// every `units`-th row and then adding their sums up in shared memory (one invocation per
+    /// column walking all rows would leave a GPU nearly idle for the longest loop here).
     // x, dy: [rows, d], stats: [rows, 2], d_gamma, d_beta: [d]
     #[cube(launch)]
     pub(super) fn layer_norm_backward_columns<F: Float>(
@@ -180,22 +182,40 @@ mod kernel {
         d_beta: &mut Tensor<F>,
         rows: u32,
         d: u32,
+        #[comptime] units: u32,
         #[define(F)] _dtype: ElemType,
     ) {
-        let k = ABSOLUTE_POS_X;
-        if k >= d {
-            terminate!();
-        }
+        let k = CUBE_POS_X;
+        let unit = UNIT_POS_X as usize;
         let mut sum_gamma = F::new(0.0);
         let mut sum_beta = F::new(0.0);
-        for r in 0..rows {
+        let mut r = UNIT_POS_X;
+        while r < rows {
             let i = (r * d + k) as usize;
             let normalized = (x[i] - stats[(2 * r) as usize]) * stats[(2 * r + 1) as usize];
             sum_gamma += dy[i] * normalized;
             sum_beta += dy[i];
+            r += CUBE_DIM_X;
         }
-        d_gamma[k as usize] = sum_gamma;
-        d_beta[k as usize] = sum_beta;
+        let mut gammas = Shared::<[F]>::new_slice(units as usize);
+        let mut betas = Shared::<[F]>::new_slice(units as usize);
+        gammas[unit] = sum_gamma;
+        betas[unit] = sum_beta;
+        sync_cube();
+        let mut half = CUBE_DIM_X / 2;
+        while half > 0 {
+            if UNIT_POS_X < half {
+                let (other_gamma, other_beta) = (gammas[unit + half as usize], betas[unit + half as usize]);
+                gammas[unit] += other_gamma;
+                betas[unit] += other_beta;
+            }
+            sync_cube();
+            half /= 2;
+        }
+        if UNIT_POS_X == 0 {
+            d_gamma[k as usize] = gammas[0];
+            d_beta[k as usize] = betas[0];
+        }
     }
 
     /// The mean of row x[start..start + d] and 1/√(var + ε) (two passes, as the composed form).
