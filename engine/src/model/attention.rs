@@ -174,7 +174,7 @@ impl<B: Backend + AttentionOps, C: CheckpointStrategy> AttentionOps for Autodiff
         // The bias is a constant (the mask): only qkv is differentiated.
         let bias = bias.into_primitive();
         match AttentionBackward.prepare::<C>([qkv.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) if keeps_weights::<B>() => {
+            OpsKind::Tracked(prep) if super::stores_for_backward::<B>() => {
                 let [q, k, v] = split_heads::<B>(qkv.into_primitive(), n_head);
                 let weights = attention_weights::<B>(q.clone(), k.clone(), bias);
                 let output = merge_heads::<B>(B::float_matmul(weights.clone(), v.clone()));
@@ -192,12 +192,6 @@ impl<B: Backend + AttentionOps, C: CheckpointStrategy> AttentionOps for Autodiff
     fn self_attention_backward(_qkv: FloatTensor<Self>, _bias: FloatTensor<Self>, _d_out: FloatTensor<Self>, _n_head: usize) -> FloatTensor<Self> {
         unimplemented!("the attention backward is not differentiated twice")
     }
-}
-
-/// Whether the forward stores the weights for the backward (the CPU backend) rather than
-/// leaving them to the backward operation to recompute (the GPU's fused kernels).
-fn keeps_weights<B: Backend>() -> bool {
-    std::any::TypeId::of::<B>() == std::any::TypeId::of::<Flex>()
 }
 
 #[cfg(test)]

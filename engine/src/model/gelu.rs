@@ -68,19 +68,19 @@ impl GeluOps for Flex {
         if x.dtype() != DType::F32 {
             return <Flex as burn::backend::ops::ActivationOps<Flex>>::gelu(x);
         }
-        map(x, None, |x, _| x * cdf(x))
+        elementwise(x, None, |x, _| x * cdf(x))
     }
 
     fn exact_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         if x.dtype() != DType::F32 || grad.dtype() != DType::F32 || x.layout().shape() != grad.layout().shape() {
             return <Flex as burn::backend::ops::ActivationOps<Flex>>::gelu_backward(x, grad);
         }
-        map(x, Some(grad), |x, g| g * (cdf(x) + x * FRAC_1_SQRT_2PI * exp_approx(-0.5 * x * x)))
+        elementwise(x, Some(grad), |x, g| g * (cdf(x) + x * FRAC_1_SQRT_2PI * exp_approx(-0.5 * x * x)))
     }
 }
 
 /// f(x, g) over every element of `x` (and `grad`, when given), into a new contiguous tensor.
-fn map(x: FlexTensor, grad: Option<FlexTensor>, f: impl Fn(f32, f32) -> f32) -> FlexTensor {
+fn elementwise(x: FlexTensor, grad: Option<FlexTensor>, f: impl Fn(f32, f32) -> f32) -> FlexTensor {
     let x = if x.is_contiguous() { x } else { x.to_contiguous() };
     let grad = grad.map(|g| if g.is_contiguous() { g } else { g.to_contiguous() });
     let mut out = FlexTensor::empty(x.layout().shape().clone(), DType::F32);

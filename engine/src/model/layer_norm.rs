@@ -180,7 +180,7 @@ impl<B: Backend + LayerNormOps> Backward<B, 3> for LayerNormBackward {
 impl<B: Backend + LayerNormOps, C: CheckpointStrategy> LayerNormOps for Autodiff<B, C> {
     fn layer_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
         match LayerNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) if keeps_normalized::<B>() => {
+            OpsKind::Tracked(prep) if super::stores_for_backward::<B>() => {
                 let gamma = gamma.into_primitive();
                 let (normalized, rstd) = normalize::<B>(x.into_primitive(), epsilon);
                 let output = affine::<B>(normalized.clone(), gamma.clone(), beta.into_primitive());
@@ -198,12 +198,6 @@ impl<B: Backend + LayerNormOps, C: CheckpointStrategy> LayerNormOps for Autodiff
     fn layer_norm_backward(_x: FloatTensor<Self>, _gamma: FloatTensor<Self>, _dy: FloatTensor<Self>, _epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         unimplemented!("the LayerNorm backward is not differentiated twice")
     }
-}
-
-/// Whether the forward stores x̂ and rstd for the backward (the CPU backend) rather than x for
-/// the backward operation to recompute them from (the GPU's kernels).
-fn keeps_normalized<B: Backend>() -> bool {
-    std::any::TypeId::of::<B>() == std::any::TypeId::of::<Flex>()
 }
 
 #[cfg(test)]

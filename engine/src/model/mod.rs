@@ -36,6 +36,14 @@ pub use layer_norm::LayerNorm;
 #[cfg(feature = "training")]
 pub use network::*;
 
+/// Whether `B` is the CPU backend (flex). The custom operations' backwards there reuse what
+/// the forward stored (x̂ and 1/σ, the softmax weights): the CPU would pay for recomputing them
+/// and has no launches to save. On the GPU the backward kernels recompute them from the inputs.
+#[cfg(feature = "training")]
+fn stores_for_backward<B: burn::backend::Backend>() -> bool {
+    std::any::TypeId::of::<B>() == std::any::TypeId::of::<burn::backend::Flex>()
+}
+
 /// Which stack(s) the model has. The objective decides the attention pattern; the
 /// architecture decides how that pattern is realised (Tay et al. 2022, UL2).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
