@@ -62,15 +62,13 @@ pub trait LayerNormOps: Backend {
     /// y = (x − mean) / √(var + ε) · γ + β over the last dimension.
     #[fusion(dtype = x, shape = x)]
     fn layer_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
-        let (normalized, _) = normalize::<Self>(x, epsilon);
-        affine::<Self>(normalized, gamma, beta)
+        composed_forward::<Self>(x, gamma, beta, epsilon)
     }
 
     /// (dx, dγ, dβ) from x, γ and the output's gradient dy.
     #[fusion(meta = |x, gamma, _dy, _epsilon| (x.clone(), gamma.clone(), gamma.clone()))]
     fn layer_norm_backward(x: FloatTensor<Self>, gamma: FloatTensor<Self>, dy: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (normalized, rstd) = normalize::<Self>(x, epsilon);
-        closed_form_backward::<Self>(normalized, rstd, gamma, dy)
+        composed_backward::<Self>(x, gamma, dy, epsilon)
     }
 }
 
@@ -79,19 +77,29 @@ impl LayerNormOps for Flex {}
 impl LayerNormOps for CubeBackend {
     fn layer_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
         if !layer_norm_kernel::supported(&[&x, &gamma, &beta]) {
-            let (normalized, _) = normalize::<Self>(x, epsilon);
-            return affine::<Self>(normalized, gamma, beta);
+            return composed_forward::<Self>(x, gamma, beta, epsilon);
         }
         layer_norm_kernel::forward(x, gamma, beta, epsilon)
     }
 
     fn layer_norm_backward(x: FloatTensor<Self>, gamma: FloatTensor<Self>, dy: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         if !layer_norm_kernel::supported(&[&x, &gamma, &dy]) {
-            let (normalized, rstd) = normalize::<Self>(x, epsilon);
-            return closed_form_backward::<Self>(normalized, rstd, gamma, dy);
+            return composed_backward::<Self>(x, gamma, dy, epsilon);
         }
         layer_norm_kernel::backward(x, gamma, dy, epsilon)
     }
+}
+
+/// The forward of primitive operations: the reference, and the GPU's fallback for other dtypes.
+fn composed_forward<B: Backend>(x: FloatTensor<B>, gamma: FloatTensor<B>, beta: FloatTensor<B>, epsilon: f64) -> FloatTensor<B> {
+    let (normalized, _) = normalize::<B>(x, epsilon);
+    affine::<B>(normalized, gamma, beta)
+}
+
+/// The backward from x alone: the row statistics recomputed, then [`closed_form_backward`].
+fn composed_backward<B: Backend>(x: FloatTensor<B>, gamma: FloatTensor<B>, dy: FloatTensor<B>, epsilon: f64) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let (normalized, rstd) = normalize::<B>(x, epsilon);
+    closed_form_backward::<B>(normalized, rstd, gamma, dy)
 }
 
 /// x̂ = (x − mean) · rstd and rstd = 1/√(var + ε), both over the last dimension.
