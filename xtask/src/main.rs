@@ -9,11 +9,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod patches;
+
 const TRUNK_VERSION: &str = "0.21.14";
 const LAVAPIPE_ICD: &str = "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(args.first().map(String::as_str), Some("serve" | "test" | "bench" | "build")) {
+        if let Err(e) = settle_patches() {
+            eprintln!("xtask: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]),
         Some("test") => test(),
@@ -60,6 +68,15 @@ fn target_dir() -> PathBuf {
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
     let cache = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| home.join(".cache"));
     cache.join("objlab").join("target")
+}
+
+/// Dates the patched crates so that a fresh clone reuses the shared target folder's build of
+/// them (see `patches.rs`): before any cargo or Trunk build.
+fn settle_patches() -> Result<(), String> {
+    if patches::settle(&root().join("patches"), &target_dir())? == Some(true) {
+        say("patches/ is new to this target folder: cargo rebuilds the crates above it (burn, cubecl) once");
+    }
+    Ok(())
 }
 
 fn cargo() -> Command {
