@@ -229,7 +229,7 @@ fn build_page() -> Result<PathBuf, String> {
         if let Ok(meta) = std::fs::metadata(dist.join(f)) {
             let gz = output("sh", &["-c", &format!("gzip -9 -c '{}' | wc -c", dist.join(f).display())])
                 .and_then(|n| n.trim().parse::<f64>().ok())
-                .map_or(String::new(), |n| format!(", {:.1} MB gzipped", n / 1e6));
+                .map_or(String::new(), |n| format!(", {:.2} MB gzipped", n / 1e6));
             say(&format!("{f}: {:.1} MB{gz}", meta.len() as f64 / 1e6));
         }
     }
