@@ -19,7 +19,8 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn_flex::FlexTensor;
 use burn::tensor::{Shape, Slice, Tensor};
 use burn_cubecl::CubeBackend;
 
@@ -44,9 +45,66 @@ pub trait AttentionOps: Backend {
     fn self_attention_backward(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, d_out: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
         composed_backward::<Self>(qkv, bias, d_out, n_head)
     }
+
+    /// softmax(scores·scale + bias) over the last axis: the attention weights of the composed
+    /// paths. scores: [b, h, s, s], bias: [rows, 1, s, s] (rows = b or 1) -> [b, h, s, s]
+    #[fusion(dtype = scores, shape = scores)]
+    fn attention_softmax(scores: FloatTensor<Self>, bias: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
+        composed_softmax::<Self>(scores, bias, scale)
+    }
 }
 
-impl AttentionOps for Flex {}
+/// Flex runs the softmax as one loop per row, on its thread pool: the composed form was seven
+/// passes over [b, h, s, s] (scale, bias, max, subtract, libm's scalar `expf` with its slow
+/// underflow path on every masked −1e9, sum, divide), each allocating its result.
+impl AttentionOps for Flex {
+    fn attention_softmax(scores: FloatTensor<Self>, bias: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
+        let (shape, bias_shape) = (scores.layout().shape().to_vec(), bias.layout().shape().to_vec());
+        let fits = scores.dtype() == DType::F32
+            && bias.dtype() == DType::F32
+            && shape.len() == 4
+            && bias_shape.len() == 4
+            && (bias_shape[0] == shape[0] || bias_shape[0] == 1)
+            && bias_shape[1] == 1
+            && bias_shape[2..] == shape[2..];
+        if !fits {
+            return composed_softmax::<Self>(scores, bias, scale);
+        }
+        let [b, h, s, keys] = shape[..] else { unreachable!() };
+        let scores = if scores.is_contiguous() { scores } else { scores.to_contiguous() };
+        let bias = if bias.is_contiguous() { bias } else { bias.to_contiguous() };
+        let mut out = FlexTensor::empty(scores.layout().shape().clone(), DType::F32);
+        let (xs, bs) = (scores.as_slice::<f32>().expect("contiguous f32"), bias.as_slice::<f32>().expect("contiguous f32"));
+        let per_row_bias = bias_shape[0] == b && b > 1;
+        let rows_per_chunk = (16 * 1024 / keys.max(1)).max(1);
+        super::gelu::for_chunks(out.storage_mut::<f32>(), rows_per_chunk * keys, |start, ys| {
+            for (i, y) in ys.chunks_mut(keys).enumerate() {
+                // row = ((batch · h) + head) · s + query
+                let row = start / keys + i;
+                let (batch, query) = (row / (h * s), row % s);
+                let bias_at = (if per_row_bias { batch } else { 0 }) * s * keys + query * keys;
+                let (x, bias) = (&xs[row * keys..(row + 1) * keys], &bs[bias_at..bias_at + keys]);
+                let mut max = f32::NEG_INFINITY;
+                for ((y, &x), &c) in y.iter_mut().zip(x).zip(bias) {
+                    *y = x * scale + c;
+                    max = max.max(*y);
+                }
+                let mut total = 0.0;
+                for y in y.iter_mut() {
+                    let z = *y - max;
+                    // exactly 0 below e^−87 (masked keys), as libm's expf gives for −1e9
+                    *y = if z < -87.0 { 0.0 } else { super::gelu::exp_approx(z) };
+                    total += *y;
+                }
+                let inv = 1.0 / total;
+                for y in y.iter_mut() {
+                    *y *= inv;
+                }
+            }
+        });
+        out
+    }
+}
 
 impl AttentionOps for CubeBackend {
     fn self_attention(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
@@ -69,14 +127,14 @@ fn output_shape(qkv: &Shape) -> Shape {
     Shape::new([qkv[0], qkv[1], qkv[2] / 3])
 }
 
-fn composed_forward<B: Backend>(qkv: FloatTensor<B>, bias: FloatTensor<B>, n_head: usize) -> FloatTensor<B> {
+fn composed_forward<B: AttentionOps>(qkv: FloatTensor<B>, bias: FloatTensor<B>, n_head: usize) -> FloatTensor<B> {
     let [q, k, v] = split_heads::<B>(qkv, n_head);
     let weights = attention_weights::<B>(q, k, bias);
     merge_heads::<B>(B::float_matmul(weights, v))
 }
 
 /// The backward from the inputs alone: the weights recomputed, then [`closed_form_backward`].
-fn composed_backward<B: Backend>(qkv: FloatTensor<B>, bias: FloatTensor<B>, d_out: FloatTensor<B>, n_head: usize) -> FloatTensor<B> {
+fn composed_backward<B: AttentionOps>(qkv: FloatTensor<B>, bias: FloatTensor<B>, d_out: FloatTensor<B>, n_head: usize) -> FloatTensor<B> {
     let [q, k, v] = split_heads::<B>(qkv, n_head);
     let weights = attention_weights::<B>(q.clone(), k.clone(), bias);
     closed_form_backward::<B>(q, k, v, weights, d_out)
@@ -106,10 +164,15 @@ fn merge_heads<B: Backend>(y: FloatTensor<B>) -> FloatTensor<B> {
 }
 
 // q, k: [b, h, s, dh], bias: [rows, 1, s, s] -> weights: [b, h, s, s], each row sums to 1
-fn attention_weights<B: Backend>(q: FloatTensor<B>, k: FloatTensor<B>, bias: FloatTensor<B>) -> FloatTensor<B> {
+fn attention_weights<B: AttentionOps>(q: FloatTensor<B>, k: FloatTensor<B>, bias: FloatTensor<B>) -> FloatTensor<B> {
     let dh = dims::<B>(&q)[3];
     let scores = B::float_matmul(q, B::float_swap_dims(k, 2, 3));
-    let scores = B::float_add(B::float_mul_scalar(scores, (1.0 / (dh as f64).sqrt()).into()), bias);
+    B::attention_softmax(scores, bias, 1.0 / (dh as f32).sqrt())
+}
+
+// scores: [b, h, s, s], bias: [rows, 1, s, s] -> [b, h, s, s], each row sums to 1
+fn composed_softmax<B: Backend>(scores: FloatTensor<B>, bias: FloatTensor<B>, scale: f32) -> FloatTensor<B> {
+    let scores = B::float_add(B::float_mul_scalar(scores, scale.into()), bias);
     let max = B::float_max_dim(scores.clone(), 3);
     let exp = B::float_exp(B::float_sub(scores, max));
     let total = B::float_sum_dim(exp.clone(), 3);
@@ -225,6 +288,25 @@ mod tests {
             let g_ours = (ours * r.clone()).sum().backward();
             let g_theirs = (theirs * r).sum().backward();
             close(&values(qkv.grad(&g_ours).unwrap()), &values(qkv.grad(&g_theirs).unwrap()), 1e-4);
+        }
+    }
+
+    /// Flex's fused softmax against the composed one, over more rows than one chunk of its
+    /// threaded loop (the last chunk ragged), for a broadcast bias and a per-row one.
+    #[test]
+    fn fused_softmax_matches_composed() {
+        let plain = Device::flex();
+        let (b, h, s) = (3, 4, 50);
+        for mode in [AttentionMode::Causal, AttentionMode::Prefix(vec![3, 20, 50])] {
+            let bias = mode.bias(b, s, &plain);
+            let scores = Tensor::<4>::random([b, h, s, s], Distribution::Normal(0.0, 3.0), &plain);
+            let ours = <Dispatch as AttentionOps>::attention_softmax(scores.clone().into_dispatch(), bias.clone().into_dispatch(), 0.25);
+            let theirs = composed_softmax::<Dispatch>(scores.into_dispatch(), bias.into_dispatch(), 0.25);
+            let (ours, theirs) = (values(Tensor::<4>::from_dispatch(ours)), values(Tensor::<4>::from_dispatch(theirs)));
+            close(&ours, &theirs, 1e-6);
+            // masked keys get exactly 0 in both
+            assert!(ours.iter().zip(&theirs).all(|(a, b)| (*a == 0.0) == (*b == 0.0)));
+            assert!(ours.iter().filter(|&&w| w == 0.0).count() > b * h * s, "the masks hide keys");
         }
     }
 

@@ -103,24 +103,25 @@ fn elementwise(x: FlexTensor, grad: Option<FlexTensor>, f: impl Fn(f32, f32) -> 
             }
         }
     };
-    for_chunks(ys, chunk);
+    for_chunks(ys, CHUNK, chunk);
     out
 }
 
 /// Elements per chunk of an elementwise loop (64 KiB of f32): baby GPT's GELU is 6 of them.
 const CHUNK: usize = 16 * 1024;
 
-/// `body(start, chunk)` over `ys` in chunks of [`CHUNK`], on flex's thread pool natively (the
-/// GELU loops were 9 % of a baby-GPT step on one core) and in place in wasm, which has one thread.
-fn for_chunks(ys: &mut [f32], body: impl Fn(usize, &mut [f32]) + Sync) {
+/// `body(start, chunk)` over `ys` in chunks of `len` elements, on flex's thread pool natively
+/// (the GELU loops were 9 % of a baby-GPT step on one core) and in place in wasm, which has one
+/// thread. `start` is the chunk's first index in `ys`.
+pub(super) fn for_chunks(ys: &mut [f32], len: usize, body: impl Fn(usize, &mut [f32]) + Sync) {
     #[cfg(not(target_family = "wasm"))]
     {
         use rayon::prelude::*;
-        ys.par_chunks_mut(CHUNK).enumerate().for_each(|(i, c)| body(i * CHUNK, c));
+        ys.par_chunks_mut(len).enumerate().for_each(|(i, c)| body(i * len, c));
     }
     #[cfg(target_family = "wasm")]
-    for (i, c) in ys.chunks_mut(CHUNK).enumerate() {
-        body(i * CHUNK, c);
+    for (i, c) in ys.chunks_mut(len).enumerate() {
+        body(i * len, c);
     }
 }
 
@@ -142,7 +143,7 @@ fn erf(x: f32) -> f32 {
 /// e^x for x ≤ 0 without branches or calls (so that loops over it vectorise): x = n·ln2 + r,
 /// e^r by Cephes' expf polynomial, 2ⁿ by building the float's exponent.
 #[inline(always)]
-fn exp_approx(x: f32) -> f32 {
+pub(super) fn exp_approx(x: f32) -> f32 {
     // 1.5·2²³: adding it rounds to an integer, which its low mantissa bits then hold, so n is
     // read back with integer operations only (no float-to-int conversion, which does not vectorise)
     const MAGIC: f32 = 12_582_912.0;
