@@ -77,7 +77,7 @@ impl AttentionOps for Flex {
         let (xs, bs) = (scores.as_slice::<f32>().expect("contiguous f32"), bias.as_slice::<f32>().expect("contiguous f32"));
         let per_row_bias = bias_shape[0] == b && b > 1;
         let rows_per_chunk = (16 * 1024 / keys.max(1)).max(1);
-        super::gelu::for_chunks(out.storage_mut::<f32>(), rows_per_chunk * keys, |start, ys| {
+        super::for_chunks(out.storage_mut::<f32>(), rows_per_chunk * keys, |start, ys| {
             for (i, y) in ys.chunks_mut(keys).enumerate() {
                 // row = ((batch · h) + head) · s + query
                 let row = start / keys + i;
