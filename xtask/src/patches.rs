@@ -6,9 +6,9 @@
 //! would find the patched `cubecl-runtime` newer than the shared target folder's build of it and
 //! rebuild everything above it: all of burn and cubecl, native and wasm, ~40 minutes on 2 cores.
 //!
-//! How: the target folder keeps one stamp, `objlab-patches.stamp`: a hash of `patches/`' content
-//! and the time that content was first built there. Before any build, every file under
-//! `patches/` gets that time. Same content: the files are as old as the build that used them, so
+//! How: the target folder keeps one stamp, `objlab-patches.stamp`: a hash of the patched crates'
+//! files (`patches/*/`) and the time that content was first built there. Before any build, each
+//! of those files gets that time. Same content: the files are as old as the build that used them, so
 //! cargo keeps it. New content (an edit, or another clone's): a new stamp at *now*, newer than
 //! every earlier build, so cargo rebuilds as it should. The one case this cannot see: patched
 //! files edited and built with plain `cargo` (not the xtask), then put back as they were; `touch`
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The stamp's file name inside the target folder.
-pub const STAMP: &str = "objlab-patches.stamp";
+const STAMP: &str = "objlab-patches.stamp";
 
 /// Every file of the patched crates, the folders below `dir`, sorted (so the hash does not
 /// depend on the directory order). Files directly in `dir` (its README) are no build input and
@@ -49,7 +49,7 @@ fn files_below(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// FNV-1a (64 bits) of every file's path (relative to `dir`) and bytes: a content fingerprint
 /// that is the same in every clone. Not cryptographic; it only has to notice edits.
-pub fn content_hash(dir: &Path, files: &[PathBuf]) -> std::io::Result<u64> {
+fn content_hash(dir: &Path, files: &[PathBuf]) -> std::io::Result<u64> {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut feed = |bytes: &[u8]| {
         for &b in bytes {
@@ -70,7 +70,7 @@ pub fn content_hash(dir: &Path, files: &[PathBuf]) -> std::io::Result<u64> {
 
 /// The time to give the patched files: the stamp's if it records this content, else `now`
 /// (and the stamp is rewritten to say so). Returns the time and whether the content is new.
-pub fn stamp_time(stamp: &Path, hash: u64, now: SystemTime) -> std::io::Result<(SystemTime, bool)> {
+fn stamp_time(stamp: &Path, hash: u64, now: SystemTime) -> std::io::Result<(SystemTime, bool)> {
     if let Ok(text) = std::fs::read_to_string(stamp) {
         let mut words = text.split_whitespace();
         if let (Some(h), Some(secs)) = (words.next(), words.next().and_then(|s| s.parse::<u64>().ok())) {
@@ -88,7 +88,7 @@ pub fn stamp_time(stamp: &Path, hash: u64, now: SystemTime) -> std::io::Result<(
     Ok((UNIX_EPOCH + Duration::from_secs(secs), true))
 }
 
-/// Gives every file under `patches` the stamp's time (see the module's doc). Returns whether
+/// Gives each file of the patched crates the stamp's time (see the module's doc). Returns whether
 /// the content is new to this target folder (so cargo rebuilds what depends on it), or `None`
 /// when there is no `patches/` folder.
 pub fn settle(patches: &Path, target_dir: &Path) -> Result<Option<bool>, String> {
@@ -173,8 +173,8 @@ mod tests {
         assert_ne!(h, content_hash(&patches, &files).unwrap());
         std::fs::rename(patches.join("crate/src/lib.rs"), patches.join("crate/src/main.rs")).unwrap();
         let moved = files_below(&patches).unwrap();
-        assert_ne!(content_hash(&patches, &files_below(&patches).unwrap()).unwrap(), h);
         assert_eq!(moved.len(), 2);
+        assert_ne!(content_hash(&patches, &moved).unwrap(), h);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -66,7 +66,8 @@ impl AttentionOps for Flex {
             && bias_shape.len() == 4
             && (bias_shape[0] == shape[0] || bias_shape[0] == 1)
             && bias_shape[1] == 1
-            && bias_shape[2..] == shape[2..];
+            && bias_shape[2..] == shape[2..]
+            && shape[3] > 0;
         if !fits {
             return composed_softmax::<Self>(scores, bias, scale);
         }
@@ -76,7 +77,7 @@ impl AttentionOps for Flex {
         let mut out = FlexTensor::empty(scores.layout().shape().clone(), DType::F32);
         let (xs, bs) = (scores.as_slice::<f32>().expect("contiguous f32"), bias.as_slice::<f32>().expect("contiguous f32"));
         let per_row_bias = bias_shape[0] == b && b > 1;
-        let rows_per_chunk = (16 * 1024 / keys.max(1)).max(1);
+        let rows_per_chunk = (16 * 1024 / keys).max(1);
         super::for_chunks(out.storage_mut::<f32>(), rows_per_chunk * keys, |start, ys| {
             for (i, y) in ys.chunks_mut(keys).enumerate() {
                 // row = ((batch · h) + head) · s + query
