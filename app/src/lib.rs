@@ -6,4 +6,5 @@
 
 pub mod lab;
 pub mod views;
+pub mod wasm_features;
 pub mod worker_link;

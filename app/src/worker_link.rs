@@ -10,9 +10,6 @@ use web_sys::{ErrorEvent, MessageEvent, Worker};
 
 use crate::lab::Lab;
 
-/// Trunk's loader shim for the worker binary (see `index.html`).
-const WORKER_URL: &str = "./objlab-worker_loader.js";
-
 struct Link {
     worker: Worker,
     /// Messages wait here until the worker says `Ready`: a worker drops messages that arrive
@@ -29,7 +26,7 @@ thread_local! {
 /// Starts (or restarts) the worker and routes its messages into `lab`.
 pub fn connect(lab: Lab) {
     disconnect();
-    let worker = match Worker::new(WORKER_URL) {
+    let worker = match Worker::new(crate::wasm_features::worker_url()) {
         Ok(w) => w,
         Err(e) => {
             lab.push_error(format!("the training worker could not start: {e:?}"));

@@ -135,6 +135,11 @@ impl Browser {
         if webgpu {
             args.push("--enable-unsafe-webgpu".into());
         }
+        // Extra flags for profiling, e.g. `OBJLAB_CHROMIUM_ARGS=--js-flags=--perf-basic-prof`
+        // (V8 then writes /tmp/perf-PID.map, which `perf report` reads).
+        if let Ok(extra) = std::env::var("OBJLAB_CHROMIUM_ARGS") {
+            args.extend(extra.split_whitespace().map(String::from));
+        }
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": chromium, "args": args}
@@ -155,6 +160,15 @@ impl Browser {
 
     fn url(&self, tail: &str) -> String {
         format!("{}/session/{}/{tail}", self.base, self.session)
+    }
+
+    /// Runs `source` in every page before the page's own scripts (Chrome DevTools'
+    /// `Page.addScriptToEvaluateOnNewDocument`, through chromedriver): how a test makes this
+    /// Chromium look like another browser, e.g. one without WebAssembly relaxed SIMD.
+    pub fn before_each_page(&self, source: &str) {
+        ureq::post(&self.url("goog/cdp/execute"))
+            .send_json(json!({"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source": source}}))
+            .expect("add a script to every new page");
     }
 
     pub fn open(&self, url: &str) {

@@ -87,6 +87,8 @@ fn falls_back_to_the_cpu_without_webgpu_and_pauses() {
     wait_for_steps_and_falling_loss(&browser, 20, Duration::from_secs(300));
     let device = browser.text("device").unwrap();
     assert!(device.starts_with("CPU — WebGPU unavailable"), "device element: {device:?}");
+    // Chromium runs relaxed SIMD, so the page started the worker build with FMA.
+    assert!(device.contains("relaxed-SIMD FMA"), "device element: {device:?}");
     // The page reports how long it took from opening to the first training step.
     let first = browser.text("first-step").unwrap();
     let seconds: f64 = first.trim_end_matches(" s").parse().unwrap_or_else(|_| panic!("first-step element: {first:?}"));
@@ -118,6 +120,30 @@ fn falls_back_to_the_cpu_without_webgpu_and_pauses() {
     // Reset clears the run.
     browser.click("reset");
     browser.wait_for("the reset", Duration::from_secs(30), |b| (b.step() == 0 && b.text("state")? == "ready").then_some(()));
+}
+
+/// A browser without WebAssembly relaxed SIMD (Safari, older ones): the FMA worker would not
+/// even load there, so the page starts the plain build, which trains. This Chromium has relaxed
+/// SIMD, so the test hides it from the page: `WebAssembly.validate` says no to relaxed-SIMD
+/// modules (the page's probe is the one it sees).
+#[test]
+fn without_relaxed_simd_the_page_starts_the_plain_worker() {
+    let server = StaticServer::start(dist_dir());
+    let browser = Browser::start(false);
+    browser.before_each_page(
+        "const validate = WebAssembly.validate;
+         WebAssembly.validate = (bytes) => {
+           const b = new Uint8Array(bytes.buffer || bytes);
+           for (let i = 0; i + 2 < b.length; i++)
+             if (b[i] === 0xfd && b[i + 1] === 0x85 && b[i + 2] === 0x02) return false;
+           return validate(bytes);
+         };",
+    );
+    open_and_start(&browser, &server, "?preset=tiny&device=cpu&steps=1000");
+    wait_for_steps_and_falling_loss(&browser, 10, Duration::from_secs(300));
+    let device = browser.text("device").unwrap();
+    assert!(device.starts_with("CPU — chosen in the settings"), "device element: {device:?}");
+    assert!(device.contains("flex backend in WebAssembly") && !device.contains("FMA"), "the plain worker: {device:?}");
 }
 
 #[test]

@@ -27,7 +27,9 @@ fn gzipped_size(path: &Path) -> u64 {
 #[test]
 fn each_wasm_fits_the_first_load_budget() {
     let dist = dist_dir();
-    for name in ["objlab-app_bg.wasm", "objlab-worker_bg.wasm"] {
+    // The page, and the worker in both builds (plain, and with relaxed SIMD's FMA): a visitor
+    // downloads the page and one of the two.
+    for name in ["objlab-app_bg.wasm", "objlab-worker_bg.wasm", "objlab-worker-fma_bg.wasm"] {
         let path = dist.join(name);
         assert!(path.exists(), "{} is missing: build the page first", path.display());
         let raw = std::fs::metadata(&path).unwrap().len();
@@ -41,4 +43,22 @@ fn each_wasm_fits_the_first_load_budget() {
             WASM_BUDGET_GZ as f64 / 1e6,
         );
     }
+}
+
+/// The page picks the worker build by whether the browser validates relaxed SIMD
+/// (`app/src/wasm_features.rs`). That is only safe if the plain build has no relaxed instruction
+/// at all (it is what Safari gets) and the FMA build does use them (else it is no faster).
+#[test]
+fn the_plain_worker_needs_no_relaxed_simd_and_the_fma_worker_uses_it() {
+    use wasmparser::{Validator, WasmFeatures};
+    let dist = dist_dir();
+    let mut without = WasmFeatures::default();
+    without.remove(WasmFeatures::RELAXED_SIMD);
+    let validate = |name: &str, features: WasmFeatures| {
+        let bytes = std::fs::read(dist.join(name)).unwrap_or_else(|e| panic!("{name}: {e} (build the page first)"));
+        Validator::new_with_features(features).validate_all(&bytes).map(|_| ())
+    };
+    validate("objlab-worker_bg.wasm", without).expect("the plain worker validates without relaxed SIMD");
+    validate("objlab-worker-fma_bg.wasm", without).expect_err("the FMA worker uses relaxed SIMD");
+    validate("objlab-worker-fma_bg.wasm", without | WasmFeatures::RELAXED_SIMD).expect("the FMA worker validates with it");
 }

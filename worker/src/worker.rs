@@ -32,7 +32,13 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, Response};
 
-const CPU_NAME: &str = "flex backend in WebAssembly";
+/// The CPU backend's name; the `fma` build (relaxed SIMD's fused multiply-add in the matrix
+/// products) says so, which is how the page and its tests tell the two builds apart.
+const CPU_NAME: &str = if cfg!(feature = "fma") {
+    "flex backend in WebAssembly, relaxed-SIMD FMA"
+} else {
+    "flex backend in WebAssembly"
+};
 /// Probe-set sequences per Markov source, and their length (cut to a run's context).
 /// 128 sequences of 16 letters: a forward pass over them costs about half a baby-GPT step.
 const PROBE_PER_SOURCE: usize = 32;

@@ -73,8 +73,10 @@ fn target_dir() -> PathBuf {
 /// Dates the patched crates so that a fresh clone reuses the shared target folder's build of
 /// them (see `patches.rs`): before any cargo or Trunk build.
 fn settle_patches() -> Result<(), String> {
-    if patches::settle(&root().join("patches"), &target_dir())? == Some(true) {
-        say("patches/ is new to this target folder: cargo rebuilds the crates above it (burn, cubecl) once");
+    if let Some(new) = patches::settle(&root().join("patches"), &target_dir())? {
+        if !new.is_empty() {
+            say(&format!("patches/{{{}}} new to this target folder: cargo rebuilds the crates above them once", new.join(",")));
+        }
     }
     Ok(())
 }
@@ -225,7 +227,7 @@ fn build_page() -> Result<PathBuf, String> {
     c.args(["build", "--release"]);
     run(c, "trunk build")?;
     let dist = root().join("dist");
-    for f in ["objlab-app_bg.wasm", "objlab-worker_bg.wasm"] {
+    for f in ["objlab-app_bg.wasm", "objlab-worker_bg.wasm", "objlab-worker-fma_bg.wasm"] {
         if let Ok(meta) = std::fs::metadata(dist.join(f)) {
             let gz = output("sh", &["-c", &format!("gzip -9 -c '{}' | wc -c", dist.join(f).display())])
                 .and_then(|n| n.trim().parse::<f64>().ok())
@@ -239,8 +241,12 @@ fn build_page() -> Result<PathBuf, String> {
 /// Trunk's post-build hook: drops the `name` custom section (function names for stack
 /// traces, ~15 % of the file) from every wasm file Trunk is about to publish. There is no
 /// wasm-opt to do it (Trunk would download one; Debian's is too old), and stripping in the
-/// cargo profile would rebuild the native target too.
+/// cargo profile would rebuild the native target too. `OBJLAB_KEEP_NAMES=1` keeps the names,
+/// for profiling the tab (`perf` with V8's `--perf-basic-prof` then names wasm functions).
 fn strip_wasm_dir() -> Result<(), String> {
+    if std::env::var_os("OBJLAB_KEEP_NAMES").is_some_and(|v| v == "1") {
+        return Ok(());
+    }
     let dir = std::env::var_os("TRUNK_STAGING_DIR").map(PathBuf::from).ok_or("strip-wasm runs as Trunk's post_build hook (TRUNK_STAGING_DIR unset)")?;
     for entry in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
         let path = entry.map_err(|e| e.to_string())?.path();

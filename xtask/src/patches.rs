@@ -6,32 +6,40 @@
 //! would find the patched `cubecl-runtime` newer than the shared target folder's build of it and
 //! rebuild everything above it: all of burn and cubecl, native and wasm, ~40 minutes on 2 cores.
 //!
-//! How: the target folder keeps one stamp, `objlab-patches.stamp`: a hash of the patched crates'
-//! files (`patches/*/`) and the time that content was first built there. Before any build, each
-//! of those files gets that time. Same content: the files are as old as the build that used them, so
-//! cargo keeps it. New content (an edit, or another clone's): a new stamp at *now*, newer than
-//! every earlier build, so cargo rebuilds as it should. The one case this cannot see: patched
-//! files edited and built with plain `cargo` (not the xtask), then put back as they were; `touch`
-//! them after such a round trip.
+//! How: the target folder keeps a stamp, `objlab-patches.stamp`, with a line per patched crate
+//! (`patches/<crate>/`): its name, a hash of its files and the time that content was first built
+//! there. Before any build, each crate's files get their line's time. Same content: the files
+//! are as old as the build that used them, so cargo keeps it. New content (an edit, a new crate,
+//! or another clone's): a new line at *now*, newer than every earlier build, so cargo rebuilds
+//! what depends on that crate, and only that. The one case this cannot see: patched files
+//! edited and built with plain `cargo` (not the xtask), then put back as they were; `touch` them
+//! after such a round trip.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The stamp's file name inside the target folder.
 const STAMP: &str = "objlab-patches.stamp";
 
-/// Every file of the patched crates, the folders below `dir`, sorted (so the hash does not
-/// depend on the directory order). Files directly in `dir` (its README) are no build input and
-/// are left out: editing them rebuilds nothing.
-fn files_below(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// The patched crates: the folders directly in `dir`, sorted. Files directly in `dir` (its
+/// README) are no build input and are left out: editing them rebuilds nothing.
+fn crate_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
-    let mut todo = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if entry.file_type()?.is_dir() {
-            todo.push(entry.path());
+            out.push(entry.path());
         }
     }
+    out.sort();
+    Ok(out)
+}
+
+/// Every file below `dir`, sorted (so the hash does not depend on the directory order).
+fn files_below(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
         for entry in std::fs::read_dir(&d)? {
             let entry = entry?;
@@ -68,41 +76,55 @@ fn content_hash(dir: &Path, files: &[PathBuf]) -> std::io::Result<u64> {
     Ok(h)
 }
 
-/// The time to give the patched files: the stamp's if it records this content, else `now`
-/// (and the stamp is rewritten to say so). Returns the time and whether the content is new.
-fn stamp_time(stamp: &Path, hash: u64, now: SystemTime) -> std::io::Result<(SystemTime, bool)> {
-    if let Ok(text) = std::fs::read_to_string(stamp) {
-        let mut words = text.split_whitespace();
-        if let (Some(h), Some(secs)) = (words.next(), words.next().and_then(|s| s.parse::<u64>().ok())) {
-            if h == format!("{hash:016x}") {
-                return Ok((UNIX_EPOCH + Duration::from_secs(secs), false));
-            }
-        }
-    }
-    // Whole seconds, rounded down: never later than the build that follows.
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    if let Some(parent) = stamp.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(stamp, format!("{hash:016x} {secs}\n"))?;
-    Ok((UNIX_EPOCH + Duration::from_secs(secs), true))
+/// The stamp's lines: crate name → (hash, seconds). Lines of another form (an older stamp's
+/// single "hash seconds" line) are ignored, so their crates count as new once.
+fn read_stamp(stamp: &Path) -> BTreeMap<String, (u64, u64)> {
+    let text = std::fs::read_to_string(stamp).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let (name, hash, secs) = (words.next()?, words.next()?, words.next()?);
+            Some((name.to_string(), (u64::from_str_radix(hash, 16).ok()?, secs.parse().ok()?)))
+        })
+        .collect()
 }
 
-/// Gives each file of the patched crates the stamp's time (see the module's doc). Returns whether
-/// the content is new to this target folder (so cargo rebuilds what depends on it), or `None`
-/// when there is no `patches/` folder.
-pub fn settle(patches: &Path, target_dir: &Path) -> Result<Option<bool>, String> {
+/// Gives each patched crate's files the time its content was first built in `target_dir` (see
+/// the module's doc). Returns the crates whose content is new to this target folder (cargo
+/// rebuilds what depends on them), or `None` when there is no `patches/` folder.
+pub fn settle(patches: &Path, target_dir: &Path) -> Result<Option<Vec<String>>, String> {
     if !patches.is_dir() {
         return Ok(None);
     }
     let err = |e: std::io::Error| format!("patches/: {e}");
-    let files = files_below(patches).map_err(err)?;
-    let hash = content_hash(patches, &files).map_err(err)?;
-    let (time, new) = stamp_time(&target_dir.join(STAMP), hash, SystemTime::now()).map_err(err)?;
-    for f in &files {
-        // Setting times needs ownership, not write access: a read-only handle will do.
-        let file = std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
-        file.set_modified(time).map_err(|e| format!("{}: {e}", f.display()))?;
+    let stamp = target_dir.join(STAMP);
+    let old = read_stamp(&stamp);
+    // Whole seconds, rounded down: never later than the build that follows.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (mut lines, mut new) = (BTreeMap::new(), Vec::new());
+    for dir in crate_dirs(patches).map_err(err)? {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let files = files_below(&dir).map_err(err)?;
+        let hash = content_hash(&dir, &files).map_err(err)?;
+        let secs = match old.get(&name) {
+            Some(&(h, secs)) if h == hash => secs,
+            _ => {
+                new.push(name.clone());
+                now
+            }
+        };
+        let time = UNIX_EPOCH + Duration::from_secs(secs);
+        for f in &files {
+            // Setting times needs ownership, not write access: a read-only handle will do.
+            let file = std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            file.set_modified(time).map_err(|e| format!("{}: {e}", f.display()))?;
+        }
+        lines.insert(name, (hash, secs));
+    }
+    if lines != old {
+        std::fs::create_dir_all(target_dir).map_err(err)?;
+        let text: String = lines.iter().map(|(name, (h, secs))| format!("{name} {h:016x} {secs}\n")).collect();
+        std::fs::write(&stamp, text).map_err(err)?;
     }
     Ok(Some(new))
 }
@@ -114,9 +136,11 @@ mod tests {
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("objlab-xtask-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("patches/crate/src")).unwrap();
-        std::fs::write(dir.join("patches/crate/Cargo.toml"), "[package]\n").unwrap();
-        std::fs::write(dir.join("patches/crate/src/lib.rs"), "pub fn f() {}\n").unwrap();
+        for c in ["one", "two"] {
+            std::fs::create_dir_all(dir.join(format!("patches/{c}/src"))).unwrap();
+            std::fs::write(dir.join(format!("patches/{c}/Cargo.toml")), "[package]\n").unwrap();
+            std::fs::write(dir.join(format!("patches/{c}/src/lib.rs")), "pub fn f() {}\n").unwrap();
+        }
         dir
     }
 
@@ -124,36 +148,52 @@ mod tests {
         std::fs::metadata(p).unwrap().modified().unwrap()
     }
 
+    fn names(v: &[&str]) -> Option<Vec<String>> {
+        Some(v.iter().map(|s| s.to_string()).collect())
+    }
+
     #[test]
     fn same_content_keeps_the_first_time_and_new_content_gets_a_new_one() {
         let dir = scratch("stamp");
         let (patches, target) = (dir.join("patches"), dir.join("target"));
-        let lib = patches.join("crate/src/lib.rs");
+        let lib = patches.join("one/src/lib.rs");
+        let other = patches.join("two/src/lib.rs");
 
-        // First sight: a new stamp, and the files get its time.
-        assert_eq!(settle(&patches, &target).unwrap(), Some(true));
+        // First sight (or an older stamp's format): every crate is new, and gets the stamp's time.
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::write(target.join(STAMP), "542e3cff24f09111 1796146323\n").unwrap();
+        assert_eq!(settle(&patches, &target).unwrap(), names(&["one", "two"]));
         let first = mtime(&lib);
+        assert_eq!(mtime(&other), first);
 
         // A "fresh clone": same content, newer files. They go back to the stamp's time.
         std::thread::sleep(Duration::from_millis(1100));
         std::fs::write(&lib, "pub fn f() {}\n").unwrap();
         assert!(mtime(&lib) > first);
-        assert_eq!(settle(&patches, &target).unwrap(), Some(false));
+        assert_eq!(settle(&patches, &target).unwrap(), names(&[]));
         assert_eq!(mtime(&lib), first);
-        assert_eq!(mtime(&patches.join("crate/Cargo.toml")), first);
+        assert_eq!(mtime(&patches.join("one/Cargo.toml")), first);
 
-        // An edit: a new stamp, later than the first, so cargo rebuilds.
+        // An edit: a new time for that crate only, later than the first, so cargo rebuilds it
+        // (and what depends on it) and keeps the other.
         std::fs::write(&lib, "pub fn g() {}\n").unwrap();
-        assert_eq!(settle(&patches, &target).unwrap(), Some(true));
+        assert_eq!(settle(&patches, &target).unwrap(), names(&["one"]));
         assert!(mtime(&lib) > first);
+        assert_eq!(mtime(&other), first);
         let second = mtime(&lib);
 
         // Putting the old content back is new again (not the first stamp's time, which would
         // make cargo keep the edited build).
         std::fs::write(&lib, "pub fn f() {}\n").unwrap();
         std::thread::sleep(Duration::from_millis(1100));
-        assert_eq!(settle(&patches, &target).unwrap(), Some(true));
+        assert_eq!(settle(&patches, &target).unwrap(), names(&["one"]));
         assert!(mtime(&lib) > second);
+
+        // A crate added later is new; the others keep their times.
+        std::fs::create_dir_all(patches.join("three")).unwrap();
+        std::fs::write(patches.join("three/Cargo.toml"), "[package]\n").unwrap();
+        assert_eq!(settle(&patches, &target).unwrap(), names(&["three"]));
+        assert_eq!(mtime(&other), first);
 
         assert_eq!(settle(&dir.join("none"), &target).unwrap(), None);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -163,18 +203,19 @@ mod tests {
     fn the_hash_sees_paths_and_bytes() {
         let dir = scratch("hash");
         let patches = dir.join("patches");
-        let files = files_below(&patches).unwrap();
-        let h = content_hash(&patches, &files).unwrap();
-        assert_eq!(h, content_hash(&patches, &files).unwrap());
-        // the folder's own README is not part of any crate
+        let krate = patches.join("one");
+        let files = files_below(&krate).unwrap();
+        let h = content_hash(&krate, &files).unwrap();
+        assert_eq!(h, content_hash(&krate, &files).unwrap());
+        // the folder's own README is not a crate
         std::fs::write(patches.join("README.md"), "notes\n").unwrap();
-        assert_eq!(files_below(&patches).unwrap(), files);
-        std::fs::write(patches.join("crate/src/lib.rs"), "pub fn f() { }\n").unwrap();
-        assert_ne!(h, content_hash(&patches, &files).unwrap());
-        std::fs::rename(patches.join("crate/src/lib.rs"), patches.join("crate/src/main.rs")).unwrap();
-        let moved = files_below(&patches).unwrap();
+        assert_eq!(crate_dirs(&patches).unwrap(), vec![krate.clone(), patches.join("two")]);
+        std::fs::write(krate.join("src/lib.rs"), "pub fn f() { }\n").unwrap();
+        assert_ne!(h, content_hash(&krate, &files).unwrap());
+        std::fs::rename(krate.join("src/lib.rs"), krate.join("src/main.rs")).unwrap();
+        let moved = files_below(&krate).unwrap();
         assert_eq!(moved.len(), 2);
-        assert_ne!(content_hash(&patches, &moved).unwrap(), h);
+        assert_ne!(content_hash(&krate, &moved).unwrap(), h);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
