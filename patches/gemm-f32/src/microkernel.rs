@@ -547,7 +547,13 @@ pub mod simd128 {
         }
 
         // objlab patch: the kernels below come from one of two macros, gemm-common's
-        // `microkernel!` or its copy `relaxed_microkernel!` (with relaxed SIMD).
+        // `microkernel!` or its copy `relaxed_microkernel!` (with relaxed SIMD). And the
+        // tiles are at most 2x4 vectors (8 rows by 4 columns), with no unrolling of the depth
+        // loop, where gemm 0.19.0 has 3x4 unrolled twice: V8 gives wasm 15 vector
+        // registers, and the 12 accumulators plus the loaded operands of two unrolled steps
+        // did not fit, so every step spilled and reloaded accumulators on the stack. Eight
+        // accumulators, two operands and four broadcasts do fit (checked with `perf annotate`
+        // of V8's code).
         macro_rules! simd128_kernels {
             ($ukr: ident, $features: tt) => {
                 $ukr!([$features], 1, x1x1, 1, 1);
