@@ -85,18 +85,16 @@ impl AttentionOps for Flex {
                 let (batch, query) = (row / (h * s), row % s);
                 let bias_at = (if per_row_bias { batch } else { 0 }) * s * keys + query * keys;
                 let (x, bias) = (&xs[row * keys..(row + 1) * keys], &bs[bias_at..bias_at + keys]);
-                let mut max = f32::NEG_INFINITY;
                 for ((y, &x), &c) in y.iter_mut().zip(x).zip(bias) {
                     *y = x * scale + c;
-                    max = max.max(*y);
                 }
-                let mut total = 0.0;
+                let max = lanes(y, f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
                 for y in y.iter_mut() {
                     let z = *y - max;
                     // exactly 0 below e^−87 (masked keys), as libm's expf gives for −1e9
                     *y = if z < -87.0 { 0.0 } else { super::gelu::exp_approx(z) };
-                    total += *y;
                 }
+                let total = lanes(y, 0.0, |t, v| t + v);
                 let inv = 1.0 / total;
                 for y in y.iter_mut() {
                     *y *= inv;
@@ -105,6 +103,24 @@ impl AttentionOps for Flex {
         });
         out
     }
+}
+
+/// Folds `row` with `f` in eight interleaved lanes, then folds the lanes: a reduction the
+/// compiler can keep in vector registers (a single running value is a chain it may not
+/// reorder). `f` is a compare-and-select max or a sum; wasm has no vector `f32::max`.
+#[inline(always)]
+fn lanes(row: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; 8];
+    let mut chunks = row.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = f(*a, v);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a = f(*a, v);
+    }
+    acc.into_iter().fold(init, f)
 }
 
 impl AttentionOps for CubeBackend {

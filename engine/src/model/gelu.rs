@@ -132,7 +132,9 @@ pub(super) fn exp_approx(x: f32) -> f32 {
     // 1.5·2²³: adding it rounds to an integer, which its low mantissa bits then hold, so n is
     // read back with integer operations only (no float-to-int conversion, which does not vectorise)
     const MAGIC: f32 = 12_582_912.0;
-    let x = x.max(-87.0);
+    // a compare and select, not `x.max(-87.0)`: wasm has no vector instruction with `max`'s
+    // NaN rule, so LLVM made that four calls to libm's `fmaxf` per vector in the tab
+    let x = if x < -87.0 { -87.0 } else { x };
     let shifted = x * std::f32::consts::LOG2_E + MAGIC;
     let n = shifted - MAGIC;
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
