@@ -344,9 +344,9 @@ fn serve(args: &[String]) -> Result<(), String> {
 fn test() -> Result<(), String> {
     let started = Instant::now();
     ensure_test_tools()?;
-    say("native tests: engine (flex, and wgpu on lavapipe), WGSL kernels (lavapipe) and CLI");
+    say("native tests: engine (flex, and wgpu on lavapipe), WGSL kernels (lavapipe), CLI, the page's pure logic");
     let mut c = cargo();
-    c.args(["test", "--release", "-p", "objlab-engine", "-p", "objlab-kernels", "-p", "objlab-cli", "-p", "xtask"]);
+    c.args(["test", "--release", "-p", "objlab-engine", "-p", "objlab-kernels", "-p", "objlab-cli", "-p", "objlab-app", "-p", "xtask"]);
     if Path::new(LAVAPIPE_ICD).exists() {
         c.env("VK_DRIVER_FILES", LAVAPIPE_ICD).env("OBJLAB_REQUIRE_WGPU", "1");
     }
