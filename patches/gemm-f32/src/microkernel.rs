@@ -547,30 +547,29 @@ pub mod simd128 {
         }
 
         // objlab patch: the kernels below come from one of two macros, gemm-common's
-        // `microkernel!` or its copy `relaxed_microkernel!` (with relaxed SIMD). And the
-        // tiles are at most 2x4 vectors (8 rows by 4 columns), with no unrolling of the depth
-        // loop, where gemm 0.19.0 has 3x4 unrolled twice: V8 gives wasm 15 vector
-        // registers, and the 12 accumulators plus the loaded operands of two unrolled steps
-        // did not fit, so every step spilled and reloaded accumulators on the stack. Eight
-        // accumulators, two operands and four broadcasts do fit (checked with `perf annotate`
-        // of V8's code).
+        // `microkernel!` or its copy `relaxed_microkernel!` (with relaxed SIMD), and their tiles
+        // are sized for V8, which gives wasm 15 vector registers on x86-64. gemm 0.19.0 has
+        // 3x4 vectors unrolled twice: its 12 accumulators plus the loaded operands did not
+        // fit, so every step of the depth loop spilled and reloaded accumulators on the stack
+        // (seen with `perf annotate` of V8's code). No unrolling here, and at most
+        // - 2x4 vectors (8 rows by 4 columns) for the plain build: a multiply and an add
+        //   need a temporary, and 3x3 was 3-5 % slower;
+        // - 3x3 vectors (12 by 3) for relaxed SIMD: 9 fused multiply-adds per 6 loads, where
+        //   2x4 does 8; 3-6 % faster than 2x4.
         macro_rules! simd128_kernels {
-            ($ukr: ident, $features: tt) => {
-                $ukr!([$features], 1, x1x1, 1, 1);
-                $ukr!([$features], 1, x1x2, 1, 2);
-                $ukr!([$features], 1, x1x3, 1, 3);
-                $ukr!([$features], 1, x1x4, 1, 4);
-
-                $ukr!([$features], 1, x2x1, 2, 1);
-                $ukr!([$features], 1, x2x2, 2, 2);
-                $ukr!([$features], 1, x2x3, 2, 3);
-                $ukr!([$features], 1, x2x4, 2, 4);
-
+            ($ukr: ident, $features: tt, [$($rows: tt),*], [$($cols: tt),*]) => {
+                simd128_kernels!(@rows $ukr, $features, [$($rows),*], [$($cols),*]);
+            };
+            (@rows $ukr: ident, $features: tt, [$($rows: tt),*], $cols: tt) => {
+                $(simd128_kernels!(@cols $ukr, $features, $rows, $cols);)*
+            };
+            (@cols $ukr: ident, $features: tt, $row: tt, [$($cols: tt),*]) => {
+                $(paste::paste! { $ukr!([$features], 1, [<x $row x $cols>], $row, $cols); })*
             };
         }
 
         #[cfg(not(feature = "wasm-relaxed-simd"))]
-        simd128_kernels!(microkernel, "simd128");
+        simd128_kernels!(microkernel, "simd128", [1, 2], [1, 2, 3, 4]);
 
         /// objlab patch: gemm-common's `microkernel!` (0.19.0) with the neon-only branches
         /// left out, and its inner `execute` given the kernel's target features, which inner
@@ -808,11 +807,19 @@ pub mod simd128 {
 
 
         #[cfg(feature = "wasm-relaxed-simd")]
-        simd128_kernels!(relaxed_microkernel, "simd128,relaxed-simd");
+        simd128_kernels!(relaxed_microkernel, "simd128,relaxed-simd", [1, 2, 3], [1, 2, 3]);
 
+        #[cfg(not(feature = "wasm-relaxed-simd"))]
         microkernel_fn_array! {
             [x1x1, x1x2, x1x3, x1x4,],
             [x2x1, x2x2, x2x3, x2x4,],
+        }
+
+        #[cfg(feature = "wasm-relaxed-simd")]
+        microkernel_fn_array! {
+            [x1x1, x1x2, x1x3,],
+            [x2x1, x2x2, x2x3,],
+            [x3x1, x3x2, x3x3,],
         }
 
         pub const H_M: usize = 0;
