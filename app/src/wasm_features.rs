@@ -10,32 +10,18 @@ pub const WORKER_PLAIN_URL: &str = "./objlab-worker_loader.js";
 
 /// `(func (result v128) v128.const 0 v128.const 0 v128.const 0 f32x4.relaxed_madd)`: the
 /// smallest module that uses relaxed SIMD (0xfd 0x105 is `f32x4.relaxed_madd`).
-pub const RELAXED_SIMD_PROBE: [u8; 82] = {
-    let head: [u8; 24] = [
-        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
-        0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // types: () -> v128
-        0x03, 0x02, 0x01, 0x00, // functions: one of type 0
-        0x0a, 0x3d, 0x01, 0x3b, 0x00, // code: one body of 59 bytes, no locals
-    ];
-    let mut out = [0u8; 82];
-    let mut i = 0;
-    while i < 24 {
-        out[i] = head[i];
-        i += 1;
-    }
-    // three `v128.const 0` (0xfd 0x0c and 16 zero bytes) at 24, 42 and 60
-    out[24] = 0xfd;
-    out[25] = 0x0c;
-    out[42] = 0xfd;
-    out[43] = 0x0c;
-    out[60] = 0xfd;
-    out[61] = 0x0c;
-    out[78] = 0xfd; // f32x4.relaxed_madd
-    out[79] = 0x85;
-    out[80] = 0x02;
-    out[81] = 0x0b; // end
-    out
-};
+#[rustfmt::skip]
+pub const RELAXED_SIMD_PROBE: [u8; 82] = [
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
+    0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // types: () -> v128
+    0x03, 0x02, 0x01, 0x00, // functions: one of type 0
+    0x0a, 0x3d, 0x01, 0x3b, 0x00, // code: one body of 59 bytes, no locals
+    0xfd, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // v128.const 0
+    0xfd, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // v128.const 0
+    0xfd, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // v128.const 0
+    0xfd, 0x85, 0x02, // f32x4.relaxed_madd
+    0x0b, // end
+];
 
 /// Whether this browser runs WebAssembly relaxed SIMD (Chromium since 114 does; Safari does
 /// not yet).

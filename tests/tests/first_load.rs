@@ -54,11 +54,10 @@ fn the_plain_worker_needs_no_relaxed_simd_and_the_fma_worker_uses_it() {
     let dist = dist_dir();
     let mut without = WasmFeatures::default();
     without.remove(WasmFeatures::RELAXED_SIMD);
-    let validate = |name: &str, features: WasmFeatures| {
-        let bytes = std::fs::read(dist.join(name)).unwrap_or_else(|e| panic!("{name}: {e} (build the page first)"));
-        Validator::new_with_features(features).validate_all(&bytes).map(|_| ())
-    };
-    validate("objlab-worker_bg.wasm", without).expect("the plain worker validates without relaxed SIMD");
-    validate("objlab-worker-fma_bg.wasm", without).expect_err("the FMA worker uses relaxed SIMD");
-    validate("objlab-worker-fma_bg.wasm", without | WasmFeatures::RELAXED_SIMD).expect("the FMA worker validates with it");
+    let read = |name: &str| std::fs::read(dist.join(name)).unwrap_or_else(|e| panic!("{name}: {e} (build the page first)"));
+    let (plain, fma) = (read("objlab-worker_bg.wasm"), read("objlab-worker-fma_bg.wasm"));
+    let validate = |bytes: &[u8], features| Validator::new_with_features(features).validate_all(bytes).map(|_| ());
+    validate(&plain, without).expect("the plain worker validates without relaxed SIMD");
+    validate(&fma, without).expect_err("the FMA worker uses relaxed SIMD");
+    validate(&fma, without | WasmFeatures::RELAXED_SIMD).expect("the FMA worker validates with it");
 }

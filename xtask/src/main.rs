@@ -227,7 +227,14 @@ fn build_page() -> Result<PathBuf, String> {
     c.args(["build", "--release"]);
     run(c, "trunk build")?;
     let dist = root().join("dist");
-    for f in ["objlab-app_bg.wasm", "objlab-worker_bg.wasm", "objlab-worker-fma_bg.wasm"] {
+    // every wasm file Trunk published: the page and both worker builds
+    let mut wasm: Vec<String> = std::fs::read_dir(&dist)
+        .map_err(|e| format!("{}: {e}", dist.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".wasm"))
+        .collect();
+    wasm.sort();
+    for f in &wasm {
         if let Ok(meta) = std::fs::metadata(dist.join(f)) {
             let gz = output("sh", &["-c", &format!("gzip -9 -c '{}' | wc -c", dist.join(f).display())])
                 .and_then(|n| n.trim().parse::<f64>().ok())
