@@ -23,6 +23,10 @@ use objlab_engine::train::Trainer;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc v3's `mi_option_purge_delay` (its `mimalloc.h`; libmimalloc-sys names only v2's
+/// options): milliseconds before freed memory goes back to the kernel, −1 for never.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 #[derive(Parser)]
 #[command(name = "objlab", version, about = "Objective Lab: train small models on different pretraining objectives")]
 struct Cli {
@@ -111,6 +115,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: sets one of mimalloc's options, which it reads when it next purges.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -451,4 +457,16 @@ async fn snapshot_ms(trainers: &[&Trainer], analyser: &objlab_kernels::Analyser)
         "total_all_runs": 1000.0 * all.elapsed().as_secs_f64(),
         "longest_stage": longest,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The option number is mimalloc v3's purge delay: its default there is 1000 ms, and the
+    /// options around it default to 1 and 0 (a version that moved its options fails here).
+    #[test]
+    fn purge_delay_is_the_option_set() {
+        // SAFETY: reads one of mimalloc's options.
+        let default = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
+        assert_eq!(default, 1000);
+    }
 }

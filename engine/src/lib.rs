@@ -7,6 +7,8 @@
 
 #[cfg(feature = "training")]
 pub mod benchmark;
+#[cfg(feature = "training")]
+mod cpu_loops;
 pub mod data;
 #[cfg(feature = "training")]
 pub mod dispatches;

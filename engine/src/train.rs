@@ -290,6 +290,13 @@ impl Trainer {
 
     /// One optimiser step. Reads nothing from the device; the loss waits in `pending`.
     pub fn step(&mut self) {
+        #[cfg(not(target_family = "wasm"))]
+        rayon::scope(|_| self.step_here());
+        #[cfg(target_family = "wasm")]
+        self.step_here();
+    }
+
+    fn step_here(&mut self) {
         let clean = self.corpus.sample(Split::Train, self.train.batch_size, self.model_config.block_size, &mut self.data_rng);
         let model = self.model.take().expect("model is present between steps");
         let mut rng = self.corrupt_rng.clone();

@@ -78,30 +78,51 @@ impl AttentionOps for Flex {
         let (xs, bs) = (scores.as_slice::<f32>().expect("contiguous f32"), bias.as_slice::<f32>().expect("contiguous f32"));
         let per_row_bias = bias_shape[0] == b && b > 1;
         let rows_per_chunk = (16 * 1024 / keys).max(1);
-        super::for_chunks(out.storage_mut::<f32>(), rows_per_chunk * keys, |start, ys| {
-            for (i, y) in ys.chunks_mut(keys).enumerate() {
-                // row = ((batch · h) + head) · s + query
-                let row = start / keys + i;
-                let (batch, query) = (row / (h * s), row % s);
-                let bias_at = (if per_row_bias { batch } else { 0 }) * s * keys + query * keys;
-                let (x, bias) = (&xs[row * keys..(row + 1) * keys], &bs[bias_at..bias_at + keys]);
-                for ((y, &x), &c) in y.iter_mut().zip(x).zip(bias) {
-                    *y = x * scale + c;
-                }
-                let max = lanes(y, f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
-                for y in y.iter_mut() {
-                    let z = *y - max;
-                    // exactly 0 below e^−87 (masked keys), as libm's expf gives for −1e9
-                    *y = if z < -87.0 { 0.0 } else { super::gelu::exp_approx(z) };
-                }
-                let total = lanes(y, 0.0, |t, v| t + v);
-                let inv = 1.0 / total;
-                for y in y.iter_mut() {
-                    *y *= inv;
-                }
-            }
-        });
+        let rows = SoftmaxRows { xs, bs, scale, keys, heads: h, seq: s, per_row_bias };
+        crate::cpu_loops::for_chunks(out.storage_mut::<f32>(), rows_per_chunk * keys, &rows);
         out
+    }
+}
+
+/// softmax(x · scale + bias) over each row of keys, for a chunk of rows of [`Flex`]'s
+/// `attention_softmax`.
+struct SoftmaxRows<'a> {
+    /// scores: [batch, heads, seq, keys]
+    xs: &'a [f32],
+    /// bias: [batch or 1, 1, seq, keys]
+    bs: &'a [f32],
+    scale: f32,
+    keys: usize,
+    heads: usize,
+    seq: usize,
+    per_row_bias: bool,
+}
+
+impl crate::cpu_loops::ChunkLoop for SoftmaxRows<'_> {
+    #[inline(always)]
+    fn run(&self, start: usize, ys: &mut [f32]) {
+        let Self { xs, bs, scale, keys, heads: h, seq: s, per_row_bias } = *self;
+        for (i, y) in ys.chunks_mut(keys).enumerate() {
+            // row = ((batch · h) + head) · s + query
+            let row = start / keys + i;
+            let (batch, query) = (row / (h * s), row % s);
+            let bias_at = (if per_row_bias { batch } else { 0 }) * s * keys + query * keys;
+            let (x, bias) = (&xs[row * keys..(row + 1) * keys], &bs[bias_at..bias_at + keys]);
+            for ((y, &x), &c) in y.iter_mut().zip(x).zip(bias) {
+                *y = x * scale + c;
+            }
+            let max = lanes(y, f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
+            for y in y.iter_mut() {
+                let z = *y - max;
+                // exactly 0 below e^−87 (masked keys), as libm's expf gives for −1e9
+                *y = if z < -87.0 { 0.0 } else { super::gelu::exp_approx(z) };
+            }
+            let total = lanes(y, 0.0, |t, v| t + v);
+            let inv = 1.0 / total;
+            for y in y.iter_mut() {
+                *y *= inv;
+            }
+        }
     }
 }
 

@@ -86,25 +86,34 @@ fn elementwise(x: FlexTensor, grad: Option<FlexTensor>, f: impl Fn(f32, f32) -> 
     let mut out = FlexTensor::empty(x.layout().shape().clone(), DType::F32);
     let xs = x.as_slice::<f32>().expect("contiguous f32");
     let gs = grad.as_ref().map(|g| g.as_slice::<f32>().expect("contiguous f32"));
-    let ys = out.storage_mut::<f32>();
-    // One chunk's loop; each chunk is long enough to vectorise and to be worth a thread.
-    let chunk = |start: usize, ys: &mut [f32]| {
-        let xs = &xs[start..start + ys.len()];
-        match gs {
+    crate::cpu_loops::for_chunks(out.storage_mut::<f32>(), CHUNK, &Elementwise { xs, gs, f });
+    out
+}
+
+/// One chunk of [`elementwise`]; each chunk is long enough to vectorise and to be worth a thread.
+struct Elementwise<'a, F> {
+    xs: &'a [f32],
+    gs: Option<&'a [f32]>,
+    f: F,
+}
+
+impl<F: Fn(f32, f32) -> f32 + Sync> crate::cpu_loops::ChunkLoop for Elementwise<'_, F> {
+    #[inline(always)]
+    fn run(&self, start: usize, ys: &mut [f32]) {
+        let xs = &self.xs[start..start + ys.len()];
+        match self.gs {
             Some(gs) => {
                 for ((y, &x), &g) in ys.iter_mut().zip(xs).zip(&gs[start..start + xs.len()]) {
-                    *y = f(x, g);
+                    *y = (self.f)(x, g);
                 }
             }
             None => {
                 for (y, &x) in ys.iter_mut().zip(xs) {
-                    *y = f(x, 0.0);
+                    *y = (self.f)(x, 0.0);
                 }
             }
         }
-    };
-    super::for_chunks(ys, CHUNK, chunk);
-    out
+    }
 }
 
 /// Elements per chunk of the loop (64 KiB of f32): baby GPT's GELU input, 768 × 512, is 24 chunks.

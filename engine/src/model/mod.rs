@@ -44,22 +44,6 @@ fn stores_for_backward<B: burn::backend::Backend>() -> bool {
     std::any::TypeId::of::<B>() == std::any::TypeId::of::<burn::backend::Flex>()
 }
 
-/// `body(start, chunk)` over `ys` in chunks of `len` elements: the custom operations' CPU loops
-/// (GELU, the attention softmax) on flex's thread pool natively, and in place in wasm, which has
-/// one thread. `start` is the chunk's first index in `ys`.
-#[cfg(feature = "training")]
-fn for_chunks(ys: &mut [f32], len: usize, body: impl Fn(usize, &mut [f32]) + Sync) {
-    #[cfg(not(target_family = "wasm"))]
-    {
-        use rayon::prelude::*;
-        ys.par_chunks_mut(len).enumerate().for_each(|(i, c)| body(i * len, c));
-    }
-    #[cfg(target_family = "wasm")]
-    for (i, c) in ys.chunks_mut(len).enumerate() {
-        body(i * len, c);
-    }
-}
-
 /// Which stack(s) the model has. The objective decides the attention pattern; the
 /// architecture decides how that pattern is realised (Tay et al. 2022, UL2).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

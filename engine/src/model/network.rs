@@ -127,6 +127,26 @@ pub struct ModelOutput {
     pub pooled: Option<Tensor<2>>,
 }
 
+/// A linear layer over every position at once: x: [batch, seq, d_in] -> [batch, seq, d_out].
+///
+/// burn's `Linear::forward` on a 3-D input is a *batched* product against the weight broadcast
+/// over the batch: on the CPU that is `batch` small products (each packing the weight again),
+/// and its backward sums `batch` weight gradients afterwards. Folding batch and sequence into
+/// one axis makes each direction a single product ([batch·seq, d_in] × [d_in, d_out]) whose
+/// weight gradient is summed inside the product itself.
+fn dense(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [b, s, d_in] = x.dims();
+    let weight = layer.weight.val();
+    let d_out = weight.dims()[1];
+    // y: [batch * seq, d_out]
+    let y = x.reshape([b * s, d_in]).matmul(weight);
+    let y = match &layer.bias {
+        Some(bias) => y + bias.val().unsqueeze_dim(0),
+        None => y,
+    };
+    y.reshape([b, s, d_out])
+}
+
 #[derive(Module, Debug)]
 pub struct Mlp {
     fc: Linear,
@@ -136,7 +156,7 @@ pub struct Mlp {
 impl Mlp {
     // x: [batch, seq, d_model] -> [batch, seq, d_model]
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.proj.forward(gelu(self.fc.forward(x)))
+        dense(&self.proj, gelu(dense(&self.fc, x)))
     }
 }
 
@@ -176,7 +196,7 @@ impl SelfAttention {
     /// x: [batch, seq, d_model], bias: [rows, 1, seq, seq] -> [batch, seq, d_model]
     fn forward(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
         // One custom operation from the fused projection to the merged heads (attention.rs)
-        self.proj.forward(self_attention(self.qkv.forward(x), bias, self.n_head))
+        dense(&self.proj, self_attention(dense(&self.qkv, x), bias, self.n_head))
     }
 
     /// The attention weights of [`SelfAttention::forward`]: [batch, heads, seq, seq]
@@ -187,7 +207,7 @@ impl SelfAttention {
 
     /// x: [batch, seq, d_model] -> queries, keys, values, each [batch, heads, seq, d_head]
     fn heads(&self, x: Tensor<3>) -> [Tensor<4>; 3] {
-        split_qkv(self.qkv.forward(x), self.n_head)
+        split_qkv(dense(&self.qkv, x), self.n_head)
     }
 }
 
@@ -219,12 +239,12 @@ impl CrossAttention {
     fn forward(&self, x: Tensor<3>, memory: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
         let [b, s, d] = memory.dims();
         let h = self.n_head;
-        let q = split_heads(self.q.forward(x), h);
+        let q = split_heads(dense(&self.q, x), h);
         // kv: [batch, seq, 2, d_model]
-        let kv = self.kv.forward(memory).reshape([b, s, 2, d]);
+        let kv = dense(&self.kv, memory).reshape([b, s, 2, d]);
         let k = split_heads(kv.clone().narrow(2, 0, 1).reshape([b, s, d]), h);
         let v = split_heads(kv.narrow(2, 1, 1).reshape([b, s, d]), h);
-        self.proj.forward(attend(q, k, v, bias))
+        dense(&self.proj, attend(q, k, v, bias))
     }
 }
 
@@ -382,8 +402,8 @@ impl Transformer {
                 let vocab = wte_t.dims()[1];
                 (hidden.clone().reshape([b * s, d]).matmul(wte_t).reshape([b, s, vocab]), None)
             }
-            Head::Binary => (self.binary_head.forward(hidden.clone()), None),
-            Head::Position => (self.position_head.forward(hidden.clone()), None),
+            Head::Binary => (dense(&self.binary_head, hidden.clone()), None),
+            Head::Position => (dense(&self.position_head, hidden.clone()), None),
             Head::Projection => {
                 // pooled: mean over positions [batch, d_model] -> projection -> unit length
                 let mean = hidden.clone().mean_dim(1).reshape([b, d]);

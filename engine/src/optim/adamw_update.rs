@@ -19,6 +19,7 @@ use burn::tensor::{Shape, Tensor};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
+use burn_flex::FlexTensor;
 use cubecl::ir::FloatKind;
 use cubecl::prelude::{CubeCount, CubeDim, ElemType};
 
@@ -139,7 +140,87 @@ fn composed<B: Backend>(
     (p, m, v)
 }
 
-impl AdamWOps for Flex {}
+/// On the CPU, one pass over each parameter's four arrays (`update_in_place`), instead of the
+/// composed body's eleven operations, each of which allocated and wrote a whole new tensor.
+impl AdamWOps for Flex {
+    fn adamw_update(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        partials: FloatTensor<Self>,
+        beta1: f64,
+        beta2: f64,
+        epsilon: f64,
+        decay: f64,
+        step_size: f64,
+        bias2: f64,
+        max_norm: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let c = StepConstants { beta1, beta2, epsilon, decay, step_size, bias2, max_norm };
+        let shape = param.layout().shape().clone();
+        let f32s = [&param, &grad, &m, &v, &partials].iter().all(|t| t.dtype() == DType::F32);
+        if !f32s || [&grad, &m, &v].iter().any(|t| *t.layout().shape() != shape) {
+            return composed::<Self>(param, grad, m, v, partials, c);
+        }
+        // The clip scale from the partial sums of squares, in f32 as the composed body has it.
+        let scale = if max_norm > 0.0 {
+            let total: f32 = owned(partials).storage::<f32>().iter().sum();
+            ((1.0 / (total.sqrt() + 1e-6)) * max_norm as f32).min(1.0)
+        } else {
+            1.0
+        };
+        let grad = if grad.is_contiguous() { grad } else { grad.to_contiguous() };
+        let [mut param, mut m, mut v] = [param, m, v].map(owned);
+        let update = Update {
+            p: param.storage_mut::<f32>(),
+            g: grad.as_slice::<f32>().expect("contiguous f32"),
+            m: m.storage_mut::<f32>(),
+            v: v.storage_mut::<f32>(),
+            scale,
+            c,
+        };
+        crate::cpu_loops::vectorized(update);
+        (param, m, v)
+    }
+}
+
+/// `t` as a tensor that owns exactly its elements, in order: itself when it already does, a
+/// contiguous copy otherwise (a view, or a buffer something else holds: `storage_mut` copies it
+/// then, and the holder keeps the old values).
+fn owned(t: FlexTensor) -> FlexTensor {
+    let n = t.layout().num_elements();
+    let whole = t.layout().contiguous_offsets() == Some((0, n)) && t.bytes().len() == n * size_of::<f32>();
+    if whole { t } else { t.to_contiguous() }
+}
+
+/// One parameter's AdamW step on the CPU, element by element, in the composed body's order of
+/// f32 operations.
+struct Update<'a> {
+    p: &'a mut [f32],
+    g: &'a [f32],
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+    /// the clip scale, 1 without clipping
+    scale: f32,
+    c: StepConstants,
+}
+
+impl crate::cpu_loops::Kernel for Update<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let c = self.c;
+        let (b1, b1c, b2, b2c) = (c.beta1 as f32, (1.0 - c.beta1) as f32, c.beta2 as f32, (1.0 - c.beta2) as f32);
+        let (eps, decay, step_size, bias2) = (c.epsilon as f32, c.decay as f32, c.step_size as f32, c.bias2 as f32);
+        for (((p, &g), m), v) in self.p.iter_mut().zip(self.g).zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
+            let g = if c.max_norm > 0.0 { g * self.scale } else { g };
+            *m = *m * b1 + g * b1c;
+            *v = *v * b2 + g * g * b2c;
+            *p = *p * decay - *m * step_size / ((*v / bias2).sqrt() + eps);
+        }
+    }
+}
 
 impl AdamWOps for CubeBackend {
     fn adamw_update(
@@ -249,5 +330,44 @@ mod kernel {
         m[i] = m_new;
         v[i] = v_new;
         param[i] = param[i] * decay - step_size * m_new / ((v_new / bias2).sqrt() + epsilon);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    /// flex's one-pass loop against the composed body on flex, with and without clipping, for
+    /// a parameter whose buffer is shared (which must keep its values), and a transposed
+    /// gradient and first moment.
+    #[test]
+    fn the_cpu_loop_matches_the_composed_update() {
+        let device = Device::flex();
+        let mut rng = crate::rng::Rng::seeded(9);
+        let data: Vec<Vec<f32>> = (0..5).map(|_| (0..30 * 20).map(|_| rng.normal() as f32).collect()).collect();
+        let t = |i: usize, shape: [usize; 2]| Tensor::<2>::from_data(TensorData::new(data[i].clone(), shape), &device);
+        for max_norm in [0.0, 1.0, 1e6] {
+            let c = StepConstants { beta1: 0.9, beta2: 0.99, epsilon: 1e-8, decay: 0.99, step_size: 0.05, bias2: 0.02, max_norm };
+            let inputs = || {
+                let grad = t(1, [20, 30]).transpose();
+                let m = t(2, [20, 30]).transpose();
+                (t(0, [30, 20]), grad, m, t(3, [30, 20]).abs(), t(4, [30, 20]).slice([0..4, 0..8]).abs())
+            };
+            let (param, grad, m, v, partials) = inputs();
+            let kept = param.clone();
+            let d = |x: Tensor<2>| x.into_dispatch();
+            let (p, m, v) = adamw_update(param, grad, m, v, partials, c);
+            let (rp, rg, rm, rv, rpart) = inputs();
+            let (wp, wm, wv) = composed::<Dispatch>(d(rp), d(rg), d(rm), d(rv), d(rpart), c);
+            let read = |x: Tensor<2>| x.into_data().try_to_vec::<f32>().unwrap();
+            for (what, got, want) in [("p", p, wp), ("m", m, wm), ("v", v, wv)] {
+                let (got, want) = (read(got), read(Tensor::from_dispatch(want)));
+                for (x, y) in got.iter().zip(&want) {
+                    assert!((x - y).abs() <= 1e-6 * (1.0 + y.abs()), "clip {max_norm} {what}: loop {x} vs composed {y}");
+                }
+            }
+            assert_eq!(read(kept), data[0], "the shared parameter buffer keeps its values");
+        }
     }
 }

@@ -1,0 +1,146 @@
+//! The CPU loops of the custom operations (GELU, the attention softmax, AdamW) on flex: split
+//! over the cores, and compiled for the widest vector instructions the processor has.
+//!
+//! Why: a portable x86-64 binary (no `-C target-cpu`) compiles plain loops for SSE2's four
+//! lanes without FMA, while flex's and gemm's own kernels pick AVX2 or AVX-512 at run time.
+//! Here each loop is a [`Kernel`] whose `run` is `#[inline(always)]`, so that it is compiled
+//! again inside functions with those features enabled; [`vectorized`] picks one at run time.
+//! The loops themselves stay plain scalar code that the compiler vectorises (in wasm for
+//! SIMD128, which the worker is built with).
+
+/// A loop, by value, for [`vectorized`]. Implementations mark `run` `#[inline(always)]`.
+pub(crate) trait Kernel {
+    type Output;
+    fn run(self) -> Self::Output;
+}
+
+/// One chunk's loop of an operation whose output is split into chunks (see [`for_chunks`]).
+/// Implementations mark `run` `#[inline(always)]`.
+pub(crate) trait ChunkLoop: Sync {
+    /// Writes `ys`, the chunk of the output whose first index is `start`.
+    fn run(&self, start: usize, ys: &mut [f32]);
+}
+
+/// `body.run(start, chunk)` over `ys` in chunks of `len` elements: on flex's thread pool
+/// natively, and in place in wasm, which has one thread.
+pub(crate) fn for_chunks(ys: &mut [f32], len: usize, body: &impl ChunkLoop) {
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        ys.par_chunks_mut(len).enumerate().for_each(|(i, ys)| vectorized(Chunk { body, start: i * len, ys }));
+    }
+    #[cfg(target_family = "wasm")]
+    for (i, ys) in ys.chunks_mut(len).enumerate() {
+        body.run(i * len, ys);
+    }
+}
+
+struct Chunk<'a, 'b, L> {
+    body: &'a L,
+    start: usize,
+    ys: &'b mut [f32],
+}
+
+impl<L: ChunkLoop> Kernel for Chunk<'_, '_, L> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        self.body.run(self.start, self.ys)
+    }
+}
+
+/// `kernel.run()`, compiled for AVX-512 or AVX2+FMA where the processor has them.
+#[inline(always)]
+pub(crate) fn vectorized<K: Kernel>(kernel: K) -> K::Output {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the processor has the features the function is compiled for.
+            return unsafe { x86::avx512(kernel) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { x86::avx2(kernel) };
+        }
+    }
+    kernel.run()
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use super::Kernel;
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(crate) unsafe fn avx512<K: Kernel>(kernel: K) -> K::Output {
+        kernel.run()
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn avx2<K: Kernel>(kernel: K) -> K::Output {
+        kernel.run()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Poly<'a>(&'a [f32], &'a mut [f32]);
+
+    impl Kernel for Poly<'_> {
+        type Output = f32;
+        #[inline(always)]
+        fn run(self) -> f32 {
+            for (y, &x) in self.1.iter_mut().zip(self.0) {
+                *y = (x * 0.5 + 1.0) * x - 2.0 / (1.0 + x * x);
+            }
+            self.1.iter().sum()
+        }
+    }
+
+    /// Every build of a loop this processor can run gives the plain build's values, bit for bit
+    /// (no FMA contraction: Rust does not fuse `a * b + c` on its own).
+    #[test]
+    fn every_instruction_set_gives_the_same_values() {
+        let xs: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) / 37.0).collect();
+        let mut want = vec![0.0; xs.len()];
+        let want_sum = Poly(&xs, &mut want).run();
+        let mut got = vec![0.0; xs.len()];
+        assert_eq!(vectorized(Poly(&xs, &mut got)), want_sum);
+        assert_eq!(got, want);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                let mut got = vec![0.0; xs.len()];
+                // SAFETY: checked just above.
+                assert_eq!(unsafe { x86::avx2(Poly(&xs, &mut got)) }, want_sum);
+                assert_eq!(got, want);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                let mut got = vec![0.0; xs.len()];
+                // SAFETY: as above.
+                assert_eq!(unsafe { x86::avx512(Poly(&xs, &mut got)) }, want_sum);
+                assert_eq!(got, want);
+            }
+        }
+    }
+
+    struct Square;
+
+    impl ChunkLoop for Square {
+        #[inline(always)]
+        fn run(&self, start: usize, ys: &mut [f32]) {
+            for (i, y) in ys.iter_mut().enumerate() {
+                *y = ((start + i) as f32).powi(2);
+            }
+        }
+    }
+
+    /// Chunks cover the output once each, the last one ragged, with the right offsets.
+    #[test]
+    fn chunks_cover_the_output() {
+        let mut ys = vec![-1.0; 1003];
+        for_chunks(&mut ys, 100, &Square);
+        assert!(ys.iter().enumerate().all(|(i, &y)| y == (i as f32).powi(2)));
+    }
+}
