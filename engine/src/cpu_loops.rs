@@ -35,12 +35,14 @@ pub(crate) fn for_chunks(ys: &mut [f32], len: usize, body: &impl ChunkLoop) {
     }
 }
 
+#[cfg(not(target_family = "wasm"))]
 struct Chunk<'a, 'b, L> {
     body: &'a L,
     start: usize,
     ys: &'b mut [f32],
 }
 
+#[cfg(not(target_family = "wasm"))]
 impl<L: ChunkLoop> Kernel for Chunk<'_, '_, L> {
     type Output = ();
     #[inline(always)]

@@ -24,7 +24,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Shape, Tensor};
 use burn_cubecl::CubeBackend;
 
-use super::layer_norm_kernel;
+use super::{layer_norm_cpu, layer_norm_kernel};
 
 /// LayerNorm over the last dimension with a learned scale and shift.
 #[derive(Module, Debug)]
@@ -72,7 +72,21 @@ pub trait LayerNormOps: Backend {
     }
 }
 
-impl LayerNormOps for Flex {}
+impl LayerNormOps for Flex {
+    fn layer_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
+        match layer_norm_cpu::supported(&x, &gamma, &beta, false) {
+            true => layer_norm_cpu::forward(x, gamma, beta, epsilon),
+            false => composed_forward::<Self>(x, gamma, beta, epsilon),
+        }
+    }
+
+    fn layer_norm_backward(x: FloatTensor<Self>, gamma: FloatTensor<Self>, dy: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        match layer_norm_cpu::supported(&x, &gamma, &dy, true) {
+            true => layer_norm_cpu::backward(x, gamma, dy, epsilon),
+            false => composed_backward::<Self>(x, gamma, dy, epsilon),
+        }
+    }
+}
 
 impl LayerNormOps for CubeBackend {
     fn layer_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
@@ -150,14 +164,10 @@ fn closed_form_backward<B: Backend>(normalized: FloatTensor<B>, rstd: FloatTenso
     (B::float_mul(inner, rstd), d_gamma, d_beta)
 }
 
-/// What the forward keeps for the backward.
+/// What the forward keeps for the backward: x, γ and ε. The backward operation recomputes the
+/// row statistics (the GPU's kernels, flex's row loops), so x̂ is never stored.
 #[derive(Clone, Debug)]
-enum Saved<B: Backend> {
-    /// x̂: [..., d], rstd: [..., 1], γ: [d] (flex: nothing recomputed, no launches to save).
-    Normalized(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>),
-    /// x, γ and ε: the backward operation recomputes the row statistics (the GPU's kernels).
-    Input(FloatTensor<B>, FloatTensor<B>, f64),
-}
+struct Saved<B: Backend>(FloatTensor<B>, FloatTensor<B>, f64);
 
 #[derive(Debug)]
 struct LayerNormBackward;
@@ -169,10 +179,8 @@ impl<B: Backend + LayerNormOps> Backward<B, 3> for LayerNormBackward {
         let [node_x, node_gamma, node_beta] = ops.parents;
         // dy: [..., d]
         let dy = grads.consume::<B>(&ops.node);
-        let (dx, d_gamma, d_beta) = match ops.state {
-            Saved::Normalized(normalized, rstd, gamma) => closed_form_backward::<B>(normalized, rstd, gamma, dy),
-            Saved::Input(x, gamma, epsilon) => B::layer_norm_backward(x, gamma, dy, epsilon),
-        };
+        let Saved(x, gamma, epsilon) = ops.state;
+        let (dx, d_gamma, d_beta) = B::layer_norm_backward(x, gamma, dy, epsilon);
         if let Some(node) = node_gamma {
             grads.register::<B>(node.id, d_gamma);
         }
@@ -188,16 +196,10 @@ impl<B: Backend + LayerNormOps> Backward<B, 3> for LayerNormBackward {
 impl<B: Backend + LayerNormOps, C: CheckpointStrategy> LayerNormOps for Autodiff<B, C> {
     fn layer_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
         match LayerNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) if super::stores_for_backward::<B>() => {
-                let gamma = gamma.into_primitive();
-                let (normalized, rstd) = normalize::<B>(x.into_primitive(), epsilon);
-                let output = affine::<B>(normalized.clone(), gamma.clone(), beta.into_primitive());
-                prep.finish(Saved::Normalized(normalized, rstd, gamma), output)
-            }
             OpsKind::Tracked(prep) => {
                 let (x, gamma) = (x.into_primitive(), gamma.into_primitive());
                 let output = <B as LayerNormOps>::layer_norm(x.clone(), gamma.clone(), beta.into_primitive(), epsilon);
-                prep.finish(Saved::Input(x, gamma, epsilon), output)
+                prep.finish(Saved(x, gamma, epsilon), output)
             }
             OpsKind::UnTracked(prep) => prep.finish(<B as LayerNormOps>::layer_norm(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon)),
         }
@@ -235,6 +237,24 @@ mod tests {
 
         let g_ours = (ours * r.clone()).sum().backward();
         let g_theirs = (theirs * r).sum().backward();
+        close(&values(x.grad(&g_ours).unwrap()), &values(x.grad(&g_theirs).unwrap()), 1e-4);
+        close(&values(ln.gamma.grad(&g_ours).unwrap()), &values(ln.gamma.grad(&g_theirs).unwrap()), 1e-4);
+        close(&values(ln.beta.grad(&g_ours).unwrap()), &values(ln.beta.grad(&g_theirs).unwrap()), 1e-4);
+    }
+
+    /// flex's row loops over several chunks of rows, with rows whose length is not a multiple of
+    /// the eight lanes: values and the three gradients against burn's LayerNorm.
+    #[test]
+    fn row_loops_over_many_chunks_match_burns_layer_norm() {
+        let device = Device::flex().autodiff();
+        let mut ln = LayerNorm::new(131, &device);
+        ln.gamma = Param::from_tensor(Tensor::random([131], Distribution::Normal(1.0, 0.5), &device));
+        ln.beta = Param::from_tensor(Tensor::random([131], Distribution::Normal(0.0, 0.5), &device));
+        let x = Tensor::<3>::random([3, 100, 131], Distribution::Normal(0.5, 2.0), &device).require_grad();
+        let r = Tensor::<3>::random([3, 100, 131], Distribution::Normal(0.0, 1.0), &device);
+        let (ours, theirs) = (ln.forward(x.clone()), reference(&ln, x.clone()));
+        close(&values(ours.clone()), &values(theirs.clone()), 1e-5);
+        let (g_ours, g_theirs) = ((ours * r.clone()).sum().backward(), (theirs * r).sum().backward());
         close(&values(x.grad(&g_ours).unwrap()), &values(x.grad(&g_theirs).unwrap()), 1e-4);
         close(&values(ln.gamma.grad(&g_ours).unwrap()), &values(ln.gamma.grad(&g_theirs).unwrap()), 1e-4);
         close(&values(ln.beta.grad(&g_ours).unwrap()), &values(ln.beta.grad(&g_theirs).unwrap()), 1e-4);

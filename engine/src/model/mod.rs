@@ -22,7 +22,9 @@ mod checks;
 mod gelu;
 #[cfg(feature = "training")]
 mod layer_norm;
-// Its GPU kernels.
+// Its CPU loops and its GPU kernels.
+#[cfg(feature = "training")]
+mod layer_norm_cpu;
 #[cfg(feature = "training")]
 mod layer_norm_kernel;
 #[cfg(feature = "training")]
@@ -36,9 +38,10 @@ pub use layer_norm::LayerNorm;
 #[cfg(feature = "training")]
 pub use network::*;
 
-/// Whether `B` is the CPU backend (flex). The custom operations' backwards there reuse what
-/// the forward stored (x̂ and 1/σ, the softmax weights): the CPU would pay for recomputing them
-/// and has no launches to save. On the GPU the backward kernels recompute them from the inputs.
+/// Whether `B` is the CPU backend (flex). The attention's backward there reuses the softmax
+/// weights the forward stored: the CPU would pay for recomputing them and has no launches to
+/// save. On the GPU the backward kernel recomputes them from the inputs. (LayerNorm recomputes
+/// its row statistics on both: a row's second pass is cheap once it is in cache.)
 #[cfg(feature = "training")]
 fn stores_for_backward<B: burn::backend::Backend>() -> bool {
     std::any::TypeId::of::<B>() == std::any::TypeId::of::<burn::backend::Flex>()

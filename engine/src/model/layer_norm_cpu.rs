@@ -1,0 +1,180 @@
+//! LayerNorm's forward and backward on flex as loops over rows: each row's statistics, the
+//! normalisation and the affine map in one pass, on the thread pool and compiled for the
+//! processor's widest vectors (`cpu_loops.rs`).
+//!
+//! Why: the composed form is ten primitive operations per direction on flex, each allocating
+//! and writing a whole [rows, d] tensor; baby GPT has nine LayerNorms. As on the GPU
+//! (`layer_norm_kernel.rs`), the backward recomputes the row statistics from x, which costs one
+//! more pass over a row already in cache and saves storing x̂.
+
+use burn::backend::DType;
+use burn_flex::FlexTensor;
+
+use crate::cpu_loops::{ChunkLoop, Kernel, for_chunks, vectorized};
+
+/// Rows of at most this many elements per chunk of the loop (64 KiB of f32).
+const CHUNK: usize = 16 * 1024;
+
+/// Whether the loops take these tensors: f32, x of rank ≥ 1 with γ (and β or dy) to match.
+pub(super) fn supported(x: &FlexTensor, gamma: &FlexTensor, other: &FlexTensor, other_like_x: bool) -> bool {
+    let shape = x.layout().shape();
+    let rank = shape.num_dims();
+    let d = if rank == 0 { 0 } else { shape[rank - 1] };
+    [x, gamma, other].iter().all(|t| t.dtype() == DType::F32)
+        && d > 0
+        && gamma.layout().shape().num_elements() == d
+        && if other_like_x { other.layout().shape() == shape } else { other.layout().shape().num_elements() == d }
+}
+
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.is_contiguous() { t } else { t.to_contiguous() }
+}
+
+/// y = (x − mean) · rstd · γ + β over the last dimension.
+// x: [..., d], γ, β: [d] -> y: [..., d]
+pub(super) fn forward(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, epsilon: f64) -> FlexTensor {
+    let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
+    let d = gamma.layout().shape().num_elements();
+    let mut out = FlexTensor::empty(x.layout().shape().clone(), DType::F32);
+    let rows = Forward {
+        xs: x.as_slice().expect("contiguous f32"),
+        gamma: gamma.as_slice().expect("contiguous f32"),
+        beta: beta.as_slice().expect("contiguous f32"),
+        d,
+        epsilon: epsilon as f32,
+    };
+    for_chunks(out.storage_mut::<f32>(), (CHUNK / d).max(1) * d, &rows);
+    out
+}
+
+/// (dx, dγ, dβ): with x̂ = (x − mean)·rstd and g = dy·γ per row of d elements,
+///   dx = rstd · (g − mean(g) − x̂ · mean(g · x̂)),   dγ = Σ_rows dy · x̂,   dβ = Σ_rows dy.
+// x, dy: [..., d], γ: [d] -> dx: [..., d], dγ, dβ: [d]
+pub(super) fn backward(x: FlexTensor, gamma: FlexTensor, dy: FlexTensor, epsilon: f64) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let (x, gamma, dy) = (contiguous(x), contiguous(gamma), contiguous(dy));
+    let d = gamma.layout().shape().num_elements();
+    let (xs, dys) = (x.as_slice::<f32>().expect("contiguous f32"), dy.as_slice::<f32>().expect("contiguous f32"));
+    let gs = gamma.as_slice::<f32>().expect("contiguous f32");
+    let mut dx = FlexTensor::empty(x.layout().shape().clone(), DType::F32);
+    let rows = InputGradient { xs, dys, gamma: gs, d, epsilon: epsilon as f32 };
+    for_chunks(dx.storage_mut::<f32>(), (CHUNK / d).max(1) * d, &rows);
+    let column = || FlexTensor::empty(gamma.layout().shape().clone(), DType::F32);
+    let (mut d_gamma, mut d_beta) = (column(), column());
+    vectorized(ColumnSums { xs, dys, d_gamma: d_gamma.storage_mut(), d_beta: d_beta.storage_mut(), epsilon: epsilon as f32 });
+    (dx, d_gamma, d_beta)
+}
+
+/// (mean, rstd = 1/√(var + ε)) of one row, the sums in eight lanes.
+#[inline(always)]
+fn row_stats(x: &[f32], epsilon: f32) -> (f32, f32) {
+    let n = x.len() as f32;
+    let mean = sum_of(x, |v| v) / n;
+    let var = sum_of(x, |v| (v - mean) * (v - mean)) / n;
+    (mean, 1.0 / (var + epsilon).sqrt())
+}
+
+/// Σ f(v) over `row` in eight interleaved lanes (one running sum is a chain the compiler may
+/// not reorder, so it would not vectorise).
+#[inline(always)]
+fn sum_of(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut chunks = row.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += f(v);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += f(v);
+    }
+    acc.iter().sum()
+}
+
+/// y for a chunk of rows.
+struct Forward<'a> {
+    xs: &'a [f32],
+    gamma: &'a [f32],
+    beta: &'a [f32],
+    d: usize,
+    epsilon: f32,
+}
+
+impl ChunkLoop for Forward<'_> {
+    #[inline(always)]
+    fn run(&self, start: usize, ys: &mut [f32]) {
+        let (d, len) = (self.d, ys.len());
+        for (y, x) in ys.chunks_exact_mut(d).zip(self.xs[start..start + len].chunks_exact(d)) {
+            let (mean, rstd) = row_stats(x, self.epsilon);
+            for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(self.gamma).zip(self.beta) {
+                *y = (x - mean) * rstd * g + b;
+            }
+        }
+    }
+}
+
+/// dx for a chunk of rows.
+struct InputGradient<'a> {
+    xs: &'a [f32],
+    dys: &'a [f32],
+    gamma: &'a [f32],
+    d: usize,
+    epsilon: f32,
+}
+
+impl ChunkLoop for InputGradient<'_> {
+    #[inline(always)]
+    fn run(&self, start: usize, dxs: &mut [f32]) {
+        let (d, len) = (self.d, dxs.len());
+        let rows = self.xs[start..start + len].chunks_exact(d).zip(self.dys[start..start + len].chunks_exact(d));
+        for (dx, (x, dy)) in dxs.chunks_exact_mut(d).zip(rows) {
+            let (mean, rstd) = row_stats(x, self.epsilon);
+            // Σ g and Σ g · x̂, g = dy · γ, in eight lanes
+            let (mut sum_g, mut sum_gx) = ([0.0f32; 8], [0.0f32; 8]);
+            let lanes = x.chunks_exact(8).zip(dy.chunks_exact(8)).zip(self.gamma.chunks_exact(8));
+            for ((x8, dy8), g8) in lanes {
+                for i in 0..8 {
+                    let g = dy8[i] * g8[i];
+                    sum_g[i] += g;
+                    sum_gx[i] += g * ((x8[i] - mean) * rstd);
+                }
+            }
+            let tail = d - d % 8;
+            for i in tail..d {
+                let g = dy[i] * self.gamma[i];
+                sum_g[i - tail] += g;
+                sum_gx[i - tail] += g * ((x[i] - mean) * rstd);
+            }
+            let n = d as f32;
+            let (mean_g, mean_gx) = (sum_g.iter().sum::<f32>() / n, sum_gx.iter().sum::<f32>() / n);
+            for (((dx, &x), &dy), &g) in dx.iter_mut().zip(x).zip(dy).zip(self.gamma) {
+                *dx = rstd * (dy * g - mean_g - (x - mean) * rstd * mean_gx);
+            }
+        }
+    }
+}
+
+/// dγ and dβ, the sums over rows (one thread: a [d] output, and a pass over rows in cache).
+struct ColumnSums<'a> {
+    xs: &'a [f32],
+    dys: &'a [f32],
+    d_gamma: &'a mut [f32],
+    d_beta: &'a mut [f32],
+    epsilon: f32,
+}
+
+impl Kernel for ColumnSums<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let d = self.d_gamma.len();
+        self.d_gamma.fill(0.0);
+        self.d_beta.fill(0.0);
+        for (x, dy) in self.xs.chunks_exact(d).zip(self.dys.chunks_exact(d)) {
+            let (mean, rstd) = row_stats(x, self.epsilon);
+            for (((dg, db), &x), &dy) in self.d_gamma.iter_mut().zip(self.d_beta.iter_mut()).zip(x).zip(dy) {
+                *dg += dy * ((x - mean) * rstd);
+                *db += dy;
+            }
+        }
+    }
+}
