@@ -461,8 +461,8 @@ async fn snapshot_ms(trainers: &[&Trainer], analyser: &objlab_kernels::Analyser)
 
 #[cfg(test)]
 mod tests {
-    /// The option number is mimalloc v3's purge delay: its default there is 1000 ms, and the
-    /// options around it default to 1 and 0 (a version that moved its options fails here).
+    /// The option number is mimalloc v3's purge delay: its default there is 1000 ms, which no
+    /// neighbouring option has (a version that renumbered its options fails here).
     #[test]
     fn purge_delay_is_the_option_set() {
         // SAFETY: reads one of mimalloc's options.

@@ -1,5 +1,6 @@
-//! The CPU loops of the custom operations (GELU, the attention softmax, AdamW) on flex: split
-//! over the cores, and compiled for the widest vector instructions the processor has.
+//! The CPU loops of the custom operations (GELU, the attention softmax, LayerNorm, AdamW) on
+//! flex: split over the cores, and compiled for the widest vector instructions the processor
+//! has; and the eight-lane reductions and the contiguous layout they share.
 //!
 //! Why: a portable x86-64 binary (no `-C target-cpu`) compiles plain loops for SSE2's four
 //! lanes without FMA, while flex's and gemm's own kernels pick AVX2 or AVX-512 at run time.
@@ -8,10 +9,53 @@
 //! The loops themselves stay plain scalar code that the compiler vectorises (in wasm for
 //! SIMD128, which the worker is built with).
 
+use burn_flex::FlexTensor;
+
 /// A loop, by value, for [`vectorized`]. Implementations mark `run` `#[inline(always)]`.
 pub(crate) trait Kernel {
     type Output;
     fn run(self) -> Self::Output;
+}
+
+/// `t` itself when its elements lie in order in its buffer, a contiguous copy otherwise: the
+/// layout every loop here indexes.
+pub(crate) fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.is_contiguous() { t } else { t.to_contiguous() }
+}
+
+/// Folds `row` with `f` in eight interleaved lanes, then folds the lanes: a reduction the
+/// compiler can keep in vector registers (a single running value is a chain it may not
+/// reorder). `f` is a compare-and-select max or a sum; wasm has no vector `f32::max`.
+#[inline(always)]
+pub(crate) fn lanes(row: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; 8];
+    let mut chunks = row.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = f(*a, v);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a = f(*a, v);
+    }
+    acc.into_iter().fold(init, f)
+}
+
+/// Σ f(v) over `row` in eight interleaved lanes (one running sum is a chain the compiler may
+/// not reorder, so it would not vectorise).
+#[inline(always)]
+pub(crate) fn sum_of(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut chunks = row.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += f(v);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += f(v);
+    }
+    acc.iter().sum()
 }
 
 /// One chunk's loop of an operation whose output is split into chunks (see [`for_chunks`]).

@@ -24,6 +24,8 @@ use burn_flex::FlexTensor;
 use burn::tensor::{Shape, Slice, Tensor};
 use burn_cubecl::CubeBackend;
 
+use crate::cpu_loops;
+
 use super::attention_kernel;
 
 /// qkv: [batch, seq, 3 · d_model] (queries, keys, values side by side), bias: [rows, 1, seq, seq]
@@ -72,14 +74,13 @@ impl AttentionOps for Flex {
             return composed_softmax::<Self>(scores, bias, scale);
         }
         let [b, h, s, keys] = shape[..] else { unreachable!() };
-        let scores = if scores.is_contiguous() { scores } else { scores.to_contiguous() };
-        let bias = if bias.is_contiguous() { bias } else { bias.to_contiguous() };
+        let (scores, bias) = (cpu_loops::contiguous(scores), cpu_loops::contiguous(bias));
         let mut out = FlexTensor::empty(scores.layout().shape().clone(), DType::F32);
         let (xs, bs) = (scores.as_slice::<f32>().expect("contiguous f32"), bias.as_slice::<f32>().expect("contiguous f32"));
         let per_row_bias = bias_shape[0] == b && b > 1;
         let rows_per_chunk = (16 * 1024 / keys).max(1);
         let rows = SoftmaxRows { xs, bs, scale, keys, heads: h, seq: s, per_row_bias };
-        crate::cpu_loops::for_chunks(out.storage_mut::<f32>(), rows_per_chunk * keys, &rows);
+        cpu_loops::for_chunks(out.storage_mut::<f32>(), rows_per_chunk * keys, &rows);
         out
     }
 }
@@ -98,7 +99,7 @@ struct SoftmaxRows<'a> {
     per_row_bias: bool,
 }
 
-impl crate::cpu_loops::ChunkLoop for SoftmaxRows<'_> {
+impl cpu_loops::ChunkLoop for SoftmaxRows<'_> {
     #[inline(always)]
     fn run(&self, start: usize, ys: &mut [f32]) {
         let Self { xs, bs, scale, keys, heads: h, seq: s, per_row_bias } = *self;
@@ -111,37 +112,19 @@ impl crate::cpu_loops::ChunkLoop for SoftmaxRows<'_> {
             for ((y, &x), &c) in y.iter_mut().zip(x).zip(bias) {
                 *y = x * scale + c;
             }
-            let max = lanes(y, f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
+            let max = cpu_loops::lanes(y, f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
             for y in y.iter_mut() {
                 let z = *y - max;
                 // exactly 0 below e^−87 (masked keys), as libm's expf gives for −1e9
                 *y = if z < -87.0 { 0.0 } else { super::gelu::exp_approx(z) };
             }
-            let total = lanes(y, 0.0, |t, v| t + v);
+            let total = cpu_loops::lanes(y, 0.0, |t, v| t + v);
             let inv = 1.0 / total;
             for y in y.iter_mut() {
                 *y *= inv;
             }
         }
     }
-}
-
-/// Folds `row` with `f` in eight interleaved lanes, then folds the lanes: a reduction the
-/// compiler can keep in vector registers (a single running value is a chain it may not
-/// reorder). `f` is a compare-and-select max or a sum; wasm has no vector `f32::max`.
-#[inline(always)]
-fn lanes(row: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
-    let mut acc = [init; 8];
-    let mut chunks = row.chunks_exact(8);
-    for chunk in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(chunk) {
-            *a = f(*a, v);
-        }
-    }
-    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
-        *a = f(*a, v);
-    }
-    acc.into_iter().fold(init, f)
 }
 
 impl AttentionOps for CubeBackend {

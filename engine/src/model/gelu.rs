@@ -22,6 +22,8 @@ use burn::tensor::Tensor;
 use burn_cubecl::CubeBackend;
 use burn_flex::FlexTensor;
 
+use crate::cpu_loops;
+
 const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// 1/√(2π)
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
@@ -81,12 +83,11 @@ impl GeluOps for Flex {
 
 /// f(x, g) over every element of `x` (and `grad`, when given), into a new contiguous tensor.
 fn elementwise(x: FlexTensor, grad: Option<FlexTensor>, f: impl Fn(f32, f32) -> f32 + Sync) -> FlexTensor {
-    let x = if x.is_contiguous() { x } else { x.to_contiguous() };
-    let grad = grad.map(|g| if g.is_contiguous() { g } else { g.to_contiguous() });
+    let (x, grad) = (cpu_loops::contiguous(x), grad.map(cpu_loops::contiguous));
     let mut out = FlexTensor::empty(x.layout().shape().clone(), DType::F32);
     let xs = x.as_slice::<f32>().expect("contiguous f32");
     let gs = grad.as_ref().map(|g| g.as_slice::<f32>().expect("contiguous f32"));
-    crate::cpu_loops::for_chunks(out.storage_mut::<f32>(), CHUNK, &Elementwise { xs, gs, f });
+    cpu_loops::for_chunks(out.storage_mut::<f32>(), CHUNK, &Elementwise { xs, gs, f });
     out
 }
 
@@ -97,7 +98,7 @@ struct Elementwise<'a, F> {
     f: F,
 }
 
-impl<F: Fn(f32, f32) -> f32 + Sync> crate::cpu_loops::ChunkLoop for Elementwise<'_, F> {
+impl<F: Fn(f32, f32) -> f32 + Sync> cpu_loops::ChunkLoop for Elementwise<'_, F> {
     #[inline(always)]
     fn run(&self, start: usize, ys: &mut [f32]) {
         let xs = &self.xs[start..start + ys.len()];

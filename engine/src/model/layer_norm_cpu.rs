@@ -10,7 +10,7 @@
 use burn::backend::DType;
 use burn_flex::FlexTensor;
 
-use crate::cpu_loops::{ChunkLoop, Kernel, for_chunks, vectorized};
+use crate::cpu_loops::{ChunkLoop, Kernel, contiguous, for_chunks, sum_of, vectorized};
 
 /// Rows of at most this many elements per chunk of the loop (64 KiB of f32).
 const CHUNK: usize = 16 * 1024;
@@ -24,10 +24,6 @@ pub(super) fn supported(x: &FlexTensor, gamma: &FlexTensor, other: &FlexTensor, 
         && d > 0
         && gamma.layout().shape().num_elements() == d
         && if other_like_x { other.layout().shape() == shape } else { other.layout().shape().num_elements() == d }
-}
-
-fn contiguous(t: FlexTensor) -> FlexTensor {
-    if t.is_contiguous() { t } else { t.to_contiguous() }
 }
 
 /// y = (x − mean) · rstd · γ + β over the last dimension.
@@ -71,23 +67,6 @@ fn row_stats(x: &[f32], epsilon: f32) -> (f32, f32) {
     let mean = sum_of(x, |v| v) / n;
     let var = sum_of(x, |v| (v - mean) * (v - mean)) / n;
     (mean, 1.0 / (var + epsilon).sqrt())
-}
-
-/// Σ f(v) over `row` in eight interleaved lanes (one running sum is a chain the compiler may
-/// not reorder, so it would not vectorise).
-#[inline(always)]
-fn sum_of(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let mut chunks = row.chunks_exact(8);
-    for chunk in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(chunk) {
-            *a += f(v);
-        }
-    }
-    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
-        *a += f(v);
-    }
-    acc.iter().sum()
 }
 
 /// y for a chunk of rows.

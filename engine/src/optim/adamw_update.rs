@@ -140,7 +140,7 @@ fn composed<B: Backend>(
     (p, m, v)
 }
 
-/// On the CPU, one pass over each parameter's four arrays (`update_in_place`), instead of the
+/// On the CPU, one pass over each parameter's four arrays ([`Update`]), instead of the
 /// composed body's eleven operations, each of which allocated and wrote a whole new tensor.
 impl AdamWOps for Flex {
     fn adamw_update(
@@ -170,7 +170,7 @@ impl AdamWOps for Flex {
         } else {
             1.0
         };
-        let grad = if grad.is_contiguous() { grad } else { grad.to_contiguous() };
+        let grad = crate::cpu_loops::contiguous(grad);
         let [mut param, mut m, mut v] = [param, m, v].map(owned);
         let update = Update {
             p: param.storage_mut::<f32>(),
@@ -201,7 +201,7 @@ struct Update<'a> {
     g: &'a [f32],
     m: &'a mut [f32],
     v: &'a mut [f32],
-    /// the clip scale, 1 without clipping
+    /// the clip scale, 1 without clipping (g · 1 is g exactly)
     scale: f32,
     c: StepConstants,
 }
@@ -214,7 +214,7 @@ impl crate::cpu_loops::Kernel for Update<'_> {
         let (b1, b1c, b2, b2c) = (c.beta1 as f32, (1.0 - c.beta1) as f32, c.beta2 as f32, (1.0 - c.beta2) as f32);
         let (eps, decay, step_size, bias2) = (c.epsilon as f32, c.decay as f32, c.step_size as f32, c.bias2 as f32);
         for (((p, &g), m), v) in self.p.iter_mut().zip(self.g).zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
-            let g = if c.max_norm > 0.0 { g * self.scale } else { g };
+            let g = g * self.scale;
             *m = *m * b1 + g * b1c;
             *v = *v * b2 + g * g * b2c;
             *p = *p * decay - *m * step_size / ((*v / bias2).sqrt() + eps);
