@@ -58,6 +58,18 @@ pub(crate) fn sum_of(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     acc.iter().sum()
 }
 
+/// a · b + c, fused into one rounding where [`vectorized`] compiled the loop for FMA (natively
+/// on AVX2 and AVX-512: one instruction instead of two). Wasm keeps the plain form: its
+/// `f32::mul_add` is a call to libm. (On an x86 processor without FMA, which [`vectorized`]
+/// runs with the portable build, it is libm's call too: correct, and slow.)
+#[inline(always)]
+pub(crate) fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+    #[cfg(target_family = "wasm")]
+    return a * b + c;
+    #[cfg(not(target_family = "wasm"))]
+    return a.mul_add(b, c);
+}
+
 /// One chunk's loop of an operation whose output is split into chunks (see [`for_chunks`]).
 /// Implementations mark `run` `#[inline(always)]`.
 pub(crate) trait ChunkLoop: Sync {

@@ -7,11 +7,11 @@
 //! whole, the backward writes the projection's gradient once, as one tensor: per layer ~10
 //! launches fewer. The forward is the same arithmetic as `network.rs`'s `attend`.
 //!
-//! Two operations, forward and backward. Flex (the CPU) runs their default bodies, composed of
-//! primitive operations, and its autodiff keeps the softmax weights for the backward. The
-//! cubecl backend runs them as one hand-written kernel launch each (`attention_kernel.rs`),
-//! recomputing the weights in the backward instead of storing them; fusion runs each as one
-//! opaque operation. The autodiff backend registers [`AttentionBackward`], which calls the
+//! Two operations, forward and backward. Flex (the CPU) runs each as one loop per (sequence,
+//! head) (`attention_cpu.rs`), the cubecl backend as one hand-written kernel launch
+//! (`attention_kernel.rs`); both recompute the weights in the backward instead of storing them.
+//! Their default bodies, composed of primitive operations, are the fallback for shapes the
+//! loops and kernels do not take; fusion runs each as one opaque operation. The autodiff backend registers [`AttentionBackward`], which calls the
 //! backward operation.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -26,7 +26,7 @@ use burn_cubecl::CubeBackend;
 
 use crate::cpu_loops;
 
-use super::attention_kernel;
+use super::{attention_cpu, attention_kernel};
 
 /// qkv: [batch, seq, 3 · d_model] (queries, keys, values side by side), bias: [rows, 1, seq, seq]
 /// (0 where a query may see a key, −1e9 where not; rows = batch or 1) -> [batch, seq, d_model]
@@ -60,6 +60,21 @@ pub trait AttentionOps: Backend {
 /// passes over [b, h, s, s] (scale, bias, max, subtract, libm's scalar `expf` with its slow
 /// underflow path on every masked −1e9, sum, divide), each allocating its result.
 impl AttentionOps for Flex {
+    /// One loop per (sequence, head) over `qkv` in place (`attention_cpu.rs`).
+    fn self_attention(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
+        match attention_cpu::supported(&qkv, &bias, n_head, None) {
+            true => attention_cpu::forward(qkv, bias, n_head),
+            false => composed_forward::<Self>(qkv, bias, n_head),
+        }
+    }
+
+    fn self_attention_backward(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, d_out: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
+        match attention_cpu::supported(&qkv, &bias, n_head, Some(&d_out)) {
+            true => attention_cpu::backward(qkv, bias, d_out, n_head),
+            false => composed_backward::<Self>(qkv, bias, d_out, n_head),
+        }
+    }
+
     fn attention_softmax(scores: FloatTensor<Self>, bias: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
         let (shape, bias_shape) = (scores.layout().shape().to_vec(), bias.layout().shape().to_vec());
         let fits = scores.dtype() == DType::F32
@@ -112,17 +127,7 @@ impl cpu_loops::ChunkLoop for SoftmaxRows<'_> {
             for ((y, &x), &c) in y.iter_mut().zip(x).zip(bias) {
                 *y = x * scale + c;
             }
-            let max = cpu_loops::lanes(y, f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
-            for y in y.iter_mut() {
-                let z = *y - max;
-                // exactly 0 below e^−87 (masked keys), as libm's expf gives for −1e9
-                *y = if z < -87.0 { 0.0 } else { super::gelu::exp_approx(z) };
-            }
-            let total = cpu_loops::lanes(y, 0.0, |t, v| t + v);
-            let inv = 1.0 / total;
-            for y in y.iter_mut() {
-                *y *= inv;
-            }
+            attention_cpu::softmax_in_place(y);
         }
     }
 }
@@ -159,6 +164,16 @@ fn composed_backward<B: AttentionOps>(qkv: FloatTensor<B>, bias: FloatTensor<B>,
     let [q, k, v] = split_heads::<B>(qkv, n_head);
     let weights = attention_weights::<B>(q.clone(), k.clone(), bias);
     closed_form_backward::<B>(q, k, v, weights, d_out)
+}
+
+/// The composed forward and backward on flex (through [`Dispatch`]): the reference the CPU
+/// loops of `attention_cpu.rs` are tested against.
+// qkv: [b, s, 3·d], bias: [rows, 1, s, s], dy: [b, s, d] -> [y: [b, s, d], d_qkv: [b, s, 3·d]]
+#[cfg(test)]
+pub(super) fn composed_reference(qkv: Tensor<3>, bias: Tensor<4>, dy: Tensor<3>, n_head: usize) -> [Tensor<3>; 2] {
+    let y = composed_forward::<Dispatch>(qkv.clone().into_dispatch(), bias.clone().into_dispatch(), n_head);
+    let d_qkv = composed_backward::<Dispatch>(qkv.into_dispatch(), bias.into_dispatch(), dy.into_dispatch(), n_head);
+    [Tensor::from_dispatch(y), Tensor::from_dispatch(d_qkv)]
 }
 
 fn dims<B: Backend>(t: &FloatTensor<B>) -> Vec<usize> {
@@ -223,15 +238,14 @@ fn closed_form_backward<B: Backend>(q: FloatTensor<B>, k: FloatTensor<B>, v: Flo
     B::float_reshape(B::float_permute(stacked, &[1, 3, 0, 2, 4]), Shape::from(vec![b, s, 3 * h * dh]))
 }
 
-/// What the forward keeps for the backward.
+/// What the forward keeps for the backward: qkv, bias and the head count. The backward
+/// operation recomputes the weights (the GPU's kernel in registers, flex's loop per query
+/// row), so no [b, h, s, s] tensor is kept per layer.
 #[derive(Clone, Debug)]
-enum Saved<B: Backend> {
-    /// q, k, v: [b, h, s, dh] and the weights [b, h, s, s]: nothing recomputed (flex: the CPU
-    /// would pay for recomputing them, and has no launches to save).
-    Weights(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>),
-    /// qkv, bias and the head count: the backward operation recomputes the weights (the
-    /// GPU's fused kernel does so in registers).
-    Inputs(FloatTensor<B>, FloatTensor<B>, usize),
+struct Saved<B: Backend> {
+    qkv: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    n_head: usize,
 }
 
 #[derive(Debug)]
@@ -245,10 +259,8 @@ impl<B: Backend + AttentionOps> Backward<B, 1> for AttentionBackward {
         // dy: [b, s, d]
         let dy = grads.consume::<B>(&ops.node);
         let Some(node) = node_qkv else { return };
-        let d_qkv = match ops.state {
-            Saved::Weights(q, k, v, weights) => closed_form_backward::<B>(q, k, v, weights, dy),
-            Saved::Inputs(qkv, bias, n_head) => B::self_attention_backward(qkv, bias, dy, n_head),
-        };
+        let Saved { qkv, bias, n_head } = ops.state;
+        let d_qkv = B::self_attention_backward(qkv, bias, dy, n_head);
         grads.register::<B>(node.id, d_qkv);
     }
 }
@@ -258,16 +270,10 @@ impl<B: Backend + AttentionOps, C: CheckpointStrategy> AttentionOps for Autodiff
         // The bias is a constant (the mask): only qkv is differentiated.
         let bias = bias.into_primitive();
         match AttentionBackward.prepare::<C>([qkv.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) if super::stores_for_backward::<B>() => {
-                let [q, k, v] = split_heads::<B>(qkv.into_primitive(), n_head);
-                let weights = attention_weights::<B>(q.clone(), k.clone(), bias);
-                let output = merge_heads::<B>(B::float_matmul(weights.clone(), v.clone()));
-                prep.finish(Saved::Weights(q, k, v, weights), output)
-            }
             OpsKind::Tracked(prep) => {
                 let qkv = qkv.into_primitive();
                 let output = B::self_attention(qkv.clone(), bias.clone(), n_head);
-                prep.finish(Saved::Inputs(qkv, bias, n_head), output)
+                prep.finish(Saved { qkv, bias, n_head }, output)
             }
             OpsKind::UnTracked(prep) => prep.finish(<B as AttentionOps>::self_attention(qkv.into_primitive(), bias, n_head)),
         }
@@ -377,3 +383,4 @@ mod tests {
         }
     }
 }
+

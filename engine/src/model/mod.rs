@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 // `training` feature), since the page only needs the configuration types below.
 #[cfg(feature = "training")]
 mod attention;
-// Its fused GPU kernels.
+// Its CPU loops and its fused GPU kernels.
+#[cfg(feature = "training")]
+mod attention_cpu;
 #[cfg(feature = "training")]
 mod attention_kernel;
 #[cfg(all(test, feature = "training"))]
@@ -37,15 +39,6 @@ pub use gelu::gelu;
 pub use layer_norm::LayerNorm;
 #[cfg(feature = "training")]
 pub use network::*;
-
-/// Whether `B` is the CPU backend (flex). The attention's backward there reuses the softmax
-/// weights the forward stored: the CPU would pay for recomputing them and has no launches to
-/// save. On the GPU the backward kernel recomputes them from the inputs. (LayerNorm recomputes
-/// its row statistics on both: a row's second pass is cheap once it is in cache.)
-#[cfg(feature = "training")]
-fn stores_for_backward<B: burn::backend::Backend>() -> bool {
-    std::any::TypeId::of::<B>() == std::any::TypeId::of::<burn::backend::Flex>()
-}
 
 /// Which stack(s) the model has. The objective decides the attention pattern; the
 /// architecture decides how that pattern is realised (Tay et al. 2022, UL2).
