@@ -263,6 +263,16 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     let out_shape = Shape::from(vec![m, n]);
     let parallelism = get_parallelism(m, n, k);
 
+    #[cfg(feature = "rayon")]
+    if matches!(parallelism, gemm::Parallelism::Rayon(_)) && rayon::current_num_threads() > 1 {
+        return matmul_2d_split::<T>(
+            out_shape,
+            [m, n, k],
+            (lhs_ptr, lhs_row_stride, lhs_col_stride),
+            (rhs_ptr, rhs_row_stride, rhs_col_stride),
+        );
+    }
+
     gemm_output::<T>(out_shape, m * n, |out| unsafe {
         gemm_call(
             m,
@@ -279,6 +289,63 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
             rhs_row_stride,
             parallelism,
         );
+    })
+}
+
+/// objlab patch: a 2-D product on the thread pool as one single-threaded gemm call per thread,
+/// each writing a block of the output's rows (when M ≥ N) or columns, in whole tiles of 64
+/// rows or 48 columns (gemm's AVX-512 microkernel is 64 × 6). gemm's own `Rayon` parallelism
+/// gained 1.1–1.3× from a second core on training's shapes (768×128·128×384: 515 → 384 µs;
+/// the weight gradients, 128×768·768×384, 546 → 468 µs); one block per thread gains ~1.9×.
+#[cfg(feature = "rayon")]
+fn matmul_2d_split<T: GemmScalar>(
+    out_shape: Shape,
+    [m, n, k]: [usize; 3],
+    (lhs, lhs_rs, lhs_cs): (*const T, isize, isize),
+    (rhs, rhs_rs, rhs_cs): (*const T, isize, isize),
+) -> FlexTensor {
+    use rayon::prelude::*;
+
+    /// A pointer the blocks share: each block reads the inputs and writes its own part of
+    /// the output.
+    #[derive(Clone, Copy)]
+    struct Shared<P>(P);
+    unsafe impl<P> Send for Shared<P> {}
+    unsafe impl<P> Sync for Shared<P> {}
+
+    let split_rows = m >= n;
+    let (len, tile) = if split_rows { (m, 64) } else { (n, 48) };
+    let tiles = len.div_ceil(tile);
+    let parts = rayon::current_num_threads().min(tiles).max(1);
+    let (lhs, rhs) = (Shared(lhs), Shared(rhs));
+    gemm_output::<T>(out_shape, m * n, |out| {
+        let out = Shared(out.as_mut_ptr() as *mut T);
+        (0..parts).into_par_iter().for_each(|p| {
+            let (out, lhs, rhs) = (out, lhs, rhs);
+            let start = (tiles * p / parts * tile).min(len);
+            let end = (tiles * (p + 1) / parts * tile).min(len);
+            // SAFETY: the blocks [start, end) are disjoint and within the output, and the
+            // input pointers are offset within their matrices.
+            unsafe {
+                if split_rows {
+                    gemm_call(
+                        end - start, n, k,
+                        out.0.add(start * n), 1, n as isize,
+                        lhs.0.offset(start as isize * lhs_rs), lhs_cs, lhs_rs,
+                        rhs.0, rhs_cs, rhs_rs,
+                        gemm::Parallelism::None,
+                    );
+                } else {
+                    gemm_call(
+                        m, end - start, k,
+                        out.0.add(start), 1, n as isize,
+                        lhs.0, lhs_cs, lhs_rs,
+                        rhs.0.offset(start as isize * rhs_cs), rhs_cs, rhs_rs,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+        });
     })
 }
 
