@@ -131,8 +131,14 @@ fn key_ranges(g: &Geometry, bias: &[f32], b: usize, n: &mut [usize], first: &mut
     for (i, n) in n.iter_mut().enumerate() {
         *n = visible_keys(g.bias_row(bias, b, i));
     }
-    for (j, first) in first.iter_mut().enumerate() {
-        *first = n.iter().position(|&n| n > j).unwrap_or(n.len());
+    // keys below `covered` have their first query already
+    let mut covered = 0;
+    first.fill(n.len());
+    for (i, &n) in n.iter().enumerate() {
+        while covered < n {
+            first[covered] = i;
+            covered += 1;
+        }
     }
 }
 

@@ -443,6 +443,38 @@ impl Transformer {
 mod tests {
     use super::*;
 
+    /// Products big enough for flex's threads (≥ 192³ multiply-adds, where the patched flex
+    /// gives each pool thread a block of rows or columns, `patches/README.md`) against plain
+    /// sums: blocks split by rows and by columns, ragged last tiles, and a transposed input.
+    #[test]
+    fn threaded_products_match_plain_sums() {
+        let device = Device::flex();
+        let data = |rows: usize, cols: usize, seed: usize| -> Vec<f32> {
+            (0..rows * cols).map(|i| (((i * 7919 + seed * 31) % 97) as f32 - 48.0) / 32.0).collect()
+        };
+        // [m, k] · [k, n]: rows split (m ≥ n), columns split, rows split with the left transposed
+        for (m, k, n, transposed) in [(300, 200, 130, false), (100, 300, 250, false), (330, 160, 150, true)] {
+            let (a, b) = (data(m, k, 1), data(k, n, 2));
+            let lhs = match transposed {
+                // the same values, stored [k, m] and viewed through a transpose
+                false => Tensor::<2>::from_data(TensorData::new(a.clone(), [m, k]), &device),
+                true => {
+                    let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+                    Tensor::<2>::from_data(TensorData::new(at, [k, m]), &device).transpose()
+                }
+            };
+            let rhs = Tensor::<2>::from_data(TensorData::new(b.clone(), [k, n]), &device);
+            let ours = lhs.matmul(rhs).into_data().try_to_vec::<f32>().unwrap();
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k).map(|c| a[i * k + c] as f64 * b[c * n + j] as f64).sum();
+                    let got = ours[i * n + j] as f64;
+                    assert!((got - want).abs() <= 1e-3 * (1.0 + want.abs()), "{m}x{k}x{n} [{i}, {j}]: {got} vs {want}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn attention_modes_allow_the_right_pairs() {
         let causal = AttentionMode::Causal;
