@@ -9,7 +9,15 @@
 //! The loops themselves stay plain scalar code that the compiler vectorises (in wasm for
 //! SIMD128, which the worker is built with).
 
-use burn_flex::FlexTensor;
+use std::mem::MaybeUninit;
+
+use burn::backend::DType;
+use burn::tensor::{Bytes, Shape};
+use burn_flex::{FlexTensor, Layout};
+
+/// An output element not yet written: the loops write into fresh memory, which nothing zeroes
+/// first (`FlexTensor::empty` does, a pass over every output that the loop then overwrites).
+pub(crate) type Out = MaybeUninit<f32>;
 
 /// A loop, by value, for [`vectorized`]. Implementations mark `run` `#[inline(always)]`.
 pub(crate) trait Kernel {
@@ -73,13 +81,34 @@ pub(crate) fn mul_add(a: f32, b: f32, c: f32) -> f32 {
 /// One chunk's loop of an operation whose output is split into chunks (see [`for_chunks`]).
 /// Implementations mark `run` `#[inline(always)]`.
 pub(crate) trait ChunkLoop: Sync {
-    /// Writes `ys`, the chunk of the output whose first index is `start`.
-    fn run(&self, start: usize, ys: &mut [f32]);
+    /// Writes `ys`, the chunk of the output whose first index is `start`: **every element**
+    /// of it ([`new_tensor`] relies on that).
+    fn run(&self, start: usize, ys: &mut [Out]);
+}
+
+/// A new contiguous f32 tensor of `shape`, written by `body` in chunks of `len` elements
+/// ([`for_chunks`]), in memory that nothing zeroes first.
+pub(crate) fn new_tensor(shape: Shape, len: usize, body: &impl ChunkLoop) -> FlexTensor {
+    let n = shape.num_elements();
+    let mut out: Vec<f32> = Vec::with_capacity(n);
+    for_chunks(&mut out.spare_capacity_mut()[..n], len.max(1), body);
+    // SAFETY: every chunk's loop wrote every element of its chunk (`ChunkLoop::run`'s
+    // contract), and the chunks cover all n.
+    unsafe { out.set_len(n) };
+    FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)
+}
+
+/// dst[i] = src[i] for every element of `dst` (`src` as long or longer).
+#[inline(always)]
+pub(crate) fn write(dst: &mut [Out], src: &[f32]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        d.write(s);
+    }
 }
 
 /// `body.run(start, chunk)` over `ys` in chunks of `len` elements: on flex's thread pool
 /// natively, and in place in wasm, which has one thread.
-pub(crate) fn for_chunks(ys: &mut [f32], len: usize, body: &impl ChunkLoop) {
+pub(crate) fn for_chunks(ys: &mut [Out], len: usize, body: &impl ChunkLoop) {
     #[cfg(not(target_family = "wasm"))]
     {
         use rayon::prelude::*;
@@ -95,7 +124,7 @@ pub(crate) fn for_chunks(ys: &mut [f32], len: usize, body: &impl ChunkLoop) {
 struct Chunk<'a, 'b, L> {
     body: &'a L,
     start: usize,
-    ys: &'b mut [f32],
+    ys: &'b mut [Out],
 }
 
 #[cfg(not(target_family = "wasm"))]
@@ -187,9 +216,9 @@ mod tests {
 
     impl ChunkLoop for Square {
         #[inline(always)]
-        fn run(&self, start: usize, ys: &mut [f32]) {
+        fn run(&self, start: usize, ys: &mut [Out]) {
             for (i, y) in ys.iter_mut().enumerate() {
-                *y = ((start + i) as f32).powi(2);
+                y.write(((start + i) as f32).powi(2));
             }
         }
     }
@@ -197,8 +226,9 @@ mod tests {
     /// Chunks cover the output once each, the last one ragged, with the right offsets.
     #[test]
     fn chunks_cover_the_output() {
-        let mut ys = vec![-1.0; 1003];
-        for_chunks(&mut ys, 100, &Square);
+        let ys = new_tensor(Shape::new([17, 59]), 100, &Square);
+        let ys = ys.into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(ys.len(), 1003);
         assert!(ys.iter().enumerate().all(|(i, &y)| y == (i as f32).powi(2)));
     }
 }

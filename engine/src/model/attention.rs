@@ -20,7 +20,6 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, TensorMetadata, backend_extension};
-use burn_flex::FlexTensor;
 use burn::tensor::{Shape, Slice, Tensor};
 use burn_cubecl::CubeBackend;
 
@@ -90,13 +89,11 @@ impl AttentionOps for Flex {
         }
         let [b, h, s, keys] = shape[..] else { unreachable!() };
         let (scores, bias) = (cpu_loops::contiguous(scores), cpu_loops::contiguous(bias));
-        let mut out = FlexTensor::empty(scores.layout().shape().clone(), DType::F32);
         let (xs, bs) = (scores.as_slice::<f32>().expect("contiguous f32"), bias.as_slice::<f32>().expect("contiguous f32"));
         let per_row_bias = bias_shape[0] == b && b > 1;
         let rows_per_chunk = (16 * 1024 / keys).max(1);
         let rows = SoftmaxRows { xs, bs, scale, keys, heads: h, seq: s, per_row_bias };
-        cpu_loops::for_chunks(out.storage_mut::<f32>(), rows_per_chunk * keys, &rows);
-        out
+        cpu_loops::new_tensor(scores.layout().shape().clone(), rows_per_chunk * keys, &rows)
     }
 }
 
@@ -116,18 +113,21 @@ struct SoftmaxRows<'a> {
 
 impl cpu_loops::ChunkLoop for SoftmaxRows<'_> {
     #[inline(always)]
-    fn run(&self, start: usize, ys: &mut [f32]) {
+    fn run(&self, start: usize, ys: &mut [cpu_loops::Out]) {
         let Self { xs, bs, scale, keys, heads: h, seq: s, per_row_bias } = *self;
+        // one row, computed here and then written out
+        let mut p = vec![0.0f32; keys];
         for (i, y) in ys.chunks_mut(keys).enumerate() {
             // row = ((batch · h) + head) · s + query
             let row = start / keys + i;
             let (batch, query) = (row / (h * s), row % s);
             let bias_at = (if per_row_bias { batch } else { 0 }) * s * keys + query * keys;
             let (x, bias) = (&xs[row * keys..(row + 1) * keys], &bs[bias_at..bias_at + keys]);
-            for ((y, &x), &c) in y.iter_mut().zip(x).zip(bias) {
-                *y = x * scale + c;
+            for ((p, &x), &c) in p.iter_mut().zip(x).zip(bias) {
+                *p = x * scale + c;
             }
-            attention_cpu::softmax_in_place(y);
+            attention_cpu::softmax_in_place(&mut p);
+            cpu_loops::write(y, &p);
         }
     }
 }

@@ -15,7 +15,7 @@
 use burn::backend::DType;
 use burn_flex::FlexTensor;
 
-use crate::cpu_loops::{ChunkLoop, contiguous, for_chunks, lanes, mul_add};
+use crate::cpu_loops::{ChunkLoop, Out, contiguous, lanes, mul_add, new_tensor, write};
 
 /// A key whose bias is this far below its row's largest bias gets a weight of exactly 0 (its
 /// exponent is below e^−87, see [`softmax_in_place`]) for any score below ~10⁶: keys past the
@@ -48,10 +48,8 @@ pub(super) fn supported(qkv: &FlexTensor, bias: &FlexTensor, n_head: usize, d_ou
 pub(super) fn forward(qkv: FlexTensor, bias: FlexTensor, n_head: usize) -> FlexTensor {
     let (qkv, bias) = (contiguous(qkv), contiguous(bias));
     let g = Geometry::of(&qkv, &bias, n_head);
-    let mut out = FlexTensor::empty(vec![g.batch, g.seq, g.d_model].into(), DType::F32);
     let body = Forward { qkv: qkv.as_slice().expect("contiguous f32"), bias: bias.as_slice().expect("contiguous f32"), g };
-    for_chunks(out.storage_mut::<f32>(), g.seq * g.d_model, &body);
-    out
+    new_tensor(vec![g.batch, g.seq, g.d_model].into(), g.seq * g.d_model, &body)
 }
 
 /// The gradient of qkv. With P the weights of one head, dO its slice of d_out and scale
@@ -61,15 +59,13 @@ pub(super) fn forward(qkv: FlexTensor, bias: FlexTensor, n_head: usize) -> FlexT
 pub(super) fn backward(qkv: FlexTensor, bias: FlexTensor, d_out: FlexTensor, n_head: usize) -> FlexTensor {
     let (qkv, bias, d_out) = (contiguous(qkv), contiguous(bias), contiguous(d_out));
     let g = Geometry::of(&qkv, &bias, n_head);
-    let mut out = FlexTensor::empty(qkv.layout().shape().clone(), DType::F32);
     let body = Backward {
         qkv: qkv.as_slice().expect("contiguous f32"),
         bias: bias.as_slice().expect("contiguous f32"),
         d_out: d_out.as_slice().expect("contiguous f32"),
         g,
     };
-    for_chunks(out.storage_mut::<f32>(), g.seq * 3 * g.d_model, &body);
-    out
+    new_tensor(qkv.layout().shape().clone(), g.seq * 3 * g.d_model, &body)
 }
 
 /// The sizes both loops index by.
@@ -259,7 +255,7 @@ struct Forward<'a> {
 
 impl ChunkLoop for Forward<'_> {
     #[inline(always)]
-    fn run(&self, start: usize, ys: &mut [f32]) {
+    fn run(&self, start: usize, ys: &mut [Out]) {
         let Geometry { seq: s, d_model: d, heads, d_head: dh, .. } = self.g;
         let b = start / (s * d);
         // rows: [s, 3·d], this sequence's q, k, v
@@ -281,7 +277,7 @@ impl ChunkLoop for Forward<'_> {
                 // y_i = Σ_j p_ij · v_j
                 rows_weighted(p, n, count, n, &rows[v_at..], 3 * d, dh, &mut y);
                 for (r, y) in y.chunks_exact(dh).take(count).enumerate() {
-                    ys[(i0 + r) * d + q_at..][..dh].copy_from_slice(y);
+                    write(&mut ys[(i0 + r) * d + q_at..][..dh], y);
                 }
             }
         }
@@ -300,7 +296,7 @@ struct Backward<'a> {
 
 impl ChunkLoop for Backward<'_> {
     #[inline(always)]
-    fn run(&self, start: usize, d_rows: &mut [f32]) {
+    fn run(&self, start: usize, d_rows: &mut [Out]) {
         let Geometry { seq: s, d_model: d, heads, d_head: dh, scale, .. } = self.g;
         let b = start / (s * 3 * d);
         // rows: [s, 3·d], d_out: [s, d]
@@ -337,7 +333,7 @@ impl ChunkLoop for Backward<'_> {
                 // dQ_i = Σ_j dS_ij · k_j
                 rows_weighted(ds, n, count, n, &rows[k_at..], 3 * d, dh, &mut out);
                 for (r, dq) in out.chunks_exact(dh).take(count).enumerate() {
-                    d_rows[(i0 + r) * 3 * d + q_at..][..dh].copy_from_slice(dq);
+                    write(&mut d_rows[(i0 + r) * 3 * d + q_at..][..dh], dq);
                 }
                 for r in 0..count {
                     for j in 0..n {
@@ -356,7 +352,7 @@ impl ChunkLoop for Backward<'_> {
                 for (at, w, x, stride) in [(k_at, &dst, qs, 3 * d), (v_at, &pt, dos, d)] {
                     rows_weighted(&w[j0 * s + i0..], s, count, m, x, stride, dh, &mut out);
                     for (r, o) in out.chunks_exact(dh).take(count).enumerate() {
-                        d_rows[(j0 + r) * 3 * d + at..][..dh].copy_from_slice(o);
+                        write(&mut d_rows[(j0 + r) * 3 * d + at..][..dh], o);
                     }
                 }
             }

@@ -84,11 +84,9 @@ impl GeluOps for Flex {
 /// f(x, g) over every element of `x` (and `grad`, when given), into a new contiguous tensor.
 fn elementwise(x: FlexTensor, grad: Option<FlexTensor>, f: impl Fn(f32, f32) -> f32 + Sync) -> FlexTensor {
     let (x, grad) = (cpu_loops::contiguous(x), grad.map(cpu_loops::contiguous));
-    let mut out = FlexTensor::empty(x.layout().shape().clone(), DType::F32);
     let xs = x.as_slice::<f32>().expect("contiguous f32");
     let gs = grad.as_ref().map(|g| g.as_slice::<f32>().expect("contiguous f32"));
-    cpu_loops::for_chunks(out.storage_mut::<f32>(), CHUNK, &Elementwise { xs, gs, f });
-    out
+    cpu_loops::new_tensor(x.layout().shape().clone(), CHUNK, &Elementwise { xs, gs, f })
 }
 
 /// One chunk of [`elementwise`]; each chunk is long enough to vectorise and to be worth a thread.
@@ -100,17 +98,17 @@ struct Elementwise<'a, F> {
 
 impl<F: Fn(f32, f32) -> f32 + Sync> cpu_loops::ChunkLoop for Elementwise<'_, F> {
     #[inline(always)]
-    fn run(&self, start: usize, ys: &mut [f32]) {
+    fn run(&self, start: usize, ys: &mut [cpu_loops::Out]) {
         let xs = &self.xs[start..start + ys.len()];
         match self.gs {
             Some(gs) => {
                 for ((y, &x), &g) in ys.iter_mut().zip(xs).zip(&gs[start..start + xs.len()]) {
-                    *y = (self.f)(x, g);
+                    y.write((self.f)(x, g));
                 }
             }
             None => {
                 for (y, &x) in ys.iter_mut().zip(xs) {
-                    *y = (self.f)(x, 0.0);
+                    y.write((self.f)(x, 0.0));
                 }
             }
         }

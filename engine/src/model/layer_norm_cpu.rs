@@ -10,7 +10,7 @@
 use burn::backend::DType;
 use burn_flex::FlexTensor;
 
-use crate::cpu_loops::{ChunkLoop, Kernel, contiguous, for_chunks, sum_of, vectorized};
+use crate::cpu_loops::{ChunkLoop, Kernel, Out, contiguous, new_tensor, sum_of, vectorized};
 
 /// Rows of at most this many elements per chunk of the loop (64 KiB of f32).
 const CHUNK: usize = 16 * 1024;
@@ -31,7 +31,6 @@ pub(super) fn supported(x: &FlexTensor, gamma: &FlexTensor, other: &FlexTensor, 
 pub(super) fn forward(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, epsilon: f64) -> FlexTensor {
     let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
     let d = gamma.layout().shape().num_elements();
-    let mut out = FlexTensor::empty(x.layout().shape().clone(), DType::F32);
     let rows = Forward {
         xs: x.as_slice().expect("contiguous f32"),
         gamma: gamma.as_slice().expect("contiguous f32"),
@@ -39,8 +38,7 @@ pub(super) fn forward(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, epsilo
         d,
         epsilon: epsilon as f32,
     };
-    for_chunks(out.storage_mut::<f32>(), (CHUNK / d).max(1) * d, &rows);
-    out
+    new_tensor(x.layout().shape().clone(), (CHUNK / d).max(1) * d, &rows)
 }
 
 /// (dx, dγ, dβ): with x̂ = (x − mean)·rstd and g = dy·γ per row of d elements,
@@ -51,9 +49,8 @@ pub(super) fn backward(x: FlexTensor, gamma: FlexTensor, dy: FlexTensor, epsilon
     let d = gamma.layout().shape().num_elements();
     let (xs, dys) = (x.as_slice::<f32>().expect("contiguous f32"), dy.as_slice::<f32>().expect("contiguous f32"));
     let gs = gamma.as_slice::<f32>().expect("contiguous f32");
-    let mut dx = FlexTensor::empty(x.layout().shape().clone(), DType::F32);
     let rows = InputGradient { xs, dys, gamma: gs, d, epsilon: epsilon as f32 };
-    for_chunks(dx.storage_mut::<f32>(), (CHUNK / d).max(1) * d, &rows);
+    let dx = new_tensor(x.layout().shape().clone(), (CHUNK / d).max(1) * d, &rows);
     let column = || FlexTensor::empty(gamma.layout().shape().clone(), DType::F32);
     let (mut d_gamma, mut d_beta) = (column(), column());
     vectorized(ColumnSums { xs, dys, d_gamma: d_gamma.storage_mut(), d_beta: d_beta.storage_mut(), epsilon: epsilon as f32 });
@@ -80,12 +77,12 @@ struct Forward<'a> {
 
 impl ChunkLoop for Forward<'_> {
     #[inline(always)]
-    fn run(&self, start: usize, ys: &mut [f32]) {
+    fn run(&self, start: usize, ys: &mut [Out]) {
         let (d, len) = (self.d, ys.len());
         for (y, x) in ys.chunks_exact_mut(d).zip(self.xs[start..start + len].chunks_exact(d)) {
             let (mean, rstd) = row_stats(x, self.epsilon);
             for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(self.gamma).zip(self.beta) {
-                *y = (x - mean) * rstd * g + b;
+                y.write((x - mean) * rstd * g + b);
             }
         }
     }
@@ -102,7 +99,7 @@ struct InputGradient<'a> {
 
 impl ChunkLoop for InputGradient<'_> {
     #[inline(always)]
-    fn run(&self, start: usize, dxs: &mut [f32]) {
+    fn run(&self, start: usize, dxs: &mut [Out]) {
         let (d, len) = (self.d, dxs.len());
         let rows = self.xs[start..start + len].chunks_exact(d).zip(self.dys[start..start + len].chunks_exact(d));
         for (dx, (x, dy)) in dxs.chunks_exact_mut(d).zip(rows) {
@@ -126,7 +123,7 @@ impl ChunkLoop for InputGradient<'_> {
             let n = d as f32;
             let (mean_g, mean_gx) = (sum_g.iter().sum::<f32>() / n, sum_gx.iter().sum::<f32>() / n);
             for (((dx, &x), &dy), &g) in dx.iter_mut().zip(x).zip(dy).zip(self.gamma) {
-                *dx = rstd * (dy * g - mean_g - (x - mean) * rstd * mean_gx);
+                dx.write(rstd * (dy * g - mean_g - (x - mean) * rstd * mean_gx));
             }
         }
     }
