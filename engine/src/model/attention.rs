@@ -11,19 +11,17 @@
 //! head) (`attention_cpu.rs`), the cubecl backend as one hand-written kernel launch
 //! (`attention_kernel.rs`); both recompute the weights in the backward instead of storing them.
 //! Their default bodies, composed of primitive operations, are the fallback for shapes the
-//! loops and kernels do not take; fusion runs each as one opaque operation. The autodiff backend registers [`AttentionBackward`], which calls the
-//! backward operation.
+//! loops and kernels do not take; fusion runs each as one opaque operation. The autodiff
+//! backend registers [`AttentionBackward`], which calls the backward operation.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{Shape, Slice, Tensor};
 use burn_cubecl::CubeBackend;
-
-use crate::cpu_loops;
 
 use super::{attention_cpu, attention_kernel};
 
@@ -55,11 +53,10 @@ pub trait AttentionOps: Backend {
     }
 }
 
-/// Flex runs the softmax as one loop per row, on its thread pool: the composed form was seven
-/// passes over [b, h, s, s] (scale, bias, max, subtract, libm's scalar `expf` with its slow
-/// underflow path on every masked −1e9, sum, divide), each allocating its result.
+/// Flex runs the attention as one loop per (sequence, head) over `qkv` in place
+/// (`attention_cpu.rs`). The composed bodies, with their composed softmax, run what the loops
+/// do not take: other dtypes than f32, and empty tensors.
 impl AttentionOps for Flex {
-    /// One loop per (sequence, head) over `qkv` in place (`attention_cpu.rs`).
     fn self_attention(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
         match attention_cpu::supported(&qkv, &bias, n_head, None) {
             true => attention_cpu::forward(qkv, bias, n_head),
@@ -71,63 +68,6 @@ impl AttentionOps for Flex {
         match attention_cpu::supported(&qkv, &bias, n_head, Some(&d_out)) {
             true => attention_cpu::backward(qkv, bias, d_out, n_head),
             false => composed_backward::<Self>(qkv, bias, d_out, n_head),
-        }
-    }
-
-    fn attention_softmax(scores: FloatTensor<Self>, bias: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
-        let (shape, bias_shape) = (scores.layout().shape().to_vec(), bias.layout().shape().to_vec());
-        let fits = scores.dtype() == DType::F32
-            && bias.dtype() == DType::F32
-            && shape.len() == 4
-            && bias_shape.len() == 4
-            && (bias_shape[0] == shape[0] || bias_shape[0] == 1)
-            && bias_shape[1] == 1
-            && bias_shape[2..] == shape[2..]
-            && shape[3] > 0;
-        if !fits {
-            return composed_softmax::<Self>(scores, bias, scale);
-        }
-        let [b, h, s, keys] = shape[..] else { unreachable!() };
-        let (scores, bias) = (cpu_loops::contiguous(scores), cpu_loops::contiguous(bias));
-        let (xs, bs) = (scores.as_slice::<f32>().expect("contiguous f32"), bias.as_slice::<f32>().expect("contiguous f32"));
-        let per_row_bias = bias_shape[0] == b && b > 1;
-        let rows_per_chunk = (16 * 1024 / keys).max(1);
-        let rows = SoftmaxRows { xs, bs, scale, keys, heads: h, seq: s, per_row_bias };
-        cpu_loops::new_tensor(scores.layout().shape().clone(), rows_per_chunk * keys, &rows)
-    }
-}
-
-/// softmax(x · scale + bias) over each row of keys, for a chunk of rows of [`Flex`]'s
-/// `attention_softmax`.
-struct SoftmaxRows<'a> {
-    /// scores: [batch, heads, seq, keys]
-    xs: &'a [f32],
-    /// bias: [batch or 1, 1, seq, keys]
-    bs: &'a [f32],
-    scale: f32,
-    keys: usize,
-    heads: usize,
-    seq: usize,
-    per_row_bias: bool,
-}
-
-impl cpu_loops::ChunkLoop for SoftmaxRows<'_> {
-    #[inline(always)]
-    fn run(&self, start: usize, ys: &mut [cpu_loops::Out]) {
-        let Self { xs, bs, scale, keys, heads: h, seq: s, per_row_bias } = *self;
-        // one row, computed here and then written out
-        let mut p = vec![0.0f32; keys];
-        for (i, y) in ys.chunks_mut(keys).enumerate() {
-            // row = ((batch · h) + head) · s + query
-            let row = start / keys + i;
-            let (batch, query) = (row / (h * s), row % s);
-            let bias_at = (if per_row_bias { batch } else { 0 }) * s * keys + query * keys;
-            let (x, bias) = (&xs[row * keys..(row + 1) * keys], &bs[bias_at..bias_at + keys]);
-            for ((p, &x), &c) in p.iter_mut().zip(x).zip(bias) {
-                *p = x * scale + c;
-            }
-            attention_cpu::softmax_in_place(&mut p);
-            cpu_loops::write(y, &p);
         }
     }
 }
@@ -315,25 +255,6 @@ mod tests {
             let g_ours = (ours * r.clone()).sum().backward();
             let g_theirs = (theirs * r).sum().backward();
             close(&values(qkv.grad(&g_ours).unwrap()), &values(qkv.grad(&g_theirs).unwrap()), 1e-4);
-        }
-    }
-
-    /// Flex's fused softmax against the composed one, over more rows than one chunk of its
-    /// threaded loop (the last chunk ragged), for a broadcast bias and a per-row one.
-    #[test]
-    fn fused_softmax_matches_composed() {
-        let plain = Device::flex();
-        let (b, h, s) = (3, 4, 50);
-        for mode in [AttentionMode::Causal, AttentionMode::Prefix(vec![3, 20, 50])] {
-            let bias = mode.bias(b, s, &plain);
-            let scores = Tensor::<4>::random([b, h, s, s], Distribution::Normal(0.0, 3.0), &plain);
-            let ours = <Dispatch as AttentionOps>::attention_softmax(scores.clone().into_dispatch(), bias.clone().into_dispatch(), 0.25);
-            let theirs = composed_softmax::<Dispatch>(scores.into_dispatch(), bias.into_dispatch(), 0.25);
-            let (ours, theirs) = (values(Tensor::<4>::from_dispatch(ours)), values(Tensor::<4>::from_dispatch(theirs)));
-            close(&ours, &theirs, 1e-6);
-            // masked keys get exactly 0 in both
-            assert!(ours.iter().zip(&theirs).all(|(a, b)| (*a == 0.0) == (*b == 0.0)));
-            assert!(ours.iter().filter(|&&w| w == 0.0).count() > b * h * s, "the masks hide keys");
         }
     }
 

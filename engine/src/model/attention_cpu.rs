@@ -121,12 +121,16 @@ fn visible_keys(bias: &[f32]) -> usize {
     last.div_ceil(W).saturating_mul(W).min(bias.len())
 }
 
-/// For one sequence: n[i], the keys query i needs ([`visible_keys`]), and first[j], the first
-/// query that needs key j (s when none does). They depend on the mask only, not on the head.
-fn key_ranges(g: &Geometry, bias: &[f32], b: usize, n: &mut [usize], first: &mut [usize]) {
+/// For one sequence: n[i], the keys query i needs ([`visible_keys`]). It depends on the mask
+/// only, not on the head.
+fn keys_needed(g: &Geometry, bias: &[f32], b: usize, n: &mut [usize]) {
     for (i, n) in n.iter_mut().enumerate() {
         *n = visible_keys(g.bias_row(bias, b, i));
     }
+}
+
+/// first[j], the first query that needs key j (s when none does), from n of [`keys_needed`].
+fn first_queries(n: &[usize], first: &mut [usize]) {
     // keys below `covered` have their first query already
     let mut covered = 0;
     first.fill(n.len());
@@ -151,51 +155,21 @@ fn transpose(rows: &[f32], row_len: usize, at: usize, d_head: usize, t: &mut [f3
     }
 }
 
-/// out[r·n + j] = Σ_c a_r[c] · t[c·s + j] for [`R`] rows a_r = a[r · stride ..][..dh] and the
-/// first n keys: rows of a product against a transposed head (scores q·kᵀ, or dO·vᵀ). Rows
+/// out[r·cols + c] = Σ_j w_r[j] · x[j · stride + c] for [`R`] rows w_r = w[r · w_stride ..][..m]
+/// and the first `cols` columns of m rows of x: every product here, [`W`] columns at a time in
+/// registers. x is a transposed head for the scores q·kᵀ and dO·vᵀ (w: query rows, cols: keys)
+/// and a head's slice of rows for p·v, dS·k, dSᵀ·q, Pᵀ·dO (w: weights, cols: d_head). Rows
 /// from `count` on repeat the last one (their output is not used).
-// a: [R, dh] (strided), t: [dh, s] -> out: [R, n]
+// w: [R, m] (strided), x: [m, ≥ cols] (strided) -> out: [R, cols]
 #[inline(always)]
-fn rows_times(a: &[f32], stride: usize, count: usize, dh: usize, t: &[f32], s: usize, n: usize, out: &mut [f32]) {
-    let a: [&[f32]; R] = std::array::from_fn(|r| &a[r.min(count - 1) * stride..][..dh]);
-    let mut j = 0;
-    while j + W <= n {
-        let mut acc = [[0.0f32; W]; R];
-        for c in 0..dh {
-            let t = &t[c * s + j..c * s + j + W];
-            for (acc, a) in acc.iter_mut().zip(&a) {
-                let ac = a[c];
-                for l in 0..W {
-                    acc[l] = mul_add(ac, t[l], acc[l]);
-                }
-            }
-        }
-        for (r, acc) in acc.iter().enumerate() {
-            out[r * n + j..r * n + j + W].copy_from_slice(acc);
-        }
-        j += W;
-    }
-    // keys past the last whole tile (only when s is not a multiple of W)
-    for (r, a) in a.iter().enumerate() {
-        for k in j..n {
-            out[r * n + k] = (0..dh).fold(0.0, |sum, c| mul_add(a[c], t[c * s + k], sum));
-        }
-    }
-}
-
-/// out[r·dh + c] = Σ_j w_r[j] · x[j · stride + c] for [`R`] rows of weights
-/// w_r = w[r · w_stride ..][..m] over m rows of x: weighted sums of one head's slice of rows
-/// (p·v, dS·k, dSᵀ·q, Pᵀ·dO). Rows from `count` on repeat the last one.
-// w: [R, m] (strided), x: [m, dh] (strided) -> out: [R, dh]
-#[inline(always)]
-fn rows_weighted(w: &[f32], w_stride: usize, count: usize, m: usize, x: &[f32], stride: usize, dh: usize, out: &mut [f32]) {
+fn rows_times(w: &[f32], w_stride: usize, count: usize, m: usize, x: &[f32], stride: usize, cols: usize, out: &mut [f32]) {
     if m == 0 {
-        out[..R * dh].fill(0.0);
+        out[..R * cols].fill(0.0);
         return;
     }
     let w: [&[f32]; R] = std::array::from_fn(|r| &w[r.min(count - 1) * w_stride..][..m]);
     let mut c = 0;
-    while c + W <= dh {
+    while c + W <= cols {
         let mut acc = [[0.0f32; W]; R];
         for j in 0..m {
             let x = &x[j * stride + c..j * stride + c + W];
@@ -207,21 +181,22 @@ fn rows_weighted(w: &[f32], w_stride: usize, count: usize, m: usize, x: &[f32], 
             }
         }
         for (r, acc) in acc.iter().enumerate() {
-            out[r * dh + c..r * dh + c + W].copy_from_slice(acc);
+            out[r * cols + c..r * cols + c + W].copy_from_slice(acc);
         }
         c += W;
     }
-    // columns past the last whole tile (only when d_head is not a multiple of W)
+    // columns past the last whole tile (keys when s, or d_head, is not a multiple of W)
     for (r, w) in w.iter().enumerate() {
-        for k in c..dh {
-            out[r * dh + k] = (0..m).fold(0.0, |sum, j| mul_add(w[j], x[j * stride + k], sum));
+        for k in c..cols {
+            out[r * cols + k] = (0..m).fold(0.0, |sum, j| mul_add(w[j], x[j * stride + k], sum));
         }
     }
 }
 
-/// softmax of a row in place, as flex's fused softmax (`attention.rs`) computes it.
+/// softmax of a row in place, without branches or libm calls, so that it vectorises: e^x by
+/// `gelu.rs`'s polynomial, and 0 below e^−87.
 #[inline(always)]
-pub(super) fn softmax_in_place(y: &mut [f32]) {
+fn softmax_in_place(y: &mut [f32]) {
     let max = lanes(y, f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
     for y in y.iter_mut() {
         let z = *y - max;
@@ -263,8 +238,8 @@ impl ChunkLoop for Forward<'_> {
         // kt: [dh, s]; p: [R, ≤ s] weights, y: [R, dh]
         let (mut kt, mut p, mut y) = (vec![0.0f32; dh * s], vec![0.0f32; R * s], vec![0.0f32; R * dh]);
         // n: [s] keys per query
-        let (mut n, mut first) = (vec![0usize; s], vec![0usize; s]);
-        key_ranges(&self.g, self.bias, b, &mut n, &mut first);
+        let mut n = vec![0usize; s];
+        keys_needed(&self.g, self.bias, b, &mut n);
         for h in 0..heads {
             let (q_at, k_at, v_at) = (h * dh, d + h * dh, 2 * d + h * dh);
             transpose(rows, 3 * d, k_at, dh, &mut kt);
@@ -275,7 +250,7 @@ impl ChunkLoop for Forward<'_> {
                 rows_times(&rows[i0 * 3 * d + q_at..], 3 * d, count, dh, &kt, s, n, p);
                 to_weights(&self.g, self.bias, b, i0, count, n, p);
                 // y_i = Σ_j p_ij · v_j
-                rows_weighted(p, n, count, n, &rows[v_at..], 3 * d, dh, &mut y);
+                rows_times(p, n, count, n, &rows[v_at..], 3 * d, dh, &mut y);
                 for (r, y) in y.chunks_exact(dh).take(count).enumerate() {
                     write(&mut ys[(i0 + r) * d + q_at..][..dh], y);
                 }
@@ -307,7 +282,8 @@ impl ChunkLoop for Backward<'_> {
         let (mut pt, mut dst) = (vec![0.0f32; s * s], vec![0.0f32; s * s]);
         let (mut p, mut ds, mut out) = (vec![0.0f32; R * s], vec![0.0f32; R * s], vec![0.0f32; R * dh]);
         let (mut n, mut first) = (vec![0usize; s], vec![0usize; s]);
-        key_ranges(&self.g, self.bias, b, &mut n, &mut first);
+        keys_needed(&self.g, self.bias, b, &mut n);
+        first_queries(&n, &mut first);
         for h in 0..heads {
             let (q_at, k_at, v_at) = (h * dh, d + h * dh, 2 * d + h * dh);
             transpose(rows, 3 * d, k_at, dh, &mut kt);
@@ -331,7 +307,7 @@ impl ChunkLoop for Backward<'_> {
                     }
                 }
                 // dQ_i = Σ_j dS_ij · k_j
-                rows_weighted(ds, n, count, n, &rows[k_at..], 3 * d, dh, &mut out);
+                rows_times(ds, n, count, n, &rows[k_at..], 3 * d, dh, &mut out);
                 for (r, dq) in out.chunks_exact(dh).take(count).enumerate() {
                     write(&mut d_rows[(i0 + r) * 3 * d + q_at..][..dh], dq);
                 }
@@ -350,7 +326,7 @@ impl ChunkLoop for Backward<'_> {
                 let m = s - i0;
                 let (qs, dos) = (rows.get(i0 * 3 * d + q_at..).unwrap_or(&[]), d_out.get(i0 * d + q_at..).unwrap_or(&[]));
                 for (at, w, x, stride) in [(k_at, &dst, qs, 3 * d), (v_at, &pt, dos, d)] {
-                    rows_weighted(&w[j0 * s + i0..], s, count, m, x, stride, dh, &mut out);
+                    rows_times(&w[j0 * s + i0..], s, count, m, x, stride, dh, &mut out);
                     for (r, o) in out.chunks_exact(dh).take(count).enumerate() {
                         write(&mut d_rows[(j0 + r) * 3 * d + at..][..dh], o);
                     }
@@ -387,7 +363,7 @@ mod tests {
         FlexTensor::from_data(t.into_data())
     }
 
-    /// The composed attention of `attention.rs` (burn's products and flex's fused softmax),
+    /// The composed attention of `attention.rs` (burn's products and composed softmax),
     /// forward and backward, as [`values`].
     fn composed(qkv: &Tensor<3>, bias: &Tensor<4>, dy: &Tensor<3>, h: usize) -> (Vec<f32>, Vec<f32>) {
         let [y, d_qkv] = super::super::attention::composed_reference(qkv.clone(), bias.clone(), dy.clone(), h);
