@@ -20,6 +20,8 @@ use crate::rng::Rng;
 use crate::schedule::learning_rate;
 use crate::spec::{ExperimentSpec, TrainConfig};
 
+pub mod data_parallel;
+
 /// RNG stream labels, so every use of randomness has its own reproducible stream.
 const STREAM_INIT: u64 = 1;
 const STREAM_DATA: u64 = 2;
@@ -53,12 +55,16 @@ pub struct Trainer {
     step: usize,
     /// Training losses not yet read from the device: (step, loss [1]).
     pending: Vec<(usize, Tensor<1>)>,
-    /// The causal/bidirectional attention biases are the same every step: built once.
-    bias_cache: Vec<(AttentionMode, usize, Tensor<4>)>,
+    /// The causal/bidirectional attention biases are the same every step: built once per
+    /// (mode, batch, seq) (a split step's half batch has its own).
+    bias_cache: Vec<(AttentionMode, usize, usize, Tensor<4>)>,
     /// Character ids by decreasing training-text frequency (for C-RTS clusters).
     by_frequency: Vec<u32>,
     /// The latest training batch of each mix part, for [`Trainer::examples`].
     last_prepared: Vec<Option<Prepared>>,
+    /// Whether a step's batch may be split by rows between two workers: no objective of the
+    /// mix compares rows with each other or draws dropout noise (contrastive does both).
+    splittable: bool,
     /// How the representation views read the model: the attention pattern of the mix's first
     /// objective, reduced to causal or bidirectional (a masked-LM encoder is read
     /// bidirectionally, a GPT causally), and whether it uses position embeddings.
@@ -131,6 +137,12 @@ impl Trainer {
             .collect::<Result<Vec<_>, String>>()?;
         let n_parts = mix.len();
         let by_frequency = frequency_order(&corpus);
+        let splittable = mix.iter().all(|part| {
+            let clean = corpus.sample(Split::Val, 2, spec.model.block_size, &mut Rng::seeded(0));
+            let context = Context { tokenizer: &corpus.tokenizer, params: &part.params, by_frequency: &by_frequency, block_size: spec.model.block_size };
+            let p = part.objective.prepare(&clean, &context, &mut Rng::seeded(0));
+            p.head != Head::Projection && p.embed_dropout == 0.0
+        });
         let reading = {
             let clean = corpus.sample(Split::Val, 1, spec.model.block_size, &mut Rng::seeded(0));
             let context = Context { tokenizer: &corpus.tokenizer, params: &mix[0].params, by_frequency: &by_frequency, block_size: spec.model.block_size };
@@ -171,6 +183,7 @@ impl Trainer {
             bias_cache: Vec::new(),
             by_frequency,
             last_prepared: vec![None; n_parts],
+            splittable,
             reading,
         })
     }
@@ -213,11 +226,11 @@ impl Trainer {
         let mode = &prepared.attention;
         let route = if training && matches!(mode, AttentionMode::Causal | AttentionMode::Bidirectional) {
             // The same every step: built once.
-            let bias = if let Some((_, _, t)) = self.bias_cache.iter().find(|(m, len, _)| m == mode && *len == s) {
+            let bias = if let Some((_, _, _, t)) = self.bias_cache.iter().find(|(m, rows, len, _)| m == mode && *rows == b && *len == s) {
                 t.clone()
             } else {
                 let t = mode.bias(b, s, &device);
-                self.bias_cache.push((mode.clone(), s, t.clone()));
+                self.bias_cache.push((mode.clone(), b, s, t.clone()));
                 t
             };
             Route::with_bias(mode, arch, bias)

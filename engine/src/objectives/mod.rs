@@ -147,7 +147,8 @@ pub enum Mark {
 }
 
 /// A clean batch turned into what the model sees and what it is scored on (CPU side).
-#[derive(Clone, Debug)]
+/// Serialisable, so that half of a batch can go to a second worker (`train/data_parallel.rs`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Prepared {
     /// Rows (contrastive objectives have two views per clean row).
     pub batch: usize,
@@ -208,6 +209,35 @@ impl Prepared {
 
     pub fn row_marks(&self, r: usize) -> &[Mark] {
         &self.marks[r * self.seq..(r + 1) * self.seq]
+    }
+
+    /// Rows `start..start + len` as a batch of their own. Not for the projection head, whose
+    /// loss compares every row with every other (the rows do not split).
+    pub fn rows(&self, start: usize, len: usize) -> Prepared {
+        assert!(self.head != Head::Projection, "a contrastive batch does not split by rows");
+        assert!(start + len <= self.batch, "rows {start}..{} of a batch of {}", start + len, self.batch);
+        let s = self.seq;
+        let cells = start * s..(start + len) * s;
+        let attention = match &self.attention {
+            AttentionMode::Prefix(prefix) => AttentionMode::Prefix(prefix[start..start + len].to_vec()),
+            AttentionMode::KeyMask { causal, seq, visible } => {
+                AttentionMode::KeyMask { causal: *causal, seq: *seq, visible: visible[start * seq..(start + len) * seq].to_vec() }
+            }
+            mode => mode.clone(),
+        };
+        Prepared {
+            batch: len,
+            seq: s,
+            inputs: self.inputs[cells.clone()].to_vec(),
+            attention,
+            use_positions: self.use_positions,
+            head: self.head,
+            targets: self.targets[cells.clone()].to_vec(),
+            positives: Vec::new(),
+            temperature: self.temperature,
+            embed_dropout: self.embed_dropout,
+            marks: self.marks[cells].to_vec(),
+        }
     }
 }
 
