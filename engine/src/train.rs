@@ -137,16 +137,19 @@ impl Trainer {
             .collect::<Result<Vec<_>, String>>()?;
         let n_parts = mix.len();
         let by_frequency = frequency_order(&corpus);
-        let splittable = mix.iter().all(|part| {
-            let clean = corpus.sample(Split::Val, 2, spec.model.block_size, &mut Rng::seeded(0));
-            let context = Context { tokenizer: &corpus.tokenizer, params: &part.params, by_frequency: &by_frequency, block_size: spec.model.block_size };
-            let p = part.objective.prepare(&clean, &context, &mut Rng::seeded(0));
-            p.head != Head::Projection && p.embed_dropout == 0.0
-        });
-        let reading = {
+        // One sample row prepared by each objective of the mix: what the run's batches look like.
+        let samples: Vec<Prepared> = {
             let clean = corpus.sample(Split::Val, 1, spec.model.block_size, &mut Rng::seeded(0));
-            let context = Context { tokenizer: &corpus.tokenizer, params: &mix[0].params, by_frequency: &by_frequency, block_size: spec.model.block_size };
-            let p = mix[0].objective.prepare(&clean, &context, &mut Rng::seeded(0));
+            mix.iter()
+                .map(|part| {
+                    let context = Context { tokenizer: &corpus.tokenizer, params: &part.params, by_frequency: &by_frequency, block_size: spec.model.block_size };
+                    part.objective.prepare(&clean, &context, &mut Rng::seeded(0))
+                })
+                .collect()
+        };
+        let splittable = samples.iter().all(|p| p.head != Head::Projection && p.embed_dropout == 0.0);
+        let reading = {
+            let p = &samples[0];
             let causal = matches!(p.attention, AttentionMode::Causal | AttentionMode::KeyMask { causal: true, .. });
             (if causal { AttentionMode::Causal } else { AttentionMode::Bidirectional }, p.use_positions)
         };

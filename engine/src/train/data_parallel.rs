@@ -77,29 +77,30 @@ fn input(prepared: &Prepared, config: &ModelConfig, device: &Device) -> ModelInp
     }
 }
 
-/// Σ weight · loss over `parts`, each divided by its whole batch's count.
-fn parts_loss(model: &Transformer, parts: &[HalfPart], config: &ModelConfig, device: &Device) -> Result<Tensor<1>, String> {
+/// Σ weight · loss over `parts`, each divided by its whole batch's count; `input` builds a
+/// part's model input (the run's worker reuses its cached attention biases).
+fn parts_loss(model: &Transformer, parts: &[HalfPart], device: &Device, mut input: impl FnMut(&Prepared) -> ModelInput) -> Result<Tensor<1>, String> {
     let mut total: Option<Tensor<1>> = None;
     for part in parts {
         let objective = objectives::find(&part.objective)?;
         let mut targets = DeviceTargets::new(&part.prepared, device);
         targets.count = part.count;
-        let out = model.forward(&input(&part.prepared, config, device));
+        let out = model.forward(&input(&part.prepared));
         let loss = objective.loss(&out, &part.prepared, &targets).mul_scalar(part.weight);
         total = Some(match total {
             None => loss,
             Some(t) => t + loss,
         });
     }
-    total.ok_or_else(|| "the helper got no rows".to_string())
+    total.ok_or_else(|| "no rows to compute a loss on".to_string())
 }
 
-/// The float parameters of `model`, in visiting order.
-fn float_params(model: &Transformer) -> Vec<(burn::module::ParamId, Tensor<1>)> {
-    struct Collect(Vec<(burn::module::ParamId, Tensor<1>)>);
+/// The float parameters of `model`, flat, in visiting order, without their gradient tape.
+fn float_params(model: &Transformer) -> Vec<Tensor<1>> {
+    struct Collect(Vec<Tensor<1>>);
     impl ModuleVisitor for Collect {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.push((param.id, param.val().reshape([-1])));
+            self.0.push(param.val().inner().reshape([-1]));
         }
     }
     let mut c = Collect(Vec::new());
@@ -139,16 +140,14 @@ impl Helper {
         let autodiff = self.device.clone().autodiff();
         let model = match self.model.take() {
             Some((config, vocab, model)) if config == work.model && vocab == work.vocab_size => model,
-            _ => {
-                Transformer::new(&work.model, work.vocab_size, &mut Rng::seeded(0), &autodiff)
-            }
+            _ => Transformer::new(&work.model, work.vocab_size, &mut Rng::seeded(0), &autodiff),
         };
         let model = load_params(model, &work.params, &autodiff)?;
-        let loss = parts_loss(&model, &work.parts, &work.model, &autodiff)?;
+        let loss = parts_loss(&model, &work.parts, &autodiff, |p| input(p, &work.model, &autodiff))?;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let (present, found) = gradients_in_order(&model, &grads);
-        let mut flat = read_flat(std::iter::once(loss.inner()).chain(found).collect()).await?;
-        let loss = flat.remove(0);
+        let mut flat = read_flat(found.into_iter().chain([loss.inner()]).collect()).await?;
+        let loss = flat.pop().expect("the loss was read last");
         self.model = Some((work.model.clone(), work.vocab_size, model));
         Ok(HelperReply { grads: flat, present, loss })
     }
@@ -212,13 +211,14 @@ impl Trainer {
 
     /// One optimiser step with the second half of the batch's rows computed by `helper`, while
     /// this worker computes the first half. `helper` is called once, before this worker's own
-    /// half, and should only send the work; its answer is awaited after. If it fails, this
+    /// half, and should only send the work (a copy of what it needs: the work stays here for
+    /// the fallback); its answer is awaited after. If it fails, this
     /// worker computes that half itself, so the step is never lost; the error is returned
     /// beside, for the caller to stop asking. Like [`Trainer::step`], nothing of the run is
     /// read back but its weights (for the helper).
     pub async fn split_step<F, Fut>(&mut self, helper: F) -> Result<Option<String>, String>
     where
-        F: FnOnce(HelperWork) -> Fut,
+        F: FnOnce(&HelperWork) -> Fut,
         Fut: Future<Output = Result<HelperReply, String>>,
     {
         assert!(self.splits(), "split_step on a run that does not split");
@@ -237,47 +237,9 @@ impl Trainer {
         }
         self.corrupt_rng = rng;
         let model = self.model.take().expect("model is present between steps");
-        let params = float_params(&model).into_iter().map(|(_, t)| t.inner()).collect();
-        let params = match read_flat(params).await {
-            Ok(p) => p,
-            Err(e) => {
-                self.model = Some(model);
-                return Err(e);
-            }
-        };
-        let work = HelperWork { model: self.model_config.clone(), vocab_size: self.corpus.tokenizer.vocab_size(), parts: theirs, params };
-        let answer = helper(work.clone());
-
-        // This worker's half, at the same time.
-        let mut total: Option<Tensor<1>> = None;
-        for (i, part) in own.iter().enumerate() {
-            let mut targets = DeviceTargets::new(&part.prepared, &self.autodiff);
-            targets.count = part.count;
-            let mut no_dropout = Rng::seeded(0);
-            let input = self.model_input(&part.prepared, true, &mut no_dropout);
-            let out = model.forward(&input);
-            let l = self.mix[i].objective.loss(&out, &part.prepared, &targets).mul_scalar(part.weight);
-            total = Some(match total {
-                None => l,
-                Some(t) => t + l,
-            });
-        }
-        let mut loss = total.expect("a run has at least one objective with weight > 0");
-        if self.train.nan_at == self.step + 1 {
-            // fault injection (TrainConfig::nan_at), as in the one-worker step
-            loss = loss.mul_scalar(f32::NAN);
-        }
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-
-        let (reply, failure) = match answer.await {
-            Ok(reply) => (reply, None),
-            Err(why) => {
-                let reply = Helper::new(self.device.clone()).gradients(&work).await?;
-                (reply, Some(why))
-            }
-        };
-        let grads = match add_gradients(&model, &mut grads, &reply, &self.device) {
-            Ok(g) => g,
+        // Every failure below leaves the run as it was before the step, its model included.
+        let (grads, loss, failure) = match self.split_gradients(&model, &own, theirs, helper).await {
+            Ok(done) => done,
             Err(e) => {
                 self.model = Some(model);
                 return Err(e);
@@ -285,10 +247,39 @@ impl Trainer {
         };
         let lr = self.learning_rate();
         self.model = Some(self.optim.step(lr, model, grads));
-        let theirs = Tensor::<1>::from_data(TensorData::new(vec![reply.loss], [1]), &self.autodiff);
-        self.pending.push((self.step, loss.detach() + theirs));
+        self.pending.push((self.step, loss));
         self.step += 1;
         Ok(failure)
+    }
+
+    /// The batch's gradients (this worker's rows plus the helper's), its loss, and why the
+    /// helper failed if it did.
+    async fn split_gradients<F, Fut>(&mut self, model: &Transformer, own: &[HalfPart], theirs: Vec<HalfPart>, helper: F) -> Result<(GradientsParams, Tensor<1>, Option<String>), String>
+    where
+        F: FnOnce(&HelperWork) -> Fut,
+        Fut: Future<Output = Result<HelperReply, String>>,
+    {
+        let params = read_flat(float_params(model)).await?;
+        let work = HelperWork { model: self.model_config.clone(), vocab_size: self.corpus.tokenizer.vocab_size(), parts: theirs, params };
+        let answer = helper(&work);
+
+        // This worker's half, at the same time.
+        let mut no_dropout = Rng::seeded(0);
+        let autodiff = self.autodiff.clone();
+        let mut loss = parts_loss(model, own, &autodiff, |p| self.model_input(p, true, &mut no_dropout))?;
+        if self.train.nan_at == self.step + 1 {
+            // fault injection (TrainConfig::nan_at), as in the one-worker step
+            loss = loss.mul_scalar(f32::NAN);
+        }
+        let mut grads = GradientsParams::from_grads(loss.backward(), model);
+
+        let (reply, failure) = match answer.await {
+            Ok(reply) => (reply, None),
+            Err(why) => (Helper::new(self.device.clone()).gradients(&work).await?, Some(why)),
+        };
+        let grads = add_gradients(model, &mut grads, &reply, &self.device)?;
+        let theirs = Tensor::<1>::from_data(TensorData::new(vec![reply.loss], [1]), &autodiff);
+        Ok((grads, loss.detach() + theirs, failure))
     }
 }
 
@@ -366,8 +357,7 @@ mod tests {
     }
 
     fn weights(t: &Trainer) -> Vec<f32> {
-        let params = float_params(t.model()).into_iter().map(|(_, p)| p.inner()).collect();
-        pollster::block_on(read_flat(params)).unwrap()
+        pollster::block_on(read_flat(float_params(t.model()))).unwrap()
     }
 
     /// Three steps split between this thread and an in-process helper give the one-worker
@@ -385,7 +375,7 @@ mod tests {
             for _ in 0..3 {
                 one.step();
                 let failure = pollster::block_on(two.split_step(|work| {
-                    let r = pollster::block_on(helper.gradients(&work));
+                    let r = pollster::block_on(helper.gradients(work));
                     async move { r }
                 }))
                 .unwrap();
