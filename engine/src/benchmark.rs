@@ -4,6 +4,8 @@
 //!
 //! The clock is passed in: `std::time::Instant` does not exist in the browser.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use burn::tensor::Device;
@@ -12,19 +14,40 @@ use crate::data::Corpus;
 use crate::dispatches::DispatchWatch;
 use crate::protocol::BenchmarkReport;
 use crate::spec::ExperimentSpec;
+use crate::train::data_parallel::{HelperReply, HelperWork};
 use crate::train::{Trainer, divergence, host_reads};
 
 /// Steps before the clock starts (the first compiles the GPU's shaders).
 pub const WARMUP_STEPS: usize = 2;
 
+/// A second worker's half of a step (`Trainer::split_step`): the tab's helper worker.
+pub type HelperFn<'a> = &'a dyn Fn(&HelperWork) -> Pin<Box<dyn Future<Output = Result<HelperReply, String>>>>;
+
+/// One step, half of it on `helper` where there is one and the run splits; `helper` is
+/// dropped when it fails (that step was completed here).
+async fn step(trainer: &mut Trainer, helper: &mut Option<HelperFn<'_>>) -> Result<(), String> {
+    match *helper {
+        Some(h) if trainer.splits() => {
+            if trainer.split_step(|w| h(w)).await?.is_some() {
+                *helper = None;
+            }
+        }
+        _ => trainer.step(),
+    }
+    Ok(())
+}
+
 /// Trains `spec`'s first run on `device` for `steps` timed steps, reading the losses every
-/// `log_every` steps as the lab's loop does. `progress(done)` is told after each timed step.
+/// `log_every` steps as the lab's loop does, with half of each step's rows on `helper` where
+/// one is given. `progress(done)` is told after each timed step.
+#[allow(clippy::too_many_arguments)]
 pub async fn benchmark(
     spec: &ExperimentSpec,
     corpus: Arc<Corpus>,
     device: Device,
     device_name: &str,
     steps: usize,
+    mut helper: Option<HelperFn<'_>>,
     now_ms: impl Fn() -> f64,
     mut progress: impl FnMut(usize),
 ) -> Result<BenchmarkReport, String> {
@@ -38,7 +61,7 @@ pub async fn benchmark(
     let started = now_ms();
     let mut trainer = Trainer::new(&spec, 0, corpus, device)?;
     for _ in 0..WARMUP_STEPS {
-        trainer.step();
+        step(&mut trainer, &mut helper).await?;
     }
     trainer.read_losses().await?;
     let warmup_ms = now_ms() - started;
@@ -47,7 +70,7 @@ pub async fn benchmark(
     let reads = host_reads();
     let clock = now_ms();
     for done in 1..=steps {
-        trainer.step();
+        step(&mut trainer, &mut helper).await?;
         if done % log_every == 0 || done == steps {
             let losses = trainer.read_losses().await?;
             if let Some(why) = divergence(&losses) {
@@ -70,6 +93,7 @@ pub async fn benchmark(
         warmup_ms,
         dispatches_per_step: watch.total() as f64 / steps as f64,
         host_reads_per_step: (host_reads() - reads) as f64 / steps as f64,
+        workers: if helper.is_some() && trainer.splits() { 2 } else { 1 },
     })
 }
 
@@ -91,6 +115,7 @@ mod tests {
             Device::flex(),
             "cpu",
             4,
+            None,
             || t0.elapsed().as_secs_f64() * 1e3,
             |done| seen.push(done),
         ))
@@ -106,11 +131,38 @@ mod tests {
         assert!(report.warmup_ms >= 0.0);
     }
 
+    /// With a helper (here the engine's own, in-process), every step is split and the report
+    /// says two workers computed it; a helper that fails is dropped and the run goes on.
+    #[test]
+    fn splits_steps_with_a_helper_and_survives_its_failure() {
+        use crate::train::data_parallel::Helper;
+        let spec = ExperimentSpec::from_preset("tiny").unwrap();
+        let corpus = Arc::new(Corpus::from_text("test", &"to be or not to be, that is the question. ".repeat(40)).unwrap());
+        let asked = std::cell::Cell::new(0);
+        let helper = |w: &HelperWork| -> Pin<Box<dyn Future<Output = Result<HelperReply, String>>>> {
+            asked.set(asked.get() + 1);
+            let work = w.clone();
+            Box::pin(async move { Helper::new(Device::flex()).gradients(&work).await })
+        };
+        let report = pollster::block_on(benchmark(&spec, corpus.clone(), Device::flex(), "cpu", 3, Some(&helper), || 0.0, |_| {})).unwrap();
+        assert_eq!(report.workers, 2);
+        assert_eq!(asked.get(), WARMUP_STEPS + 3, "every step asked the helper");
+
+        let failing = |_: &HelperWork| -> Pin<Box<dyn Future<Output = Result<HelperReply, String>>>> {
+            asked.set(asked.get() + 1);
+            Box::pin(async { Err("gone".to_string()) })
+        };
+        asked.set(0);
+        let report = pollster::block_on(benchmark(&spec, corpus, Device::flex(), "cpu", 3, Some(&failing), || 0.0, |_| {})).unwrap();
+        assert_eq!((report.workers, asked.get()), (1, 1), "asked once, then alone");
+        assert_eq!(report.steps, 3);
+    }
+
     #[test]
     fn refuses_a_senseless_step_count() {
         let spec = ExperimentSpec::from_preset("tiny").unwrap();
         let corpus = Arc::new(Corpus::from_text("test", &"abcdefgh ".repeat(100)).unwrap());
-        let err = pollster::block_on(benchmark(&spec, corpus, Device::flex(), "cpu", 0, || 0.0, |_| {})).unwrap_err();
+        let err = pollster::block_on(benchmark(&spec, corpus, Device::flex(), "cpu", 0, None, || 0.0, |_| {})).unwrap_err();
         assert!(err.contains("1 to 10000"), "{err}");
     }
 }

@@ -133,6 +133,13 @@ pub struct BenchmarkReport {
     /// Device → host reads per step, the training loop's round trips (losses every
     /// `log_every` steps; a step itself reads nothing).
     pub host_reads_per_step: f64,
+    /// Workers that computed each step (2 where the tab's helper worker took half the rows).
+    #[serde(default = "one")]
+    pub workers: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// One run's representation snapshot.

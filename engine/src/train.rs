@@ -223,8 +223,7 @@ impl Trainer {
     fn model_input(&mut self, prepared: &Prepared, training: bool, rng: &mut Rng) -> ModelInput {
         let device = if training { self.autodiff.clone() } else { self.device.clone() };
         let (b, s) = (prepared.batch, prepared.seq);
-        let ids: Vec<i32> = prepared.inputs.iter().map(|&t| t as i32).collect();
-        let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), &device);
+        let tokens = token_ids(prepared, &device);
         let arch = self.model_config.arch;
         let mode = &prepared.attention;
         let route = if training && matches!(mode, AttentionMode::Causal | AttentionMode::Bidirectional) {
@@ -485,6 +484,12 @@ fn sample_from_logits(logits: &[f32], temperature: f32, rng: &mut Rng) -> usize 
         }
     }
     weights.len() - 1
+}
+
+/// The prepared rows' input tokens as the model's id tensor: [batch, seq].
+fn token_ids(prepared: &Prepared, device: &Device) -> Tensor<2, Int> {
+    let ids: Vec<i32> = prepared.inputs.iter().map(|&t| t as i32).collect();
+    Tensor::<2, Int>::from_data(TensorData::new(ids, [prepared.batch, prepared.seq]), device)
 }
 
 #[cfg(test)]

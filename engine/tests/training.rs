@@ -137,7 +137,13 @@ fn validation_and_sampling_work_after_training() {
 
 /// The wgpu device (lavapipe here, a real GPU elsewhere), or `None` with a note — a failure
 /// when `OBJLAB_REQUIRE_WGPU` is set. Initialised once per process (tests share it).
-fn wgpu_device() -> Option<Device> {
+/// The wgpu device, and a lock that keeps the other wgpu tests off it meanwhile: the tests run
+/// on parallel threads, and cubecl gives each thread its own command stream on a shared
+/// device; one test's step once read another's values (a flaky step 3 in CI), which a lab
+/// never meets (one worker, one thread, per device).
+fn wgpu_device() -> Option<(Device, std::sync::MutexGuard<'static, ()>)> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let lock = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     static DEVICE: std::sync::OnceLock<Result<Device, String>> = std::sync::OnceLock::new();
     let device = DEVICE.get_or_init(|| match std::panic::catch_unwind(|| Device::wgpu_options().init()) {
         Ok(Ok(d)) => Ok(d),
@@ -145,7 +151,7 @@ fn wgpu_device() -> Option<Device> {
         Err(_) => Err("adapter request panicked".to_string()),
     });
     match device {
-        Ok(d) => Some(d.clone()),
+        Ok(d) => Some((d.clone(), lock)),
         Err(why) => {
             if std::env::var("OBJLAB_REQUIRE_WGPU").is_ok() {
                 panic!("no wgpu adapter, but OBJLAB_REQUIRE_WGPU is set: {why}");
@@ -159,7 +165,7 @@ fn wgpu_device() -> Option<Device> {
 /// wgpu gives the same first losses as flex (model, custom LayerNorm, fused AdamW).
 #[test]
 fn wgpu_step_matches_flex() {
-    let Some(device) = wgpu_device() else { return };
+    let Some((device, _alone)) = wgpu_device() else { return };
     let spec = tiny_spec(3);
     let gpu = train_losses(&spec, repetitive_corpus(), device, 3);
     let cpu = train_losses(&spec, repetitive_corpus(), Device::flex(), 3);
@@ -246,7 +252,7 @@ fn conditional_training_samples_after_good() {
 /// values and the gradients of x, γ and β equal flex's.
 #[test]
 fn layer_norm_gradients_match_on_wgpu() {
-    let Some(gpu) = wgpu_device() else { return };
+    let Some((gpu, _alone)) = wgpu_device() else { return };
     let run = |device: Device, [b, s, d]: [usize; 3]| -> Vec<Vec<f32>> {
         let device = device.autodiff();
         let mut ln = LayerNorm::new(d, &device);
@@ -281,7 +287,7 @@ fn layer_norm_gradients_match_on_wgpu() {
 /// projection equal flex's, for a causal and a per-row prefix mask.
 #[test]
 fn attention_gradients_match_on_wgpu() {
-    let Some(gpu) = wgpu_device() else { return };
+    let Some((gpu, _alone)) = wgpu_device() else { return };
     let run = |device: Device, mode: &AttentionMode, (b, s, d, h): (usize, usize, usize, usize)| -> Vec<Vec<f32>> {
         let device = device.autodiff();
         let mut rng = Rng::seeded(7);
@@ -319,7 +325,7 @@ fn attention_gradients_match_on_wgpu() {
 fn sum_of_squares_kernel_matches_the_host_on_wgpu() {
     use objlab_engine::burn::backend::Dispatch;
     use objlab_engine::optim::{GROUP, PARTS, SumSquaresOps, partial_sums_of_squares};
-    let Some(gpu) = wgpu_device() else { return };
+    let Some((gpu, _alone)) = wgpu_device() else { return };
     let mut rng = Rng::seeded(11);
     let mut draw = |rows: usize, cols: usize| -> Tensor<2> {
         let data: Vec<f32> = (0..rows * cols).map(|_| rng.normal() as f32).collect();
@@ -360,7 +366,7 @@ fn sum_of_squares_kernel_matches_the_host_on_wgpu() {
 #[test]
 fn adamw_kernel_matches_flex_on_wgpu() {
     use objlab_engine::optim::{StepConstants, adamw_update};
-    let Some(gpu) = wgpu_device() else { return };
+    let Some((gpu, _alone)) = wgpu_device() else { return };
     let mut rng = Rng::seeded(5);
     let data: Vec<Vec<f32>> = (0..5).map(|_| (0..24 * 40).map(|_| rng.normal() as f32).collect()).collect();
     let run = |device: &Device, max_norm: f64| -> Vec<Vec<f32>> {

@@ -2,6 +2,8 @@
 //! `fma` feature (relaxed SIMD's fused multiply-add in the CPU matrix products). A file of its
 //! own because cargo warns about one file shared by two binaries.
 
+#[path = "helper.rs"]
+mod helper;
 #[path = "worker.rs"]
 mod worker;
 

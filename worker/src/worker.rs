@@ -25,7 +25,11 @@ use objlab_engine::probe_set::ProbeSet;
 use objlab_engine::protocol::{DeviceKind, FromWorker, RunId, RunState, Snapshot, ToWorker};
 use objlab_engine::scheduler::{Scheduler, Slot};
 use objlab_engine::spec::{CORPORA, DeviceChoice, ExperimentSpec};
+use objlab_engine::benchmark::HelperFn;
 use objlab_engine::train::Trainer;
+use objlab_engine::train::data_parallel::{HelperReply, HelperWork};
+use std::future::Future;
+use std::pin::Pin;
 use objlab_kernels::{Analyser, Matrix};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -50,6 +54,12 @@ struct RunSlot {
     spec: ExperimentSpec,
     /// `None` while the run loads, or while the driving task holds it for a step.
     trainer: Option<Trainer>,
+    /// On the CPU backend (its steps can be split with the helper worker).
+    cpu: bool,
+    /// A state to tell the page once the step in flight is done: a pause pressed during a step
+    /// (which waits for the helper worker, so commands arrive meanwhile) is announced after that
+    /// step's figures, never before them.
+    announce: Option<RunState>,
     /// Steps/s of this run over the current window.
     window_start: f64,
     window_steps: usize,
@@ -62,6 +72,9 @@ struct Shared {
     paused: bool,
     /// The WebGPU device, once acquired (wgpu initialises once per worker).
     gpu: Option<(Device, String)>,
+    /// The CPU backend's name and why it was picked, once a run is on it (the device line,
+    /// repeated with the helper worker's state when that changes).
+    cpu: Option<(String, Option<String>)>,
     corpora: Vec<(String, Arc<Corpus>)>,
     runs: Vec<RunSlot>,
     scheduler: Scheduler,
@@ -137,9 +150,12 @@ pub fn start() {
         web_sys::console::error_1(&format!("{info}").into());
     }));
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| {
-        match event.data().as_string().map(|s| ToWorker::from_json(&s)) {
+        let data = event.data();
+        match data.as_string().map(|s| ToWorker::from_json(&s)) {
             Some(Ok(message)) => handle(message),
             Some(Err(e)) => post(&FromWorker::Error { run: None, message: e }),
+            // Objects come from a training worker to this one as its helper (`helper.rs`).
+            None if data.is_object() => crate::helper::serve(data),
             None => post(&FromWorker::Error { run: None, message: "the worker only understands text messages".into() }),
         }
     });
@@ -160,6 +176,18 @@ fn run_ids() -> Vec<RunId> {
     SHARED.with(|s| s.borrow().runs.iter().map(|r| r.id).collect())
 }
 
+/// Whether run `id` is in the middle of a step (the driving task holds its trainer): then
+/// `state` is kept to announce after the step, and true returned.
+fn defer(s: &mut Shared, id: RunId, state: RunState) -> bool {
+    match s.runs.iter_mut().find(|r| r.id == id) {
+        Some(r) if r.trainer.is_none() => {
+            r.announce = Some(state);
+            true
+        }
+        _ => false,
+    }
+}
+
 fn handle(message: ToWorker) {
     match message {
         ToWorker::AddRun { run, spec } => add_run(run, spec),
@@ -178,7 +206,7 @@ fn handle(message: ToWorker) {
                 if active {
                     s.scheduler.set(run, Slot::Paused);
                 }
-                active
+                active && !defer(&mut s, run, RunState::Paused)
             });
             if paused {
                 post_state(run, RunState::Paused);
@@ -191,6 +219,9 @@ fn handle(message: ToWorker) {
                 if paused {
                     s.scheduler.set(run, Slot::Active);
                 }
+                if let Some(r) = s.runs.iter_mut().find(|r| r.id == run) {
+                    r.announce = None;
+                }
                 (paused, s.paused)
             });
             if resumed {
@@ -202,7 +233,15 @@ fn handle(message: ToWorker) {
             let active: Vec<RunId> = SHARED.with(|s| {
                 let mut s = s.borrow_mut();
                 s.paused = pause;
-                s.runs.iter().map(|r| r.id).filter(|id| s.scheduler.slot(*id) == Some(Slot::Active)).collect()
+                let active: Vec<RunId> = s.runs.iter().map(|r| r.id).filter(|id| s.scheduler.slot(*id) == Some(Slot::Active)).collect();
+                if pause {
+                    active.into_iter().filter(|id| !defer(&mut s, *id, RunState::Paused)).collect()
+                } else {
+                    for r in &mut s.runs {
+                        r.announce = None;
+                    }
+                    active
+                }
             });
             for id in active {
                 post_state(id, if pause { RunState::Paused } else { RunState::Running });
@@ -278,7 +317,7 @@ fn add_run(id: RunId, spec: ExperimentSpec) {
     let generation = SHARED.with(|s| {
         let mut s = s.borrow_mut();
         s.runs.retain(|r| r.id != id);
-        s.runs.push(RunSlot { id, spec: spec.clone(), trainer: None, window_start: 0.0, window_steps: 0 });
+        s.runs.push(RunSlot { id, spec: spec.clone(), trainer: None, cpu: false, announce: None, window_start: 0.0, window_steps: 0 });
         s.generation
     });
     wasm_bindgen_futures::spawn_local(async move {
@@ -410,8 +449,9 @@ async fn webgpu() -> Result<(Device, String), String> {
     Ok((device, name))
 }
 
-/// The device `choice` asks for (the CPU backend when WebGPU is missing), and its name.
-async fn pick_device(choice: DeviceChoice) -> (Device, String) {
+/// The device `choice` asks for (the CPU backend when WebGPU is missing), its name and kind.
+/// On the CPU the helper worker is started (once) to share the steps.
+async fn pick_device(choice: DeviceChoice) -> (Device, String, DeviceKind) {
     let (device, kind, name, note) = match choice {
         DeviceChoice::Cpu => (Device::flex(), DeviceKind::Cpu, CPU_NAME.to_string(), Some("chosen in the settings".to_string())),
         DeviceChoice::Auto | DeviceChoice::Gpu => match webgpu().await {
@@ -419,8 +459,24 @@ async fn pick_device(choice: DeviceChoice) -> (Device, String) {
             Err(why) => (Device::flex(), DeviceKind::Cpu, CPU_NAME.to_string(), Some(format!("WebGPU unavailable: {why}"))),
         },
     };
-    post(&FromWorker::Device { kind, name: name.clone(), note });
-    (device, name)
+    if kind == DeviceKind::Cpu {
+        SHARED.with(|s| s.borrow_mut().cpu = Some((name.clone(), note.clone())));
+        crate::helper::start();
+        device_changed();
+    } else {
+        post(&FromWorker::Device { kind, name: name.clone(), note });
+    }
+    (device, name, kind)
+}
+
+/// Tells the page the CPU device line again: the backend, why, and how many workers train.
+pub fn device_changed() {
+    let Some((name, note)) = SHARED.with(|s| s.borrow().cpu.clone()) else { return };
+    let note = match (note, crate::helper::status()) {
+        (Some(note), Some(helper)) => Some(format!("{note}; {helper}")),
+        (note, helper) => note.or(helper),
+    };
+    post(&FromWorker::Device { kind: DeviceKind::Cpu, name, note });
 }
 
 /// The benchmark button: a fresh run of `spec` alone for `steps` timed steps (the
@@ -429,8 +485,13 @@ async fn benchmark(spec: ExperimentSpec, steps: usize) -> Result<(), String> {
     spec.validate()?;
     post(&FromWorker::BenchmarkProgress { done: 0, steps });
     let corpus = load_corpus(&spec.corpus).await?;
-    let (device, name) = pick_device(spec.device).await;
-    let report = objlab_engine::benchmark::benchmark(&spec, corpus, device, &name, steps, now_ms, |done| {
+    let (device, name, kind) = pick_device(spec.device).await;
+    let split = |w: &HelperWork| -> Pin<Box<dyn Future<Output = Result<HelperReply, String>>>> {
+        let answer = crate::helper::ask(w);
+        Box::pin(async move { answer.await.inspect_err(|why| crate::helper::fail(why)) })
+    };
+    let helper: Option<HelperFn> = (kind == DeviceKind::Cpu && crate::helper::ready()).then_some(&split);
+    let report = objlab_engine::benchmark::benchmark(&spec, corpus, device, &name, steps, helper, now_ms, |done| {
         if done % 5 == 0 {
             post(&FromWorker::BenchmarkProgress { done, steps });
         }
@@ -445,7 +506,7 @@ async fn benchmark(spec: ExperimentSpec, steps: usize) -> Result<(), String> {
 async fn load_run(id: RunId, spec: ExperimentSpec, generation: u64) -> Result<(), String> {
     post_state(id, RunState::Loading);
     let corpus = load_corpus(&spec.corpus).await?;
-    let (device, _) = pick_device(spec.device).await;
+    let (device, _, kind) = pick_device(spec.device).await;
     let trainer = Trainer::new(&spec, 0, corpus, device)?;
     if !is_current(generation) {
         return Ok(());
@@ -461,6 +522,7 @@ async fn load_run(id: RunId, spec: ExperimentSpec, generation: u64) -> Result<()
         let now = now_ms();
         let Some(slot) = s.runs.iter_mut().find(|r| r.id == id) else { return (false, false) };
         slot.trainer = Some(trainer);
+        slot.cpu = kind == DeviceKind::Cpu;
         slot.window_start = now;
         s.scheduler.add(id);
         (true, s.paused)
@@ -519,7 +581,7 @@ async fn drive(generation: u64) {
         if !is_current(generation) {
             return;
         }
-        SHARED.with(|s| {
+        let announce = SHARED.with(|s| {
             let mut s = s.borrow_mut();
             let slot = match &outcome {
                 Ok(None) => None,
@@ -529,12 +591,18 @@ async fn drive(generation: u64) {
                 s.scheduler.set(id, slot);
             }
             // a run removed meanwhile is dropped here
-            if let Some(r) = s.runs.iter_mut().find(|r| r.id == id) {
+            s.runs.iter_mut().find(|r| r.id == id).and_then(|r| {
                 r.trainer = Some(trainer);
-            }
+                r.announce.take()
+            })
         });
         match outcome {
             Ok(Some(Slot::Done)) => post_state(id, RunState::Finished),
+            Ok(None) => {
+                if let Some(state) = announce {
+                    post_state(id, state);
+                }
+            }
             Err((_, message)) => {
                 post(&FromWorker::Error { run: Some(id), message });
                 post_state(id, RunState::Failed);
@@ -551,7 +619,21 @@ async fn drive(generation: u64) {
 /// message of a failure (divergence stops this run alone).
 async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Option<Slot>, (Slot, String)> {
     let fail = |e: String| (Slot::Diverged, e);
-    trainer.step();
+    let cpu = SHARED.with(|s| s.borrow().runs.iter().any(|r| r.id == id && r.cpu));
+    if cpu && trainer.splits() && crate::helper::ready() {
+        // Half of the rows on the helper's core; a failed helper costs no step (its half was
+        // computed here) but is not asked again.
+        match trainer.split_step(crate::helper::ask).await {
+            Ok(None) => {}
+            Ok(Some(why)) => crate::helper::fail(&why),
+            Err(why) => {
+                crate::helper::fail(&format!("the split step failed: {why}"));
+                trainer.step();
+            }
+        }
+    } else {
+        trainer.step();
+    }
     let window = SHARED.with(|s| {
         let mut s = s.borrow_mut();
         s.scheduler.stepped(id);

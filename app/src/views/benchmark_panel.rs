@@ -17,9 +17,10 @@ fn report_text(r: &BenchmarkReport, first_step_ms: Option<f64>) -> String {
     } else {
         "no GPU dispatches (CPU backend)".to_string()
     };
+    let workers = if r.workers > 1 { format!(" ({} workers)", r.workers) } else { String::new() };
     let first = first_step_ms.map(|ms| format!(" · first step {:.1} s after opening the page", ms / 1000.0)).unwrap_or_default();
     format!(
-        "{} on {}: {:.2} steps/s · {:.0} tokens/s · {:.3} TFLOP/s · {dispatches} · {:.2} host reads per step · warm-up {:.1} s{first}",
+        "{} on {}{workers}: {:.2} steps/s · {:.0} tokens/s · {:.3} TFLOP/s · {dispatches} · {:.2} host reads per step · warm-up {:.1} s{first}",
         r.preset,
         r.device,
         r.steps_per_s,
@@ -61,6 +62,7 @@ pub fn BenchmarkPanel(lab: Lab) -> impl IntoView {
                     data-steps-per-s=r.steps_per_s.to_string()
                     data-dispatches=r.dispatches_per_step.to_string()
                     data-host-reads=r.host_reads_per_step.to_string()
+                    data-workers=r.workers.to_string()
                     data-warmup-ms=r.warmup_ms.to_string()>
                     {report_text(&r, lab.first_step_ms.get())}
                 </span>

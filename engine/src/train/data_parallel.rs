@@ -19,7 +19,7 @@ use std::future::Future;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Int, Tensor, TensorData, Transaction};
+use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use serde::{Deserialize, Serialize};
 
 use super::{Trainer, count_read};
@@ -66,11 +66,9 @@ pub struct HelperReply {
 
 /// The model input for `prepared` on `device`, for the helper (no cached biases, no dropout).
 fn input(prepared: &Prepared, config: &ModelConfig, device: &Device) -> ModelInput {
-    let (b, s) = (prepared.batch, prepared.seq);
-    let ids: Vec<i32> = prepared.inputs.iter().map(|&t| t as i32).collect();
     ModelInput {
-        tokens: Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), device),
-        route: Route::new(&prepared.attention, config.arch, b, s, device),
+        tokens: super::token_ids(prepared, device),
+        route: Route::new(&prepared.attention, config.arch, prepared.batch, prepared.seq, device),
         use_positions: prepared.use_positions,
         embed_mask: None,
         head: prepared.head,

@@ -1,0 +1,230 @@
+//! The second worker of a CPU run: half of each step's rows on another core.
+//!
+//! Why: the tab's WebAssembly runs on one thread (threads need a cross-origin-isolated page and
+//! a standard library rebuilt with atomics), so a CPU run used one core of a machine that has
+//! several. The training worker starts a copy of itself (`new Worker(self.location.href)`, the
+//! same loader shim) as its *helper*; for each step it sends the current weights and the second
+//! half of the batch's rows, computes the first half meanwhile, and adds the two gradients
+//! (`objlab_engine::train::data_parallel`, where the split is shown to equal one batch). The
+//! helper keeps no state of the run, so every run of the workspace can use it in turn.
+//!
+//! Messages to the helper are objects, not the page's JSON text: `{work, params}` with the
+//! weights as a transferred `Float32Array`, answered by `{grads, present, loss}` or `{error}`.
+//! A helper that fails, crashes or stays silent for [`ANSWER_TIMEOUT_MS`] is stopped for good
+//! and its half computed here, so no step is lost; the device line says so.
+
+use std::cell::RefCell;
+use std::future::Future;
+
+use js_sys::{Array, Float32Array, Object, Promise, Reflect};
+use objlab_engine::burn::tensor::Device;
+use objlab_engine::protocol::FromWorker;
+use objlab_engine::train::data_parallel::{Helper, HelperReply, HelperWork};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, Worker};
+
+/// How long a step waits for the helper's half before computing it here (a baby-GPT half
+/// takes about 0.1 s; a large model's, a few seconds).
+const ANSWER_TIMEOUT_MS: i32 = 60_000;
+
+/// Where the training worker stands with its helper.
+enum Link {
+    /// Not asked for yet.
+    Unstarted,
+    /// Loading its WebAssembly: steps run here alone until it says `Ready`.
+    Starting(Worker),
+    Ready(Worker),
+    /// Not available, or failed: why (steps run here alone from then on).
+    Off(String),
+}
+
+thread_local! {
+    static LINK: RefCell<Link> = const { RefCell::new(Link::Unstarted) };
+    /// Resolves the job in flight with the helper's answer (its message's data).
+    static WAITING: RefCell<Option<js_sys::Function>> = const { RefCell::new(None) };
+    /// In the helper: the engine's side, kept between jobs (it caches a model skeleton).
+    static ENGINE: RefCell<Option<Helper>> = const { RefCell::new(None) };
+    /// Handlers of the helper's events, kept alive while it lives.
+    static HANDLERS: RefCell<Vec<Closure<dyn FnMut(JsValue)>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn scope() -> DedicatedWorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+/// Starts the helper if this machine has a core to spare and none was started (or refused)
+/// yet. Returns at once; the helper is used from its first `Ready`.
+pub fn start() {
+    if !LINK.with(|l| matches!(*l.borrow(), Link::Unstarted)) {
+        return;
+    }
+    let cores = scope().navigator().hardware_concurrency();
+    if cores < 2.0 {
+        set_off(format!("one core ({cores} reported)"));
+        return;
+    }
+    let url = scope().location().href();
+    let worker = match Worker::new(&url) {
+        Ok(w) => w,
+        Err(e) => return set_off(format!("a second worker could not start ({e:?})")),
+    };
+    let on_message = Closure::<dyn FnMut(JsValue)>::new(|event: JsValue| {
+        let data = event.unchecked_into::<MessageEvent>().data();
+        match data.as_string() {
+            // The helper's own start-up and crash reports are the page's messages.
+            Some(text) => match FromWorker::from_json(&text) {
+                Ok(FromWorker::Ready) => {
+                    LINK.with(|l| {
+                        let mut l = l.borrow_mut();
+                        if let Link::Starting(w) = &*l {
+                            *l = Link::Ready(w.clone());
+                        }
+                    });
+                    crate::worker::device_changed();
+                }
+                Ok(FromWorker::Error { message, .. }) => fail(&format!("the second worker failed: {message}")),
+                _ => {}
+            },
+            None => answer(data),
+        }
+    });
+    let on_error = Closure::<dyn FnMut(JsValue)>::new(|event: JsValue| {
+        let message = event.dyn_ref::<web_sys::ErrorEvent>().map(|e| e.message()).unwrap_or_default();
+        fail(&format!("the second worker stopped: {message}"));
+    });
+    worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    HANDLERS.with(|h| h.borrow_mut().extend([on_message, on_error]));
+    LINK.with(|l| *l.borrow_mut() = Link::Starting(worker));
+}
+
+fn set_off(why: String) {
+    LINK.with(|l| *l.borrow_mut() = Link::Off(why));
+}
+
+/// Whether a step can be given half to the helper now.
+pub fn ready() -> bool {
+    LINK.with(|l| matches!(*l.borrow(), Link::Ready(_)))
+}
+
+/// What the device line says of the helper: two workers, or why only one.
+pub fn status() -> Option<String> {
+    LINK.with(|l| match &*l.borrow() {
+        Link::Ready(_) => Some("2 workers share each step".to_string()),
+        Link::Off(why) if why.starts_with("the second worker") => Some(format!("1 worker: {why}")),
+        _ => None,
+    })
+}
+
+/// Stops the helper for good (the steps go on here alone) and ends the job in flight.
+pub fn fail(why: &str) {
+    let old = LINK.with(|l| std::mem::replace(&mut *l.borrow_mut(), Link::Off(why.to_string())));
+    if let Link::Starting(w) | Link::Ready(w) = old {
+        w.terminate();
+    }
+    web_sys::console::warn_1(&why.into());
+    let error = Object::new();
+    let _ = Reflect::set(&error, &"error".into(), &why.into());
+    answer(error.into());
+    crate::worker::device_changed();
+}
+
+/// Hands the helper's answer (or an error object) to the step waiting for it.
+fn answer(data: JsValue) {
+    if let Some(resolve) = WAITING.with(|w| w.borrow_mut().take()) {
+        let _ = resolve.call1(&JsValue::NULL, &data);
+    }
+}
+
+/// Sends `work` to the helper now; the future is its answer. (Called by
+/// `Trainer::split_step` before this worker's own half, so both halves run at once.)
+pub fn ask(work: &HelperWork) -> impl Future<Output = Result<HelperReply, String>> + use<> {
+    let sent = send(work);
+    async move {
+        let answer = sent?;
+        let timeout = Promise::new(&mut |resolve, _| {
+            let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ANSWER_TIMEOUT_MS);
+        });
+        let data = JsFuture::from(Promise::race(&Array::of2(&answer, &timeout)))
+            .await
+            .map_err(|e| format!("the second worker's answer failed: {e:?}"))?;
+        if data.is_undefined() {
+            let why = format!("the second worker did not answer within {} s", ANSWER_TIMEOUT_MS / 1000);
+            fail(&why);
+            return Err(why);
+        }
+        read_reply(&data).inspect_err(|why| fail(why))
+    }
+}
+
+fn send(work: &HelperWork) -> Result<Promise, String> {
+    let worker = LINK
+        .with(|l| match &*l.borrow() {
+            Link::Ready(w) => Some(w.clone()),
+            _ => None,
+        })
+        .ok_or("the second worker is not ready")?;
+    let json = serde_json::to_string(work).map_err(|e| format!("the step's rows could not be written: {e}"))?;
+    let params = Float32Array::new_with_length(work.params.len() as u32);
+    params.copy_from(&work.params);
+    let message = Object::new();
+    let _ = Reflect::set(&message, &"work".into(), &json.into());
+    let _ = Reflect::set(&message, &"params".into(), &params);
+    let promise = Promise::new(&mut |resolve, _| WAITING.with(|w| *w.borrow_mut() = Some(resolve)));
+    worker
+        .post_message_with_transfer(&message, &Array::of1(&params.buffer()))
+        .map_err(|e| format!("the second worker could not be sent the step: {e:?}"))?;
+    Ok(promise)
+}
+
+fn read_reply(data: &JsValue) -> Result<HelperReply, String> {
+    let get = |key: &str| Reflect::get(data, &key.into()).unwrap_or(JsValue::UNDEFINED);
+    if let Some(error) = get("error").as_string() {
+        return Err(error);
+    }
+    let grads = get("grads").dyn_into::<Float32Array>().map_err(|_| "the second worker's answer has no gradients")?.to_vec();
+    let present = get("present").as_string().ok_or("the second worker's answer has no parameter list")?;
+    let present: Vec<bool> = serde_json::from_str(&present).map_err(|e| format!("the second worker's parameter list: {e}"))?;
+    let loss = get("loss").as_f64().ok_or("the second worker's answer has no loss")? as f32;
+    Ok(HelperReply { grads, present, loss })
+}
+
+/// In the helper: one job from the training worker (a message that is not text), answered when
+/// its gradients are computed.
+pub fn serve(data: JsValue) {
+    wasm_bindgen_futures::spawn_local(async move {
+        let reply = Object::new();
+        let mut transfer = Array::new();
+        match gradients(&data).await {
+            Ok(r) => {
+                let grads = Float32Array::new_with_length(r.grads.len() as u32);
+                grads.copy_from(&r.grads);
+                let present = serde_json::to_string(&r.present).unwrap_or_default();
+                let _ = Reflect::set(&reply, &"grads".into(), &grads);
+                let _ = Reflect::set(&reply, &"present".into(), &present.into());
+                let _ = Reflect::set(&reply, &"loss".into(), &f64::from(r.loss).into());
+                transfer = Array::of1(&grads.buffer());
+            }
+            Err(e) => {
+                let _ = Reflect::set(&reply, &"error".into(), &format!("the second worker failed: {e}").into());
+            }
+        }
+        let _ = scope().post_message_with_transfer(&reply, &transfer);
+    });
+}
+
+async fn gradients(data: &JsValue) -> Result<HelperReply, String> {
+    let json = Reflect::get(data, &"work".into()).ok().and_then(|w| w.as_string()).ok_or("a message without work")?;
+    let mut work: HelperWork = serde_json::from_str(&json).map_err(|e| format!("unreadable work: {e}"))?;
+    work.params = Reflect::get(data, &"params".into())
+        .ok()
+        .and_then(|p| p.dyn_into::<Float32Array>().ok())
+        .ok_or("work without weights")?
+        .to_vec();
+    let mut helper = ENGINE.with(|h| h.borrow_mut().take()).unwrap_or_else(|| Helper::new(Device::flex()));
+    let reply = helper.gradients(&work).await;
+    ENGINE.with(|h| *h.borrow_mut() = Some(helper));
+    reply
+}
