@@ -112,8 +112,9 @@ fn count_read() {
     HOST_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Reads `tensors` (each [1]) from the device in one asynchronous read.
-pub async fn read_scalars(tensors: Vec<Tensor<1>>) -> Result<Vec<f32>, String> {
+/// Reads `tensors` (losses of one element each, or whole flattened parameters) from the device
+/// in one asynchronous read, flat, one after the other.
+pub async fn read_flat(tensors: Vec<Tensor<1>>) -> Result<Vec<f32>, String> {
     if tensors.is_empty() {
         return Ok(Vec::new());
     }
@@ -333,7 +334,7 @@ impl Trainer {
     pub async fn read_losses(&mut self) -> Result<Vec<(usize, f32)>, String> {
         let pending = std::mem::take(&mut self.pending);
         let steps: Vec<usize> = pending.iter().map(|(s, _)| *s).collect();
-        let values = read_scalars(pending.into_iter().map(|(_, t)| t).collect()).await?;
+        let values = read_flat(pending.into_iter().map(|(_, t)| t).collect()).await?;
         Ok(steps.into_iter().zip(values).collect())
     }
 
@@ -348,7 +349,7 @@ impl Trainer {
             losses.push(self.mix_loss(&model, &clean, &mut rng, false));
         }
         let n = losses.len() as f32;
-        Ok(read_scalars(losses).await?.iter().sum::<f32>() / n)
+        Ok(read_flat(losses).await?.iter().sum::<f32>() / n)
     }
 
     /// Generates `len` characters after `prompt`, left to right with the causal mask, at the

@@ -36,8 +36,10 @@ enum Link {
     /// Loading its WebAssembly: steps run here alone until it says `Ready`.
     Starting(Worker),
     Ready(Worker),
-    /// Not available, or failed: why (steps run here alone from then on).
-    Off(String),
+    /// Not available here (one core): steps run here alone, nothing to report.
+    Unavailable,
+    /// Failed, to start or later: why (steps run here alone from then on; the device line says it).
+    Failed(String),
 }
 
 thread_local! {
@@ -62,13 +64,13 @@ pub fn start() {
     }
     let cores = scope().navigator().hardware_concurrency();
     if cores < 2.0 {
-        set_off(format!("one core ({cores} reported)"));
+        LINK.with(|l| *l.borrow_mut() = Link::Unavailable);
         return;
     }
     let url = scope().location().href();
     let worker = match Worker::new(&url) {
         Ok(w) => w,
-        Err(e) => return set_off(format!("a second worker could not start ({e:?})")),
+        Err(e) => return fail(&format!("the second worker could not start ({e:?})")),
     };
     let on_message = Closure::<dyn FnMut(JsValue)>::new(|event: JsValue| {
         let data = event.unchecked_into::<MessageEvent>().data();
@@ -100,10 +102,6 @@ pub fn start() {
     LINK.with(|l| *l.borrow_mut() = Link::Starting(worker));
 }
 
-fn set_off(why: String) {
-    LINK.with(|l| *l.borrow_mut() = Link::Off(why));
-}
-
 /// Whether a step can be given half to the helper now.
 pub fn ready() -> bool {
     LINK.with(|l| matches!(*l.borrow(), Link::Ready(_)))
@@ -113,14 +111,14 @@ pub fn ready() -> bool {
 pub fn status() -> Option<String> {
     LINK.with(|l| match &*l.borrow() {
         Link::Ready(_) => Some("2 workers share each step".to_string()),
-        Link::Off(why) if why.starts_with("the second worker") => Some(format!("1 worker: {why}")),
+        Link::Failed(why) => Some(format!("1 worker: {why}")),
         _ => None,
     })
 }
 
 /// Stops the helper for good (the steps go on here alone) and ends the job in flight.
 pub fn fail(why: &str) {
-    let old = LINK.with(|l| std::mem::replace(&mut *l.borrow_mut(), Link::Off(why.to_string())));
+    let old = LINK.with(|l| std::mem::replace(&mut *l.borrow_mut(), Link::Failed(why.to_string())));
     if let Link::Starting(w) | Link::Ready(w) = old {
         w.terminate();
     }
@@ -139,9 +137,10 @@ fn answer(data: JsValue) {
 }
 
 /// Sends `work` to the helper now; the future is its answer. (Called by
-/// `Trainer::split_step` before this worker's own half, so both halves run at once.)
+/// `Trainer::split_step` before this worker's own half, so both halves run at once.) Any
+/// error stops the helper for good ([`fail`]) before it is returned.
 pub fn ask(work: &HelperWork) -> impl Future<Output = Result<HelperReply, String>> + use<> {
-    let sent = send(work);
+    let sent = send(work).inspect_err(|why| fail(why));
     async move {
         let answer = sent?;
         let timeout = Promise::new(&mut |resolve, _| {
@@ -167,8 +166,7 @@ fn send(work: &HelperWork) -> Result<Promise, String> {
         })
         .ok_or("the second worker is not ready")?;
     let json = serde_json::to_string(work).map_err(|e| format!("the step's rows could not be written: {e}"))?;
-    let params = Float32Array::new_with_length(work.params.len() as u32);
-    params.copy_from(&work.params);
+    let params = Float32Array::from(&work.params[..]);
     let message = Object::new();
     let _ = Reflect::set(&message, &"work".into(), &json.into());
     let _ = Reflect::set(&message, &"params".into(), &params);
@@ -199,8 +197,7 @@ pub fn serve(data: JsValue) {
         let mut transfer = Array::new();
         match gradients(&data).await {
             Ok(r) => {
-                let grads = Float32Array::new_with_length(r.grads.len() as u32);
-                grads.copy_from(&r.grads);
+                let grads = Float32Array::from(&r.grads[..]);
                 let present = serde_json::to_string(&r.present).unwrap_or_default();
                 let _ = Reflect::set(&reply, &"grads".into(), &grads);
                 let _ = Reflect::set(&reply, &"present".into(), &present.into());

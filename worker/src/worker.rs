@@ -15,9 +15,12 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use objlab_engine::benchmark::HelperFn;
 use objlab_engine::burn::tensor::Device;
 use objlab_engine::data::Corpus;
 use objlab_engine::memory;
@@ -25,11 +28,8 @@ use objlab_engine::probe_set::ProbeSet;
 use objlab_engine::protocol::{DeviceKind, FromWorker, RunId, RunState, Snapshot, ToWorker};
 use objlab_engine::scheduler::{Scheduler, Slot};
 use objlab_engine::spec::{CORPORA, DeviceChoice, ExperimentSpec};
-use objlab_engine::benchmark::HelperFn;
 use objlab_engine::train::Trainer;
 use objlab_engine::train::data_parallel::{HelperReply, HelperWork};
-use std::future::Future;
-use std::pin::Pin;
 use objlab_kernels::{Analyser, Matrix};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -486,10 +486,7 @@ async fn benchmark(spec: ExperimentSpec, steps: usize) -> Result<(), String> {
     post(&FromWorker::BenchmarkProgress { done: 0, steps });
     let corpus = load_corpus(&spec.corpus).await?;
     let (device, name, kind) = pick_device(spec.device).await;
-    let split = |w: &HelperWork| -> Pin<Box<dyn Future<Output = Result<HelperReply, String>>>> {
-        let answer = crate::helper::ask(w);
-        Box::pin(async move { answer.await.inspect_err(|why| crate::helper::fail(why)) })
-    };
+    let split = |w: &HelperWork| -> Pin<Box<dyn Future<Output = Result<HelperReply, String>>>> { Box::pin(crate::helper::ask(w)) };
     let helper: Option<HelperFn> = (kind == DeviceKind::Cpu && crate::helper::ready()).then_some(&split);
     let report = objlab_engine::benchmark::benchmark(&spec, corpus, device, &name, steps, helper, now_ms, |done| {
         if done % 5 == 0 {
@@ -622,10 +619,9 @@ async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Op
     let cpu = SHARED.with(|s| s.borrow().runs.iter().any(|r| r.id == id && r.cpu));
     if cpu && trainer.splits() && crate::helper::ready() {
         // Half of the rows on the helper's core; a failed helper costs no step (its half was
-        // computed here) but is not asked again.
+        // computed here) and is not asked again (`ask` stopped it).
         match trainer.split_step(crate::helper::ask).await {
-            Ok(None) => {}
-            Ok(Some(why)) => crate::helper::fail(&why),
+            Ok(_) => {}
             Err(why) => {
                 crate::helper::fail(&format!("the split step failed: {why}"));
                 trainer.step();

@@ -19,10 +19,10 @@ use std::future::Future;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor, TensorData, Transaction};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::{Trainer, count_read};
+use super::{Trainer, read_flat};
 use crate::data::Split;
 use crate::model::{ModelConfig, ModelInput, Route, Transformer};
 use crate::objectives::{self, DeviceTargets, Prepared};
@@ -104,21 +104,6 @@ fn float_params(model: &Transformer) -> Vec<Tensor<1>> {
     let mut c = Collect(Vec::new());
     model.visit(&mut c);
     c.0
-}
-
-/// Reads `tensors` in one asynchronous read, flat, one after the other.
-async fn read_flat(tensors: Vec<Tensor<1>>) -> Result<Vec<f32>, String> {
-    count_read();
-    let mut t = Transaction::default();
-    for tensor in tensors {
-        t = t.register(tensor);
-    }
-    let data = t.execute_async().await.map_err(|e| format!("reading from the device failed: {e:?}"))?;
-    let mut flat = Vec::new();
-    for d in data {
-        flat.extend(d.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))?);
-    }
-    Ok(flat)
 }
 
 /// The second worker's side: gradients for the rows and weights it is sent. It keeps one model
