@@ -48,7 +48,7 @@ pub async fn benchmark(
     device_name: &str,
     steps: usize,
     mut helper: Option<HelperFn<'_>>,
-    now_ms: impl Fn() -> f64,
+    now_ms: fn() -> f64,
     mut progress: impl FnMut(usize),
 ) -> Result<BenchmarkReport, String> {
     if !(1..=10_000).contains(&steps) {
@@ -60,10 +60,12 @@ pub async fn benchmark(
     spec.train.steps = spec.train.steps.max(steps + WARMUP_STEPS);
     let started = now_ms();
     let mut trainer = Trainer::new(&spec, 0, corpus, device)?;
+    trainer.set_clock(now_ms);
     for _ in 0..WARMUP_STEPS {
         step(&mut trainer, &mut helper).await?;
     }
     trainer.read_losses().await?;
+    trainer.take_profile();
     let warmup_ms = now_ms() - started;
     let log_every = spec.train.log_every.max(1);
     let watch = DispatchWatch::count();
@@ -83,6 +85,9 @@ pub async fn benchmark(
     let steps_per_s = steps as f64 / seconds;
     let tokens_per_s = steps_per_s * spec.tokens_per_step() as f64;
     let flops_per_token = spec.model.train_flops_per_token(trainer.corpus().tokenizer.vocab_size());
+    let dispatches_per_step = watch.total() as f64 / steps as f64;
+    // A GPU's parts would time only their launches (see `crate::profile`).
+    let profile = trainer.take_profile().filter(|_| dispatches_per_step == 0.0);
     Ok(BenchmarkReport {
         preset: spec.preset.clone(),
         device: device_name.to_string(),
@@ -91,23 +96,30 @@ pub async fn benchmark(
         tokens_per_s,
         tflops: tokens_per_s * flops_per_token / 1e12,
         warmup_ms,
-        dispatches_per_step: watch.total() as f64 / steps as f64,
+        dispatches_per_step,
         host_reads_per_step: (host_reads() - reads) as f64 / steps as f64,
         workers: if helper.is_some() && trainer.splits() { 2 } else { 1 },
+        profile,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::OnceLock;
     use std::time::Instant;
+
+    /// Milliseconds since the first call.
+    fn clock() -> f64 {
+        static START: OnceLock<Instant> = OnceLock::new();
+        START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e3
+    }
 
     #[test]
     fn reports_speed_and_reads_on_the_cpu() {
         let mut spec = ExperimentSpec::from_preset("tiny").unwrap();
         spec.train.log_every = 2;
         let corpus = Arc::new(Corpus::from_text("test", &"to be or not to be, that is the question. ".repeat(40)).unwrap());
-        let t0 = Instant::now();
         let mut seen = Vec::new();
         let report = pollster::block_on(benchmark(
             &spec,
@@ -116,7 +128,7 @@ mod tests {
             "cpu",
             4,
             None,
-            || t0.elapsed().as_secs_f64() * 1e3,
+            clock,
             |done| seen.push(done),
         ))
         .unwrap();
@@ -129,6 +141,12 @@ mod tests {
         assert_eq!(report.dispatches_per_step, 0.0);
         assert!(report.host_reads_per_step >= 0.5, "{report:?}");
         assert!(report.warmup_ms >= 0.0);
+        // where the steps' time went: every part of a one-worker step, none of a split one
+        let p = report.profile.clone().expect("a CPU benchmark has a profile");
+        assert_eq!(p.steps, 4);
+        assert!(p.forward_ms > 0.0 && p.backward_ms > 0.0 && p.update_ms > 0.0, "{p:?}");
+        assert_eq!((p.send_ms, p.wait_ms, p.helper_ms, p.add_ms), (0.0, 0.0, 0.0, 0.0));
+        assert!(p.total_ms() <= 1000.0 / report.steps_per_s * 1.01, "the parts fit in a step: {p:?} {report:?}");
     }
 
     /// With a helper (here the engine's own, in-process), every step is split and the report
@@ -144,8 +162,14 @@ mod tests {
             let work = w.clone();
             Box::pin(async move { Helper::new(Device::flex()).gradients(&work).await })
         };
-        let report = pollster::block_on(benchmark(&spec, corpus.clone(), Device::flex(), "cpu", 3, Some(&helper), || 0.0, |_| {})).unwrap();
+        let report = pollster::block_on(benchmark(&spec, corpus.clone(), Device::flex(), "cpu", 3, Some(&helper), clock, |_| {})).unwrap();
         assert_eq!(report.workers, 2);
+        // the in-process helper computes when its answer is awaited, so its time shows as
+        // waiting; it reports no time of its own
+        let p = report.profile.clone().expect("a CPU benchmark has a profile");
+        assert_eq!(p.steps, 3);
+        assert!(p.send_ms > 0.0 && p.wait_ms > 0.0 && p.forward_ms > 0.0 && p.backward_ms > 0.0 && p.add_ms > 0.0 && p.update_ms > 0.0, "{p:?}");
+        assert_eq!((p.helper_ms, p.messaging_ms), (0.0, 0.0));
         assert_eq!(asked.get(), WARMUP_STEPS + 3, "every step asked the helper");
 
         let failing = |_: &HelperWork| -> Pin<Box<dyn Future<Output = Result<HelperReply, String>>>> {

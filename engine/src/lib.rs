@@ -18,6 +18,7 @@ pub mod objectives;
 #[cfg(feature = "training")]
 pub mod optim;
 pub mod probe_set;
+pub mod profile;
 pub mod protocol;
 pub mod rng;
 pub mod schedule;

@@ -136,6 +136,9 @@ pub struct BenchmarkReport {
     /// Workers that computed each step (2 where the tab's helper worker took half the rows).
     #[serde(default = "one")]
     pub workers: usize,
+    /// Where a timed step's time went, per part (CPU backend only: see `crate::profile`).
+    #[serde(default)]
+    pub profile: Option<crate::profile::StepProfile>,
 }
 
 fn one() -> usize {

@@ -22,6 +22,8 @@ use crate::spec::{ExperimentSpec, TrainConfig};
 
 pub mod data_parallel;
 
+pub use crate::profile::StepProfile;
+
 /// RNG stream labels, so every use of randomness has its own reproducible stream.
 const STREAM_INIT: u64 = 1;
 const STREAM_DATA: u64 = 2;
@@ -69,6 +71,10 @@ pub struct Trainer {
     /// objective, reduced to causal or bidirectional (a masked-LM encoder is read
     /// bidirectionally, a GPT causally), and whether it uses position embeddings.
     reading: (AttentionMode, bool),
+    /// Milliseconds since some origin, where the caller wants the steps profiled.
+    clock: Option<fn() -> f64>,
+    /// The profiled steps' parts, summed since the last [`Trainer::take_profile`].
+    profile: StepProfile,
 }
 
 /// What a representation snapshot reads from the model (one device read).
@@ -189,6 +195,8 @@ impl Trainer {
             last_prepared: vec![None; n_parts],
             splittable,
             reading,
+            clock: None,
+            profile: StepProfile::default(),
         })
     }
 
@@ -313,6 +321,7 @@ impl Trainer {
     }
 
     fn step_here(&mut self) {
+        let t0 = self.now();
         let clean = self.corpus.sample(Split::Train, self.train.batch_size, self.model_config.block_size, &mut self.data_rng);
         let model = self.model.take().expect("model is present between steps");
         let mut rng = self.corrupt_rng.clone();
@@ -322,12 +331,39 @@ impl Trainer {
             // fault injection (TrainConfig::nan_at): a NaN loss poisons gradients and weights
             loss = loss.mul_scalar(f32::NAN);
         }
+        let t1 = self.now();
         let grads = loss.backward();
         let grads = GradientsParams::from_grads(grads, &model);
+        let t2 = self.now();
         let lr = self.learning_rate();
         self.model = Some(self.optim.step(lr, model, grads));
         self.pending.push((self.step, loss.detach()));
         self.step += 1;
+        let t3 = self.now();
+        self.profiled(StepProfile { steps: 1, forward_ms: t1 - t0, backward_ms: t2 - t1, update_ms: t3 - t2, ..Default::default() });
+    }
+
+    /// Times each step's parts with `now_ms` from now on ([`Trainer::take_profile`]).
+    pub fn set_clock(&mut self, now_ms: fn() -> f64) {
+        self.clock = Some(now_ms);
+    }
+
+    /// The clock's reading, or 0 without one.
+    fn now(&self) -> f64 {
+        self.clock.map_or(0.0, |now| now())
+    }
+
+    fn profiled(&mut self, step: StepProfile) {
+        if self.clock.is_some() {
+            self.profile.add(&step);
+        }
+    }
+
+    /// Milliseconds per step of each part, averaged over the steps since the last call (or
+    /// since [`Trainer::set_clock`]); `None` without a clock or steps.
+    pub fn take_profile(&mut self) -> Option<StepProfile> {
+        let p = std::mem::take(&mut self.profile);
+        (self.clock.is_some() && p.steps > 0).then(|| p.averaged())
     }
 
     /// Fetches the training losses of the steps since the last call, in one device read.

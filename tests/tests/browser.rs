@@ -52,6 +52,8 @@ fn trains_on_webgpu() {
     // The benchmark button counts the kernels a WebGPU step launches, in the browser.
     let report = run_benchmark(&browser, Duration::from_secs(400));
     assert!(report.dispatches > 10.0, "a transformer step on WebGPU is many dispatches: {report:?}");
+    // The parts of a GPU step would time only their launches: no profile.
+    assert!(report.profile.is_none(), "{report:?}");
     assert!(report.text.contains("GPU dispatches per step"), "{report:?}");
 }
 
@@ -61,6 +63,8 @@ struct BenchmarkFigures {
     steps_per_s: f64,
     dispatches: f64,
     host_reads: f64,
+    /// Where a step's time went (`data-profile`, the CPU backend's only).
+    profile: Option<serde_json::Value>,
 }
 
 /// Presses "benchmark" and waits for its report.
@@ -73,6 +77,7 @@ fn run_benchmark(browser: &Browser, timeout: Duration) -> BenchmarkFigures {
         steps_per_s: number("data-steps-per-s"),
         dispatches: number("data-dispatches"),
         host_reads: number("data-host-reads"),
+        profile: browser.attribute("benchmark-result", "data-profile").and_then(|p| serde_json::from_str(&p).ok()),
     };
     assert!(figures.steps_per_s > 0.0 && figures.steps_per_s.is_finite(), "{figures:?}");
     assert_eq!(browser.text("error").unwrap_or_default(), "", "no error after the benchmark");
@@ -123,8 +128,15 @@ fn falls_back_to_the_cpu_without_webgpu_and_pauses() {
     let reads = if cores >= 2.0 { 2.0 } else { 1.0 };
     assert!(report.host_reads > 0.0 && report.host_reads <= reads, "reads per step: {report:?}");
     assert!(report.text.contains("first step"), "the report repeats the first-step latency: {report:?}");
+    // It says where a step's time went, the helper's part included where there is one.
+    let profile = report.profile.clone().expect("a CPU benchmark has a profile");
+    let ms = |part: &str| profile[part].as_f64().unwrap_or(-1.0);
+    assert!(ms("forward_ms") > 0.0 && ms("backward_ms") > 0.0 && ms("update_ms") >= 0.0, "{profile}");
+    assert!(report.text.contains("per step: "), "{report:?}");
     if cores >= 2.0 {
         assert!(report.text.contains("(2 workers)"), "the benchmark splits its steps too: {report:?}");
+        assert!(ms("helper_ms") > 0.0 && ms("wait_ms") >= 0.0 && ms("messaging_ms") >= 0.0, "the helper's time: {profile}");
+        assert!(report.text.contains("the helper computed its half in"), "{report:?}");
     }
 
     // Reset clears the run.

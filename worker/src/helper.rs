@@ -9,9 +9,10 @@
 //! helper keeps no state of the run, so every run of the workspace can use it in turn.
 //!
 //! Messages to the helper are objects, not the page's JSON text: `{work, params}` with the
-//! weights as a transferred `Float32Array`, answered by `{grads, present, loss}` or `{error}`.
-//! A helper that fails, crashes or stays silent for [`ANSWER_TIMEOUT_MS`] is stopped for good
-//! and its half computed here, so no step is lost; the device line says so.
+//! weights as a transferred `Float32Array`, answered by `{grads, present, loss, busy}` (`busy`:
+//! its milliseconds on the job, for the benchmark's profile) or `{error}`. A helper that
+//! fails, crashes or stays silent for [`ANSWER_TIMEOUT_MS`] is stopped for good and its half
+//! computed here, so no step is lost; the device line says so.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -186,12 +187,14 @@ fn read_reply(data: &JsValue) -> Result<HelperReply, String> {
     let present = get("present").as_string().ok_or("the second worker's answer has no parameter list")?;
     let present: Vec<bool> = serde_json::from_str(&present).map_err(|e| format!("the second worker's parameter list: {e}"))?;
     let loss = get("loss").as_f64().ok_or("the second worker's answer has no loss")? as f32;
-    Ok(HelperReply { grads, present, loss })
+    let busy_ms = get("busy").as_f64().unwrap_or(0.0);
+    Ok(HelperReply { grads, present, loss, busy_ms })
 }
 
 /// In the helper: one job from the training worker (a message that is not text), answered when
 /// its gradients are computed.
 pub fn serve(data: JsValue) {
+    let received = crate::worker::precise_ms();
     wasm_bindgen_futures::spawn_local(async move {
         let reply = Object::new();
         let mut transfer = Array::new();
@@ -202,6 +205,8 @@ pub fn serve(data: JsValue) {
                 let _ = Reflect::set(&reply, &"grads".into(), &grads);
                 let _ = Reflect::set(&reply, &"present".into(), &present.into());
                 let _ = Reflect::set(&reply, &"loss".into(), &f64::from(r.loss).into());
+                // its time on the job, for the benchmark's profile
+                let _ = Reflect::set(&reply, &"busy".into(), &(crate::worker::precise_ms() - received).into());
                 transfer = Array::of1(&grads.buffer());
             }
             Err(e) => {

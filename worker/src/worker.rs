@@ -342,6 +342,12 @@ fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
+/// Milliseconds with a fraction (`performance.now()`), for the benchmark's profile of a step's
+/// parts, some of which take under a millisecond.
+pub fn precise_ms() -> f64 {
+    scope().performance().map_or_else(js_sys::Date::now, |p| p.now())
+}
+
 async fn fetch_text(url: &str) -> Result<String, String> {
     let response = JsFuture::from(scope().fetch_with_str(url))
         .await
@@ -488,7 +494,7 @@ async fn benchmark(spec: ExperimentSpec, steps: usize) -> Result<(), String> {
     let (device, name, kind) = pick_device(spec.device).await;
     let split = |w: &HelperWork| -> Pin<Box<dyn Future<Output = Result<HelperReply, String>>>> { Box::pin(crate::helper::ask(w)) };
     let helper: Option<HelperFn> = (kind == DeviceKind::Cpu && crate::helper::ready()).then_some(&split);
-    let report = objlab_engine::benchmark::benchmark(&spec, corpus, device, &name, steps, helper, now_ms, |done| {
+    let report = objlab_engine::benchmark::benchmark(&spec, corpus, device, &name, steps, helper, precise_ms, |done| {
         if done % 5 == 0 {
             post(&FromWorker::BenchmarkProgress { done, steps });
         }

@@ -4,6 +4,7 @@
 
 use leptos::prelude::*;
 use objlab_engine::protocol::{BenchmarkReport, ToWorker};
+use objlab_engine::profile::StepProfile;
 
 use crate::lab::{Benchmark, Lab};
 use crate::worker_link;
@@ -29,6 +30,23 @@ fn report_text(r: &BenchmarkReport, first_step_ms: Option<f64>) -> String {
         r.host_reads_per_step,
         r.warmup_ms / 1000.0
     )
+}
+
+/// Where a step's time went (CPU backend), in the order the parts run.
+fn profile_text(p: &StepProfile) -> String {
+    let mut parts = vec![format!("forward {:.1}", p.forward_ms), format!("backward {:.1}", p.backward_ms)];
+    if p.helper_ms > 0.0 || p.wait_ms > 0.0 {
+        // a split step: this worker's half beside the helper's, then the exchange
+        parts.insert(0, format!("sending {:.1}", p.send_ms));
+        parts.push(format!("waiting for the helper {:.1}", p.wait_ms));
+        parts.push(format!("adding its gradients {:.1}", p.add_ms));
+    }
+    parts.push(format!("update {:.1}", p.update_ms));
+    let mut text = format!("per step: {} ms", parts.join(" · "));
+    if p.helper_ms > 0.0 {
+        text += &format!(" (meanwhile the helper computed its half in {:.1} ms; its messages took {:.1})", p.helper_ms, p.messaging_ms);
+    }
+    text
 }
 
 #[component]
@@ -63,10 +81,27 @@ pub fn BenchmarkPanel(lab: Lab) -> impl IntoView {
                     data-dispatches=r.dispatches_per_step.to_string()
                     data-host-reads=r.host_reads_per_step.to_string()
                     data-workers=r.workers.to_string()
-                    data-warmup-ms=r.warmup_ms.to_string()>
+                    data-warmup-ms=r.warmup_ms.to_string()
+                    data-profile=r.profile.as_ref().and_then(|p| serde_json::to_string(p).ok())>
                     {report_text(&r, lab.first_step_ms.get())}
+                    {r.profile.as_ref().map(|p| view! { <br/><span data-testid="benchmark-profile">{profile_text(p)}</span> })}
                 </span>
             })}
         </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_split_steps_profile_names_the_helpers_part() {
+        let one = StepProfile { steps: 20, forward_ms: 40.0, backward_ms: 60.0, update_ms: 8.0, ..Default::default() };
+        assert_eq!(profile_text(&one), "per step: forward 40.0 · backward 60.0 · update 8.0 ms");
+        let split = StepProfile { send_ms: 2.0, wait_ms: 15.0, helper_ms: 70.0, messaging_ms: 5.0, add_ms: 3.0, ..one };
+        let text = profile_text(&split);
+        assert!(text.starts_with("per step: sending 2.0 · forward 40.0 · backward 60.0 · waiting for the helper 15.0"), "{text}");
+        assert!(text.ends_with("(meanwhile the helper computed its half in 70.0 ms; its messages took 5.0)"), "{text}");
     }
 }

@@ -22,7 +22,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::{Trainer, read_flat};
+use super::{StepProfile, Trainer, read_flat};
 use crate::data::Split;
 use crate::model::{ModelConfig, ModelInput, Route, Transformer};
 use crate::objectives::{self, DeviceTargets, Prepared};
@@ -62,6 +62,8 @@ pub struct HelperReply {
     pub present: Vec<bool>,
     /// The helper's share of the step's loss.
     pub loss: f32,
+    /// The helper's own time on this job in ms, where it measures it (0 where not).
+    pub busy_ms: f64,
 }
 
 /// The model input for `prepared` on `device`, for the helper (no cached biases, no dropout).
@@ -132,7 +134,7 @@ impl Helper {
         let mut flat = read_flat(found.into_iter().chain([loss.inner()]).collect()).await?;
         let loss = flat.pop().expect("the loss was read last");
         self.model = Some((work.model.clone(), work.vocab_size, model));
-        Ok(HelperReply { grads: flat, present, loss })
+        Ok(HelperReply { grads: flat, present, loss, busy_ms: 0.0 })
     }
 }
 
@@ -205,6 +207,7 @@ impl Trainer {
         Fut: Future<Output = Result<HelperReply, String>>,
     {
         assert!(self.splits(), "split_step on a run that does not split");
+        let t0 = self.now();
         let clean = self.corpus.sample(Split::Train, self.train.batch_size, self.model_config.block_size, &mut self.data_rng);
         let mut rng = self.corrupt_rng.clone();
         let (mut own, mut theirs) = (Vec::new(), Vec::new());
@@ -221,30 +224,43 @@ impl Trainer {
         self.corrupt_rng = rng;
         let model = self.model.take().expect("model is present between steps");
         // Every failure below leaves the run as it was before the step, its model included.
-        let (grads, loss, failure) = match self.split_gradients(&model, &own, theirs, helper).await {
+        let prepared_ms = self.now() - t0;
+        let (grads, loss, failure, mut profile) = match self.split_gradients(&model, &own, theirs, helper).await {
             Ok(done) => done,
             Err(e) => {
                 self.model = Some(model);
                 return Err(e);
             }
         };
+        let t1 = self.now();
         let lr = self.learning_rate();
         self.model = Some(self.optim.step(lr, model, grads));
         self.pending.push((self.step, loss));
         self.step += 1;
+        profile.forward_ms += prepared_ms;
+        profile.update_ms = self.now() - t1;
+        self.profiled(profile);
         Ok(failure)
     }
 
-    /// The batch's gradients (this worker's rows plus the helper's), its loss, and why the
-    /// helper failed if it did.
-    async fn split_gradients<F, Fut>(&mut self, model: &Transformer, own: &[HalfPart], theirs: Vec<HalfPart>, helper: F) -> Result<(GradientsParams, Tensor<1>, Option<String>), String>
+    /// The batch's gradients (this worker's rows plus the helper's), its loss, why the
+    /// helper failed if it did, and the times of the parts.
+    async fn split_gradients<F, Fut>(
+        &mut self,
+        model: &Transformer,
+        own: &[HalfPart],
+        theirs: Vec<HalfPart>,
+        helper: F,
+    ) -> Result<(GradientsParams, Tensor<1>, Option<String>, StepProfile), String>
     where
         F: FnOnce(&HelperWork) -> Fut,
         Fut: Future<Output = Result<HelperReply, String>>,
     {
+        let t0 = self.now();
         let params = read_flat(float_params(model)).await?;
         let work = HelperWork { model: self.model_config.clone(), vocab_size: self.corpus.tokenizer.vocab_size(), parts: theirs, params };
         let answer = helper(&work);
+        let t1 = self.now();
 
         // This worker's half, at the same time.
         let mut no_dropout = Rng::seeded(0);
@@ -254,15 +270,30 @@ impl Trainer {
             // fault injection (TrainConfig::nan_at), as in the one-worker step
             loss = loss.mul_scalar(f32::NAN);
         }
+        let t2 = self.now();
         let mut grads = GradientsParams::from_grads(loss.backward(), model);
+        let t3 = self.now();
 
         let (reply, failure) = match answer.await {
             Ok(reply) => (reply, None),
             Err(why) => (Helper::new(self.device.clone()).gradients(&work).await?, Some(why)),
         };
+        let t4 = self.now();
         let grads = add_gradients(model, &mut grads, &reply, &self.device)?;
         let theirs = Tensor::<1>::from_data(TensorData::new(vec![reply.loss], [1]), &autodiff);
-        Ok((grads, loss.detach() + theirs, failure))
+        let t5 = self.now();
+        let profile = StepProfile {
+            steps: 1,
+            forward_ms: t2 - t1,
+            backward_ms: t3 - t2,
+            send_ms: t1 - t0,
+            wait_ms: t4 - t3,
+            helper_ms: reply.busy_ms,
+            messaging_ms: if reply.busy_ms > 0.0 { (t4 - t1 - reply.busy_ms).max(0.0) } else { 0.0 },
+            add_ms: t5 - t4,
+            ..Default::default()
+        };
+        Ok((grads, loss.detach() + theirs, failure, profile))
     }
 }
 
@@ -398,7 +429,7 @@ mod tests {
     fn a_wrong_sized_answer_is_refused() {
         let spec = spec("causal_lm");
         let mut t = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
-        let bad = HelperReply { grads: vec![0.0; 3], present: vec![true; 2], loss: 0.0 };
+        let bad = HelperReply { grads: vec![0.0; 3], present: vec![true; 2], loss: 0.0, busy_ms: 0.0 };
         let e = pollster::block_on(t.split_step(|_| async move { Ok(bad) })).unwrap_err();
         assert!(e.contains("another model") || e.contains("too short"), "{e}");
         // the run keeps its model

@@ -7,6 +7,11 @@
 //! throughput figure, and the snapshot cost the page reports (snapshots every 25 steps, so
 //! the timed window includes them). Run through
 //! `cargo xtask bench --browser`.
+//!
+//! `browser-bench <preset> <gpu|cpu> button [presses]` presses the page's "benchmark" button
+//! instead, `presses` times (3 unless told), and prints each report's JSON line: its text, its
+//! steps/s, workers and per-part profile. On the CPU the first press usually runs on one
+//! worker (the helper worker is still loading) and the next ones on two.
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +33,10 @@ fn main() {
     let runs: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
     let server = StaticServer::start(dist_dir());
     let browser = Browser::start(device == "gpu");
+    if args.get(2).map(String::as_str) == Some("button") {
+        let presses: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3);
+        return press_benchmark(&browser, server.port, preset, device, presses);
+    }
     let load = Instant::now();
     // Snapshots every 25 steps: the timed window includes their cost, as a user would see it.
     browser.open(&format!("http://127.0.0.1:{}/?preset={preset}&device={device}&steps=100000&snapshot_every=25", server.port));
@@ -71,4 +80,29 @@ fn main() {
             "snapshot_analyser": browser.attribute("projection", "data-analyser"),
         })
     );
+}
+
+/// Presses "benchmark" `presses` times and prints each report.
+fn press_benchmark(browser: &Browser, port: u16, preset: &str, device: &str, presses: usize) {
+    browser.open(&format!("http://127.0.0.1:{port}/?preset={preset}&device={device}"));
+    browser.wait_for("the page", Duration::from_secs(120), |b| b.text("benchmark").map(|_| ()));
+    for press in 1..=presses {
+        let before = browser.text("benchmark-result");
+        browser.click("benchmark");
+        let text = browser.wait_for("the benchmark's report", Duration::from_secs(1800), |b| {
+            b.text("benchmark-result").filter(|t| Some(t) != before.as_ref() && b.text("benchmark-status").unwrap_or_default().is_empty())
+        });
+        let attr = |name: &str| browser.attribute("benchmark-result", name);
+        let profile: serde_json::Value = attr("data-profile").and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_default();
+        println!(
+            "{}",
+            serde_json::json!({
+                "press": press,
+                "steps_per_s": attr("data-steps-per-s").and_then(|v| v.parse::<f64>().ok()),
+                "workers": attr("data-workers"),
+                "profile": profile,
+                "text": text,
+            })
+        );
+    }
 }
