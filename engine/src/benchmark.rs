@@ -4,8 +4,6 @@
 //!
 //! The clock is passed in: `std::time::Instant` does not exist in the browser.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use burn::tensor::Device;
@@ -14,21 +12,18 @@ use crate::data::Corpus;
 use crate::dispatches::DispatchWatch;
 use crate::protocol::BenchmarkReport;
 use crate::spec::ExperimentSpec;
-use crate::train::data_parallel::{HelperReply, HelperWork};
+use crate::train::data_parallel::HelperLink;
 use crate::train::{Trainer, divergence, host_reads};
 
 /// Steps before the clock starts (the first compiles the GPU's shaders).
 pub const WARMUP_STEPS: usize = 2;
 
-/// A second worker's half of a step (`Trainer::split_step`): the tab's helper worker.
-pub type HelperFn<'a> = &'a dyn Fn(&HelperWork) -> Pin<Box<dyn Future<Output = Result<HelperReply, String>>>>;
-
 /// One step, half of it on `helper` where there is one and the run splits; `helper` is
 /// dropped when it fails (that step was completed here).
-async fn step(trainer: &mut Trainer, helper: &mut Option<HelperFn<'_>>) -> Result<(), String> {
+async fn step(trainer: &mut Trainer, helper: &mut Option<&dyn HelperLink>) -> Result<(), String> {
     match *helper {
         Some(h) if trainer.splits() => {
-            if trainer.split_step(|w| h(w)).await?.is_some() {
+            if trainer.split_step(h).await?.is_some() {
                 *helper = None;
             }
         }
@@ -47,7 +42,7 @@ pub async fn benchmark(
     device: Device,
     device_name: &str,
     steps: usize,
-    mut helper: Option<HelperFn<'_>>,
+    mut helper: Option<&dyn HelperLink>,
     now_ms: fn() -> f64,
     mut progress: impl FnMut(usize),
 ) -> Result<BenchmarkReport, String> {
@@ -153,15 +148,10 @@ mod tests {
     /// says two workers computed it; a helper that fails is dropped and the run goes on.
     #[test]
     fn splits_steps_with_a_helper_and_survives_its_failure() {
-        use crate::train::data_parallel::Helper;
+        use crate::train::data_parallel::InProcess;
         let spec = ExperimentSpec::from_preset("tiny").unwrap();
         let corpus = Arc::new(Corpus::from_text("test", &"to be or not to be, that is the question. ".repeat(40)).unwrap());
-        let asked = std::cell::Cell::new(0);
-        let helper = |w: &HelperWork| -> Pin<Box<dyn Future<Output = Result<HelperReply, String>>>> {
-            asked.set(asked.get() + 1);
-            let work = w.clone();
-            Box::pin(async move { Helper::new(Device::flex()).gradients(&work).await })
-        };
+        let helper = InProcess::new(false);
         let report = pollster::block_on(benchmark(&spec, corpus.clone(), Device::flex(), "cpu", 3, Some(&helper), clock, |_| {})).unwrap();
         assert_eq!(report.workers, 2);
         // the in-process helper computes when its answer is awaited, so its time shows as
@@ -170,15 +160,11 @@ mod tests {
         assert_eq!(p.steps, 3);
         assert!(p.send_ms > 0.0 && p.wait_ms > 0.0 && p.forward_ms > 0.0 && p.backward_ms > 0.0 && p.add_ms > 0.0 && p.update_ms > 0.0, "{p:?}");
         assert_eq!((p.helper_ms, p.messaging_ms), (0.0, 0.0));
-        assert_eq!(asked.get(), WARMUP_STEPS + 3, "every step asked the helper");
+        assert_eq!(helper.asked.get(), WARMUP_STEPS + 3, "every step asked the helper");
 
-        let failing = |_: &HelperWork| -> Pin<Box<dyn Future<Output = Result<HelperReply, String>>>> {
-            asked.set(asked.get() + 1);
-            Box::pin(async { Err("gone".to_string()) })
-        };
-        asked.set(0);
+        let failing = InProcess::new(true);
         let report = pollster::block_on(benchmark(&spec, corpus, Device::flex(), "cpu", 3, Some(&failing), || 0.0, |_| {})).unwrap();
-        assert_eq!((report.workers, asked.get()), (1, 1), "asked once, then alone");
+        assert_eq!((report.workers, failing.asked.get()), (1, 1), "asked once, then alone");
         assert_eq!(report.steps, 3);
     }
 

@@ -22,10 +22,10 @@ use std::collections::HashMap;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor, TensorData};
 
 /// AdamW's settings (PyTorch's names and defaults, except those the spec sets).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamWConfig {
     pub beta1: f64,
     pub beta2: f64,
@@ -69,6 +69,81 @@ impl AdamW {
             max_norm: c.grad_clip,
         };
         module.map(&mut Update { grads: &mut grads, moments: &mut self.moments, partials, constants })
+    }
+
+    pub fn config(&self) -> &AdamWConfig {
+        &self.config
+    }
+
+    /// The optimiser's state for a copy of the run elsewhere (the tab's helper worker): the
+    /// step count, whether each float parameter of `module` has moments (in visiting order),
+    /// and those moments, m then v of each, flattened.
+    pub fn moments_in_order<M: Module>(&self, module: &M) -> (i32, Vec<bool>, Vec<Tensor<1>>) {
+        struct Collect<'a> {
+            moments: &'a HashMap<ParamId, Box<dyn Any + Send>>,
+            present: Vec<bool>,
+            found: Vec<Tensor<1>>,
+        }
+        impl ModuleVisitor for Collect<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let state = self.moments.get(&param.id).and_then(|b| b.downcast_ref::<(Tensor<D>, Tensor<D>)>());
+                self.present.push(state.is_some());
+                if let Some((m, v)) = state {
+                    self.found.extend([m.clone().reshape([-1]), v.clone().reshape([-1])]);
+                }
+            }
+        }
+        let mut c = Collect { moments: &self.moments, present: Vec::new(), found: Vec::new() };
+        module.visit(&mut c);
+        (self.time, c.present, c.found)
+    }
+
+    /// Takes the state [`AdamW::moments_in_order`] gave (its moments read into `flat`) for
+    /// `module`, a copy of the model it came from, on `device` (the parameters' device without
+    /// gradients, where the moments live). Returns how many values of `flat` it used.
+    pub fn load_moments<M: Module>(&mut self, module: &M, time: i32, present: &[bool], flat: &[f32], device: &Device) -> Result<usize, String> {
+        struct Load<'a> {
+            present: &'a [bool],
+            flat: &'a [f32],
+            device: &'a Device,
+            index: usize,
+            at: usize,
+            moments: HashMap<ParamId, Box<dyn Any + Send>>,
+            error: Option<String>,
+        }
+        impl ModuleVisitor for Load<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let has = self.present.get(self.index).copied();
+                self.index += 1;
+                match has {
+                    Some(true) => {
+                        let shape = param.val().shape();
+                        let n = shape.num_elements();
+                        let Some(values) = self.flat.get(self.at..self.at + 2 * n) else {
+                            self.error = Some("the optimiser's moments are too short".into());
+                            return;
+                        };
+                        self.at += 2 * n;
+                        let m = Tensor::<D>::from_data(TensorData::new(values[..n].to_vec(), shape.clone()), self.device);
+                        let v = Tensor::<D>::from_data(TensorData::new(values[n..].to_vec(), shape), self.device);
+                        self.moments.insert(param.id, Box::new((m, v)));
+                    }
+                    Some(false) => {}
+                    None => self.error = Some("the optimiser's state is for another model".into()),
+                }
+            }
+        }
+        let mut load = Load { present, flat, device, index: 0, at: 0, moments: HashMap::new(), error: None };
+        module.visit(&mut load);
+        if load.error.is_none() && load.index != present.len() {
+            load.error = Some("the optimiser's state is for another model".into());
+        }
+        if let Some(e) = load.error {
+            return Err(e);
+        }
+        self.time = time;
+        self.moments = load.moments;
+        Ok(load.at)
     }
 }
 

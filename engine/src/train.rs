@@ -67,6 +67,11 @@ pub struct Trainer {
     /// Whether a step's batch may be split by rows between two workers: no objective of the
     /// mix compares rows with each other or draws dropout noise (contrastive does both).
     splittable: bool,
+    /// This run's name with a helper worker (unique in the process), and whether the helper
+    /// holds a copy of the run in step with it (its model and AdamW state as of this step),
+    /// so that a split step need not send it (see [`data_parallel`]).
+    helper_key: u64,
+    helper_has_copy: bool,
     /// How the representation views read the model: the attention pattern of the mix's first
     /// objective, reduced to causal or bidirectional (a masked-LM encoder is read
     /// bidirectionally, a GPT causally), and whether it uses position embeddings.
@@ -194,6 +199,8 @@ impl Trainer {
             by_frequency,
             last_prepared: vec![None; n_parts],
             splittable,
+            helper_key: data_parallel::next_run_key(),
+            helper_has_copy: false,
             reading,
             clock: None,
             profile: StepProfile::default(),
@@ -339,6 +346,8 @@ impl Trainer {
         self.model = Some(self.optim.step(lr, model, grads));
         self.pending.push((self.step, loss.detach()));
         self.step += 1;
+        // a helper's copy of this run missed this step
+        self.helper_has_copy = false;
         let t3 = self.now();
         self.profiled(StepProfile { steps: 1, forward_ms: t1 - t0, backward_ms: t2 - t1, update_ms: t3 - t2, ..Default::default() });
     }

@@ -3,9 +3,17 @@
 //! Why: a tab's WebAssembly has no threads without a cross-origin-isolated page and a standard
 //! library rebuilt with atomics, but a Web Worker can start a second worker, and the two run on
 //! two cores. The lab's worker keeps the run (model, AdamW, random streams) and gives the
-//! second worker, the *helper*, the current weights and the second half of the step's rows;
-//! both compute gradients at once, and the run adds them and takes the step. The helper holds
-//! no state of its own, so it cannot drift from the run, and any number of runs can share it.
+//! second worker, the *helper*, the second half of the step's rows; both compute gradients at
+//! once and send each other their half's gradients, and each adds the two and takes the same
+//! AdamW step: the run on its model, the helper on its **copy** of the run. So the weights
+//! never travel but once, when the helper has no copy in step with the run (its first split
+//! step, or after a step the run took alone); then the run sends its weights and AdamW
+//! moments with the rows. The copies stay equal to the bit: both sides add the same two
+//! gradients (IEEE addition is commutative) and run the same update code on the same
+//! values (`the_helpers_copy_stays_equal_to_the_run` below). The helper keeps copies of the
+//! last [`COPIES`] runs it served, so the runs of a workspace can take turns with it; a run
+//! whose copy was dropped is told so ([`HelperReply::stale`]), computes that step's second
+//! half itself and sends its state with the next.
 //!
 //! The split is exact, not data-parallel averaging: every objective's loss is a sum over the
 //! batch's targets divided by their count (or a mean over positions), so each half divides its
@@ -16,6 +24,8 @@
 //! split ([`Trainer::splits`]).
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -26,7 +36,17 @@ use super::{StepProfile, Trainer, read_flat};
 use crate::data::Split;
 use crate::model::{ModelConfig, ModelInput, Route, Transformer};
 use crate::objectives::{self, DeviceTargets, Prepared};
+use crate::optim::{AdamW, AdamWConfig};
 use crate::rng::Rng;
+
+/// How many runs' copies a helper keeps (a baby GPT's copy is ~13 MB with its moments).
+pub const COPIES: usize = 8;
+
+/// A name for a new run, unique in this process, by which a helper knows its copy.
+pub(crate) fn next_run_key() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
 
 /// One objective's rows of a split batch.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -40,16 +60,34 @@ pub struct HalfPart {
     pub count: usize,
 }
 
-/// What the helper computes gradients for: the model's shape, its weights and its rows.
+/// What a helper needs to make its copy of a run, besides the values in [`HelperWork::state`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CopyHeader {
+    pub optim: AdamWConfig,
+    /// AdamW's step count.
+    pub time: i32,
+    /// One flag per float parameter: whether AdamW has its moments yet.
+    pub moments: Vec<bool>,
+}
+
+/// What the helper computes gradients for: which run, at which step, the model's shape and its
+/// rows (and the run's state when the helper has no copy in step with it).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HelperWork {
+    /// The run's key ([`Trainer`] has one) and the steps it has taken: the helper's copy must
+    /// be at this step.
+    pub run: u64,
+    pub step: usize,
     pub model: ModelConfig,
     pub vocab_size: usize,
     pub parts: Vec<HalfPart>,
-    /// params: every float parameter's values, flat, in the model's visiting order (sent beside
-    /// the JSON as a binary array).
+    /// Present when the helper is to make (or remake) its copy from `state`.
+    pub copy: Option<CopyHeader>,
+    /// state: with `copy`, every float parameter's values, flat, in the model's visiting order,
+    /// then m and v of each parameter that has moments; else empty (sent beside the JSON as a
+    /// binary array).
     #[serde(skip)]
-    pub params: Vec<f32>,
+    pub state: Vec<f32>,
 }
 
 /// The helper's answer.
@@ -64,6 +102,37 @@ pub struct HelperReply {
     pub loss: f32,
     /// The helper's own time on this job in ms, where it measures it (0 where not).
     pub busy_ms: f64,
+    /// The helper holds no copy of this run at this step (it dropped it for other runs', or the
+    /// copy missed a step): nothing was computed; the run computes this half itself and sends
+    /// its state with the next job.
+    pub stale: bool,
+}
+
+/// The run's half of a step, for the helper's copy: added to the helper's own half and
+/// stepped with at `lr`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HelperUpdate {
+    pub run: u64,
+    pub step: usize,
+    pub lr: f64,
+    pub present: Vec<bool>,
+    /// grads: as in [`HelperReply::grads`] (sent beside the JSON as a binary array).
+    #[serde(skip)]
+    pub grads: Vec<f32>,
+}
+
+/// The helper's answer to come.
+pub type Answer = Pin<Box<dyn Future<Output = Result<HelperReply, String>>>>;
+
+/// The run's side of its link to a helper: the tab's second worker, or an in-process helper in
+/// the tests.
+pub trait HelperLink {
+    /// Sends `work` now (the work stays with the caller for the fallback); the future is the
+    /// helper's answer.
+    fn ask(&self, work: &HelperWork) -> Answer;
+    /// Sends this worker's half of the step asked for last; nothing comes back. An error
+    /// means it could not be sent.
+    fn update(&self, update: HelperUpdate) -> Result<(), String>;
 }
 
 /// The model input for `prepared` on `device`, for the helper (no cached biases, no dropout).
@@ -108,33 +177,95 @@ fn float_params(model: &Transformer) -> Vec<Tensor<1>> {
     c.0
 }
 
-/// The second worker's side: gradients for the rows and weights it is sent. It keeps one model
-/// of the last shape it saw, whose weights every job overwrites.
+/// A helper's copy of one run.
+struct Copy {
+    run: u64,
+    /// The run's step count this copy is at: the step its next job is for.
+    step: usize,
+    model: Transformer,
+    optim: AdamW,
+    /// This copy's half of the job for `step`, waiting for the run's half.
+    pending: Option<GradientsParams>,
+}
+
+/// The second worker's side: gradients for the rows it is sent, computed on its copy of the
+/// run, which it steps with both halves' gradients.
 pub struct Helper {
     device: Device,
-    model: Option<(ModelConfig, usize, Transformer)>,
+    /// The most recently used last.
+    copies: Vec<Copy>,
 }
 
 impl Helper {
     /// A helper computing on `device` (the CPU backend in the tab).
     pub fn new(device: Device) -> Self {
-        Self { device, model: None }
+        Self { device, copies: Vec::new() }
     }
 
+    /// This helper's half of `work`'s step, on its copy of the run (made first from the work's
+    /// state where it has one); [`HelperReply::stale`] where it has no copy at that step.
     pub async fn gradients(&mut self, work: &HelperWork) -> Result<HelperReply, String> {
-        let autodiff = self.device.clone().autodiff();
-        let model = match self.model.take() {
-            Some((config, vocab, model)) if config == work.model && vocab == work.vocab_size => model,
-            _ => Transformer::new(&work.model, work.vocab_size, &mut Rng::seeded(0), &autodiff),
+        if let Some(header) = &work.copy {
+            self.copies.retain(|c| c.run != work.run);
+            let copy = self.copy_from(work, header)?;
+            self.copies.push(copy);
+            if self.copies.len() > COPIES {
+                self.copies.remove(0);
+            }
+        }
+        let Some(i) = self.copies.iter().position(|c| c.run == work.run) else {
+            return Ok(HelperReply { stale: true, ..Default::default() });
         };
-        let model = load_params(model, &work.params, &autodiff)?;
-        let loss = parts_loss(&model, &work.parts, &autodiff, |p| input(p, &work.model, &autodiff))?;
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let (present, found) = gradients_in_order(&model, &grads);
+        let mut copy = self.copies.remove(i);
+        if copy.step != work.step {
+            // out of step with the run: dropped; the run sends its state next time
+            return Ok(HelperReply { stale: true, ..Default::default() });
+        }
+        let autodiff = self.device.clone().autodiff();
+        let loss = parts_loss(&copy.model, &work.parts, &autodiff, |p| input(p, &work.model, &autodiff))?;
+        let grads = GradientsParams::from_grads(loss.backward(), &copy.model);
+        let (present, found) = gradients_in_order(&copy.model, &grads);
         let mut flat = read_flat(found.into_iter().chain([loss.inner()]).collect()).await?;
         let loss = flat.pop().expect("the loss was read last");
-        self.model = Some((work.model.clone(), work.vocab_size, model));
-        Ok(HelperReply { grads: flat, present, loss, busy_ms: 0.0 })
+        copy.pending = Some(grads);
+        self.copies.push(copy);
+        Ok(HelperReply { grads: flat, present, loss, busy_ms: 0.0, stale: false })
+    }
+
+    /// Adds the run's half of the step to this copy's and takes the run's AdamW step. Any
+    /// mismatch drops the copy (the run's next job is then answered `stale`).
+    pub fn update(&mut self, update: &HelperUpdate) -> Result<(), String> {
+        let i = self.copies.iter().position(|c| c.run == update.run).ok_or("no copy of this run")?;
+        let mut copy = self.copies.remove(i);
+        let mut own = copy.pending.take().ok_or("no half of this step to add to")?;
+        if copy.step != update.step {
+            return Err(format!("the copy is at step {}, the update for step {}", copy.step, update.step));
+        }
+        let sum = add_gradients(&copy.model, &mut own, &update.grads, &update.present, &self.device)?;
+        copy.model = copy.optim.step(update.lr, copy.model, sum);
+        copy.step += 1;
+        self.copies.push(copy);
+        Ok(())
+    }
+
+    /// The run's weights and AdamW state, from `work.state`.
+    fn copy_from(&self, work: &HelperWork, header: &CopyHeader) -> Result<Copy, String> {
+        let autodiff = self.device.clone().autodiff();
+        let model = Transformer::new(&work.model, work.vocab_size, &mut Rng::seeded(0), &autodiff);
+        let (model, weights) = load_params(model, &work.state, &autodiff)?;
+        let mut optim = AdamW::new(header.optim.clone());
+        let moments = optim.load_moments(&model, header.time, &header.moments, &work.state[weights..], &self.device)?;
+        if weights + moments != work.state.len() {
+            return Err(format!("the helper got {} values for a run that has {}", work.state.len(), weights + moments));
+        }
+        Ok(Copy { run: work.run, step: work.step, model, optim, pending: None })
+    }
+
+    /// Float values of the helper's copy of `run`, flat (for the tests).
+    #[cfg(test)]
+    fn weights(&self, run: u64) -> Option<Vec<f32>> {
+        let copy = self.copies.iter().find(|c| c.run == run)?;
+        Some(pollster::block_on(read_flat(float_params(&copy.model))).unwrap())
     }
 }
 
@@ -157,8 +288,9 @@ fn gradients_in_order(model: &Transformer, grads: &GradientsParams) -> (Vec<bool
     (c.present, c.found)
 }
 
-/// `model` with its float parameters replaced, in visiting order, by `flat`'s values.
-fn load_params(model: Transformer, flat: &[f32], device: &Device) -> Result<Transformer, String> {
+/// `model` with its float parameters replaced, in visiting order, by the first values of
+/// `flat`, and how many it used.
+fn load_params(model: Transformer, flat: &[f32], device: &Device) -> Result<(Transformer, usize), String> {
     struct Load<'a> {
         flat: &'a [f32],
         at: usize,
@@ -182,10 +314,10 @@ fn load_params(model: Transformer, flat: &[f32], device: &Device) -> Result<Tran
     }
     let mut load = Load { flat, at: 0, device: device.clone(), short: false };
     let model = model.map(&mut load);
-    if load.short || load.at != flat.len() {
+    if load.short {
         return Err(format!("the helper got {} weights for a model of another size", flat.len()));
     }
-    Ok(model)
+    Ok((model, load.at))
 }
 
 impl Trainer {
@@ -195,17 +327,12 @@ impl Trainer {
     }
 
     /// One optimiser step with the second half of the batch's rows computed by `helper`, while
-    /// this worker computes the first half. `helper` is called once, before this worker's own
-    /// half, and should only send the work (a copy of what it needs: the work stays here for
-    /// the fallback); its answer is awaited after. If it fails, this
-    /// worker computes that half itself, so the step is never lost; the error is returned
-    /// beside, for the caller to stop asking. Like [`Trainer::step`], nothing of the run is
-    /// read back but its weights (for the helper).
-    pub async fn split_step<F, Fut>(&mut self, helper: F) -> Result<Option<String>, String>
-    where
-        F: FnOnce(&HelperWork) -> Fut,
-        Fut: Future<Output = Result<HelperReply, String>>,
-    {
+    /// this worker computes the first half. The helper is asked once, before this worker's own
+    /// half, and sent this half's gradients once they are computed. If it fails, this worker
+    /// computes that half itself, so the step is never lost; the error is returned beside, for
+    /// the caller to stop asking. Like [`Trainer::step`], nothing of the run is read back but
+    /// the gradients (and, when the helper has no copy of the run, its state).
+    pub async fn split_step(&mut self, helper: &dyn HelperLink) -> Result<Option<String>, String> {
         assert!(self.splits(), "split_step on a run that does not split");
         let t0 = self.now();
         let clean = self.corpus.sample(Split::Train, self.train.batch_size, self.model_config.block_size, &mut self.data_rng);
@@ -223,9 +350,11 @@ impl Trainer {
         }
         self.corrupt_rng = rng;
         let model = self.model.take().expect("model is present between steps");
-        // Every failure below leaves the run as it was before the step, its model included.
+        // Every failure below leaves the run as it was before the step, its model included;
+        // the helper's copy is then not counted on.
         let prepared_ms = self.now() - t0;
-        let (grads, loss, failure, mut profile) = match self.split_gradients(&model, &own, theirs, helper).await {
+        let has_copy = std::mem::replace(&mut self.helper_has_copy, false);
+        let (grads, loss, failure, copy_stepped, mut profile) = match self.split_gradients(&model, &own, theirs, has_copy, helper).await {
             Ok(done) => done,
             Err(e) => {
                 self.model = Some(model);
@@ -237,6 +366,7 @@ impl Trainer {
         self.model = Some(self.optim.step(lr, model, grads));
         self.pending.push((self.step, loss));
         self.step += 1;
+        self.helper_has_copy = copy_stepped;
         profile.forward_ms += prepared_ms;
         profile.update_ms = self.now() - t1;
         self.profiled(profile);
@@ -244,22 +374,35 @@ impl Trainer {
     }
 
     /// The batch's gradients (this worker's rows plus the helper's), its loss, why the
-    /// helper failed if it did, and the times of the parts.
-    async fn split_gradients<F, Fut>(
+    /// helper failed if it did, whether the helper's copy takes this step too, and the times
+    /// of the parts.
+    async fn split_gradients(
         &mut self,
         model: &Transformer,
         own: &[HalfPart],
         theirs: Vec<HalfPart>,
-        helper: F,
-    ) -> Result<(GradientsParams, Tensor<1>, Option<String>, StepProfile), String>
-    where
-        F: FnOnce(&HelperWork) -> Fut,
-        Fut: Future<Output = Result<HelperReply, String>>,
-    {
+        has_copy: bool,
+        helper: &dyn HelperLink,
+    ) -> Result<(GradientsParams, Tensor<1>, Option<String>, bool, StepProfile), String> {
         let t0 = self.now();
-        let params = read_flat(float_params(model)).await?;
-        let work = HelperWork { model: self.model_config.clone(), vocab_size: self.corpus.tokenizer.vocab_size(), parts: theirs, params };
-        let answer = helper(&work);
+        let (copy, state) = if has_copy {
+            (None, Vec::new())
+        } else {
+            // the run's state for the helper's copy: weights, then AdamW's moments
+            let (time, moments, tensors) = self.optim.moments_in_order(model);
+            let state = read_flat(float_params(model).into_iter().chain(tensors).collect()).await?;
+            (Some(CopyHeader { optim: self.optim.config().clone(), time, moments }), state)
+        };
+        let work = HelperWork {
+            run: self.helper_key,
+            step: self.step,
+            model: self.model_config.clone(),
+            vocab_size: self.corpus.tokenizer.vocab_size(),
+            parts: theirs,
+            copy,
+            state,
+        };
+        let answer = helper.ask(&work);
         let t1 = self.now();
 
         // This worker's half, at the same time.
@@ -273,35 +416,57 @@ impl Trainer {
         let t2 = self.now();
         let mut grads = GradientsParams::from_grads(loss.backward(), model);
         let t3 = self.now();
-
-        let (reply, failure) = match answer.await {
-            Ok(reply) => (reply, None),
-            Err(why) => (Helper::new(self.device.clone()).gradients(&work).await?, Some(why)),
-        };
+        // ... sent to the helper's copy while its half is still computing
+        let (present, found) = gradients_in_order(model, &grads);
+        let mine = read_flat(found).await?;
+        let update = HelperUpdate { run: self.helper_key, step: self.step, lr: self.learning_rate(), present, grads: mine };
+        let sent = helper.update(update).is_ok();
         let t4 = self.now();
-        let grads = add_gradients(model, &mut grads, &reply, &self.device)?;
-        let theirs = Tensor::<1>::from_data(TensorData::new(vec![reply.loss], [1]), &autodiff);
+
+        let (reply, failure, copy_stepped) = match answer.await {
+            Ok(reply) if !reply.stale => (reply, None, sent),
+            Ok(_) => (self.local_half(model, &work.parts).await?, None, false),
+            Err(why) => (self.local_half(model, &work.parts).await?, Some(why), false),
+        };
         let t5 = self.now();
+        let grads = add_gradients(model, &mut grads, &reply.grads, &reply.present, &self.device)?;
+        let theirs = Tensor::<1>::from_data(TensorData::new(vec![reply.loss], [1]), &autodiff);
+        let t6 = self.now();
         let profile = StepProfile {
             steps: 1,
             forward_ms: t2 - t1,
             backward_ms: t3 - t2,
-            send_ms: t1 - t0,
-            wait_ms: t4 - t3,
+            send_ms: (t1 - t0) + (t4 - t3),
+            wait_ms: t5 - t4,
             helper_ms: reply.busy_ms,
-            messaging_ms: if reply.busy_ms > 0.0 { (t4 - t1 - reply.busy_ms).max(0.0) } else { 0.0 },
-            add_ms: t5 - t4,
+            messaging_ms: if reply.busy_ms > 0.0 { (t5 - t1 - (t4 - t3) - reply.busy_ms).max(0.0) } else { 0.0 },
+            add_ms: t6 - t5,
             ..Default::default()
         };
-        Ok((grads, loss.detach() + theirs, failure, profile))
+        Ok((grads, loss.detach() + theirs, failure, copy_stepped, profile))
+    }
+
+    /// The helper's half computed here, with the run's model, as the helper would answer it.
+    async fn local_half(&mut self, model: &Transformer, parts: &[HalfPart]) -> Result<HelperReply, String> {
+        let mut no_dropout = Rng::seeded(0);
+        let autodiff = self.autodiff.clone();
+        let loss = parts_loss(model, parts, &autodiff, |p| self.model_input(p, true, &mut no_dropout))?;
+        let grads = GradientsParams::from_grads(loss.backward(), model);
+        let (present, found) = gradients_in_order(model, &grads);
+        let mut flat = read_flat(found.into_iter().chain([loss.inner()]).collect()).await?;
+        let loss = flat.pop().expect("the loss was read last");
+        Ok(HelperReply { grads: flat, present, loss, ..Default::default() })
     }
 }
 
-/// This worker's gradients plus the helper's, per parameter, as one set.
-fn add_gradients(model: &Transformer, own: &mut GradientsParams, reply: &HelperReply, device: &Device) -> Result<GradientsParams, String> {
+/// `own` gradients plus the other worker's (`grads` of the parameters marked in `present`, flat
+/// in visiting order), per parameter, as one set. Both workers add the same two halves, each
+/// its own first: the sums are equal, as IEEE addition is commutative.
+fn add_gradients(model: &Transformer, own: &mut GradientsParams, grads: &[f32], present: &[bool], device: &Device) -> Result<GradientsParams, String> {
     struct Add<'a> {
         own: &'a mut GradientsParams,
-        reply: &'a HelperReply,
+        grads: &'a [f32],
+        present: &'a [bool],
         device: &'a Device,
         index: usize,
         at: usize,
@@ -313,12 +478,12 @@ fn add_gradients(model: &Transformer, own: &mut GradientsParams, reply: &HelperR
             let index = self.index;
             self.index += 1;
             let mine = self.own.remove::<D>(param.id);
-            let theirs = match self.reply.present.get(index) {
+            let theirs = match self.present.get(index) {
                 Some(true) => {
                     let shape = param.val().shape();
                     let n = shape.num_elements();
-                    let Some(values) = self.reply.grads.get(self.at..self.at + n) else {
-                        self.error = Some("the helper's gradients are too short".into());
+                    let Some(values) = self.grads.get(self.at..self.at + n) else {
+                        self.error = Some("the other worker's gradients are too short".into());
                         return;
                     };
                     self.at += n;
@@ -326,7 +491,7 @@ fn add_gradients(model: &Transformer, own: &mut GradientsParams, reply: &HelperR
                 }
                 Some(false) => None,
                 None => {
-                    self.error = Some("the helper's answer is for another model".into());
+                    self.error = Some("the other worker's gradients are for another model".into());
                     None
                 }
             };
@@ -339,14 +504,45 @@ fn add_gradients(model: &Transformer, own: &mut GradientsParams, reply: &HelperR
             }
         }
     }
-    let mut add = Add { own, reply, device, index: 0, at: 0, out: GradientsParams::new(), error: None };
+    let mut add = Add { own, grads, present, device, index: 0, at: 0, out: GradientsParams::new(), error: None };
     model.visit(&mut add);
-    if add.error.is_none() && (add.index != reply.present.len() || add.at != reply.grads.len()) {
-        add.error = Some("the helper's answer is for another model".into());
+    if add.error.is_none() && (add.index != present.len() || add.at != grads.len()) {
+        add.error = Some("the other worker's gradients are for another model".into());
     }
     match add.error {
         Some(e) => Err(e),
         None => Ok(add.out),
+    }
+}
+
+/// An in-process helper (the tests' stand-in for the second worker): it computes its half
+/// when asked, and can be told to fail.
+#[cfg(test)]
+pub(crate) struct InProcess {
+    pub helper: std::cell::RefCell<Helper>,
+    pub asked: std::cell::Cell<usize>,
+    pub fails: bool,
+}
+
+#[cfg(test)]
+impl InProcess {
+    pub fn new(fails: bool) -> Self {
+        Self { helper: std::cell::RefCell::new(Helper::new(Device::flex())), asked: Default::default(), fails }
+    }
+}
+
+#[cfg(test)]
+impl HelperLink for InProcess {
+    fn ask(&self, work: &HelperWork) -> Answer {
+        self.asked.set(self.asked.get() + 1);
+        let answer = if self.fails { Err("the helper stopped".to_string()) } else { pollster::block_on(self.helper.borrow_mut().gradients(work)) };
+        Box::pin(async move { answer })
+    }
+
+    fn update(&self, update: HelperUpdate) -> Result<(), String> {
+        // a copy that cannot take the update is dropped, as in the worker
+        let _ = self.helper.borrow_mut().update(&update);
+        Ok(())
     }
 }
 
@@ -385,14 +581,10 @@ mod tests {
             let mut one = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
             let mut two = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
             assert!(two.splits(), "{objective} splits");
-            let mut helper = Helper::new(Device::flex());
+            let helper = InProcess::new(false);
             for _ in 0..3 {
                 one.step();
-                let failure = pollster::block_on(two.split_step(|work| {
-                    let r = pollster::block_on(helper.gradients(work));
-                    async move { r }
-                }))
-                .unwrap();
+                let failure = pollster::block_on(two.split_step(&helper)).unwrap();
                 assert_eq!(failure, None);
             }
             let a = pollster::block_on(one.read_losses()).unwrap();
@@ -417,7 +609,7 @@ mod tests {
         let mut one = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
         let mut two = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
         one.step();
-        let failure = pollster::block_on(two.split_step(|_| async { Err::<HelperReply, _>("the helper stopped".to_string()) })).unwrap();
+        let failure = pollster::block_on(two.split_step(&InProcess::new(true))).unwrap();
         assert_eq!(failure.as_deref(), Some("the helper stopped"));
         assert_eq!(two.step_count(), 1);
         let (wa, wb) = (weights(&one), weights(&two));
@@ -429,11 +621,95 @@ mod tests {
     fn a_wrong_sized_answer_is_refused() {
         let spec = spec("causal_lm");
         let mut t = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
-        let bad = HelperReply { grads: vec![0.0; 3], present: vec![true; 2], loss: 0.0, busy_ms: 0.0 };
-        let e = pollster::block_on(t.split_step(|_| async move { Ok(bad) })).unwrap_err();
+        struct Bad;
+        impl HelperLink for Bad {
+            fn ask(&self, _: &HelperWork) -> Answer {
+                Box::pin(async { Ok(HelperReply { grads: vec![0.0; 3], present: vec![true; 2], ..Default::default() }) })
+            }
+            fn update(&self, _: HelperUpdate) -> Result<(), String> {
+                Ok(())
+            }
+        }
+        let e = pollster::block_on(t.split_step(&Bad)).unwrap_err();
         assert!(e.contains("another model") || e.contains("too short"), "{e}");
+        assert_eq!(t.step_count(), 0);
         // the run keeps its model
         assert_eq!(weights(&t).len(), weights(&Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap()).len());
+    }
+
+    /// The helper's copy of the run stays equal to it to the bit, so the run sends its weights
+    /// and AdamW moments only when the helper has no copy in step: at its first split step,
+    /// after a step it took alone, and after the helper dropped the copy (answered `stale`,
+    /// that step's second half computed here).
+    #[test]
+    fn the_helpers_copy_stays_equal_to_the_run() {
+        let spec = spec("causal_lm=0.5,masked_lm=0.5");
+        let mut t = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
+        let mut alone = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
+        let helper = InProcess::new(false);
+        let states_sent = std::cell::Cell::new(0);
+        let counting = Counting { inner: &helper, states_sent: &states_sent };
+        let same = |t: &Trainer, helper: &InProcess| assert_eq!(helper.helper.borrow().weights(t.helper_key).as_ref(), Some(&weights(t)));
+        // a step alone first, so that AdamW has moments to send
+        t.step();
+        alone.step();
+        for _ in 0..3 {
+            assert_eq!(pollster::block_on(t.split_step(&counting)).unwrap(), None);
+            alone.step();
+            same(&t, &helper);
+        }
+        assert_eq!(states_sent.get(), 1, "the state went once");
+        t.step();
+        alone.step();
+        pollster::block_on(t.split_step(&counting)).unwrap();
+        alone.step();
+        same(&t, &helper);
+        assert_eq!(states_sent.get(), 2, "and again after a step alone");
+        // the helper drops its copies: the next split step is computed here, the one after
+        // sends the state again
+        helper.helper.borrow_mut().copies.clear();
+        pollster::block_on(t.split_step(&counting)).unwrap();
+        alone.step();
+        assert_eq!(helper.helper.borrow().weights(t.helper_key), None);
+        pollster::block_on(t.split_step(&counting)).unwrap();
+        alone.step();
+        same(&t, &helper);
+        assert_eq!(states_sent.get(), 3);
+        assert_eq!(t.step_count(), 8);
+        // and the run is the one-worker run, up to rounding
+        let worst = weights(&t).iter().zip(&weights(&alone)).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-4, "weights differ by {worst}");
+
+        struct Counting<'a> {
+            inner: &'a InProcess,
+            states_sent: &'a std::cell::Cell<usize>,
+        }
+        impl HelperLink for Counting<'_> {
+            fn ask(&self, work: &HelperWork) -> Answer {
+                if work.copy.is_some() {
+                    self.states_sent.set(self.states_sent.get() + 1);
+                }
+                self.inner.ask(work)
+            }
+            fn update(&self, update: HelperUpdate) -> Result<(), String> {
+                self.inner.update(update)
+            }
+        }
+    }
+
+    /// A helper keeps the copies of the last `COPIES` runs it served.
+    #[test]
+    fn a_helper_keeps_a_few_runs_copies() {
+        let spec = spec("causal_lm");
+        let helper = InProcess::new(false);
+        let mut runs: Vec<Trainer> = (0..COPIES + 1).map(|_| Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap()).collect();
+        for t in &mut runs {
+            pollster::block_on(t.split_step(&helper)).unwrap();
+        }
+        let h = helper.helper.borrow();
+        assert_eq!(h.copies.len(), COPIES);
+        assert!(h.weights(runs[0].helper_key).is_none(), "the oldest was dropped");
+        assert_eq!(h.weights(runs[COPIES].helper_key), Some(weights(&runs[COPIES])));
     }
 
     #[test]
