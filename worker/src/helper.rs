@@ -20,7 +20,7 @@ use std::future::Future;
 use js_sys::{Array, Float32Array, Object, Promise, Reflect};
 use objlab_engine::burn::tensor::Device;
 use objlab_engine::protocol::FromWorker;
-use objlab_engine::train::data_parallel::{Helper, HelperReply, HelperWork};
+use objlab_engine::train::data_parallel::{Answer, Helper, HelperLink, HelperReply, HelperUpdate, HelperWork};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -47,8 +47,11 @@ thread_local! {
     static LINK: RefCell<Link> = const { RefCell::new(Link::Unstarted) };
     /// Resolves the job in flight with the helper's answer (its message's data).
     static WAITING: RefCell<Option<js_sys::Function>> = const { RefCell::new(None) };
-    /// In the helper: the engine's side, kept between jobs (it caches a model skeleton).
+    /// In the helper: the engine's side, kept between jobs (its copies of the runs).
     static ENGINE: RefCell<Option<Helper>> = const { RefCell::new(None) };
+    /// In the helper: messages not yet handled, handled one at a time in order (an update
+    /// must follow its job).
+    static QUEUE: RefCell<(bool, std::collections::VecDeque<JsValue>)> = const { RefCell::new((false, std::collections::VecDeque::new())) };
     /// Handlers of the helper's events, kept alive while it lives.
     static HANDLERS: RefCell<Vec<Closure<dyn FnMut(JsValue)>>> = const { RefCell::new(Vec::new()) };
 }
@@ -137,6 +140,34 @@ fn answer(data: JsValue) {
     }
 }
 
+/// The training worker's link to its helper, for `Trainer::split_step`.
+pub struct SecondWorker;
+
+impl HelperLink for SecondWorker {
+    fn ask(&self, work: &HelperWork) -> Answer {
+        Box::pin(ask(work))
+    }
+
+    fn update(&self, update: HelperUpdate) -> Result<(), String> {
+        let worker = ready_worker().ok_or("the second worker is not ready")?;
+        let json = serde_json::to_string(&update).map_err(|e| format!("the step's gradients could not be written: {e}"))?;
+        let grads = Float32Array::from(&update.grads[..]);
+        let message = Object::new();
+        let _ = Reflect::set(&message, &"update".into(), &json.into());
+        let _ = Reflect::set(&message, &"grads".into(), &grads);
+        worker
+            .post_message_with_transfer(&message, &Array::of1(&grads.buffer()))
+            .map_err(|e| format!("the second worker could not be sent the gradients: {e:?}"))
+    }
+}
+
+fn ready_worker() -> Option<Worker> {
+    LINK.with(|l| match &*l.borrow() {
+        Link::Ready(w) => Some(w.clone()),
+        _ => None,
+    })
+}
+
 /// Sends `work` to the helper now; the future is its answer. (Called by
 /// `Trainer::split_step` before this worker's own half, so both halves run at once.) Any
 /// error stops the helper for good ([`fail`]) before it is returned.
@@ -160,20 +191,15 @@ pub fn ask(work: &HelperWork) -> impl Future<Output = Result<HelperReply, String
 }
 
 fn send(work: &HelperWork) -> Result<Promise, String> {
-    let worker = LINK
-        .with(|l| match &*l.borrow() {
-            Link::Ready(w) => Some(w.clone()),
-            _ => None,
-        })
-        .ok_or("the second worker is not ready")?;
+    let worker = ready_worker().ok_or("the second worker is not ready")?;
     let json = serde_json::to_string(work).map_err(|e| format!("the step's rows could not be written: {e}"))?;
-    let params = Float32Array::from(&work.params[..]);
+    let state = Float32Array::from(&work.state[..]);
     let message = Object::new();
     let _ = Reflect::set(&message, &"work".into(), &json.into());
-    let _ = Reflect::set(&message, &"params".into(), &params);
+    let _ = Reflect::set(&message, &"state".into(), &state);
     let promise = Promise::new(&mut |resolve, _| WAITING.with(|w| *w.borrow_mut() = Some(resolve)));
     worker
-        .post_message_with_transfer(&message, &Array::of1(&params.buffer()))
+        .post_message_with_transfer(&message, &Array::of1(&state.buffer()))
         .map_err(|e| format!("the second worker could not be sent the step: {e:?}"))?;
     Ok(promise)
 }
@@ -183,22 +209,52 @@ fn read_reply(data: &JsValue) -> Result<HelperReply, String> {
     if let Some(error) = get("error").as_string() {
         return Err(error);
     }
+    if get("stale").is_truthy() {
+        return Ok(HelperReply { stale: true, ..Default::default() });
+    }
     let grads = get("grads").dyn_into::<Float32Array>().map_err(|_| "the second worker's answer has no gradients")?.to_vec();
     let present = get("present").as_string().ok_or("the second worker's answer has no parameter list")?;
     let present: Vec<bool> = serde_json::from_str(&present).map_err(|e| format!("the second worker's parameter list: {e}"))?;
     let loss = get("loss").as_f64().ok_or("the second worker's answer has no loss")? as f32;
     let busy_ms = get("busy").as_f64().unwrap_or(0.0);
-    Ok(HelperReply { grads, present, loss, busy_ms })
+    Ok(HelperReply { grads, present, loss, busy_ms, stale: false })
 }
 
-/// In the helper: one job from the training worker (a message that is not text), answered when
-/// its gradients are computed.
+/// In the helper: a message from the training worker (one that is not text), queued and handled
+/// in order: a job, answered when its gradients are computed, or the run's half of that step.
 pub fn serve(data: JsValue) {
+    let start = QUEUE.with(|q| {
+        let mut q = q.borrow_mut();
+        q.1.push_back(data);
+        !std::mem::replace(&mut q.0, true)
+    });
+    if start {
+        wasm_bindgen_futures::spawn_local(async {
+            while let Some(data) = QUEUE.with(|q| q.borrow_mut().1.pop_front()) {
+                handle(data).await;
+            }
+            QUEUE.with(|q| q.borrow_mut().0 = false);
+        });
+    }
+}
+
+async fn handle(data: JsValue) {
     let received = crate::worker::precise_ms();
-    wasm_bindgen_futures::spawn_local(async move {
+    if let Some(json) = Reflect::get(&data, &"update".into()).ok().and_then(|u| u.as_string()) {
+        // The run's half: a copy that cannot take it is dropped, and the run's next job is
+        // answered stale, so nothing is reported here but a warning.
+        if let Err(e) = update(&json, &data) {
+            web_sys::console::warn_1(&format!("the second worker dropped a run's copy: {e}").into());
+        }
+        return;
+    }
+    {
         let reply = Object::new();
         let mut transfer = Array::new();
         match gradients(&data).await {
+            Ok(r) if r.stale => {
+                let _ = Reflect::set(&reply, &"stale".into(), &true.into());
+            }
             Ok(r) => {
                 let grads = Float32Array::from(&r.grads[..]);
                 let present = serde_json::to_string(&r.present).unwrap_or_default();
@@ -214,16 +270,26 @@ pub fn serve(data: JsValue) {
             }
         }
         let _ = scope().post_message_with_transfer(&reply, &transfer);
-    });
+    }
+}
+
+fn update(json: &str, data: &JsValue) -> Result<(), String> {
+    let mut update: HelperUpdate = serde_json::from_str(json).map_err(|e| format!("unreadable gradients: {e}"))?;
+    update.grads = Reflect::get(data, &"grads".into())
+        .ok()
+        .and_then(|p| p.dyn_into::<Float32Array>().ok())
+        .ok_or("an update without gradients")?
+        .to_vec();
+    ENGINE.with(|h| h.borrow_mut().get_or_insert_with(|| Helper::new(Device::flex())).update(&update))
 }
 
 async fn gradients(data: &JsValue) -> Result<HelperReply, String> {
     let json = Reflect::get(data, &"work".into()).ok().and_then(|w| w.as_string()).ok_or("a message without work")?;
     let mut work: HelperWork = serde_json::from_str(&json).map_err(|e| format!("unreadable work: {e}"))?;
-    work.params = Reflect::get(data, &"params".into())
+    work.state = Reflect::get(data, &"state".into())
         .ok()
         .and_then(|p| p.dyn_into::<Float32Array>().ok())
-        .ok_or("work without weights")?
+        .ok_or("work without its state array")?
         .to_vec();
     let mut helper = ENGINE.with(|h| h.borrow_mut().take()).unwrap_or_else(|| Helper::new(Device::flex()));
     let reply = helper.gradients(&work).await;

@@ -15,12 +15,9 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use objlab_engine::benchmark::HelperFn;
 use objlab_engine::burn::tensor::Device;
 use objlab_engine::data::Corpus;
 use objlab_engine::memory;
@@ -29,7 +26,7 @@ use objlab_engine::protocol::{DeviceKind, FromWorker, RunId, RunState, Snapshot,
 use objlab_engine::scheduler::{Scheduler, Slot};
 use objlab_engine::spec::{CORPORA, DeviceChoice, ExperimentSpec};
 use objlab_engine::train::Trainer;
-use objlab_engine::train::data_parallel::{HelperReply, HelperWork};
+use objlab_engine::train::data_parallel::HelperLink;
 use objlab_kernels::{Analyser, Matrix};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -492,8 +489,8 @@ async fn benchmark(spec: ExperimentSpec, steps: usize) -> Result<(), String> {
     post(&FromWorker::BenchmarkProgress { done: 0, steps });
     let corpus = load_corpus(&spec.corpus).await?;
     let (device, name, kind) = pick_device(spec.device).await;
-    let split = |w: &HelperWork| -> Pin<Box<dyn Future<Output = Result<HelperReply, String>>>> { Box::pin(crate::helper::ask(w)) };
-    let helper: Option<HelperFn> = (kind == DeviceKind::Cpu && crate::helper::ready()).then_some(&split);
+    let link = crate::helper::SecondWorker;
+    let helper: Option<&dyn HelperLink> = (kind == DeviceKind::Cpu && crate::helper::ready()).then_some(&link);
     let report = objlab_engine::benchmark::benchmark(&spec, corpus, device, &name, steps, helper, precise_ms, |done| {
         if done % 5 == 0 {
             post(&FromWorker::BenchmarkProgress { done, steps });
@@ -626,7 +623,7 @@ async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Op
     if cpu && trainer.splits() && crate::helper::ready() {
         // Half of the rows on the helper's core; a failed helper costs no step (its half was
         // computed here) and is not asked again (`ask` stopped it).
-        match trainer.split_step(crate::helper::ask).await {
+        match trainer.split_step(&crate::helper::SecondWorker).await {
             Ok(_) => {}
             Err(why) => {
                 crate::helper::fail(&format!("the split step failed: {why}"));
