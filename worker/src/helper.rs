@@ -3,32 +3,83 @@
 //! Why: the tab's WebAssembly runs on one thread (threads need a cross-origin-isolated page and
 //! a standard library rebuilt with atomics), so a CPU run used one core of a machine that has
 //! several. The training worker starts a copy of itself (`new Worker(self.location.href)`, the
-//! same loader shim) as its *helper*; for each step it sends the current weights and the second
-//! half of the batch's rows, computes the first half meanwhile, and adds the two gradients
+//! same loader shim) as its *helper*; for each step it sends the second half of the batch's
+//! rows, computes the first half meanwhile, and adds the two gradients
 //! (`objlab_engine::train::data_parallel`, where the split is shown to equal one batch). The
-//! helper keeps no state of the run, so every run of the workspace can use it in turn.
+//! helper keeps a copy of each run it serves (weights and AdamW moments) and takes the same
+//! step on it with the run's half of the gradients, so the run's state travels only when the
+//! copy is missing or out of step.
 //!
-//! Messages to the helper are objects, not the page's JSON text: `{work, params}` with the
-//! weights as a transferred `Float32Array`, answered by `{grads, present, loss, busy}` (`busy`:
-//! its milliseconds on the job, for the benchmark's profile) or `{error}`. A helper that
-//! fails, crashes or stays silent for [`ANSWER_TIMEOUT_MS`] is stopped for good and its half
-//! computed here, so no step is lost; the device line says so.
+//! Every message between the two workers is an object of two fields: `json`, a header as JSON
+//! text ([`Outgoing`], read back as [`Incoming`]), and `floats`, one transferred
+//! `Float32Array` (the run's state, or gradients). So few values because in this worker every
+//! JavaScript value that Rust makes or receives costs ~0.6 ms (Chromium 156; wasm-bindgen's
+//! externref table), while a borrowed one costs microseconds: the keys, the message object,
+//! the transfer list and the answer's watchdog are made once, arrays received are reused for
+//! the next ones sent, and the step waits for its answer on a Rust future, not a `Promise`.
+//!
+//! A helper that fails, crashes or stays silent for [`ANSWER_TIMEOUT_MS`] is stopped for good
+//! and its half computed here, so no step is lost; the device line says so.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
-use js_sys::{Array, Float32Array, Object, Promise, Reflect};
+use js_sys::{Array, Float32Array, Object, Reflect};
 use objlab_engine::burn::tensor::Device;
 use objlab_engine::protocol::FromWorker;
 use objlab_engine::train::data_parallel::{Answer, Helper, HelperLink, HelperReply, HelperUpdate, HelperWork};
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
-use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, Worker};
+use web_sys::{MessageEvent, Worker};
+
+use crate::worker::with_scope;
 
 /// How long a step waits for the helper's half before computing it here (a baby-GPT half
 /// takes about 0.1 s; a large model's, a few seconds).
 const ANSWER_TIMEOUT_MS: i32 = 60_000;
+
+/// A message's header, as sent (borrowing what it says).
+#[derive(Serialize)]
+enum Outgoing<'a> {
+    /// To the helper: the gradients of these rows, please (floats: the run's state when
+    /// `work.copy` says so, else none).
+    Work(&'a HelperWork),
+    /// To the helper: the run's half of the step, for its copy (floats: the gradients).
+    Update(&'a HelperUpdate),
+    /// To the training worker: the helper's half (floats: its gradients).
+    Reply(&'a HelperReply),
+    /// To the training worker: the job failed.
+    Error(&'a str),
+}
+
+/// A message's header, as received: the same variants as [`Outgoing`], owned.
+#[derive(Deserialize)]
+enum Incoming {
+    Work(HelperWork),
+    Update(HelperUpdate),
+    Reply(HelperReply),
+    Error(String),
+}
+
+/// The values every message is built from, made once per worker.
+struct Wire {
+    json: JsValue,
+    floats: JsValue,
+    /// The message object, refilled for each message (posting copies it).
+    message: Object,
+    /// `[the floats' buffer]`, refilled likewise.
+    transfer: Array,
+    /// Arrays received, reused for the next ones sent of the same length (a step's gradients
+    /// come and go at one length).
+    spares: RefCell<Vec<Float32Array>>,
+}
+
+/// How many received arrays are kept for reuse.
+const SPARES: usize = 2;
 
 /// Where the training worker stands with its helper.
 enum Link {
@@ -43,21 +94,82 @@ enum Link {
     Failed(String),
 }
 
+/// The job in flight with the helper, as the training worker sees it.
+#[derive(Default)]
+struct Pending {
+    /// A job was sent and its answer not yet handed over.
+    asked: bool,
+    answer: Option<Result<HelperReply, String>>,
+    /// The step waiting for the answer.
+    waker: Option<Waker>,
+    /// The watchdog's timer for this job.
+    timer: Option<i32>,
+}
+
 thread_local! {
+    static WIRE: Wire = Wire {
+        json: JsValue::from_str("json"),
+        floats: JsValue::from_str("floats"),
+        message: Object::new(),
+        transfer: Array::new(),
+        spares: RefCell::new(Vec::new()),
+    };
     static LINK: RefCell<Link> = const { RefCell::new(Link::Unstarted) };
-    /// Resolves the job in flight with the helper's answer (its message's data).
-    static WAITING: RefCell<Option<js_sys::Function>> = const { RefCell::new(None) };
+    static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
     /// In the helper: the engine's side, kept between jobs (its copies of the runs).
     static ENGINE: RefCell<Option<Helper>> = const { RefCell::new(None) };
     /// In the helper: messages not yet handled, handled one at a time in order (an update
-    /// must follow its job).
-    static QUEUE: RefCell<(bool, std::collections::VecDeque<JsValue>)> = const { RefCell::new((false, std::collections::VecDeque::new())) };
+    /// must follow its job); and whether they are being handled.
+    static QUEUE: RefCell<(bool, VecDeque<(Incoming, Vec<f32>)>)> = const { RefCell::new((false, VecDeque::new())) };
     /// Handlers of the helper's events, kept alive while it lives.
     static HANDLERS: RefCell<Vec<Closure<dyn FnMut(JsValue)>>> = const { RefCell::new(Vec::new()) };
+    /// Fires when a job's answer is late (its timer is cleared when the answer comes).
+    static WATCHDOG: Closure<dyn FnMut(JsValue)> = Closure::new(|_| {
+        if PENDING.with(|p| p.borrow().asked) {
+            fail(&format!("the second worker did not answer within {} s", ANSWER_TIMEOUT_MS / 1000));
+        }
+    });
 }
 
-fn scope() -> DedicatedWorkerGlobalScope {
-    js_sys::global().unchecked_into()
+/// Posts `header` and `floats` with `post` (a worker's `postMessage` with a transfer list).
+fn post(
+    header: &Outgoing,
+    floats: &[f32],
+    post: impl FnOnce(&JsValue, &JsValue) -> Result<(), JsValue>,
+) -> Result<(), String> {
+    let json = serde_json::to_string(header).map_err(|e| format!("a message could not be written: {e}"))?;
+    WIRE.with(|w| {
+        let spare = {
+            let mut spares = w.spares.borrow_mut();
+            spares.iter().position(|a| a.length() as usize == floats.len()).map(|i| spares.remove(i))
+        };
+        let array = spare.unwrap_or_else(|| Float32Array::new_with_length(floats.len() as u32));
+        array.copy_from(floats);
+        let _ = Reflect::set(&w.message, &w.json, &JsValue::from(json));
+        let _ = Reflect::set(&w.message, &w.floats, &array);
+        w.transfer.set(0, array.buffer().into());
+        post(&w.message, &w.transfer).map_err(|e| format!("{e:?}"))
+    })
+}
+
+/// Reads a message posted by [`post`]: its header and its floats (whose array is kept for
+/// reuse).
+fn received(data: &JsValue) -> Result<(Incoming, Vec<f32>), String> {
+    WIRE.with(|w| {
+        let json = Reflect::get(data, &w.json).ok().and_then(|j| j.as_string()).ok_or("a message without its header")?;
+        let header: Incoming = serde_json::from_str(&json).map_err(|e| format!("an unreadable message: {e}"))?;
+        let array: Float32Array = Reflect::get(data, &w.floats)
+            .ok()
+            .and_then(|a| a.dyn_into().ok())
+            .ok_or("a message without its array")?;
+        let floats = array.to_vec();
+        let mut spares = w.spares.borrow_mut();
+        spares.push(array);
+        if spares.len() > SPARES {
+            spares.remove(0);
+        }
+        Ok((header, floats))
+    })
 }
 
 /// Starts the helper if this machine has a core to spare and none was started (or refused)
@@ -66,12 +178,12 @@ pub fn start() {
     if !LINK.with(|l| matches!(*l.borrow(), Link::Unstarted)) {
         return;
     }
-    let cores = scope().navigator().hardware_concurrency();
+    let cores = with_scope(|s| s.navigator().hardware_concurrency());
     if cores < 2.0 {
         LINK.with(|l| *l.borrow_mut() = Link::Unavailable);
         return;
     }
-    let url = scope().location().href();
+    let url = with_scope(|s| s.location().href());
     let worker = match Worker::new(&url) {
         Ok(w) => w,
         Err(e) => return fail(&format!("the second worker could not start ({e:?})")),
@@ -93,7 +205,15 @@ pub fn start() {
                 Ok(FromWorker::Error { message, .. }) => fail(&format!("the second worker failed: {message}")),
                 _ => {}
             },
-            None => answer(data),
+            None => match received(&data) {
+                Ok((Incoming::Reply(mut reply), grads)) => {
+                    reply.grads = grads;
+                    answer(Ok(reply));
+                }
+                Ok((Incoming::Error(why), _)) => answer(Err(why)),
+                Ok(_) => answer(Err("the second worker answered with a job".into())),
+                Err(why) => answer(Err(format!("the second worker's answer: {why}"))),
+            },
         }
     });
     let on_error = Closure::<dyn FnMut(JsValue)>::new(|event: JsValue| {
@@ -127,17 +247,55 @@ pub fn fail(why: &str) {
         w.terminate();
     }
     web_sys::console::warn_1(&why.into());
-    let error = Object::new();
-    let _ = Reflect::set(&error, &"error".into(), &why.into());
-    answer(error.into());
+    answer(Err(why.to_string()));
     crate::worker::device_changed();
 }
 
-/// Hands the helper's answer (or an error object) to the step waiting for it.
-fn answer(data: JsValue) {
-    if let Some(resolve) = WAITING.with(|w| w.borrow_mut().take()) {
-        let _ = resolve.call1(&JsValue::NULL, &data);
+/// Hands the answer of the job in flight to the step waiting for it (nothing when no job is:
+/// a late answer, or a second failure).
+fn answer(result: Result<HelperReply, String>) {
+    let (waker, timer) = PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        if !std::mem::take(&mut p.asked) {
+            return (None, None);
+        }
+        p.answer = Some(result);
+        (p.waker.take(), p.timer.take())
+    });
+    if let Some(timer) = timer {
+        with_scope(|s| s.clear_timeout_with_handle(timer));
     }
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+/// The answer to the job in flight, once [`answer`] has it.
+struct Answered;
+
+impl Future for Answered {
+    type Output = Result<HelperReply, String>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            match p.answer.take() {
+                Some(answer) => Poll::Ready(answer),
+                None => {
+                    p.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+    }
+}
+
+/// Posts to the helper when it is ready.
+fn post_to_helper(header: &Outgoing, floats: &[f32]) -> Result<(), String> {
+    LINK.with(|l| match &*l.borrow() {
+        Link::Ready(worker) => post(header, floats, |m, t| worker.post_message_with_transfer(m, t)),
+        _ => Err("the second worker is not ready".into()),
+    })
 }
 
 /// The training worker's link to its helper, for `Trainer::split_step`.
@@ -149,150 +307,93 @@ impl HelperLink for SecondWorker {
     }
 
     fn update(&self, update: HelperUpdate) -> Result<(), String> {
-        let worker = ready_worker().ok_or("the second worker is not ready")?;
-        let json = serde_json::to_string(&update).map_err(|e| format!("the step's gradients could not be written: {e}"))?;
-        let grads = Float32Array::from(&update.grads[..]);
-        let message = Object::new();
-        let _ = Reflect::set(&message, &"update".into(), &json.into());
-        let _ = Reflect::set(&message, &"grads".into(), &grads);
-        worker
-            .post_message_with_transfer(&message, &Array::of1(&grads.buffer()))
-            .map_err(|e| format!("the second worker could not be sent the gradients: {e:?}"))
+        post_to_helper(&Outgoing::Update(&update), &update.grads)
+            .map_err(|e| format!("the second worker could not be sent the gradients: {e}"))
     }
-}
-
-fn ready_worker() -> Option<Worker> {
-    LINK.with(|l| match &*l.borrow() {
-        Link::Ready(w) => Some(w.clone()),
-        _ => None,
-    })
 }
 
 /// Sends `work` to the helper now; the future is its answer. (Called by
 /// `Trainer::split_step` before this worker's own half, so both halves run at once.) Any
 /// error stops the helper for good ([`fail`]) before it is returned.
 pub fn ask(work: &HelperWork) -> impl Future<Output = Result<HelperReply, String>> + use<> {
-    let sent = send(work).inspect_err(|why| fail(why));
-    async move {
-        let answer = sent?;
-        let timeout = Promise::new(&mut |resolve, _| {
-            let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ANSWER_TIMEOUT_MS);
-        });
-        let data = JsFuture::from(Promise::race(&Array::of2(&answer, &timeout)))
-            .await
-            .map_err(|e| format!("the second worker's answer failed: {e:?}"))?;
-        if data.is_undefined() {
-            let why = format!("the second worker did not answer within {} s", ANSWER_TIMEOUT_MS / 1000);
-            fail(&why);
-            return Err(why);
+    PENDING.with(|p| *p.borrow_mut() = Pending { asked: true, ..Pending::default() });
+    let sent = post_to_helper(&Outgoing::Work(work), &work.state)
+        .map_err(|e| format!("the second worker could not be sent the step: {e}"));
+    match &sent {
+        Ok(()) => {
+            let timer = WATCHDOG.with(|dog| {
+                with_scope(|s| s.set_timeout_with_callback_and_timeout_and_arguments_0(dog.as_ref().unchecked_ref(), ANSWER_TIMEOUT_MS))
+            });
+            PENDING.with(|p| p.borrow_mut().timer = timer.ok());
         }
-        read_reply(&data).inspect_err(|why| fail(why))
+        Err(why) => fail(why),
     }
-}
-
-fn send(work: &HelperWork) -> Result<Promise, String> {
-    let worker = ready_worker().ok_or("the second worker is not ready")?;
-    let json = serde_json::to_string(work).map_err(|e| format!("the step's rows could not be written: {e}"))?;
-    let state = Float32Array::from(&work.state[..]);
-    let message = Object::new();
-    let _ = Reflect::set(&message, &"work".into(), &json.into());
-    let _ = Reflect::set(&message, &"state".into(), &state);
-    let promise = Promise::new(&mut |resolve, _| WAITING.with(|w| *w.borrow_mut() = Some(resolve)));
-    worker
-        .post_message_with_transfer(&message, &Array::of1(&state.buffer()))
-        .map_err(|e| format!("the second worker could not be sent the step: {e:?}"))?;
-    Ok(promise)
-}
-
-fn read_reply(data: &JsValue) -> Result<HelperReply, String> {
-    let get = |key: &str| Reflect::get(data, &key.into()).unwrap_or(JsValue::UNDEFINED);
-    if let Some(error) = get("error").as_string() {
-        return Err(error);
+    async move {
+        sent?;
+        Answered.await.inspect_err(|why| fail(why))
     }
-    if get("stale").is_truthy() {
-        return Ok(HelperReply { stale: true, ..Default::default() });
-    }
-    let grads = get("grads").dyn_into::<Float32Array>().map_err(|_| "the second worker's answer has no gradients")?.to_vec();
-    let present = get("present").as_string().ok_or("the second worker's answer has no parameter list")?;
-    let present: Vec<bool> = serde_json::from_str(&present).map_err(|e| format!("the second worker's parameter list: {e}"))?;
-    let loss = get("loss").as_f64().ok_or("the second worker's answer has no loss")? as f32;
-    let busy_ms = get("busy").as_f64().unwrap_or(0.0);
-    Ok(HelperReply { grads, present, loss, busy_ms, stale: false })
 }
 
 /// In the helper: a message from the training worker (one that is not text), queued and handled
 /// in order: a job, answered when its gradients are computed, or the run's half of that step.
 pub fn serve(data: JsValue) {
+    let message = match received(&data) {
+        Ok(message) => message,
+        Err(why) => return reply_error(&format!("the second worker got {why}")),
+    };
     let start = QUEUE.with(|q| {
         let mut q = q.borrow_mut();
-        q.1.push_back(data);
+        q.1.push_back(message);
         !std::mem::replace(&mut q.0, true)
     });
     if start {
         wasm_bindgen_futures::spawn_local(async {
-            while let Some(data) = QUEUE.with(|q| q.borrow_mut().1.pop_front()) {
-                handle(data).await;
+            while let Some((header, floats)) = QUEUE.with(|q| q.borrow_mut().1.pop_front()) {
+                handle(header, floats).await;
             }
             QUEUE.with(|q| q.borrow_mut().0 = false);
         });
     }
 }
 
-async fn handle(data: JsValue) {
+fn reply(header: &Outgoing, floats: &[f32]) {
+    let sent = with_scope(|s| post(header, floats, |m, t| s.post_message_with_transfer(m, t)));
+    if let Err(e) = sent {
+        web_sys::console::warn_1(&format!("the second worker could not answer: {e}").into());
+    }
+}
+
+fn reply_error(why: &str) {
+    reply(&Outgoing::Error(why), &[]);
+}
+
+async fn handle(header: Incoming, floats: Vec<f32>) {
     let received = crate::worker::precise_ms();
-    if let Some(json) = Reflect::get(&data, &"update".into()).ok().and_then(|u| u.as_string()) {
-        // The run's half: a copy that cannot take it is dropped, and the run's next job is
-        // answered stale, so nothing is reported here but a warning.
-        if let Err(e) = update(&json, &data) {
-            web_sys::console::warn_1(&format!("the second worker dropped a run's copy: {e}").into());
-        }
-        return;
-    }
-    {
-        let reply = Object::new();
-        let mut transfer = Array::new();
-        match gradients(&data).await {
-            Ok(r) if r.stale => {
-                let _ = Reflect::set(&reply, &"stale".into(), &true.into());
-            }
-            Ok(r) => {
-                let grads = Float32Array::from(&r.grads[..]);
-                let present = serde_json::to_string(&r.present).unwrap_or_default();
-                let _ = Reflect::set(&reply, &"grads".into(), &grads);
-                let _ = Reflect::set(&reply, &"present".into(), &present.into());
-                let _ = Reflect::set(&reply, &"loss".into(), &f64::from(r.loss).into());
-                // its time on the job, for the benchmark's profile
-                let _ = Reflect::set(&reply, &"busy".into(), &(crate::worker::precise_ms() - received).into());
-                transfer = Array::of1(&grads.buffer());
-            }
-            Err(e) => {
-                let _ = Reflect::set(&reply, &"error".into(), &format!("the second worker failed: {e}").into());
+    match header {
+        Incoming::Update(mut update) => {
+            // The run's half: a copy that cannot take it is dropped, and the run's next job is
+            // answered stale, so nothing is reported here but a warning.
+            update.grads = floats;
+            let updated = ENGINE.with(|h| h.borrow_mut().get_or_insert_with(|| Helper::new(Device::flex())).update(&update));
+            if let Err(e) = updated {
+                web_sys::console::warn_1(&format!("the second worker dropped a run's copy: {e}").into());
             }
         }
-        let _ = scope().post_message_with_transfer(&reply, &transfer);
+        Incoming::Work(mut work) => {
+            work.state = floats;
+            let mut helper = ENGINE.with(|h| h.borrow_mut().take()).unwrap_or_else(|| Helper::new(Device::flex()));
+            let result = helper.gradients(&work).await;
+            ENGINE.with(|h| *h.borrow_mut() = Some(helper));
+            match result {
+                Ok(mut r) => {
+                    // its time on the job, for the benchmark's profile
+                    r.busy_ms = crate::worker::precise_ms() - received;
+                    let grads = std::mem::take(&mut r.grads);
+                    reply(&Outgoing::Reply(&r), &grads);
+                }
+                Err(e) => reply_error(&format!("the second worker failed: {e}")),
+            }
+        }
+        Incoming::Reply(_) | Incoming::Error(_) => reply_error("the second worker was sent an answer"),
     }
-}
-
-fn update(json: &str, data: &JsValue) -> Result<(), String> {
-    let mut update: HelperUpdate = serde_json::from_str(json).map_err(|e| format!("unreadable gradients: {e}"))?;
-    update.grads = Reflect::get(data, &"grads".into())
-        .ok()
-        .and_then(|p| p.dyn_into::<Float32Array>().ok())
-        .ok_or("an update without gradients")?
-        .to_vec();
-    ENGINE.with(|h| h.borrow_mut().get_or_insert_with(|| Helper::new(Device::flex())).update(&update))
-}
-
-async fn gradients(data: &JsValue) -> Result<HelperReply, String> {
-    let json = Reflect::get(data, &"work".into()).ok().and_then(|w| w.as_string()).ok_or("a message without work")?;
-    let mut work: HelperWork = serde_json::from_str(&json).map_err(|e| format!("unreadable work: {e}"))?;
-    work.state = Reflect::get(data, &"state".into())
-        .ok()
-        .and_then(|p| p.dyn_into::<Float32Array>().ok())
-        .ok_or("work without its state array")?
-        .to_vec();
-    let mut helper = ENGINE.with(|h| h.borrow_mut().take()).unwrap_or_else(|| Helper::new(Device::flex()));
-    let reply = helper.gradients(&work).await;
-    ENGINE.with(|h| *h.borrow_mut() = Some(helper));
-    reply
 }

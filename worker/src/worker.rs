@@ -89,14 +89,20 @@ struct Shared {
 
 thread_local! {
     static SHARED: RefCell<Shared> = RefCell::new(Shared::default());
+    /// This worker's global scope, looked up once: in this worker every new JavaScript value
+    /// costs ~0.6 ms (Chromium 156; `helper.rs` says more), a borrowed one microseconds.
+    static SCOPE: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
 }
 
-fn scope() -> DedicatedWorkerGlobalScope {
-    js_sys::global().unchecked_into()
+/// Calls `f` with this worker's global scope (`self`).
+pub fn with_scope<R>(f: impl FnOnce(&DedicatedWorkerGlobalScope) -> R) -> R {
+    SCOPE.with(f)
 }
 
 fn post(message: &FromWorker) {
-    let _ = scope().post_message(&message.to_json().into());
+    with_scope(|s| {
+        let _ = s.post_message(&message.to_json().into());
+    });
 }
 
 fn post_state(run: RunId, state: RunState) {
@@ -156,7 +162,7 @@ pub fn start() {
             None => post(&FromWorker::Error { run: None, message: "the worker only understands text messages".into() }),
         }
     });
-    scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    with_scope(|s| s.set_onmessage(Some(on_message.as_ref().unchecked_ref())));
     on_message.forget();
     post(&FromWorker::Ready);
 }
@@ -327,10 +333,63 @@ fn add_run(id: RunId, spec: ExperimentSpec) {
     });
 }
 
+/// Lets the worker handle the messages that came meanwhile (the page's commands, the
+/// helper's answers), then goes on: a message to itself through a `MessageChannel`, made once.
+/// Not `sleep(0)`: `setTimeout` waits at least 4 ms once nested five deep, as a loop of steps
+/// is, and a `Promise` per call costs ~3 ms of new JavaScript values here (`helper.rs`).
+fn yield_now() -> impl Future<Output = ()> {
+    struct Yield {
+        /// The round of [`YIELDS`] this call waits for to pass, once posted.
+        round: Option<u64>,
+    }
+    impl Future for Yield {
+        type Output = ();
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+            YIELDS.with(|y| {
+                let passed = y.passed.get();
+                match self.round {
+                    Some(round) if passed > round => return std::task::Poll::Ready(()),
+                    Some(_) => {}
+                    None => {
+                        self.round = Some(passed);
+                        let _ = y.channel.port2().post_message(&JsValue::UNDEFINED);
+                    }
+                }
+                y.waiting.borrow_mut().push(cx.waker().clone());
+                std::task::Poll::Pending
+            })
+        }
+    }
+    Yield { round: None }
+}
+
+/// The channel of [`yield_now`]: each message through it ends a round and wakes the callers.
+struct Yields {
+    channel: web_sys::MessageChannel,
+    passed: std::cell::Cell<u64>,
+    waiting: RefCell<Vec<std::task::Waker>>,
+    _on_message: Closure<dyn FnMut(JsValue)>,
+}
+
+thread_local! {
+    static YIELDS: Yields = {
+        let channel = web_sys::MessageChannel::new().expect("a worker can make a MessageChannel");
+        let on_message = Closure::<dyn FnMut(JsValue)>::new(|_| {
+            let waiting = YIELDS.with(|y| {
+                y.passed.set(y.passed.get() + 1);
+                std::mem::take(&mut *y.waiting.borrow_mut())
+            });
+            waiting.into_iter().for_each(std::task::Waker::wake);
+        });
+        channel.port1().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        Yields { channel, passed: std::cell::Cell::new(0), waiting: RefCell::new(Vec::new()), _on_message: on_message }
+    };
+}
+
 /// Resolves after `ms` milliseconds, letting the worker handle messages meanwhile.
 async fn sleep(ms: i32) {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
-        let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        let _ = with_scope(|s| s.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms));
     });
     let _ = JsFuture::from(promise).await;
 }
@@ -343,17 +402,17 @@ fn now_ms() -> f64 {
 /// parts, some of which take under a millisecond.
 ///
 /// The `Performance` object is looked up once: in this worker every new `JsValue` (here
-/// `scope()` and `performance()`, each a fresh externref) costs ~0.6 ms in Chromium 156, so
+/// `self` and `performance()`, each a fresh externref) costs ~0.6 ms in Chromium 156, so
 /// the lookup made each clock read cost ~1.2 ms, a split step's 11 reads ~13 ms.
 pub fn precise_ms() -> f64 {
     thread_local! {
-        static PERFORMANCE: Option<web_sys::Performance> = scope().performance();
+        static PERFORMANCE: Option<web_sys::Performance> = with_scope(|s| s.performance());
     }
     PERFORMANCE.with(|p| p.as_ref().map_or_else(js_sys::Date::now, |p| p.now()))
 }
 
 async fn fetch_text(url: &str) -> Result<String, String> {
-    let response = JsFuture::from(scope().fetch_with_str(url))
+    let response = JsFuture::from(with_scope(|s| s.fetch_with_str(url)))
         .await
         .map_err(|e| format!("could not load {url}: {e:?}"))?;
     let response: Response = response.unchecked_into();
@@ -436,7 +495,7 @@ async fn webgpu() -> Result<(Device, String), String> {
     if let Some(gpu) = SHARED.with(|s| s.borrow().gpu.clone()) {
         return Ok(gpu);
     }
-    let gpu = js_get(&scope().navigator().into(), "gpu");
+    let gpu = js_get(&with_scope(|s| s.navigator()).into(), "gpu");
     if gpu.is_undefined() || gpu.is_null() {
         return Err("this browser does not offer WebGPU".into());
     }
@@ -522,7 +581,7 @@ async fn load_run(id: RunId, spec: ExperimentSpec, generation: u64) -> Result<()
     start_snapshot(id, &trainer, generation).await?;
     while work_on_snapshots().await? {
         // the other runs step between the stages
-        sleep(0).await;
+        yield_now().await;
     }
     let (placed, paused) = SHARED.with(|s| {
         let mut s = s.borrow_mut();
@@ -617,7 +676,7 @@ async fn drive(generation: u64) {
             _ => {}
         }
         // Let commands in between steps.
-        sleep(0).await;
+        yield_now().await;
     }
 }
 

@@ -91,9 +91,11 @@ pub struct HelperWork {
 }
 
 /// The helper's answer.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct HelperReply {
-    /// grads: the gradients of the parameters marked in `present`, flat, in visiting order.
+    /// grads: the gradients of the parameters marked in `present`, flat, in visiting order
+    /// (sent beside the JSON as a binary array).
+    #[serde(skip)]
     pub grads: Vec<f32>,
     /// One flag per float parameter: whether it got a gradient (an unused position table
     /// gets none, and AdamW leaves such a parameter alone).
