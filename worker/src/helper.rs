@@ -131,11 +131,11 @@ thread_local! {
     });
 }
 
-/// Posts `header` and `floats` with `post` (a worker's `postMessage` with a transfer list).
+/// Posts `header` and `floats` with `send` (a worker's `postMessage` with a transfer list).
 fn post(
     header: &Outgoing,
     floats: &[f32],
-    post: impl FnOnce(&JsValue, &JsValue) -> Result<(), JsValue>,
+    send: impl FnOnce(&JsValue, &JsValue) -> Result<(), JsValue>,
 ) -> Result<(), String> {
     let json = serde_json::to_string(header).map_err(|e| format!("a message could not be written: {e}"))?;
     WIRE.with(|w| {
@@ -148,7 +148,7 @@ fn post(
         let _ = Reflect::set(&w.message, &w.json, &JsValue::from(json));
         let _ = Reflect::set(&w.message, &w.floats, &array);
         w.transfer.set(0, array.buffer().into());
-        post(&w.message, &w.transfer).map_err(|e| format!("{e:?}"))
+        send(&w.message, &w.transfer).map_err(|e| format!("{e:?}"))
     })
 }
 

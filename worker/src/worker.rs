@@ -352,7 +352,7 @@ fn yield_now() -> impl Future<Output = ()> {
                     Some(_) => {}
                     None => {
                         self.round = Some(passed);
-                        let _ = y.channel.port2().post_message(&JsValue::UNDEFINED);
+                        let _ = y.sender.post_message(&JsValue::UNDEFINED);
                     }
                 }
                 y.waiting.borrow_mut().push(cx.waker().clone());
@@ -365,7 +365,9 @@ fn yield_now() -> impl Future<Output = ()> {
 
 /// The channel of [`yield_now`]: each message through it ends a round and wakes the callers.
 struct Yields {
-    channel: web_sys::MessageChannel,
+    /// The channel's two ends, kept (each getter call would make a new JavaScript value).
+    sender: web_sys::MessagePort,
+    _receiver: web_sys::MessagePort,
     passed: std::cell::Cell<u64>,
     waiting: RefCell<Vec<std::task::Waker>>,
     _on_message: Closure<dyn FnMut(JsValue)>,
@@ -381,8 +383,9 @@ thread_local! {
             });
             waiting.into_iter().for_each(std::task::Waker::wake);
         });
-        channel.port1().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        Yields { channel, passed: std::cell::Cell::new(0), waiting: RefCell::new(Vec::new()), _on_message: on_message }
+        let receiver = channel.port1();
+        receiver.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        Yields { sender: channel.port2(), _receiver: receiver, passed: std::cell::Cell::new(0), waiting: RefCell::new(Vec::new()), _on_message: on_message }
     };
 }
 
