@@ -10,13 +10,15 @@
 //! step on it with the run's half of the gradients, so the run's state travels only when the
 //! copy is missing or out of step.
 //!
-//! Every message between the two workers is an object of two fields: `json`, a header as JSON
-//! text ([`Outgoing`], read back as [`Incoming`]), and `floats`, one transferred
-//! `Float32Array` (the run's state, or gradients). So few values because in this worker every
-//! JavaScript value that Rust makes or receives costs ~0.6 ms (Chromium 156; wasm-bindgen's
-//! externref table), while a borrowed one costs microseconds: the keys, the message object,
-//! the transfer list and the answer's watchdog are made once, arrays received are reused for
-//! the next ones sent, and the step waits for its answer on a Rust future, not a `Promise`.
+//! Every message between the two workers is one transferred `ArrayBuffer`: a JSON header
+//! ([`Outgoing`], read back as [`Incoming`]) followed by one array of floats (the run's state,
+//! or gradients), laid out by [`encode`]. A few lines of JavaScript ([`PORT_JS`]) copy it
+//! between the buffer and this module's memory, so Rust hands over and receives only numbers
+//! (an address and a length). Why: in this worker every JavaScript value that Rust makes or
+//! receives costs ~0.6 ms (Chromium 156; wasm-bindgen's externref table), while a call with
+//! numbers costs microseconds; a step's three messages had made or received ~20 such values.
+//! The answer's watchdog is made once too, and the step waits for its answer on a Rust
+//! future, not a `Promise`.
 //!
 //! A helper that fails, crashes or stays silent for [`ANSWER_TIMEOUT_MS`] is stopped for good
 //! and its half computed here, so no step is lost; the device line says so.
@@ -27,7 +29,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use js_sys::{Array, Float32Array, Object, Reflect};
+use js_sys::Array;
 use objlab_engine::burn::tensor::Device;
 use objlab_engine::protocol::FromWorker;
 use objlab_engine::train::data_parallel::{Answer, Helper, HelperLink, HelperReply, HelperUpdate, HelperWork};
@@ -65,21 +67,8 @@ enum Incoming {
     Error(String),
 }
 
-/// The values every message is built from, made once per worker.
-struct Wire {
-    json: JsValue,
-    floats: JsValue,
-    /// The message object, refilled for each message (posting copies it).
-    message: Object,
-    /// `[the floats' buffer]`, refilled likewise.
-    transfer: Array,
-    /// Arrays received, reused for the next ones sent of the same length (a step's gradients
-    /// come and go at one length).
-    spares: RefCell<Vec<Float32Array>>,
-}
-
-/// How many received arrays are kept for reuse.
-const SPARES: usize = 2;
+/// A message as received: its header and its floats.
+type Message = (Incoming, Vec<f32>);
 
 /// Where the training worker stands with its helper.
 enum Link {
@@ -107,22 +96,21 @@ struct Pending {
 }
 
 thread_local! {
-    static WIRE: Wire = Wire {
-        json: JsValue::from_str("json"),
-        floats: JsValue::from_str("floats"),
-        message: Object::new(),
-        transfer: Array::new(),
-        spares: RefCell::new(Vec::new()),
-    };
     static LINK: RefCell<Link> = const { RefCell::new(Link::Unstarted) };
     static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
     /// In the helper: the engine's side, kept between jobs (its copies of the runs).
     static ENGINE: RefCell<Option<Helper>> = const { RefCell::new(None) };
     /// In the helper: messages not yet handled, handled one at a time in order (an update
     /// must follow its job); and whether they are being handled.
-    static QUEUE: RefCell<(bool, VecDeque<(Incoming, Vec<f32>)>)> = const { RefCell::new((false, VecDeque::new())) };
+    static QUEUE: RefCell<(bool, VecDeque<Message>)> = const { RefCell::new((false, VecDeque::new())) };
     /// Handlers of the helper's events, kept alive while it lives.
     static HANDLERS: RefCell<Vec<Closure<dyn FnMut(JsValue)>>> = const { RefCell::new(Vec::new()) };
+    /// The training worker's channel to its helper, once started (kept after a failure: the
+    /// stopped helper sends nothing more, and `LINK` says not to post).
+    static TO_HELPER: RefCell<Option<Port>> = const { RefCell::new(None) };
+    /// Every worker's channel on its own `self`: in a helper, its jobs come and its answers
+    /// leave through it ([`listen`]).
+    static TO_PARENT: RefCell<Option<Port>> = const { RefCell::new(None) };
     /// Fires when a job's answer is late (its timer is cleared when the answer comes).
     static WATCHDOG: Closure<dyn FnMut(JsValue)> = Closure::new(|_| {
         if PENDING.with(|p| p.borrow().asked) {
@@ -131,45 +119,115 @@ thread_local! {
     });
 }
 
-/// Posts `header` and `floats` with `send` (a worker's `postMessage` with a transfer list).
-fn post(
-    header: &Outgoing,
-    floats: &[f32],
-    send: impl FnOnce(&JsValue, &JsValue) -> Result<(), JsValue>,
-) -> Result<(), String> {
-    let json = serde_json::to_string(header).map_err(|e| format!("a message could not be written: {e}"))?;
-    WIRE.with(|w| {
-        let spare = {
-            let mut spares = w.spares.borrow_mut();
-            spares.iter().position(|a| a.length() as usize == floats.len()).map(|i| spares.remove(i))
-        };
-        let array = spare.unwrap_or_else(|| Float32Array::new_with_length(floats.len() as u32));
-        array.copy_from(floats);
-        let _ = Reflect::set(&w.message, &w.json, &JsValue::from(json));
-        let _ = Reflect::set(&w.message, &w.floats, &array);
-        w.transfer.set(0, array.buffer().into());
-        send(&w.message, &w.transfer).map_err(|e| format!("{e:?}"))
-    })
+/// The JavaScript side of a [`Port`], called with `(target, memory, take, arrived, other)`:
+/// `target` is the other worker (or `self`), `memory` this module's memory, `take(length)`
+/// returns where in it a received message of `length` bytes goes, `arrived()` says it is
+/// there, and `other(event)` gets every message that is not binary (the page's text).
+/// Returns an object whose `send(at, length)` posts those bytes of the memory.
+const PORT_JS: &str = r#"
+target.onmessage = (event) => {
+  const data = event.data;
+  if (data instanceof ArrayBuffer) {
+    const at = take(data.byteLength);
+    new Uint8Array(memory.buffer, at, data.byteLength).set(new Uint8Array(data));
+    arrived();
+  } else {
+    other(event);
+  }
+};
+return {
+  send(at, length) {
+    const buffer = new ArrayBuffer(length);
+    new Uint8Array(buffer).set(new Uint8Array(memory.buffer, at, length));
+    target.postMessage(buffer, [buffer]);
+  },
+};
+"#;
+
+#[wasm_bindgen]
+extern "C" {
+    /// The object [`PORT_JS`] returns.
+    type BinaryPort;
+    #[wasm_bindgen(method, structural, catch)]
+    fn send(this: &BinaryPort, at: u32, length: u32) -> Result<(), JsValue>;
 }
 
-/// Reads a message posted by [`post`]: its header and its floats (whose array is kept for
-/// reuse).
-fn received(data: &JsValue) -> Result<(Incoming, Vec<f32>), String> {
-    WIRE.with(|w| {
-        let json = Reflect::get(data, &w.json).ok().and_then(|j| j.as_string()).ok_or("a message without its header")?;
-        let header: Incoming = serde_json::from_str(&json).map_err(|e| format!("an unreadable message: {e}"))?;
-        let array: Float32Array = Reflect::get(data, &w.floats)
-            .ok()
-            .and_then(|a| a.dyn_into().ok())
-            .ok_or("a message without its array")?;
-        let floats = array.to_vec();
-        let mut spares = w.spares.borrow_mut();
-        spares.push(array);
-        if spares.len() > SPARES {
-            spares.remove(0);
-        }
-        Ok((header, floats))
-    })
+/// A binary channel to another worker (see the module's doc).
+struct Port {
+    js: BinaryPort,
+    /// Its handler of binary messages, kept alive with it.
+    _arrived: Closure<dyn FnMut()>,
+}
+
+thread_local! {
+    /// The message being received (words, so that its floats are aligned), and its length
+    /// in bytes; kept between messages (a step's come at one length).
+    static INBOX: RefCell<(Vec<f32>, usize)> = const { RefCell::new((Vec::new(), 0)) };
+    /// Where [`PORT_JS`] asks for room: one for every port of this worker, as a message is
+    /// taken and handled before the next arrives.
+    static TAKE: Closure<dyn FnMut(u32) -> u32> = Closure::new(|length: u32| {
+        INBOX.with(|inbox| {
+            let mut inbox = inbox.borrow_mut();
+            inbox.0.resize((length as usize).div_ceil(4), 0.0);
+            inbox.1 = length as usize;
+            inbox.0.as_mut_ptr() as u32
+        })
+    });
+    /// The message being sent, kept between messages likewise.
+    static OUTBOX: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Port {
+    /// Listens on `target` (a `Worker`, or this worker's `self`): `arrived` gets each binary
+    /// message, `other` every other message event.
+    fn open(target: &JsValue, arrived: fn(Result<Message, String>), other: &JsValue) -> Result<Port, String> {
+        let arrived = Closure::<dyn FnMut()>::new(move || arrived(INBOX.with(|inbox| {
+            let inbox = inbox.borrow();
+            decode(&inbox.0, inbox.1)
+        })));
+        let make = js_sys::Function::new_with_args("target, memory, take, arrived, other", PORT_JS);
+        let args = TAKE.with(|take| Array::of5(target, &wasm_bindgen::memory(), take.as_ref(), arrived.as_ref(), other));
+        let js = make.apply(&JsValue::NULL, &args).map_err(|e| format!("the workers' channel could not be made: {e:?}"))?;
+        Ok(Port { js: js.unchecked_into(), _arrived: arrived })
+    }
+
+    /// Posts `header` and `floats` (copied once into the message's buffer, which is then
+    /// transferred, not copied again).
+    fn post(&self, header: &Outgoing, floats: &[f32]) -> Result<(), String> {
+        OUTBOX.with(|out| {
+            let mut out = out.borrow_mut();
+            encode(&mut out, header, floats)?;
+            self.js.send(out.as_ptr() as u32, out.len() as u32).map_err(|e| format!("{e:?}"))
+        })
+    }
+}
+
+/// Writes a message: the header's length in bytes (4, little-endian), the header as JSON,
+/// spaces up to a multiple of 4 bytes, then the floats.
+fn encode(out: &mut Vec<u8>, header: &Outgoing, floats: &[f32]) -> Result<(), String> {
+    out.clear();
+    out.extend_from_slice(&[0; 4]);
+    serde_json::to_writer(&mut *out, header).map_err(|e| format!("a message could not be written: {e}"))?;
+    let length = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&length.to_le_bytes());
+    out.resize(out.len().next_multiple_of(4), b' ');
+    out.extend_from_slice(bytemuck::cast_slice(floats));
+    Ok(())
+}
+
+/// Reads a message written by [`encode`], `length` bytes at the start of `words`.
+fn decode(words: &[f32], length: usize) -> Result<Message, String> {
+    let bytes: &[u8] = bytemuck::cast_slice(words);
+    if !length.is_multiple_of(4) || length < 4 || length > bytes.len() {
+        return Err(format!("a message of {length} bytes, not of the workers' format"));
+    }
+    let header_length = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    let floats_at = (4 + header_length).next_multiple_of(4);
+    if floats_at > length {
+        return Err("a message shorter than its header".into());
+    }
+    let header = serde_json::from_slice(&bytes[4..4 + header_length]).map_err(|e| format!("an unreadable message: {e}"))?;
+    Ok((header, words[floats_at / 4..length / 4].to_vec()))
 }
 
 /// Starts the helper if this machine has a core to spare and none was started (or refused)
@@ -189,41 +247,51 @@ pub fn start() {
         Err(e) => return fail(&format!("the second worker could not start ({e:?})")),
     };
     let on_message = Closure::<dyn FnMut(JsValue)>::new(|event: JsValue| {
-        let data = event.unchecked_into::<MessageEvent>().data();
-        match data.as_string() {
-            // The helper's own start-up and crash reports are the page's messages.
-            Some(text) => match FromWorker::from_json(&text) {
-                Ok(FromWorker::Ready) => {
-                    LINK.with(|l| {
-                        let mut l = l.borrow_mut();
-                        if let Link::Starting(w) = &*l {
-                            *l = Link::Ready(w.clone());
-                        }
-                    });
-                    crate::worker::device_changed();
-                }
-                Ok(FromWorker::Error { message, .. }) => fail(&format!("the second worker failed: {message}")),
-                _ => {}
-            },
-            None => match received(&data) {
-                Ok((Incoming::Reply(mut reply), grads)) => {
-                    reply.grads = grads;
-                    answer(Ok(reply));
-                }
-                Ok((Incoming::Error(why), _)) => answer(Err(why)),
-                Ok(_) => answer(Err("the second worker answered with a job".into())),
-                Err(why) => answer(Err(format!("the second worker's answer: {why}"))),
-            },
+        // The helper's own start-up and crash reports are the page's messages (text); its
+        // answers come through the port.
+        let Some(text) = event.unchecked_into::<MessageEvent>().data().as_string() else { return };
+        match FromWorker::from_json(&text) {
+            Ok(FromWorker::Ready) => {
+                LINK.with(|l| {
+                    let mut l = l.borrow_mut();
+                    if let Link::Starting(w) = &*l {
+                        *l = Link::Ready(w.clone());
+                    }
+                });
+                crate::worker::device_changed();
+            }
+            Ok(FromWorker::Error { message, .. }) => fail(&format!("the second worker failed: {message}")),
+            _ => {}
         }
     });
     let on_error = Closure::<dyn FnMut(JsValue)>::new(|event: JsValue| {
         let message = event.dyn_ref::<web_sys::ErrorEvent>().map(|e| e.message()).unwrap_or_default();
         fail(&format!("the second worker stopped: {message}"));
     });
-    worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    let port = match Port::open(&worker, answered, on_message.as_ref()) {
+        Ok(port) => port,
+        Err(why) => {
+            worker.terminate();
+            return fail(&why);
+        }
+    };
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     HANDLERS.with(|h| h.borrow_mut().extend([on_message, on_error]));
+    TO_HELPER.with(|p| *p.borrow_mut() = Some(port));
     LINK.with(|l| *l.borrow_mut() = Link::Starting(worker));
+}
+
+/// The helper's binary message: the answer to the job in flight.
+fn answered(message: Result<Message, String>) {
+    match message {
+        Ok((Incoming::Reply(mut reply), grads)) => {
+            reply.grads = grads;
+            answer(Ok(reply));
+        }
+        Ok((Incoming::Error(why), _)) => answer(Err(why)),
+        Ok(_) => answer(Err("the second worker answered with a job".into())),
+        Err(why) => answer(Err(format!("the second worker's answer: {why}"))),
+    }
 }
 
 /// Whether a step can be given half to the helper now.
@@ -292,9 +360,12 @@ impl Future for Answered {
 
 /// Posts to the helper when it is ready.
 fn post_to_helper(header: &Outgoing, floats: &[f32]) -> Result<(), String> {
-    LINK.with(|l| match &*l.borrow() {
-        Link::Ready(worker) => post(header, floats, |m, t| worker.post_message_with_transfer(m, t)),
-        _ => Err("the second worker is not ready".into()),
+    if !ready() {
+        return Err("the second worker is not ready".into());
+    }
+    TO_HELPER.with(|p| match &*p.borrow() {
+        Some(port) => port.post(header, floats),
+        None => Err("the second worker has no channel".into()),
     })
 }
 
@@ -334,10 +405,19 @@ pub fn ask(work: &HelperWork) -> impl Future<Output = Result<HelperReply, String
     }
 }
 
-/// In the helper: a message from the training worker (one that is not text), queued and handled
-/// in order: a job, answered when its gradients are computed, or the run's half of that step.
-pub fn serve(data: JsValue) {
-    let message = match received(&data) {
+/// Opens this worker's channel on its own `self`, whose binary messages are a helper's jobs
+/// ([`serve`]) and whose other messages go to `other` (the page's commands). Every worker opens
+/// it, as a worker does not know whether it was started as a helper.
+pub fn listen(other: &JsValue) -> Result<(), String> {
+    let port = with_scope(|s| Port::open(s, serve, other))?;
+    TO_PARENT.with(|p| *p.borrow_mut() = Some(port));
+    Ok(())
+}
+
+/// In the helper: a binary message from the training worker, queued and handled in order: a
+/// job, answered when its gradients are computed, or the run's half of that step.
+fn serve(message: Result<Message, String>) {
+    let message = match message {
         Ok(message) => message,
         Err(why) => return reply_error(&format!("the second worker got {why}")),
     };
@@ -357,7 +437,10 @@ pub fn serve(data: JsValue) {
 }
 
 fn reply(header: &Outgoing, floats: &[f32]) {
-    let sent = with_scope(|s| post(header, floats, |m, t| s.post_message_with_transfer(m, t)));
+    let sent = TO_PARENT.with(|p| match &*p.borrow() {
+        Some(port) => port.post(header, floats),
+        None => Err("it has no channel".into()),
+    });
     if let Err(e) = sent {
         web_sys::console::warn_1(&format!("the second worker could not answer: {e}").into());
     }

@@ -157,12 +157,15 @@ pub fn start() {
         match data.as_string().map(|s| ToWorker::from_json(&s)) {
             Some(Ok(message)) => handle(message),
             Some(Err(e)) => post(&FromWorker::Error { run: None, message: e }),
-            // Objects come from a training worker to this one as its helper (`helper.rs`).
-            None if data.is_object() => crate::helper::serve(data),
             None => post(&FromWorker::Error { run: None, message: "the worker only understands text messages".into() }),
         }
     });
-    with_scope(|s| s.set_onmessage(Some(on_message.as_ref().unchecked_ref())));
+    // Binary messages come from a training worker to this one as its helper (`helper.rs`);
+    // the rest go to `on_message`.
+    if let Err(why) = crate::helper::listen(on_message.as_ref()) {
+        web_sys::console::warn_1(&why.into());
+        with_scope(|s| s.set_onmessage(Some(on_message.as_ref().unchecked_ref())));
+    }
     on_message.forget();
     post(&FromWorker::Ready);
 }
