@@ -171,14 +171,18 @@ struct Port {
 
 thread_local! {
     /// The message being received (words, so that its floats are aligned), and its length
-    /// in bytes; kept between messages (a step's come at one length).
+    /// in bytes. The words are kept at the longest message's length: a helper's small jobs
+    /// and large updates alternate, and growing back would zero 3 MB each step.
     static INBOX: RefCell<(Vec<f32>, usize)> = const { RefCell::new((Vec::new(), 0)) };
     /// Where [`PORT_JS`] asks for room: one for every port of this worker, as a message is
     /// taken and handled before the next arrives.
     static TAKE: Closure<dyn FnMut(u32) -> u32> = Closure::new(|length: u32| {
         INBOX.with(|inbox| {
             let mut inbox = inbox.borrow_mut();
-            inbox.0.resize((length as usize).div_ceil(4), 0.0);
+            let words = (length as usize).div_ceil(4);
+            if inbox.0.len() < words {
+                inbox.0.resize(words, 0.0);
+            }
             inbox.1 = length as usize;
             inbox.0.as_mut_ptr() as u32
         })
