@@ -20,16 +20,10 @@ pub const WARMUP_STEPS: usize = 2;
 
 /// One step, half of it on `helper` where there is one and the run splits; `helper` is
 /// dropped when it fails (that step was completed here).
-async fn step(trainer: &mut Trainer, helper: &mut Option<&dyn HelperLink>) -> Result<(), String> {
-    match *helper {
-        Some(h) if trainer.splits() => {
-            if trainer.split_step(h).await?.is_some() {
-                *helper = None;
-            }
-        }
-        _ => trainer.step(),
+async fn step(trainer: &mut Trainer, helper: &mut Option<&dyn HelperLink>) {
+    if trainer.step_with(*helper).await.is_some() {
+        *helper = None;
     }
-    Ok(())
 }
 
 /// Trains `spec`'s first run on `device` for `steps` timed steps, reading the losses every
@@ -57,7 +51,7 @@ pub async fn benchmark(
     let mut trainer = Trainer::new(&spec, 0, corpus, device)?;
     trainer.set_clock(now_ms);
     for _ in 0..WARMUP_STEPS {
-        step(&mut trainer, &mut helper).await?;
+        step(&mut trainer, &mut helper).await;
     }
     trainer.read_losses().await?;
     trainer.take_profile();
@@ -67,7 +61,7 @@ pub async fn benchmark(
     let reads = host_reads();
     let clock = now_ms();
     for done in 1..=steps {
-        step(&mut trainer, &mut helper).await?;
+        step(&mut trainer, &mut helper).await;
         if done % log_every == 0 || done == steps {
             let losses = trainer.read_losses().await?;
             if let Some(why) = divergence(&losses) {

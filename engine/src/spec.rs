@@ -73,6 +73,12 @@ pub struct TrainConfig {
     /// step (1-based) is made NaN, which poisons the weights as a real blow-up would. 0 = off.
     #[serde(default)]
     pub nan_at: usize,
+    /// Fault injection, for testing that a run survives its second worker: the tab's helper
+    /// worker (`train::data_parallel`) crashes on its first job for this step (1-based) or a
+    /// later one, and the run computes that half and the rest alone. 0 = off; no effect where
+    /// a run does not split.
+    #[serde(default)]
+    pub helper_fails_at: usize,
 }
 
 fn default_snapshot_every() -> usize {
@@ -115,7 +121,7 @@ pub const CORPORA: &[(&str, &str)] = &[("tiny-shakespeare", "tinyshakespeare.txt
 pub const OPTIONS: &[&str] = &[
     "preset", "objective", "device", "seed", "steps", "lr", "batch", "corpus", "arch", "layers", "heads", "width",
     "context", "eval_every", "sample_every", "log_every", "snapshot_every", "temperature", "nan_at",
-    "grad_clip",
+    "helper_fails_at", "grad_clip",
 ];
 
 /// A named starting point.
@@ -151,6 +157,7 @@ pub fn presets() -> Vec<Preset> {
                 log_every: 10,
                 snapshot_every: 100,
                 nan_at: 0,
+                helper_fails_at: 0,
             },
         },
         Preset {
@@ -175,6 +182,7 @@ pub fn presets() -> Vec<Preset> {
                 log_every: 1,
                 snapshot_every: 10,
                 nan_at: 0,
+                helper_fails_at: 0,
             },
         },
     ]
@@ -230,6 +238,7 @@ impl ExperimentSpec {
             "log_every" => self.train.log_every = num(key, value)?,
             "snapshot_every" => self.train.snapshot_every = num(key, value)?,
             "nan_at" => self.train.nan_at = num(key, value)?,
+            "helper_fails_at" => self.train.helper_fails_at = num(key, value)?,
             "temperature" => self.train.temperature = num(key, value)?,
             // 0 turns clipping off (an ablation, and a benchmark lever: the norm costs kernels)
             "grad_clip" => self.train.grad_clip = num(key, value)?,

@@ -144,6 +144,30 @@ fn falls_back_to_the_cpu_without_webgpu_and_pauses() {
     browser.wait_for("the reset", Duration::from_secs(30), |b| (b.step() == 0 && b.text("state")? == "ready").then_some(()));
 }
 
+/// A CPU run whose second worker crashes (fault injection: `helper_fails_at` makes the helper
+/// panic on its first job from step 30 on, as a bug would) loses no step: the training worker
+/// computes that half itself, the run trains on alone with a falling loss and no error, and
+/// the device line says why one worker is left.
+#[test]
+fn a_crashed_second_worker_costs_no_step() {
+    let server = StaticServer::start(dist_dir());
+    let browser = Browser::start(false);
+    open_and_start(&browser, &server, "?preset=tiny&steps=1000&helper_fails_at=30");
+    if browser.eval("return navigator.hardwareConcurrency").as_f64().unwrap_or(1.0) < 2.0 {
+        return; // one core: no second worker to crash
+    }
+    // the helper starts while the first steps run alone; it crashes on its first job from step 30
+    let device = browser.wait_for("the second worker's crash", Duration::from_secs(300), |b| {
+        b.text("device").filter(|d| d.contains("1 worker: "))
+    });
+    // its panic's report ("failed: … fault injection …"), or the `error` event of its trap ("stopped")
+    assert!(device.contains("1 worker: the second worker"), "device element: {device:?}");
+    eprintln!("the device line after the crash: {device}");
+    let at = browser.step();
+    wait_for_steps_and_falling_loss(&browser, at.max(30) + 20, Duration::from_secs(300));
+    assert_eq!(browser.text("state").as_deref(), Some("training"));
+}
+
 /// A browser without WebAssembly relaxed SIMD (Safari, older ones): the FMA worker would not
 /// even load there, so the page starts the plain build, which trains. This Chromium has relaxed
 /// SIMD, so the test hides it from the page: `WebAssembly.validate` says no to relaxed-SIMD

@@ -111,6 +111,9 @@ thread_local! {
     /// Every worker's channel on its own `self`: in a helper, its jobs come and its answers
     /// leave through it ([`listen`]).
     static TO_PARENT: RefCell<Option<Port>> = const { RefCell::new(None) };
+    /// In the helper: whether it has been given a job (its panics are then the second
+    /// worker's, for [`role`]).
+    static SERVING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Fires when a job's answer is late (its timer is cleared when the answer comes).
     static WATCHDOG: Closure<dyn FnMut(JsValue)> = Closure::new(|_| {
         if PENDING.with(|p| p.borrow().asked) {
@@ -277,11 +280,18 @@ pub fn start() {
                 });
                 crate::worker::device_changed();
             }
+            // a panic reported by the helper itself names it (`role`)
+            Ok(FromWorker::Error { message, .. }) if message.starts_with("the second worker") => fail(&message),
             Ok(FromWorker::Error { message, .. }) => fail(&format!("the second worker failed: {message}")),
             _ => {}
         }
     });
     let on_error = Closure::<dyn FnMut(JsValue)>::new(|event: JsValue| {
+        // Handled here: an error event left uncancelled is reported again in this worker's own
+        // scope, and from there to the page as a crash of the training worker, which goes on.
+        if let Some(event) = event.dyn_ref::<web_sys::Event>() {
+            event.prevent_default();
+        }
         let message = event.dyn_ref::<web_sys::ErrorEvent>().map(|e| e.message()).unwrap_or_default();
         fail(&format!("the second worker stopped: {message}"));
     });
@@ -311,6 +321,12 @@ fn answered(message: Result<Message, String>) {
     }
 }
 
+/// What this worker is, for its error messages: "the second worker" once it has been given
+/// a helper's job, else "the training worker".
+pub fn role() -> &'static str {
+    if SERVING.with(|s| s.get()) { "the second worker" } else { "the training worker" }
+}
+
 /// Whether a step can be given half to the helper now.
 pub fn ready() -> bool {
     LINK.with(|l| matches!(*l.borrow(), Link::Ready(_)))
@@ -325,8 +341,13 @@ pub fn status() -> Option<String> {
     })
 }
 
-/// Stops the helper for good (the steps go on here alone) and ends the job in flight.
+/// Stops the helper for good (the steps go on here alone) and ends the job in flight. The
+/// first reason is kept: a crash is reported twice (the helper's panic message, then the
+/// `error` event of its uncaught trap), and the first says more.
 pub fn fail(why: &str) {
+    if LINK.with(|l| matches!(*l.borrow(), Link::Failed(_))) {
+        return answer(Err(why.to_string()));
+    }
     let old = LINK.with(|l| std::mem::replace(&mut *l.borrow_mut(), Link::Failed(why.to_string())));
     if let Link::Starting(w) | Link::Ready(w) = old {
         w.terminate();
@@ -380,9 +401,14 @@ fn post_to_helper(header: &Outgoing, floats: &[f32]) -> Result<(), String> {
     if !ready() {
         return Err("the second worker is not ready".into());
     }
-    TO_HELPER.with(|p| match &*p.borrow() {
+    post_through(&TO_HELPER, header, floats)
+}
+
+/// Posts through one of this worker's channels ([`TO_HELPER`], [`TO_PARENT`]), if it is open.
+fn post_through(port: &'static std::thread::LocalKey<RefCell<Option<Port>>>, header: &Outgoing, floats: &[f32]) -> Result<(), String> {
+    port.with(|p| match &*p.borrow() {
         Some(port) => port.post(header, floats),
-        None => Err("the second worker has no channel".into()),
+        None => Err("no channel is open".into()),
     })
 }
 
@@ -454,11 +480,7 @@ fn serve(message: Result<Message, String>) {
 }
 
 fn reply(header: &Outgoing, floats: &[f32]) {
-    let sent = TO_PARENT.with(|p| match &*p.borrow() {
-        Some(port) => port.post(header, floats),
-        None => Err("it has no channel".into()),
-    });
-    if let Err(e) = sent {
+    if let Err(e) = post_through(&TO_PARENT, header, floats) {
         web_sys::console::warn_1(&format!("the second worker could not answer: {e}").into());
     }
 }
@@ -474,12 +496,17 @@ async fn handle(header: Incoming, floats: Vec<f32>) {
             // The run's half: a copy that cannot take it is dropped, and the run's next job is
             // answered stale, so nothing is reported here but a warning.
             update.grads = floats;
-            let updated = ENGINE.with(|h| h.borrow_mut().get_or_insert_with(|| Helper::new(Device::flex())).update(&update));
+            let updated = ENGINE.with(|h| h.borrow_mut().get_or_insert_with(|| Helper::new(Device::flex())).update(update));
             if let Err(e) = updated {
                 web_sys::console::warn_1(&format!("the second worker dropped a run's copy: {e}").into());
             }
         }
         Incoming::Work(mut work) => {
+            SERVING.with(|s| s.set(true));
+            if work.crash {
+                // fault injection (TrainConfig::helper_fails_at): crash as a real bug would
+                panic!("fault injection: the second worker crashes on step {} (helper_fails_at)", work.step + 1);
+            }
             work.state = floats;
             let mut helper = ENGINE.with(|h| h.borrow_mut().take()).unwrap_or_else(|| Helper::new(Device::flex()));
             let result = helper.gradients(&work).await;

@@ -146,7 +146,7 @@ pub fn start() {
             }
             Err(_) => Vec::new(),
         });
-        post(&FromWorker::Error { run: None, message: format!("the training worker failed: {info}") });
+        post(&FromWorker::Error { run: None, message: format!("{} failed: {info}", crate::helper::role()) });
         for id in ids {
             post_state(id, RunState::Failed);
         }
@@ -692,18 +692,11 @@ async fn drive(generation: u64) {
 async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Option<Slot>, (Slot, String)> {
     let fail = |e: String| (Slot::Diverged, e);
     let cpu = SHARED.with(|s| s.borrow().runs.iter().any(|r| r.id == id && r.cpu));
-    if cpu && trainer.splits() && crate::helper::ready() {
-        // Half of the rows on the helper's core; a failed helper costs no step (its half was
-        // computed here) and is not asked again (`ask` stopped it).
-        match trainer.split_step(&crate::helper::SecondWorker).await {
-            Ok(_) => {}
-            Err(why) => {
-                crate::helper::fail(&format!("the split step failed: {why}"));
-                trainer.step();
-            }
-        }
-    } else {
-        trainer.step();
+    // Half of the rows on the helper's core where it is ready; a failed helper costs no step
+    // (its half was computed here) and is not asked again.
+    let helper = (cpu && crate::helper::ready()).then_some(&crate::helper::SecondWorker as &dyn HelperLink);
+    if let Some(why) = trainer.step_with(helper).await {
+        crate::helper::fail(&why);
     }
     let window = SHARED.with(|s| {
         let mut s = s.borrow_mut();

@@ -122,6 +122,9 @@ pub fn Controls(lab: Lab) -> impl IntoView {
                 <NumberOption lab=lab testid="nan-at" key="nan_at" label="NaN loss at step (0 = off) "
                     title="make this run's loss NaN at a step, to see how a diverging run stops alone while the others go on"
                     value=|s| s.train.nan_at.to_string() />
+                <NumberOption lab=lab testid="helper-fails-at" key="helper_fails_at" label="Second worker crashes at step (0 = off) "
+                    title="on the CPU, crash the worker that computes half of each step at a step, to see the run go on alone"
+                    value=|s| s.train.helper_fails_at.to_string() />
             </details>
             <div class="buttons">
                 <button data-testid="start" on:click=start prop:disabled=busy>"Start"</button>

@@ -83,6 +83,11 @@ pub struct HelperWork {
     pub parts: Vec<HalfPart>,
     /// Present when the helper is to make (or remake) its copy from `state`.
     pub copy: Option<CopyHeader>,
+    /// Fault injection ([`crate::spec::TrainConfig::helper_fails_at`]): the helper's worker is
+    /// to crash on this job, as a real failure would (the engine's [`Helper`] ignores it). Set
+    /// on every job from that step on, so that a helper that started late crashes too.
+    #[serde(default)]
+    pub crash: bool,
     /// state: with `copy`, every float parameter's values, flat, in the model's visiting order,
     /// then m and v of each parameter that has moments; else empty (sent beside the JSON as a
     /// binary array).
@@ -236,14 +241,14 @@ impl Helper {
 
     /// Adds the run's half of the step to this copy's and takes the run's AdamW step. Any
     /// mismatch drops the copy (the run's next job is then answered `stale`).
-    pub fn update(&mut self, update: &HelperUpdate) -> Result<(), String> {
+    pub fn update(&mut self, update: HelperUpdate) -> Result<(), String> {
         let i = self.copies.iter().position(|c| c.run == update.run).ok_or("no copy of this run")?;
         let mut copy = self.copies.remove(i);
         let mut own = copy.pending.take().ok_or("no half of this step to add to")?;
         if copy.step != update.step {
             return Err(format!("the copy is at step {}, the update for step {}", copy.step, update.step));
         }
-        let sum = add_gradients(&copy.model, &mut own, &update.grads, &update.present, &self.device)?;
+        let sum = add_gradients(&copy.model, &mut own, update.grads, &update.present, &self.device)?;
         copy.model = copy.optim.step(update.lr, copy.model, sum);
         copy.step += 1;
         self.copies.push(copy);
@@ -328,6 +333,26 @@ impl Trainer {
         self.splittable && self.train.batch_size >= 2
     }
 
+    /// One step, half of its rows on `helper` where one is given and this run splits, else
+    /// alone: the one choice the tab's worker and the benchmark both make. A helper that
+    /// fails costs no step (its half, or the whole step, is computed here); the reason is
+    /// returned, for the caller to stop asking it.
+    pub async fn step_with(&mut self, helper: Option<&dyn HelperLink>) -> Option<String> {
+        match helper {
+            Some(helper) if self.splits() => match self.split_step(helper).await {
+                Ok(failure) => failure,
+                Err(why) => {
+                    self.step();
+                    Some(format!("the split step failed: {why}"))
+                }
+            },
+            _ => {
+                self.step();
+                None
+            }
+        }
+    }
+
     /// One optimiser step with the second half of the batch's rows computed by `helper`, while
     /// this worker computes the first half. The helper is asked once, before this worker's own
     /// half, and sent this half's gradients once they are computed. If it fails, this worker
@@ -402,6 +427,7 @@ impl Trainer {
             vocab_size: self.corpus.tokenizer.vocab_size(),
             parts: theirs,
             copy,
+            crash: self.train.helper_fails_at > 0 && self.step + 1 >= self.train.helper_fails_at,
             state,
         };
         let answer = helper.ask(&work);
@@ -431,7 +457,7 @@ impl Trainer {
             Err(why) => (self.local_half(model, &work.parts).await?, Some(why), false),
         };
         let t5 = self.now();
-        let grads = add_gradients(model, &mut grads, &reply.grads, &reply.present, &self.device)?;
+        let grads = add_gradients(model, &mut grads, reply.grads, &reply.present, &self.device)?;
         let theirs = Tensor::<1>::from_data(TensorData::new(vec![reply.loss], [1]), &autodiff);
         let t6 = self.now();
         let profile = StepProfile {
@@ -463,13 +489,16 @@ impl Trainer {
 
 /// `own` gradients plus the other worker's (`grads` of the parameters marked in `present`, flat
 /// in visiting order), per parameter, as one set. Both workers add the same two halves, each
-/// its own first: the sums are equal, as IEEE addition is commutative.
-fn add_gradients(model: &Transformer, own: &mut GradientsParams, grads: &[f32], present: &[bool], device: &Device) -> Result<GradientsParams, String> {
+/// its own first: the sums are equal, as IEEE addition is commutative. `grads` becomes one
+/// tensor without a copy, and each parameter's part of it is a view (a slice and a reshape
+/// are metadata on flex), so the other worker's 3 MB are not copied again per parameter.
+fn add_gradients(model: &Transformer, own: &mut GradientsParams, grads: Vec<f32>, present: &[bool], device: &Device) -> Result<GradientsParams, String> {
     struct Add<'a> {
         own: &'a mut GradientsParams,
-        grads: &'a [f32],
+        // theirs: [total] of the other worker's gradients
+        theirs: Tensor<1>,
+        total: usize,
         present: &'a [bool],
-        device: &'a Device,
         index: usize,
         at: usize,
         out: GradientsParams,
@@ -484,12 +513,13 @@ fn add_gradients(model: &Transformer, own: &mut GradientsParams, grads: &[f32], 
                 Some(true) => {
                     let shape = param.val().shape();
                     let n = shape.num_elements();
-                    let Some(values) = self.grads.get(self.at..self.at + n) else {
+                    if self.at + n > self.total {
                         self.error = Some("the other worker's gradients are too short".into());
                         return;
-                    };
+                    }
+                    let part = self.theirs.clone().slice(self.at..self.at + n).reshape(shape);
                     self.at += n;
-                    Some(Tensor::<D>::from_data(TensorData::new(values.to_vec(), shape), self.device))
+                    Some(part)
                 }
                 Some(false) => None,
                 None => {
@@ -506,9 +536,11 @@ fn add_gradients(model: &Transformer, own: &mut GradientsParams, grads: &[f32], 
             }
         }
     }
-    let mut add = Add { own, grads, present, device, index: 0, at: 0, out: GradientsParams::new(), error: None };
+    let total = grads.len();
+    let theirs = Tensor::<1>::from_data(TensorData::new(grads, [total]), device);
+    let mut add = Add { own, theirs, total, present, index: 0, at: 0, out: GradientsParams::new(), error: None };
     model.visit(&mut add);
-    if add.error.is_none() && (add.index != present.len() || add.at != grads.len()) {
+    if add.error.is_none() && (add.index != present.len() || add.at != total) {
         add.error = Some("the other worker's gradients are for another model".into());
     }
     match add.error {
@@ -543,7 +575,7 @@ impl HelperLink for InProcess {
 
     fn update(&self, update: HelperUpdate) -> Result<(), String> {
         // a copy that cannot take the update is dropped, as in the worker
-        let _ = self.helper.borrow_mut().update(&update);
+        let _ = self.helper.borrow_mut().update(update);
         Ok(())
     }
 }
@@ -616,6 +648,31 @@ mod tests {
         assert_eq!(two.step_count(), 1);
         let (wa, wb) = (weights(&one), weights(&two));
         assert!(wa.iter().zip(&wb).all(|(x, y)| (x - y).abs() < 1e-4));
+    }
+
+    /// `helper_fails_at` marks the jobs from that step on for the helper's worker to crash
+    /// (the browser test `a_crashed_second_worker_costs_no_step` sees the crash itself).
+    #[test]
+    fn helper_fails_at_marks_the_jobs_to_crash_on() {
+        let mut spec = spec("causal_lm");
+        spec.set("helper_fails_at", "3").unwrap();
+        let mut t = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
+        struct Marks<'a>(InProcess, &'a std::cell::RefCell<Vec<bool>>);
+        impl HelperLink for Marks<'_> {
+            fn ask(&self, work: &HelperWork) -> Answer {
+                self.1.borrow_mut().push(work.crash);
+                self.0.ask(work)
+            }
+            fn update(&self, update: HelperUpdate) -> Result<(), String> {
+                self.0.update(update)
+            }
+        }
+        let marks = std::cell::RefCell::new(Vec::new());
+        let link = Marks(InProcess::new(false), &marks);
+        for _ in 0..4 {
+            assert_eq!(pollster::block_on(t.split_step(&link)).unwrap(), None);
+        }
+        assert_eq!(*marks.borrow(), [false, false, true, true]);
     }
 
     /// An answer for another model is refused, not added in the wrong places.
