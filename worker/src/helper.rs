@@ -12,9 +12,10 @@
 //!
 //! Every message between the two workers is one transferred `ArrayBuffer`: a JSON header
 //! ([`Outgoing`], read back as [`Incoming`]) followed by one array of floats (the run's state,
-//! or gradients), laid out by [`encode`]. A few lines of JavaScript ([`PORT_JS`]) copy it
+//! or gradients), laid out by [`Port::post`]. A few lines of JavaScript ([`PORT_JS`]) copy it
 //! between the buffer and this module's memory, so Rust hands over and receives only numbers
-//! (an address and a length). Why: in this worker every JavaScript value that Rust makes or
+//! (addresses and lengths); the floats are copied straight from the slice being sent and into
+//! the `Vec` that the receiver keeps, so that Rust does not copy 3 MB of gradients again. Why: in this worker every JavaScript value that Rust makes or
 //! receives costs ~0.6 ms (Chromium 156; wasm-bindgen's externref table), while a call with
 //! numbers costs microseconds; a step's three messages had made or received ~20 such values.
 //! The answer's watchdog is made once too, and the step waits for its answer on a Rust
@@ -123,23 +124,33 @@ thread_local! {
 }
 
 /// The JavaScript side of a [`Port`], called with `(target, memory, take, arrived, other)`:
-/// `target` is the other worker (or `self`), `memory` this module's memory, `take(length)`
-/// returns where in it a received message of `length` bytes goes, `arrived()` says it is
-/// there, and `other(event)` gets every message that is not binary (the page's text).
-/// Returns an object whose `send(at, length)` posts those bytes of the memory.
+/// `target` is the other worker (or `self`), `memory` this module's memory, `take(length,
+/// header_length)` makes room for a received message of the layout [`header_of`] and
+/// [`Port::post`] write and returns where (the address of two words: the header's address and
+/// the floats', 0 for a message not of that layout), `arrived()` says it is there, and
+/// `other(event)` gets every message that is not binary (the page's text). Returns an object
+/// whose `send(header_at, header_length, floats_at, floats_length)` posts one message made of
+/// those two ranges of the memory.
 const PORT_JS: &str = r#"
 // Buffers received, reused for the next sent: a new 3 MB ArrayBuffer cost ~2 ms (its pages
 // are mapped and zeroed), copying into it 0.4. Buffers are made in sizes of 64 KiB, so a
 // step's gradients, sent both ways with headers of slightly different lengths, find one.
 const spares = [];
 const size = (length) => Math.ceil(length / 65536) * 65536;
+const floatsAt = (headerLength) => Math.ceil((8 + headerLength) / 4) * 4;
 target.onmessage = (event) => {
   const data = event.data;
   if (data instanceof ArrayBuffer) {
-    // the message's own length is its first word (the buffer may be longer)
-    const length = data.byteLength >= 4 ? Math.min(new DataView(data).getUint32(0, true), data.byteLength) : data.byteLength;
-    const at = take(length);
-    new Uint8Array(memory.buffer, at, length).set(new Uint8Array(data, 0, length));
+    // the message's own length and its header's are its first two words (the buffer may be longer)
+    const words = data.byteLength >= 8 ? new Uint32Array(data, 0, 2) : [data.byteLength, 0];
+    const length = Math.min(words[0], data.byteLength), headerLength = words[1];
+    const at = take(length, headerLength);
+    if (at !== 0) {
+      const [headerAt, floatsTo] = new Uint32Array(memory.buffer, at, 2);
+      const from = floatsAt(headerLength);
+      new Uint8Array(memory.buffer, headerAt, headerLength).set(new Uint8Array(data, 8, headerLength));
+      new Uint8Array(memory.buffer, floatsTo, length - from).set(new Uint8Array(data, from, length - from));
+    }
     spares.push(data);
     if (spares.length > 2) spares.shift();
     arrived();
@@ -148,10 +159,13 @@ target.onmessage = (event) => {
   }
 };
 return {
-  send(at, length) {
+  send(headerAt, headerLength, floatsFrom, floatsLength) {
+    const from = floatsAt(headerLength), length = from + floatsLength;
     const i = spares.findIndex((b) => b.byteLength === size(length));
     const buffer = i >= 0 ? spares.splice(i, 1)[0] : new ArrayBuffer(size(length));
-    new Uint8Array(buffer).set(new Uint8Array(memory.buffer, at, length));
+    new Uint32Array(buffer, 0, 2).set([length, headerLength]);
+    new Uint8Array(buffer, 8, headerLength).set(new Uint8Array(memory.buffer, headerAt, headerLength));
+    new Uint8Array(buffer, from, floatsLength).set(new Uint8Array(memory.buffer, floatsFrom, floatsLength));
     target.postMessage(buffer, [buffer]);
   },
 };
@@ -162,7 +176,7 @@ extern "C" {
     /// The object [`PORT_JS`] returns.
     type BinaryPort;
     #[wasm_bindgen(method, structural, catch)]
-    fn send(this: &BinaryPort, at: u32, length: u32) -> Result<(), JsValue>;
+    fn send(this: &BinaryPort, header_at: u32, header_length: u32, floats_at: u32, floats_length: u32) -> Result<(), JsValue>;
 }
 
 /// A binary channel to another worker (see the module's doc).
@@ -172,25 +186,44 @@ struct Port {
     _arrived: Closure<dyn FnMut()>,
 }
 
+/// The message being received: its header's bytes and its floats, which JavaScript copies
+/// straight into place (the floats into a `Vec` of their own, handed on as they are), or why
+/// it is not of the workers' format; and the two addresses [`PORT_JS`] reads.
+#[derive(Default)]
+struct Inbox {
+    header: Vec<u8>,
+    floats: Vec<f32>,
+    /// How many floats the message has (the `Vec`'s capacity may be more).
+    count: usize,
+    error: Option<String>,
+    addresses: [u32; 2],
+}
+
 thread_local! {
-    /// The message being received (words, so that its floats are aligned), and its length
-    /// in bytes. The words are kept at the longest message's length: a helper's small jobs
-    /// and large updates alternate, and growing back would zero 3 MB each step.
-    static INBOX: RefCell<(Vec<f32>, usize)> = const { RefCell::new((Vec::new(), 0)) };
+    static INBOX: RefCell<Inbox> = RefCell::new(Inbox::default());
     /// Where [`PORT_JS`] asks for room: one for every port of this worker, as a message is
     /// taken and handled before the next arrives.
-    static TAKE: Closure<dyn FnMut(u32) -> u32> = Closure::new(|length: u32| {
+    static TAKE: Closure<dyn FnMut(u32, u32) -> u32> = Closure::new(|length: u32, header_length: u32| {
         INBOX.with(|inbox| {
             let mut inbox = inbox.borrow_mut();
-            let words = (length as usize).div_ceil(4);
-            if inbox.0.len() < words {
-                inbox.0.resize(words, 0.0);
+            let (length, header_length) = (length as usize, header_length as usize);
+            let floats_at = (8 + header_length).next_multiple_of(4);
+            if !length.is_multiple_of(4) || length < 8 || floats_at > length {
+                inbox.error = Some(format!("a message of {length} bytes with a header of {header_length}, not of the workers' format"));
+                return 0;
             }
-            inbox.1 = length as usize;
-            inbox.0.as_mut_ptr() as u32
+            inbox.error = None;
+            inbox.header.clear();
+            inbox.header.resize(header_length, 0);
+            // Room for the floats, not zeroed (3 MB a step): JavaScript writes every one of
+            // them before `arrived` sets the length.
+            inbox.count = (length - floats_at) / 4;
+            inbox.floats = Vec::with_capacity(inbox.count);
+            inbox.addresses = [inbox.header.as_ptr() as u32, inbox.floats.as_ptr() as u32];
+            inbox.addresses.as_ptr() as u32
         })
     });
-    /// The message being sent, kept between messages likewise.
+    /// The header being sent, kept between messages.
     static OUTBOX: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -198,56 +231,46 @@ impl Port {
     /// Listens on `target` (a `Worker`, or this worker's `self`): `arrived` gets each binary
     /// message, `other` every other message event.
     fn open(target: &JsValue, arrived: fn(Result<Message, String>), other: &JsValue) -> Result<Port, String> {
-        let arrived = Closure::<dyn FnMut()>::new(move || arrived(INBOX.with(|inbox| {
-            let inbox = inbox.borrow();
-            decode(&inbox.0, inbox.1)
-        })));
+        let arrived = Closure::<dyn FnMut()>::new(move || arrived(INBOX.with(|inbox| received(&mut inbox.borrow_mut()))));
         let make = js_sys::Function::new_with_args("target, memory, take, arrived, other", PORT_JS);
         let args = TAKE.with(|take| Array::of5(target, &wasm_bindgen::memory(), take.as_ref(), arrived.as_ref(), other));
         let js = make.apply(&JsValue::NULL, &args).map_err(|e| format!("the workers' channel could not be made: {e:?}"))?;
         Ok(Port { js: js.unchecked_into(), _arrived: arrived })
     }
 
-    /// Posts `header` and `floats` (copied once into the message's buffer, which is then
-    /// transferred, not copied again).
+    /// Posts `header` and `floats` as one message: its length in bytes and its header's (4
+    /// bytes each, little-endian), the header as JSON, padding to a multiple of 4 bytes, then
+    /// the floats. JavaScript copies the header and the floats from where they are into the
+    /// message's buffer, which is then transferred, not copied again.
     fn post(&self, header: &Outgoing, floats: &[f32]) -> Result<(), String> {
         OUTBOX.with(|out| {
             let mut out = out.borrow_mut();
-            encode(&mut out, header, floats)?;
-            self.js.send(out.as_ptr() as u32, out.len() as u32).map_err(|e| format!("{e:?}"))
+            header_of(&mut out, header)?;
+            let floats_length = std::mem::size_of_val(floats) as u32;
+            self.js
+                .send(out.as_ptr() as u32, out.len() as u32, floats.as_ptr() as u32, floats_length)
+                .map_err(|e| format!("{e:?}"))
         })
     }
 }
 
-/// Writes a message: its length in bytes and its header's (4 bytes each, little-endian), the
-/// header as JSON, spaces up to a multiple of 4 bytes, then the floats.
-fn encode(out: &mut Vec<u8>, header: &Outgoing, floats: &[f32]) -> Result<(), String> {
+/// Writes a message's header: [`Outgoing`] as JSON.
+fn header_of(out: &mut Vec<u8>, header: &Outgoing) -> Result<(), String> {
     out.clear();
-    out.extend_from_slice(&[0; 8]);
-    serde_json::to_writer(&mut *out, header).map_err(|e| format!("a message could not be written: {e}"))?;
-    let header_length = (out.len() - 8) as u32;
-    out.resize(out.len().next_multiple_of(4), b' ');
-    out.extend_from_slice(bytemuck::cast_slice(floats));
-    let length = out.len() as u32;
-    out[..4].copy_from_slice(&length.to_le_bytes());
-    out[4..8].copy_from_slice(&header_length.to_le_bytes());
-    Ok(())
+    serde_json::to_writer(&mut *out, header).map_err(|e| format!("a message could not be written: {e}"))
 }
 
-/// Reads a message written by [`encode`], `length` bytes at the start of `words`.
-fn decode(words: &[f32], length: usize) -> Result<Message, String> {
-    let bytes: &[u8] = bytemuck::cast_slice(words);
-    let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize;
-    if !length.is_multiple_of(4) || length < 8 || length > bytes.len() || word(0) != length {
-        return Err(format!("a message of {length} bytes, not of the workers' format"));
+/// The message [`PORT_JS`] has just copied into `inbox`: its header read, its floats handed on.
+fn received(inbox: &mut Inbox) -> Result<Message, String> {
+    if let Some(why) = inbox.error.take() {
+        return Err(why);
     }
-    let header_length = word(4);
-    let floats_at = (8 + header_length).next_multiple_of(4);
-    if floats_at > length {
-        return Err("a message shorter than its header".into());
-    }
-    let header = serde_json::from_slice(&bytes[8..8 + header_length]).map_err(|e| format!("an unreadable message: {e}"))?;
-    Ok((header, words[floats_at / 4..length / 4].to_vec()))
+    let mut floats = std::mem::take(&mut inbox.floats);
+    // SAFETY: `TAKE` gave JavaScript this Vec's buffer, with room for `count` floats, and
+    // JavaScript wrote all `count` of the message's floats there before calling `arrived`.
+    unsafe { floats.set_len(inbox.count) };
+    let header = serde_json::from_slice(&inbox.header).map_err(|e| format!("an unreadable message: {e}"))?;
+    Ok((header, floats))
 }
 
 /// Starts the helper if this machine has a core to spare and none was started (or refused)

@@ -400,12 +400,9 @@ async fn sleep(ms: i32) {
     let _ = JsFuture::from(promise).await;
 }
 
-fn now_ms() -> f64 {
-    js_sys::Date::now()
-}
-
-/// Milliseconds with a fraction (`performance.now()`), for the benchmark's profile of a step's
-/// parts, some of which take under a millisecond.
+/// The worker's one clock: milliseconds with a fraction (`performance.now()`, monotonic), for
+/// every duration it reports, down to the parts of a benchmark step that take under a
+/// millisecond.
 ///
 /// The `Performance` object is looked up once: in this worker every new `JsValue` (here
 /// `self` and `performance()`, each a fresh externref) costs ~0.6 ms in Chromium 156, so
@@ -591,7 +588,7 @@ async fn load_run(id: RunId, spec: ExperimentSpec, generation: u64) -> Result<()
     }
     let (placed, paused) = SHARED.with(|s| {
         let mut s = s.borrow_mut();
-        let now = now_ms();
+        let now = precise_ms();
         let Some(slot) = s.runs.iter_mut().find(|r| r.id == id) else { return (false, false) };
         slot.trainer = Some(trainer);
         slot.cpu = kind == DeviceKind::Cpu;
@@ -718,8 +715,8 @@ async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Op
         if let Some(why) = objlab_engine::train::divergence(&losses) {
             return Err(fail(format!("run {id} {why}")));
         }
-        let (start, steps, tokens_per_step) = window.unwrap_or((now_ms(), 0, 0.0));
-        let seconds = ((now_ms() - start) / 1000.0).max(1e-6);
+        let (start, steps, tokens_per_step) = window.unwrap_or((precise_ms(), 0, 0.0));
+        let seconds = ((precise_ms() - start) / 1000.0).max(1e-6);
         let steps_per_s = steps as f64 / seconds;
         post(&FromWorker::Metrics {
             run: id,
@@ -765,7 +762,7 @@ async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Op
 fn restart_window(id: RunId) {
     SHARED.with(|s| {
         if let Some(r) = s.borrow_mut().runs.iter_mut().find(|r| r.id == id) {
-            r.window_start = now_ms();
+            r.window_start = precise_ms();
             r.window_steps = 0;
         }
     });
@@ -825,11 +822,11 @@ struct SnapshotJob {
 /// Reads run `id`'s representations at its current step (one device read) and queues the
 /// statistics.
 async fn start_snapshot(id: RunId, trainer: &Trainer, generation: u64) -> Result<(), String> {
-    let started = now_ms();
+    let started = precise_ms();
     let probe = probe_set(trainer)?;
     let f = trainer.features(&probe).await?;
     let d = f.d_model;
-    let read_ms = now_ms() - started;
+    let read_ms = precise_ms() - started;
     let job = SnapshotJob {
         id,
         step: f.step,
@@ -855,7 +852,7 @@ async fn work_on_snapshots() -> Result<bool, String> {
     if !is_current(job.generation) {
         return Ok(true);
     }
-    let started = now_ms();
+    let started = precise_ms();
     let analyser = analyser().await;
     match job.stage {
         0 => job.token_points = analyser.pca(&job.embeddings).await?.points,
@@ -869,12 +866,12 @@ async fn work_on_snapshots() -> Result<bool, String> {
             job.accuracy = objlab_kernels::probe::probe_accuracy(&job.pooled, &probe.labels, probe.classes);
         }
         _ => {
-            let took = now_ms() - started;
+            let took = precise_ms() - started;
             finish_snapshot(job, analyser, took).await?;
             return Ok(true);
         }
     }
-    let took = now_ms() - started;
+    let took = precise_ms() - started;
     job.work_ms += took;
     job.stall_ms = job.stall_ms.max(took);
     job.stage += 1;
@@ -884,7 +881,7 @@ async fn work_on_snapshots() -> Result<bool, String> {
 
 /// Posts the snapshot, then compares the runs that reached its step by CKA.
 async fn finish_snapshot(job: SnapshotJob, analyser: Rc<Analyser>, so_far: f64) -> Result<(), String> {
-    let started = now_ms();
+    let started = precise_ms();
     let (id, step) = (job.id, job.step);
     let probe = SHARED.with(|s| s.borrow().probe.clone()).ok_or("the probe set is gone")?;
     // CKA between the runs (in the order they were added) that have reached this step.
@@ -906,7 +903,7 @@ async fn finish_snapshot(job: SnapshotJob, analyser: Rc<Analyser>, so_far: f64) 
     let runs: Vec<RunId> = here.iter().map(|(r, _)| *r).collect();
     let matrices: Vec<&Matrix> = here.iter().map(|(_, m)| m).collect();
     let matrix = analyser.cka_matrix(&matrices).await?;
-    let took = so_far + now_ms() - started;
+    let took = so_far + precise_ms() - started;
     if !is_current(job.generation) || !run_ids().contains(&id) {
         return Ok(());
     }

@@ -230,13 +230,10 @@ impl Helper {
         }
         let autodiff = self.device.clone().autodiff();
         let loss = parts_loss(&copy.model, &work.parts, &autodiff, |p| input(p, &work.model, &autodiff))?;
-        let grads = GradientsParams::from_grads(loss.backward(), &copy.model);
-        let (present, found) = gradients_in_order(&copy.model, &grads);
-        let mut flat = read_flat(found.into_iter().chain([loss.inner()]).collect()).await?;
-        let loss = flat.pop().expect("the loss was read last");
+        let (reply, grads) = answer_with(&copy.model, loss).await?;
         copy.pending = Some(grads);
         self.copies.push(copy);
-        Ok(HelperReply { grads: flat, present, loss, busy_ms: 0.0, stale: false })
+        Ok(reply)
     }
 
     /// Adds the run's half of the step to this copy's and takes the run's AdamW step. Any
@@ -274,6 +271,16 @@ impl Helper {
         let copy = self.copies.iter().find(|c| c.run == run)?;
         Some(pollster::block_on(read_flat(float_params(&copy.model))).unwrap())
     }
+}
+
+/// A helper's answer for `loss` on `model`: the gradients, flat, and the loss, read in one go;
+/// and the gradients themselves (for the helper's copy to step with).
+async fn answer_with(model: &Transformer, loss: Tensor<1>) -> Result<(HelperReply, GradientsParams), String> {
+    let grads = GradientsParams::from_grads(loss.backward(), model);
+    let (present, found) = gradients_in_order(model, &grads);
+    let mut flat = read_flat(found.into_iter().chain([loss.inner()]).collect()).await?;
+    let loss = flat.pop().expect("the loss was read last");
+    Ok((HelperReply { grads: flat, present, loss, ..Default::default() }, grads))
 }
 
 /// Each float parameter's gradient in `grads`, flat, in visiting order, and which exist.
@@ -479,11 +486,7 @@ impl Trainer {
         let mut no_dropout = Rng::seeded(0);
         let autodiff = self.autodiff.clone();
         let loss = parts_loss(model, parts, &autodiff, |p| self.model_input(p, true, &mut no_dropout))?;
-        let grads = GradientsParams::from_grads(loss.backward(), model);
-        let (present, found) = gradients_in_order(model, &grads);
-        let mut flat = read_flat(found.into_iter().chain([loss.inner()]).collect()).await?;
-        let loss = flat.pop().expect("the loss was read last");
-        Ok(HelperReply { grads: flat, present, loss, ..Default::default() })
+        Ok(answer_with(model, loss).await?.0)
     }
 }
 
