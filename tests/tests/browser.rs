@@ -152,7 +152,7 @@ fn falls_back_to_the_cpu_without_webgpu_and_pauses() {
 fn a_crashed_second_worker_costs_no_step() {
     let server = StaticServer::start(dist_dir());
     let browser = Browser::start(false);
-    open_and_start(&browser, &server, "?preset=tiny&steps=1000&helper_fails_at=30");
+    open_and_start(&browser, &server, "?preset=tiny&steps=5000&helper_fails_at=30");
     if browser.eval("return navigator.hardwareConcurrency").as_f64().unwrap_or(1.0) < 2.0 {
         return; // one core: no second worker to crash
     }
