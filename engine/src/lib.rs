@@ -30,3 +30,13 @@ pub mod train;
 
 #[cfg(feature = "training")]
 pub use burn;
+
+/// The repository's root (the folder above the engine's), for the tests that read `docs/` and
+/// `assets/`. Read from `CARGO_MANIFEST_DIR` when the tests run, not when they were compiled: a
+/// test binary built in another clone (one target folder is shared) and found fresh here
+/// would otherwise read that clone's files.
+#[doc(hidden)]
+pub fn repo_root() -> std::path::PathBuf {
+    let engine = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    std::path::Path::new(&engine).join("..")
+}

@@ -176,7 +176,7 @@ fn wgpu_step_matches_flex() {
 
 /// A varied corpus (the start of tiny shakespeare), so that rows differ from each other.
 fn shakespeare() -> Arc<Corpus> {
-    let text = std::fs::read_to_string(format!("{}/../assets/tinyshakespeare.txt", std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string()))).unwrap();
+    let text = std::fs::read_to_string(objlab_engine::repo_root().join("assets/tinyshakespeare.txt")).unwrap();
     let start: String = text.chars().take(20_000).collect();
     Arc::new(Corpus::from_text("tiny-shakespeare", &start).unwrap())
 }

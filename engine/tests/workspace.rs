@@ -11,7 +11,7 @@ use objlab_engine::spec::ExperimentSpec;
 use objlab_engine::train::Trainer;
 
 fn corpus() -> Arc<Corpus> {
-    let text = std::fs::read_to_string(format!("{}/../assets/tinyshakespeare.txt", std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string()))).unwrap();
+    let text = std::fs::read_to_string(objlab_engine::repo_root().join("assets/tinyshakespeare.txt")).unwrap();
     Arc::new(Corpus::from_text("tiny-shakespeare", &text[..200_000]).unwrap())
 }
 

@@ -670,11 +670,8 @@ mod tests {
     /// `docs/objectives.md` is generated from the registry; this fails when it is stale.
     #[test]
     fn docs_table_is_up_to_date() {
-        // The directory at run time: a test binary built in another clone (one target folder
-        // is shared) and found fresh here would otherwise read that clone's file.
-        let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
-        let path = format!("{dir}/../docs/objectives.md");
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+        let path = crate::repo_root().join("docs/objectives.md");
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         assert!(
             on_disk == markdown_table(),
             "docs/objectives.md is stale: regenerate it with `cargo run --release -p objlab-cli -- objectives --markdown > docs/objectives.md`"
