@@ -15,9 +15,11 @@
 //! or gradients), laid out by [`Port::post`]. A few lines of JavaScript ([`PORT_JS`]) copy it
 //! between the buffer and this module's memory, so Rust hands over and receives only numbers
 //! (addresses and lengths); the floats are copied straight from the slice being sent and into
-//! the `Vec` that the receiver keeps, so that Rust does not copy 3 MB of gradients again. Why: in this worker every JavaScript value that Rust makes or
-//! receives costs ~0.6 ms (Chromium 156; wasm-bindgen's externref table), while a call with
-//! numbers costs microseconds; a step's three messages had made or received ~20 such values.
+//! the `Vec` that the receiver keeps, so that Rust does not copy 3 MB of gradients again. The
+//! layout is Rust's alone ([`floats_at`]): JavaScript is told where the floats start. Why: in
+//! this worker every JavaScript value that Rust makes or receives costs ~0.6 ms (Chromium 156;
+//! wasm-bindgen's externref table), while a call with numbers costs microseconds; a step's
+//! three messages had made or received ~20 such values.
 //! The answer's watchdog is made once too, and the step waits for its answer on a Rust
 //! future, not a `Promise`.
 //!
@@ -112,8 +114,7 @@ thread_local! {
     /// Every worker's channel on its own `self`: in a helper, its jobs come and its answers
     /// leave through it ([`listen`]).
     static TO_PARENT: RefCell<Option<Port>> = const { RefCell::new(None) };
-    /// In the helper: whether it has been given a job (its panics are then the second
-    /// worker's, for [`role`]).
+    /// In the helper: whether it has been given a job ([`serving`]).
     static SERVING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Fires when a job's answer is late (its timer is cleared when the answer comes).
     static WATCHDOG: Closure<dyn FnMut(JsValue)> = Closure::new(|_| {
@@ -125,19 +126,19 @@ thread_local! {
 
 /// The JavaScript side of a [`Port`], called with `(target, memory, take, arrived, other)`:
 /// `target` is the other worker (or `self`), `memory` this module's memory, `take(length,
-/// header_length)` makes room for a received message of the layout [`header_of`] and
-/// [`Port::post`] write and returns where (the address of two words: the header's address and
-/// the floats', 0 for a message not of that layout), `arrived()` says it is there, and
-/// `other(event)` gets every message that is not binary (the page's text). Returns an object
-/// whose `send(header_at, header_length, floats_at, floats_length)` posts one message made of
-/// those two ranges of the memory.
+/// header_length)` makes room for a received message of the layout [`Port::post`] writes and
+/// returns where (the address of three words: where the header goes, where the floats go,
+/// and where they start in the message; 0 for a message not of that layout), `arrived()` says
+/// it is there, and `other(event)` gets every message that is not binary (the page's text).
+/// Returns an object whose `send(header_at, header_length, floats_at, floats_length,
+/// floats_offset)` posts one message made of those two ranges of the memory, the floats at
+/// `floats_offset` in it.
 const PORT_JS: &str = r#"
 // Buffers received, reused for the next sent: a new 3 MB ArrayBuffer cost ~2 ms (its pages
 // are mapped and zeroed), copying into it 0.4. Buffers are made in sizes of 64 KiB, so a
 // step's gradients, sent both ways with headers of slightly different lengths, find one.
 const spares = [];
 const size = (length) => Math.ceil(length / 65536) * 65536;
-const floatsAt = (headerLength) => Math.ceil((8 + headerLength) / 4) * 4;
 target.onmessage = (event) => {
   const data = event.data;
   if (data instanceof ArrayBuffer) {
@@ -146,8 +147,7 @@ target.onmessage = (event) => {
     const length = Math.min(words[0], data.byteLength), headerLength = words[1];
     const at = take(length, headerLength);
     if (at !== 0) {
-      const [headerAt, floatsTo] = new Uint32Array(memory.buffer, at, 2);
-      const from = floatsAt(headerLength);
+      const [headerAt, floatsTo, from] = new Uint32Array(memory.buffer, at, 3);
       new Uint8Array(memory.buffer, headerAt, headerLength).set(new Uint8Array(data, 8, headerLength));
       new Uint8Array(memory.buffer, floatsTo, length - from).set(new Uint8Array(data, from, length - from));
     }
@@ -159,8 +159,8 @@ target.onmessage = (event) => {
   }
 };
 return {
-  send(headerAt, headerLength, floatsFrom, floatsLength) {
-    const from = floatsAt(headerLength), length = from + floatsLength;
+  send(headerAt, headerLength, floatsFrom, floatsLength, from) {
+    const length = from + floatsLength;
     const i = spares.findIndex((b) => b.byteLength === size(length));
     const buffer = i >= 0 ? spares.splice(i, 1)[0] : new ArrayBuffer(size(length));
     new Uint32Array(buffer, 0, 2).set([length, headerLength]);
@@ -176,7 +176,7 @@ extern "C" {
     /// The object [`PORT_JS`] returns.
     type BinaryPort;
     #[wasm_bindgen(method, structural, catch)]
-    fn send(this: &BinaryPort, header_at: u32, header_length: u32, floats_at: u32, floats_length: u32) -> Result<(), JsValue>;
+    fn send(this: &BinaryPort, header_at: u32, header_length: u32, floats_at: u32, floats_length: u32, floats_offset: u32) -> Result<(), JsValue>;
 }
 
 /// A binary channel to another worker (see the module's doc).
@@ -188,7 +188,7 @@ struct Port {
 
 /// The message being received: its header's bytes and its floats, which JavaScript copies
 /// straight into place (the floats into a `Vec` of their own, handed on as they are), or why
-/// it is not of the workers' format; and the two addresses [`PORT_JS`] reads.
+/// it is not of the workers' format; and the three words [`PORT_JS`] reads.
 #[derive(Default)]
 struct Inbox {
     header: Vec<u8>,
@@ -196,7 +196,13 @@ struct Inbox {
     /// How many floats the message has (the `Vec`'s capacity may be more).
     count: usize,
     error: Option<String>,
-    addresses: [u32; 2],
+    addresses: [u32; 3],
+}
+
+/// Where a message's floats start: after its two lengths (4 bytes each) and its header,
+/// padded to a multiple of 4 bytes so that they are aligned.
+fn floats_at(header_length: usize) -> usize {
+    (8 + header_length).next_multiple_of(4)
 }
 
 thread_local! {
@@ -207,7 +213,7 @@ thread_local! {
         INBOX.with(|inbox| {
             let mut inbox = inbox.borrow_mut();
             let (length, header_length) = (length as usize, header_length as usize);
-            let floats_at = (8 + header_length).next_multiple_of(4);
+            let floats_at = floats_at(header_length);
             if !length.is_multiple_of(4) || length < 8 || floats_at > length {
                 inbox.error = Some(format!("a message of {length} bytes with a header of {header_length}, not of the workers' format"));
                 return 0;
@@ -219,7 +225,7 @@ thread_local! {
             // them before `arrived` sets the length.
             inbox.count = (length - floats_at) / 4;
             inbox.floats = Vec::with_capacity(inbox.count);
-            inbox.addresses = [inbox.header.as_ptr() as u32, inbox.floats.as_ptr() as u32];
+            inbox.addresses = [inbox.header.as_ptr() as u32, inbox.floats.as_ptr() as u32, floats_at as u32];
             inbox.addresses.as_ptr() as u32
         })
     });
@@ -247,8 +253,9 @@ impl Port {
             let mut out = out.borrow_mut();
             header_of(&mut out, header)?;
             let floats_length = std::mem::size_of_val(floats) as u32;
+            let offset = floats_at(out.len()) as u32;
             self.js
-                .send(out.as_ptr() as u32, out.len() as u32, floats.as_ptr() as u32, floats_length)
+                .send(out.as_ptr() as u32, out.len() as u32, floats.as_ptr() as u32, floats_length, offset)
                 .map_err(|e| format!("{e:?}"))
         })
     }
@@ -303,8 +310,6 @@ pub fn start() {
                 });
                 crate::worker::device_changed();
             }
-            // a panic reported by the helper itself names it (`role`)
-            Ok(FromWorker::Error { message, .. }) if message.starts_with("the second worker") => fail(&message),
             Ok(FromWorker::Error { message, .. }) => fail(&format!("the second worker failed: {message}")),
             _ => {}
         }
@@ -344,10 +349,10 @@ fn answered(message: Result<Message, String>) {
     }
 }
 
-/// What this worker is, for its error messages: "the second worker" once it has been given
-/// a helper's job, else "the training worker".
-pub fn role() -> &'static str {
-    if SERVING.with(|s| s.get()) { "the second worker" } else { "the training worker" }
+/// Whether this worker has been given a helper's job: its panics are then reported to the
+/// training worker, which says whose failure it was.
+pub fn serving() -> bool {
+    SERVING.with(|s| s.get())
 }
 
 /// Whether a step can be given half to the helper now.

@@ -146,7 +146,9 @@ pub fn start() {
             }
             Err(_) => Vec::new(),
         });
-        post(&FromWorker::Error { run: None, message: format!("{} failed: {info}", crate::helper::role()) });
+        // a helper's report goes to the training worker, which names it ("the second worker failed: …")
+        let message = if crate::helper::serving() { info.to_string() } else { format!("the training worker failed: {info}") };
+        post(&FromWorker::Error { run: None, message });
         for id in ids {
             post_state(id, RunState::Failed);
         }
