@@ -168,28 +168,49 @@ fn a_crashed_second_worker_costs_no_step() {
     assert_eq!(browser.text("state").as_deref(), Some("training"));
 }
 
+/// Trains `query` (a finite run) in a fresh page to its end and returns its device line and
+/// its last training loss, every digit.
+fn train_to_the_end(hide_relaxed_simd: bool, server: &StaticServer, query: &str) -> (String, f32) {
+    let browser = Browser::start(false);
+    if hide_relaxed_simd {
+        // `WebAssembly.validate` says no to relaxed-SIMD modules (the page's probe is the one it sees)
+        browser.before_each_page(
+            "const validate = WebAssembly.validate;
+             WebAssembly.validate = (bytes) => {
+               const b = new Uint8Array(bytes.buffer || bytes);
+               for (let i = 0; i + 2 < b.length; i++)
+                 if (b[i] === 0xfd && b[i + 1] === 0x85 && b[i + 2] === 0x02) return false;
+               return validate(bytes);
+             };",
+        );
+    }
+    open_and_start(&browser, server, query);
+    browser.wait_for("the run to finish", Duration::from_secs(300), |b| (b.text("state")? == "finished").then_some(()));
+    assert_eq!(browser.text("error").unwrap_or_default(), "", "no error is shown");
+    let first = browser.attribute("train-loss", "data-first").as_deref().and_then(parse_loss).expect("a first loss");
+    let last = browser.attribute("train-loss", "data-exact").as_deref().and_then(parse_loss).expect("the last loss");
+    assert!(last.is_finite() && last < first, "training loss should fall: first {first}, last {last}");
+    (browser.text("device").unwrap(), last)
+}
+
 /// A browser without WebAssembly relaxed SIMD (Safari, older ones): the FMA worker would not
 /// even load there, so the page starts the plain build, which trains. This Chromium has relaxed
-/// SIMD, so the test hides it from the page: `WebAssembly.validate` says no to relaxed-SIMD
-/// modules (the page's probe is the one it sees).
+/// SIMD, so the test hides it from the page. And the two builds compute the same run: the
+/// FMA build's relaxed-SIMD code (gemm's microkernels, the attention loops' tiles) runs only
+/// in a browser, so this is its check against the plain build's multiplies and adds. Fused
+/// multiply-adds round once where the plain build rounds twice, which after 40 steps left the
+/// last loss the same to the bit (Chromium 156, 2026-12-03); an attention tile that read the
+/// wrong four keys moved it by 5·10⁻⁴ of itself, fifty times the tolerance.
 #[test]
-fn without_relaxed_simd_the_page_starts_the_plain_worker() {
+fn without_relaxed_simd_the_page_starts_the_plain_worker_which_trains_as_the_fma_one() {
     let server = StaticServer::start(dist_dir());
-    let browser = Browser::start(false);
-    browser.before_each_page(
-        "const validate = WebAssembly.validate;
-         WebAssembly.validate = (bytes) => {
-           const b = new Uint8Array(bytes.buffer || bytes);
-           for (let i = 0; i + 2 < b.length; i++)
-             if (b[i] === 0xfd && b[i + 1] === 0x85 && b[i + 2] === 0x02) return false;
-           return validate(bytes);
-         };",
-    );
-    open_and_start(&browser, &server, "?preset=tiny&device=cpu&steps=1000");
-    wait_for_steps_and_falling_loss(&browser, 10, Duration::from_secs(300));
-    let device = browser.text("device").unwrap();
+    let query = "?preset=tiny&device=cpu&steps=40&objective=causal_lm=0.5,prefix_lm=0.5";
+    let (device, plain) = train_to_the_end(true, &server, query);
     assert!(device.starts_with("CPU — chosen in the settings"), "device element: {device:?}");
     assert!(device.contains("flex backend in WebAssembly") && !device.contains("FMA"), "the plain worker: {device:?}");
+    let (device, fma) = train_to_the_end(false, &server, query);
+    assert!(device.contains("relaxed-SIMD FMA"), "the FMA worker: {device:?}");
+    assert!((plain - fma).abs() < 1e-5 * plain.abs(), "the same run's last loss: plain {plain}, FMA {fma}");
 }
 
 #[test]

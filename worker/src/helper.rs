@@ -452,6 +452,10 @@ impl HelperLink for SecondWorker {
         post_to_helper(&Outgoing::Update(&update), &update.grads)
             .map_err(|e| format!("the second worker could not be sent the gradients: {e}"))
     }
+
+    fn stop(&self, why: &str) {
+        fail(why);
+    }
 }
 
 /// Sends `work` to the helper now; the future is its answer. (Called by

@@ -692,11 +692,9 @@ async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Op
     let fail = |e: String| (Slot::Diverged, e);
     let cpu = SHARED.with(|s| s.borrow().runs.iter().any(|r| r.id == id && r.cpu));
     // Half of the rows on the helper's core where it is ready; a failed helper costs no step
-    // (its half was computed here) and is not asked again.
+    // (its half was computed here) and is not asked again (the link's `stop`).
     let helper = (cpu && crate::helper::ready()).then_some(&crate::helper::SecondWorker as &dyn HelperLink);
-    if let Some(why) = trainer.step_with(helper).await {
-        crate::helper::fail(&why);
-    }
+    trainer.step_with(helper).await;
     let window = SHARED.with(|s| {
         let mut s = s.borrow_mut();
         s.scheduler.stepped(id);

@@ -26,6 +26,8 @@ pub fn StatsPanel(lab: Lab) -> impl IntoView {
     };
     let last_train = move || run().and_then(|r| loss(r.train, false)).unwrap_or_else(|| "—".into());
     let first_train = move || run().and_then(|r| loss(r.train, true)).unwrap_or_default();
+    // every digit of the last training loss, for tests that compare two runs (the text rounds)
+    let exact_train = move || run().and_then(|r| r.train.with(|p| p.last().map(|(_, l)| l.to_string()))).unwrap_or_default();
     let last_val = move || run().and_then(|r| loss(r.val, false)).unwrap_or_else(|| "—".into());
     let number = move |f: fn(&RunView) -> f64| run().map_or(0.0, |r| f(&r));
     view! {
@@ -34,7 +36,7 @@ pub fn StatsPanel(lab: Lab) -> impl IntoView {
             <div><span class="label">"step"</span>
                 <span data-testid="step">{move || run().map_or(0, |r| r.step.get())}</span>
                 <span class="of">{move || format!(" / {}", run().map_or(0, |r| r.steps.get()))}</span></div>
-            <div><span class="label">"train loss"</span><span data-testid="train-loss" data-first=first_train>{last_train}</span></div>
+            <div><span class="label">"train loss"</span><span data-testid="train-loss" data-first=first_train data-exact=exact_train>{last_train}</span></div>
             <div><span class="label">"validation loss"</span><span data-testid="val-loss">{last_val}</span></div>
             <div><span class="label">"tokens/s"</span><span data-testid="tokens-per-s">{move || format!("{:.0}", number(|r| r.tokens_per_s.get()))}</span></div>
             <div><span class="label">"steps/s"</span><span data-testid="steps-per-s">{move || format!("{:.2}", number(|r| r.steps_per_s.get()))}</span></div>

@@ -168,12 +168,27 @@ fn rows_times(w: &[f32], w_stride: usize, count: usize, m: usize, x: &[f32], str
         return;
     }
     let w: [&[f32]; R] = std::array::from_fn(|r| &w[r.min(count - 1) * w_stride..][..m]);
+    let c = whole_tiles(&w, m, x, stride, cols, out);
+    // columns past the last whole tile (keys when s, or d_head, is not a multiple of W)
+    for (r, w) in w.iter().enumerate() {
+        for k in c..cols {
+            out[r * cols + k] = (0..m).fold(0.0, |sum, j| mul_add(w[j], x[j * stride + k], sum));
+        }
+    }
+}
+
+/// The tiles of [`rows_times`] that are [`W`] columns wide: out[r·cols + c] for c below the
+/// returned column (the first not covered). Plain arithmetic that the compiler vectorises.
+// w: R × [m], x: [m, ≥ cols] (strided) -> out: [R, cols]
+#[cfg(not(all(target_family = "wasm", feature = "wasm-relaxed-simd")))]
+#[inline(always)]
+fn whole_tiles(w: &[&[f32]; R], m: usize, x: &[f32], stride: usize, cols: usize, out: &mut [f32]) -> usize {
     let mut c = 0;
     while c + W <= cols {
         let mut acc = [[0.0f32; W]; R];
         for j in 0..m {
             let x = &x[j * stride + c..j * stride + c + W];
-            for (acc, w) in acc.iter_mut().zip(&w) {
+            for (acc, w) in acc.iter_mut().zip(w) {
                 let wj = w[j];
                 for l in 0..W {
                     acc[l] = mul_add(wj, x[l], acc[l]);
@@ -185,10 +200,62 @@ fn rows_times(w: &[f32], w_stride: usize, count: usize, m: usize, x: &[f32], str
         }
         c += W;
     }
-    // columns past the last whole tile (keys when s, or d_head, is not a multiple of W)
-    for (r, w) in w.iter().enumerate() {
-        for k in c..cols {
-            out[r * cols + k] = (0..m).fold(0.0, |sum, j| mul_add(w[j], x[j * stride + k], sum));
+    c
+}
+
+/// [`whole_tiles`] with relaxed SIMD's fused multiply-add (the worker's FMA build): one
+/// `f32x4.relaxed_madd` per four products where SIMD128 has a multiply and an add, as the
+/// patched gemm's tiles (patches/README.md). LLVM does not fuse `a * b + c` by itself, and wasm's
+/// `f32::mul_add` is a libm call, so the tile is written with the intrinsics.
+// w: R × [m], x: [m, ≥ cols] (strided) -> out: [R, cols]
+#[cfg(all(target_family = "wasm", feature = "wasm-relaxed-simd"))]
+#[inline(always)]
+fn whole_tiles(w: &[&[f32]; R], m: usize, x: &[f32], stride: usize, cols: usize, out: &mut [f32]) -> usize {
+    let tiles = cols / W;
+    // every load below is inside x and w (checked once here, not per load)
+    assert!(m == 0 || (m - 1) * stride + tiles * W <= x.len(), "x holds m rows of cols");
+    assert!(w.iter().all(|w| w.len() >= m) && out.len() >= (R - 1) * cols + tiles * W);
+    // SAFETY: the asserts above bound every index; the worker's FMA build runs only where the
+    // browser validated relaxed SIMD (app/src/wasm_features.rs).
+    unsafe { relaxed::tiles(w, m, x.as_ptr(), stride, tiles, out, cols) };
+    tiles * W
+}
+
+#[cfg(all(target_family = "wasm", feature = "wasm-relaxed-simd"))]
+mod relaxed {
+    use super::{R, W};
+    use core::arch::wasm32::{f32x4_relaxed_madd, f32x4_splat, v128, v128_load, v128_store};
+
+    const _: () = assert!(W == 8, "a tile is two vectors of four");
+
+    /// `whole_tiles`' loop over `tiles` tiles, the accumulators of a tile (R × 2 vectors) in
+    /// registers. Its own function: the relaxed instructions need the target feature, which a
+    /// caller without it cannot inline.
+    // w: R × [m], x: [m, stride] -> out: [R, cols]
+    #[target_feature(enable = "simd128,relaxed-simd")]
+    pub(super) unsafe fn tiles(w: &[&[f32]; R], m: usize, x: *const f32, stride: usize, tiles: usize, out: &mut [f32], cols: usize) {
+        for t in 0..tiles {
+            let c = t * W;
+            let mut acc = [[f32x4_splat(0.0); 2]; R];
+            for j in 0..m {
+                // SAFETY (all loads): the caller checked (m − 1)·stride + tiles·W ≤ len(x), and
+                // w[r].len() ≥ m.
+                let at = unsafe { x.add(j * stride + c) };
+                let (x0, x1) = unsafe { (v128_load(at as *const v128), v128_load(at.add(4) as *const v128)) };
+                for (acc, w) in acc.iter_mut().zip(w) {
+                    let wj = f32x4_splat(unsafe { *w.get_unchecked(j) });
+                    acc[0] = f32x4_relaxed_madd(wj, x0, acc[0]);
+                    acc[1] = f32x4_relaxed_madd(wj, x1, acc[1]);
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                let row = &mut out[r * cols + c..r * cols + c + W];
+                // SAFETY: `row` holds W = 8 floats.
+                unsafe {
+                    v128_store(row.as_mut_ptr() as *mut v128, acc[0]);
+                    v128_store(row.as_mut_ptr().add(4) as *mut v128, acc[1]);
+                }
+            }
         }
     }
 }

@@ -140,6 +140,12 @@ pub trait HelperLink {
     /// Sends this worker's half of the step asked for last; nothing comes back. An error
     /// means it could not be sent.
     fn update(&self, update: HelperUpdate) -> Result<(), String>;
+    /// Told why a split step with this helper failed (the step was completed without it), so
+    /// that whoever holds the link stops asking: the worker's link stops the second worker for
+    /// good. [`Trainer::step_with`] calls it for every failure, the helper's or the step's own.
+    fn stop(&self, why: &str) {
+        let _ = why;
+    }
 }
 
 /// The model input for `prepared` on `device`, for the helper (no cached biases, no dropout).
@@ -343,16 +349,22 @@ impl Trainer {
     /// One step, half of its rows on `helper` where one is given and this run splits, else
     /// alone: the one choice the tab's worker and the benchmark both make. A helper that
     /// fails costs no step (its half, or the whole step, is computed here); the reason is
-    /// returned, for the caller to stop asking it.
+    /// given to [`HelperLink::stop`] and returned.
     pub async fn step_with(&mut self, helper: Option<&dyn HelperLink>) -> Option<String> {
         match helper {
-            Some(helper) if self.splits() => match self.split_step(helper).await {
-                Ok(failure) => failure,
-                Err(why) => {
-                    self.step();
-                    Some(format!("the split step failed: {why}"))
+            Some(helper) if self.splits() => {
+                let failure = match self.split_step(helper).await {
+                    Ok(failure) => failure,
+                    Err(why) => {
+                        self.step();
+                        Some(format!("the split step failed: {why}"))
+                    }
+                };
+                if let Some(why) = &failure {
+                    helper.stop(why);
                 }
-            },
+                failure
+            }
             _ => {
                 self.step();
                 None
@@ -697,6 +709,45 @@ mod tests {
         assert_eq!(t.step_count(), 0);
         // the run keeps its model
         assert_eq!(weights(&t).len(), weights(&Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap()).len());
+    }
+
+    /// `step_with` completes a step whose split failed, for either reason (the helper's error,
+    /// the step's own), and tells the link to stop both times: the worker's link must not
+    /// stay ready after a failed step (the page's benchmark once left it so).
+    #[test]
+    fn a_failed_split_step_stops_the_link() {
+        struct Told<L>(L, std::cell::RefCell<Vec<String>>);
+        impl<L: HelperLink> HelperLink for Told<L> {
+            fn ask(&self, work: &HelperWork) -> Answer {
+                self.0.ask(work)
+            }
+            fn update(&self, update: HelperUpdate) -> Result<(), String> {
+                self.0.update(update)
+            }
+            fn stop(&self, why: &str) {
+                self.1.borrow_mut().push(why.to_string());
+            }
+        }
+        struct Wrong;
+        impl HelperLink for Wrong {
+            fn ask(&self, _: &HelperWork) -> Answer {
+                Box::pin(async { Ok(HelperReply { grads: vec![0.0; 3], present: vec![true; 2], ..Default::default() }) })
+            }
+            fn update(&self, _: HelperUpdate) -> Result<(), String> {
+                Ok(())
+            }
+        }
+        let spec = spec("causal_lm");
+        let mut t = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
+        let (wrong, failing, working) = (Told(Wrong, Default::default()), Told(InProcess::new(true), Default::default()), Told(InProcess::new(false), Default::default()));
+        let why = pollster::block_on(t.step_with(Some(&wrong))).expect("the step's own error");
+        assert!(why.starts_with("the split step failed: "), "{why}");
+        assert_eq!(*wrong.1.borrow(), [why]);
+        assert_eq!(pollster::block_on(t.step_with(Some(&failing))).as_deref(), Some("the helper stopped"));
+        assert_eq!(*failing.1.borrow(), ["the helper stopped"]);
+        assert_eq!(pollster::block_on(t.step_with(Some(&working))), None);
+        assert!(working.1.borrow().is_empty());
+        assert_eq!(t.step_count(), 3, "no step lost");
     }
 
     /// The helper's copy of the run stays equal to it to the bit, so the run sends its weights
