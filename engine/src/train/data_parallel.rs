@@ -512,7 +512,6 @@ fn add_gradients(model: &Transformer, own: &mut GradientsParams, grads: Vec<f32>
         own: &'a mut GradientsParams,
         // theirs: [total] of the other worker's gradients
         theirs: Tensor<1>,
-        total: usize,
         present: &'a [bool],
         index: usize,
         at: usize,
@@ -528,7 +527,7 @@ fn add_gradients(model: &Transformer, own: &mut GradientsParams, grads: Vec<f32>
                 Some(true) => {
                     let shape = param.val().shape();
                     let n = shape.num_elements();
-                    if self.at + n > self.total {
+                    if self.at + n > self.theirs.dims()[0] {
                         self.error = Some("the other worker's gradients are too short".into());
                         return;
                     }
@@ -553,7 +552,7 @@ fn add_gradients(model: &Transformer, own: &mut GradientsParams, grads: Vec<f32>
     }
     let total = grads.len();
     let theirs = Tensor::<1>::from_data(TensorData::new(grads, [total]), device);
-    let mut add = Add { own, theirs, total, present, index: 0, at: 0, out: GradientsParams::new(), error: None };
+    let mut add = Add { own, theirs, present, index: 0, at: 0, out: GradientsParams::new(), error: None };
     model.visit(&mut add);
     if add.error.is_none() && (add.index != present.len() || add.at != total) {
         add.error = Some("the other worker's gradients are for another model".into());
