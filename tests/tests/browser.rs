@@ -200,7 +200,7 @@ fn train_to_the_end(hide_relaxed_simd: bool, server: &StaticServer, query: &str)
 /// in a browser, so this is its check against the plain build's multiplies and adds. Fused
 /// multiply-adds round once where the plain build rounds twice, which after 40 steps left the
 /// last loss the same to the bit (Chromium 156, 2026-12-03); an attention tile that read the
-/// wrong four keys moved it by 5·10⁻⁴ of itself, fifty times the tolerance.
+/// wrong four columns moved it by 5·10⁻⁴ of itself, fifty times the tolerance.
 #[test]
 fn without_relaxed_simd_the_page_starts_the_plain_worker_which_trains_as_the_fma_one() {
     let server = StaticServer::start(dist_dir());

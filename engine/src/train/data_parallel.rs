@@ -689,21 +689,24 @@ mod tests {
         assert_eq!(*marks.borrow(), [false, false, true, true]);
     }
 
+    /// A helper that answers with gradients for another model (3 floats for 2 parameters).
+    struct WrongSized;
+
+    impl HelperLink for WrongSized {
+        fn ask(&self, _: &HelperWork) -> Answer {
+            Box::pin(async { Ok(HelperReply { grads: vec![0.0; 3], present: vec![true; 2], ..Default::default() }) })
+        }
+        fn update(&self, _: HelperUpdate) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
     /// An answer for another model is refused, not added in the wrong places.
     #[test]
     fn a_wrong_sized_answer_is_refused() {
         let spec = spec("causal_lm");
         let mut t = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
-        struct Bad;
-        impl HelperLink for Bad {
-            fn ask(&self, _: &HelperWork) -> Answer {
-                Box::pin(async { Ok(HelperReply { grads: vec![0.0; 3], present: vec![true; 2], ..Default::default() }) })
-            }
-            fn update(&self, _: HelperUpdate) -> Result<(), String> {
-                Ok(())
-            }
-        }
-        let e = pollster::block_on(t.split_step(&Bad)).unwrap_err();
+        let e = pollster::block_on(t.split_step(&WrongSized)).unwrap_err();
         assert!(e.contains("another model") || e.contains("too short"), "{e}");
         assert_eq!(t.step_count(), 0);
         // the run keeps its model
@@ -727,18 +730,9 @@ mod tests {
                 self.1.borrow_mut().push(why.to_string());
             }
         }
-        struct Wrong;
-        impl HelperLink for Wrong {
-            fn ask(&self, _: &HelperWork) -> Answer {
-                Box::pin(async { Ok(HelperReply { grads: vec![0.0; 3], present: vec![true; 2], ..Default::default() }) })
-            }
-            fn update(&self, _: HelperUpdate) -> Result<(), String> {
-                Ok(())
-            }
-        }
         let spec = spec("causal_lm");
         let mut t = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
-        let (wrong, failing, working) = (Told(Wrong, Default::default()), Told(InProcess::new(true), Default::default()), Told(InProcess::new(false), Default::default()));
+        let (wrong, failing, working) = (Told(WrongSized, Default::default()), Told(InProcess::new(true), Default::default()), Told(InProcess::new(false), Default::default()));
         let why = pollster::block_on(t.step_with(Some(&wrong))).expect("the step's own error");
         assert!(why.starts_with("the split step failed: "), "{why}");
         assert_eq!(*wrong.1.borrow(), [why]);
