@@ -98,6 +98,58 @@ pub(crate) fn new_tensor(shape: Shape, len: usize, body: &impl ChunkLoop) -> Fle
     FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)
 }
 
+/// One chunk's loop of an operation with two outputs of one shape (see [`new_tensor_pair`]).
+/// Implementations mark `run` `#[inline(always)]`.
+pub(crate) trait PairLoop: Sync {
+    /// Writes **every element** of `ys` and `zs`, the chunks of the two outputs whose first
+    /// index is `start` (they have the same length).
+    fn run(&self, start: usize, ys: &mut [Out], zs: &mut [Out]);
+}
+
+/// Two new contiguous f32 tensors of `shape`, written together by `body` in chunks of `len`
+/// elements, as [`new_tensor`] writes one: for a loop that computes two results from one
+/// expensive intermediate (GELU's value and slope from one erf).
+pub(crate) fn new_tensor_pair(shape: Shape, len: usize, body: &impl PairLoop) -> (FlexTensor, FlexTensor) {
+    let n = shape.num_elements();
+    let (mut ys, mut zs): (Vec<f32>, Vec<f32>) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (y, z) = (&mut ys.spare_capacity_mut()[..n], &mut zs.spare_capacity_mut()[..n]);
+    let len = len.max(1);
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        y.par_chunks_mut(len).zip(z.par_chunks_mut(len)).enumerate().for_each(|(i, (ys, zs))| vectorized(Pair { body, start: i * len, ys, zs }));
+    }
+    #[cfg(target_family = "wasm")]
+    for (i, (ys, zs)) in y.chunks_mut(len).zip(z.chunks_mut(len)).enumerate() {
+        body.run(i * len, ys, zs);
+    }
+    // SAFETY: every chunk's loop wrote every element of both its chunks (`PairLoop::run`'s
+    // contract), and the chunks cover all n of each.
+    unsafe {
+        ys.set_len(n);
+        zs.set_len(n);
+    }
+    let tensor = |v: Vec<f32>| FlexTensor::new(Bytes::from_elems(v), Layout::contiguous(shape.clone()), DType::F32);
+    (tensor(ys), tensor(zs))
+}
+
+#[cfg(not(target_family = "wasm"))]
+struct Pair<'a, 'b, L> {
+    body: &'a L,
+    start: usize,
+    ys: &'b mut [Out],
+    zs: &'b mut [Out],
+}
+
+#[cfg(not(target_family = "wasm"))]
+impl<L: PairLoop> Kernel for Pair<'_, '_, L> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        self.body.run(self.start, self.ys, self.zs)
+    }
+}
+
 /// dst[i] = src[i] for every element of `dst` (`src` as long or longer).
 #[inline(always)]
 pub(crate) fn write(dst: &mut [Out], src: &[f32]) {
@@ -230,5 +282,29 @@ mod tests {
         let ys = ys.into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(ys.len(), 1003);
         assert!(ys.iter().enumerate().all(|(i, &y)| y == (i as f32).powi(2)));
+    }
+
+    struct SquareAndCube;
+
+    impl PairLoop for SquareAndCube {
+        #[inline(always)]
+        fn run(&self, start: usize, ys: &mut [Out], zs: &mut [Out]) {
+            assert_eq!(ys.len(), zs.len());
+            for (i, (y, z)) in ys.iter_mut().zip(zs).enumerate() {
+                let x = (start + i) as f32;
+                y.write(x * x);
+                z.write(x * x * x);
+            }
+        }
+    }
+
+    /// Both outputs' chunks line up and cover them once each, the last one ragged.
+    #[test]
+    fn pair_chunks_cover_both_outputs() {
+        let (ys, zs) = new_tensor_pair(Shape::new([17, 59]), 100, &SquareAndCube);
+        assert_eq!(ys.layout().shape().to_vec(), [17, 59]);
+        let (ys, zs) = (ys.into_data().try_to_vec::<f32>().unwrap(), zs.into_data().try_to_vec::<f32>().unwrap());
+        assert_eq!((ys.len(), zs.len()), (1003, 1003));
+        assert!(ys.iter().zip(&zs).enumerate().all(|(i, (&y, &z))| y == (i as f32).powi(2) && z == (i as f32).powi(3)));
     }
 }

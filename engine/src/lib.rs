@@ -12,6 +12,8 @@ mod cpu_loops;
 pub mod data;
 #[cfg(feature = "training")]
 pub mod dispatches;
+#[cfg(all(feature = "training", any(test, all(target_family = "wasm", feature = "wasm-relaxed-simd"))))]
+mod lanes4;
 pub mod memory;
 pub mod model;
 pub mod objectives;

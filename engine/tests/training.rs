@@ -7,7 +7,7 @@ use std::sync::Arc;
 use objlab_engine::burn::tensor::{Device, Int, Tensor, TensorData};
 use objlab_engine::data::Corpus;
 use objlab_engine::burn::module::Param;
-use objlab_engine::model::{Architecture, AttentionMode, Head, LayerNorm, ModelConfig, ModelInput, Route, Transformer, self_attention};
+use objlab_engine::model::{Architecture, AttentionMode, Head, LayerNorm, ModelConfig, ModelInput, Route, Transformer, gelu, self_attention};
 use objlab_engine::objectives::REGISTRY;
 use objlab_engine::rng::Rng;
 use objlab_engine::spec::ExperimentSpec;
@@ -278,6 +278,33 @@ fn layer_norm_gradients_match_on_wgpu() {
         for (what, (g, c)) in ["y", "dx", "dgamma", "dbeta"].iter().zip(on_gpu.iter().zip(&on_cpu)) {
             for (a, b) in g.iter().zip(c) {
                 assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{size:?} {what}: wgpu {a} vs flex {b}");
+            }
+        }
+    }
+}
+
+/// GELU on the GPU backend (the trait's composed default bodies, fused, keeping x for the
+/// backward) and on flex (its own loop, keeping the slope computed in the forward): values and
+/// the gradient of x agree, beyond one chunk of flex's loop.
+#[test]
+fn gelu_gradients_match_on_wgpu() {
+    let Some((gpu, _alone)) = wgpu_device() else { return };
+    let run = |device: Device, n: usize| -> [Vec<f32>; 2] {
+        let device = device.autodiff();
+        let mut rng = Rng::seeded(5);
+        let mut draw = |std: f64| -> Vec<f32> { (0..n).map(|_| (rng.normal() * std) as f32).collect() };
+        let x = Tensor::<2>::from_data(TensorData::new(draw(3.0), [n / 8, 8]), &device).require_grad();
+        let r = Tensor::<2>::from_data(TensorData::new(draw(1.0), [n / 8, 8]), &device);
+        let y = gelu(x.clone());
+        let grads = (y.clone() * r).sum().backward();
+        let read = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        [read(y), read(x.grad(&grads).unwrap())]
+    };
+    for n in [64, 40_000] {
+        let (on_gpu, on_cpu) = (run(gpu.clone(), n), run(Device::flex(), n));
+        for (what, (g, c)) in ["y", "dx"].iter().zip(on_gpu.iter().zip(&on_cpu)) {
+            for (a, b) in g.iter().zip(c) {
+                assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "{n} {what}: wgpu {a} vs flex {b}");
             }
         }
     }

@@ -5,11 +5,16 @@
 //! Why: on the CPU, flex computes erf with libm's scalar `erff`, one call per element, in the
 //! forward and again in the backward — about 10 % of a baby-GPT step on flex
 //! (docs/performance.md). Here the loops vectorise (SSE/AVX natively, SIMD128 in the browser),
-//! with two branch-free erfs, each the cheaper where it is used: the forward's is the rational
-//! approximation XLA and Eigen vectorise (no exp: ~36 vector operations per four elements in
-//! wasm against ~48); the backward needs e^(−x²/2) for φ anyway, which Abramowitz & Stegun's
-//! 7.1.26 (the formula PyTorch's own vectorised CPU erf uses) computes inside, so Φ and φ share
-//! one exp. Both are within 10⁻⁶ of libm's `erff` in f32.
+//! with two branch-free erfs, both within 10⁻⁶ of libm's `erff` in f32:
+//! - **in training**, one loop computes gelu(x) and the slope gelu'(x) together and keeps the
+//!   slope instead of x, so the backward is one multiply. φ needs e^(−x²/2), which Abramowitz &
+//!   Stegun's 7.1.26 erf (the formula PyTorch's own vectorised CPU erf uses) computes inside, so
+//!   each element costs one erf and one exp per step, where a forward and a backward that each
+//!   compute their own cost two erfs. In the worker's FMA build the loop is written on four
+//!   lanes with relaxed SIMD's fused multiply-add (`lanes4.rs`), one per polynomial step;
+//! - **outside training** (evaluation, sampling), the forward alone takes the rational erf that
+//!   XLA and Eigen vectorise: no exp, ~36 vector operations per four elements in wasm against
+//!   ~48.
 //!
 //! On the GPU the default bodies run: the same closed forms composed of primitive operations,
 //! which fusion compiles into the neighbouring elementwise kernels. (burn's own GELU backward
@@ -26,6 +31,8 @@ use burn_cubecl::CubeBackend;
 use burn_flex::FlexTensor;
 
 use crate::cpu_loops;
+#[cfg(any(test, all(target_family = "wasm", feature = "wasm-relaxed-simd")))]
+use crate::lanes4::F32x4;
 
 const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// 1/√(2π)
@@ -49,6 +56,20 @@ pub trait GeluOps: Backend {
     fn exact_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         composed_backward::<Self>(x, grad)
     }
+
+    /// The forward in training: gelu(x), and what [`GeluOps::exact_gelu_backward_saved`] needs
+    /// of x. By default x itself (on the GPU fusion folds the recomputed Φ into the backward's
+    /// kernel); flex keeps the slope gelu'(x), computed in the forward's loop.
+    #[fusion(default)]
+    fn exact_gelu_saving(x: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        (Self::exact_gelu(x.clone()), x)
+    }
+
+    /// The backward from what [`GeluOps::exact_gelu_saving`] kept.
+    #[fusion(default)]
+    fn exact_gelu_backward_saved(saved: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::exact_gelu_backward(saved, grad)
+    }
 }
 
 /// Φ(x) = ½·(1 + erf(x/√2)) of primitive operations.
@@ -60,10 +81,15 @@ fn composed_forward<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     B::float_mul(x.clone(), composed_cdf::<B>(x))
 }
 
-fn composed_backward<B: Backend>(x: FloatTensor<B>, grad: FloatTensor<B>) -> FloatTensor<B> {
+/// gelu'(x) = Φ(x) + x·φ(x) of primitive operations.
+fn composed_slope<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     // φ(x) = e^(−x²/2)/√(2π)
     let pdf = B::float_mul_scalar(B::float_exp(B::float_mul_scalar(B::float_mul(x.clone(), x.clone()), (-0.5).into())), FRAC_1_SQRT_2PI.into());
-    B::float_mul(grad, B::float_add(composed_cdf::<B>(x.clone()), B::float_mul(x, pdf)))
+    B::float_add(composed_cdf::<B>(x.clone()), B::float_mul(x, pdf))
+}
+
+fn composed_backward<B: Backend>(x: FloatTensor<B>, grad: FloatTensor<B>) -> FloatTensor<B> {
+    B::float_mul(grad, composed_slope::<B>(x))
 }
 
 impl GeluOps for CubeBackend {}
@@ -80,12 +106,114 @@ impl GeluOps for Flex {
         if x.dtype() != DType::F32 || grad.dtype() != DType::F32 || x.layout().shape() != grad.layout().shape() {
             return <Flex as burn::backend::ops::ActivationOps<Flex>>::gelu_backward(x, grad);
         }
-        elementwise(x, Some(grad), |x, g| {
-            // erf(x/√2) and e^(−x²/2) = √(2π)·φ(x), with one exp
-            let (erf, gauss) = erf_and_gauss(x * FRAC_1_SQRT_2);
-            g * (0.5 * (1.0 + erf) + x * FRAC_1_SQRT_2PI * gauss)
-        })
+        elementwise(x, Some(grad), |x, g| g * value_and_slope(x).1)
     }
+
+    /// (gelu(x), gelu'(x)) from one erf and one exp per element.
+    fn exact_gelu_saving(x: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        if x.dtype() != DType::F32 {
+            return (<Flex as burn::backend::ops::ActivationOps<Flex>>::gelu(x.clone()), composed_slope::<Flex>(x));
+        }
+        let x = cpu_loops::contiguous(x);
+        let xs = x.as_slice::<f32>().expect("contiguous f32");
+        cpu_loops::new_tensor_pair(x.layout().shape().clone(), CHUNK, &WithSlope { xs })
+    }
+
+    /// grad · gelu'(x), the slope kept by [`GeluOps::exact_gelu_saving`].
+    fn exact_gelu_backward_saved(slope: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        if slope.dtype() != DType::F32 || grad.dtype() != DType::F32 || slope.layout().shape() != grad.layout().shape() {
+            return <Flex as burn::backend::ops::FloatTensorOps<Flex>>::float_mul(grad, slope);
+        }
+        elementwise(slope, Some(grad), |slope, g| g * slope)
+    }
+}
+
+/// gelu(x) = x·Φ(x) and gelu'(x) = Φ(x) + x·φ(x): erf(x/√2) and e^(−x²/2) = √(2π)·φ(x) with
+/// one exp.
+#[inline(always)]
+fn value_and_slope(x: f32) -> (f32, f32) {
+    let (erf, gauss) = erf_and_gauss(x * FRAC_1_SQRT_2);
+    let cdf = 0.5 * (1.0 + erf);
+    (x * cdf, cdf + x * FRAC_1_SQRT_2PI * gauss)
+}
+
+/// One chunk of [`GeluOps::exact_gelu_saving`] on flex: ys = gelu(xs), slopes = gelu'(xs).
+struct WithSlope<'a> {
+    xs: &'a [f32],
+}
+
+impl cpu_loops::PairLoop for WithSlope<'_> {
+    #[inline(always)]
+    fn run(&self, start: usize, ys: &mut [cpu_loops::Out], slopes: &mut [cpu_loops::Out]) {
+        let xs = &self.xs[start..start + ys.len()];
+        #[cfg(all(target_family = "wasm", feature = "wasm-relaxed-simd"))]
+        // SAFETY: the worker's FMA build runs only where the browser validated relaxed SIMD
+        // (app/src/wasm_features.rs).
+        let (xs, ys, slopes) = {
+            let done = unsafe { relaxed_with_slope(xs, ys, slopes) };
+            (&xs[done..], &mut ys[done..], &mut slopes[done..])
+        };
+        for ((y, s), &x) in ys.iter_mut().zip(slopes.iter_mut()).zip(xs) {
+            let (value, slope) = value_and_slope(x);
+            y.write(value);
+            s.write(slope);
+        }
+    }
+}
+
+/// [`WithSlope`]'s loop four elements at a time with relaxed SIMD's fused multiply-adds (the
+/// worker's FMA build); how many elements it wrote (the rest are fewer than four).
+#[cfg(all(target_family = "wasm", feature = "wasm-relaxed-simd"))]
+#[target_feature(enable = "simd128,relaxed-simd")]
+unsafe fn relaxed_with_slope(xs: &[f32], ys: &mut [cpu_loops::Out], slopes: &mut [cpu_loops::Out]) -> usize {
+    for ((x, y), s) in xs.chunks_exact(4).zip(ys.chunks_exact_mut(4)).zip(slopes.chunks_exact_mut(4)) {
+        let (value, slope) = value_and_slope_x4(F32x4::load(x));
+        value.store(y);
+        slope.store(s);
+    }
+    xs.len() / 4 * 4
+}
+
+/// [`value_and_slope`] on four lanes, each polynomial step one fused multiply-add: the FMA
+/// worker's GELU (relaxed SIMD), and natively the tests' (`f32::mul_add`), which check it.
+#[cfg(any(test, all(target_family = "wasm", feature = "wasm-relaxed-simd")))]
+#[inline(always)]
+fn value_and_slope_x4(x: F32x4) -> (F32x4, F32x4) {
+    let c = F32x4::splat;
+    // erf(u) and e^(−u²) for u = x/√2, as `erf_and_gauss`
+    let u = x.mul(c(FRAC_1_SQRT_2));
+    let z = u.abs();
+    let t = c(1.0).div(z.madd(c(0.327_591_1), c(1.0)));
+    let mut h = t.madd(c(1.061_405_4), c(-1.453_152_1));
+    h = h.madd(t, c(1.421_413_7));
+    h = h.madd(t, c(-0.284_496_74));
+    h = h.madd(t, c(0.254_829_6));
+    let poly = h.mul(t);
+    let gauss = exp_x4(z.nmadd(z, c(0.0)));
+    let erf = poly.nmadd(gauss, c(1.0)).copysign(u);
+    // as `value_and_slope`
+    let cdf = erf.madd(c(0.5), c(0.5));
+    (x.mul(cdf), x.mul(c(FRAC_1_SQRT_2PI)).madd(gauss, cdf))
+}
+
+/// [`exp_approx`] on four lanes with fused multiply-adds (x ≤ 0).
+#[cfg(any(test, all(target_family = "wasm", feature = "wasm-relaxed-simd")))]
+#[inline(always)]
+fn exp_x4(x: F32x4) -> F32x4 {
+    const MAGIC: f32 = 12_582_912.0;
+    let c = F32x4::splat;
+    let x = x.max(c(-87.0));
+    let shifted = x.madd(c(std::f32::consts::LOG2_E), c(MAGIC));
+    let n = shifted.sub(c(MAGIC));
+    let r = n.nmadd(c(0.693_359_4), x);
+    let r = n.madd(c(2.121_944_4e-4), r);
+    let mut p = r.madd(c(1.987_569_1e-4), c(1.398_199_9e-3));
+    p = p.madd(r, c(8.333_452e-3));
+    p = p.madd(r, c(4.166_579_6e-2));
+    p = p.madd(r, c(1.666_666_5e-1));
+    p = p.madd(r, c(5.000_000_1e-1));
+    let e = p.madd(r.mul(r), r).add(c(1.0));
+    e.mul(F32x4::exp2_of_shifted(shifted, MAGIC))
 }
 
 /// f(x, g) over every element of `x` (and `grad`, when given), into a new contiguous tensor.
@@ -181,14 +309,14 @@ pub(super) fn exp_approx(x: f32) -> f32 {
 struct GeluBackward;
 
 impl<B: Backend + GeluOps> Backward<B, 1> for GeluBackward {
-    /// x
+    /// what [`GeluOps::exact_gelu_saving`] kept: x, or its slope on flex
     type State = FloatTensor<B>;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         if let Some(node) = node {
-            grads.register::<B>(node.id, B::exact_gelu_backward(ops.state, grad));
+            grads.register::<B>(node.id, B::exact_gelu_backward_saved(ops.state, grad));
         }
     }
 }
@@ -197,14 +325,22 @@ impl<B: Backend + GeluOps, C: CheckpointStrategy> GeluOps for Autodiff<B, C> {
     fn exact_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
         match GeluBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let x = x.into_primitive();
-                prep.finish(x.clone(), B::exact_gelu(x))
+                let (y, saved) = B::exact_gelu_saving(x.into_primitive());
+                prep.finish(saved, y)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::exact_gelu(x.into_primitive())),
         }
     }
 
     fn exact_gelu_backward(_x: FloatTensor<Self>, _grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        unimplemented!("the GELU backward is not differentiated twice")
+    }
+
+    fn exact_gelu_saving(_x: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        unimplemented!("the GELU forward is differentiated through exact_gelu")
+    }
+
+    fn exact_gelu_backward_saved(_saved: FloatTensor<Self>, _grad: FloatTensor<Self>) -> FloatTensor<Self> {
         unimplemented!("the GELU backward is not differentiated twice")
     }
 }
@@ -235,6 +371,32 @@ mod tests {
         assert!(exp_approx(-87.0) > 0.0);
     }
 
+    /// The four-lane GELU with fused multiply-adds (the FMA worker's) against libm's erf and
+    /// f64's exp, and against the scalar loop's, over [−12, 12] and the exp's clamp.
+    #[test]
+    fn four_lane_gelu_is_accurate() {
+        let xs: Vec<f32> = (-6000..=6000).map(|i| i as f32 / 500.0).chain([-40.0, -20.0, 20.0, 40.0]).collect();
+        for x4 in xs.chunks_exact(4) {
+            let (value, slope) = value_and_slope_x4(F32x4::load(x4));
+            for ((&x, v), s) in x4.iter().zip(value.to_array()).zip(slope.to_array()) {
+                let xd = x as f64;
+                let cdf = 0.5 * (1.0 + libm_erf(x * FRAC_1_SQRT_2) as f64);
+                let (want_v, want_s) = (xd * cdf, cdf + xd * (-xd * xd / 2.0).exp() / (2.0 * std::f64::consts::PI).sqrt());
+                assert!((v as f64 - want_v).abs() < 2e-6 * (1.0 + want_v.abs()), "gelu({x}): {v} vs {want_v}");
+                assert!((s as f64 - want_s).abs() < 2e-6, "gelu'({x}): {s} vs {want_s}");
+                let (sv, ss) = value_and_slope(x);
+                assert!((v - sv).abs() <= 1e-6 * (1.0 + sv.abs()) && (s - ss).abs() <= 1e-6, "x4 and scalar at {x}: {v} {s} vs {sv} {ss}");
+            }
+        }
+        let nan = value_and_slope_x4(F32x4::splat(f32::NAN));
+        assert!(nan.0.to_array()[0].is_nan() && nan.1.to_array()[0].is_nan(), "NaN stays NaN (a diverged run must show it)");
+    }
+
+    /// flex's erf (libm's `erff`), the reference above.
+    fn libm_erf(x: f32) -> f32 {
+        values(Tensor::<1>::from_data(TensorData::new(vec![x], [1]), &Device::flex()).erf())[0]
+    }
+
     /// Values and gradients on flex (the vectorised path) against burn's GELU, which flex
     /// computes with libm's erf, differentiated by burn.
     #[test]
@@ -260,6 +422,22 @@ mod tests {
         // a transposed (non-contiguous) input
         let t = x.clone().transpose();
         close(&values(gelu(t.clone())), &values(burn::tensor::activation::gelu(t)), 1e-6);
+    }
+
+    /// Another float type takes the composed path on flex, forward and backward, and agrees
+    /// with burn's GELU.
+    #[test]
+    fn f64_gelu_is_differentiated_too() {
+        let device = Device::flex().autodiff();
+        let xs: Vec<f64> = (0..100).map(|i| (i as f64 - 50.0) / 10.0).collect();
+        let x = Tensor::<1>::from_data(TensorData::new(xs, [100]), &device).cast(DType::F64).require_grad();
+        assert_eq!(x.dtype(), DType::F64);
+        let r = Tensor::<1>::from_data(TensorData::new((0..100).map(|i| ((i * 7 % 13) as f64 - 6.0) / 3.0).collect::<Vec<_>>(), [100]), &device).cast(DType::F64);
+        let (ours, theirs) = (gelu(x.clone()), burn::tensor::activation::gelu(x.clone()));
+        let read = |t: Tensor<1>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+        close(&read(ours.clone()), &read(theirs.clone()), 1e-6);
+        let (g_ours, g_theirs) = ((ours * r.clone()).sum().backward(), (theirs * r).sum().backward());
+        close(&read(x.grad(&g_ours).unwrap()), &read(x.grad(&g_theirs).unwrap()), 1e-6);
     }
 
     /// The composed default bodies (the GPU's) against the same reference, run on flex.
