@@ -140,8 +140,10 @@ fn validation_and_sampling_work_after_training() {
 /// The wgpu device, and a lock that keeps the other wgpu tests off it meanwhile: the tests run
 /// on parallel threads, and cubecl gives each thread its own command stream on a shared
 /// device; one test's step once read another's values (a flaky step 3 in CI), which a lab
-/// never meets (one worker, one thread, per device).
-fn wgpu_device() -> Option<(Device, std::sync::MutexGuard<'static, ()>)> {
+/// never meets (one worker, one thread, per device). The lock is released only once the
+/// device has finished the test's work ([`Alone`]): a test's last kernels could still be running
+/// on its stream when the next test's thread started (the flaky step 3 came back once).
+fn wgpu_device() -> Option<(Device, Alone)> {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let lock = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     static DEVICE: std::sync::OnceLock<Result<Device, String>> = std::sync::OnceLock::new();
@@ -151,7 +153,7 @@ fn wgpu_device() -> Option<(Device, std::sync::MutexGuard<'static, ()>)> {
         Err(_) => Err("adapter request panicked".to_string()),
     });
     match device {
-        Ok(d) => Some((d.clone(), lock)),
+        Ok(d) => Some((d.clone(), Alone { device: d.clone(), _lock: lock })),
         Err(why) => {
             if std::env::var("OBJLAB_REQUIRE_WGPU").is_ok() {
                 panic!("no wgpu adapter, but OBJLAB_REQUIRE_WGPU is set: {why}");
@@ -159,6 +161,19 @@ fn wgpu_device() -> Option<(Device, std::sync::MutexGuard<'static, ()>)> {
             eprintln!("skipping: no wgpu adapter ({why})");
             None
         }
+    }
+}
+
+/// [`wgpu_device`]'s lock: dropped last in a test (it is bound first), it waits for the
+/// device's pending work before it lets the next test in.
+struct Alone {
+    device: Device,
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Drop for Alone {
+    fn drop(&mut self) {
+        let _ = self.device.sync();
     }
 }
 
