@@ -57,14 +57,14 @@ impl F32x4 {
     /// self · b + c, one rounding
     #[inline(always)]
     pub fn madd(self, b: Self, c: Self) -> Self {
-        // SAFETY: the caller runs with relaxed SIMD (the FMA worker, see the module doc).
-        Self(unsafe { f32x4_relaxed_madd(self.0, b.0, c.0) })
+        // (a safe call in wasm: a module whose instructions the browser lacks fails to load,
+        // and the FMA worker is loaded only where relaxed SIMD validates)
+        Self(f32x4_relaxed_madd(self.0, b.0, c.0))
     }
     /// c − self · b, one rounding
     #[inline(always)]
     pub fn nmadd(self, b: Self, c: Self) -> Self {
-        // SAFETY: as in `madd`.
-        Self(unsafe { f32x4_relaxed_nmadd(self.0, b.0, c.0) })
+        Self(f32x4_relaxed_nmadd(self.0, b.0, c.0))
     }
     #[inline(always)]
     pub fn abs(self) -> Self {
