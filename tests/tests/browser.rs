@@ -98,6 +98,8 @@ fn falls_back_to_the_cpu_without_webgpu_and_pauses() {
     let cores = browser.eval("return navigator.hardwareConcurrency").as_f64().unwrap_or(1.0);
     if cores >= 2.0 {
         assert!(device.contains("2 workers share each step"), "device element: {device:?}");
+        // ... the helper on the training worker's compiled module, not a copy of its own
+        assert!(!device.contains("own copy of the module"), "device element: {device:?}");
     }
     // The page reports how long it took from opening to the first training step.
     let first = browser.text("first-step").unwrap();

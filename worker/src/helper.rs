@@ -2,8 +2,8 @@
 //!
 //! Why: the tab's WebAssembly runs on one thread (threads need a cross-origin-isolated page and
 //! a standard library rebuilt with atomics), so a CPU run used one core of a machine that has
-//! several. The training worker starts a copy of itself (`new Worker(self.location.href)`, the
-//! same loader shim) as its *helper*; for each step it sends the second half of the batch's
+//! several. The training worker starts a copy of itself, on its own compiled module
+//! ([`sharing_this_module`]), as its *helper*; for each step it sends the second half of the batch's
 //! rows, computes the first half meanwhile, and adds the two gradients
 //! (`objlab_engine::train::data_parallel`, where the split is shown to equal one batch). The
 //! helper keeps a copy of each run it serves (weights and AdamW moments) and takes the same
@@ -114,6 +114,9 @@ thread_local! {
     /// Every worker's channel on its own `self`: in a helper, its jobs come and its answers
     /// leave through it ([`listen`]).
     static TO_PARENT: RefCell<Option<Port>> = const { RefCell::new(None) };
+    /// Why the helper could not be started on this worker's compiled module
+    /// ([`sharing_this_module`]) and compiles its own copy; the device line says it.
+    static OWN_COPY: RefCell<Option<String>> = const { RefCell::new(None) };
     /// In the helper: whether it has been given a job ([`serving`]).
     static SERVING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Fires when a job's answer is late (its timer is cleared when the answer comes).
@@ -292,9 +295,17 @@ pub fn start() {
         return;
     }
     let url = with_scope(|s| s.location().href());
-    let worker = match Worker::new(&url) {
+    let worker = match sharing_this_module(&url) {
         Ok(w) => w,
-        Err(e) => return fail(&format!("the second worker could not start ({e:?})")),
+        Err(why) => {
+            // the copy loads and compiles the module again, and tiers it up on its own
+            web_sys::console::warn_1(&format!("the second worker loads its own copy of the module: {why}").into());
+            OWN_COPY.with(|c| *c.borrow_mut() = Some(why));
+            match Worker::new(&url) {
+                Ok(w) => w,
+                Err(e) => return fail(&format!("the second worker could not start ({e:?})")),
+            }
+        }
     };
     let on_message = Closure::<dyn FnMut(JsValue)>::new(|event: JsValue| {
         // The helper's own start-up and crash reports are the page's messages (text); its
@@ -336,6 +347,54 @@ pub fn start() {
     LINK.with(|l| *l.borrow_mut() = Link::Starting(worker));
 }
 
+/// Starts the helper on this worker's own compiled `WebAssembly.Module`, given `loader`, the
+/// URL of this worker's loader shim (Trunk's `…_loader.js`, which loads `….js`, wasm-bindgen's
+/// glue, and then fetches and compiles the module).
+///
+/// Why: a helper started from the loader compiles the 20 MB module again and tiers its hot
+/// functions up from V8's baseline compiler on its own, so its half of its first ~20 steps
+/// was slower than this worker's (the eighteenth session's profile). A module posted to
+/// another worker keeps its compiled code, the optimised functions included, so the helper
+/// computes at this worker's speed from its first step and starts without a download.
+///
+/// The helper is a few lines from a `Blob` ([`SHARED_MODULE_JS`]): the glue, then the module
+/// from its first message, instantiated by wasm-bindgen's `initSync`. Fails (and the caller
+/// starts the helper from the loader) where the URL is not a loader's, or the browser cannot
+/// post a module or start a worker from a `Blob`.
+fn sharing_this_module(loader: &str) -> Result<Worker, String> {
+    let glue = loader
+        .strip_suffix("_loader.js")
+        .map(|stem| format!("{stem}.js"))
+        .ok_or_else(|| format!("{loader} is not a loader shim"))?;
+    let start = js_sys::Function::new_with_args("glue, module", SHARED_MODULE_JS);
+    let worker = start
+        .call2(&JsValue::NULL, &glue.into(), &wasm_bindgen::module())
+        .map_err(|e| format!("{e:?}"))?;
+    worker.dyn_into::<Worker>().map_err(|e| format!("not a worker: {e:?}"))
+}
+
+/// Called with `(glue, module)`: starts a worker from a `Blob` that loads wasm-bindgen's glue
+/// from `glue` and instantiates the `module` that its first message brings (the module's start
+/// then replaces this `onmessage` with the worker's own), posts it `module` and returns it.
+const SHARED_MODULE_JS: &str = r#"
+const source = `importScripts(${JSON.stringify(glue)});
+self.onmessage = (event) => { self.onmessage = null; wasm_bindgen.initSync({ module: event.data }); };`;
+const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+try {
+  const worker = new Worker(url);
+  try {
+    worker.postMessage(module);
+  } catch (e) {
+    worker.terminate();
+    throw e;
+  }
+  return worker;
+} finally {
+  // the worker has its own reference to the script once started
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+"#;
+
 /// The helper's binary message: the answer to the job in flight.
 fn answered(message: Result<Message, String>) {
     match message {
@@ -363,7 +422,10 @@ pub fn ready() -> bool {
 /// What the device line says of the helper: two workers, or why only one.
 pub fn status() -> Option<String> {
     LINK.with(|l| match &*l.borrow() {
-        Link::Ready(_) => Some("2 workers share each step".to_string()),
+        Link::Ready(_) => Some(match OWN_COPY.with(|c| c.borrow().clone()) {
+            None => "2 workers share each step".to_string(),
+            Some(why) => format!("2 workers share each step (the second on its own copy of the module: {why})"),
+        }),
         Link::Failed(why) => Some(format!("1 worker: {why}")),
         _ => None,
     })
