@@ -103,6 +103,8 @@ impl F32x4 {
     pub fn load(s: &[f32]) -> Self {
         Self(s[..4].try_into().expect("four floats"))
     }
+    /// (natively unused: only the FMA worker's loop stores; the tests read `to_array`)
+    #[allow(dead_code)]
     #[inline(always)]
     pub fn store(self, out: &mut [crate::cpu_loops::Out]) {
         for (o, v) in out[..4].iter_mut().zip(self.0) {

@@ -183,11 +183,12 @@ fn value_and_slope_x4(x: F32x4) -> (F32x4, F32x4) {
     // erf(u) and e^(−u²) for u = x/√2, as `erf_and_gauss`
     let u = x.mul(c(FRAC_1_SQRT_2));
     let z = u.abs();
-    let t = c(1.0).div(z.madd(c(0.327_591_1), c(1.0)));
-    let mut h = t.madd(c(1.061_405_4), c(-1.453_152_1));
-    h = h.madd(t, c(1.421_413_7));
-    h = h.madd(t, c(-0.284_496_74));
-    h = h.madd(t, c(0.254_829_6));
+    let t = c(1.0).div(z.madd(c(AS_P), c(1.0)));
+    let [a1, a2, a3, a4, a5] = AS_A;
+    let mut h = t.madd(c(a5), c(a4));
+    h = h.madd(t, c(a3));
+    h = h.madd(t, c(a2));
+    h = h.madd(t, c(a1));
     let poly = h.mul(t);
     let gauss = exp_x4(z.nmadd(z, c(0.0)));
     let erf = poly.nmadd(gauss, c(1.0)).copysign(u);
@@ -200,18 +201,18 @@ fn value_and_slope_x4(x: F32x4) -> (F32x4, F32x4) {
 #[cfg(any(test, all(target_family = "wasm", feature = "wasm-relaxed-simd")))]
 #[inline(always)]
 fn exp_x4(x: F32x4) -> F32x4 {
-    const MAGIC: f32 = 12_582_912.0;
     let c = F32x4::splat;
     let x = x.max(c(-87.0));
     let shifted = x.madd(c(std::f32::consts::LOG2_E), c(MAGIC));
     let n = shifted.sub(c(MAGIC));
-    let r = n.nmadd(c(0.693_359_4), x);
-    let r = n.madd(c(2.121_944_4e-4), r);
-    let mut p = r.madd(c(1.987_569_1e-4), c(1.398_199_9e-3));
-    p = p.madd(r, c(8.333_452e-3));
-    p = p.madd(r, c(4.166_579_6e-2));
-    p = p.madd(r, c(1.666_666_5e-1));
-    p = p.madd(r, c(5.000_000_1e-1));
+    let r = n.nmadd(c(LN2_HIGH), x);
+    let r = n.madd(c(LN2_LOW), r);
+    let [p0, p1, p2, p3, p4, p5] = EXP_POLY;
+    let mut p = r.madd(c(p5), c(p4));
+    p = p.madd(r, c(p3));
+    p = p.madd(r, c(p2));
+    p = p.madd(r, c(p1));
+    p = p.madd(r, c(p0));
     let e = p.madd(r.mul(r), r).add(c(1.0));
     e.mul(F32x4::exp2_of_shifted(shifted, MAGIC))
 }
@@ -253,13 +254,33 @@ impl<F: Fn(f32, f32) -> f32 + Sync> cpu_loops::ChunkLoop for Elementwise<'_, F> 
 /// Elements per chunk of the loop (64 KiB of f32): baby GPT's GELU input, 768 × 512, is 24 chunks.
 const CHUNK: usize = 16 * 1024;
 
+/// Abramowitz & Stegun 7.1.26's erf (|error| ≤ 1.5·10⁻⁷): t = 1/(1 + p·|u|) with p =
+/// `AS_P`, and a1…a5 of its polynomial in t; shared by [`erf_and_gauss`] and
+/// [`value_and_slope_x4`].
+const AS_P: f32 = 0.327_591_1;
+const AS_A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_7, -1.453_152_1, 1.061_405_4];
+
+/// Cephes' expf: ln 2 = `LN2_HIGH` − `LN2_LOW`, split so that n·`LN2_HIGH` is exact for the
+/// n that occur (the high part has few mantissa bits), and the polynomial of
+/// (e^r − 1 − r)/r², lowest degree first; shared by [`exp_approx`] and [`exp_x4`].
+const LN2_HIGH: f32 = 0.693_359_4;
+const LN2_LOW: f32 = 2.121_944_4e-4;
+#[allow(clippy::excessive_precision)] // Cephes' digits, as published
+const EXP_POLY: [f32; 6] = [5.000_000_1e-1, 1.666_666_5e-1, 4.166_579_6e-2, 8.333_452e-3, 1.398_199_9e-3, 1.987_569_1e-4];
+
+/// 1.5·2²³: adding it to a float rounds it to an integer, which its low mantissa bits then
+/// hold, so n is read back with integer operations only (no float-to-int conversion, which
+/// does not vectorise).
+const MAGIC: f32 = 12_582_912.0;
+
 /// erf(u) and e^(−u²), by Abramowitz & Stegun 7.1.26: erf(u) = 1 − t·(a1 + t·(a2 + …))·e^(−u²),
 /// t = 1/(1 + p·|u|).
 #[inline(always)]
 fn erf_and_gauss(u: f32) -> (f32, f32) {
     let z = u.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * z);
-    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
+    let [a1, a2, a3, a4, a5] = AS_A;
+    let t = 1.0 / (1.0 + AS_P * z);
+    let poly = t * (a1 + t * (a2 + t * (a3 + t * (a4 + t * a5))));
     let gauss = exp_approx(-z * z);
     ((1.0 - poly * gauss).copysign(u), gauss)
 }
@@ -290,16 +311,14 @@ fn erf_rational(x: f32) -> f32 {
 /// e^r by Cephes' expf polynomial, 2ⁿ by building the float's exponent.
 #[inline(always)]
 pub(super) fn exp_approx(x: f32) -> f32 {
-    // 1.5·2²³: adding it rounds to an integer, which its low mantissa bits then hold, so n is
-    // read back with integer operations only (no float-to-int conversion, which does not vectorise)
-    const MAGIC: f32 = 12_582_912.0;
     // a compare and select, not `x.max(-87.0)`: wasm has no vector instruction with `max`'s
     // NaN rule, so LLVM made that four calls to libm's `fmaxf` per vector in the tab
     let x = if x < -87.0 { -87.0 } else { x };
     let shifted = x * std::f32::consts::LOG2_E + MAGIC;
     let n = shifted - MAGIC;
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5.000_000_1e-1;
+    let r = x - n * LN2_HIGH + n * LN2_LOW;
+    let [p0, p1, p2, p3, p4, p5] = EXP_POLY;
+    let p = ((((p5 * r + p4) * r + p3) * r + p2) * r + p1) * r + p0;
     let e = p * r * r + r + 1.0;
     let n_bits = (shifted.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
     e * f32::from_bits((n_bits.wrapping_add(127) << 23) as u32)
@@ -434,7 +453,7 @@ mod tests {
         assert_eq!(x.dtype(), DType::F64);
         let r = Tensor::<1>::from_data(TensorData::new((0..100).map(|i| ((i * 7 % 13) as f64 - 6.0) / 3.0).collect::<Vec<_>>(), [100]), &device).cast(DType::F64);
         let (ours, theirs) = (gelu(x.clone()), burn::tensor::activation::gelu(x.clone()));
-        let read = |t: Tensor<1>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+        let read = |t: Tensor<1>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
         close(&read(ours.clone()), &read(theirs.clone()), 1e-6);
         let (g_ours, g_theirs) = ((ours * r.clone()).sum().backward(), (theirs * r).sum().backward());
         close(&read(x.grad(&g_ours).unwrap()), &read(x.grad(&g_theirs).unwrap()), 1e-6);
