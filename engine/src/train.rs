@@ -72,6 +72,10 @@ pub struct Trainer {
     /// so that a split step need not send it (see [`data_parallel`]).
     helper_key: u64,
     helper_has_copy: bool,
+    /// The next step's job, already sent to the helper with this step's gradients (see
+    /// [`data_parallel`]'s "ahead"), and the random streams as they were before its batch was
+    /// drawn: a step taken otherwise puts them back and draws the same batch.
+    ahead: Option<data_parallel::Ahead>,
     /// How the representation views read the model: the attention pattern of the mix's first
     /// objective, reduced to causal or bidirectional (a masked-LM encoder is read
     /// bidirectionally, a GPT causally), and whether it uses position embeddings.
@@ -203,6 +207,7 @@ impl Trainer {
             splittable,
             helper_key: data_parallel::next_run_key(),
             helper_has_copy: false,
+            ahead: None,
             reading,
             clock: None,
             profile: StepProfile::default(),
@@ -330,6 +335,8 @@ impl Trainer {
     }
 
     fn step_here(&mut self) {
+        // a job sent ahead to a helper is not used: its batch is drawn again here
+        self.forget_ahead();
         let t0 = self.now();
         let clean = self.corpus.sample(Split::Train, self.train.batch_size, self.model_config.block_size, &mut self.data_rng);
         let model = self.model.take().expect("model is present between steps");

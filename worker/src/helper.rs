@@ -86,21 +86,32 @@ enum Link {
     Failed(String),
 }
 
-/// The job in flight with the helper, as the training worker sees it.
-#[derive(Default)]
-struct Pending {
-    /// A job was sent and its answer not yet handed over.
-    asked: bool,
+/// A job sent to the helper, as the training worker sees it, from its sending until its
+/// answer is taken. The helper answers its jobs in the order they were sent, and a run may
+/// have sent its next step's job before this step's answer came (`sends_ahead`), so several
+/// can wait, each for the first answer that comes after the answers of those sent before it.
+struct Job {
+    id: u64,
     answer: Option<Result<HelperReply, String>>,
     /// The step waiting for the answer.
     waker: Option<Waker>,
-    /// The watchdog's timer for this job.
+    /// The watchdog's timer for this job (cleared when the answer comes).
     timer: Option<i32>,
+    /// Its step no longer waits for it (the run took that step alone, or is gone): its answer,
+    /// when it comes, is dropped.
+    dropped: bool,
+}
+
+/// The jobs sent and not yet taken, in the order sent; and the next job's id.
+#[derive(Default)]
+struct Jobs {
+    list: VecDeque<Job>,
+    next: u64,
 }
 
 thread_local! {
     static LINK: RefCell<Link> = const { RefCell::new(Link::Unstarted) };
-    static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
+    static JOBS: RefCell<Jobs> = RefCell::new(Jobs::default());
     /// In the helper: the engine's side, kept between jobs (its copies of the runs).
     static ENGINE: RefCell<Option<Helper>> = const { RefCell::new(None) };
     /// In the helper: messages not yet handled, handled one at a time in order (an update
@@ -121,7 +132,7 @@ thread_local! {
     static SERVING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Fires when a job's answer is late (its timer is cleared when the answer comes).
     static WATCHDOG: Closure<dyn FnMut(JsValue)> = Closure::new(|_| {
-        if PENDING.with(|p| p.borrow().asked) {
+        if JOBS.with(|j| j.borrow().list.iter().any(|job| job.answer.is_none())) {
             fail(&format!("the second worker did not answer within {} s", ANSWER_TIMEOUT_MS / 1000));
         }
     });
@@ -431,32 +442,44 @@ pub fn status() -> Option<String> {
     })
 }
 
-/// Stops the helper for good (the steps go on here alone) and ends the job in flight. The
+/// Stops the helper for good (the steps go on here alone) and ends the jobs in flight. The
 /// first reason is kept: a crash is reported twice (the helper's panic message, then the
 /// `error` event of its uncaught trap), and the first says more.
 pub fn fail(why: &str) {
     if LINK.with(|l| matches!(*l.borrow(), Link::Failed(_))) {
-        return answer(Err(why.to_string()));
+        return answer_all(why);
     }
     let old = LINK.with(|l| std::mem::replace(&mut *l.borrow_mut(), Link::Failed(why.to_string())));
     if let Link::Starting(w) | Link::Ready(w) = old {
         w.terminate();
     }
     web_sys::console::warn_1(&why.into());
-    answer(Err(why.to_string()));
+    answer_all(why);
     crate::worker::device_changed();
 }
 
-/// Hands the answer of the job in flight to the step waiting for it (nothing when no job is:
-/// a late answer, or a second failure).
+/// Ends every job still waiting for its answer with `why`.
+fn answer_all(why: &str) {
+    while JOBS.with(|j| j.borrow().list.iter().any(|job| job.answer.is_none())) {
+        answer(Err(why.to_string()));
+    }
+}
+
+/// Hands an answer to the oldest job still waiting for one, and wakes its step (nothing when
+/// no job waits: a late answer, or a second failure).
 fn answer(result: Result<HelperReply, String>) {
-    let (waker, timer) = PENDING.with(|p| {
-        let mut p = p.borrow_mut();
-        if !std::mem::take(&mut p.asked) {
+    let (waker, timer) = JOBS.with(|j| {
+        let mut j = j.borrow_mut();
+        let Some(i) = j.list.iter().position(|job| job.answer.is_none()) else {
             return (None, None);
+        };
+        let (waker, timer) = (j.list[i].waker.take(), j.list[i].timer.take());
+        if j.list[i].dropped {
+            j.list.remove(i);
+        } else {
+            j.list[i].answer = Some(result);
         }
-        p.answer = Some(result);
-        (p.waker.take(), p.timer.take())
+        (waker, timer)
     });
     if let Some(timer) = timer {
         with_scope(|s| s.clear_timeout_with_handle(timer));
@@ -466,23 +489,48 @@ fn answer(result: Result<HelperReply, String>) {
     }
 }
 
-/// The answer to the job in flight, once [`answer`] has it.
-struct Answered;
+/// The answer to job `id`, once [`answer`] has it. Dropped before, it leaves the job to be
+/// answered and forgotten.
+struct Answered {
+    id: u64,
+}
 
 impl Future for Answered {
     type Output = Result<HelperReply, String>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        PENDING.with(|p| {
-            let mut p = p.borrow_mut();
-            match p.answer.take() {
-                Some(answer) => Poll::Ready(answer),
+        JOBS.with(|j| {
+            let mut j = j.borrow_mut();
+            let Some(i) = j.list.iter().position(|job| job.id == self.id) else {
+                return Poll::Ready(Err("the second worker's answer was lost".into()));
+            };
+            match j.list[i].answer.take() {
+                Some(answer) => {
+                    j.list.remove(i);
+                    Poll::Ready(answer)
+                }
                 None => {
-                    p.waker = Some(cx.waker().clone());
+                    j.list[i].waker = Some(cx.waker().clone());
                     Poll::Pending
                 }
             }
         })
+    }
+}
+
+impl Drop for Answered {
+    fn drop(&mut self) {
+        JOBS.with(|j| {
+            let mut j = j.borrow_mut();
+            if let Some(i) = j.list.iter().position(|job| job.id == self.id) {
+                if j.list[i].answer.is_some() {
+                    j.list.remove(i);
+                } else {
+                    j.list[i].dropped = true;
+                    j.list[i].waker = None;
+                }
+            }
+        });
     }
 }
 
@@ -518,13 +566,27 @@ impl HelperLink for SecondWorker {
     fn stop(&self, why: &str) {
         fail(why);
     }
+
+    /// The helper handles its messages one at a time, in order, and answers each job.
+    fn sends_ahead(&self) -> bool {
+        true
+    }
 }
 
 /// Sends `work` to the helper now; the future is its answer. (Called by
-/// `Trainer::split_step` before this worker's own half, so both halves run at once.) Any
-/// error stops the helper for good ([`fail`]) before it is returned.
+/// `Trainer::split_step` before this worker's own half, so both halves run at once, and for
+/// the next step's job before this step's answer.) Any error stops the helper for good
+/// ([`fail`]) before it is returned.
 pub fn ask(work: &HelperWork) -> impl Future<Output = Result<HelperReply, String>> + use<> {
-    PENDING.with(|p| *p.borrow_mut() = Pending { asked: true, ..Pending::default() });
+    let id = JOBS.with(|j| {
+        let mut j = j.borrow_mut();
+        let id = j.next;
+        j.next += 1;
+        j.list.push_back(Job { id, answer: None, waker: None, timer: None, dropped: false });
+        id
+    });
+    // made before the future, so that the job is forgotten even if the future is dropped unpolled
+    let answered = Answered { id };
     let sent = post_to_helper(&Outgoing::Work(work), &work.state)
         .map_err(|e| format!("the second worker could not be sent the step: {e}"));
     match &sent {
@@ -532,13 +594,17 @@ pub fn ask(work: &HelperWork) -> impl Future<Output = Result<HelperReply, String
             let timer = WATCHDOG.with(|dog| {
                 with_scope(|s| s.set_timeout_with_callback_and_timeout_and_arguments_0(dog.as_ref().unchecked_ref(), ANSWER_TIMEOUT_MS))
             });
-            PENDING.with(|p| p.borrow_mut().timer = timer.ok());
+            JOBS.with(|j| {
+                if let Some(job) = j.borrow_mut().list.iter_mut().find(|job| job.id == id) {
+                    job.timer = timer.ok();
+                }
+            });
         }
         Err(why) => fail(why),
     }
     async move {
         sent?;
-        Answered.await.inspect_err(|why| fail(why))
+        answered.await.inspect_err(|why| fail(why))
     }
 }
 

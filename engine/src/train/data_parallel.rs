@@ -15,6 +15,17 @@
 //! whose copy was dropped is told so ([`HelperReply::stale`]), computes that step's second
 //! half itself and sends its state with the next.
 //!
+//! **Ahead**: a helper that does not wait for the run. Once this worker has sent its half of
+//! step t's gradients, it draws step t+1's batch and sends the helper that job too, before it
+//! waits for the helper's half of step t ([`HelperLink::sends_ahead`]). The helper's queue then
+//! holds its update for step t and the next job, so it goes from one to the other without
+//! waiting for this worker's update, for a batch to be drawn or for a message to arrive. The
+//! job needs nothing that step t changes: the helper's copy takes step t before it (the
+//! messages are handled in order), and the batch depends only on the random streams. A step
+//! that does not use the job (a step taken alone) puts the streams back as they were before
+//! its batch was drawn and draws the same batch, so the run is the same
+//! (`a_job_sent_ahead_changes_nothing`).
+//!
 //! The split is exact, not data-parallel averaging: every objective's loss is a sum over the
 //! batch's targets divided by their count (or a mean over positions), so each half divides its
 //! sum by the **whole batch's** count ([`HalfPart::count`]) and the two halves' losses add up
@@ -129,7 +140,7 @@ pub struct HelperUpdate {
 }
 
 /// The helper's answer to come.
-pub type Answer = Pin<Box<dyn Future<Output = Result<HelperReply, String>>>>;
+pub type Answer = Pin<Box<dyn Future<Output = Result<HelperReply, String>> + Send>>;
 
 /// The run's side of its link to a helper: the tab's second worker, or an in-process helper in
 /// the tests.
@@ -146,6 +157,25 @@ pub trait HelperLink {
     fn stop(&self, why: &str) {
         let _ = why;
     }
+    /// Whether the run may send the next step's job with this step's gradients, before this
+    /// step's answer (see the module's doc): a link whose answers come in the order asked.
+    fn sends_ahead(&self) -> bool {
+        false
+    }
+}
+
+/// A job sent to the helper for the run's next step ([`Trainer`]'s `ahead`).
+pub(crate) struct Ahead {
+    /// The step it is for.
+    step: usize,
+    /// This worker's rows and the helper's (kept to compute them here if the helper fails).
+    own: Vec<HalfPart>,
+    theirs: Vec<HalfPart>,
+    /// The whole batch per part of the mix, for [`Trainer::examples`] once the step is taken.
+    prepared: Vec<Option<Prepared>>,
+    answer: Answer,
+    /// The data and corruption streams before the batch was drawn.
+    rngs: (Rng, Rng),
 }
 
 /// The model input for `prepared` on `device`, for the helper (no cached biases, no dropout).
@@ -381,26 +411,26 @@ impl Trainer {
     pub async fn split_step(&mut self, helper: &dyn HelperLink) -> Result<Option<String>, String> {
         assert!(self.splits(), "split_step on a run that does not split");
         let t0 = self.now();
-        let clean = self.corpus.sample(Split::Train, self.train.batch_size, self.model_config.block_size, &mut self.data_rng);
-        let mut rng = self.corrupt_rng.clone();
-        let (mut own, mut theirs) = (Vec::new(), Vec::new());
-        for i in 0..self.mix.len() {
-            let (objective, weight) = (self.mix[i].objective, self.mix[i].weight);
-            let prepared = objective.prepare(&clean, &self.context(&self.mix[i].params), &mut rng);
-            let count = prepared.n_targets();
-            let first = prepared.batch.div_ceil(2);
-            let part = |p: Prepared| HalfPart { objective: objective.info().id.to_string(), weight, prepared: p, count };
-            own.push(part(prepared.rows(0, first)));
-            theirs.push(part(prepared.rows(first, prepared.batch - first)));
-            self.last_prepared[i] = Some(prepared);
-        }
-        self.corrupt_rng = rng;
+        let (own, theirs, asked) = match self.ahead.take() {
+            Some(ahead) if ahead.step == self.step => {
+                self.last_prepared = ahead.prepared;
+                (ahead.own, ahead.theirs, Some(ahead.answer))
+            }
+            stale => {
+                if let Some(ahead) = stale {
+                    self.rewind(ahead);
+                }
+                let (own, theirs, prepared) = self.split_batch();
+                self.last_prepared = prepared;
+                (own, theirs, None)
+            }
+        };
         let model = self.model.take().expect("model is present between steps");
         // Every failure below leaves the run as it was before the step, its model included;
         // the helper's copy is then not counted on.
         let prepared_ms = self.now() - t0;
         let has_copy = std::mem::replace(&mut self.helper_has_copy, false);
-        let (grads, loss, failure, copy_stepped, mut profile) = match self.split_gradients(&model, &own, theirs, has_copy, helper).await {
+        let (grads, loss, failure, copy_stepped, mut profile) = match self.split_gradients(&model, &own, theirs, asked, has_copy, helper).await {
             Ok(done) => done,
             Err(e) => {
                 self.model = Some(model);
@@ -419,37 +449,84 @@ impl Trainer {
         Ok(failure)
     }
 
+    /// This step's batch, drawn from the run's streams and prepared by each objective of the
+    /// mix, split by rows: this worker's parts, the helper's, and the whole batch per part.
+    fn split_batch(&mut self) -> (Vec<HalfPart>, Vec<HalfPart>, Vec<Option<Prepared>>) {
+        let clean = self.corpus.sample(Split::Train, self.train.batch_size, self.model_config.block_size, &mut self.data_rng);
+        let mut rng = self.corrupt_rng.clone();
+        let (mut own, mut theirs, mut whole) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..self.mix.len() {
+            let (objective, weight) = (self.mix[i].objective, self.mix[i].weight);
+            let prepared = objective.prepare(&clean, &self.context(&self.mix[i].params), &mut rng);
+            let count = prepared.n_targets();
+            let first = prepared.batch.div_ceil(2);
+            let part = |p: Prepared| HalfPart { objective: objective.info().id.to_string(), weight, prepared: p, count };
+            own.push(part(prepared.rows(0, first)));
+            theirs.push(part(prepared.rows(first, prepared.batch - first)));
+            whole.push(Some(prepared));
+        }
+        self.corrupt_rng = rng;
+        (own, theirs, whole)
+    }
+
+    /// The job of `parts` for the run's step `step` (with the run's state when `copy` is given).
+    fn job(&self, step: usize, parts: Vec<HalfPart>, copy: Option<CopyHeader>, state: Vec<f32>) -> HelperWork {
+        HelperWork {
+            run: self.helper_key,
+            step,
+            model: self.model_config.clone(),
+            vocab_size: self.corpus.tokenizer.vocab_size(),
+            parts,
+            copy,
+            crash: self.train.helper_fails_at > 0 && step + 1 >= self.train.helper_fails_at,
+            state,
+        }
+    }
+
+    /// Puts the random streams back as they were before `ahead`'s batch was drawn; its answer
+    /// is not waited for.
+    fn rewind(&mut self, ahead: Ahead) {
+        (self.data_rng, self.corrupt_rng) = ahead.rngs;
+    }
+
+    /// Drops the job sent ahead, if any, and puts the random streams back (the next step,
+    /// taken otherwise, draws the same batch).
+    pub(crate) fn forget_ahead(&mut self) {
+        if let Some(ahead) = self.ahead.take() {
+            self.rewind(ahead);
+        }
+    }
+
     /// The batch's gradients (this worker's rows plus the helper's), its loss, why the
     /// helper failed if it did, whether the helper's copy takes this step too, and the times
-    /// of the parts.
+    /// of the parts. `asked` is the helper's answer where the job was sent ahead, else the job
+    /// is sent now.
     async fn split_gradients(
         &mut self,
         model: &Transformer,
         own: &[HalfPart],
         theirs: Vec<HalfPart>,
+        asked: Option<Answer>,
         has_copy: bool,
         helper: &dyn HelperLink,
     ) -> Result<(GradientsParams, Tensor<1>, Option<String>, bool, StepProfile), String> {
         let t0 = self.now();
-        let (copy, state) = if has_copy {
-            (None, Vec::new())
-        } else {
-            // the run's state for the helper's copy: weights, then AdamW's moments
-            let (time, moments, tensors) = self.optim.moments_in_order(model);
-            let state = read_flat(float_params(model).into_iter().chain(tensors).collect()).await?;
-            (Some(CopyHeader { optim: self.optim.config().clone(), time, moments }), state)
+        let sent_ahead = asked.is_some();
+        let (answer, theirs) = match asked {
+            Some(answer) => (answer, theirs),
+            None => {
+                let (copy, state) = if has_copy {
+                    (None, Vec::new())
+                } else {
+                    // the run's state for the helper's copy: weights, then AdamW's moments
+                    let (time, moments, tensors) = self.optim.moments_in_order(model);
+                    let state = read_flat(float_params(model).into_iter().chain(tensors).collect()).await?;
+                    (Some(CopyHeader { optim: self.optim.config().clone(), time, moments }), state)
+                };
+                let work = self.job(self.step, theirs, copy, state);
+                (helper.ask(&work), work.parts)
+            }
         };
-        let work = HelperWork {
-            run: self.helper_key,
-            step: self.step,
-            model: self.model_config.clone(),
-            vocab_size: self.corpus.tokenizer.vocab_size(),
-            parts: theirs,
-            copy,
-            crash: self.train.helper_fails_at > 0 && self.step + 1 >= self.train.helper_fails_at,
-            state,
-        };
-        let answer = helper.ask(&work);
         let t1 = self.now();
 
         // This worker's half, at the same time.
@@ -468,12 +545,21 @@ impl Trainer {
         let mine = read_flat(found).await?;
         let update = HelperUpdate { run: self.helper_key, step: self.step, lr: self.learning_rate(), present, grads: mine };
         let sent = helper.update(update).is_ok();
+        // ... and the next step's job behind it, so that the helper goes on to it at once
+        if sent && helper.sends_ahead() && self.step + 1 < self.train.steps {
+            let rngs = (self.data_rng.clone(), self.corrupt_rng.clone());
+            let (own, theirs, prepared) = self.split_batch();
+            // the helper's copy takes this step first (its messages are handled in order)
+            let work = self.job(self.step + 1, theirs, None, Vec::new());
+            let answer = helper.ask(&work);
+            self.ahead = Some(Ahead { step: self.step + 1, own, theirs: work.parts, prepared, answer, rngs });
+        }
         let t4 = self.now();
 
         let (reply, failure, copy_stepped) = match answer.await {
             Ok(reply) if !reply.stale => (reply, None, sent),
-            Ok(_) => (self.local_half(model, &work.parts).await?, None, false),
-            Err(why) => (self.local_half(model, &work.parts).await?, Some(why), false),
+            Ok(_) => (self.local_half(model, &theirs).await?, None, false),
+            Err(why) => (self.local_half(model, &theirs).await?, Some(why), false),
         };
         let t5 = self.now();
         let grads = add_gradients(model, &mut grads, reply.grads, &reply.present, &self.device)?;
@@ -486,7 +572,8 @@ impl Trainer {
             send_ms: (t1 - t0) + (t4 - t3),
             wait_ms: t5 - t4,
             helper_ms: reply.busy_ms,
-            messaging_ms: if reply.busy_ms > 0.0 { (t5 - t1 - (t4 - t3) - reply.busy_ms).max(0.0) } else { 0.0 },
+            // (not known for a job sent ahead: it was sent during the step before)
+            messaging_ms: if reply.busy_ms > 0.0 && !sent_ahead { (t5 - t1 - (t4 - t3) - reply.busy_ms).max(0.0) } else { 0.0 },
             add_ms: t6 - t5,
             ..Default::default()
         };
@@ -570,12 +657,19 @@ pub(crate) struct InProcess {
     pub helper: std::cell::RefCell<Helper>,
     pub asked: std::cell::Cell<usize>,
     pub fails: bool,
+    /// Whether runs send it the next step's job ahead ([`HelperLink::sends_ahead`]).
+    pub ahead: bool,
 }
 
 #[cfg(test)]
 impl InProcess {
     pub fn new(fails: bool) -> Self {
-        Self { helper: std::cell::RefCell::new(Helper::new(Device::flex())), asked: Default::default(), fails }
+        Self { helper: std::cell::RefCell::new(Helper::new(Device::flex())), asked: Default::default(), fails, ahead: false }
+    }
+
+    /// One that is sent jobs ahead, as the tab's second worker is.
+    pub fn ahead() -> Self {
+        Self { ahead: true, ..Self::new(false) }
     }
 }
 
@@ -591,6 +685,10 @@ impl HelperLink for InProcess {
         // a copy that cannot take the update is dropped, as in the worker
         let _ = self.helper.borrow_mut().update(update);
         Ok(())
+    }
+
+    fn sends_ahead(&self) -> bool {
+        self.ahead
     }
 }
 
@@ -647,6 +745,46 @@ mod tests {
             let start = weights(&Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap());
             assert!(wa.iter().zip(&start).any(|(x, y)| (x - y).abs() > 1e-3));
         }
+    }
+
+    /// Jobs sent ahead (the tab's link) change nothing: split steps whose helper got each
+    /// next job with the step before, and a step taken alone in between (which does not use
+    /// the job sent ahead and draws its batch again), give the one-worker run's losses and
+    /// weights. The job sent ahead is the one used: one job is sent per split step, and none
+    /// after the run's last step.
+    #[test]
+    fn a_job_sent_ahead_changes_nothing() {
+        let mut spec = spec("causal_lm=0.5,masked_lm=0.5");
+        spec.train.steps = 7;
+        let mut one = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
+        let mut two = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
+        let helper = InProcess::ahead();
+        let split = |t: &mut Trainer| assert_eq!(pollster::block_on(t.split_step(&helper)).unwrap(), None);
+        split(&mut two);
+        assert_eq!(helper.asked.get(), 2, "the first step's job and the second's, ahead");
+        assert_eq!(two.ahead.as_ref().map(|a| a.step), Some(1));
+        split(&mut two);
+        assert_eq!(helper.asked.get(), 3, "the second step used the job sent ahead");
+        let examples = two.examples();
+        two.step();
+        assert!(two.ahead.is_none(), "a step taken alone drops the job sent ahead");
+        assert_ne!(two.examples(), examples, "and draws a batch of its own");
+        for _ in 3..7 {
+            split(&mut two);
+        }
+        assert!(two.ahead.is_none(), "nothing is sent ahead of the run's last step");
+        assert_eq!(helper.asked.get(), 3 + 2 + 1 + 1, "a fresh job after the step alone, then one ahead per step");
+        for _ in 0..7 {
+            one.step();
+        }
+        let (a, b) = (pollster::block_on(one.read_losses()).unwrap(), pollster::block_on(two.read_losses()).unwrap());
+        assert_eq!(a.len(), 7);
+        for ((_, x), (_, y)) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-5 * x.abs().max(1.0), "losses {a:?} and {b:?}");
+        }
+        let worst = weights(&one).iter().zip(&weights(&two)).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-4, "weights differ by {worst}");
+        assert_eq!(one.examples(), two.examples(), "the last step saw the same batch");
     }
 
     /// A helper that fails costs no step: this worker computes the second half itself and
