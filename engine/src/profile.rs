@@ -20,7 +20,9 @@ pub struct StepProfile {
     pub backward_ms: f64,
     /// Gradient clipping and the AdamW update.
     pub update_ms: f64,
-    /// Split steps: reading the weights and handing them and the rows to the helper.
+    /// Split steps: handing the helper its job (the rows, and the run's state when its copy
+    /// is missing) and this worker's gradients, and drawing the next step's batch and sending
+    /// that job ahead.
     #[serde(default)]
     pub send_ms: f64,
     /// Split steps: waiting for the helper's answer once this worker's half is done.
@@ -31,7 +33,8 @@ pub struct StepProfile {
     #[serde(default)]
     pub helper_ms: f64,
     /// Split steps: from handing the work over to having the answer, the time the helper did
-    /// not spend computing: the messages' copies and delivery, and the wait for its thread.
+    /// not spend computing: the messages' copies and delivery, and the wait for its thread
+    /// (0 for a job sent ahead, with the step before: its sending is not timed by this step).
     #[serde(default)]
     pub messaging_ms: f64,
     /// Split steps: adding the helper's gradients to this worker's.

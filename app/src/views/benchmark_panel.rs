@@ -43,8 +43,12 @@ fn profile_text(p: &StepProfile) -> String {
     }
     parts.push(format!("update {:.1}", p.update_ms));
     let mut text = format!("per step: {} ms", parts.join(" · "));
-    if p.helper_ms > 0.0 {
+    if p.helper_ms > 0.0 && p.messaging_ms > 0.0 {
         text += &format!(" (meanwhile the helper computed its half in {:.1} ms; its messages took {:.1})", p.helper_ms, p.messaging_ms);
+    } else if p.helper_ms > 0.0 {
+        // each job went to the helper with the step before (engine: `HelperLink::sends_ahead`),
+        // so its messages' time is not seen from here
+        text += &format!(" (meanwhile the helper computed its half in {:.1} ms; each job was sent with the step before)", p.helper_ms);
     }
     text
 }
@@ -103,5 +107,7 @@ mod tests {
         let text = profile_text(&split);
         assert!(text.starts_with("per step: sending 2.0 · forward 40.0 · backward 60.0 · waiting for the helper 15.0"), "{text}");
         assert!(text.ends_with("(meanwhile the helper computed its half in 70.0 ms; its messages took 5.0)"), "{text}");
+        let ahead = StepProfile { messaging_ms: 0.0, ..split };
+        assert!(profile_text(&ahead).ends_with("(meanwhile the helper computed its half in 70.0 ms; each job was sent with the step before)"));
     }
 }
