@@ -139,7 +139,8 @@ pub struct HelperUpdate {
     pub grads: Vec<f32>,
 }
 
-/// The helper's answer to come.
+/// The helper's answer to come. `Send`, as a run keeps the answer to the job it sent ahead
+/// ([`Ahead`]), and natively a run's step runs on the thread pool.
 pub type Answer = Pin<Box<dyn Future<Output = Result<HelperReply, String>> + Send>>;
 
 /// The run's side of its link to a helper: the tab's second worker, or an in-process helper in
@@ -411,15 +412,15 @@ impl Trainer {
     pub async fn split_step(&mut self, helper: &dyn HelperLink) -> Result<Option<String>, String> {
         assert!(self.splits(), "split_step on a run that does not split");
         let t0 = self.now();
+        if self.ahead.as_ref().is_some_and(|ahead| ahead.step != self.step) {
+            self.forget_ahead();
+        }
         let (own, theirs, asked) = match self.ahead.take() {
-            Some(ahead) if ahead.step == self.step => {
+            Some(ahead) => {
                 self.last_prepared = ahead.prepared;
                 (ahead.own, ahead.theirs, Some(ahead.answer))
             }
-            stale => {
-                if let Some(ahead) = stale {
-                    self.rewind(ahead);
-                }
+            None => {
                 let (own, theirs, prepared) = self.split_batch();
                 self.last_prepared = prepared;
                 (own, theirs, None)
@@ -483,17 +484,12 @@ impl Trainer {
         }
     }
 
-    /// Puts the random streams back as they were before `ahead`'s batch was drawn; its answer
-    /// is not waited for.
-    fn rewind(&mut self, ahead: Ahead) {
-        (self.data_rng, self.corrupt_rng) = ahead.rngs;
-    }
-
-    /// Drops the job sent ahead, if any, and puts the random streams back (the next step,
-    /// taken otherwise, draws the same batch).
+    /// Drops the job sent ahead, if any (its answer is not waited for), and puts the random
+    /// streams back as they were before its batch was drawn, so that the next step, taken
+    /// otherwise, draws the same batch.
     pub(crate) fn forget_ahead(&mut self) {
         if let Some(ahead) = self.ahead.take() {
-            self.rewind(ahead);
+            (self.data_rng, self.corrupt_rng) = ahead.rngs;
         }
     }
 
