@@ -6,20 +6,25 @@
 //! clipping pass: on the GPU a small model is bound by kernel launches, not FLOPs, and the
 //! pass added the partial norms one launch each between the reductions and multiplied every
 //! gradient apart from its update. Here two hand-written GPU kernels do it: the squared sums of four
-//! gradients per launch (`sum_squares.rs`), then one launch per parameter for its whole update —
-//! clip scale, both moments, bias correction, decay (`adamw_update.rs`). From 142 launches per
-//! baby-GPT step (burn's optimizer plus clipping) to 45 (docs/performance.md). No value is read
-//! back: the norm stays on the device. On the CPU both run as burn operations.
+//! gradients per launch (`sum_squares.rs`), then one launch per two parameters for their whole
+//! update — clip scale, both moments, bias correction, decay (`adamw_update.rs`). From 142
+//! launches per baby-GPT step (burn's optimizer plus clipping) to 27 (docs/performance.md). No
+//! value is read back: the norm stays on the device. On the CPU both run as loops.
+//!
+//! A step maps the module twice: the first pass takes every parameter that has a gradient out
+//! of the module (leaving its gradient in its place, so that the parameter's buffer has one
+//! holder and the kernel updates it in place), the updates run two by two, and the second pass
+//! puts the updated parameters back.
 
 mod adamw_update;
 mod sum_squares;
 
-pub use adamw_update::{AdamWOps, StepConstants, adamw_update};
+pub use adamw_update::{AdamWOps, ParamUpdate, StepConstants, adamw_update, adamw_update_all};
 pub use sum_squares::{GROUP, PARTS, SumSquaresOps, partial_sums_of_squares};
 
-use std::any::Any;
 use std::collections::HashMap;
 
+use burn::backend::DispatchTensor;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -40,9 +45,9 @@ pub struct AdamW {
     config: AdamWConfig,
     /// Steps taken (the bias corrections use it).
     time: i32,
-    /// First and second moments per parameter: `(Tensor<D>, Tensor<D>)` behind `Any`, since a
-    /// model's parameters have different ranks.
-    moments: HashMap<ParamId, Box<dyn Any + Send>>,
+    /// Each parameter's state: its first moment then its second, flattened (`[2·n]`), so that
+    /// the GPU kernel binds one buffer for both.
+    moments: HashMap<ParamId, Tensor<1>>,
     /// Zeros on the parameters' device, made once: the start of the gradient norm's partial
     /// sums ([GROUP, PARTS]) and the filler of its last group ([1]).
     zeros: Option<(Tensor<2>, Tensor<1>)>,
@@ -68,7 +73,15 @@ impl AdamW {
             bias2: 1.0 - c.beta2.powi(self.time),
             max_norm: c.grad_clip,
         };
-        module.map(&mut Update { grads: &mut grads, moments: &mut self.moments, partials, constants })
+        let mut take = Take { grads: &mut grads, moments: &mut self.moments, taken: Vec::new() };
+        let module = module.map(&mut take);
+        let (ids, updates): (Vec<_>, Vec<_>) = take.taken.into_iter().unzip();
+        let mut updated = HashMap::with_capacity(ids.len());
+        for ((id, require_grad), (param, state)) in ids.into_iter().zip(adamw_update_all(updates, &partials, constants)) {
+            self.moments.insert(id, Tensor::from_dispatch(state));
+            updated.insert(id, (param, require_grad));
+        }
+        module.map(&mut PutBack { updated })
     }
 
     pub fn config(&self) -> &AdamWConfig {
@@ -80,17 +93,15 @@ impl AdamW {
     /// and those moments, m then v of each, flattened.
     pub fn moments_in_order<M: Module>(&self, module: &M) -> (i32, Vec<bool>, Vec<Tensor<1>>) {
         struct Collect<'a> {
-            moments: &'a HashMap<ParamId, Box<dyn Any + Send>>,
+            moments: &'a HashMap<ParamId, Tensor<1>>,
             present: Vec<bool>,
             found: Vec<Tensor<1>>,
         }
         impl ModuleVisitor for Collect<'_> {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                let state = self.moments.get(&param.id).and_then(|b| b.downcast_ref::<(Tensor<D>, Tensor<D>)>());
+                let state = self.moments.get(&param.id);
                 self.present.push(state.is_some());
-                if let Some((m, v)) = state {
-                    self.found.extend([m.clone().reshape([-1]), v.clone().reshape([-1])]);
-                }
+                self.found.extend(state.cloned());
             }
         }
         let mut c = Collect { moments: &self.moments, present: Vec::new(), found: Vec::new() };
@@ -108,7 +119,7 @@ impl AdamW {
             device: &'a Device,
             index: usize,
             at: usize,
-            moments: HashMap<ParamId, Box<dyn Any + Send>>,
+            moments: HashMap<ParamId, Tensor<1>>,
             error: Option<String>,
         }
         impl ModuleVisitor for Load<'_> {
@@ -117,16 +128,14 @@ impl AdamW {
                 self.index += 1;
                 match has {
                     Some(true) => {
-                        let shape = param.val().shape();
-                        let n = shape.num_elements();
-                        let Some(values) = self.flat.get(self.at..self.at + 2 * n) else {
+                        let n = 2 * param.val().shape().num_elements();
+                        let Some(values) = self.flat.get(self.at..self.at + n) else {
                             self.error = Some("the optimiser's moments are too short".into());
                             return;
                         };
-                        self.at += 2 * n;
-                        let m = Tensor::<D>::from_data(TensorData::new(values[..n].to_vec(), shape.clone()), self.device);
-                        let v = Tensor::<D>::from_data(TensorData::new(values[n..].to_vec(), shape), self.device);
-                        self.moments.insert(param.id, Box::new((m, v)));
+                        self.at += n;
+                        let state = Tensor::<1>::from_data(TensorData::new(values.to_vec(), [n]), self.device);
+                        self.moments.insert(param.id, state);
                     }
                     Some(false) => {}
                     None => self.error = Some("the optimiser's state is for another model".into()),
@@ -175,30 +184,42 @@ fn squared_norm_partials<M: Module>(module: &M, grads: &GradientsParams, zeros: 
     Some(partial_sums_of_squares(collect.found, start, filler))
 }
 
-/// The per-parameter update, applied while mapping the module.
-struct Update<'a> {
+/// The first pass: takes each parameter that has a gradient out of the module, with its
+/// gradient and state, and leaves the gradient in its place until [`PutBack`].
+struct Take<'a> {
     grads: &'a mut GradientsParams,
-    moments: &'a mut HashMap<ParamId, Box<dyn Any + Send>>,
-    partials: Tensor<2>,
-    constants: StepConstants,
+    moments: &'a mut HashMap<ParamId, Tensor<1>>,
+    /// (the parameter's id and whether it required a gradient, what to update)
+    taken: Vec<((ParamId, bool), ParamUpdate)>,
 }
 
-impl ModuleMapper for Update<'_> {
+impl ModuleMapper for Take<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let (id, tensor, mapper) = param.consume();
         let Some(grad) = self.grads.remove::<D>(id) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
         let require_grad = tensor.is_require_grad();
-        // g, m, v, p: the parameter's shape; the moments start at zero
-        let (m, v) = match self.moments.remove(&id).and_then(|b| b.downcast::<(Tensor<D>, Tensor<D>)>().ok()) {
-            Some(state) => *state,
-            None => (grad.zeros_like(), grad.zeros_like()),
-        };
-        let (updated, m, v) = adamw_update(tensor.inner(), grad, m, v, self.partials.clone(), self.constants);
-        self.moments.insert(id, Box::new((m, v)));
-        let updated = if require_grad { Tensor::from_inner(updated).require_grad() } else { Tensor::from_inner(updated) };
-        Param::from_mapped_value(id, updated, mapper)
+        // g, p: the parameter's shape; state: [2·n], m then v, starting at zero
+        let state = self.moments.remove(&id).unwrap_or_else(|| Tensor::zeros([2 * grad.shape().num_elements()], &grad.device()));
+        let stand_in = Tensor::from_inner(grad.clone());
+        let update = ParamUpdate { param: tensor.inner().into_dispatch(), grad: grad.into_dispatch(), state: state.into_dispatch() };
+        self.taken.push(((id, require_grad), update));
+        Param::from_mapped_value(id, stand_in, mapper)
+    }
+}
+
+/// The second pass: the updated parameters in place of the gradients [`Take`] left.
+struct PutBack {
+    updated: HashMap<ParamId, (DispatchTensor, bool)>,
+}
+
+impl ModuleMapper for PutBack {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some((updated, require_grad)) = self.updated.remove(&param.id) else { return param };
+        let (id, _stand_in, mapper) = param.consume();
+        let updated = Tensor::<D>::from_inner(Tensor::from_dispatch(updated));
+        Param::from_mapped_value(id, if require_grad { updated.require_grad() } else { updated }, mapper)
     }
 }
 

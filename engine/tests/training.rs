@@ -402,34 +402,48 @@ fn sum_of_squares_kernel_matches_the_host_on_wgpu() {
     assert!((total - want).abs() < 1e-4 * want, "total: wgpu {total} vs host {want}");
 }
 
-/// The hand-written AdamW kernel against the same update in burn operations on flex, with and
-/// without clipping, for a parameter whose buffer is shared (updated out of place) and one that
-/// is not (in place), and a transposed gradient.
+/// The hand-written AdamW kernels (a pair per launch, and a lone parameter) against the same
+/// update on flex, with and without clipping: a parameter whose buffer is shared (updated out
+/// of place), others not (in place), a transposed gradient, a state that is a view.
 #[test]
 fn adamw_kernel_matches_flex_on_wgpu() {
-    use objlab_engine::optim::{StepConstants, adamw_update};
+    use objlab_engine::optim::{ParamUpdate, StepConstants, adamw_update_all};
     let Some((gpu, _alone)) = wgpu_device() else { return };
     let mut rng = Rng::seeded(5);
-    let data: Vec<Vec<f32>> = (0..5).map(|_| (0..24 * 40).map(|_| rng.normal() as f32).collect()).collect();
+    let data: Vec<Vec<f32>> = (0..5).map(|_| (0..2 * 24 * 40 + 8).map(|_| rng.normal() as f32).collect()).collect();
     let run = |device: &Device, max_norm: f64| -> Vec<Vec<f32>> {
-        let t = |i: usize, shape: [usize; 2]| Tensor::<2>::from_data(TensorData::new(data[i].clone(), shape), device);
-        let (param, m) = (t(0, [24, 40]), t(2, [24, 40]));
-        let v = t(3, [24, 40]).abs();
-        let grad = t(1, [40, 24]).transpose();
+        let t = |i: usize, shape: [usize; 2]| Tensor::<2>::from_data(TensorData::new(data[i][..shape[0] * shape[1]].to_vec(), shape), device);
+        let flat = |i: usize, n: usize| Tensor::<1>::from_data(TensorData::new(data[i][..n].to_vec(), [n]), device);
+        let d = |x: Tensor<2>| x.into_dispatch();
+        // a [24, 40] parameter with a transposed gradient; a [5, 7] one whose state is a view;
+        // a lone [3, 3] one
+        let (pa, pb, pc) = (t(0, [24, 40]), t(1, [5, 7]), t(2, [3, 3]));
+        let kept = pa.clone(); // shares the parameter's buffer: the update may not write into it
+        let updates = vec![
+            ParamUpdate { param: d(pa), grad: d(t(1, [40, 24]).transpose()), state: Tensor::cat(vec![flat(2, 960), flat(3, 960).abs()], 0).into_dispatch() },
+            ParamUpdate { param: d(pb), grad: d(t(3, [5, 7])), state: Tensor::cat(vec![flat(4, 35), flat(0, 43).abs()], 0).slice([0..70]).into_dispatch() },
+            ParamUpdate { param: d(pc), grad: d(t(4, [3, 3])), state: flat(2, 18).abs().into_dispatch() },
+        ];
         let partials = t(4, [24, 40]).slice([0..4, 0..8]).abs();
-        let kept = param.clone(); // shares the parameter's buffer: the update may not write into it
         let c = StepConstants { beta1: 0.9, beta2: 0.99, epsilon: 1e-8, decay: 0.99, step_size: 0.05, bias2: 0.02, max_norm };
-        let (p, m, v) = adamw_update(param, grad, m, v, partials, c);
-        let read = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
-        vec![read(p), read(m), read(v), read(kept)]
+        let mut out = Vec::new();
+        for (p, s) in adamw_update_all(updates, &partials, c) {
+            out.push(Tensor::<2>::from_dispatch(p).into_data().try_to_vec::<f32>().unwrap());
+            out.push(Tensor::<1>::from_dispatch(s).into_data().try_to_vec::<f32>().unwrap());
+        }
+        out.push(kept.into_data().try_to_vec::<f32>().unwrap());
+        out
     };
     for max_norm in [0.0, 1.0] {
         let (on_gpu, on_cpu) = (run(&gpu, max_norm), run(&Device::flex(), max_norm));
-        for (what, (g, c)) in ["p", "m", "v", "untouched"].iter().zip(on_gpu.iter().zip(&on_cpu)) {
+        let names = ["p a", "state a", "p b", "state b", "p c", "state c", "untouched"];
+        assert_eq!(on_gpu.len(), names.len());
+        for (what, (g, c)) in names.iter().zip(on_gpu.iter().zip(&on_cpu)) {
+            assert_eq!(g.len(), c.len(), "{what}");
             for (x, y) in g.iter().zip(c) {
                 assert!((x - y).abs() < 1e-5 * (1.0 + y.abs()), "clip {max_norm} {what}: wgpu {x} vs flex {y}");
             }
         }
-        assert_eq!(on_gpu[3], data[0], "the shared parameter buffer is left alone");
+        assert_eq!(on_gpu[6], data[0][..960], "the shared parameter buffer is left alone");
     }
 }

@@ -1,21 +1,25 @@
-//! One parameter's AdamW update, clip scale included, as one GPU launch.
+//! AdamW's update, clip scale included: two parameters per GPU launch.
 //!
 //! Why a hand-written kernel: fusion compiled most parameters' update chains into one kernel
 //! each, but broke some into three (an unfused multiply and scalar op where the [1] clip scale
 //! met the gradient), and computing the clip scale itself took a fused addition, two reduction
-//! passes and another fused kernel. Here each parameter is one launch that also adds up the
-//! gradient norm's partial sums (`sum_squares.rs`) and applies the clip: about 20 launches fewer
-//! per baby-GPT step (docs/performance.md). The parameter and both moments are updated in place
-//! when nothing else holds them (copied first otherwise), so the kernel binds five storage
-//! buffers: WebGPU's default limit is eight.
+//! passes and another fused kernel. Here one launch updates two parameters: it adds up the
+//! gradient norm's partial sums (`sum_squares.rs`), applies the clip, and updates both moments
+//! and the parameter (docs/performance.md: 36 → 18 launches per baby-GPT step, after ~20 fewer
+//! when the kernel replaced fusion's chains). Each parameter's two moments live in one buffer,
+//! its *state* `[m, v]` (flattened: `[2·n]` for a parameter of n elements), so that a pair binds
+//! seven storage buffers (p, g, state twice, and the partial sums): WebGPU's default limit is
+//! eight. The parameter and its state are updated in place when nothing else holds them
+//! (copied first otherwise).
 //!
-//! As in `sum_squares.rs`: flex runs the composed default body (the same arithmetic in burn
-//! operations), the cubecl backend the kernel, fusion the kernel as one opaque operation.
+//! As in `sum_squares.rs`: flex runs a loop per parameter (the composed default body, the same
+//! arithmetic in burn operations, is the reference of the tests), the cubecl backend the
+//! kernel, fusion the kernel as one opaque operation.
 
 use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, DType, Dispatch, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{Shape, Tensor};
+use burn::backend::{Backend, DType, Dispatch, DispatchTensor, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{Shape, Slice, Tensor};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
@@ -39,43 +43,53 @@ pub struct StepConstants {
     pub max_norm: f64,
 }
 
-/// (p, m, v) ← AdamW(p, g, m, v) with g scaled by min(1, max_norm / (‖g‖ + 1e-6)), where ‖g‖²
-/// is the sum of `partials` (the whole model's gradient norm); all of p, g, m, v the same shape.
-pub fn adamw_update<const D: usize>(
-    param: Tensor<D>,
-    grad: Tensor<D>,
-    m: Tensor<D>,
-    v: Tensor<D>,
-    partials: Tensor<2>,
-    constants: StepConstants,
-) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
-    let (p, m, v) = <Dispatch as AdamWOps>::adamw_update(
-        param.into_dispatch(),
-        grad.into_dispatch(),
-        m.into_dispatch(),
-        v.into_dispatch(),
-        partials.into_dispatch(),
-        constants.beta1,
-        constants.beta2,
-        constants.epsilon,
-        constants.decay,
-        constants.step_size,
-        constants.bias2,
-        constants.max_norm,
-    );
-    (Tensor::from_dispatch(p), Tensor::from_dispatch(m), Tensor::from_dispatch(v))
+/// One parameter to update: the parameter, its gradient (the same shape) and its state `[m, v]`
+/// (`[2·n]`), as backend tensors of any rank.
+pub struct ParamUpdate {
+    pub param: DispatchTensor,
+    pub grad: DispatchTensor,
+    pub state: DispatchTensor,
+}
+
+/// (p, [m, v]) ← AdamW(p, g, [m, v]) with g scaled by min(1, max_norm / (‖g‖ + 1e-6)), where
+/// ‖g‖² is the sum of `partials` (the whole model's gradient norm), for every parameter of
+/// `updates`: two per launch. Returns the updated (parameter, state) of each, in order.
+pub fn adamw_update_all(updates: Vec<ParamUpdate>, partials: &Tensor<2>, c: StepConstants) -> Vec<(DispatchTensor, DispatchTensor)> {
+    let mut out = Vec::with_capacity(updates.len());
+    let mut updates = updates.into_iter();
+    while let Some(a) = updates.next() {
+        let partials = partials.clone().into_dispatch();
+        match updates.next() {
+            Some(b) => {
+                let (pa, sa, pb, sb) = <Dispatch as AdamWOps>::adamw_update_pair(
+                    a.param, a.grad, a.state, b.param, b.grad, b.state, partials, c.beta1, c.beta2, c.epsilon, c.decay, c.step_size, c.bias2, c.max_norm,
+                );
+                out.extend([(pa, sa), (pb, sb)]);
+            }
+            None => out.push(<Dispatch as AdamWOps>::adamw_update(
+                a.param, a.grad, a.state, partials, c.beta1, c.beta2, c.epsilon, c.decay, c.step_size, c.bias2, c.max_norm,
+            )),
+        }
+    }
+    out
+}
+
+/// One parameter's update ([`adamw_update_all`] for one): the updated parameter and state.
+pub fn adamw_update<const D: usize>(param: Tensor<D>, grad: Tensor<D>, state: Tensor<1>, partials: &Tensor<2>, c: StepConstants) -> (Tensor<D>, Tensor<1>) {
+    let update = ParamUpdate { param: param.into_dispatch(), grad: grad.into_dispatch(), state: state.into_dispatch() };
+    let (p, s) = adamw_update_all(vec![update], partials, c).pop().expect("one update");
+    (Tensor::from_dispatch(p), Tensor::from_dispatch(s))
 }
 
 #[backend_extension(Flex, Cube, Fusion)]
 pub trait AdamWOps: Backend {
-    /// The updated (parameter, first moment, second moment).
+    /// The updated (parameter, state).
     #[allow(clippy::too_many_arguments)]
     #[fusion(meta = same_shapes)]
     fn adamw_update(
         param: FloatTensor<Self>,
         grad: FloatTensor<Self>,
-        m: FloatTensor<Self>,
-        v: FloatTensor<Self>,
+        state: FloatTensor<Self>,
         partials: FloatTensor<Self>,
         beta1: f64,
         beta2: f64,
@@ -84,9 +98,34 @@ pub trait AdamWOps: Backend {
         step_size: f64,
         bias2: f64,
         max_norm: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let c = StepConstants { beta1, beta2, epsilon, decay, step_size, bias2, max_norm };
-        composed::<Self>(param, grad, m, v, partials, c)
+        composed::<Self>(param, grad, state, partials, c)
+    }
+
+    /// Two parameters' updates at once: (parameter a, state a, parameter b, state b).
+    #[allow(clippy::too_many_arguments)]
+    #[fusion(meta = pair_shapes)]
+    fn adamw_update_pair(
+        param_a: FloatTensor<Self>,
+        grad_a: FloatTensor<Self>,
+        state_a: FloatTensor<Self>,
+        param_b: FloatTensor<Self>,
+        grad_b: FloatTensor<Self>,
+        state_b: FloatTensor<Self>,
+        partials: FloatTensor<Self>,
+        beta1: f64,
+        beta2: f64,
+        epsilon: f64,
+        decay: f64,
+        step_size: f64,
+        bias2: f64,
+        max_norm: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let c = StepConstants { beta1, beta2, epsilon, decay, step_size, bias2, max_norm };
+        let (pa, sa) = composed::<Self>(param_a, grad_a, state_a, partials.clone(), c);
+        let (pb, sb) = composed::<Self>(param_b, grad_b, state_b, partials, c);
+        (pa, sa, pb, sb)
     }
 }
 
@@ -94,8 +133,7 @@ pub trait AdamWOps: Backend {
 fn same_shapes(
     param: &TensorSpec,
     _grad: &TensorSpec,
-    m: &TensorSpec,
-    v: &TensorSpec,
+    state: &TensorSpec,
     _partials: &TensorSpec,
     _beta1: &f64,
     _beta2: &f64,
@@ -104,20 +142,38 @@ fn same_shapes(
     _step_size: &f64,
     _bias2: &f64,
     _max_norm: &f64,
-) -> (TensorSpec, TensorSpec, TensorSpec) {
-    (param.clone(), m.clone(), v.clone())
+) -> (TensorSpec, TensorSpec) {
+    (param.clone(), state.clone())
 }
 
-/// The update in burn operations (flex, and the reference of the kernel's tests).
-fn composed<B: Backend>(
-    param: FloatTensor<B>,
-    grad: FloatTensor<B>,
-    m: FloatTensor<B>,
-    v: FloatTensor<B>,
-    partials: FloatTensor<B>,
-    c: StepConstants,
-) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+#[allow(clippy::too_many_arguments)]
+fn pair_shapes(
+    param_a: &TensorSpec,
+    _grad_a: &TensorSpec,
+    state_a: &TensorSpec,
+    param_b: &TensorSpec,
+    _grad_b: &TensorSpec,
+    state_b: &TensorSpec,
+    _partials: &TensorSpec,
+    _beta1: &f64,
+    _beta2: &f64,
+    _epsilon: &f64,
+    _decay: &f64,
+    _step_size: &f64,
+    _bias2: &f64,
+    _max_norm: &f64,
+) -> (TensorSpec, TensorSpec, TensorSpec, TensorSpec) {
+    (param_a.clone(), state_a.clone(), param_b.clone(), state_b.clone())
+}
+
+/// The update in burn operations (the reference of the tests, and the fallback for other
+/// dtypes or mismatched shapes).
+fn composed<B: Backend>(param: FloatTensor<B>, grad: FloatTensor<B>, state: FloatTensor<B>, partials: FloatTensor<B>, c: StepConstants) -> (FloatTensor<B>, FloatTensor<B>) {
     let shape = param.shape();
+    let n = shape.num_elements();
+    let state = B::float_reshape(state, Shape::new([2 * n]));
+    let m = B::float_reshape(B::float_slice(state.clone(), &[Slice::from(0..n)]), shape.clone());
+    let v = B::float_reshape(B::float_slice(state, &[Slice::from(n..2 * n)]), shape.clone());
     let g = if c.max_norm > 0.0 {
         // min(1, max_norm / (√Σ + 1e-6)), shaped [1, …, 1] to broadcast over the parameter
         let n = partials.shape().num_elements();
@@ -137,17 +193,18 @@ fn composed<B: Backend>(
     let denominator = B::float_add_scalar(B::float_sqrt(B::float_div_scalar(v.clone(), c.bias2.into())), c.epsilon.into());
     let step = B::float_div(B::float_mul_scalar(m.clone(), c.step_size.into()), denominator);
     let p = B::float_sub(B::float_mul_scalar(param, c.decay.into()), step);
-    (p, m, v)
+    let flat = |t| B::float_reshape(t, Shape::new([n]));
+    (p, B::float_cat(vec![flat(m), flat(v)], 0))
 }
 
-/// On the CPU, one pass over each parameter's four arrays ([`Update`]), instead of the
-/// composed body's eleven operations, each of which allocated and wrote a whole new tensor.
+/// On the CPU, one pass over each parameter's arrays ([`Update`]), instead of the composed
+/// body's eleven operations, each of which allocated and wrote a whole new tensor. A pair is
+/// two passes: the CPU gains nothing from fewer calls.
 impl AdamWOps for Flex {
     fn adamw_update(
         param: FloatTensor<Self>,
         grad: FloatTensor<Self>,
-        m: FloatTensor<Self>,
-        v: FloatTensor<Self>,
+        state: FloatTensor<Self>,
         partials: FloatTensor<Self>,
         beta1: f64,
         beta2: f64,
@@ -156,12 +213,12 @@ impl AdamWOps for Flex {
         step_size: f64,
         bias2: f64,
         max_norm: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let c = StepConstants { beta1, beta2, epsilon, decay, step_size, bias2, max_norm };
         let shape = param.layout().shape().clone();
-        let f32s = [&param, &grad, &m, &v, &partials].iter().all(|t| t.dtype() == DType::F32);
-        if !f32s || [&grad, &m, &v].iter().any(|t| *t.layout().shape() != shape) {
-            return composed::<Self>(param, grad, m, v, partials, c);
+        let f32s = [&param, &grad, &state, &partials].iter().all(|t| t.dtype() == DType::F32);
+        if !f32s || *grad.layout().shape() != shape || state.layout().num_elements() != 2 * shape.num_elements() {
+            return composed::<Self>(param, grad, state, partials, c);
         }
         // The clip scale from the partial sums of squares, in f32 as the composed body has it.
         let scale = if max_norm > 0.0 {
@@ -171,17 +228,33 @@ impl AdamWOps for Flex {
             1.0
         };
         let grad = crate::cpu_loops::contiguous(grad);
-        let [mut param, mut m, mut v] = [param, m, v].map(owned);
-        let update = Update {
-            p: param.storage_mut::<f32>(),
-            g: grad.as_slice::<f32>().expect("contiguous f32"),
-            m: m.storage_mut::<f32>(),
-            v: v.storage_mut::<f32>(),
-            scale,
-            c,
-        };
+        let [mut param, mut state] = [param, state].map(owned);
+        let (m, v) = state.storage_mut::<f32>().split_at_mut(shape.num_elements());
+        let update = Update { p: param.storage_mut::<f32>(), g: grad.as_slice::<f32>().expect("contiguous f32"), m, v, scale, c };
         crate::cpu_loops::vectorized(update);
-        (param, m, v)
+        (param, state)
+    }
+
+    fn adamw_update_pair(
+        param_a: FloatTensor<Self>,
+        grad_a: FloatTensor<Self>,
+        state_a: FloatTensor<Self>,
+        param_b: FloatTensor<Self>,
+        grad_b: FloatTensor<Self>,
+        state_b: FloatTensor<Self>,
+        partials: FloatTensor<Self>,
+        beta1: f64,
+        beta2: f64,
+        epsilon: f64,
+        decay: f64,
+        step_size: f64,
+        bias2: f64,
+        max_norm: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let one = |p, g, s, partials| Self::adamw_update(p, g, s, partials, beta1, beta2, epsilon, decay, step_size, bias2, max_norm);
+        let (pa, sa) = one(param_a, grad_a, state_a, partials.clone());
+        let (pb, sb) = one(param_b, grad_b, state_b, partials);
+        (pa, sa, pb, sb)
     }
 }
 
@@ -222,12 +295,22 @@ impl crate::cpu_loops::Kernel for Update<'_> {
     }
 }
 
+/// Whether the kernel can take this parameter: f32 throughout, the gradient of its shape and a
+/// state of twice its elements.
+fn kernel_fits(param: &CubeTensor, grad: &CubeTensor, state: &CubeTensor) -> bool {
+    [param, grad, state].iter().all(|t| t.dtype == DType::F32)
+        && grad.meta.shape() == param.meta.shape()
+        && state.meta.num_elements() == 2 * param.meta.num_elements()
+}
+
+/// Invocations per workgroup.
+const UNITS: usize = 256;
+
 impl AdamWOps for CubeBackend {
     fn adamw_update(
         param: FloatTensor<Self>,
         grad: FloatTensor<Self>,
-        m: FloatTensor<Self>,
-        v: FloatTensor<Self>,
+        state: FloatTensor<Self>,
         partials: FloatTensor<Self>,
         beta1: f64,
         beta2: f64,
@@ -236,27 +319,24 @@ impl AdamWOps for CubeBackend {
         step_size: f64,
         bias2: f64,
         max_norm: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let c = StepConstants { beta1, beta2, epsilon, decay, step_size, bias2, max_norm };
-        let same = [&grad, &m, &v].iter().all(|t| t.meta.shape() == param.meta.shape());
-        if param.dtype != DType::F32 || [&grad, &m, &v, &partials].iter().any(|t| t.dtype != DType::F32) || !same {
-            return composed::<Self>(param, grad, m, v, partials, c);
+        if partials.dtype != DType::F32 || !kernel_fits(&param, &grad, &state) {
+            return composed::<Self>(param, grad, state, partials, c);
         }
-        // One index addresses the same element in all four: all contiguous.
-        let [param, m, v] = [param, m, v].map(writable);
+        // One index addresses the same element in the parameter, its gradient and each half
+        // of its state: all contiguous.
+        let [param, state] = [param, state].map(writable);
         let (grad, partials) = (into_contiguous(grad), into_contiguous(partials));
         let len = param.meta.num_elements();
         let client = param.client.clone();
-        let units = 256;
-        let workgroups = len.div_ceil(units).max(1);
         kernel::adamw_kernel::launch(
             &client,
-            CubeCount::Static(workgroups as u32, 1, 1),
-            CubeDim::new_1d(units as u32),
+            CubeCount::Static(len.div_ceil(UNITS).max(1) as u32, 1, 1),
+            CubeDim::new_1d(UNITS as u32),
             param.clone().into_tensor_arg(),
             grad.into_tensor_arg(),
-            m.clone().into_tensor_arg(),
-            v.clone().into_tensor_arg(),
+            state.clone().into_tensor_arg(),
             partials.clone().into_tensor_arg(),
             len as u32,
             partials.meta.num_elements() as u32,
@@ -269,7 +349,59 @@ impl AdamWOps for CubeBackend {
             max_norm as f32,
             ElemType::Float(FloatKind::F32),
         );
-        (param, m, v)
+        (param, state)
+    }
+
+    fn adamw_update_pair(
+        param_a: FloatTensor<Self>,
+        grad_a: FloatTensor<Self>,
+        state_a: FloatTensor<Self>,
+        param_b: FloatTensor<Self>,
+        grad_b: FloatTensor<Self>,
+        state_b: FloatTensor<Self>,
+        partials: FloatTensor<Self>,
+        beta1: f64,
+        beta2: f64,
+        epsilon: f64,
+        decay: f64,
+        step_size: f64,
+        bias2: f64,
+        max_norm: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        if partials.dtype != DType::F32 || !kernel_fits(&param_a, &grad_a, &state_a) || !kernel_fits(&param_b, &grad_b, &state_b) {
+            let one = |p, g, s, partials| Self::adamw_update(p, g, s, partials, beta1, beta2, epsilon, decay, step_size, bias2, max_norm);
+            let (pa, sa) = one(param_a, grad_a, state_a, partials.clone());
+            let (pb, sb) = one(param_b, grad_b, state_b, partials);
+            return (pa, sa, pb, sb);
+        }
+        let [param_a, state_a, param_b, state_b] = [param_a, state_a, param_b, state_b].map(writable);
+        let [grad_a, grad_b, partials] = [grad_a, grad_b, partials].map(into_contiguous);
+        let (len_a, len_b) = (param_a.meta.num_elements(), param_b.meta.num_elements());
+        let client = param_a.client.clone();
+        kernel::adamw_pair_kernel::launch(
+            &client,
+            CubeCount::Static((len_a + len_b).div_ceil(UNITS).max(1) as u32, 1, 1),
+            CubeDim::new_1d(UNITS as u32),
+            param_a.clone().into_tensor_arg(),
+            grad_a.into_tensor_arg(),
+            state_a.clone().into_tensor_arg(),
+            param_b.clone().into_tensor_arg(),
+            grad_b.into_tensor_arg(),
+            state_b.clone().into_tensor_arg(),
+            partials.clone().into_tensor_arg(),
+            len_a as u32,
+            len_b as u32,
+            partials.meta.num_elements() as u32,
+            beta1 as f32,
+            beta2 as f32,
+            epsilon as f32,
+            decay as f32,
+            step_size as f32,
+            bias2 as f32,
+            max_norm as f32,
+            ElemType::Float(FloatKind::F32),
+        );
+        (param_a, state_a, param_b, state_b)
     }
 }
 
@@ -283,15 +415,14 @@ fn writable(t: CubeTensor) -> CubeTensor {
 mod kernel {
     use cubecl::prelude::*;
 
-    /// Invocation i updates element i of the parameter and its two moments.
-    // param, grad, m, v: [len], contiguous; partials: [n_partials]
+    /// Invocation i updates element i of the parameter and of both halves of its state.
+    // param, grad: [len]; state: [2·len] (m, then v); partials: [n_partials]; all contiguous
     #[allow(clippy::too_many_arguments)]
     #[cube(launch)]
     pub(super) fn adamw_kernel<F: Float>(
         param: &mut Tensor<F>,
         grad: &Tensor<F>,
-        m: &mut Tensor<F>,
-        v: &mut Tensor<F>,
+        state: &mut Tensor<F>,
         partials: &Tensor<F>,
         len: u32,
         n_partials: u32,
@@ -308,28 +439,87 @@ mod kernel {
         if i >= len {
             terminate!();
         }
-        let i = i as usize;
-        let beta1 = F::cast_from(beta1);
-        let beta2 = F::cast_from(beta2);
-        let epsilon = F::cast_from(epsilon);
-        let decay = F::cast_from(decay);
-        let step_size = F::cast_from(step_size);
-        let bias2 = F::cast_from(bias2);
+        let scale = clip_scale::<F>(partials, n_partials, max_norm);
+        step::<F>(param, grad, state, i as usize, len as usize, scale, beta1, beta2, epsilon, decay, step_size, bias2);
+    }
+
+    /// Two parameters in one launch: invocations 0..len_a update a, the next len_b update b.
+    // param_a, grad_a: [len_a]; state_a: [2·len_a]; the same for b with len_b; partials: [n_partials]
+    #[allow(clippy::too_many_arguments)]
+    #[cube(launch)]
+    pub(super) fn adamw_pair_kernel<F: Float>(
+        param_a: &mut Tensor<F>,
+        grad_a: &Tensor<F>,
+        state_a: &mut Tensor<F>,
+        param_b: &mut Tensor<F>,
+        grad_b: &Tensor<F>,
+        state_b: &mut Tensor<F>,
+        partials: &Tensor<F>,
+        len_a: u32,
+        len_b: u32,
+        n_partials: u32,
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+        decay: f32,
+        step_size: f32,
+        bias2: f32,
+        max_norm: f32,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let i = ABSOLUTE_POS_X;
+        if i >= len_a + len_b {
+            terminate!();
+        }
+        let scale = clip_scale::<F>(partials, n_partials, max_norm);
+        if i < len_a {
+            step::<F>(param_a, grad_a, state_a, i as usize, len_a as usize, scale, beta1, beta2, epsilon, decay, step_size, bias2);
+        } else {
+            step::<F>(param_b, grad_b, state_b, (i - len_a) as usize, len_b as usize, scale, beta1, beta2, epsilon, decay, step_size, bias2);
+        }
+    }
+
+    /// min(1, max_norm / (√Σ partials + 1e-6)); 1 without clipping (max_norm 0).
+    #[cube]
+    fn clip_scale<F: Float>(partials: &Tensor<F>, n_partials: u32, max_norm: f32) -> F {
         let max_norm = F::cast_from(max_norm);
-        let one = F::new(1.0);
-        let mut g = grad[i];
+        let mut scale = F::new(1.0);
         if max_norm > F::new(0.0) {
             let mut total = F::new(0.0);
             for k in 0..n_partials {
                 total += partials[k as usize];
             }
-            g *= min(one, max_norm / (total.sqrt() + F::new(1e-6)));
+            scale = min(F::new(1.0), max_norm / (total.sqrt() + F::new(1e-6)));
         }
-        let m_new = beta1 * m[i] + (one - beta1) * g;
-        let v_new = beta2 * v[i] + (one - beta2) * g * g;
-        m[i] = m_new;
-        v[i] = v_new;
-        param[i] = param[i] * decay - step_size * m_new / ((v_new / bias2).sqrt() + epsilon);
+        scale
+    }
+
+    /// Element i of one parameter: m and v from the clipped gradient, then the parameter.
+    #[allow(clippy::too_many_arguments)]
+    #[cube]
+    fn step<F: Float>(
+        param: &mut Tensor<F>,
+        grad: &Tensor<F>,
+        state: &mut Tensor<F>,
+        i: usize,
+        len: usize,
+        scale: F,
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+        decay: f32,
+        step_size: f32,
+        bias2: f32,
+    ) {
+        let beta1 = F::cast_from(beta1);
+        let beta2 = F::cast_from(beta2);
+        let one = F::new(1.0);
+        let g = grad[i] * scale;
+        let m_new = beta1 * state[i] + (one - beta1) * g;
+        let v_new = beta2 * state[len + i] + (one - beta2) * g * g;
+        state[i] = m_new;
+        state[len + i] = v_new;
+        param[i] = param[i] * F::cast_from(decay) - F::cast_from(step_size) * m_new / ((v_new / F::cast_from(bias2)).sqrt() + F::cast_from(epsilon));
     }
 }
 
@@ -339,35 +529,54 @@ mod tests {
     use burn::tensor::{Device, TensorData};
 
     /// flex's one-pass loop against the composed body on flex, with and without clipping, for
-    /// a parameter whose buffer is shared (which must keep its values), and a transposed
-    /// gradient and first moment.
+    /// a pair and a lone parameter: one whose buffer is shared (which must keep its values),
+    /// a transposed gradient, a state that is a view of a longer tensor.
     #[test]
     fn the_cpu_loop_matches_the_composed_update() {
         let device = Device::flex();
         let mut rng = crate::rng::Rng::seeded(9);
-        let data: Vec<Vec<f32>> = (0..5).map(|_| (0..30 * 20).map(|_| rng.normal() as f32).collect()).collect();
-        let t = |i: usize, shape: [usize; 2]| Tensor::<2>::from_data(TensorData::new(data[i].clone(), shape), &device);
+        let data: Vec<Vec<f32>> = (0..5).map(|_| (0..2 * 30 * 20 + 8).map(|_| rng.normal() as f32).collect()).collect();
+        let t = |i: usize, shape: [usize; 2]| Tensor::<2>::from_data(TensorData::new(data[i][..shape[0] * shape[1]].to_vec(), shape), &device);
+        let flat = |i: usize, n: usize| Tensor::<1>::from_data(TensorData::new(data[i][..n].to_vec(), [n]), &device);
         for max_norm in [0.0, 1.0, 1e6] {
             let c = StepConstants { beta1: 0.9, beta2: 0.99, epsilon: 1e-8, decay: 0.99, step_size: 0.05, bias2: 0.02, max_norm };
+            // (p, g, state) of a [30, 20] and a [7, 3] parameter; v ≥ 0 in each state
             let inputs = || {
-                let grad = t(1, [20, 30]).transpose();
-                let m = t(2, [20, 30]).transpose();
-                (t(0, [30, 20]), grad, m, t(3, [30, 20]).abs(), t(4, [30, 20]).slice([0..4, 0..8]).abs())
+                let state_a = Tensor::cat(vec![flat(2, 600), flat(3, 600).abs()], 0);
+                let state_b = Tensor::cat(vec![flat(4, 21), flat(1, 29).abs()], 0).slice([0..42]);
+                let a = (t(0, [30, 20]), t(1, [20, 30]).transpose(), state_a);
+                let b = (t(3, [7, 3]), t(2, [7, 3]), state_b);
+                (a, b, t(4, [4, 8]).abs())
             };
-            let (param, grad, m, v, partials) = inputs();
-            let kept = param.clone();
             let d = |x: Tensor<2>| x.into_dispatch();
-            let (p, m, v) = adamw_update(param, grad, m, v, partials, c);
-            let (rp, rg, rm, rv, rpart) = inputs();
-            let (wp, wm, wv) = composed::<Dispatch>(d(rp), d(rg), d(rm), d(rv), d(rpart), c);
-            let read = |x: Tensor<2>| x.into_data().try_to_vec::<f32>().unwrap();
-            for (what, got, want) in [("p", p, wp), ("m", m, wm), ("v", v, wv)] {
-                let (got, want) = (read(got), read(Tensor::from_dispatch(want)));
-                for (x, y) in got.iter().zip(&want) {
-                    assert!((x - y).abs() <= 1e-6 * (1.0 + y.abs()), "clip {max_norm} {what}: loop {x} vs composed {y}");
+            let ((pa, ga, sa), (pb, gb, sb), partials) = inputs();
+            let kept = pa.clone();
+            let updates = vec![
+                ParamUpdate { param: d(pa), grad: d(ga), state: sa.into_dispatch() },
+                ParamUpdate { param: d(pb), grad: d(gb), state: sb.into_dispatch() },
+            ];
+            let mut got = adamw_update_all(updates, &partials, c);
+            let (lone, lone_state) = {
+                let ((pa, ga, sa), _, partials) = inputs();
+                adamw_update(pa, ga, sa, &partials, c)
+            };
+            got.push((lone.into_dispatch(), lone_state.into_dispatch()));
+            let ((pa, ga, sa), (pb, gb, sb), partials) = inputs();
+            let part = || partials.clone().into_dispatch();
+            let mut want = vec![composed::<Dispatch>(d(pa.clone()), d(ga.clone()), sa.clone().into_dispatch(), part(), c)];
+            want.push(composed::<Dispatch>(d(pb), d(gb), sb.into_dispatch(), part(), c));
+            want.push(composed::<Dispatch>(d(pa), d(ga), sa.into_dispatch(), part(), c));
+            let read_p = |x: DispatchTensor| Tensor::<2>::from_dispatch(x).into_data().try_to_vec::<f32>().unwrap();
+            let read_s = |x: DispatchTensor| Tensor::<1>::from_dispatch(x).into_data().try_to_vec::<f32>().unwrap();
+            for (k, ((gp, gs), (wp, ws))) in got.into_iter().zip(want).enumerate() {
+                for (what, got, want) in [("p", read_p(gp), read_p(wp)), ("state", read_s(gs), read_s(ws))] {
+                    assert_eq!(got.len(), want.len());
+                    for (x, y) in got.iter().zip(&want) {
+                        assert!((x - y).abs() <= 1e-6 * (1.0 + y.abs()), "clip {max_norm}, parameter {k} {what}: loop {x} vs composed {y}");
+                    }
                 }
             }
-            assert_eq!(read(kept), data[0], "the shared parameter buffer keeps its values");
+            assert_eq!(kept.into_data().try_to_vec::<f32>().unwrap(), data[0][..600], "the shared parameter buffer keeps its values");
         }
     }
 }
