@@ -78,6 +78,10 @@ fn settle_patches() -> Result<(), String> {
             say(&format!("patches/{{{}}} new to this target folder: cargo rebuilds the crates above them once", new.join(",")));
         }
     }
+    // The workspace's crates, whose builds another checkout may have left in the target folder.
+    if patches::claim(&root(), &["engine", "kernels", "worker", "app", "cli", "tests"], &target_dir())? {
+        say("this checkout did not build last in the target folder: cargo rebuilds the workspace's own crates once");
+    }
     Ok(())
 }
 

@@ -129,6 +129,42 @@ pub fn settle(patches: &Path, target_dir: &Path) -> Result<Option<Vec<String>>, 
     Ok(Some(new))
 }
 
+/// The file in the target folder naming the checkout that last built there.
+const CHECKOUT: &str = "objlab-checkout.stamp";
+
+/// Marks the workspace's own crates (`members`, folders of `root`) as edited — every file's
+/// modification time set to now — when the target folder was last used by another checkout (or
+/// by none that left its name), and records `root` as its user. Returns whether it did.
+///
+/// Why: cargo records a path crate's inputs relative to the workspace, and calls the crate
+/// fresh when no input is newer than its last build. With one target folder for every clone,
+/// a checkout whose files are older than another clone's build (edited before that build ran)
+/// would get that clone's build of different code: the 2026-12-04 session's page ran a worker
+/// without its engine change. Every crate of the workspace is rebuilt once after such a switch
+/// (minutes); the dependencies (burn, cubecl) are not.
+pub fn claim(root: &Path, members: &[&str], target_dir: &Path) -> Result<bool, String> {
+    let err = |e: std::io::Error| format!("{}: {e}", target_dir.display());
+    let stamp = target_dir.join(CHECKOUT);
+    let me = root.to_string_lossy().into_owned();
+    if std::fs::read_to_string(&stamp).is_ok_and(|last| last.trim_end() == me) {
+        return Ok(false);
+    }
+    let now = SystemTime::now();
+    for member in members {
+        let dir = root.join(member);
+        if !dir.is_dir() {
+            continue;
+        }
+        for f in files_below(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+            let file = std::fs::File::open(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+            file.set_modified(now).map_err(|e| format!("{}: {e}", f.display()))?;
+        }
+    }
+    std::fs::create_dir_all(target_dir).map_err(err)?;
+    std::fs::write(&stamp, format!("{me}\n")).map_err(err)?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,4 +254,33 @@ mod tests {
         assert_ne!(content_hash(&krate, &moved).unwrap(), h);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// A checkout's crates are marked edited when the target folder was last another's, and
+    /// left alone when it was its own.
+    #[test]
+    fn another_checkouts_build_marks_this_ones_crates_edited() {
+        let dir = scratch("claim");
+        let target = dir.join("target");
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        for root in [&a, &b] {
+            std::fs::create_dir_all(root.join("engine/src")).unwrap();
+            std::fs::write(root.join("engine/src/lib.rs"), "pub fn f() {}\n").unwrap();
+        }
+        let lib = a.join("engine/src/lib.rs");
+        let old = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        std::fs::File::open(&lib).unwrap().set_modified(old).unwrap();
+        // no stamp yet: marked, and recorded
+        assert!(claim(&a, &["engine", "missing"], &target).unwrap());
+        assert!(mtime(&lib) > old);
+        // its own build: left alone
+        std::fs::File::open(&lib).unwrap().set_modified(old).unwrap();
+        assert!(!claim(&a, &["engine"], &target).unwrap());
+        assert_eq!(mtime(&lib), old);
+        // another checkout built in between: marked again
+        assert!(claim(&b, &["engine"], &target).unwrap());
+        assert!(claim(&a, &["engine"], &target).unwrap());
+        assert!(mtime(&lib) > old);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
 }
