@@ -19,7 +19,7 @@
 mod adamw_update;
 mod sum_squares;
 
-pub use adamw_update::{AdamWOps, ParamUpdate, StepConstants, adamw_update, adamw_update_all};
+pub use adamw_update::{AdamWOps, ParamUpdate, StepConstants, adamw_update_all};
 pub use sum_squares::{GROUP, PARTS, SumSquaresOps, partial_sums_of_squares};
 
 use std::collections::HashMap;

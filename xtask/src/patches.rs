@@ -113,12 +113,7 @@ pub fn settle(patches: &Path, target_dir: &Path) -> Result<Option<Vec<String>>, 
                 now
             }
         };
-        let time = UNIX_EPOCH + Duration::from_secs(secs);
-        for f in &files {
-            // Setting times needs ownership, not write access: a read-only handle will do.
-            let file = std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
-            file.set_modified(time).map_err(|e| format!("{}: {e}", f.display()))?;
-        }
+        set_modified(&files, UNIX_EPOCH + Duration::from_secs(secs))?;
         lines.insert(name, (hash, secs));
     }
     if lines != old {
@@ -127,6 +122,16 @@ pub fn settle(patches: &Path, target_dir: &Path) -> Result<Option<Vec<String>>, 
         std::fs::write(&stamp, text).map_err(err)?;
     }
     Ok(Some(new))
+}
+
+/// Gives every one of `files` the modification time `time`.
+fn set_modified(files: &[PathBuf], time: SystemTime) -> Result<(), String> {
+    for f in files {
+        // Setting times needs ownership, not write access: a read-only handle will do.
+        let file = std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        file.set_modified(time).map_err(|e| format!("{}: {e}", f.display()))?;
+    }
+    Ok(())
 }
 
 /// The file in the target folder naming the checkout that last built there.
@@ -152,12 +157,8 @@ pub fn claim(root: &Path, members: &[&str], target_dir: &Path) -> Result<bool, S
     let now = SystemTime::now();
     for member in members {
         let dir = root.join(member);
-        if !dir.is_dir() {
-            continue;
-        }
-        for f in files_below(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-            let file = std::fs::File::open(&f).map_err(|e| format!("{}: {e}", f.display()))?;
-            file.set_modified(now).map_err(|e| format!("{}: {e}", f.display()))?;
+        if dir.is_dir() {
+            set_modified(&files_below(&dir).map_err(|e| format!("{}: {e}", dir.display()))?, now)?;
         }
     }
     std::fs::create_dir_all(target_dir).map_err(err)?;
@@ -282,5 +283,4 @@ mod tests {
         assert!(mtime(&lib) > old);
         let _ = std::fs::remove_dir_all(&dir);
     }
-
 }

@@ -74,13 +74,6 @@ pub fn adamw_update_all(updates: Vec<ParamUpdate>, partials: &Tensor<2>, c: Step
     out
 }
 
-/// One parameter's update ([`adamw_update_all`] for one): the updated parameter and state.
-pub fn adamw_update<const D: usize>(param: Tensor<D>, grad: Tensor<D>, state: Tensor<1>, partials: &Tensor<2>, c: StepConstants) -> (Tensor<D>, Tensor<1>) {
-    let update = ParamUpdate { param: param.into_dispatch(), grad: grad.into_dispatch(), state: state.into_dispatch() };
-    let (p, s) = adamw_update_all(vec![update], partials, c).pop().expect("one update");
-    (Tensor::from_dispatch(p), Tensor::from_dispatch(s))
-}
-
 #[backend_extension(Flex, Cube, Fusion)]
 pub trait AdamWOps: Backend {
     /// The updated (parameter, state).
@@ -556,11 +549,8 @@ mod tests {
                 ParamUpdate { param: d(pb), grad: d(gb), state: sb.into_dispatch() },
             ];
             let mut got = adamw_update_all(updates, &partials, c);
-            let (lone, lone_state) = {
-                let ((pa, ga, sa), _, partials) = inputs();
-                adamw_update(pa, ga, sa, &partials, c)
-            };
-            got.push((lone.into_dispatch(), lone_state.into_dispatch()));
+            let ((pa, ga, sa), _, partials) = inputs();
+            got.extend(adamw_update_all(vec![ParamUpdate { param: d(pa), grad: d(ga), state: sa.into_dispatch() }], &partials, c));
             let ((pa, ga, sa), (pb, gb, sb), partials) = inputs();
             let part = || partials.clone().into_dispatch();
             let mut want = vec![composed::<Dispatch>(d(pa.clone()), d(ga.clone()), sa.clone().into_dispatch(), part(), c)];
