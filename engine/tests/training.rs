@@ -298,6 +298,48 @@ fn layer_norm_gradients_match_on_wgpu() {
     }
 }
 
+/// A pre-norm residual step on the GPU backend: h = ln_a(x), (s, y) = ln_b(x + f(h)) by the
+/// fused addition and LayerNorm, the sum's gradient folded into ln_a's backward kernel:
+/// values and every gradient equal flex's (where the same step is checked against burn's own
+/// LayerNorm and addition).
+#[test]
+fn residual_layer_norm_gradients_match_on_wgpu() {
+    let Some((gpu, _alone)) = wgpu_device() else { return };
+    let run = |device: Device, [b, s, d]: [usize; 3]| -> Vec<Vec<f32>> {
+        let device = device.autodiff();
+        let mut rng = Rng::seeded(5);
+        let mut draw = |n: usize, mean: f64, std: f64| -> Vec<f32> { (0..n).map(|_| (mean + rng.normal() * std) as f32).collect() };
+        let mut norms = Vec::new();
+        for _ in 0..2 {
+            let mut ln = LayerNorm::new(d, &device);
+            ln.gamma = Param::from_tensor(Tensor::from_data(TensorData::new(draw(d, 1.0, 0.5), [d]), &device));
+            ln.beta = Param::from_tensor(Tensor::from_data(TensorData::new(draw(d, 0.0, 0.5), [d]), &device));
+            norms.push(ln);
+        }
+        let mut tensor = |mean: f64, std: f64| Tensor::<3>::from_data(TensorData::new(draw(b * s * d, mean, std), [b, s, d]), &device);
+        let (x, w, r, q) = (tensor(0.3, 2.0).require_grad(), tensor(0.0, 1.0), tensor(0.0, 1.0), tensor(0.0, 1.0));
+        let h = norms[0].forward(x.clone());
+        let (sum, y) = norms[1].forward_residual(x.clone(), h.clone().tanh() * w);
+        let grads = ((y.clone() * r).sum() + (sum.clone() * q).sum() + h.sum()).backward();
+        let read = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
+        let mut out = vec![read(sum.reshape([-1])), read(y.reshape([-1])), read(x.grad(&grads).unwrap().reshape([-1]))];
+        for ln in &norms {
+            out.push(read(ln.gamma.grad(&grads).unwrap()));
+            out.push(read(ln.beta.grad(&grads).unwrap()));
+        }
+        out
+    };
+    for size in [[3, 5, 16], [3, 100, 300]] {
+        let (on_gpu, on_cpu) = (run(gpu.clone(), size), run(Device::flex(), size));
+        let names = ["sum", "y", "dx", "dgamma_a", "dbeta_a", "dgamma_b", "dbeta_b"];
+        for (what, (g, c)) in names.iter().zip(on_gpu.iter().zip(&on_cpu)) {
+            for (a, b) in g.iter().zip(c) {
+                assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{size:?} {what}: wgpu {a} vs flex {b}");
+            }
+        }
+    }
+}
+
 /// GELU on the GPU backend (the trait's composed default bodies, fused, keeping x for the
 /// backward) and on flex (its own loop, keeping the slope computed in the forward): values and
 /// the gradient of x agree, beyond one chunk of flex's loop.

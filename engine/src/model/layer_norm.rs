@@ -13,6 +13,11 @@
 //! (flex on the CPU, cubecl with its fusion on the GPU) run the default body below, composed
 //! of primitive operations that fusion merges as it does any others; the autodiff backend
 //! runs the same forward and registers [`LayerNormBackward`].
+//!
+//! A pre-norm block's residual addition `x + branch` is followed by the next LayerNorm:
+//! [`LayerNorm::forward_residual`] forms the sum and normalises it in one pass (one launch, not
+//! two), and the backward adds the stream's other gradient (the next addition's) into its dx
+//! rather than in a launch of its own (`residual.rs`).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -24,6 +29,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Shape, Tensor};
 use burn_cubecl::CubeBackend;
 
+use super::residual::{self, ResidualAddBackward, Slot};
 use super::{layer_norm_cpu, layer_norm_kernel};
 
 /// LayerNorm over the last dimension with a learned scale and shift.
@@ -55,6 +61,23 @@ impl LayerNorm {
             self.epsilon,
         ))
     }
+
+    /// The residual addition of a pre-norm block and this LayerNorm in one pass:
+    /// (x + branch, LayerNorm(x + branch)), the sum for the stream, the rest for the sublayer.
+    /// The branch must be computed from an earlier LayerNorm of x (as a sublayer's output is),
+    /// which is what lets the backward fold the sum's gradient into that LayerNorm's
+    /// (`residual.rs`).
+    // x, branch: [..., d_model] -> sum, normed: [..., d_model]
+    pub fn forward_residual<const D: usize>(&self, x: Tensor<D>, branch: Tensor<D>) -> (Tensor<D>, Tensor<D>) {
+        let (sum, normed) = <Dispatch as LayerNormOps>::add_layer_norm(
+            x.into_dispatch(),
+            branch.into_dispatch(),
+            self.gamma.val().into_dispatch(),
+            self.beta.val().into_dispatch(),
+            self.epsilon,
+        );
+        (Tensor::from_dispatch(sum), Tensor::from_dispatch(normed))
+    }
 }
 
 #[backend_extension(Flex, Cube, Fusion, Autodiff)]
@@ -70,6 +93,19 @@ pub trait LayerNormOps: Backend {
     fn layer_norm_backward(x: FloatTensor<Self>, gamma: FloatTensor<Self>, dy: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         composed_backward::<Self>(x, gamma, dy, epsilon)
     }
+
+    /// (s, y): s = x + branch (same shapes) and y its LayerNorm, as `layer_norm` computes it.
+    #[fusion(meta = |x, _branch, _gamma, _beta, _epsilon| (x.clone(), x.clone()))]
+    fn add_layer_norm(x: FloatTensor<Self>, branch: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        composed_add_forward::<Self>(x, branch, gamma, beta, epsilon)
+    }
+
+    /// `layer_norm_backward` with `d_other`, the gradient x has from its other readers, added
+    /// to dx.
+    #[fusion(meta = |x, gamma, _dy, _d_other, _epsilon| (x.clone(), gamma.clone(), gamma.clone()))]
+    fn layer_norm_backward_plus(x: FloatTensor<Self>, gamma: FloatTensor<Self>, dy: FloatTensor<Self>, d_other: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        composed_backward_plus::<Self>(x, gamma, dy, d_other, epsilon)
+    }
 }
 
 impl LayerNormOps for Flex {
@@ -82,8 +118,22 @@ impl LayerNormOps for Flex {
 
     fn layer_norm_backward(x: FloatTensor<Self>, gamma: FloatTensor<Self>, dy: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         match layer_norm_cpu::supported(&x, &gamma, &dy, true) {
-            true => layer_norm_cpu::backward(x, gamma, dy, epsilon),
+            true => layer_norm_cpu::backward_plus(x, gamma, dy, None, epsilon),
             false => composed_backward::<Self>(x, gamma, dy, epsilon),
+        }
+    }
+
+    fn add_layer_norm(x: FloatTensor<Self>, branch: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        match layer_norm_cpu::supported(&x, &gamma, &beta, false) && layer_norm_cpu::supported(&x, &gamma, &branch, true) {
+            true => layer_norm_cpu::forward_add(x, branch, gamma, beta, epsilon),
+            false => composed_add_forward::<Self>(x, branch, gamma, beta, epsilon),
+        }
+    }
+
+    fn layer_norm_backward_plus(x: FloatTensor<Self>, gamma: FloatTensor<Self>, dy: FloatTensor<Self>, d_other: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        match layer_norm_cpu::supported(&x, &gamma, &dy, true) && layer_norm_cpu::supported(&x, &gamma, &d_other, true) {
+            true => layer_norm_cpu::backward_plus(x, gamma, dy, Some(d_other), epsilon),
+            false => composed_backward_plus::<Self>(x, gamma, dy, d_other, epsilon),
         }
     }
 }
@@ -100,7 +150,21 @@ impl LayerNormOps for CubeBackend {
         if !layer_norm_kernel::supported(&[&x, &gamma, &dy]) {
             return composed_backward::<Self>(x, gamma, dy, epsilon);
         }
-        layer_norm_kernel::backward(x, gamma, dy, epsilon)
+        layer_norm_kernel::backward(x, gamma, dy, None, epsilon)
+    }
+
+    fn add_layer_norm(x: FloatTensor<Self>, branch: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        if !layer_norm_kernel::supported(&[&x, &branch, &gamma, &beta]) || x.meta.shape() != branch.meta.shape() {
+            return composed_add_forward::<Self>(x, branch, gamma, beta, epsilon);
+        }
+        layer_norm_kernel::forward_add(x, branch, gamma, beta, epsilon)
+    }
+
+    fn layer_norm_backward_plus(x: FloatTensor<Self>, gamma: FloatTensor<Self>, dy: FloatTensor<Self>, d_other: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        if !layer_norm_kernel::supported(&[&x, &gamma, &dy, &d_other]) || x.meta.shape() != d_other.meta.shape() {
+            return composed_backward_plus::<Self>(x, gamma, dy, d_other, epsilon);
+        }
+        layer_norm_kernel::backward(x, gamma, dy, Some(d_other), epsilon)
     }
 }
 
@@ -108,6 +172,18 @@ impl LayerNormOps for CubeBackend {
 fn composed_forward<B: Backend>(x: FloatTensor<B>, gamma: FloatTensor<B>, beta: FloatTensor<B>, epsilon: f64) -> FloatTensor<B> {
     let (normalized, _) = normalize::<B>(x, epsilon);
     affine::<B>(normalized, gamma, beta)
+}
+
+/// x + branch, and the LayerNorm of that sum.
+fn composed_add_forward<B: Backend>(x: FloatTensor<B>, branch: FloatTensor<B>, gamma: FloatTensor<B>, beta: FloatTensor<B>, epsilon: f64) -> (FloatTensor<B>, FloatTensor<B>) {
+    let sum = B::float_add(x, branch);
+    (sum.clone(), composed_forward::<B>(sum, gamma, beta, epsilon))
+}
+
+/// [`composed_backward`] with `d_other` added to dx.
+fn composed_backward_plus<B: Backend>(x: FloatTensor<B>, gamma: FloatTensor<B>, dy: FloatTensor<B>, d_other: FloatTensor<B>, epsilon: f64) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let (dx, d_gamma, d_beta) = composed_backward::<B>(x, gamma, dy, epsilon);
+    (B::float_add(dx, d_other), d_gamma, d_beta)
 }
 
 /// The backward from x alone: the row statistics recomputed, then [`closed_form_backward`].
@@ -164,10 +240,16 @@ fn closed_form_backward<B: Backend>(normalized: FloatTensor<B>, rstd: FloatTenso
     (B::float_mul(inner, rstd), d_gamma, d_beta)
 }
 
-/// What the forward keeps for the backward: x, γ and ε. The backward operation recomputes the
-/// row statistics (the GPU's kernels, flex's row loops), so x̂ is never stored.
+/// What the forward keeps for the backward: x, γ and ε, and the slot where a residual
+/// addition reading x may leave x's other gradient (`residual.rs`). The backward operation
+/// recomputes the row statistics (the GPU's kernels, flex's row loops), so x̂ is never stored.
 #[derive(Clone, Debug)]
-struct Saved<B: Backend>(FloatTensor<B>, FloatTensor<B>, f64);
+struct Saved<B: Backend> {
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    epsilon: f64,
+    other: Slot<FloatTensor<B>>,
+}
 
 #[derive(Debug)]
 struct LayerNormBackward;
@@ -179,8 +261,12 @@ impl<B: Backend + LayerNormOps> Backward<B, 3> for LayerNormBackward {
         let [node_x, node_gamma, node_beta] = ops.parents;
         // dy: [..., d]
         let dy = grads.consume::<B>(&ops.node);
-        let Saved(x, gamma, epsilon) = ops.state;
-        let (dx, d_gamma, d_beta) = B::layer_norm_backward(x, gamma, dy, epsilon);
+        let Saved { x, gamma, epsilon, other } = ops.state;
+        // d_other: [..., d], what a residual addition reading x left for this backward
+        let (dx, d_gamma, d_beta) = match other.close() {
+            Some(d_other) => B::layer_norm_backward_plus(x, gamma, dy, d_other, epsilon),
+            None => B::layer_norm_backward(x, gamma, dy, epsilon),
+        };
         if let Some(node) = node_gamma {
             grads.register::<B>(node.id, d_gamma);
         }
@@ -195,17 +281,39 @@ impl<B: Backend + LayerNormOps> Backward<B, 3> for LayerNormBackward {
 
 impl<B: Backend + LayerNormOps, C: CheckpointStrategy> LayerNormOps for Autodiff<B, C> {
     fn layer_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
+        let id = x.id().value;
         match LayerNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let (x, gamma) = (x.into_primitive(), gamma.into_primitive());
                 let output = <B as LayerNormOps>::layer_norm(x.clone(), gamma.clone(), beta.into_primitive(), epsilon);
-                prep.finish(Saved(x, gamma, epsilon), output)
+                prep.finish(Saved { x, gamma, epsilon, other: residual::reader(id) }, output)
             }
             OpsKind::UnTracked(prep) => prep.finish(<B as LayerNormOps>::layer_norm(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon)),
         }
     }
 
     fn layer_norm_backward(_x: FloatTensor<Self>, _gamma: FloatTensor<Self>, _dy: FloatTensor<Self>, _epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        unimplemented!("the LayerNorm backward is not differentiated twice")
+    }
+
+    /// Two nodes from one forward: the sum (its backward hands the gradient to x's LayerNorm,
+    /// `residual.rs`) and the LayerNorm of the sum, whose slot the next addition will find.
+    fn add_layer_norm(x: FloatTensor<Self>, branch: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let x_reader = residual::find::<FloatTensor<B>>(x.id().value);
+        let (sum, normed) = <B as LayerNormOps>::add_layer_norm(x.primitive().clone(), branch.primitive().clone(), gamma.primitive().clone(), beta.primitive().clone(), epsilon);
+        let sum: FloatTensor<Self> = match ResidualAddBackward.prepare::<C>([x.node(), branch.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(x_reader, sum),
+            OpsKind::UnTracked(prep) => prep.finish(sum),
+        };
+        let id = sum.id().value;
+        let normed = match LayerNormBackward.prepare::<C>([sum.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(Saved { x: sum.primitive().clone(), gamma: gamma.into_primitive(), epsilon, other: residual::reader(id) }, normed),
+            OpsKind::UnTracked(prep) => prep.finish(normed),
+        };
+        (sum, normed)
+    }
+
+    fn layer_norm_backward_plus(_x: FloatTensor<Self>, _gamma: FloatTensor<Self>, _dy: FloatTensor<Self>, _d_other: FloatTensor<Self>, _epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         unimplemented!("the LayerNorm backward is not differentiated twice")
     }
 }
@@ -304,6 +412,83 @@ mod tests {
             let numeric = (f(&up) - f(&down)) / 2e-5;
             assert!((analytic[i] as f64 - numeric).abs() < 1e-3, "x[{i}]: {} vs {numeric}", analytic[i]);
         }
+    }
+
+    /// A pre-norm residual step on flex, ours against burn's LayerNorm and addition:
+    /// h = ln_a(x), branch = f(h), (s, y) = ln_b(x + branch), loss = Σ y·r + Σ s·q (the stream
+    /// read again, as the next addition reads it). Values and every gradient agree; with
+    /// `derived` the branch comes from h and the sum's gradient reaches x through ln_a's backward
+    /// (a fold), otherwise the branch is a leaf of its own and the fold may not happen but the
+    /// gradients are the same.
+    fn check_residual_step(derived: bool, [b, s, d]: [usize; 3]) -> usize {
+        let device = Device::flex().autodiff();
+        let random_norm = |mean: f64| {
+            let mut ln = LayerNorm::new(d, &device);
+            ln.gamma = Param::from_tensor(Tensor::random([d], Distribution::Normal(mean, 0.5), &device));
+            ln.beta = Param::from_tensor(Tensor::random([d], Distribution::Normal(0.0, 0.5), &device));
+            ln
+        };
+        let (ln_a, ln_b) = (random_norm(1.0), random_norm(0.8));
+        let x = Tensor::<3>::random([b, s, d], Distribution::Normal(0.5, 2.0), &device).require_grad();
+        let w = Tensor::<3>::random([b, s, d], Distribution::Normal(0.0, 1.0), &device);
+        let leaf = Tensor::<3>::random([b, s, d], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let r = Tensor::<3>::random([b, s, d], Distribution::Normal(0.0, 1.0), &device);
+        let q = Tensor::<3>::random([b, s, d], Distribution::Normal(0.0, 1.0), &device);
+        let branch_of = |h: Tensor<3>| if derived { h.tanh() * w.clone() } else { leaf.clone() * w.clone() };
+
+        let folds = residual::FOLDS.with(|f| f.get());
+        let h = ln_a.forward(x.clone());
+        let (sum, y) = ln_b.forward_residual(x.clone(), branch_of(h.clone()));
+        let ours = (y.clone() * r.clone()).sum() + (sum.clone() * q.clone()).sum() + h.sum();
+        let g_ours = ours.backward();
+        let folds = residual::FOLDS.with(|f| f.get()) - folds;
+
+        let h_ref = reference(&ln_a, x.clone());
+        let sum_ref = x.clone() + branch_of(h_ref.clone());
+        let y_ref = reference(&ln_b, sum_ref.clone());
+        close(&values(sum), &values(sum_ref.clone()), 1e-5);
+        close(&values(y), &values(y_ref.clone()), 1e-5);
+        let g_ref = ((y_ref * r).sum() + (sum_ref * q).sum() + h_ref.sum()).backward();
+        close(&values(x.grad(&g_ours).unwrap()), &values(x.grad(&g_ref).unwrap()), 1e-4);
+        for ln in [&ln_a, &ln_b] {
+            close(&values(ln.gamma.grad(&g_ours).unwrap()), &values(ln.gamma.grad(&g_ref).unwrap()), 1e-4);
+            close(&values(ln.beta.grad(&g_ours).unwrap()), &values(ln.beta.grad(&g_ref).unwrap()), 1e-4);
+        }
+        if !derived {
+            close(&values(leaf.grad(&g_ours).unwrap()), &values(leaf.grad(&g_ref).unwrap()), 1e-4);
+        }
+        folds
+    }
+
+    /// The fused addition and LayerNorm, and the sum's gradient folded into the first
+    /// LayerNorm's backward: values and gradients as burn's, and the fold happened.
+    #[test]
+    fn residual_step_matches_burn_and_folds_the_sum_gradient() {
+        for size in [[2, 3, 8], [3, 100, 131]] {
+            assert_eq!(check_residual_step(true, size), 1, "{size:?}: the addition leaves x's gradient to ln_a");
+        }
+    }
+
+    /// A branch that does not come from the LayerNorm of x still gets exact gradients (the
+    /// addition registers its gradient itself when the LayerNorm's backward has run first).
+    #[test]
+    fn residual_step_with_an_unrelated_branch_keeps_exact_gradients() {
+        check_residual_step(false, [2, 3, 8]);
+    }
+
+    /// The backward with x's other gradient on its own against the backward plus an addition.
+    #[test]
+    fn backward_plus_adds_the_other_gradient() {
+        let plain = Device::flex();
+        let x = Tensor::<3>::random([2, 5, 12], Distribution::Normal(0.5, 2.0), &plain);
+        let gamma = Tensor::<1>::random([12], Distribution::Normal(1.0, 0.5), &plain);
+        let dy = Tensor::<3>::random([2, 5, 12], Distribution::Normal(0.0, 1.0), &plain);
+        let other = Tensor::<3>::random([2, 5, 12], Distribution::Normal(0.0, 1.0), &plain);
+        let d = |t| Tensor::<3>::into_dispatch(t);
+        let (dx, d_gamma, _) = <Dispatch as LayerNormOps>::layer_norm_backward(d(x.clone()), gamma.clone().into_dispatch(), d(dy.clone()), 1e-5);
+        let (dx_plus, d_gamma_plus, _) = <Dispatch as LayerNormOps>::layer_norm_backward_plus(d(x), gamma.into_dispatch(), d(dy), d(other.clone()), 1e-5);
+        close(&values(Tensor::<3>::from_dispatch(dx_plus)), &values(Tensor::<3>::from_dispatch(dx) + other), 1e-6);
+        close(&values(Tensor::<1>::from_dispatch(d_gamma_plus)), &values(Tensor::<1>::from_dispatch(d_gamma)), 1e-6);
     }
 
     /// Without gradients (evaluation) the plain path gives the same values.

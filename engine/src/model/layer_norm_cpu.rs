@@ -10,7 +10,7 @@
 use burn::backend::DType;
 use burn_flex::FlexTensor;
 
-use crate::cpu_loops::{ChunkLoop, Kernel, Out, contiguous, new_tensor, sum_of, vectorized};
+use crate::cpu_loops::{ChunkLoop, Kernel, Out, PairLoop, contiguous, new_tensor, new_tensor_pair, sum_of, vectorized};
 
 /// Rows of at most this many elements per chunk of the loop (64 KiB of f32).
 const CHUNK: usize = 16 * 1024;
@@ -41,15 +41,33 @@ pub(super) fn forward(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, epsilo
     new_tensor(x.layout().shape().clone(), (CHUNK / d).max(1) * d, &rows)
 }
 
+/// (s, y): s = x + branch and y = (s − mean) · rstd · γ + β, row by row in one pass.
+// x, branch: [..., d], γ, β: [d] -> s, y: [..., d]
+pub(super) fn forward_add(x: FlexTensor, branch: FlexTensor, gamma: FlexTensor, beta: FlexTensor, epsilon: f64) -> (FlexTensor, FlexTensor) {
+    let (x, branch, gamma, beta) = (contiguous(x), contiguous(branch), contiguous(gamma), contiguous(beta));
+    let d = gamma.layout().shape().num_elements();
+    let rows = AddForward {
+        xs: x.as_slice().expect("contiguous f32"),
+        branches: branch.as_slice().expect("contiguous f32"),
+        gamma: gamma.as_slice().expect("contiguous f32"),
+        beta: beta.as_slice().expect("contiguous f32"),
+        d,
+        epsilon: epsilon as f32,
+    };
+    new_tensor_pair(x.layout().shape().clone(), (CHUNK / d).max(1) * d, &rows)
+}
+
 /// (dx, dγ, dβ): with x̂ = (x − mean)·rstd and g = dy·γ per row of d elements,
-///   dx = rstd · (g − mean(g) − x̂ · mean(g · x̂)),   dγ = Σ_rows dy · x̂,   dβ = Σ_rows dy.
-// x, dy: [..., d], γ: [d] -> dx: [..., d], dγ, dβ: [d]
-pub(super) fn backward(x: FlexTensor, gamma: FlexTensor, dy: FlexTensor, epsilon: f64) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let (x, gamma, dy) = (contiguous(x), contiguous(gamma), contiguous(dy));
+///   dx = rstd · (g − mean(g) − x̂ · mean(g · x̂)) (+ d_other),   dγ = Σ_rows dy · x̂,   dβ = Σ_rows dy,
+/// where `d_other` is the gradient x has from its other readers (`residual.rs`).
+// x, dy, d_other: [..., d], γ: [d] -> dx: [..., d], dγ, dβ: [d]
+pub(super) fn backward_plus(x: FlexTensor, gamma: FlexTensor, dy: FlexTensor, d_other: Option<FlexTensor>, epsilon: f64) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let (x, gamma, dy, d_other) = (contiguous(x), contiguous(gamma), contiguous(dy), d_other.map(contiguous));
     let d = gamma.layout().shape().num_elements();
     let (xs, dys) = (x.as_slice::<f32>().expect("contiguous f32"), dy.as_slice::<f32>().expect("contiguous f32"));
     let gs = gamma.as_slice::<f32>().expect("contiguous f32");
-    let rows = InputGradient { xs, dys, gamma: gs, d, epsilon: epsilon as f32 };
+    let others = d_other.as_ref().map(|t| t.as_slice::<f32>().expect("contiguous f32"));
+    let rows = InputGradient { xs, dys, others, gamma: gs, d, epsilon: epsilon as f32 };
     let dx = new_tensor(x.layout().shape().clone(), (CHUNK / d).max(1) * d, &rows);
     let column = || FlexTensor::empty(gamma.layout().shape().clone(), DType::F32);
     let (mut d_gamma, mut d_beta) = (column(), column());
@@ -88,10 +106,41 @@ impl ChunkLoop for Forward<'_> {
     }
 }
 
-/// dx for a chunk of rows.
+/// s and y for a chunk of rows.
+struct AddForward<'a> {
+    xs: &'a [f32],
+    branches: &'a [f32],
+    gamma: &'a [f32],
+    beta: &'a [f32],
+    d: usize,
+    epsilon: f32,
+}
+
+impl PairLoop for AddForward<'_> {
+    #[inline(always)]
+    fn run(&self, start: usize, sums: &mut [Out], ys: &mut [Out]) {
+        let (d, len) = (self.d, sums.len());
+        let rows = self.xs[start..start + len].chunks_exact(d).zip(self.branches[start..start + len].chunks_exact(d));
+        for ((sum, y), (x, branch)) in sums.chunks_exact_mut(d).zip(ys.chunks_exact_mut(d)).zip(rows) {
+            for ((s, &x), &b) in sum.iter_mut().zip(x).zip(branch) {
+                s.write(x + b);
+            }
+            // SAFETY: the loop above wrote every element of `sum`, and MaybeUninit<f32> has
+            // f32's layout.
+            let sum: &[f32] = unsafe { std::slice::from_raw_parts(sum.as_ptr().cast::<f32>(), d) };
+            let (mean, rstd) = row_stats(sum, self.epsilon);
+            for (((y, &s), &g), &b) in y.iter_mut().zip(sum).zip(self.gamma).zip(self.beta) {
+                y.write((s - mean) * rstd * g + b);
+            }
+        }
+    }
+}
+
+/// dx for a chunk of rows (plus the other gradient of x, if any).
 struct InputGradient<'a> {
     xs: &'a [f32],
     dys: &'a [f32],
+    others: Option<&'a [f32]>,
     gamma: &'a [f32],
     d: usize,
     epsilon: f32,
@@ -102,7 +151,8 @@ impl ChunkLoop for InputGradient<'_> {
     fn run(&self, start: usize, dxs: &mut [Out]) {
         let (d, len) = (self.d, dxs.len());
         let rows = self.xs[start..start + len].chunks_exact(d).zip(self.dys[start..start + len].chunks_exact(d));
-        for (dx, (x, dy)) in dxs.chunks_exact_mut(d).zip(rows) {
+        for (r, (dx, (x, dy))) in dxs.chunks_exact_mut(d).zip(rows).enumerate() {
+            let row_start = start + r * d;
             let (mean, rstd) = row_stats(x, self.epsilon);
             // Σ g and Σ g · x̂, g = dy · γ, in eight lanes
             let (mut sum_g, mut sum_gx) = ([0.0f32; 8], [0.0f32; 8]);
@@ -122,8 +172,19 @@ impl ChunkLoop for InputGradient<'_> {
             }
             let n = d as f32;
             let (mean_g, mean_gx) = (sum_g.iter().sum::<f32>() / n, sum_gx.iter().sum::<f32>() / n);
-            for (((dx, &x), &dy), &g) in dx.iter_mut().zip(x).zip(dy).zip(self.gamma) {
-                dx.write(rstd * (dy * g - mean_g - (x - mean) * rstd * mean_gx));
+            let grad = |x: f32, dy: f32, g: f32| rstd * (dy * g - mean_g - (x - mean) * rstd * mean_gx);
+            match self.others {
+                Some(others) => {
+                    let row = row_start;
+                    for ((((dx, &x), &dy), &g), &o) in dx.iter_mut().zip(x).zip(dy).zip(self.gamma).zip(&others[row..row + d]) {
+                        dx.write(grad(x, dy, g) + o);
+                    }
+                }
+                None => {
+                    for (((dx, &x), &dy), &g) in dx.iter_mut().zip(x).zip(dy).zip(self.gamma) {
+                        dx.write(grad(x, dy, g));
+                    }
+                }
             }
         }
     }

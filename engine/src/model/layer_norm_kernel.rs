@@ -1,4 +1,5 @@
-//! LayerNorm on the GPU: one launch forward, two backward.
+//! LayerNorm on the GPU: one launch forward (also when it first adds a residual branch), two
+//! backward (the first also adding x's other gradient when the stream has one, `residual.rs`).
 //!
 //! Why: composed of burn operations the forward is two row reductions (mean, variance) and a
 //! fused elementwise pass, and the backward two row reductions, two column reductions and
@@ -58,9 +59,39 @@ pub fn forward(x: CubeTensor, gamma: CubeTensor, beta: CubeTensor, epsilon: f64)
     y
 }
 
-// x, dy: [..., d], gamma: [d] -> dx: [..., d], dγ, dβ: [d]
-pub fn backward(x: CubeTensor, gamma: CubeTensor, dy: CubeTensor, epsilon: f64) -> (CubeTensor, CubeTensor, CubeTensor) {
+// x, branch: [..., d], gamma, beta: [d] -> sum = x + branch, y: [..., d]
+pub fn forward_add(x: CubeTensor, branch: CubeTensor, gamma: CubeTensor, beta: CubeTensor, epsilon: f64) -> (CubeTensor, CubeTensor) {
+    let (x, branch, gamma, beta) = (into_contiguous(x), into_contiguous(branch), into_contiguous(gamma), into_contiguous(beta));
+    let (n_rows, d) = rows(&x);
+    let client = x.client.clone();
+    let new = || empty_device_dtype(client.clone(), x.device.clone(), x.meta.shape().clone(), x.dtype);
+    let (sum, y) = (new(), new());
+    let (count, dim) = grid(n_rows);
+    kernel::add_layer_norm_forward::launch(
+        &client,
+        count,
+        dim,
+        x.into_tensor_arg(),
+        branch.into_tensor_arg(),
+        gamma.into_tensor_arg(),
+        beta.into_tensor_arg(),
+        sum.clone().into_tensor_arg(),
+        y.clone().into_tensor_arg(),
+        n_rows as u32,
+        d as u32,
+        epsilon as f32,
+        ElemType::Float(FloatKind::F32),
+    );
+    (sum, y)
+}
+
+/// With `d_other` (x's gradient from its other readers), dx comes out with it added.
+// x, dy, d_other: [..., d], gamma: [d] -> dx: [..., d], dγ, dβ: [d]
+pub fn backward(x: CubeTensor, gamma: CubeTensor, dy: CubeTensor, d_other: Option<CubeTensor>, epsilon: f64) -> (CubeTensor, CubeTensor, CubeTensor) {
     let (x, gamma, dy) = (into_contiguous(x), into_contiguous(gamma), into_contiguous(dy));
+    let accumulate = d_other.is_some();
+    // Without one, the kernel binds dy in its place and never reads it.
+    let d_other = d_other.map(into_contiguous).unwrap_or_else(|| dy.clone());
     let (n_rows, d) = rows(&x);
     let client = x.client.clone();
     let device = x.device.clone();
@@ -75,11 +106,13 @@ pub fn backward(x: CubeTensor, gamma: CubeTensor, dy: CubeTensor, epsilon: f64) 
         x.clone().into_tensor_arg(),
         gamma.into_tensor_arg(),
         dy.clone().into_tensor_arg(),
+        d_other.into_tensor_arg(),
         dx.clone().into_tensor_arg(),
         stats.clone().into_tensor_arg(),
         n_rows as u32,
         d as u32,
         epsilon as f32,
+        accumulate,
         ElemType::Float(FloatKind::F32),
     );
     let d_gamma = empty_device_dtype(client.clone(), device.clone(), Shape::new([d]), x.dtype);
@@ -129,18 +162,61 @@ mod kernel {
         }
     }
 
-    /// Invocation r: dx of row r, and the row's mean and rstd for the column sums.
-    // x, dy, dx: [rows, d], gamma: [d], stats: [rows, 2]
+    /// Invocation r: s = x + branch over row r, then the row normalised as above.
+    // x, branch, sum, y: [rows, d], gamma, beta: [d]
+    #[cube(launch)]
+    pub(super) fn add_layer_norm_forward<F: Float>(
+        x: &Tensor<F>,
+        branch: &Tensor<F>,
+        gamma: &Tensor<F>,
+        beta: &Tensor<F>,
+        sum: &mut Tensor<F>,
+        y: &mut Tensor<F>,
+        rows: u32,
+        d: u32,
+        epsilon: f32,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let r = ABSOLUTE_POS_X;
+        if r >= rows {
+            terminate!();
+        }
+        let start = r * d;
+        let mut total = F::new(0.0);
+        for k in 0..d {
+            let i = (start + k) as usize;
+            let s = x[i] + branch[i];
+            sum[i] = s;
+            total += s;
+        }
+        let mean = total / F::cast_from(d);
+        let mut var = F::new(0.0);
+        for k in 0..d {
+            let c = sum[(start + k) as usize] - mean;
+            var += c * c;
+        }
+        let rstd = F::new(1.0) / (var / F::cast_from(d) + F::cast_from(epsilon)).sqrt();
+        for k in 0..d {
+            let i = (start + k) as usize;
+            y[i] = (sum[i] - mean) * rstd * gamma[k as usize] + beta[k as usize];
+        }
+    }
+
+    /// Invocation r: dx of row r (plus d_other's row when `accumulate`), and the row's mean and
+    /// rstd for the column sums.
+    // x, dy, d_other, dx: [rows, d], gamma: [d], stats: [rows, 2]
     #[cube(launch)]
     pub(super) fn layer_norm_backward_rows<F: Float>(
         x: &Tensor<F>,
         gamma: &Tensor<F>,
         dy: &Tensor<F>,
+        d_other: &Tensor<F>,
         dx: &mut Tensor<F>,
         stats: &mut Tensor<F>,
         rows: u32,
         d: u32,
         epsilon: f32,
+        #[comptime] accumulate: bool,
         #[define(F)] _dtype: ElemType,
     ) {
         let r = ABSOLUTE_POS_X;
@@ -163,7 +239,12 @@ mod kernel {
         for k in 0..d {
             let i = (start + k) as usize;
             let g = dy[i] * gamma[k as usize];
-            dx[i] = rstd * (g - mean_g - (x[i] - mean) * rstd * mean_gx);
+            let grad = rstd * (g - mean_g - (x[i] - mean) * rstd * mean_gx);
+            if accumulate {
+                dx[i] = grad + d_other[i];
+            } else {
+                dx[i] = grad;
+            }
         }
         stats[(2 * r) as usize] = mean;
         stats[(2 * r + 1) as usize] = rstd;

@@ -31,6 +31,9 @@ mod layer_norm_cpu;
 mod layer_norm_kernel;
 #[cfg(feature = "training")]
 mod network;
+// The residual stream's gradient handed to the LayerNorm that reads it.
+#[cfg(feature = "training")]
+mod residual;
 #[cfg(feature = "training")]
 pub use attention::self_attention;
 #[cfg(feature = "training")]

@@ -248,6 +248,44 @@ impl CrossAttention {
     }
 }
 
+/// The residual stream of a pre-norm stack: x, and the last sublayer's output not yet added
+/// to it. The next LayerNorm adds it as it normalises ([`LayerNorm::forward_residual`]: one
+/// pass over the stream where an addition and a LayerNorm took two).
+struct Stream {
+    /// x: [batch, seq, d_model]
+    x: Tensor<3>,
+    /// branch: [batch, seq, d_model], computed from the last LayerNorm of x
+    branch: Option<Tensor<3>>,
+}
+
+impl Stream {
+    fn new(x: Tensor<3>) -> Self {
+        Self { x, branch: None }
+    }
+
+    /// (the stream's value, its LayerNorm by `ln`)
+    fn norm(self, ln: &LayerNorm) -> (Tensor<3>, Tensor<3>) {
+        match self.branch {
+            Some(branch) => ln.forward_residual(self.x, branch),
+            None => (self.x.clone(), ln.forward(self.x)),
+        }
+    }
+
+    /// A pre-norm sublayer: x + f(ln(x)), the addition left to the next LayerNorm.
+    fn sublayer(self, ln: &LayerNorm, f: impl FnOnce(Tensor<3>) -> Tensor<3>) -> Self {
+        let (x, normed) = self.norm(ln);
+        Self { x, branch: Some(f(normed)) }
+    }
+
+    /// The stream's value, x + branch, by a plain addition.
+    fn into_sum(self) -> Tensor<3> {
+        match self.branch {
+            Some(branch) => self.x + branch,
+            None => self.x,
+        }
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct Block {
     ln_1: LayerNorm,
@@ -260,20 +298,20 @@ pub struct Block {
 }
 
 impl Block {
-    // x: [batch, seq, d_model] -> [batch, seq, d_model]
-    fn forward(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), bias);
-        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+    // stream: [batch, seq, d_model] -> [batch, seq, d_model]
+    fn forward(&self, stream: Stream, bias: Tensor<4>) -> Stream {
+        stream.sublayer(&self.ln_1, |h| self.attn.forward(h, bias)).sublayer(&self.ln_2, |h| self.mlp.forward(h))
     }
 
     /// Self-attention, then cross-attention to `memory`, then the MLP (a T5 decoder block).
-    fn forward_cross(&self, x: Tensor<3>, bias: Tensor<4>, memory: Tensor<3>, cross_bias: Tensor<4>) -> Tensor<3> {
+    fn forward_cross(&self, stream: Stream, bias: Tensor<4>, memory: Tensor<3>, cross_bias: Tensor<4>) -> Stream {
         let (Some(ln), Some(cross)) = (&self.ln_cross, &self.cross) else {
-            return self.forward(x, bias);
+            return self.forward(stream, bias);
         };
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), bias);
-        let x = x.clone() + cross.forward(ln.forward(x), memory, cross_bias);
-        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+        stream
+            .sublayer(&self.ln_1, |h| self.attn.forward(h, bias))
+            .sublayer(ln, |h| cross.forward(h, memory, cross_bias))
+            .sublayer(&self.ln_2, |h| self.mlp.forward(h))
     }
 }
 
@@ -366,32 +404,33 @@ impl Transformer {
         x
     }
 
-    fn run_encoder(&self, mut x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
+    fn run_encoder(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
+        let mut stream = Stream::new(x);
         for block in &self.encoder {
-            x = block.forward(x, bias.clone());
+            stream = block.forward(stream, bias.clone());
         }
-        self.ln_enc.as_ref().expect("encoder–decoder model has an encoder norm").forward(x)
+        stream.norm(self.ln_enc.as_ref().expect("encoder–decoder model has an encoder norm")).1
     }
 
     pub fn forward(&self, input: &ModelInput) -> ModelOutput {
         let x = self.embed(input);
         let hidden = match &input.route {
             Route::Single(bias) | Route::DecoderOnly(bias) => {
-                let mut x = x;
+                let mut stream = Stream::new(x);
                 for block in &self.blocks {
-                    x = block.forward(x, bias.clone());
+                    stream = block.forward(stream, bias.clone());
                 }
-                self.ln_f.forward(x)
+                stream.norm(&self.ln_f).1
             }
             Route::EncoderOnly(bias) => self.run_encoder(x, bias.clone()),
             Route::Both(masks) => {
                 // memory: [batch, seq, d_model], zero where the decoder must not look
                 let memory = self.run_encoder(x.clone(), masks.encoder.clone()) * masks.keep.clone();
-                let mut x = x;
+                let mut stream = Stream::new(x);
                 for block in &self.blocks {
-                    x = block.forward_cross(x, masks.decoder.clone(), memory.clone(), masks.cross.clone());
+                    stream = block.forward_cross(stream, masks.decoder.clone(), memory.clone(), masks.cross.clone());
                 }
-                self.ln_f.forward(x)
+                stream.norm(&self.ln_f).1
             }
         };
         let [b, s, d] = hidden.dims();
@@ -424,11 +463,12 @@ impl Transformer {
             Route::EncoderOnly(bias) => (&self.encoder, bias),
             Route::Both(_) => panic!("attention maps read one stack; use a causal or bidirectional route"),
         };
-        let mut x = self.embed(input);
+        let mut stream = Stream::new(self.embed(input));
         let mut maps = Vec::with_capacity(blocks.len());
         for block in blocks {
+            let x = stream.into_sum();
             maps.push(block.attn.weights(block.ln_1.forward(x.clone()), bias.clone()));
-            x = block.forward(x, bias.clone());
+            stream = block.forward(Stream::new(x), bias.clone());
         }
         maps
     }
@@ -567,7 +607,7 @@ mod tests {
         let bias = AttentionMode::Prefix(vec![2, 0]).bias(b, s, &device);
 
         let x = Tensor::<3>::from_data(TensorData::new(x_vals.clone(), [b, s, d]), &device).require_grad();
-        let f = (block.forward(x.clone(), bias.clone()) * r.clone()).sum();
+        let f = (block.forward(Stream::new(x.clone()), bias.clone()).into_sum() * r.clone()).sum();
         let grads = f.backward();
         let analytic = x.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
 
@@ -576,7 +616,7 @@ mod tests {
         let bias_plain = AttentionMode::Prefix(vec![2, 0]).bias(b, s, &plain);
         let eval = |vals: &[f32]| -> f64 {
             let x = Tensor::<3>::from_data(TensorData::new(vals.to_vec(), [b, s, d]), &plain);
-            let y: f32 = (valid.forward(x, bias_plain.clone()) * r_plain.clone()).sum().into_scalar();
+            let y: f32 = (valid.forward(Stream::new(x), bias_plain.clone()).into_sum() * r_plain.clone()).sum().into_scalar();
             y as f64
         };
         let eps = 1e-2f32;
