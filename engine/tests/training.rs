@@ -7,7 +7,7 @@ use std::sync::Arc;
 use objlab_engine::burn::tensor::{Device, Int, Tensor, TensorData};
 use objlab_engine::data::Corpus;
 use objlab_engine::burn::module::Param;
-use objlab_engine::model::{Architecture, AttentionMode, Head, LayerNorm, ModelConfig, ModelInput, Route, Transformer, gelu, self_attention};
+use objlab_engine::model::{Architecture, AttentionMode, Head, LayerNorm, ModelConfig, ModelInput, Route, Transformer, cross_entropy, gelu, self_attention};
 use objlab_engine::objectives::REGISTRY;
 use objlab_engine::rng::Rng;
 use objlab_engine::spec::ExperimentSpec;
@@ -335,6 +335,35 @@ fn residual_layer_norm_gradients_match_on_wgpu() {
         for (what, (g, c)) in names.iter().zip(on_gpu.iter().zip(&on_cpu)) {
             for (a, b) in g.iter().zip(c) {
                 assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{size:?} {what}: wgpu {a} vs flex {b}");
+            }
+        }
+    }
+}
+
+/// The fused softmax cross-entropy on the GPU backend (one workgroup forward, one invocation per
+/// row backward): the loss and the logits' gradient equal flex's (where they are checked
+/// against burn's log-softmax and gather), with ignored rows and more rows than the
+/// workgroup has invocations.
+#[test]
+fn cross_entropy_gradients_match_on_wgpu() {
+    let Some((gpu, _alone)) = wgpu_device() else { return };
+    let run = |device: Device, rows: usize, classes: usize| -> Vec<Vec<f32>> {
+        let device = device.autodiff();
+        let mut rng = Rng::seeded(8);
+        let z: Vec<f32> = (0..rows * classes).map(|_| (rng.normal() * 3.0) as f32).collect();
+        let targets: Vec<f32> = (0..rows).map(|r| if r % 5 == 3 { -1.0 } else { ((r * 7 + 2) % classes) as f32 }).collect();
+        let count = targets.iter().filter(|&&c| c >= 0.0).count();
+        let logits = Tensor::<2>::from_data(TensorData::new(z, [rows, classes]), &device).require_grad();
+        let loss = cross_entropy(logits.clone(), Tensor::from_data(TensorData::new(targets, [rows]), &device), count);
+        let grads = loss.clone().mul_scalar(1.5).backward();
+        let read = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
+        vec![read(loss), read(logits.grad(&grads).unwrap().reshape([-1]))]
+    };
+    for (rows, classes) in [(12, 7), (768, 65), (1100, 300)] {
+        let (on_gpu, on_cpu) = (run(gpu.clone(), rows, classes), run(Device::flex(), rows, classes));
+        for (what, (g, c)) in ["loss", "dlogits"].iter().zip(on_gpu.iter().zip(&on_cpu)) {
+            for (a, b) in g.iter().zip(c) {
+                assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "{rows}x{classes} {what}: wgpu {a} vs flex {b}");
             }
         }
     }

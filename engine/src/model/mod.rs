@@ -21,6 +21,11 @@ mod attention_kernel;
 #[cfg(all(test, feature = "training"))]
 mod checks;
 #[cfg(feature = "training")]
+mod cross_entropy;
+// Its GPU kernels.
+#[cfg(feature = "training")]
+mod cross_entropy_kernel;
+#[cfg(feature = "training")]
 mod gelu;
 #[cfg(feature = "training")]
 mod layer_norm;
@@ -36,6 +41,8 @@ mod network;
 mod residual;
 #[cfg(feature = "training")]
 pub use attention::self_attention;
+#[cfg(feature = "training")]
+pub use cross_entropy::cross_entropy;
 #[cfg(feature = "training")]
 pub use gelu::gelu;
 #[cfg(feature = "training")]

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::CleanBatch;
 use crate::model::{AttentionMode, Head};
 #[cfg(feature = "training")]
-use crate::model::ModelOutput;
+use crate::model::{ModelOutput, cross_entropy};
 use crate::rng::Rng;
 use crate::tokenizer::CharTokenizer;
 
@@ -248,6 +248,9 @@ pub struct DeviceTargets {
     pub ids: Tensor<1, Int>,
     /// weights: [batch * seq], 1 where a target counts, 0 where ignored
     pub weights: Tensor<1>,
+    /// classes: [batch * seq], the class ids as floats, −1 where ignored (the fused
+    /// cross-entropy's targets, `model::cross_entropy`)
+    pub classes: Tensor<1>,
     /// Number of targets that count, known on the CPU so the mean needs no device read.
     pub count: usize,
     /// positives: [batch] (projection head only)
@@ -260,6 +263,7 @@ impl DeviceTargets {
         let n = prepared.targets.len();
         let ids: Vec<i32> = prepared.targets.iter().map(|&t| t.max(0)).collect();
         let weights: Vec<f32> = prepared.targets.iter().map(|&t| if t == IGNORE { 0.0 } else { 1.0 }).collect();
+        let classes: Vec<f32> = prepared.targets.iter().map(|&t| if t == IGNORE { -1.0 } else { t as f32 }).collect();
         let positives = (prepared.head == Head::Projection).then(|| {
             let p: Vec<i32> = prepared.positives.iter().map(|&p| p as i32).collect();
             Tensor::from_data(TensorData::new(p, [prepared.batch]), device)
@@ -267,6 +271,7 @@ impl DeviceTargets {
         Self {
             ids: Tensor::from_data(TensorData::new(ids, [n]), device),
             weights: Tensor::from_data(TensorData::new(weights, [n]), device),
+            classes: Tensor::from_data(TensorData::new(classes, [n]), device),
             count: prepared.n_targets(),
             positives,
         }
@@ -360,11 +365,9 @@ pub trait Objective: Sync {
 /// logits: [batch, seq, classes] -> loss: [1]
 pub fn token_cross_entropy(logits: Tensor<3>, targets: &DeviceTargets) -> Tensor<1> {
     let [b, s, v] = logits.dims();
-    // logp: [batch * seq, classes]
-    let logp = log_softmax(logits.reshape([b * s, v]), 1);
-    // picked: [batch * seq]
-    let picked = logp.gather(1, targets.ids.clone().reshape([b * s, 1])).reshape([b * s]);
-    (picked * targets.weights.clone()).sum().mul_scalar(-1.0 / targets.count.max(1) as f64)
+    // One operation forward and one backward (model/cross_entropy.rs), where burn's
+    // log-softmax, gather and weighted mean take ~16 GPU launches.
+    cross_entropy(logits.reshape([b * s, v]), targets.classes.clone(), targets.count)
 }
 
 #[cfg(feature = "training")]
