@@ -16,9 +16,11 @@
 //!   XLA and Eigen vectorise: no exp, ~36 vector operations per four elements in wasm against
 //!   ~48.
 //!
-//! On the GPU the default bodies run: the same closed forms composed of primitive operations,
-//! which fusion compiles into the neighbouring elementwise kernels. (burn's own GELU backward
-//! on the GPU differentiates the tanh approximation instead of the exact form.)
+//! On the GPU the forward is the default body: the same closed form composed of primitive
+//! operations, which fusion compiles into the neighbouring elementwise kernels; the backward is
+//! one kernel of its own (`gelu_kernel.rs`), where fusion left the product with the incoming
+//! gradient unfused. (burn's own GELU backward on the GPU differentiates the tanh
+//! approximation instead of the exact form.)
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -30,6 +32,7 @@ use burn::tensor::Tensor;
 use burn_cubecl::CubeBackend;
 use burn_flex::FlexTensor;
 
+use super::gelu_kernel;
 use crate::cpu_loops;
 #[cfg(any(test, all(target_family = "wasm", feature = "wasm-relaxed-simd")))]
 use crate::lanes4::F32x4;
@@ -52,7 +55,7 @@ pub trait GeluOps: Backend {
     }
 
     /// grad · (Φ(x) + x·φ(x))
-    #[fusion(default)]
+    #[fusion(dtype = x, shape = x)]
     fn exact_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         composed_backward::<Self>(x, grad)
     }
@@ -92,7 +95,16 @@ fn composed_backward<B: Backend>(x: FloatTensor<B>, grad: FloatTensor<B>) -> Flo
     B::float_mul(grad, composed_slope::<B>(x))
 }
 
-impl GeluOps for CubeBackend {}
+/// The GPU's forward is the default body, which fusion compiles with its neighbours; the
+/// backward is one kernel (`gelu_kernel.rs`).
+impl GeluOps for CubeBackend {
+    fn exact_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        match gelu_kernel::supported(&x, &grad) {
+            true => gelu_kernel::backward(x, grad),
+            false => composed_backward::<Self>(x, grad),
+        }
+    }
+}
 
 impl GeluOps for Flex {
     fn exact_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -27,6 +27,9 @@ mod cross_entropy;
 mod cross_entropy_kernel;
 #[cfg(feature = "training")]
 mod gelu;
+// Its GPU backward.
+#[cfg(feature = "training")]
+mod gelu_kernel;
 #[cfg(feature = "training")]
 mod layer_norm;
 // Its CPU loops and its GPU kernels.
