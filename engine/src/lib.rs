@@ -29,6 +29,8 @@ pub mod spec;
 pub mod tokenizer;
 #[cfg(feature = "training")]
 pub mod train;
+#[cfg(feature = "training")]
+mod workgroup_sum;
 
 #[cfg(feature = "training")]
 pub use burn;

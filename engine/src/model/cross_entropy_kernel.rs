@@ -63,6 +63,7 @@ pub fn backward(logits: CubeTensor, targets: CubeTensor, d_loss: CubeTensor, sca
 }
 
 mod kernel {
+    use crate::workgroup_sum::workgroup_sum;
     use cubecl::prelude::*;
 
     /// The one workgroup: invocation u sums the losses of rows u, u + units, …, then the
@@ -79,7 +80,6 @@ mod kernel {
         #[comptime] units: u32,
         #[define(F)] _dtype: ElemType,
     ) {
-        let unit = UNIT_POS_X as usize;
         let mut total = F::new(0.0);
         let mut r = UNIT_POS_X;
         while r < rows {
@@ -91,20 +91,9 @@ mod kernel {
             }
             r += CUBE_DIM_X;
         }
-        let mut sums = Shared::<[F]>::new_slice(units as usize);
-        sums[unit] = total;
-        sync_cube();
-        let mut half = CUBE_DIM_X / 2;
-        while half > 0 {
-            if UNIT_POS_X < half {
-                let other = sums[unit + half as usize];
-                sums[unit] += other;
-            }
-            sync_cube();
-            half /= 2;
-        }
+        let sum = workgroup_sum::<F>(total, units);
         if UNIT_POS_X == 0 {
-            loss[0] = sums[0] * F::cast_from(scale);
+            loss[0] = sum * F::cast_from(scale);
         }
     }
 

@@ -84,6 +84,15 @@ fn row_stats(x: &[f32], epsilon: f32) -> (f32, f32) {
     (mean, 1.0 / (var + epsilon).sqrt())
 }
 
+/// y = (x − mean) · rstd · γ + β over one row.
+#[inline(always)]
+fn normalize_row(y: &mut [Out], x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32) {
+    let (mean, rstd) = row_stats(x, epsilon);
+    for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
+        y.write((x - mean) * rstd * g + b);
+    }
+}
+
 /// y for a chunk of rows.
 struct Forward<'a> {
     xs: &'a [f32],
@@ -98,10 +107,7 @@ impl ChunkLoop for Forward<'_> {
     fn run(&self, start: usize, ys: &mut [Out]) {
         let (d, len) = (self.d, ys.len());
         for (y, x) in ys.chunks_exact_mut(d).zip(self.xs[start..start + len].chunks_exact(d)) {
-            let (mean, rstd) = row_stats(x, self.epsilon);
-            for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(self.gamma).zip(self.beta) {
-                y.write((x - mean) * rstd * g + b);
-            }
+            normalize_row(y, x, self.gamma, self.beta, self.epsilon);
         }
     }
 }
@@ -128,10 +134,7 @@ impl PairLoop for AddForward<'_> {
             // SAFETY: the loop above wrote every element of `sum`, and MaybeUninit<f32> has
             // f32's layout.
             let sum: &[f32] = unsafe { std::slice::from_raw_parts(sum.as_ptr().cast::<f32>(), d) };
-            let (mean, rstd) = row_stats(sum, self.epsilon);
-            for (((y, &s), &g), &b) in y.iter_mut().zip(sum).zip(self.gamma).zip(self.beta) {
-                y.write((s - mean) * rstd * g + b);
-            }
+            normalize_row(y, sum, self.gamma, self.beta, self.epsilon);
         }
     }
 }

@@ -135,6 +135,7 @@ pub fn backward(x: CubeTensor, gamma: CubeTensor, dy: CubeTensor, d_other: Optio
 }
 
 mod kernel {
+    use crate::workgroup_sum::workgroup_sum;
     use cubecl::prelude::*;
 
     /// Invocation r normalises row r.
@@ -154,12 +155,7 @@ mod kernel {
         if r >= rows {
             terminate!();
         }
-        let start = r * d;
-        let (mean, rstd) = moments::<F>(x, start, d, F::cast_from(epsilon));
-        for k in 0..d {
-            let i = (start + k) as usize;
-            y[i] = (x[i] - mean) * rstd * gamma[k as usize] + beta[k as usize];
-        }
+        normalize_row::<F>(x, x, gamma, beta, y, r * d, d, F::cast_from(epsilon), false);
     }
 
     /// Invocation r: s = x + branch over row r, then the row normalised as above.
@@ -182,24 +178,12 @@ mod kernel {
             terminate!();
         }
         let start = r * d;
-        let mut total = F::new(0.0);
         for k in 0..d {
             let i = (start + k) as usize;
-            let s = x[i] + branch[i];
-            sum[i] = s;
-            total += s;
+            sum[i] = x[i] + branch[i];
         }
-        let mean = total / F::cast_from(d);
-        let mut var = F::new(0.0);
-        for k in 0..d {
-            let c = sum[(start + k) as usize] - mean;
-            var += c * c;
-        }
-        let rstd = F::new(1.0) / (var / F::cast_from(d) + F::cast_from(epsilon)).sqrt();
-        for k in 0..d {
-            let i = (start + k) as usize;
-            y[i] = (sum[i] - mean) * rstd * gamma[k as usize] + beta[k as usize];
-        }
+        // from x + branch again, rather than reading `sum` back (a kernel's output)
+        normalize_row::<F>(x, branch, gamma, beta, y, start, d, F::cast_from(epsilon), true);
     }
 
     /// Invocation r: dx of row r (plus d_other's row when `accumulate`), and the row's mean and
@@ -224,7 +208,7 @@ mod kernel {
             terminate!();
         }
         let start = r * d;
-        let (mean, rstd) = moments::<F>(x, start, d, F::cast_from(epsilon));
+        let (mean, rstd) = moments::<F>(x, x, start, d, F::cast_from(epsilon), false);
         // mean(g) and mean(g·x̂), g = dy·γ
         let mut sum_g = F::new(0.0);
         let mut sum_gx = F::new(0.0);
@@ -267,7 +251,6 @@ mod kernel {
         #[define(F)] _dtype: ElemType,
     ) {
         let k = CUBE_POS_X;
-        let unit = UNIT_POS_X as usize;
         let mut sum_gamma = F::new(0.0);
         let mut sum_beta = F::new(0.0);
         let mut r = UNIT_POS_X;
@@ -278,40 +261,50 @@ mod kernel {
             sum_beta += dy[i];
             r += CUBE_DIM_X;
         }
-        let mut gammas = Shared::<[F]>::new_slice(units as usize);
-        let mut betas = Shared::<[F]>::new_slice(units as usize);
-        gammas[unit] = sum_gamma;
-        betas[unit] = sum_beta;
-        sync_cube();
-        let mut half = CUBE_DIM_X / 2;
-        while half > 0 {
-            if UNIT_POS_X < half {
-                let (other_gamma, other_beta) = (gammas[unit + half as usize], betas[unit + half as usize]);
-                gammas[unit] += other_gamma;
-                betas[unit] += other_beta;
-            }
-            sync_cube();
-            half /= 2;
-        }
+        let total_gamma = workgroup_sum::<F>(sum_gamma, units);
+        let total_beta = workgroup_sum::<F>(sum_beta, units);
         if UNIT_POS_X == 0 {
-            d_gamma[k as usize] = gammas[0];
-            d_beta[k as usize] = betas[0];
+            d_gamma[k as usize] = total_gamma;
+            d_beta[k as usize] = total_beta;
         }
     }
 
-    /// The mean of row x[start..start + d] and 1/√(var + ε) (two passes, as the composed form).
+    /// y = (v − mean) · rstd · γ + β over the row v = x[start..start + d] (+ branch's row when
+    /// `with_branch`).
     #[cube]
-    fn moments<F: Float>(x: &Tensor<F>, start: u32, d: u32, epsilon: F) -> (F, F) {
+    #[allow(clippy::too_many_arguments)]
+    fn normalize_row<F: Float>(x: &Tensor<F>, branch: &Tensor<F>, gamma: &Tensor<F>, beta: &Tensor<F>, y: &mut Tensor<F>, start: u32, d: u32, epsilon: F, #[comptime] with_branch: bool) {
+        let (mean, rstd) = moments::<F>(x, branch, start, d, epsilon, with_branch);
+        for k in 0..d {
+            let i = (start + k) as usize;
+            y[i] = (row_value::<F>(x, branch, i, with_branch) - mean) * rstd * gamma[k as usize] + beta[k as usize];
+        }
+    }
+
+    /// The mean of the row and 1/√(var + ε) (two passes, as the composed form), the row as in
+    /// [`normalize_row`].
+    #[cube]
+    fn moments<F: Float>(x: &Tensor<F>, branch: &Tensor<F>, start: u32, d: u32, epsilon: F, #[comptime] with_branch: bool) -> (F, F) {
         let mut sum = F::new(0.0);
         for k in 0..d {
-            sum += x[(start + k) as usize];
+            sum += row_value::<F>(x, branch, (start + k) as usize, with_branch);
         }
         let mean = sum / F::cast_from(d);
         let mut var = F::new(0.0);
         for k in 0..d {
-            let c = x[(start + k) as usize] - mean;
+            let c = row_value::<F>(x, branch, (start + k) as usize, with_branch) - mean;
             var += c * c;
         }
         (mean, F::new(1.0) / (var / F::cast_from(d) + epsilon).sqrt())
+    }
+
+    /// x[i], or x[i] + branch[i] when `with_branch`.
+    #[cube]
+    fn row_value<F: Float>(x: &Tensor<F>, branch: &Tensor<F>, i: usize, #[comptime] with_branch: bool) -> F {
+        let mut v = x[i];
+        if with_branch {
+            v += branch[i];
+        }
+        v
     }
 }

@@ -125,6 +125,7 @@ fn dense(t: CubeTensor) -> CubeTensor {
 }
 
 mod kernel {
+    use crate::workgroup_sum::workgroup_sum;
     use cubecl::prelude::*;
 
     /// Workgroup `slot·PARTS + part` sums the squares of input `slot`'s elements
@@ -150,30 +151,18 @@ mod kernel {
         let part = CUBE_POS_X % parts;
         let start = part * units + UNIT_POS_X;
         let step = parts * units;
-        // Tree sum of the workgroup's partial sums in shared memory.
-        let mut shared = Shared::<[F]>::new_slice(units as usize);
-        let unit = UNIT_POS_X as usize;
-        if slot == 0 {
-            shared[unit] = squares::<F>(a, start, step, len_a);
+        let mine = if slot == 0 {
+            squares::<F>(a, start, step, len_a)
         } else if slot == 1 {
-            shared[unit] = squares::<F>(b, start, step, len_b);
+            squares::<F>(b, start, step, len_b)
         } else if slot == 2 {
-            shared[unit] = squares::<F>(c, start, step, len_c);
+            squares::<F>(c, start, step, len_c)
         } else {
-            shared[unit] = squares::<F>(d, start, step, len_d);
-        }
-        sync_cube();
-        let mut half = CUBE_DIM_X / 2;
-        while half > 0 {
-            if UNIT_POS_X < half {
-                let other = shared[unit + half as usize];
-                shared[unit] += other;
-            }
-            sync_cube();
-            half /= 2;
-        }
+            squares::<F>(d, start, step, len_d)
+        };
+        let total = workgroup_sum::<F>(mine, units);
         if UNIT_POS_X == 0 {
-            out[CUBE_POS_X as usize] = running[CUBE_POS_X as usize] + shared[0];
+            out[CUBE_POS_X as usize] = running[CUBE_POS_X as usize] + total;
         }
     }
 
