@@ -293,7 +293,10 @@ impl Trainer {
             let targets = DeviceTargets::new(&prepared, &device);
             let input = self.model_input(&prepared, training, rng);
             let out = model.forward(&input);
-            let loss = objective.loss(&out, &prepared, &targets).mul_scalar(weight);
+            let loss = objective.loss(&out, &prepared, &targets);
+            // A lone objective's weight is 1: no product, and none in the backward (two GPU
+            // launches per step).
+            let loss = if weight == 1.0 { loss } else { loss.mul_scalar(weight) };
             total = Some(match total {
                 None => loss,
                 Some(t) => t + loss,
