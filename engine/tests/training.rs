@@ -433,7 +433,7 @@ fn attention_gradients_match_on_wgpu() {
 /// The hand-written sum-of-squares kernel (the gradient norm of clipping) against the host:
 /// per input and in total, for a layout it reads in place (transposed), one it must copy first
 /// (a strided view), inputs larger than one pass of its workgroups, and a last group of fewer
-/// than four.
+/// than six; the running sum added to in place, and a copy of it when it is shared.
 #[test]
 fn sum_of_squares_kernel_matches_the_host_on_wgpu() {
     use objlab_engine::burn::backend::Dispatch;
@@ -451,6 +451,8 @@ fn sum_of_squares_kernel_matches_the_host_on_wgpu() {
         draw(1, 1),
         draw(128, 512), // baby GPT's largest weight
         draw(3, 3),
+        draw(2, 50),
+        draw(6, 1),
     ];
     let host: Vec<f64> = inputs
         .iter()
@@ -458,15 +460,17 @@ fn sum_of_squares_kernel_matches_the_host_on_wgpu() {
         .collect();
     let sum = |t: Tensor<2>| -> Vec<f64> { t.into_data().try_to_vec::<f32>().unwrap().iter().map(|x| *x as f64).collect() };
     // one group onto a running sum of ones: row i gains input i's sum of squares
-    let [a, b, c, d] = [0, 1, 2, 3].map(|i| inputs[i].clone().into_dispatch());
+    let [a, b, c, d, e, f] = [0, 1, 2, 3, 4, 5].map(|i| inputs[i].clone().into_dispatch());
     let ones = Tensor::<2>::ones([GROUP, PARTS], &gpu);
-    let partial = Tensor::<2>::from_dispatch(<Dispatch as SumSquaresOps>::sum_squares(ones.into_dispatch(), a, b, c, d));
+    // `ones` is still held here, so the kernel adds to a copy of it
+    let partial = Tensor::<2>::from_dispatch(<Dispatch as SumSquaresOps>::add_sum_squares(ones.clone().into_dispatch(), a, b, c, d, e, f));
     assert_eq!(partial.dims(), [GROUP, PARTS]);
     for (i, row) in sum(partial).chunks(PARTS).enumerate() {
         let (got, want) = (row.iter().sum::<f64>() - PARTS as f64, host[i]);
         assert!((got - want).abs() < 1e-4 * want.max(1.0), "input {i}: wgpu {got} vs host {want}");
     }
-    // all six (two launches, the second padded with the filler)
+    assert_eq!(sum(ones), vec![1.0; GROUP * PARTS], "a shared running sum is left as it was");
+    // all eight (two launches, the second padded with the filler)
     let (zeros, filler) = (Tensor::<2>::zeros([GROUP, PARTS], &gpu), Tensor::<1>::zeros([1], &gpu));
     let total: f64 = sum(partial_sums_of_squares(inputs.into_iter().map(|t| t.into_dispatch()).collect(), &zeros, &filler)).iter().sum();
     let want: f64 = host.iter().sum();

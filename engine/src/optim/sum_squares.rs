@@ -1,14 +1,16 @@
-//! Σx² of four tensors in one GPU launch: the global gradient norm of gradient clipping.
+//! Σx² of six tensors in one GPU launch: the global gradient norm of gradient clipping.
 //!
 //! Why a hand-written kernel: clipping needs ‖g‖ over every gradient before any parameter
 //! moves. Written with burn's operations that is, per gradient, one fused square and one or two
 //! reduction passes — about 130 of baby GPT's 408 launches per step, each moving a few
 //! kilobytes, when small models are bound by launches (docs/performance.md). This kernel
-//! takes four gradients per launch: each gets `PARTS` workgroups that square and sum a
+//! takes six gradients per launch: each gets `PARTS` workgroups that square and sum a
 //! strided share of it in registers, then add their 256 partial sums in shared memory.
-//! Each launch adds to a running [4, 8] tensor of partial sums, which the AdamW kernel
-//! (`adamw_update.rs`) adds up itself. Five inputs and one output stay within WebGPU's default of
-//! eight storage buffers per shader stage, with room for cubecl's metadata buffer.
+//! Each launch adds, in place, to a running [6, 8] tensor of partial sums, which the AdamW
+//! kernel (`adamw_update.rs`) adds up itself. Six inputs and the running sum (read and written)
+//! are seven storage buffers, with cubecl's metadata buffer WebGPU's default of eight per shader
+//! stage (four gradients per launch when the running sum was read from one buffer and written to
+//! another: baby GPT's 36 gradients took 9 launches, now 6).
 //!
 //! The operation is a burn backend extension, like `model/layer_norm.rs`: flex (the CPU) runs
 //! the composed default body, the cubecl backend launches [`sum_squares_kernel`], and fusion
@@ -27,35 +29,49 @@ use cubecl::ir::FloatKind;
 use cubecl::prelude::{CubeCount, CubeDim, ElemType};
 
 /// Tensors per launch.
-pub const GROUP: usize = 4;
+pub const GROUP: usize = 6;
 /// Workgroups per tensor, each summing every `PARTS`-th block of `UNITS` elements.
 pub const PARTS: usize = 8;
 /// Invocations per workgroup: WebGPU's default maximum.
 const UNITS: u32 = 256;
 
 /// Partial sums of squares of all `tensors`, [GROUP, PARTS], adding up to Σx² over every element
-/// of every tensor (the AdamW kernel adds the 32 up itself). `zeros` is a [GROUP, PARTS] tensor
-/// of zeros and `filler` a [1] zero, both on the tensors' device: the start of the running sum
-/// and the padding of a last group of fewer than four.
+/// of every tensor (the AdamW kernel adds the 48 up itself). `zeros` is a [GROUP, PARTS] tensor
+/// of zeros and `filler` a [1] zero, both on the tensors' device: the sums of no tensors, and
+/// the padding of a last group of fewer than six.
 pub fn partial_sums_of_squares(tensors: Vec<DispatchTensor>, zeros: &Tensor<2>, filler: &Tensor<1>) -> Tensor<2> {
-    let mut running = zeros.clone();
+    let mut running: Option<Tensor<2>> = None;
     let mut tensors = tensors.into_iter().peekable();
     while tensors.peek().is_some() {
         let mut next = || tensors.next().unwrap_or_else(|| filler.clone().into_dispatch());
-        let [a, b, c, d] = [next(), next(), next(), next()];
-        running = Tensor::from_dispatch(<Dispatch as SumSquaresOps>::sum_squares(running.into_dispatch(), a, b, c, d));
+        let [a, b, c, d, e, f] = [(); GROUP].map(|_| next());
+        let sums = match running {
+            Some(running) => <Dispatch as SumSquaresOps>::add_sum_squares(running.into_dispatch(), a, b, c, d, e, f),
+            None => <Dispatch as SumSquaresOps>::sum_squares(a, b, c, d, e, f),
+        };
+        running = Some(Tensor::from_dispatch(sums));
     }
-    running
+    running.unwrap_or_else(|| zeros.clone())
 }
 
 #[backend_extension(Flex, Cube, Fusion)]
 pub trait SumSquaresOps: Backend {
-    /// running + the partial sums of squares of four inputs (any shapes), [GROUP, PARTS]: row i
-    /// of what is added sums to Σx² of the i-th input.
-    #[fusion(dtype = running, shape = running)]
-    fn sum_squares(running: FloatTensor<Self>, a: FloatTensor<Self>, b: FloatTensor<Self>, c: FloatTensor<Self>, d: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::float_add(running, composed::<Self>([a, b, c, d]))
+    /// The partial sums of squares of six inputs (any shapes), [GROUP, PARTS]: row i sums to
+    /// Σx² of the i-th input.
+    #[fusion(dtype = a, shape = partials_shape(a))]
+    fn sum_squares(a: FloatTensor<Self>, b: FloatTensor<Self>, c: FloatTensor<Self>, d: FloatTensor<Self>, e: FloatTensor<Self>, f: FloatTensor<Self>) -> FloatTensor<Self> {
+        composed::<Self>([a, b, c, d, e, f])
     }
+
+    /// running + [`SumSquaresOps::sum_squares`] of six more inputs.
+    #[fusion(dtype = running, shape = running)]
+    fn add_sum_squares(running: FloatTensor<Self>, a: FloatTensor<Self>, b: FloatTensor<Self>, c: FloatTensor<Self>, d: FloatTensor<Self>, e: FloatTensor<Self>, f: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_add(running, composed::<Self>([a, b, c, d, e, f]))
+    }
+}
+
+fn partials_shape(_a: &Shape) -> Shape {
+    Shape::new([GROUP, PARTS])
 }
 
 /// The reference: each input squared and summed, in the first column of its row.
@@ -75,36 +91,61 @@ fn composed<B: Backend>(inputs: [FloatTensor<B>; GROUP]) -> FloatTensor<B> {
 impl SumSquaresOps for Flex {}
 
 impl SumSquaresOps for CubeBackend {
-    fn sum_squares(running: FloatTensor<Self>, a: FloatTensor<Self>, b: FloatTensor<Self>, c: FloatTensor<Self>, d: FloatTensor<Self>) -> FloatTensor<Self> {
-        if a.dtype != DType::F32 || [&running, &b, &c, &d].iter().any(|t| t.dtype != a.dtype) {
-            return Self::float_add(running, composed::<Self>([a, b, c, d]));
-        }
-        let [a, b, c, d] = [a, b, c, d].map(dense);
-        let running = into_contiguous(running);
-        let client = a.client.clone();
-        let out = burn_cubecl::ops::numeric::empty_device_dtype(client.clone(), a.device.clone(), Shape::new([GROUP, PARTS]), a.dtype);
-        let len = |t: &CubeTensor| t.meta.num_elements() as u32;
-        let lengths = [len(&a), len(&b), len(&c), len(&d)];
-        kernel::sum_squares_kernel::launch(
-            &client,
-            CubeCount::Static((GROUP * PARTS) as u32, 1, 1),
-            CubeDim::new_1d(UNITS),
-            running.into_tensor_arg(),
-            a.into_tensor_arg(),
-            b.into_tensor_arg(),
-            c.into_tensor_arg(),
-            d.into_tensor_arg(),
-            out.clone().into_tensor_arg(),
-            lengths[0],
-            lengths[1],
-            lengths[2],
-            lengths[3],
-            UNITS,
-            PARTS as u32,
-            ElemType::Float(FloatKind::F32),
-        );
-        out
+    fn sum_squares(a: FloatTensor<Self>, b: FloatTensor<Self>, c: FloatTensor<Self>, d: FloatTensor<Self>, e: FloatTensor<Self>, f: FloatTensor<Self>) -> FloatTensor<Self> {
+        launch(None, [a, b, c, d, e, f])
     }
+
+    fn add_sum_squares(running: FloatTensor<Self>, a: FloatTensor<Self>, b: FloatTensor<Self>, c: FloatTensor<Self>, d: FloatTensor<Self>, e: FloatTensor<Self>, f: FloatTensor<Self>) -> FloatTensor<Self> {
+        launch(Some(running), [a, b, c, d, e, f])
+    }
+}
+
+/// The kernel's launch: the sums of squares of `inputs` added to `running`, or written to a new
+/// tensor without one.
+fn launch(running: Option<CubeTensor>, inputs: [CubeTensor; GROUP]) -> CubeTensor {
+    type B = CubeBackend;
+    if inputs.iter().chain(&running).any(|t| t.dtype != DType::F32) {
+        let sums = composed::<B>(inputs);
+        return match running {
+            Some(running) => B::float_add(running, sums),
+            None => sums,
+        };
+    }
+    let [a, b, c, d, e, f] = inputs.map(dense);
+    // Added to in place: the running sum's own buffer (a copy of it when something else
+    // holds that buffer), or a new one that the kernel writes rather than adds to.
+    let accumulate = running.is_some();
+    let running = match running.map(into_contiguous) {
+        Some(running) if running.can_mut() => running,
+        Some(running) => running.copy(),
+        None => burn_cubecl::ops::numeric::empty_device_dtype(a.client.clone(), a.device.clone(), Shape::new([GROUP, PARTS]), a.dtype),
+    };
+    let client = a.client.clone();
+    let len = |t: &CubeTensor| t.meta.num_elements() as u32;
+    let lengths = [len(&a), len(&b), len(&c), len(&d), len(&e), len(&f)];
+    kernel::sum_squares_kernel::launch(
+        &client,
+        CubeCount::Static((GROUP * PARTS) as u32, 1, 1),
+        CubeDim::new_1d(UNITS),
+        running.clone().into_tensor_arg(),
+        a.into_tensor_arg(),
+        b.into_tensor_arg(),
+        c.into_tensor_arg(),
+        d.into_tensor_arg(),
+        e.into_tensor_arg(),
+        f.into_tensor_arg(),
+        lengths[0],
+        lengths[1],
+        lengths[2],
+        lengths[3],
+        lengths[4],
+        lengths[5],
+        UNITS,
+        PARTS as u32,
+        accumulate,
+        ElemType::Float(FloatKind::F32),
+    );
+    running
 }
 
 /// The kernel reads element i at buffer offset i: fine for any layout that covers its buffer
@@ -129,22 +170,28 @@ mod kernel {
     use cubecl::prelude::*;
 
     /// Workgroup `slot·PARTS + part` sums the squares of input `slot`'s elements
-    /// part·UNITS + k·PARTS·UNITS + unit (k = 0, 1, …) and writes running[slot, part] + that.
-    // running, out: [GROUP, PARTS]; a, b, c, d: [len_*] in any dense layout
+    /// part·UNITS + k·PARTS·UNITS + unit (k = 0, 1, …) and adds that to running[slot, part]
+    /// (writes it there, without `accumulate`).
+    // running: [GROUP, PARTS]; a…f: [len_*] in any dense layout
     #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn sum_squares_kernel<F: Float>(
-        running: &Tensor<F>,
+        running: &mut Tensor<F>,
         a: &Tensor<F>,
         b: &Tensor<F>,
         c: &Tensor<F>,
         d: &Tensor<F>,
-        out: &mut Tensor<F>,
+        e: &Tensor<F>,
+        f: &Tensor<F>,
         len_a: u32,
         len_b: u32,
         len_c: u32,
         len_d: u32,
+        len_e: u32,
+        len_f: u32,
         #[comptime] units: u32,
         #[comptime] parts: u32,
+        #[comptime] accumulate: bool,
         #[define(F)] _dtype: ElemType,
     ) {
         let slot = CUBE_POS_X / parts;
@@ -157,12 +204,20 @@ mod kernel {
             squares::<F>(b, start, step, len_b)
         } else if slot == 2 {
             squares::<F>(c, start, step, len_c)
-        } else {
+        } else if slot == 3 {
             squares::<F>(d, start, step, len_d)
+        } else if slot == 4 {
+            squares::<F>(e, start, step, len_e)
+        } else {
+            squares::<F>(f, start, step, len_f)
         };
         let total = workgroup_sum::<F>(mine, units);
         if UNIT_POS_X == 0 {
-            out[CUBE_POS_X as usize] = running[CUBE_POS_X as usize] + total;
+            if accumulate {
+                running[CUBE_POS_X as usize] += total;
+            } else {
+                running[CUBE_POS_X as usize] = total;
+            }
         }
     }
 
