@@ -394,8 +394,11 @@ impl Transformer {
         let [_, s] = input.tokens.dims();
         let mut x = self.wte.forward(input.tokens.clone());
         if input.use_positions {
-            // pos: [1, seq, d_model], broadcast over the batch
-            let pos = self.wpe.weight.val().narrow(0, 0, s).unsqueeze::<3>();
+            // pos: [1, seq, d_model], broadcast over the batch. The whole table when the batch
+            // fills the context: a narrowed table's gradient costs a zero-filled tensor and a
+            // slice assignment (two GPU launches per step).
+            let table = self.wpe.weight.val();
+            let pos = if s == table.dims()[0] { table } else { table.narrow(0, 0, s) }.unsqueeze::<3>();
             x = x + pos;
         }
         if let Some(mask) = &input.embed_mask {
