@@ -26,6 +26,8 @@ mod cross_entropy;
 #[cfg(feature = "training")]
 mod cross_entropy_kernel;
 #[cfg(feature = "training")]
+mod embedding;
+#[cfg(feature = "training")]
 mod gelu;
 // Its GPU backward.
 #[cfg(feature = "training")]

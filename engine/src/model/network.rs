@@ -5,6 +5,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear};
 use burn::tensor::activation::softmax;
 
+use super::embedding::lookup;
 use super::gelu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -392,7 +393,8 @@ impl Transformer {
     /// tokens: [batch, seq] -> x: [batch, seq, d_model]
     fn embed(&self, input: &ModelInput) -> Tensor<3> {
         let [_, s] = input.tokens.dims();
-        let mut x = self.wte.forward(input.tokens.clone());
+        // the lookup whose backward adds into the tied head's gradient (embedding.rs)
+        let mut x = lookup(self.wte.weight.val(), input.tokens.clone());
         if input.use_positions {
             // pos: [1, seq, d_model], broadcast over the batch. The whole table when the batch
             // fills the context: a narrowed table's gradient costs a zero-filled tensor and a
