@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use objlab_engine::burn::tensor::{Device, Int, Tensor, TensorData};
 use objlab_engine::data::Corpus;
-use objlab_engine::burn::module::Param;
 use objlab_engine::model::{Architecture, AttentionMode, Head, LayerNorm, ModelConfig, ModelInput, Route, Transformer, cross_entropy, gelu, self_attention};
 use objlab_engine::objectives::REGISTRY;
 use objlab_engine::rng::Rng;
@@ -270,11 +269,10 @@ fn layer_norm_gradients_match_on_wgpu() {
     let Some((gpu, _alone)) = wgpu_device() else { return };
     let run = |device: Device, [b, s, d]: [usize; 3]| -> Vec<Vec<f32>> {
         let device = device.autodiff();
-        let mut ln = LayerNorm::new(d, &device);
         let mut rng = Rng::seeded(3);
         let mut draw = |n: usize, mean: f64, std: f64| -> Vec<f32> { (0..n).map(|_| (mean + rng.normal() * std) as f32).collect() };
-        ln.gamma = Param::from_tensor(Tensor::from_data(TensorData::new(draw(d, 1.0, 0.5), [d]), &device));
-        ln.beta = Param::from_tensor(Tensor::from_data(TensorData::new(draw(d, 0.0, 0.5), [d]), &device));
+        let gamma = Tensor::from_data(TensorData::new(draw(d, 1.0, 0.5), [d]), &device);
+        let ln = LayerNorm::from_scale_shift(gamma, Tensor::from_data(TensorData::new(draw(d, 0.0, 0.5), [d]), &device));
         let x = Tensor::<3>::from_data(TensorData::new(draw(b * s * d, 0.3, 2.0), [b, s, d]), &device).require_grad();
         let r = Tensor::<3>::from_data(TensorData::new(draw(b * s * d, 0.0, 1.0), [b, s, d]), &device);
         let y = ln.forward(x.clone());
@@ -283,14 +281,13 @@ fn layer_norm_gradients_match_on_wgpu() {
         vec![
             read(y.reshape([-1])),
             read(x.grad(&grads).unwrap().reshape([-1])),
-            read(ln.gamma.grad(&grads).unwrap()),
-            read(ln.beta.grad(&grads).unwrap()),
+            read(ln.affine.grad(&grads).unwrap().reshape([-1])),
         ]
     };
     // small, then more rows and features than one workgroup of the kernels covers
     for size in [[3, 5, 16], [3, 100, 300]] {
         let (on_gpu, on_cpu) = (run(gpu.clone(), size), run(Device::flex(), size));
-        for (what, (g, c)) in ["y", "dx", "dgamma", "dbeta"].iter().zip(on_gpu.iter().zip(&on_cpu)) {
+        for (what, (g, c)) in ["y", "dx", "d_affine"].iter().zip(on_gpu.iter().zip(&on_cpu)) {
             for (a, b) in g.iter().zip(c) {
                 assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{size:?} {what}: wgpu {a} vs flex {b}");
             }
@@ -311,10 +308,8 @@ fn residual_layer_norm_gradients_match_on_wgpu() {
         let mut draw = |n: usize, mean: f64, std: f64| -> Vec<f32> { (0..n).map(|_| (mean + rng.normal() * std) as f32).collect() };
         let mut norms = Vec::new();
         for _ in 0..2 {
-            let mut ln = LayerNorm::new(d, &device);
-            ln.gamma = Param::from_tensor(Tensor::from_data(TensorData::new(draw(d, 1.0, 0.5), [d]), &device));
-            ln.beta = Param::from_tensor(Tensor::from_data(TensorData::new(draw(d, 0.0, 0.5), [d]), &device));
-            norms.push(ln);
+            let gamma = Tensor::from_data(TensorData::new(draw(d, 1.0, 0.5), [d]), &device);
+            norms.push(LayerNorm::from_scale_shift(gamma, Tensor::from_data(TensorData::new(draw(d, 0.0, 0.5), [d]), &device)));
         }
         let mut tensor = |mean: f64, std: f64| Tensor::<3>::from_data(TensorData::new(draw(b * s * d, mean, std), [b, s, d]), &device);
         let (x, w, r, q) = (tensor(0.3, 2.0).require_grad(), tensor(0.0, 1.0), tensor(0.0, 1.0), tensor(0.0, 1.0));
@@ -324,14 +319,13 @@ fn residual_layer_norm_gradients_match_on_wgpu() {
         let read = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
         let mut out = vec![read(sum.reshape([-1])), read(y.reshape([-1])), read(x.grad(&grads).unwrap().reshape([-1]))];
         for ln in &norms {
-            out.push(read(ln.gamma.grad(&grads).unwrap()));
-            out.push(read(ln.beta.grad(&grads).unwrap()));
+            out.push(read(ln.affine.grad(&grads).unwrap().reshape([-1])));
         }
         out
     };
     for size in [[3, 5, 16], [3, 100, 300]] {
         let (on_gpu, on_cpu) = (run(gpu.clone(), size), run(Device::flex(), size));
-        let names = ["sum", "y", "dx", "dgamma_a", "dbeta_a", "dgamma_b", "dbeta_b"];
+        let names = ["sum", "y", "dx", "d_affine_a", "d_affine_b"];
         for (what, (g, c)) in names.iter().zip(on_gpu.iter().zip(&on_cpu)) {
             for (a, b) in g.iter().zip(c) {
                 assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{size:?} {what}: wgpu {a} vs flex {b}");

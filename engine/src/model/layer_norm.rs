@@ -6,8 +6,10 @@
 //! the broadcast sums) come out as ~20 kernel launches per LayerNorm, most of them unfused —
 //! ~180 of baby GPT's ~670 launches per step, when small models are bound by launches. The
 //! closed-form backward below is two row reductions, two column reductions and two fused
-//! elementwise passes. The forward is the same arithmetic as burn's; the module has the same
-//! fields (`gamma`, `beta`, `epsilon`) as burn's `LayerNorm`.
+//! elementwise passes. The forward is the same arithmetic as burn's. Unlike burn's module, γ and
+//! β are the two rows of one [2, d] parameter (`affine`): the optimiser updates it as one, and
+//! on the GPU AdamW takes two parameters per launch (WebGPU's limit of eight buffers), so
+//! baby GPT's 9 LayerNorms cost 5 of its launches per step rather than 9.
 //!
 //! The operation is a burn backend extension (`#[backend_extension]`): the plain backends
 //! (flex on the CPU, cubecl with its fusion on the GPU) run the default body below, composed
@@ -26,7 +28,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Shape, Tensor};
+use burn::tensor::{Device, Shape, Slice, Tensor};
 use burn_cubecl::CubeBackend;
 
 use super::residual::{self, ResidualAddBackward, Slot};
@@ -35,31 +37,37 @@ use super::{layer_norm_cpu, layer_norm_kernel};
 /// LayerNorm over the last dimension with a learned scale and shift.
 #[derive(Module, Debug)]
 pub struct LayerNorm {
-    /// gamma: [d_model], starts at 1
-    pub gamma: Param<Tensor<1>>,
-    /// beta: [d_model], starts at 0
-    pub beta: Param<Tensor<1>>,
+    /// affine: [2, d_model], the scale γ (row 0, starts at 1) and the shift β (row 1, starts at 0)
+    pub affine: Param<Tensor<2>>,
     epsilon: f64,
 }
 
 impl LayerNorm {
     /// PyTorch's default ε.
     pub fn new(d_model: usize, device: &Device) -> Self {
-        Self {
-            gamma: Param::from_tensor(Tensor::ones([d_model], device)),
-            beta: Param::from_tensor(Tensor::zeros([d_model], device)),
-            epsilon: 1e-5,
-        }
+        Self::from_scale_shift(Tensor::ones([d_model], device), Tensor::zeros([d_model], device))
+    }
+
+    /// With the scale γ and the shift β given: both [d_model].
+    pub fn from_scale_shift(gamma: Tensor<1>, beta: Tensor<1>) -> Self {
+        Self { affine: Param::from_tensor(Tensor::stack(vec![gamma, beta], 0)), epsilon: 1e-5 }
+    }
+
+    /// γ: [d_model] (a view of `affine`'s first row)
+    pub fn gamma(&self) -> Tensor<1> {
+        let d = self.affine.dims()[1];
+        self.affine.val().narrow(0, 0, 1).reshape([d])
+    }
+
+    /// β: [d_model] (a view of `affine`'s second row)
+    pub fn beta(&self) -> Tensor<1> {
+        let d = self.affine.dims()[1];
+        self.affine.val().narrow(0, 1, 1).reshape([d])
     }
 
     // x: [..., d_model] -> [..., d_model]
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        Tensor::from_dispatch(<Dispatch as LayerNormOps>::layer_norm(
-            x.into_dispatch(),
-            self.gamma.val().into_dispatch(),
-            self.beta.val().into_dispatch(),
-            self.epsilon,
-        ))
+        Tensor::from_dispatch(<Dispatch as LayerNormOps>::layer_norm(x.into_dispatch(), self.affine.val().into_dispatch(), self.epsilon))
     }
 
     /// The residual addition of a pre-norm block and this LayerNorm in one pass:
@@ -69,127 +77,133 @@ impl LayerNorm {
     /// (`residual.rs`).
     // x, branch: [..., d_model] -> sum, normed: [..., d_model]
     pub fn forward_residual<const D: usize>(&self, x: Tensor<D>, branch: Tensor<D>) -> (Tensor<D>, Tensor<D>) {
-        let (sum, normed) = <Dispatch as LayerNormOps>::add_layer_norm(
-            x.into_dispatch(),
-            branch.into_dispatch(),
-            self.gamma.val().into_dispatch(),
-            self.beta.val().into_dispatch(),
-            self.epsilon,
-        );
+        let (sum, normed) = <Dispatch as LayerNormOps>::add_layer_norm(x.into_dispatch(), branch.into_dispatch(), self.affine.val().into_dispatch(), self.epsilon);
         (Tensor::from_dispatch(sum), Tensor::from_dispatch(normed))
     }
 }
 
 #[backend_extension(Flex, Cube, Fusion, Autodiff)]
 pub trait LayerNormOps: Backend {
-    /// y = (x − mean) / √(var + ε) · γ + β over the last dimension.
+    /// y = (x − mean) / √(var + ε) · γ + β over the last dimension, with affine = [γ; β]: [2, d].
     #[fusion(dtype = x, shape = x)]
-    fn layer_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
-        composed_forward::<Self>(x, gamma, beta, epsilon)
+    fn layer_norm(x: FloatTensor<Self>, affine: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
+        composed_forward::<Self>(x, affine, epsilon)
     }
 
-    /// (dx, dγ, dβ) from x, γ and the output's gradient dy.
-    #[fusion(meta = |x, gamma, _dy, _epsilon| (x.clone(), gamma.clone(), gamma.clone()))]
-    fn layer_norm_backward(x: FloatTensor<Self>, gamma: FloatTensor<Self>, dy: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        composed_backward::<Self>(x, gamma, dy, epsilon)
+    /// (dx, [dγ; dβ]) from x, affine and the output's gradient dy.
+    #[fusion(meta = |x, affine, _dy, _epsilon| (x.clone(), affine.clone()))]
+    fn layer_norm_backward(x: FloatTensor<Self>, affine: FloatTensor<Self>, dy: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        composed_backward::<Self>(x, affine, dy, epsilon)
     }
 
     /// (s, y): s = x + branch (same shapes) and y its LayerNorm, as `layer_norm` computes it.
-    #[fusion(meta = |x, _branch, _gamma, _beta, _epsilon| (x.clone(), x.clone()))]
-    fn add_layer_norm(x: FloatTensor<Self>, branch: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        composed_add_forward::<Self>(x, branch, gamma, beta, epsilon)
+    #[fusion(meta = |x, _branch, _affine, _epsilon| (x.clone(), x.clone()))]
+    fn add_layer_norm(x: FloatTensor<Self>, branch: FloatTensor<Self>, affine: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        composed_add_forward::<Self>(x, branch, affine, epsilon)
     }
 
     /// `layer_norm_backward` with `d_other`, the gradient x has from its other readers, added
     /// to dx.
-    #[fusion(meta = |x, gamma, _dy, _d_other, _epsilon| (x.clone(), gamma.clone(), gamma.clone()))]
-    fn layer_norm_backward_plus(x: FloatTensor<Self>, gamma: FloatTensor<Self>, dy: FloatTensor<Self>, d_other: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        composed_backward_plus::<Self>(x, gamma, dy, d_other, epsilon)
+    #[fusion(meta = |x, affine, _dy, _d_other, _epsilon| (x.clone(), affine.clone()))]
+    fn layer_norm_backward_plus(x: FloatTensor<Self>, affine: FloatTensor<Self>, dy: FloatTensor<Self>, d_other: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        composed_backward_plus::<Self>(x, affine, dy, d_other, epsilon)
     }
 }
 
 impl LayerNormOps for Flex {
-    fn layer_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
-        match layer_norm_cpu::supported(&x, &gamma, &beta, false) {
-            true => layer_norm_cpu::forward(x, gamma, beta, epsilon),
-            false => composed_forward::<Self>(x, gamma, beta, epsilon),
+    fn layer_norm(x: FloatTensor<Self>, affine: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
+        match layer_norm_cpu::supported(&x, &affine, &[]) {
+            true => layer_norm_cpu::forward(x, affine, epsilon),
+            false => composed_forward::<Self>(x, affine, epsilon),
         }
     }
 
-    fn layer_norm_backward(x: FloatTensor<Self>, gamma: FloatTensor<Self>, dy: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        match layer_norm_cpu::supported(&x, &gamma, &dy, true) {
-            true => layer_norm_cpu::backward_plus(x, gamma, dy, None, epsilon),
-            false => composed_backward::<Self>(x, gamma, dy, epsilon),
+    fn layer_norm_backward(x: FloatTensor<Self>, affine: FloatTensor<Self>, dy: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        match layer_norm_cpu::supported(&x, &affine, &[&dy]) {
+            true => layer_norm_cpu::backward_plus(x, affine, dy, None, epsilon),
+            false => composed_backward::<Self>(x, affine, dy, epsilon),
         }
     }
 
-    fn add_layer_norm(x: FloatTensor<Self>, branch: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        match layer_norm_cpu::supported(&x, &gamma, &beta, false) && layer_norm_cpu::supported(&x, &gamma, &branch, true) {
-            true => layer_norm_cpu::forward_add(x, branch, gamma, beta, epsilon),
-            false => composed_add_forward::<Self>(x, branch, gamma, beta, epsilon),
+    fn add_layer_norm(x: FloatTensor<Self>, branch: FloatTensor<Self>, affine: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        match layer_norm_cpu::supported(&x, &affine, &[&branch]) {
+            true => layer_norm_cpu::forward_add(x, branch, affine, epsilon),
+            false => composed_add_forward::<Self>(x, branch, affine, epsilon),
         }
     }
 
-    fn layer_norm_backward_plus(x: FloatTensor<Self>, gamma: FloatTensor<Self>, dy: FloatTensor<Self>, d_other: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        match layer_norm_cpu::supported(&x, &gamma, &dy, true) && layer_norm_cpu::supported(&x, &gamma, &d_other, true) {
-            true => layer_norm_cpu::backward_plus(x, gamma, dy, Some(d_other), epsilon),
-            false => composed_backward_plus::<Self>(x, gamma, dy, d_other, epsilon),
+    fn layer_norm_backward_plus(x: FloatTensor<Self>, affine: FloatTensor<Self>, dy: FloatTensor<Self>, d_other: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        match layer_norm_cpu::supported(&x, &affine, &[&dy, &d_other]) {
+            true => layer_norm_cpu::backward_plus(x, affine, dy, Some(d_other), epsilon),
+            false => composed_backward_plus::<Self>(x, affine, dy, d_other, epsilon),
         }
     }
 }
 
 impl LayerNormOps for CubeBackend {
-    fn layer_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
-        if !layer_norm_kernel::supported(&[&x, &gamma, &beta]) {
-            return composed_forward::<Self>(x, gamma, beta, epsilon);
+    fn layer_norm(x: FloatTensor<Self>, affine: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
+        if !layer_norm_kernel::supported(&x, &affine, &[]) {
+            return composed_forward::<Self>(x, affine, epsilon);
         }
-        layer_norm_kernel::forward(x, gamma, beta, epsilon)
+        layer_norm_kernel::forward(x, affine, epsilon)
     }
 
-    fn layer_norm_backward(x: FloatTensor<Self>, gamma: FloatTensor<Self>, dy: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        if !layer_norm_kernel::supported(&[&x, &gamma, &dy]) {
-            return composed_backward::<Self>(x, gamma, dy, epsilon);
+    fn layer_norm_backward(x: FloatTensor<Self>, affine: FloatTensor<Self>, dy: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        if !layer_norm_kernel::supported(&x, &affine, &[&dy]) {
+            return composed_backward::<Self>(x, affine, dy, epsilon);
         }
-        layer_norm_kernel::backward(x, gamma, dy, None, epsilon)
+        layer_norm_kernel::backward(x, affine, dy, None, epsilon)
     }
 
-    fn add_layer_norm(x: FloatTensor<Self>, branch: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        if !layer_norm_kernel::supported(&[&x, &branch, &gamma, &beta]) || x.meta.shape() != branch.meta.shape() {
-            return composed_add_forward::<Self>(x, branch, gamma, beta, epsilon);
+    fn add_layer_norm(x: FloatTensor<Self>, branch: FloatTensor<Self>, affine: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        if !layer_norm_kernel::supported(&x, &affine, &[&branch]) {
+            return composed_add_forward::<Self>(x, branch, affine, epsilon);
         }
-        layer_norm_kernel::forward_add(x, branch, gamma, beta, epsilon)
+        layer_norm_kernel::forward_add(x, branch, affine, epsilon)
     }
 
-    fn layer_norm_backward_plus(x: FloatTensor<Self>, gamma: FloatTensor<Self>, dy: FloatTensor<Self>, d_other: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        if !layer_norm_kernel::supported(&[&x, &gamma, &dy, &d_other]) || x.meta.shape() != d_other.meta.shape() {
-            return composed_backward_plus::<Self>(x, gamma, dy, d_other, epsilon);
+    fn layer_norm_backward_plus(x: FloatTensor<Self>, affine: FloatTensor<Self>, dy: FloatTensor<Self>, d_other: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        if !layer_norm_kernel::supported(&x, &affine, &[&dy, &d_other]) {
+            return composed_backward_plus::<Self>(x, affine, dy, d_other, epsilon);
         }
-        layer_norm_kernel::backward(x, gamma, dy, Some(d_other), epsilon)
+        layer_norm_kernel::backward(x, affine, dy, Some(d_other), epsilon)
     }
 }
 
 /// The forward of primitive operations: the reference, and the GPU's fallback for other dtypes.
-fn composed_forward<B: Backend>(x: FloatTensor<B>, gamma: FloatTensor<B>, beta: FloatTensor<B>, epsilon: f64) -> FloatTensor<B> {
+fn composed_forward<B: Backend>(x: FloatTensor<B>, affine: FloatTensor<B>, epsilon: f64) -> FloatTensor<B> {
+    let (gamma, beta) = split_affine::<B>(affine);
     let (normalized, _) = normalize::<B>(x, epsilon);
-    affine::<B>(normalized, gamma, beta)
+    scale_shift::<B>(normalized, gamma, beta)
 }
 
 /// x + branch, and the LayerNorm of that sum.
-fn composed_add_forward<B: Backend>(x: FloatTensor<B>, branch: FloatTensor<B>, gamma: FloatTensor<B>, beta: FloatTensor<B>, epsilon: f64) -> (FloatTensor<B>, FloatTensor<B>) {
+fn composed_add_forward<B: Backend>(x: FloatTensor<B>, branch: FloatTensor<B>, affine: FloatTensor<B>, epsilon: f64) -> (FloatTensor<B>, FloatTensor<B>) {
     let sum = B::float_add(x, branch);
-    (sum.clone(), composed_forward::<B>(sum, gamma, beta, epsilon))
+    (sum.clone(), composed_forward::<B>(sum, affine, epsilon))
 }
 
 /// [`composed_backward`] with `d_other` added to dx.
-fn composed_backward_plus<B: Backend>(x: FloatTensor<B>, gamma: FloatTensor<B>, dy: FloatTensor<B>, d_other: FloatTensor<B>, epsilon: f64) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
-    let (dx, d_gamma, d_beta) = composed_backward::<B>(x, gamma, dy, epsilon);
-    (B::float_add(dx, d_other), d_gamma, d_beta)
+fn composed_backward_plus<B: Backend>(x: FloatTensor<B>, affine: FloatTensor<B>, dy: FloatTensor<B>, d_other: FloatTensor<B>, epsilon: f64) -> (FloatTensor<B>, FloatTensor<B>) {
+    let (dx, d_affine) = composed_backward::<B>(x, affine, dy, epsilon);
+    (B::float_add(dx, d_other), d_affine)
 }
 
 /// The backward from x alone: the row statistics recomputed, then [`closed_form_backward`].
-fn composed_backward<B: Backend>(x: FloatTensor<B>, gamma: FloatTensor<B>, dy: FloatTensor<B>, epsilon: f64) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+fn composed_backward<B: Backend>(x: FloatTensor<B>, affine: FloatTensor<B>, dy: FloatTensor<B>, epsilon: f64) -> (FloatTensor<B>, FloatTensor<B>) {
+    let (gamma, _) = split_affine::<B>(affine);
     let (normalized, rstd) = normalize::<B>(x, epsilon);
-    closed_form_backward::<B>(normalized, rstd, gamma, dy)
+    let (dx, d_gamma, d_beta) = closed_form_backward::<B>(normalized, rstd, gamma, dy);
+    let d = d_gamma.shape()[0];
+    let row = |t: FloatTensor<B>| B::float_reshape(t, Shape::new([1, d]));
+    (dx, B::float_cat(vec![row(d_gamma), row(d_beta)], 0))
+}
+
+/// (γ, β), each [d], the rows of affine: [2, d].
+fn split_affine<B: Backend>(affine: FloatTensor<B>) -> (FloatTensor<B>, FloatTensor<B>) {
+    let d = affine.shape()[1];
+    let row = |i: isize| B::float_reshape(B::float_slice(affine.clone(), &[Slice::new(i, Some(i + 1), 1), Slice::new(0, None, 1)]), Shape::new([d]));
+    (row(0), row(1))
 }
 
 /// x̂ = (x − mean) · rstd and rstd = 1/√(var + ε), both over the last dimension.
@@ -211,7 +225,7 @@ fn row_shape<B: Backend>(v: FloatTensor<B>, like: &Shape) -> FloatTensor<B> {
 }
 
 /// x̂ · γ + β
-fn affine<B: Backend>(normalized: FloatTensor<B>, gamma: FloatTensor<B>, beta: FloatTensor<B>) -> FloatTensor<B> {
+fn scale_shift<B: Backend>(normalized: FloatTensor<B>, gamma: FloatTensor<B>, beta: FloatTensor<B>) -> FloatTensor<B> {
     let shape = normalized.shape();
     B::float_add(B::float_mul(normalized, row_shape::<B>(gamma, &shape)), row_shape::<B>(beta, &shape))
 }
@@ -240,13 +254,13 @@ fn closed_form_backward<B: Backend>(normalized: FloatTensor<B>, rstd: FloatTenso
     (B::float_mul(inner, rstd), d_gamma, d_beta)
 }
 
-/// What the forward keeps for the backward: x, γ and ε, and the slot where a residual
+/// What the forward keeps for the backward: x, [γ; β] and ε, and the slot where a residual
 /// addition reading x may leave x's other gradient (`residual.rs`). The backward operation
 /// recomputes the row statistics (the GPU's kernels, flex's row loops), so x̂ is never stored.
 #[derive(Clone, Debug)]
 struct Saved<B: Backend> {
     x: FloatTensor<B>,
-    gamma: FloatTensor<B>,
+    affine: FloatTensor<B>,
     epsilon: f64,
     other: Slot<FloatTensor<B>>,
 }
@@ -254,24 +268,21 @@ struct Saved<B: Backend> {
 #[derive(Debug)]
 struct LayerNormBackward;
 
-impl<B: Backend + LayerNormOps> Backward<B, 3> for LayerNormBackward {
+impl<B: Backend + LayerNormOps> Backward<B, 2> for LayerNormBackward {
     type State = Saved<B>;
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-        let [node_x, node_gamma, node_beta] = ops.parents;
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x, node_affine] = ops.parents;
         // dy: [..., d]
         let dy = grads.consume::<B>(&ops.node);
-        let Saved { x, gamma, epsilon, other } = ops.state;
+        let Saved { x, affine, epsilon, other } = ops.state;
         // d_other: [..., d], what a residual addition reading x left for this backward
-        let (dx, d_gamma, d_beta) = match other.close() {
-            Some(d_other) => B::layer_norm_backward_plus(x, gamma, dy, d_other, epsilon),
-            None => B::layer_norm_backward(x, gamma, dy, epsilon),
+        let (dx, d_affine) = match other.close() {
+            Some(d_other) => B::layer_norm_backward_plus(x, affine, dy, d_other, epsilon),
+            None => B::layer_norm_backward(x, affine, dy, epsilon),
         };
-        if let Some(node) = node_gamma {
-            grads.register::<B>(node.id, d_gamma);
-        }
-        if let Some(node) = node_beta {
-            grads.register::<B>(node.id, d_beta);
+        if let Some(node) = node_affine {
+            grads.register::<B>(node.id, d_affine);
         }
         if let Some(node) = node_x {
             grads.register::<B>(node.id, dx);
@@ -280,40 +291,40 @@ impl<B: Backend + LayerNormOps> Backward<B, 3> for LayerNormBackward {
 }
 
 impl<B: Backend + LayerNormOps, C: CheckpointStrategy> LayerNormOps for Autodiff<B, C> {
-    fn layer_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
+    fn layer_norm(x: FloatTensor<Self>, affine: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
         let id = x.id().value;
-        match LayerNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
+        match LayerNormBackward.prepare::<C>([x.node(), affine.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let (x, gamma) = (x.into_primitive(), gamma.into_primitive());
-                let output = <B as LayerNormOps>::layer_norm(x.clone(), gamma.clone(), beta.into_primitive(), epsilon);
-                prep.finish(Saved { x, gamma, epsilon, other: residual::reader(id) }, output)
+                let (x, affine) = (x.into_primitive(), affine.into_primitive());
+                let output = <B as LayerNormOps>::layer_norm(x.clone(), affine.clone(), epsilon);
+                prep.finish(Saved { x, affine, epsilon, other: residual::reader(id) }, output)
             }
-            OpsKind::UnTracked(prep) => prep.finish(<B as LayerNormOps>::layer_norm(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon)),
+            OpsKind::UnTracked(prep) => prep.finish(<B as LayerNormOps>::layer_norm(x.into_primitive(), affine.into_primitive(), epsilon)),
         }
     }
 
-    fn layer_norm_backward(_x: FloatTensor<Self>, _gamma: FloatTensor<Self>, _dy: FloatTensor<Self>, _epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+    fn layer_norm_backward(_x: FloatTensor<Self>, _affine: FloatTensor<Self>, _dy: FloatTensor<Self>, _epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
         unimplemented!("the LayerNorm backward is not differentiated twice")
     }
 
     /// Two nodes from one forward: the sum (its backward hands the gradient to x's LayerNorm,
     /// `residual.rs`) and the LayerNorm of the sum, whose slot the next addition will find.
-    fn add_layer_norm(x: FloatTensor<Self>, branch: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
+    fn add_layer_norm(x: FloatTensor<Self>, branch: FloatTensor<Self>, affine: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let x_reader = residual::find::<FloatTensor<B>>(x.id().value);
-        let (sum, normed) = <B as LayerNormOps>::add_layer_norm(x.primitive().clone(), branch.primitive().clone(), gamma.primitive().clone(), beta.primitive().clone(), epsilon);
+        let (sum, normed) = <B as LayerNormOps>::add_layer_norm(x.primitive().clone(), branch.primitive().clone(), affine.primitive().clone(), epsilon);
         let sum: FloatTensor<Self> = match ResidualAddBackward.prepare::<C>([x.node(), branch.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish(x_reader, sum),
             OpsKind::UnTracked(prep) => prep.finish(sum),
         };
         let id = sum.id().value;
-        let normed = match LayerNormBackward.prepare::<C>([sum.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(Saved { x: sum.primitive().clone(), gamma: gamma.into_primitive(), epsilon, other: residual::reader(id) }, normed),
+        let normed = match LayerNormBackward.prepare::<C>([sum.node(), affine.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(Saved { x: sum.primitive().clone(), affine: affine.into_primitive(), epsilon, other: residual::reader(id) }, normed),
             OpsKind::UnTracked(prep) => prep.finish(normed),
         };
         (sum, normed)
     }
 
-    fn layer_norm_backward_plus(_x: FloatTensor<Self>, _gamma: FloatTensor<Self>, _dy: FloatTensor<Self>, _d_other: FloatTensor<Self>, _epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+    fn layer_norm_backward_plus(_x: FloatTensor<Self>, _affine: FloatTensor<Self>, _dy: FloatTensor<Self>, _d_other: FloatTensor<Self>, _epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
         unimplemented!("the LayerNorm backward is not differentiated twice")
     }
 }
@@ -326,16 +337,14 @@ mod tests {
 
     /// burn's LayerNorm with the same γ, β: the reference for values and gradients.
     fn reference(ln: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
-        burn::tensor::module::layer_norm(x, ln.gamma.val(), Some(ln.beta.val()), ln.epsilon)
+        burn::tensor::module::layer_norm(x, ln.gamma(), Some(ln.beta()), ln.epsilon)
     }
 
     /// Values and all three gradients of our LayerNorm over x: [b, s, d] against burn's,
     /// differentiated by autodiff, with random γ and β.
     fn check_against_burn([b, s, d]: [usize; 3]) {
         let device = Device::flex().autodiff();
-        let mut ln = LayerNorm::new(d, &device);
-        ln.gamma = Param::from_tensor(Tensor::random([d], Distribution::Normal(1.0, 0.5), &device));
-        ln.beta = Param::from_tensor(Tensor::random([d], Distribution::Normal(0.0, 0.5), &device));
+        let ln = LayerNorm::from_scale_shift(Tensor::random([d], Distribution::Normal(1.0, 0.5), &device), Tensor::random([d], Distribution::Normal(0.0, 0.5), &device));
         let x = Tensor::<3>::random([b, s, d], Distribution::Normal(0.5, 2.0), &device).require_grad();
         let r = Tensor::<3>::random([b, s, d], Distribution::Normal(0.0, 1.0), &device);
 
@@ -346,8 +355,7 @@ mod tests {
         let g_ours = (ours * r.clone()).sum().backward();
         let g_theirs = (theirs * r).sum().backward();
         close(&values(x.grad(&g_ours).unwrap()), &values(x.grad(&g_theirs).unwrap()), 1e-4);
-        close(&values(ln.gamma.grad(&g_ours).unwrap()), &values(ln.gamma.grad(&g_theirs).unwrap()), 1e-4);
-        close(&values(ln.beta.grad(&g_ours).unwrap()), &values(ln.beta.grad(&g_theirs).unwrap()), 1e-4);
+        close(&values(ln.affine.grad(&g_ours).unwrap()), &values(ln.affine.grad(&g_theirs).unwrap()), 1e-4);
     }
 
     /// Values and all three gradients against burn's LayerNorm differentiated by autodiff.
@@ -369,17 +377,15 @@ mod tests {
     fn backward_operation_matches_autodiff() {
         let device = Device::flex().autodiff();
         let plain = Device::flex();
-        let mut ln = LayerNorm::new(6, &device);
-        ln.gamma = Param::from_tensor(Tensor::random([6], Distribution::Normal(1.0, 0.5), &device));
+        let ln = LayerNorm::from_scale_shift(Tensor::random([6], Distribution::Normal(1.0, 0.5), &device), Tensor::zeros([6], &device));
         let x = Tensor::<3>::random([2, 4, 6], Distribution::Normal(0.5, 2.0), &plain);
         let dy = Tensor::<3>::random([2, 4, 6], Distribution::Normal(0.0, 1.0), &plain);
         let tracked = Tensor::<3>::from_data(x.to_data(), &device).require_grad();
         let grads = (reference(&ln, tracked.clone()) * Tensor::<3>::from_data(dy.to_data(), &device)).sum().backward();
-        let gamma = Tensor::<1>::from_data(ln.gamma.val().to_data(), &plain);
-        let (dx, d_gamma, d_beta) = <Dispatch as LayerNormOps>::layer_norm_backward(x.into_dispatch(), gamma.into_dispatch(), dy.into_dispatch(), ln.epsilon);
+        let affine = Tensor::<2>::from_data(ln.affine.val().to_data(), &plain);
+        let (dx, d_affine) = <Dispatch as LayerNormOps>::layer_norm_backward(x.into_dispatch(), affine.into_dispatch(), dy.into_dispatch(), ln.epsilon);
         close(&values(Tensor::<3>::from_dispatch(dx)), &values(tracked.grad(&grads).unwrap()), 1e-4);
-        close(&values(Tensor::<1>::from_dispatch(d_gamma)), &values(ln.gamma.grad(&grads).unwrap()), 1e-4);
-        close(&values(Tensor::<1>::from_dispatch(d_beta)), &values(ln.beta.grad(&grads).unwrap()), 1e-4);
+        close(&values(Tensor::<2>::from_dispatch(d_affine)), &values(ln.affine.grad(&grads).unwrap()), 1e-4);
     }
 
     /// The gradient with respect to x against central finite differences (f64 on the host).
@@ -422,12 +428,7 @@ mod tests {
     /// gradients are the same.
     fn check_residual_step(derived: bool, [b, s, d]: [usize; 3]) -> usize {
         let device = Device::flex().autodiff();
-        let random_norm = |mean: f64| {
-            let mut ln = LayerNorm::new(d, &device);
-            ln.gamma = Param::from_tensor(Tensor::random([d], Distribution::Normal(mean, 0.5), &device));
-            ln.beta = Param::from_tensor(Tensor::random([d], Distribution::Normal(0.0, 0.5), &device));
-            ln
-        };
+        let random_norm = |mean: f64| LayerNorm::from_scale_shift(Tensor::random([d], Distribution::Normal(mean, 0.5), &device), Tensor::random([d], Distribution::Normal(0.0, 0.5), &device));
         let (ln_a, ln_b) = (random_norm(1.0), random_norm(0.8));
         let x = Tensor::<3>::random([b, s, d], Distribution::Normal(0.5, 2.0), &device).require_grad();
         let w = Tensor::<3>::random([b, s, d], Distribution::Normal(0.0, 1.0), &device);
@@ -451,8 +452,7 @@ mod tests {
         let g_ref = ((y_ref * r).sum() + (sum_ref * q).sum() + h_ref.sum()).backward();
         close(&values(x.grad(&g_ours).unwrap()), &values(x.grad(&g_ref).unwrap()), 1e-4);
         for ln in [&ln_a, &ln_b] {
-            close(&values(ln.gamma.grad(&g_ours).unwrap()), &values(ln.gamma.grad(&g_ref).unwrap()), 1e-4);
-            close(&values(ln.beta.grad(&g_ours).unwrap()), &values(ln.beta.grad(&g_ref).unwrap()), 1e-4);
+            close(&values(ln.affine.grad(&g_ours).unwrap()), &values(ln.affine.grad(&g_ref).unwrap()), 1e-4);
         }
         if !derived {
             close(&values(leaf.grad(&g_ours).unwrap()), &values(leaf.grad(&g_ref).unwrap()), 1e-4);
@@ -481,14 +481,14 @@ mod tests {
     fn backward_plus_adds_the_other_gradient() {
         let plain = Device::flex();
         let x = Tensor::<3>::random([2, 5, 12], Distribution::Normal(0.5, 2.0), &plain);
-        let gamma = Tensor::<1>::random([12], Distribution::Normal(1.0, 0.5), &plain);
+        let affine = Tensor::<2>::random([2, 12], Distribution::Normal(1.0, 0.5), &plain);
         let dy = Tensor::<3>::random([2, 5, 12], Distribution::Normal(0.0, 1.0), &plain);
         let other = Tensor::<3>::random([2, 5, 12], Distribution::Normal(0.0, 1.0), &plain);
         let d = |t| Tensor::<3>::into_dispatch(t);
-        let (dx, d_gamma, _) = <Dispatch as LayerNormOps>::layer_norm_backward(d(x.clone()), gamma.clone().into_dispatch(), d(dy.clone()), 1e-5);
-        let (dx_plus, d_gamma_plus, _) = <Dispatch as LayerNormOps>::layer_norm_backward_plus(d(x), gamma.into_dispatch(), d(dy), d(other.clone()), 1e-5);
+        let (dx, d_affine) = <Dispatch as LayerNormOps>::layer_norm_backward(d(x.clone()), affine.clone().into_dispatch(), d(dy.clone()), 1e-5);
+        let (dx_plus, d_affine_plus) = <Dispatch as LayerNormOps>::layer_norm_backward_plus(d(x), affine.into_dispatch(), d(dy), d(other.clone()), 1e-5);
         close(&values(Tensor::<3>::from_dispatch(dx_plus)), &values(Tensor::<3>::from_dispatch(dx) + other), 1e-6);
-        close(&values(Tensor::<1>::from_dispatch(d_gamma_plus)), &values(Tensor::<1>::from_dispatch(d_gamma)), 1e-6);
+        close(&values(Tensor::<2>::from_dispatch(d_affine_plus)), &values(Tensor::<2>::from_dispatch(d_affine)), 1e-6);
     }
 
     /// Without gradients (evaluation) the plain path gives the same values.

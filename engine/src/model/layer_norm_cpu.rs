@@ -15,64 +15,67 @@ use crate::cpu_loops::{ChunkLoop, Kernel, Out, PairLoop, contiguous, new_tensor,
 /// Rows of at most this many elements per chunk of the loop (64 KiB of f32).
 const CHUNK: usize = 16 * 1024;
 
-/// Whether the loops take these tensors: f32, x of rank ≥ 1 with γ (and β or dy) to match.
-pub(super) fn supported(x: &FlexTensor, gamma: &FlexTensor, other: &FlexTensor, other_like_x: bool) -> bool {
+/// Whether the loops take these tensors: f32, x of rank ≥ 1, affine = [γ; β] with 2·d
+/// elements, and `like_x` (the branch, dy, the other gradient) of x's shape.
+pub(super) fn supported(x: &FlexTensor, affine: &FlexTensor, like_x: &[&FlexTensor]) -> bool {
     let shape = x.layout().shape();
     let rank = shape.num_dims();
     let d = if rank == 0 { 0 } else { shape[rank - 1] };
-    [x, gamma, other].iter().all(|t| t.dtype() == DType::F32)
+    [x, affine].iter().chain(like_x).all(|t| t.dtype() == DType::F32)
         && d > 0
-        && gamma.layout().shape().num_elements() == d
-        && if other_like_x { other.layout().shape() == shape } else { other.layout().shape().num_elements() == d }
+        && affine.layout().shape().num_elements() == 2 * d
+        && like_x.iter().all(|t| t.layout().shape() == shape)
 }
 
 /// y = (x − mean) · rstd · γ + β over the last dimension.
-// x: [..., d], γ, β: [d] -> y: [..., d]
-pub(super) fn forward(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, epsilon: f64) -> FlexTensor {
-    let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
-    let d = gamma.layout().shape().num_elements();
-    let rows = Forward {
-        xs: x.as_slice().expect("contiguous f32"),
-        gamma: gamma.as_slice().expect("contiguous f32"),
-        beta: beta.as_slice().expect("contiguous f32"),
-        d,
-        epsilon: epsilon as f32,
-    };
+// x: [..., d], affine = [γ; β]: [2, d] -> y: [..., d]
+pub(super) fn forward(x: FlexTensor, affine: FlexTensor, epsilon: f64) -> FlexTensor {
+    let (x, affine) = (contiguous(x), contiguous(affine));
+    let (gamma, beta) = scale_and_shift(&affine);
+    let d = gamma.len();
+    let rows = Forward { xs: x.as_slice().expect("contiguous f32"), gamma, beta, d, epsilon: epsilon as f32 };
     new_tensor(x.layout().shape().clone(), (CHUNK / d).max(1) * d, &rows)
 }
 
 /// (s, y): s = x + branch and y = (s − mean) · rstd · γ + β, row by row in one pass.
-// x, branch: [..., d], γ, β: [d] -> s, y: [..., d]
-pub(super) fn forward_add(x: FlexTensor, branch: FlexTensor, gamma: FlexTensor, beta: FlexTensor, epsilon: f64) -> (FlexTensor, FlexTensor) {
-    let (x, branch, gamma, beta) = (contiguous(x), contiguous(branch), contiguous(gamma), contiguous(beta));
-    let d = gamma.layout().shape().num_elements();
+// x, branch: [..., d], affine = [γ; β]: [2, d] -> s, y: [..., d]
+pub(super) fn forward_add(x: FlexTensor, branch: FlexTensor, affine: FlexTensor, epsilon: f64) -> (FlexTensor, FlexTensor) {
+    let (x, branch, affine) = (contiguous(x), contiguous(branch), contiguous(affine));
+    let (gamma, beta) = scale_and_shift(&affine);
+    let d = gamma.len();
     let rows = AddForward {
         xs: x.as_slice().expect("contiguous f32"),
         branches: branch.as_slice().expect("contiguous f32"),
-        gamma: gamma.as_slice().expect("contiguous f32"),
-        beta: beta.as_slice().expect("contiguous f32"),
+        gamma,
+        beta,
         d,
         epsilon: epsilon as f32,
     };
     new_tensor_pair(x.layout().shape().clone(), (CHUNK / d).max(1) * d, &rows)
 }
 
-/// (dx, dγ, dβ): with x̂ = (x − mean)·rstd and g = dy·γ per row of d elements,
+/// (dx, [dγ; dβ]): with x̂ = (x − mean)·rstd and g = dy·γ per row of d elements,
 ///   dx = rstd · (g − mean(g) − x̂ · mean(g · x̂)) (+ d_other),   dγ = Σ_rows dy · x̂,   dβ = Σ_rows dy,
 /// where `d_other` is the gradient x has from its other readers (`residual.rs`).
-// x, dy, d_other: [..., d], γ: [d] -> dx: [..., d], dγ, dβ: [d]
-pub(super) fn backward_plus(x: FlexTensor, gamma: FlexTensor, dy: FlexTensor, d_other: Option<FlexTensor>, epsilon: f64) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let (x, gamma, dy, d_other) = (contiguous(x), contiguous(gamma), contiguous(dy), d_other.map(contiguous));
-    let d = gamma.layout().shape().num_elements();
+// x, dy, d_other: [..., d], affine = [γ; β]: [2, d] -> dx: [..., d], [dγ; dβ]: [2, d]
+pub(super) fn backward_plus(x: FlexTensor, affine: FlexTensor, dy: FlexTensor, d_other: Option<FlexTensor>, epsilon: f64) -> (FlexTensor, FlexTensor) {
+    let (x, affine, dy, d_other) = (contiguous(x), contiguous(affine), contiguous(dy), d_other.map(contiguous));
+    let (gs, _) = scale_and_shift(&affine);
+    let d = gs.len();
     let (xs, dys) = (x.as_slice::<f32>().expect("contiguous f32"), dy.as_slice::<f32>().expect("contiguous f32"));
-    let gs = gamma.as_slice::<f32>().expect("contiguous f32");
     let others = d_other.as_ref().map(|t| t.as_slice::<f32>().expect("contiguous f32"));
     let rows = InputGradient { xs, dys, others, gamma: gs, d, epsilon: epsilon as f32 };
     let dx = new_tensor(x.layout().shape().clone(), (CHUNK / d).max(1) * d, &rows);
-    let column = || FlexTensor::empty(gamma.layout().shape().clone(), DType::F32);
-    let (mut d_gamma, mut d_beta) = (column(), column());
-    vectorized(ColumnSums { xs, dys, d_gamma: d_gamma.storage_mut(), d_beta: d_beta.storage_mut(), epsilon: epsilon as f32 });
-    (dx, d_gamma, d_beta)
+    let mut d_affine = FlexTensor::empty(affine.layout().shape().clone(), DType::F32);
+    let (d_gamma, d_beta) = d_affine.storage_mut::<f32>().split_at_mut(d);
+    vectorized(ColumnSums { xs, dys, d_gamma, d_beta, epsilon: epsilon as f32 });
+    (dx, d_affine)
+}
+
+/// (γ, β): the two rows of a contiguous affine = [γ; β].
+fn scale_and_shift(affine: &FlexTensor) -> (&[f32], &[f32]) {
+    let both = affine.as_slice::<f32>().expect("contiguous f32");
+    both.split_at(both.len() / 2)
 }
 
 /// (mean, rstd = 1/√(var + ε)) of one row, the sums in eight lanes.

@@ -20,9 +20,13 @@ use cubecl::prelude::{CubeCount, CubeDim, ElemType};
 
 const UNITS: usize = 256;
 
-/// Whether the kernels take these inputs (f32 throughout); otherwise the caller composes.
-pub fn supported(tensors: &[&CubeTensor]) -> bool {
-    tensors.iter().all(|t| t.dtype == DType::F32)
+/// Whether the kernels take these inputs (f32 throughout, affine = [γ; β] of 2·d elements,
+/// `like_x` of x's shape); otherwise the caller composes.
+pub fn supported(x: &CubeTensor, affine: &CubeTensor, like_x: &[&CubeTensor]) -> bool {
+    let (_, d) = rows(x);
+    [x, affine].iter().chain(like_x).all(|t| t.dtype == DType::F32)
+        && affine.meta.num_elements() == 2 * d
+        && like_x.iter().all(|t| t.meta.shape() == x.meta.shape())
 }
 
 /// (rows, d): the input seen as [rows, d] over its last dimension.
@@ -36,9 +40,9 @@ fn grid(n: usize) -> (CubeCount, CubeDim) {
     (CubeCount::Static(n.div_ceil(UNITS).max(1) as u32, 1, 1), CubeDim::new_1d(UNITS as u32))
 }
 
-// x: [..., d], gamma, beta: [d] -> [..., d]
-pub fn forward(x: CubeTensor, gamma: CubeTensor, beta: CubeTensor, epsilon: f64) -> CubeTensor {
-    let (x, gamma, beta) = (into_contiguous(x), into_contiguous(gamma), into_contiguous(beta));
+// x: [..., d], affine = [γ; β]: [2, d] -> [..., d]
+pub fn forward(x: CubeTensor, affine: CubeTensor, epsilon: f64) -> CubeTensor {
+    let (x, affine) = (into_contiguous(x), into_contiguous(affine));
     let (n_rows, d) = rows(&x);
     let client = x.client.clone();
     let y = empty_device_dtype(client.clone(), x.device.clone(), x.meta.shape().clone(), x.dtype);
@@ -48,8 +52,7 @@ pub fn forward(x: CubeTensor, gamma: CubeTensor, beta: CubeTensor, epsilon: f64)
         count,
         dim,
         x.into_tensor_arg(),
-        gamma.into_tensor_arg(),
-        beta.into_tensor_arg(),
+        affine.into_tensor_arg(),
         y.clone().into_tensor_arg(),
         n_rows as u32,
         d as u32,
@@ -59,9 +62,9 @@ pub fn forward(x: CubeTensor, gamma: CubeTensor, beta: CubeTensor, epsilon: f64)
     y
 }
 
-// x, branch: [..., d], gamma, beta: [d] -> sum = x + branch, y: [..., d]
-pub fn forward_add(x: CubeTensor, branch: CubeTensor, gamma: CubeTensor, beta: CubeTensor, epsilon: f64) -> (CubeTensor, CubeTensor) {
-    let (x, branch, gamma, beta) = (into_contiguous(x), into_contiguous(branch), into_contiguous(gamma), into_contiguous(beta));
+// x, branch: [..., d], affine = [γ; β]: [2, d] -> sum = x + branch, y: [..., d]
+pub fn forward_add(x: CubeTensor, branch: CubeTensor, affine: CubeTensor, epsilon: f64) -> (CubeTensor, CubeTensor) {
+    let (x, branch, affine) = (into_contiguous(x), into_contiguous(branch), into_contiguous(affine));
     let (n_rows, d) = rows(&x);
     let client = x.client.clone();
     let new = || empty_device_dtype(client.clone(), x.device.clone(), x.meta.shape().clone(), x.dtype);
@@ -73,8 +76,7 @@ pub fn forward_add(x: CubeTensor, branch: CubeTensor, gamma: CubeTensor, beta: C
         dim,
         x.into_tensor_arg(),
         branch.into_tensor_arg(),
-        gamma.into_tensor_arg(),
-        beta.into_tensor_arg(),
+        affine.into_tensor_arg(),
         sum.clone().into_tensor_arg(),
         y.clone().into_tensor_arg(),
         n_rows as u32,
@@ -86,9 +88,9 @@ pub fn forward_add(x: CubeTensor, branch: CubeTensor, gamma: CubeTensor, beta: C
 }
 
 /// With `d_other` (x's gradient from its other readers), dx comes out with it added.
-// x, dy, d_other: [..., d], gamma: [d] -> dx: [..., d], dγ, dβ: [d]
-pub fn backward(x: CubeTensor, gamma: CubeTensor, dy: CubeTensor, d_other: Option<CubeTensor>, epsilon: f64) -> (CubeTensor, CubeTensor, CubeTensor) {
-    let (x, gamma, dy) = (into_contiguous(x), into_contiguous(gamma), into_contiguous(dy));
+// x, dy, d_other: [..., d], affine = [γ; β]: [2, d] -> dx: [..., d], [dγ; dβ]: [2, d]
+pub fn backward(x: CubeTensor, affine: CubeTensor, dy: CubeTensor, d_other: Option<CubeTensor>, epsilon: f64) -> (CubeTensor, CubeTensor) {
+    let (x, affine, dy) = (into_contiguous(x), into_contiguous(affine), into_contiguous(dy));
     let accumulate = d_other.is_some();
     // Without one, the kernel binds dy in its place and never reads it.
     let d_other = d_other.map(into_contiguous).unwrap_or_else(|| dy.clone());
@@ -104,7 +106,7 @@ pub fn backward(x: CubeTensor, gamma: CubeTensor, dy: CubeTensor, d_other: Optio
         count,
         dim,
         x.clone().into_tensor_arg(),
-        gamma.into_tensor_arg(),
+        affine.into_tensor_arg(),
         dy.clone().into_tensor_arg(),
         d_other.into_tensor_arg(),
         dx.clone().into_tensor_arg(),
@@ -115,8 +117,7 @@ pub fn backward(x: CubeTensor, gamma: CubeTensor, dy: CubeTensor, d_other: Optio
         accumulate,
         ElemType::Float(FloatKind::F32),
     );
-    let d_gamma = empty_device_dtype(client.clone(), device.clone(), Shape::new([d]), x.dtype);
-    let d_beta = empty_device_dtype(client.clone(), device, Shape::new([d]), x.dtype);
+    let d_affine = empty_device_dtype(client.clone(), device, Shape::new([2, d]), x.dtype);
     kernel::layer_norm_backward_columns::launch(
         &client,
         CubeCount::Static(d as u32, 1, 1),
@@ -124,14 +125,13 @@ pub fn backward(x: CubeTensor, gamma: CubeTensor, dy: CubeTensor, d_other: Optio
         x.into_tensor_arg(),
         dy.into_tensor_arg(),
         stats.into_tensor_arg(),
-        d_gamma.clone().into_tensor_arg(),
-        d_beta.clone().into_tensor_arg(),
+        d_affine.clone().into_tensor_arg(),
         n_rows as u32,
         d as u32,
         UNITS as u32,
         ElemType::Float(FloatKind::F32),
     );
-    (dx, d_gamma, d_beta)
+    (dx, d_affine)
 }
 
 mod kernel {
@@ -139,12 +139,11 @@ mod kernel {
     use cubecl::prelude::*;
 
     /// Invocation r normalises row r.
-    // x, y: [rows, d], gamma, beta: [d]
+    // x, y: [rows, d], affine = [γ; β]: [2, d]
     #[cube(launch)]
     pub(super) fn layer_norm_forward<F: Float>(
         x: &Tensor<F>,
-        gamma: &Tensor<F>,
-        beta: &Tensor<F>,
+        affine: &Tensor<F>,
         y: &mut Tensor<F>,
         rows: u32,
         d: u32,
@@ -155,17 +154,16 @@ mod kernel {
         if r >= rows {
             terminate!();
         }
-        normalize_row::<F>(x, x, gamma, beta, y, r * d, d, F::cast_from(epsilon), false);
+        normalize_row::<F>(x, x, affine, y, r * d, d, F::cast_from(epsilon), false);
     }
 
     /// Invocation r: s = x + branch over row r, then the row normalised as above.
-    // x, branch, sum, y: [rows, d], gamma, beta: [d]
+    // x, branch, sum, y: [rows, d], affine = [γ; β]: [2, d]
     #[cube(launch)]
     pub(super) fn add_layer_norm_forward<F: Float>(
         x: &Tensor<F>,
         branch: &Tensor<F>,
-        gamma: &Tensor<F>,
-        beta: &Tensor<F>,
+        affine: &Tensor<F>,
         sum: &mut Tensor<F>,
         y: &mut Tensor<F>,
         rows: u32,
@@ -183,16 +181,16 @@ mod kernel {
             sum[i] = x[i] + branch[i];
         }
         // from x + branch again, rather than reading `sum` back (a kernel's output)
-        normalize_row::<F>(x, branch, gamma, beta, y, start, d, F::cast_from(epsilon), true);
+        normalize_row::<F>(x, branch, affine, y, start, d, F::cast_from(epsilon), true);
     }
 
     /// Invocation r: dx of row r (plus d_other's row when `accumulate`), and the row's mean and
     /// rstd for the column sums.
-    // x, dy, d_other, dx: [rows, d], gamma: [d], stats: [rows, 2]
+    // x, dy, d_other, dx: [rows, d], affine = [γ; β]: [2, d] (γ read), stats: [rows, 2]
     #[cube(launch)]
     pub(super) fn layer_norm_backward_rows<F: Float>(
         x: &Tensor<F>,
-        gamma: &Tensor<F>,
+        affine: &Tensor<F>,
         dy: &Tensor<F>,
         d_other: &Tensor<F>,
         dx: &mut Tensor<F>,
@@ -214,7 +212,7 @@ mod kernel {
         let mut sum_gx = F::new(0.0);
         for k in 0..d {
             let i = (start + k) as usize;
-            let g = dy[i] * gamma[k as usize];
+            let g = dy[i] * affine[k as usize];
             sum_g += g;
             sum_gx += g * (x[i] - mean) * rstd;
         }
@@ -222,7 +220,7 @@ mod kernel {
         let (mean_g, mean_gx) = (sum_g / n, sum_gx / n);
         for k in 0..d {
             let i = (start + k) as usize;
-            let g = dy[i] * gamma[k as usize];
+            let g = dy[i] * affine[k as usize];
             let grad = rstd * (g - mean_g - (x[i] - mean) * rstd * mean_gx);
             if accumulate {
                 dx[i] = grad + d_other[i];
@@ -237,14 +235,13 @@ mod kernel {
     /// Workgroup k: dγ_k = Σ_r dy·x̂ and dβ_k = Σ_r dy down column k, its invocations taking
     /// every `units`-th row and then adding their sums up in shared memory (one invocation per
     /// column walking all rows would leave a GPU nearly idle for the longest loop here).
-    // x, dy: [rows, d], stats: [rows, 2], d_gamma, d_beta: [d]
+    // x, dy: [rows, d], stats: [rows, 2], d_affine = [dγ; dβ]: [2, d]
     #[cube(launch)]
     pub(super) fn layer_norm_backward_columns<F: Float>(
         x: &Tensor<F>,
         dy: &Tensor<F>,
         stats: &Tensor<F>,
-        d_gamma: &mut Tensor<F>,
-        d_beta: &mut Tensor<F>,
+        d_affine: &mut Tensor<F>,
         rows: u32,
         d: u32,
         #[comptime] units: u32,
@@ -264,20 +261,20 @@ mod kernel {
         let total_gamma = workgroup_sum::<F>(sum_gamma, units);
         let total_beta = workgroup_sum::<F>(sum_beta, units);
         if UNIT_POS_X == 0 {
-            d_gamma[k as usize] = total_gamma;
-            d_beta[k as usize] = total_beta;
+            d_affine[k as usize] = total_gamma;
+            d_affine[(d + k) as usize] = total_beta;
         }
     }
 
     /// y = (v − mean) · rstd · γ + β over the row v = x[start..start + d] (+ branch's row when
-    /// `with_branch`).
+    /// `with_branch`), with affine = [γ; β].
     #[cube]
     #[allow(clippy::too_many_arguments)]
-    fn normalize_row<F: Float>(x: &Tensor<F>, branch: &Tensor<F>, gamma: &Tensor<F>, beta: &Tensor<F>, y: &mut Tensor<F>, start: u32, d: u32, epsilon: F, #[comptime] with_branch: bool) {
+    fn normalize_row<F: Float>(x: &Tensor<F>, branch: &Tensor<F>, affine: &Tensor<F>, y: &mut Tensor<F>, start: u32, d: u32, epsilon: F, #[comptime] with_branch: bool) {
         let (mean, rstd) = moments::<F>(x, branch, start, d, epsilon, with_branch);
         for k in 0..d {
             let i = (start + k) as usize;
-            y[i] = (row_value::<F>(x, branch, i, with_branch) - mean) * rstd * gamma[k as usize] + beta[k as usize];
+            y[i] = (row_value::<F>(x, branch, i, with_branch) - mean) * rstd * affine[k as usize] + affine[(d + k) as usize];
         }
     }
 
