@@ -321,11 +321,17 @@ fn residual_layer_norm_gradients_match_on_wgpu() {
         for ln in &norms {
             out.push(read(ln.affine.grad(&grads).unwrap().reshape([-1])));
         }
+        // a branch broadcast over the batch (the position embeddings): [1, s, d]
+        let pos = Tensor::<3>::from_data(TensorData::new(draw(s * d, 0.0, 1.0), [1, s, d]), &device).require_grad();
+        let x2 = Tensor::<3>::from_data(TensorData::new(draw(b * s * d, 0.3, 2.0), [b, s, d]), &device);
+        let (sum, y) = norms[0].forward_residual(x2, pos.clone());
+        let grads = (y.clone() * sum.clone()).sum().backward();
+        out.extend([read(sum.reshape([-1])), read(y.reshape([-1])), read(pos.grad(&grads).unwrap().reshape([-1]))]);
         out
     };
     for size in [[3, 5, 16], [3, 100, 300]] {
         let (on_gpu, on_cpu) = (run(gpu.clone(), size), run(Device::flex(), size));
-        let names = ["sum", "y", "dx", "d_affine_a", "d_affine_b"];
+        let names = ["sum", "y", "dx", "d_affine_a", "d_affine_b", "broadcast sum", "broadcast y", "d_pos"];
         for (what, (g, c)) in names.iter().zip(on_gpu.iter().zip(&on_cpu)) {
             for (a, b) in g.iter().zip(c) {
                 assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{size:?} {what}: wgpu {a} vs flex {b}");

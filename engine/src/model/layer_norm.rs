@@ -74,8 +74,9 @@ impl LayerNorm {
     /// (x + branch, LayerNorm(x + branch)), the sum for the stream, the rest for the sublayer.
     /// The branch must be computed from an earlier LayerNorm of x (as a sublayer's output is),
     /// which is what lets the backward fold the sum's gradient into that LayerNorm's
-    /// (`residual.rs`).
-    // x, branch: [..., d_model] -> sum, normed: [..., d_model]
+    /// (`residual.rs`), or depend on nothing x depends on (the position embeddings). It has x's
+    /// shape, or 1 in the first dimension to be broadcast over it.
+    // x: [n, ..., d_model], branch: [n or 1, ..., d_model] -> sum, normed: [n, ..., d_model]
     pub fn forward_residual<const D: usize>(&self, x: Tensor<D>, branch: Tensor<D>) -> (Tensor<D>, Tensor<D>) {
         let (sum, normed) = <Dispatch as LayerNormOps>::add_layer_norm(x.into_dispatch(), branch.into_dispatch(), self.affine.val().into_dispatch(), self.epsilon);
         (Tensor::from_dispatch(sum), Tensor::from_dispatch(normed))
@@ -96,7 +97,8 @@ pub trait LayerNormOps: Backend {
         composed_backward::<Self>(x, affine, dy, epsilon)
     }
 
-    /// (s, y): s = x + branch (same shapes) and y its LayerNorm, as `layer_norm` computes it.
+    /// (s, y): s = x + branch (x's shape, or 1 in the first dimension: broadcast) and y its
+    /// LayerNorm, as `layer_norm` computes it.
     #[fusion(meta = |x, _branch, _affine, _epsilon| (x.clone(), x.clone()))]
     fn add_layer_norm(x: FloatTensor<Self>, branch: FloatTensor<Self>, affine: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
         composed_add_forward::<Self>(x, branch, affine, epsilon)
@@ -126,7 +128,7 @@ impl LayerNormOps for Flex {
     }
 
     fn add_layer_norm(x: FloatTensor<Self>, branch: FloatTensor<Self>, affine: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        match layer_norm_cpu::supported(&x, &affine, &[&branch]) {
+        match layer_norm_cpu::supported(&x, &affine, &[]) && branch.dtype() == x.dtype() && branch_fits(&x.shape(), &branch.shape()) {
             true => layer_norm_cpu::forward_add(x, branch, affine, epsilon),
             false => composed_add_forward::<Self>(x, branch, affine, epsilon),
         }
@@ -156,7 +158,7 @@ impl LayerNormOps for CubeBackend {
     }
 
     fn add_layer_norm(x: FloatTensor<Self>, branch: FloatTensor<Self>, affine: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        if !layer_norm_kernel::supported(&x, &affine, &[&branch]) {
+        if !layer_norm_kernel::supported(&x, &affine, &[]) || branch.dtype != x.dtype || !branch_fits(x.meta.shape(), branch.meta.shape()) {
             return composed_add_forward::<Self>(x, branch, affine, epsilon);
         }
         layer_norm_kernel::forward_add(x, branch, affine, epsilon)
@@ -168,6 +170,12 @@ impl LayerNormOps for CubeBackend {
         }
         layer_norm_kernel::backward(x, affine, dy, Some(d_other), epsilon)
     }
+}
+
+/// Whether a branch of this shape is added by the loops and kernels: x's shape, or 1 in the
+/// first dimension (the rows repeat over it).
+fn branch_fits(x: &Shape, branch: &Shape) -> bool {
+    x.num_dims() == branch.num_dims() && x.num_dims() > 0 && (branch[0] == 1 || branch[0] == x[0]) && (1..x.num_dims()).all(|i| x[i] == branch[i])
 }
 
 /// The forward of primitive operations: the reference, and the GPU's fallback for other dtypes.
@@ -312,8 +320,9 @@ impl<B: Backend + LayerNormOps, C: CheckpointStrategy> LayerNormOps for Autodiff
     fn add_layer_norm(x: FloatTensor<Self>, branch: FloatTensor<Self>, affine: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let x_reader = residual::find::<FloatTensor<B>>(x.id().value);
         let (sum, normed) = <B as LayerNormOps>::add_layer_norm(x.primitive().clone(), branch.primitive().clone(), affine.primitive().clone(), epsilon);
+        let branch_shape = branch.shape();
         let sum: FloatTensor<Self> = match ResidualAddBackward.prepare::<C>([x.node(), branch.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(x_reader, sum),
+            OpsKind::Tracked(prep) => prep.finish((x_reader, branch_shape), sum),
             OpsKind::UnTracked(prep) => prep.finish(sum),
         };
         let id = sum.id().value;
@@ -474,6 +483,29 @@ mod tests {
     #[test]
     fn residual_step_with_an_unrelated_branch_keeps_exact_gradients() {
         check_residual_step(false, [2, 3, 8]);
+    }
+
+    /// A branch broadcast over the first dimension (the position embeddings, [1, s, d]), on
+    /// flex's loops over several chunks: the values, and the gradients of x, the branch and
+    /// [γ; β] as burn's broadcasting addition and LayerNorm.
+    #[test]
+    fn broadcast_branch_matches_burn() {
+        let device = Device::flex().autodiff();
+        let (b, s, d) = (3, 300, 70);
+        let ln = LayerNorm::from_scale_shift(Tensor::random([d], Distribution::Normal(1.0, 0.5), &device), Tensor::random([d], Distribution::Normal(0.0, 0.5), &device));
+        let x = Tensor::<3>::random([b, s, d], Distribution::Normal(0.5, 2.0), &device).require_grad();
+        let pos = Tensor::<3>::random([1, s, d], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let r = Tensor::<3>::random([b, s, d], Distribution::Normal(0.0, 1.0), &device);
+        let q = Tensor::<3>::random([b, s, d], Distribution::Normal(0.0, 1.0), &device);
+        let (sum, y) = ln.forward_residual(x.clone(), pos.clone());
+        let (sum_ref, y_ref) = (x.clone() + pos.clone(), reference(&ln, x.clone() + pos.clone()));
+        close(&values(sum.clone()), &values(sum_ref.clone()), 1e-6);
+        close(&values(y.clone()), &values(y_ref.clone()), 1e-5);
+        let g_ours = ((y * r.clone()).sum() + (sum * q.clone()).sum()).backward();
+        let g_ref = ((y_ref * r).sum() + (sum_ref * q).sum()).backward();
+        close(&values(x.grad(&g_ours).unwrap()), &values(x.grad(&g_ref).unwrap()), 1e-4);
+        close(&values(pos.grad(&g_ours).unwrap()), &values(pos.grad(&g_ref).unwrap()), 1e-4);
+        close(&values(ln.affine.grad(&g_ours).unwrap()), &values(ln.affine.grad(&g_ref).unwrap()), 1e-4);
     }
 
     /// The backward with x's other gradient on its own against the backward plus an addition.

@@ -37,8 +37,9 @@ pub(super) fn forward(x: FlexTensor, affine: FlexTensor, epsilon: f64) -> FlexTe
     new_tensor(x.layout().shape().clone(), (CHUNK / d).max(1) * d, &rows)
 }
 
-/// (s, y): s = x + branch and y = (s − mean) · rstd · γ + β, row by row in one pass.
-// x, branch: [..., d], affine = [γ; β]: [2, d] -> s, y: [..., d]
+/// (s, y): s = x + branch and y = (s − mean) · rstd · γ + β, row by row in one pass; the
+/// branch's rows repeat when it has 1 in the first dimension.
+// x: [n, ..., d], branch: [n or 1, ..., d], affine = [γ; β]: [2, d] -> s, y: [n, ..., d]
 pub(super) fn forward_add(x: FlexTensor, branch: FlexTensor, affine: FlexTensor, epsilon: f64) -> (FlexTensor, FlexTensor) {
     let (x, branch, affine) = (contiguous(x), contiguous(branch), contiguous(affine));
     let (gamma, beta) = scale_and_shift(&affine);
@@ -118,6 +119,7 @@ impl ChunkLoop for Forward<'_> {
 /// s and y for a chunk of rows.
 struct AddForward<'a> {
     xs: &'a [f32],
+    /// the branch's rows, repeating when it was broadcast over x's first dimension
     branches: &'a [f32],
     gamma: &'a [f32],
     beta: &'a [f32],
@@ -129,7 +131,10 @@ impl PairLoop for AddForward<'_> {
     #[inline(always)]
     fn run(&self, start: usize, sums: &mut [Out], ys: &mut [Out]) {
         let (d, len) = (self.d, sums.len());
-        let rows = self.xs[start..start + len].chunks_exact(d).zip(self.branches[start..start + len].chunks_exact(d));
+        // the chunk's rows of the branch, from the one it starts at, round and round
+        let first = start % self.branches.len();
+        let repeated = self.branches[first..].chunks_exact(d).chain(self.branches.chunks_exact(d).cycle());
+        let rows = self.xs[start..start + len].chunks_exact(d).zip(repeated);
         for ((sum, y), (x, branch)) in sums.chunks_exact_mut(d).zip(ys.chunks_exact_mut(d)).zip(rows) {
             for ((s, &x), &b) in sum.iter_mut().zip(x).zip(branch) {
                 s.write(x + b);

@@ -62,9 +62,11 @@ pub fn forward(x: CubeTensor, affine: CubeTensor, epsilon: f64) -> CubeTensor {
     y
 }
 
-// x, branch: [..., d], affine = [γ; β]: [2, d] -> sum = x + branch, y: [..., d]
+// x: [n, ..., d], branch: [n or 1, ..., d] (repeating), affine = [γ; β]: [2, d]
+//   -> sum = x + branch, y: [n, ..., d]
 pub fn forward_add(x: CubeTensor, branch: CubeTensor, affine: CubeTensor, epsilon: f64) -> (CubeTensor, CubeTensor) {
     let (x, branch, affine) = (into_contiguous(x), into_contiguous(branch), into_contiguous(affine));
+    let branch_len = branch.meta.num_elements() as u32;
     let (n_rows, d) = rows(&x);
     let client = x.client.clone();
     let new = || empty_device_dtype(client.clone(), x.device.clone(), x.meta.shape().clone(), x.dtype);
@@ -81,6 +83,7 @@ pub fn forward_add(x: CubeTensor, branch: CubeTensor, affine: CubeTensor, epsilo
         y.clone().into_tensor_arg(),
         n_rows as u32,
         d as u32,
+        branch_len,
         epsilon as f32,
         ElemType::Float(FloatKind::F32),
     );
@@ -154,12 +157,14 @@ mod kernel {
         if r >= rows {
             terminate!();
         }
-        normalize_row::<F>(x, x, affine, y, r * d, d, F::cast_from(epsilon), false);
+        normalize_row::<F>(x, x, 1, affine, y, r * d, d, F::cast_from(epsilon), false);
     }
 
-    /// Invocation r: s = x + branch over row r, then the row normalised as above.
-    // x, branch, sum, y: [rows, d], affine = [γ; β]: [2, d]
+    /// Invocation r: s = x + branch over row r, then the row normalised as above. The branch
+    /// repeats every `branch_len` elements (broadcast over x's first dimension).
+    // x, sum, y: [rows, d], branch: [branch_len / d, d], affine = [γ; β]: [2, d]
     #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn add_layer_norm_forward<F: Float>(
         x: &Tensor<F>,
         branch: &Tensor<F>,
@@ -168,6 +173,7 @@ mod kernel {
         y: &mut Tensor<F>,
         rows: u32,
         d: u32,
+        branch_len: u32,
         epsilon: f32,
         #[define(F)] _dtype: ElemType,
     ) {
@@ -178,10 +184,10 @@ mod kernel {
         let start = r * d;
         for k in 0..d {
             let i = (start + k) as usize;
-            sum[i] = x[i] + branch[i];
+            sum[i] = row_value::<F>(x, branch, branch_len, i, true);
         }
         // from x + branch again, rather than reading `sum` back (a kernel's output)
-        normalize_row::<F>(x, branch, affine, y, start, d, F::cast_from(epsilon), true);
+        normalize_row::<F>(x, branch, branch_len, affine, y, start, d, F::cast_from(epsilon), true);
     }
 
     /// Invocation r: dx of row r (plus d_other's row when `accumulate`), and the row's mean and
@@ -206,7 +212,7 @@ mod kernel {
             terminate!();
         }
         let start = r * d;
-        let (mean, rstd) = moments::<F>(x, x, start, d, F::cast_from(epsilon), false);
+        let (mean, rstd) = moments::<F>(x, x, 1, start, d, F::cast_from(epsilon), false);
         // mean(g) and mean(g·x̂), g = dy·γ
         let mut sum_g = F::new(0.0);
         let mut sum_gx = F::new(0.0);
@@ -270,37 +276,38 @@ mod kernel {
     /// `with_branch`), with affine = [γ; β].
     #[cube]
     #[allow(clippy::too_many_arguments)]
-    fn normalize_row<F: Float>(x: &Tensor<F>, branch: &Tensor<F>, affine: &Tensor<F>, y: &mut Tensor<F>, start: u32, d: u32, epsilon: F, #[comptime] with_branch: bool) {
-        let (mean, rstd) = moments::<F>(x, branch, start, d, epsilon, with_branch);
+    fn normalize_row<F: Float>(x: &Tensor<F>, branch: &Tensor<F>, branch_len: u32, affine: &Tensor<F>, y: &mut Tensor<F>, start: u32, d: u32, epsilon: F, #[comptime] with_branch: bool) {
+        let (mean, rstd) = moments::<F>(x, branch, branch_len, start, d, epsilon, with_branch);
         for k in 0..d {
             let i = (start + k) as usize;
-            y[i] = (row_value::<F>(x, branch, i, with_branch) - mean) * rstd * affine[k as usize] + affine[(d + k) as usize];
+            y[i] = (row_value::<F>(x, branch, branch_len, i, with_branch) - mean) * rstd * affine[k as usize] + affine[(d + k) as usize];
         }
     }
 
     /// The mean of the row and 1/√(var + ε) (two passes, as the composed form), the row as in
     /// [`normalize_row`].
     #[cube]
-    fn moments<F: Float>(x: &Tensor<F>, branch: &Tensor<F>, start: u32, d: u32, epsilon: F, #[comptime] with_branch: bool) -> (F, F) {
+    #[allow(clippy::too_many_arguments)]
+    fn moments<F: Float>(x: &Tensor<F>, branch: &Tensor<F>, branch_len: u32, start: u32, d: u32, epsilon: F, #[comptime] with_branch: bool) -> (F, F) {
         let mut sum = F::new(0.0);
         for k in 0..d {
-            sum += row_value::<F>(x, branch, (start + k) as usize, with_branch);
+            sum += row_value::<F>(x, branch, branch_len, (start + k) as usize, with_branch);
         }
         let mean = sum / F::cast_from(d);
         let mut var = F::new(0.0);
         for k in 0..d {
-            let c = row_value::<F>(x, branch, (start + k) as usize, with_branch) - mean;
+            let c = row_value::<F>(x, branch, branch_len, (start + k) as usize, with_branch) - mean;
             var += c * c;
         }
         (mean, F::new(1.0) / (var / F::cast_from(d) + epsilon).sqrt())
     }
 
-    /// x[i], or x[i] + branch[i] when `with_branch`.
+    /// x[i], or x[i] + branch[i mod branch_len] when `with_branch`.
     #[cube]
-    fn row_value<F: Float>(x: &Tensor<F>, branch: &Tensor<F>, i: usize, #[comptime] with_branch: bool) -> F {
+    fn row_value<F: Float>(x: &Tensor<F>, branch: &Tensor<F>, branch_len: u32, i: usize, #[comptime] with_branch: bool) -> F {
         let mut v = x[i];
         if with_branch {
-            v += branch[i];
+            v += branch[i % branch_len as usize];
         }
         v
     }

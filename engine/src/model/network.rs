@@ -252,10 +252,12 @@ impl CrossAttention {
 /// The residual stream of a pre-norm stack: x, and the last sublayer's output not yet added
 /// to it. The next LayerNorm adds it as it normalises ([`LayerNorm::forward_residual`]: one
 /// pass over the stream where an addition and a LayerNorm took two).
+#[derive(Clone)]
 struct Stream {
     /// x: [batch, seq, d_model]
     x: Tensor<3>,
-    /// branch: [batch, seq, d_model], computed from the last LayerNorm of x
+    /// branch: [batch, seq, d_model], computed from the last LayerNorm of x; or, at the start,
+    /// the position embeddings, [1, seq, d_model], broadcast over the batch
     branch: Option<Tensor<3>>,
 }
 
@@ -389,28 +391,36 @@ impl Transformer {
         }
     }
 
-    /// Token (+ position) embeddings, with the dropout mask if any.
+    /// Token (+ position) embeddings, with the dropout mask if any. Without a mask, the
+    /// positions are left for the first LayerNorm to add (one pass, not two).
     /// tokens: [batch, seq] -> x: [batch, seq, d_model]
-    fn embed(&self, input: &ModelInput) -> Tensor<3> {
+    fn embed(&self, input: &ModelInput) -> Stream {
         let [_, s] = input.tokens.dims();
         // the lookup whose backward adds into the tied head's gradient (embedding.rs)
-        let mut x = lookup(self.wte.weight.val(), input.tokens.clone());
-        if input.use_positions {
-            // pos: [1, seq, d_model], broadcast over the batch. The whole table when the batch
-            // fills the context: a narrowed table's gradient costs a zero-filled tensor and a
-            // slice assignment (two GPU launches per step).
+        let tokens = lookup(self.wte.weight.val(), input.tokens.clone());
+        // pos: [1, seq, d_model], broadcast over the batch. The whole table when the batch
+        // fills the context: a narrowed table's gradient costs a zero-filled tensor and a
+        // slice assignment (two GPU launches per step).
+        let positions = input.use_positions.then(|| {
             let table = self.wpe.weight.val();
-            let pos = if s == table.dims()[0] { table } else { table.narrow(0, 0, s) }.unsqueeze::<3>();
-            x = x + pos;
+            if s == table.dims()[0] { table } else { table.narrow(0, 0, s) }.unsqueeze::<3>()
+        });
+        match (positions, &input.embed_mask) {
+            (Some(pos), None) => Stream { x: tokens, branch: Some(pos) },
+            (positions, mask) => {
+                let mut x = tokens;
+                if let Some(pos) = positions {
+                    x = x + pos;
+                }
+                if let Some(mask) = mask {
+                    x = x * mask.clone();
+                }
+                Stream::new(x)
+            }
         }
-        if let Some(mask) = &input.embed_mask {
-            x = x * mask.clone();
-        }
-        x
     }
 
-    fn run_encoder(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
-        let mut stream = Stream::new(x);
+    fn run_encoder(&self, mut stream: Stream, bias: Tensor<4>) -> Tensor<3> {
         for block in &self.encoder {
             stream = block.forward(stream, bias.clone());
         }
@@ -418,20 +428,20 @@ impl Transformer {
     }
 
     pub fn forward(&self, input: &ModelInput) -> ModelOutput {
-        let x = self.embed(input);
+        let embedded = self.embed(input);
         let hidden = match &input.route {
             Route::Single(bias) | Route::DecoderOnly(bias) => {
-                let mut stream = Stream::new(x);
+                let mut stream = embedded;
                 for block in &self.blocks {
                     stream = block.forward(stream, bias.clone());
                 }
                 stream.norm(&self.ln_f).1
             }
-            Route::EncoderOnly(bias) => self.run_encoder(x, bias.clone()),
+            Route::EncoderOnly(bias) => self.run_encoder(embedded, bias.clone()),
             Route::Both(masks) => {
                 // memory: [batch, seq, d_model], zero where the decoder must not look
-                let memory = self.run_encoder(x.clone(), masks.encoder.clone()) * masks.keep.clone();
-                let mut stream = Stream::new(x);
+                let memory = self.run_encoder(embedded.clone(), masks.encoder.clone()) * masks.keep.clone();
+                let mut stream = embedded;
                 for block in &self.blocks {
                     stream = block.forward_cross(stream, masks.decoder.clone(), memory.clone(), masks.cross.clone());
                 }
@@ -468,7 +478,7 @@ impl Transformer {
             Route::EncoderOnly(bias) => (&self.encoder, bias),
             Route::Both(_) => panic!("attention maps read one stack; use a causal or bidirectional route"),
         };
-        let mut stream = Stream::new(self.embed(input));
+        let mut stream = self.embed(input);
         let mut maps = Vec::with_capacity(blocks.len());
         for block in blocks {
             let x = stream.into_sum();

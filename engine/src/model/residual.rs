@@ -24,8 +24,9 @@ use std::sync::{Arc, Mutex, Weak};
 use burn::backend::Backend;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops};
+use burn::backend::autodiff::ops::{Backward, Ops, broadcast_shape};
 use burn::backend::tensor::FloatTensor;
+use burn::tensor::Shape;
 
 /// Where a residual addition leaves x's gradient for the LayerNorm that reads x.
 #[derive(Debug)]
@@ -113,24 +114,26 @@ pub(super) fn find<T: Send + 'static>(x: u64) -> Option<Slot<T>> {
     shared.downcast::<Mutex<Hand<T>>>().ok().map(Slot)
 }
 
-/// The backward of `sum = x + branch` (same shapes) in `add_layer_norm`: the sum's gradient
-/// goes to the branch, and to x through x's LayerNorm slot when there is one.
+/// The backward of `sum = x + branch` in `add_layer_norm`: the sum's gradient goes to the
+/// branch (summed over the dimensions it was broadcast over), and to x through x's LayerNorm
+/// slot when there is one.
 #[derive(Debug)]
 pub(super) struct ResidualAddBackward;
 
 impl<B: Backend> Backward<B, 2> for ResidualAddBackward {
-    /// The slot of the LayerNorm that read x, if any.
-    type State = Option<Slot<FloatTensor<B>>>;
+    /// The slot of the LayerNorm that read x, if any, and the branch's shape.
+    type State = (Option<Slot<FloatTensor<B>>>, Shape);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_x, node_branch] = ops.parents;
         // d_sum: [..., d]
         let d_sum = grads.consume::<B>(&ops.node);
+        let (x_reader, branch_shape) = ops.state;
         if let Some(node) = node_branch {
-            grads.register::<B>(node.id, d_sum.clone());
+            grads.register::<B>(node.id, broadcast_shape::<B>(d_sum.clone(), &branch_shape));
         }
         if let Some(node) = node_x {
-            let left = match &ops.state {
+            let left = match &x_reader {
                 Some(slot) => slot.give(d_sum),
                 None => Err(d_sum),
             };
