@@ -5,10 +5,10 @@
 //! `torch.nn.utils.clip_grad_norm_` (nanoGPT clips at 1.0). Why not burn's optimizer plus a
 //! clipping pass: on the GPU a small model is bound by kernel launches, not FLOPs, and the
 //! pass added the partial norms one launch each between the reductions and multiplied every
-//! gradient apart from its update. Here two hand-written GPU kernels do it: the squared sums of four
+//! gradient apart from its update. Here two hand-written GPU kernels do it: the squared sums of six
 //! gradients per launch (`sum_squares.rs`), then one launch per two parameters for their whole
 //! update — clip scale, both moments, bias correction, decay (`adamw_update.rs`). From 142
-//! launches per baby-GPT step (burn's optimizer plus clipping) to 27 (docs/performance.md). No
+//! launches per baby-GPT step (burn's optimizer plus clipping) to 19 (docs/performance.md). No
 //! value is read back: the norm stays on the device. On the CPU both run as loops.
 //!
 //! A step maps the module twice: the first pass takes every parameter that has a gradient out

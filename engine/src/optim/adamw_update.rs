@@ -5,8 +5,8 @@
 //! met the gradient), and computing the clip scale itself took a fused addition, two reduction
 //! passes and another fused kernel. Here one launch updates two parameters: it adds up the
 //! gradient norm's partial sums (`sum_squares.rs`), applies the clip, and updates both moments
-//! and the parameter (docs/performance.md: 36 → 18 launches per baby-GPT step, after ~20 fewer
-//! when the kernel replaced fusion's chains). Each parameter's two moments live in one buffer,
+//! and the parameter (docs/performance.md: half the launches of one per parameter, after ~20
+//! fewer when the kernel replaced fusion's chains). A lone parameter runs the same kernel. Each parameter's two moments live in one buffer,
 //! its *state* `[m, v]` (flattened: `[2·n]` for a parameter of n elements), so that a pair binds
 //! seven storage buffers (p, g, state twice, and the partial sums): WebGPU's default limit is
 //! eight. The parameter and its state are updated in place when nothing else holds them
@@ -116,10 +116,17 @@ pub trait AdamWOps: Backend {
         max_norm: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let c = StepConstants { beta1, beta2, epsilon, decay, step_size, bias2, max_norm };
-        let (pa, sa) = composed::<Self>(param_a, grad_a, state_a, partials.clone(), c);
-        let (pb, sb) = composed::<Self>(param_b, grad_b, state_b, partials, c);
-        (pa, sa, pb, sb)
+        one_by_one::<Self>([param_a, grad_a, state_a], [param_b, grad_b, state_b], partials, c)
     }
+}
+
+/// A pair's updates as two single ones ([`AdamWOps::adamw_update`]): (parameter a, state a,
+/// parameter b, state b).
+fn one_by_one<B: AdamWOps>(a: [FloatTensor<B>; 3], b: [FloatTensor<B>; 3], partials: FloatTensor<B>, c: StepConstants) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let one = |[param, grad, state]: [FloatTensor<B>; 3], partials| B::adamw_update(param, grad, state, partials, c.beta1, c.beta2, c.epsilon, c.decay, c.step_size, c.bias2, c.max_norm);
+    let (pa, sa) = one(a, partials.clone());
+    let (pb, sb) = one(b, partials);
+    (pa, sa, pb, sb)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -192,7 +199,7 @@ fn composed<B: Backend>(param: FloatTensor<B>, grad: FloatTensor<B>, state: Floa
 
 /// On the CPU, one pass over each parameter's arrays ([`Update`]), instead of the composed
 /// body's eleven operations, each of which allocated and wrote a whole new tensor. A pair is
-/// two passes: the CPU gains nothing from fewer calls.
+/// two passes (the trait's default): the CPU gains nothing from fewer calls.
 impl AdamWOps for Flex {
     fn adamw_update(
         param: FloatTensor<Self>,
@@ -226,28 +233,6 @@ impl AdamWOps for Flex {
         let update = Update { p: param.storage_mut::<f32>(), g: grad.as_slice::<f32>().expect("contiguous f32"), m, v, scale, c };
         crate::cpu_loops::vectorized(update);
         (param, state)
-    }
-
-    fn adamw_update_pair(
-        param_a: FloatTensor<Self>,
-        grad_a: FloatTensor<Self>,
-        state_a: FloatTensor<Self>,
-        param_b: FloatTensor<Self>,
-        grad_b: FloatTensor<Self>,
-        state_b: FloatTensor<Self>,
-        partials: FloatTensor<Self>,
-        beta1: f64,
-        beta2: f64,
-        epsilon: f64,
-        decay: f64,
-        step_size: f64,
-        bias2: f64,
-        max_norm: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let one = |p, g, s, partials| Self::adamw_update(p, g, s, partials, beta1, beta2, epsilon, decay, step_size, bias2, max_norm);
-        let (pa, sa) = one(param_a, grad_a, state_a, partials.clone());
-        let (pb, sb) = one(param_b, grad_b, state_b, partials);
-        (pa, sa, pb, sb)
     }
 }
 
@@ -300,6 +285,8 @@ fn kernel_fits(param: &CubeTensor, grad: &CubeTensor, state: &CubeTensor) -> boo
 const UNITS: usize = 256;
 
 impl AdamWOps for CubeBackend {
+    /// The pair kernel with a stand-in for the second parameter that no invocation touches:
+    /// one kernel for both (one shader to compile in the page, not two).
     fn adamw_update(
         param: FloatTensor<Self>,
         grad: FloatTensor<Self>,
@@ -317,31 +304,7 @@ impl AdamWOps for CubeBackend {
         if partials.dtype != DType::F32 || !kernel_fits(&param, &grad, &state) {
             return composed::<Self>(param, grad, state, partials, c);
         }
-        // One index addresses the same element in the parameter, its gradient and each half
-        // of its state: all contiguous.
-        let [param, state] = [param, state].map(writable);
-        let (grad, partials) = (into_contiguous(grad), into_contiguous(partials));
-        let len = param.meta.num_elements();
-        let client = param.client.clone();
-        kernel::adamw_kernel::launch(
-            &client,
-            CubeCount::Static(len.div_ceil(UNITS).max(1) as u32, 1, 1),
-            CubeDim::new_1d(UNITS as u32),
-            param.clone().into_tensor_arg(),
-            grad.into_tensor_arg(),
-            state.clone().into_tensor_arg(),
-            partials.clone().into_tensor_arg(),
-            len as u32,
-            partials.meta.num_elements() as u32,
-            beta1 as f32,
-            beta2 as f32,
-            epsilon as f32,
-            decay as f32,
-            step_size as f32,
-            bias2 as f32,
-            max_norm as f32,
-            ElemType::Float(FloatKind::F32),
-        );
+        let [param, state, ..] = launch([param, grad, state], None, partials, c);
         (param, state)
     }
 
@@ -361,41 +324,53 @@ impl AdamWOps for CubeBackend {
         bias2: f64,
         max_norm: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        if partials.dtype != DType::F32 || !kernel_fits(&param_a, &grad_a, &state_a) || !kernel_fits(&param_b, &grad_b, &state_b) {
-            let one = |p, g, s, partials| Self::adamw_update(p, g, s, partials, beta1, beta2, epsilon, decay, step_size, bias2, max_norm);
-            let (pa, sa) = one(param_a, grad_a, state_a, partials.clone());
-            let (pb, sb) = one(param_b, grad_b, state_b, partials);
-            return (pa, sa, pb, sb);
+        let c = StepConstants { beta1, beta2, epsilon, decay, step_size, bias2, max_norm };
+        let (a, b) = ([param_a, grad_a, state_a], [param_b, grad_b, state_b]);
+        if partials.dtype != DType::F32 || !kernel_fits(&a[0], &a[1], &a[2]) || !kernel_fits(&b[0], &b[1], &b[2]) {
+            return one_by_one::<Self>(a, b, partials, c);
         }
-        let [param_a, state_a, param_b, state_b] = [param_a, state_a, param_b, state_b].map(writable);
-        let [grad_a, grad_b, partials] = [grad_a, grad_b, partials].map(into_contiguous);
-        let (len_a, len_b) = (param_a.meta.num_elements(), param_b.meta.num_elements());
-        let client = param_a.client.clone();
-        kernel::adamw_pair_kernel::launch(
-            &client,
-            CubeCount::Static((len_a + len_b).div_ceil(UNITS).max(1) as u32, 1, 1),
-            CubeDim::new_1d(UNITS as u32),
-            param_a.clone().into_tensor_arg(),
-            grad_a.into_tensor_arg(),
-            state_a.clone().into_tensor_arg(),
-            param_b.clone().into_tensor_arg(),
-            grad_b.into_tensor_arg(),
-            state_b.clone().into_tensor_arg(),
-            partials.clone().into_tensor_arg(),
-            len_a as u32,
-            len_b as u32,
-            partials.meta.num_elements() as u32,
-            beta1 as f32,
-            beta2 as f32,
-            epsilon as f32,
-            decay as f32,
-            step_size as f32,
-            bias2 as f32,
-            max_norm as f32,
-            ElemType::Float(FloatKind::F32),
-        );
+        let [param_a, state_a, param_b, state_b] = launch(a, Some(b), partials, c);
         (param_a, state_a, param_b, state_b)
     }
+}
+
+/// One launch of the pair kernel over parameters a and b ([parameter, gradient, state] each),
+/// or a alone, with a one-element stand-in bound for b: (parameter a, state a, parameter b,
+/// state b). One index addresses the same element in a parameter, its gradient and each half of
+/// its state: all contiguous, the parameter and state writable.
+fn launch(a: [CubeTensor; 3], b: Option<[CubeTensor; 3]>, partials: CubeTensor, c: StepConstants) -> [CubeTensor; 4] {
+    let len_b = b.as_ref().map_or(0, |[param, ..]| param.meta.num_elements());
+    let [param_a, grad_a, state_a] = a;
+    let stand_in = || burn_cubecl::ops::numeric::empty_device_dtype(param_a.client.clone(), param_a.device.clone(), Shape::new([1]), DType::F32);
+    let [param_b, grad_b, state_b] = b.unwrap_or_else(|| [stand_in(), stand_in(), stand_in()]);
+    let [param_a, state_a, param_b, state_b] = [param_a, state_a, param_b, state_b].map(writable);
+    let [grad_a, grad_b, partials] = [grad_a, grad_b, partials].map(into_contiguous);
+    let len_a = param_a.meta.num_elements();
+    let client = param_a.client.clone();
+    kernel::adamw_pair_kernel::launch(
+        &client,
+        CubeCount::Static((len_a + len_b).div_ceil(UNITS).max(1) as u32, 1, 1),
+        CubeDim::new_1d(UNITS as u32),
+        param_a.clone().into_tensor_arg(),
+        grad_a.into_tensor_arg(),
+        state_a.clone().into_tensor_arg(),
+        param_b.clone().into_tensor_arg(),
+        grad_b.into_tensor_arg(),
+        state_b.clone().into_tensor_arg(),
+        partials.clone().into_tensor_arg(),
+        len_a as u32,
+        len_b as u32,
+        partials.meta.num_elements() as u32,
+        c.beta1 as f32,
+        c.beta2 as f32,
+        c.epsilon as f32,
+        c.decay as f32,
+        c.step_size as f32,
+        c.bias2 as f32,
+        c.max_norm as f32,
+        ElemType::Float(FloatKind::F32),
+    );
+    [param_a, state_a, param_b, state_b]
 }
 
 /// The tensor itself when nothing else holds its buffer and it is contiguous; a contiguous copy
@@ -408,35 +383,8 @@ fn writable(t: CubeTensor) -> CubeTensor {
 mod kernel {
     use cubecl::prelude::*;
 
-    /// Invocation i updates element i of the parameter and of both halves of its state.
-    // param, grad: [len]; state: [2·len] (m, then v); partials: [n_partials]; all contiguous
-    #[allow(clippy::too_many_arguments)]
-    #[cube(launch)]
-    pub(super) fn adamw_kernel<F: Float>(
-        param: &mut Tensor<F>,
-        grad: &Tensor<F>,
-        state: &mut Tensor<F>,
-        partials: &Tensor<F>,
-        len: u32,
-        n_partials: u32,
-        beta1: f32,
-        beta2: f32,
-        epsilon: f32,
-        decay: f32,
-        step_size: f32,
-        bias2: f32,
-        max_norm: f32,
-        #[define(F)] _dtype: ElemType,
-    ) {
-        let i = ABSOLUTE_POS_X;
-        if i >= len {
-            terminate!();
-        }
-        let scale = clip_scale::<F>(partials, n_partials, max_norm);
-        step::<F>(param, grad, state, i as usize, len as usize, scale, beta1, beta2, epsilon, decay, step_size, bias2);
-    }
-
-    /// Two parameters in one launch: invocations 0..len_a update a, the next len_b update b.
+    /// Two parameters in one launch: invocations 0..len_a update a, the next len_b update b
+    /// (none for a lone parameter, len_b = 0).
     // param_a, grad_a: [len_a]; state_a: [2·len_a]; the same for b with len_b; partials: [n_partials]
     #[allow(clippy::too_many_arguments)]
     #[cube(launch)]
