@@ -55,18 +55,15 @@ fn loss_shape(_logits: &Shape) -> Shape {
 }
 
 /// Whether flex's loops and the GPU's kernels take these tensors: f32 logits [rows, classes]
-/// with at least one class, and one target per row.
-fn supported(logits_shape: &Shape, logits_dtype: DType, targets_shape: &Shape, targets_dtype: DType) -> bool {
-    logits_shape.num_dims() == 2
-        && logits_shape[1] > 0
-        && targets_shape.num_elements() == logits_shape[0]
-        && logits_dtype == DType::F32
-        && targets_dtype == DType::F32
+/// with at least one class, and one f32 target per row.
+fn supported<T: TensorMetadata>(logits: &T, targets: &T) -> bool {
+    let shape = logits.shape();
+    shape.num_dims() == 2 && shape[1] > 0 && targets.shape().num_elements() == shape[0] && logits.dtype() == DType::F32 && targets.dtype() == DType::F32
 }
 
 impl CrossEntropyOps for Flex {
     fn cross_entropy(logits: FloatTensor<Self>, targets: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
-        if !supported(&logits.shape(), logits.dtype(), &targets.shape(), targets.dtype()) {
+        if !supported(&logits, &targets) {
             return composed_forward::<Self>(logits, targets, scale);
         }
         let device = logits.device();
@@ -83,7 +80,7 @@ impl CrossEntropyOps for Flex {
     }
 
     fn cross_entropy_backward(logits: FloatTensor<Self>, targets: FloatTensor<Self>, d_loss: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
-        if !supported(&logits.shape(), logits.dtype(), &targets.shape(), targets.dtype()) || d_loss.dtype() != DType::F32 {
+        if !supported(&logits, &targets) || d_loss.dtype() != DType::F32 {
             return composed_backward::<Self>(logits, targets, d_loss, scale);
         }
         let (logits, targets, d_loss) = (contiguous(logits), contiguous(targets), contiguous(d_loss));
@@ -101,14 +98,14 @@ impl CrossEntropyOps for Flex {
 
 impl CrossEntropyOps for CubeBackend {
     fn cross_entropy(logits: FloatTensor<Self>, targets: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
-        if !supported(logits.meta.shape(), logits.dtype, targets.meta.shape(), targets.dtype) {
+        if !supported(&logits, &targets) {
             return composed_forward::<Self>(logits, targets, scale);
         }
         cross_entropy_kernel::forward(logits, targets, scale)
     }
 
     fn cross_entropy_backward(logits: FloatTensor<Self>, targets: FloatTensor<Self>, d_loss: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
-        if !supported(logits.meta.shape(), logits.dtype, targets.meta.shape(), targets.dtype) || d_loss.dtype != DType::F32 {
+        if !supported(&logits, &targets) || d_loss.dtype != DType::F32 {
             return composed_backward::<Self>(logits, targets, d_loss, scale);
         }
         cross_entropy_kernel::backward(logits, targets, d_loss, scale)

@@ -26,7 +26,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Shape, Slice, Tensor};
 use burn_cubecl::CubeBackend;
@@ -114,28 +114,28 @@ pub trait LayerNormOps: Backend {
 
 impl LayerNormOps for Flex {
     fn layer_norm(x: FloatTensor<Self>, affine: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
-        match layer_norm_cpu::supported(&x, &affine, &[]) {
+        match fits(&x, &affine, &[]) {
             true => layer_norm_cpu::forward(x, affine, epsilon),
             false => composed_forward::<Self>(x, affine, epsilon),
         }
     }
 
     fn layer_norm_backward(x: FloatTensor<Self>, affine: FloatTensor<Self>, dy: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        match layer_norm_cpu::supported(&x, &affine, &[&dy]) {
+        match fits(&x, &affine, &[&dy]) {
             true => layer_norm_cpu::backward_plus(x, affine, dy, None, epsilon),
             false => composed_backward::<Self>(x, affine, dy, epsilon),
         }
     }
 
     fn add_layer_norm(x: FloatTensor<Self>, branch: FloatTensor<Self>, affine: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        match layer_norm_cpu::supported(&x, &affine, &[]) && branch.dtype() == x.dtype() && branch_fits(&x.shape(), &branch.shape()) {
+        match fits_with_branch(&x, &branch, &affine) {
             true => layer_norm_cpu::forward_add(x, branch, affine, epsilon),
             false => composed_add_forward::<Self>(x, branch, affine, epsilon),
         }
     }
 
     fn layer_norm_backward_plus(x: FloatTensor<Self>, affine: FloatTensor<Self>, dy: FloatTensor<Self>, d_other: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        match layer_norm_cpu::supported(&x, &affine, &[&dy, &d_other]) {
+        match fits(&x, &affine, &[&dy, &d_other]) {
             true => layer_norm_cpu::backward_plus(x, affine, dy, Some(d_other), epsilon),
             false => composed_backward_plus::<Self>(x, affine, dy, d_other, epsilon),
         }
@@ -144,38 +144,55 @@ impl LayerNormOps for Flex {
 
 impl LayerNormOps for CubeBackend {
     fn layer_norm(x: FloatTensor<Self>, affine: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
-        if !layer_norm_kernel::supported(&x, &affine, &[]) {
+        if !fits(&x, &affine, &[]) {
             return composed_forward::<Self>(x, affine, epsilon);
         }
         layer_norm_kernel::forward(x, affine, epsilon)
     }
 
     fn layer_norm_backward(x: FloatTensor<Self>, affine: FloatTensor<Self>, dy: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        if !layer_norm_kernel::supported(&x, &affine, &[&dy]) {
+        if !fits(&x, &affine, &[&dy]) {
             return composed_backward::<Self>(x, affine, dy, epsilon);
         }
         layer_norm_kernel::backward(x, affine, dy, None, epsilon)
     }
 
     fn add_layer_norm(x: FloatTensor<Self>, branch: FloatTensor<Self>, affine: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        if !layer_norm_kernel::supported(&x, &affine, &[]) || branch.dtype != x.dtype || !branch_fits(x.meta.shape(), branch.meta.shape()) {
+        if !fits_with_branch(&x, &branch, &affine) {
             return composed_add_forward::<Self>(x, branch, affine, epsilon);
         }
         layer_norm_kernel::forward_add(x, branch, affine, epsilon)
     }
 
     fn layer_norm_backward_plus(x: FloatTensor<Self>, affine: FloatTensor<Self>, dy: FloatTensor<Self>, d_other: FloatTensor<Self>, epsilon: f64) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        if !layer_norm_kernel::supported(&x, &affine, &[&dy, &d_other]) {
+        if !fits(&x, &affine, &[&dy, &d_other]) {
             return composed_backward_plus::<Self>(x, affine, dy, d_other, epsilon);
         }
         layer_norm_kernel::backward(x, affine, dy, Some(d_other), epsilon)
     }
 }
 
-/// Whether a branch of this shape is added by the loops and kernels: x's shape, or 1 in the
-/// first dimension (the rows repeat over it).
-fn branch_fits(x: &Shape, branch: &Shape) -> bool {
-    x.num_dims() == branch.num_dims() && x.num_dims() > 0 && (branch[0] == 1 || branch[0] == x[0]) && (1..x.num_dims()).all(|i| x[i] == branch[i])
+/// Whether flex's loops and the GPU's kernels take these tensors: f32, x of rank ≥ 1 with rows
+/// of d > 0 features, affine = [γ; β] of 2·d elements, and `like_x` (dy, the other gradient) of
+/// x's shape. Otherwise the composed bodies run.
+fn fits<T: TensorMetadata>(x: &T, affine: &T, like_x: &[&T]) -> bool {
+    let shape = x.shape();
+    let d = shape.num_dims().checked_sub(1).map_or(0, |last| shape[last]);
+    [x, affine].into_iter().chain(like_x.iter().copied()).all(|t| t.dtype() == DType::F32)
+        && d > 0
+        && affine.shape().num_elements() == 2 * d
+        && like_x.iter().all(|t| t.shape() == shape)
+}
+
+/// [`fits`] for the fused addition: an f32 branch of x's shape, or with 1 in the first
+/// dimension (its rows repeat over it).
+fn fits_with_branch<T: TensorMetadata>(x: &T, branch: &T, affine: &T) -> bool {
+    let (x_shape, branch_shape) = (x.shape(), branch.shape());
+    fits(x, affine, &[])
+        && branch.dtype() == DType::F32
+        && x_shape.num_dims() == branch_shape.num_dims()
+        && (branch_shape[0] == 1 || branch_shape[0] == x_shape[0])
+        && (1..x_shape.num_dims()).all(|i| x_shape[i] == branch_shape[i])
 }
 
 /// The forward of primitive operations: the reference, and the GPU's fallback for other dtypes.

@@ -15,18 +15,6 @@ use crate::cpu_loops::{ChunkLoop, Kernel, Out, PairLoop, contiguous, new_tensor,
 /// Rows of at most this many elements per chunk of the loop (64 KiB of f32).
 const CHUNK: usize = 16 * 1024;
 
-/// Whether the loops take these tensors: f32, x of rank ≥ 1, affine = [γ; β] with 2·d
-/// elements, and `like_x` (the branch, dy, the other gradient) of x's shape.
-pub(super) fn supported(x: &FlexTensor, affine: &FlexTensor, like_x: &[&FlexTensor]) -> bool {
-    let shape = x.layout().shape();
-    let rank = shape.num_dims();
-    let d = if rank == 0 { 0 } else { shape[rank - 1] };
-    [x, affine].iter().chain(like_x).all(|t| t.dtype() == DType::F32)
-        && d > 0
-        && affine.layout().shape().num_elements() == 2 * d
-        && like_x.iter().all(|t| t.layout().shape() == shape)
-}
-
 /// y = (x − mean) · rstd · γ + β over the last dimension.
 // x: [..., d], affine = [γ; β]: [2, d] -> y: [..., d]
 pub(super) fn forward(x: FlexTensor, affine: FlexTensor, epsilon: f64) -> FlexTensor {

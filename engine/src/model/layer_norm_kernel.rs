@@ -10,7 +10,6 @@
 //!   forward   x̂ = (x − mean)·rstd, rstd = 1/√(var + ε),  y = x̂·γ + β
 //!   backward  g = dy·γ,  dx = rstd·(g − mean(g) − x̂·mean(g·x̂)),  dγ = Σ_rows dy·x̂,  dβ = Σ_rows dy
 
-use burn::backend::DType;
 use burn::tensor::Shape;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
@@ -19,15 +18,6 @@ use cubecl::ir::FloatKind;
 use cubecl::prelude::{CubeCount, CubeDim, ElemType};
 
 const UNITS: usize = 256;
-
-/// Whether the kernels take these inputs (f32 throughout, affine = [γ; β] of 2·d elements,
-/// `like_x` of x's shape); otherwise the caller composes.
-pub fn supported(x: &CubeTensor, affine: &CubeTensor, like_x: &[&CubeTensor]) -> bool {
-    let (_, d) = rows(x);
-    [x, affine].iter().chain(like_x).all(|t| t.dtype == DType::F32)
-        && affine.meta.num_elements() == 2 * d
-        && like_x.iter().all(|t| t.meta.shape() == x.meta.shape())
-}
 
 /// (rows, d): the input seen as [rows, d] over its last dimension.
 fn rows(x: &CubeTensor) -> (usize, usize) {
