@@ -241,16 +241,17 @@ impl Prepared {
     }
 }
 
-/// Prepared targets on the device, for [`Objective::loss`].
+/// Prepared targets on the device, for [`Objective::loss`]: each uploaded for the head whose
+/// loss reads it, and only then (a step uploads one or two of them).
 #[cfg(feature = "training")]
 pub struct DeviceTargets {
-    /// ids: [batch * seq] class ids (ignored positions hold 0)
-    pub ids: Tensor<1, Int>,
-    /// weights: [batch * seq], 1 where a target counts, 0 where ignored
-    pub weights: Tensor<1>,
-    /// classes: [batch * seq], the class ids as floats, −1 where ignored (the fused
-    /// cross-entropy's targets, `model::cross_entropy`)
-    pub classes: Tensor<1>,
+    /// ids: [batch * seq] 0/1 labels, ignored positions hold 0 (binary head only)
+    pub ids: Option<Tensor<1, Int>>,
+    /// weights: [batch * seq], 1 where a target counts, 0 where ignored (binary head only)
+    pub weights: Option<Tensor<1>>,
+    /// classes: [batch * seq], the class ids as floats, −1 where ignored: the fused
+    /// cross-entropy's targets, `model::cross_entropy` (vocabulary and position heads only)
+    pub classes: Option<Tensor<1>>,
     /// Number of targets that count, known on the CPU so the mean needs no device read.
     pub count: usize,
     /// positives: [batch] (projection head only)
@@ -261,17 +262,27 @@ pub struct DeviceTargets {
 impl DeviceTargets {
     pub fn new(prepared: &Prepared, device: &Device) -> Self {
         let n = prepared.targets.len();
-        let ids: Vec<i32> = prepared.targets.iter().map(|&t| t.max(0)).collect();
-        let weights: Vec<f32> = prepared.targets.iter().map(|&t| if t == IGNORE { 0.0 } else { 1.0 }).collect();
-        let classes: Vec<f32> = prepared.targets.iter().map(|&t| if t == IGNORE { -1.0 } else { t as f32 }).collect();
+        let binary = prepared.head == Head::Binary;
+        let ids = binary.then(|| {
+            let ids: Vec<i32> = prepared.targets.iter().map(|&t| t.max(0)).collect();
+            Tensor::from_data(TensorData::new(ids, [n]), device)
+        });
+        let weights = binary.then(|| {
+            let weights: Vec<f32> = prepared.targets.iter().map(|&t| if t == IGNORE { 0.0 } else { 1.0 }).collect();
+            Tensor::from_data(TensorData::new(weights, [n]), device)
+        });
+        let classes = matches!(prepared.head, Head::Vocab | Head::Position).then(|| {
+            let classes: Vec<f32> = prepared.targets.iter().map(|&t| if t == IGNORE { -1.0 } else { t as f32 }).collect();
+            Tensor::from_data(TensorData::new(classes, [n]), device)
+        });
         let positives = (prepared.head == Head::Projection).then(|| {
             let p: Vec<i32> = prepared.positives.iter().map(|&p| p as i32).collect();
             Tensor::from_data(TensorData::new(p, [prepared.batch]), device)
         });
         Self {
-            ids: Tensor::from_data(TensorData::new(ids, [n]), device),
-            weights: Tensor::from_data(TensorData::new(weights, [n]), device),
-            classes: Tensor::from_data(TensorData::new(classes, [n]), device),
+            ids,
+            weights,
+            classes,
             count: prepared.n_targets(),
             positives,
         }
@@ -367,7 +378,8 @@ pub fn token_cross_entropy(logits: Tensor<3>, targets: &DeviceTargets) -> Tensor
     let [b, s, v] = logits.dims();
     // One operation forward and one backward (model/cross_entropy.rs), where burn's
     // log-softmax, gather and weighted mean take ~16 GPU launches.
-    cross_entropy(logits.reshape([b * s, v]), targets.classes.clone(), targets.count)
+    let classes = targets.classes.clone().expect("vocabulary and position targets carry classes");
+    cross_entropy(logits.reshape([b * s, v]), classes, targets.count)
 }
 
 #[cfg(feature = "training")]
@@ -377,10 +389,10 @@ pub fn binary_cross_entropy(logits: Tensor<3>, targets: &DeviceTargets) -> Tenso
     let [b, s, _] = logits.dims();
     // z: [batch * seq]
     let z = logits.reshape([b * s]);
-    let y = targets.ids.clone().float();
+    let y = targets.ids.clone().expect("binary targets carry labels").float();
     // -(y log σ(z) + (1 - y) log σ(-z))
     let per = (y.clone() * log_sigmoid(z.clone()) + (y.neg().add_scalar(1.0)) * log_sigmoid(z.neg())).neg();
-    (per * targets.weights.clone()).sum().mul_scalar(1.0 / targets.count.max(1) as f64)
+    (per * targets.weights.clone().expect("binary targets carry weights")).sum().mul_scalar(1.0 / targets.count.max(1) as f64)
 }
 
 #[cfg(feature = "training")]
