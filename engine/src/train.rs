@@ -46,6 +46,9 @@ pub struct Trainer {
     corpus: Arc<Corpus>,
     /// Plain device (inference, data); `autodiff` is the same device with gradients.
     device: Device,
+    /// Whether [`Trainer::step`] runs in rayon's pool: on flex only.
+    #[cfg(not(target_family = "wasm"))]
+    on_pool: bool,
     autodiff: Device,
     model: Option<Transformer>,
     /// AdamW with the global-norm clipping (fused per parameter, see [`crate::optim`]).
@@ -191,6 +194,8 @@ impl Trainer {
             train: spec.train.clone(),
             seed: run_seed,
             corpus,
+            #[cfg(not(target_family = "wasm"))]
+            on_pool: matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_)),
             device,
             autodiff,
             model: Some(model),
@@ -330,10 +335,19 @@ impl Trainer {
     }
 
     /// One optimiser step. Reads nothing from the device; the loss waits in `pending`.
+    ///
+    /// On flex (natively) the step runs inside rayon's pool, so that its parallel loops start
+    /// without each being injected into the pool from outside. A GPU step stays on the calling
+    /// thread: cubecl gives each thread its own command stream, and `rayon::scope` runs its
+    /// closure on whichever pool thread takes it. A step that ran on another thread than the
+    /// step before it gave other values in 3 of 9 lavapipe processes of the same benchmark
+    /// (`same_steps_on_changing_threads_are_deterministic_on_wgpu`).
     pub fn step(&mut self) {
         #[cfg(not(target_family = "wasm"))]
-        rayon::scope(|_| self.step_here());
-        #[cfg(target_family = "wasm")]
+        if self.on_pool {
+            rayon::scope(|_| self.step_here());
+            return;
+        }
         self.step_here();
     }
 

@@ -522,3 +522,38 @@ fn adamw_kernel_matches_flex_on_wgpu() {
         assert_eq!(on_gpu[6], data[0][..960], "the shared parameter buffer is left alone");
     }
 }
+
+/// The thread each call of the trainer's clock came from: (thread, its index in rayon's pool).
+static CLOCK_THREADS: std::sync::Mutex<Vec<(std::thread::ThreadId, Option<usize>)>> = std::sync::Mutex::new(Vec::new());
+
+fn thread_noting_clock() -> f64 {
+    CLOCK_THREADS.lock().unwrap().push((std::thread::current().id(), rayon::current_thread_index()));
+    0.0
+}
+
+/// A step on the GPU runs on the thread that calls it: cubecl gives each thread its own command
+/// stream, and steps that rayon had moved to another thread than the step before trained to
+/// other weights (the in-place AdamW update across streams; `Trainer::step`). A step on flex
+/// runs inside rayon's pool, where its parallel loops start without injection. The trainer's
+/// clock, read inside the step, tells where it ran.
+#[test]
+fn a_gpu_step_stays_on_the_calling_thread_and_a_cpu_step_runs_in_the_pool() {
+    let spec = tiny_spec(4);
+    let here = std::thread::current().id();
+    let mut cpu = Trainer::new(&spec, 0, repetitive_corpus(), Device::flex()).unwrap();
+    cpu.set_clock(thread_noting_clock);
+    CLOCK_THREADS.lock().unwrap().clear();
+    cpu.step();
+    let seen = std::mem::take(&mut *CLOCK_THREADS.lock().unwrap());
+    assert!(!seen.is_empty() && seen.iter().all(|(_, pool)| pool.is_some()), "a flex step runs in rayon's pool: {seen:?}");
+
+    let Some((device, _alone)) = wgpu_device() else { return };
+    let mut gpu = Trainer::new(&spec, 0, repetitive_corpus(), device).unwrap();
+    gpu.set_clock(thread_noting_clock);
+    for _ in 0..3 {
+        gpu.step();
+    }
+    let seen = std::mem::take(&mut *CLOCK_THREADS.lock().unwrap());
+    assert!(!seen.is_empty() && seen.iter().all(|(thread, _)| *thread == here), "a GPU step runs on the caller's thread: {seen:?} (test thread {here:?})");
+    pollster::block_on(gpu.read_losses()).unwrap();
+}
