@@ -5,7 +5,7 @@
 #   bench/device_check.sh prepare   # here: build, strip and pack what the device needs (~2 min warm)
 #   bench/device_check.sh run       # there: carry [".gpu", ".gl"], timeout_s 540
 #
-# `prepare` writes `.gpu/` (the `objlab` CLI and the engine's test binary, stripped and xz-packed:
+# `prepare` writes `.gpu/` (the `objlab` CLI and the engine's training tests, stripped and xz-packed:
 # a release build is ~90 MB stripped, over the 64 MiB the device tool carries) and downloads the
 # Vulkan loader packages into `.gl/` (the device README's recipe: the image has NVIDIA's driver
 # but no loader). Both folders are in `.gitignore`.
@@ -13,8 +13,8 @@
 # `run` unpacks them and, on the GPU, in this order (the figures first, in case time runs out):
 #   1. objlab's baby GPT on wgpu over Vulkan, 500 steps, in two processes (steps/s, launches, MFU);
 #   2. the same model in PyTorch eager on CUDA (bench/pytorch_baby_gpt.py), so the ratio holds;
-#   3. the engine's wgpu tests (every hand-written kernel's values and gradients against flex)
-#      on the real GPU, `OBJLAB_REQUIRE_WGPU=1` so that a missing adapter fails instead of skipping.
+#   3. engine/tests/training.rs, whose wgpu tests check every hand-written kernel's values and
+#      gradients against flex, on the real GPU, `OBJLAB_REQUIRE_WGPU=1` so that a missing adapter fails instead of skipping.
 # Everything it prints is also under $OUT (device_check.log) for docs/performance.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,7 @@ prepare)
         python3 -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="objlab_engine" and m["profile"]["test"] and m.get("executable"):
+    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="training" and m["profile"]["test"] and m.get("executable"):
         print(m["executable"])')
     mkdir -p .gpu
     for pair in "objlab:$CARGO_TARGET_DIR/release/objlab" "engine_tests:$engine_tests"; do
@@ -71,8 +71,9 @@ run)
     echo "== PyTorch eager, CUDA ($steps steps)"
     timeout 120 python3 bench/pytorch_baby_gpt.py --device cuda --steps "$steps" \
         --data assets/tinyshakespeare.txt || echo "PyTorch bench failed: $?"
-    echo "== the engine's wgpu tests on this GPU"
-    OBJLAB_REQUIRE_WGPU=1 timeout 150 "$bin/engine_tests" wgpu --test-threads=2 || echo "wgpu tests failed: $?"
+    echo "== engine/tests/training.rs on this GPU"
+    # engine/tests/training.rs (the wgpu tests and the rest); the assets from this checkout
+    CARGO_MANIFEST_DIR="$PWD/engine" OBJLAB_REQUIRE_WGPU=1 timeout 150 "$bin/engine_tests" || echo "engine tests failed: $?"
     ;;
 *)
     echo "usage: bench/device_check.sh prepare|run" >&2
