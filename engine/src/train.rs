@@ -39,6 +39,9 @@ struct MixPart {
     params: Params,
 }
 
+/// One run: its model, optimiser, data and pending losses. On a GPU, call its methods from one
+/// thread: cubecl keeps one command stream per thread, and the AdamW kernel's in-place update
+/// of buffers made on another thread's stream trained to wrong weights (see [`Trainer::step`]).
 pub struct Trainer {
     model_config: ModelConfig,
     train: TrainConfig,

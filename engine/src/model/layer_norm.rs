@@ -48,18 +48,18 @@ impl LayerNorm {
         Self::from_scale_shift(Tensor::ones([d_model], device), Tensor::zeros([d_model], device))
     }
 
-    /// With the scale γ and the shift β given: both [d_model].
+    /// With the scale γ and the shift β given: both `[d_model]`.
     pub fn from_scale_shift(gamma: Tensor<1>, beta: Tensor<1>) -> Self {
         Self { affine: Param::from_tensor(Tensor::stack(vec![gamma, beta], 0)), epsilon: 1e-5 }
     }
 
-    /// γ: [d_model] (a view of `affine`'s first row)
+    /// γ: `[d_model]` (a view of `affine`'s first row)
     pub fn gamma(&self) -> Tensor<1> {
         let d = self.affine.dims()[1];
         self.affine.val().narrow(0, 0, 1).reshape([d])
     }
 
-    /// β: [d_model] (a view of `affine`'s second row)
+    /// β: `[d_model]` (a view of `affine`'s second row)
     pub fn beta(&self) -> Tensor<1> {
         let d = self.affine.dims()[1];
         self.affine.val().narrow(0, 1, 1).reshape([d])

@@ -254,7 +254,7 @@ pub struct DeviceTargets {
     pub classes: Option<Tensor<1>>,
     /// Number of targets that count, known on the CPU so the mean needs no device read.
     pub count: usize,
-    /// positives: [batch] (projection head only)
+    /// positives: `[batch]` (projection head only)
     pub positives: Option<Tensor<1, Int>>,
 }
 
@@ -373,7 +373,7 @@ pub trait Objective: Sync {
 
 #[cfg(feature = "training")]
 /// Mean cross-entropy of `logits` against the targets that count.
-/// logits: [batch, seq, classes] -> loss: [1]
+/// logits: `[batch, seq, classes]` -> loss: `[1]`
 pub fn token_cross_entropy(logits: Tensor<3>, targets: &DeviceTargets) -> Tensor<1> {
     let [b, s, v] = logits.dims();
     // One operation forward and one backward (model/cross_entropy.rs), where burn's
@@ -384,7 +384,7 @@ pub fn token_cross_entropy(logits: Tensor<3>, targets: &DeviceTargets) -> Tensor
 
 #[cfg(feature = "training")]
 /// Mean binary cross-entropy of one logit per position against 0/1 labels (ELECTRA's
-/// discriminator loss). logits: [batch, seq, 1] -> loss: [1]
+/// discriminator loss). logits: `[batch, seq, 1]` -> loss: `[1]`
 pub fn binary_cross_entropy(logits: Tensor<3>, targets: &DeviceTargets) -> Tensor<1> {
     let [b, s, _] = logits.dims();
     // z: [batch * seq]

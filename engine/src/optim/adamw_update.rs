@@ -197,7 +197,7 @@ fn composed<B: Backend>(param: FloatTensor<B>, grad: FloatTensor<B>, state: Floa
     (p, B::float_cat(vec![flat(m), flat(v)], 0))
 }
 
-/// On the CPU, one pass over each parameter's arrays ([`Update`]), instead of the composed
+/// On the CPU, one pass over each parameter's arrays (`Update`), instead of the composed
 /// body's eleven operations, each of which allocated and wrote a whole new tensor. A pair is
 /// two passes (the trait's default): the CPU gains nothing from fewer calls.
 impl AdamWOps for Flex {

@@ -37,7 +37,7 @@ const UNITS: u32 = 256;
 
 /// Partial sums of squares of all `tensors`, [GROUP, PARTS], adding up to Σx² over every element
 /// of every tensor (the AdamW kernel adds the 48 up itself). `zeros` is a [GROUP, PARTS] tensor
-/// of zeros and `filler` a [1] zero, both on the tensors' device: the sums of no tensors, and
+/// of zeros and `filler` a `[1]` zero, both on the tensors' device: the sums of no tensors, and
 /// the padding of a last group of fewer than six.
 pub fn partial_sums_of_squares(tensors: Vec<DispatchTensor>, zeros: &Tensor<2>, filler: &Tensor<1>) -> Tensor<2> {
     let mut running: Option<Tensor<2>> = None;

@@ -140,7 +140,7 @@ pub struct HelperUpdate {
 }
 
 /// The helper's answer to come. `Send`, as a run keeps the answer to the job it sent ahead
-/// ([`Ahead`]), and natively a run's step runs on the thread pool.
+/// (`Ahead`), and natively a run's step runs on the thread pool.
 pub type Answer = Pin<Box<dyn Future<Output = Result<HelperReply, String>> + Send>>;
 
 /// The run's side of its link to a helper: the tab's second worker, or an in-process helper in
