@@ -49,9 +49,6 @@ pub struct Trainer {
     corpus: Arc<Corpus>,
     /// Plain device (inference, data); `autodiff` is the same device with gradients.
     device: Device,
-    /// Whether [`Trainer::step`] runs in rayon's pool: on flex only.
-    #[cfg(not(target_family = "wasm"))]
-    on_pool: bool,
     autodiff: Device,
     model: Option<Transformer>,
     /// AdamW with the global-norm clipping (fused per parameter, see [`crate::optim`]).
@@ -197,8 +194,6 @@ impl Trainer {
             train: spec.train.clone(),
             seed: run_seed,
             corpus,
-            #[cfg(not(target_family = "wasm"))]
-            on_pool: matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_)),
             device,
             autodiff,
             model: Some(model),
@@ -344,10 +339,10 @@ impl Trainer {
     /// thread: cubecl gives each thread its own command stream, and `rayon::scope` runs its
     /// closure on whichever pool thread takes it. A step that ran on another thread than the
     /// step before it gave other values in 3 of 9 lavapipe processes of the same benchmark
-    /// (`same_steps_on_changing_threads_are_deterministic_on_wgpu`).
+    /// (`a_gpu_step_stays_on_the_calling_thread_and_a_cpu_step_runs_in_the_pool`).
     pub fn step(&mut self) {
         #[cfg(not(target_family = "wasm"))]
-        if self.on_pool {
+        if matches!(self.device.as_dispatch(), burn::backend::DispatchDevice::Flex(_)) {
             rayon::scope(|_| self.step_here());
             return;
         }
