@@ -34,7 +34,8 @@ fn trains_on_webgpu() {
     let server = StaticServer::start(dist_dir());
     let browser = Browser::start(true);
     open_and_start(&browser, &server, "?preset=tiny&device=gpu&steps=400");
-    // SwiftShader compiles every pipeline on the first step (a minute or more on two cores).
+    // SwiftShader compiles each pipeline the first time a step meets it: ~11 s for the first step
+    // on two cores (over a minute while the tab autotuned, docs/performance.md "In the tab").
     wait_for_steps_and_falling_loss(&browser, 12, Duration::from_secs(600));
     let device = browser.text("device").unwrap();
     assert!(device.starts_with("WebGPU"), "device element names WebGPU: {device:?}");

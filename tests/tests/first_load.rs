@@ -1,6 +1,7 @@
 //! The page's download budget (issue 5): what a visitor fetches before the first training step,
 //! gzipped as a web server would send it. A size is not a timing, so it can be a test: it fails
-//! when a dependency or a build setting brings megabytes back.
+//! when a dependency or a build setting brings megabytes back. And what the first step on
+//! WebGPU waits for: not autotuning, whose absence is a build setting too.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -60,4 +61,31 @@ fn the_plain_worker_needs_no_relaxed_simd_and_the_fma_worker_uses_it() {
     validate(&plain, without).expect("the plain worker validates without relaxed SIMD");
     validate(&fma, without).expect_err("the FMA worker uses relaxed SIMD");
     validate(&fma, without | WasmFeatures::RELAXED_SIMD).expect("the FMA worker validates with it");
+}
+
+/// The worker is built without burn's GPU autotune (`engine/Cargo.toml`): a tab has no cache of
+/// tuned choices, and on wasm cubecl launches every candidate kernel of every tuned operation
+/// with the first step, which then waits for all of them (69.5 s instead of 11.2 s for the
+/// `tiny` preset on WebGPU in headless Chromium, docs/performance.md). Feature unification
+/// would bring it back silently from any crate that asks for burn's or burn-cubecl's defaults;
+/// cargo's own feature tree of the worker says whether anything does.
+#[test]
+fn the_worker_is_built_without_gpu_autotune() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["tree", "--locked", "-e", "features", "--target", "wasm32-unknown-unknown", "-p", "objlab-worker", "-i", "burn-cubecl"])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cargo tree runs");
+    assert!(out.status.success(), "cargo tree failed");
+    let tree = String::from_utf8_lossy(&out.stdout);
+    // The tree is the right one: the worker's GPU backend, with its fusion.
+    assert!(tree.contains("burn-cubecl feature \"fusion\""), "{tree}");
+    let tuned: Vec<&str> = tree.lines().filter(|l| l.contains("feature \"autotune\"")).collect();
+    assert!(
+        tuned.is_empty(),
+        "the worker's wasm turns on burn's GPU autotune, which delays the tab's first WebGPU step by every \
+         candidate kernel: {tuned:?}\n{tree}"
+    );
 }
