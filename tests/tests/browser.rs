@@ -35,8 +35,14 @@ fn trains_on_webgpu() {
     let browser = Browser::start(true);
     open_and_start(&browser, &server, "?preset=tiny&device=gpu&steps=400");
     // SwiftShader compiles each pipeline the first time a step meets it: ~11 s for the first step
-    // on two cores (over a minute while the tab autotuned, docs/performance.md "In the tab").
+    // on two cores (over a minute while the tab autotuned, docs/performance.md "In the tab"), and
+    // the page says it is waiting for that step, not training at step 0.
+    browser.wait_for("the first step's state", Duration::from_secs(120), |b| {
+        b.text("state").filter(|s| s.starts_with("starting")).map(|_| ())
+    });
+    assert_eq!(browser.eval("return document.querySelector('[data-testid=\"run-state\"]').textContent"), "starting");
     wait_for_steps_and_falling_loss(&browser, 12, Duration::from_secs(600));
+    assert_eq!(browser.text("state").as_deref(), Some("training"));
     let device = browser.text("device").unwrap();
     assert!(device.starts_with("WebGPU"), "device element names WebGPU: {device:?}");
     // The representation views ran on the GPU too: the WGSL PCA / CKA kernels in the worker.

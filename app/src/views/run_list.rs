@@ -9,10 +9,12 @@ use objlab_engine::protocol::{RunState, ToWorker};
 use crate::lab::{Lab, RunView};
 use crate::worker_link;
 
-fn state_word(state: RunState) -> &'static str {
+/// `first_step`: training, but no step finished yet (the first compiles the device's kernels).
+fn state_word(state: RunState, first_step: bool) -> &'static str {
     match state {
         RunState::Idle => "ready",
         RunState::Loading => "loading",
+        RunState::Running if first_step => "starting",
         RunState::Running => "training",
         RunState::Paused => "paused",
         RunState::Stopped => "stopped",
@@ -37,7 +39,7 @@ fn RunRow(lab: Lab, run: RunView) -> impl IntoView {
         }
     };
     view! {
-        <tr data-testid="run-row" data-run=id.to_string() data-state=move || state_word(run.state.get())
+        <tr data-testid="run-row" data-run=id.to_string() data-state=move || state_word(run.state.get(), run.step.get() == 0)
             class:selected=move || lab.selected.get() == Some(id)>
             <td>
                 <input type="checkbox" data-testid="run-visible" title="show this run's curves"
@@ -53,7 +55,7 @@ fn RunRow(lab: Lab, run: RunView) -> impl IntoView {
                     </span>
                 </Show>
             </td>
-            <td data-testid="run-state">{move || state_word(run.state.get())}</td>
+            <td data-testid="run-state">{move || state_word(run.state.get(), run.step.get() == 0)}</td>
             <td data-testid="run-step">{move || format!("{} / {}", run.step.get(), run.steps.get())}</td>
             <td data-testid="run-speed">{move || format!("{:.2} steps/s", run.steps_per_s.get())}</td>
             <td class="run-buttons">

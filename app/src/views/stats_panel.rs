@@ -5,10 +5,14 @@ use objlab_engine::protocol::RunState;
 
 use crate::lab::{Lab, RunView};
 
-fn state_text(state: RunState) -> &'static str {
+/// `first_step`: the run trains but has not finished a step yet. That step can be long (on
+/// WebGPU it compiles every kernel the model uses: seconds on a GPU, nearly a minute for baby
+/// GPT on a software renderer), so it says so instead of "training" at step 0.
+fn state_text(state: RunState, first_step: bool) -> &'static str {
     match state {
         RunState::Idle => "ready",
         RunState::Loading => "loading corpus and device…",
+        RunState::Running if first_step => "starting: the first step…",
         RunState::Running => "training",
         RunState::Paused => "paused",
         RunState::Stopped => "stopped",
@@ -32,7 +36,10 @@ pub fn StatsPanel(lab: Lab) -> impl IntoView {
     let number = move |f: fn(&RunView) -> f64| run().map_or(0.0, |r| f(&r));
     view! {
         <section class="stats">
-            <div><span class="label">"state"</span><span data-testid="state">{move || state_text(lab.state())}</span></div>
+            <div title="the first step waits for the device: on WebGPU it compiles every kernel the model uses">
+                <span class="label">"state"</span>
+                <span data-testid="state">{move || state_text(lab.state(), run().is_some_and(|r| r.step.get() == 0))}</span>
+            </div>
             <div><span class="label">"step"</span>
                 <span data-testid="step">{move || run().map_or(0, |r| r.step.get())}</span>
                 <span class="of">{move || format!(" / {}", run().map_or(0, |r| r.steps.get()))}</span></div>
