@@ -84,7 +84,7 @@ mod kernel {
         let mut r = UNIT_POS_X;
         while r < rows {
             let c = targets[r as usize];
-            if c >= F::new(0.0) && c < F::cast_from(classes) {
+            if counts::<F>(c, classes) {
                 let start = r * classes;
                 let lse = log_sum_exp::<F>(logits, start, classes);
                 total += lse - logits[(start + u32::cast_from(c)) as usize];
@@ -116,7 +116,7 @@ mod kernel {
         }
         let start = r * classes;
         let c = targets[r as usize];
-        if c >= F::new(0.0) && c < F::cast_from(classes) {
+        if counts::<F>(c, classes) {
             let g = d_loss[0] * F::cast_from(scale);
             let class = u32::cast_from(c);
             let lse = log_sum_exp::<F>(logits, start, classes);
@@ -134,6 +134,13 @@ mod kernel {
                 d_logits[(start + k) as usize] = F::new(0.0);
             }
         }
+    }
+
+    /// Whether a row whose target is `c` counts: a class in [0, classes) (−1 marks an ignored
+    /// position), as `class` in `cross_entropy.rs` decides on the CPU.
+    #[cube]
+    fn counts<F: Float>(c: F, classes: u32) -> bool {
+        c >= F::new(0.0) && c < F::cast_from(classes)
     }
 
     /// ln Σ_k e^(z_k) over the row z = logits[start..start + classes], shifted by its maximum.
