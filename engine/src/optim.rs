@@ -22,6 +22,18 @@ mod sum_squares;
 pub use adamw_update::{AdamWOps, ParamUpdate, StepConstants, adamw_update_all};
 pub use sum_squares::{GROUP, PARTS, SumSquaresOps, partial_sums_of_squares};
 
+/// Whether a kernel may write into `t`'s buffer in place: nothing else holds the buffer, and it
+/// was made on the command stream of the calling thread. cubecl gives each thread its own
+/// stream and records on a buffer's handle the stream that made it, so that a reader on another
+/// stream first waits for that one. A write in place from a second stream is not recorded: a
+/// later reader on the first stream would not wait for it, and read the old values or half of
+/// the new (steps moved to a second thread trained to other weights, docs/performance.md "Known
+/// problems"; `an_update_in_place_on_another_thread_is_seen_by_the_first` in
+/// engine/tests/training.rs). A copy made here belongs to this stream, so readers wait for it.
+pub(crate) fn writable_in_place(t: &burn_cubecl::tensor::CubeTensor) -> bool {
+    t.can_mut() && t.handle.stream == cubecl_environment::stream::StreamId::current()
+}
+
 use std::collections::HashMap;
 
 use burn::backend::DispatchTensor;

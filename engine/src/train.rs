@@ -39,9 +39,11 @@ struct MixPart {
     params: Params,
 }
 
-/// One run: its model, optimiser, data and pending losses. On a GPU, call its methods from one
-/// thread: cubecl keeps one command stream per thread, and the AdamW kernel's in-place update
-/// of buffers made on another thread's stream trained to wrong weights (see [`Trainer::step`]).
+/// One run: its model, optimiser, data and pending losses. On a GPU, best call its methods from
+/// one thread: cubecl keeps one command stream per thread, and a step on another thread than
+/// the step before copies the parameters and AdamW's state instead of updating them in place
+/// (a write in place from another stream was not waited for: `optim::writable_in_place`), which
+/// is right but costs a copy of each.
 pub struct Trainer {
     model_config: ModelConfig,
     train: TrainConfig,
@@ -337,9 +339,11 @@ impl Trainer {
     /// On flex (natively) the step runs inside rayon's pool, so that its parallel loops start
     /// without each being injected into the pool from outside. A GPU step stays on the calling
     /// thread: cubecl gives each thread its own command stream, and `rayon::scope` runs its
-    /// closure on whichever pool thread takes it. A step that ran on another thread than the
-    /// step before it gave other values in 3 of 9 lavapipe processes of the same benchmark
-    /// (`a_gpu_step_stays_on_the_calling_thread_and_a_cpu_step_runs_in_the_pool`).
+    /// closure on whichever pool thread takes it, so steps would move from stream to stream.
+    /// That once trained to other values (3 of 9 lavapipe processes of the same benchmark; the
+    /// in-place update, now copied across streams, see [`Trainer`]) and still costs copies
+    /// (`a_gpu_step_stays_on_the_calling_thread_and_a_cpu_step_runs_in_the_pool`,
+    /// `a_gpu_run_moved_to_another_thread_trains_the_same`).
     pub fn step(&mut self) {
         #[cfg(not(target_family = "wasm"))]
         if matches!(self.device.as_dispatch(), burn::backend::DispatchDevice::Flex(_)) {

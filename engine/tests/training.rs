@@ -557,3 +557,66 @@ fn a_gpu_step_stays_on_the_calling_thread_and_a_cpu_step_runs_in_the_pool() {
     assert!(!seen.is_empty() && seen.iter().all(|(thread, _)| *thread == here), "a GPU step runs on the caller's thread: {seen:?} (test thread {here:?})");
     pollster::block_on(gpu.read_losses()).unwrap();
 }
+
+/// AdamW's kernel updates a parameter and its state in place where it may
+/// (`optim::writable_in_place`). cubecl gives each thread its own command stream and makes a
+/// reader on one stream wait for the stream that *made* a buffer; a write in place from another
+/// stream was not waited for, so updates taken on a second thread were missed by the next step
+/// on the first (every moved step changed the result; now the same to the bit). A parameter
+/// made on another thread's stream is copied instead.
+#[test]
+fn an_update_in_place_on_another_thread_is_seen_by_the_first() {
+    use objlab_engine::burn::tensor::Distribution;
+    use objlab_engine::optim::{ParamUpdate, StepConstants, adamw_update_all};
+    let Some((device, _alone)) = wgpu_device() else { return };
+    const C: StepConstants = StepConstants { beta1: 0.9, beta2: 0.99, epsilon: 1e-8, decay: 0.999, step_size: 0.01, bias2: 0.02, max_norm: 0.0 };
+    // one step: a gradient from p in new buffers, then the update of p and its state [m, v]
+    fn step(p: Tensor<2>, s: Tensor<1>, x: &Tensor<2>) -> (Tensor<2>, Tensor<1>) {
+        // x: [64, 32], p: [32, 32] -> g: [32, 32]
+        let g = x.clone().transpose().matmul(x.clone().matmul(p.clone())) / 64.0;
+        let partials = Tensor::<2>::zeros([1, 1], &p.device());
+        let update = ParamUpdate { param: p.into_dispatch(), grad: g.into_dispatch(), state: s.into_dispatch() };
+        let (p, s) = adamw_update_all(vec![update], &partials, C).pop().unwrap();
+        (Tensor::from_dispatch(p), Tensor::from_dispatch(s))
+    }
+    // six steps, those marked true on a thread of their own
+    let run = |moved: [bool; 6]| -> Vec<f32> {
+        device.seed(7);
+        let x = Tensor::<2>::random([64, 32], Distribution::Normal(0.0, 1.0), &device);
+        let (mut p, mut s) = (Tensor::<2>::ones([32, 32], &device), Tensor::<1>::zeros([2 * 32 * 32], &device));
+        for elsewhere in moved {
+            (p, s) = if elsewhere {
+                let x = x.clone();
+                std::thread::scope(|scope| scope.spawn(move || step(p, s, &x)).join().unwrap())
+            } else {
+                step(p, s, &x)
+            };
+        }
+        p.into_data().to_vec::<f32>().unwrap()
+    };
+    let here = run([false; 6]);
+    for moved in [[false, true, false, false, false, false], [false, true, true, false, true, false], [false, false, true, true, false, false]] {
+        assert_eq!(run(moved), here, "steps {moved:?} on another thread");
+    }
+}
+
+/// The same at the trainer's scale: baby GPT's tiny sibling, steps 2 and 3 of 4 taken on
+/// another thread (the lab keeps a GPU run on one thread, see `Trainer::step`, but nothing
+/// stops a caller from moving it), gives the losses of four steps on one thread.
+#[test]
+fn a_gpu_run_moved_to_another_thread_trains_the_same() {
+    let Some((device, _alone)) = wgpu_device() else { return };
+    let spec = tiny_spec(4);
+    let here = train_losses(&spec, repetitive_corpus(), device.clone(), 4);
+    let mut t = Trainer::new(&spec, 0, repetitive_corpus(), device).unwrap();
+    t.step();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            t.step();
+            t.step();
+        });
+    });
+    t.step();
+    let moved: Vec<f32> = pollster::block_on(t.read_losses()).unwrap().into_iter().map(|(_, l)| l).collect();
+    assert_eq!(moved, here, "losses with steps 2 and 3 on another thread");
+}

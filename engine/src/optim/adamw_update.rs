@@ -373,11 +373,11 @@ fn launch(a: [CubeTensor; 3], b: Option<[CubeTensor; 3]>, partials: CubeTensor, 
     [param_a, state_a, param_b, state_b]
 }
 
-/// The tensor itself when nothing else holds its buffer and it is contiguous; a contiguous copy
-/// otherwise (the kernel writes into it).
+/// The tensor itself when it is contiguous and may be written in place
+/// ([`super::writable_in_place`]); a contiguous copy otherwise (the kernel writes into it).
 fn writable(t: CubeTensor) -> CubeTensor {
     let t = into_contiguous(t);
-    if t.can_mut() { t } else { t.copy() }
+    if super::writable_in_place(&t) { t } else { t.copy() }
 }
 
 mod kernel {

@@ -113,10 +113,11 @@ fn launch(running: Option<CubeTensor>, inputs: [CubeTensor; GROUP]) -> CubeTenso
     }
     let [a, b, c, d, e, f] = inputs.map(dense);
     // Added to in place: the running sum's own buffer (a copy of it when something else
-    // holds that buffer), or a new one that the kernel writes rather than adds to.
+    // holds that buffer or another thread's stream made it), or a new one that the kernel
+    // writes rather than adds to.
     let accumulate = running.is_some();
     let running = match running.map(into_contiguous) {
-        Some(running) if running.can_mut() => running,
+        Some(running) if super::writable_in_place(&running) => running,
         Some(running) => running.copy(),
         None => burn_cubecl::ops::numeric::empty_device_dtype(a.client.clone(), a.device.clone(), Shape::new([GROUP, PARTS]), a.dtype),
     };
