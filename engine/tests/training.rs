@@ -592,7 +592,7 @@ fn an_update_in_place_on_another_thread_is_seen_by_the_first() {
                 step(p, s, &x)
             };
         }
-        p.into_data().to_vec::<f32>().unwrap()
+        p.into_data().try_to_vec::<f32>().unwrap()
     };
     let here = run([false; 6]);
     for moved in [[false, true, false, false, false, false], [false, true, true, false, true, false], [false, false, true, true, false, false]] {
