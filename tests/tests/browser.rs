@@ -40,7 +40,7 @@ fn trains_on_webgpu() {
     browser.wait_for("the first step's state", Duration::from_secs(120), |b| {
         b.text("state").filter(|s| s.starts_with("starting")).map(|_| ())
     });
-    assert_eq!(browser.eval("return document.querySelector('[data-testid=\"run-state\"]').textContent"), "starting");
+    assert_eq!(browser.text("run-state").as_deref(), Some("starting"));
     wait_for_steps_and_falling_loss(&browser, 12, Duration::from_secs(600));
     assert_eq!(browser.text("state").as_deref(), Some("training"));
     let device = browser.text("device").unwrap();
