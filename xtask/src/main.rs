@@ -462,11 +462,7 @@ fn bench(args: &[String]) -> Result<(), String> {
     say("baby GPT steps/s, same machine:  device | objlab | PyTorch eager | ratio");
     for (device, ours, theirs) in &table {
         let f = |v: &Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.2}"));
-        let ratio = match (ours, theirs) {
-            (Some(a), Some(b)) if *b > 0.0 => format!("{:.2}×", a / b),
-            _ => "—".into(),
-        };
-        say(&format!("  {device} | {} | {} | {ratio}", f(ours), f(theirs)));
+        say(&format!("  {device} | {} | {} | {}", f(ours), f(theirs), ratio(*ours, *theirs)));
     }
 
     // 2. The workspace: 1, 3 and 6 runs side by side, with the snapshot cost.
@@ -491,7 +487,8 @@ fn bench(args: &[String]) -> Result<(), String> {
         let dist = build_page()?;
         // SwiftShader takes ~20 s a baby-GPT step on two cores: few steps there, one run.
         let mut tab_gpu = None;
-        for (device, n, runs) in [("cpu", "20", "1"), ("cpu", "30", "3"), ("cpu", "60", "6"), ("gpu", "3", "1")] {
+        let gpu_steps = "3";
+        for (device, n, runs) in [("cpu", "20", "1"), ("cpu", "30", "3"), ("cpu", "60", "6"), ("gpu", gpu_steps, "1")] {
             say(&format!("baby GPT in headless Chromium on {device}: {runs} run(s), {n} steps in all after each run's first"));
             let mut c = cargo();
             c.args(["run", "--quiet", "--release", "-p", "objlab-e2e", "--bin", "browser-bench", "--", "baby-gpt", device, n, runs])
@@ -501,7 +498,7 @@ fn bench(args: &[String]) -> Result<(), String> {
                 tab_gpu = json_number(&report, "steps_per_s");
             }
         }
-        tab_against_native_on_swiftshader(&objlab, &data, tab_gpu);
+        tab_against_native_on_swiftshader(&objlab, &data, gpu_steps, tab_gpu);
     }
     Ok(())
 }
@@ -513,22 +510,26 @@ const SWIFTSHADER_ICD: &str = "/usr/lib/chromium/vk_swiftshader_icd.json";
 /// native wgpu on Chromium's own SwiftShader (its Vulkan driver), beside the tab's baby-GPT
 /// figure on the same SwiftShader. A CPU rasteriser, so a comparison of the two hosts'
 /// overheads, not a GPU figure (docs/performance.md, "In the tab").
-fn tab_against_native_on_swiftshader(objlab: &Path, data: &Path, tab: Option<f64>) {
+fn tab_against_native_on_swiftshader(objlab: &Path, data: &Path, steps: &str, tab: Option<f64>) {
     if !Path::new(SWIFTSHADER_ICD).exists() {
         say(&format!("no {SWIFTSHADER_ICD}: no native figure on the tab's software GPU"));
         return;
     }
-    say("baby GPT natively on the same SwiftShader (its Vulkan driver), 3 timed steps");
+    say(&format!("baby GPT natively on the same SwiftShader (its Vulkan driver), {steps} timed steps"));
     let mut c = Command::new(objlab);
-    c.args(["bench", "--preset", "baby-gpt", "--device", "gpu", "--software", "--steps", "3"])
+    c.args(["bench", "--preset", "baby-gpt", "--device", "gpu", "--software", "--steps", steps])
         .arg("--data")
         .arg(data)
         .env("VK_DRIVER_FILES", SWIFTSHADER_ICD);
     let native = report_of(c).ok().and_then(|r| json_number(&r, "steps_per_s"));
     let f = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.3}"));
-    let ratio = match (tab, native) {
-        (Some(t), Some(n)) if n > 0.0 => format!("{:.2}×", t / n),
+    say(&format!("baby GPT steps/s on SwiftShader:  tab (WebGPU) {} | native wgpu {} | tab/native {}", f(tab), f(native), ratio(tab, native)));
+}
+
+/// `a / b` as "0.71×", or "—" without both figures.
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
         _ => "—".into(),
-    };
-    say(&format!("baby GPT steps/s on SwiftShader:  tab (WebGPU) {} | native wgpu {} | tab/native {ratio}", f(tab), f(native)));
+    }
 }
