@@ -89,3 +89,73 @@ fn the_worker_is_built_without_gpu_autotune() {
          candidate kernel: {tuned:?}\n{tree}"
     );
 }
+
+/// The training worker runs its static constructors once, itself (`worker/src/worker.rs`,
+/// `run_static_constructors`), so the linker does not wrap its exports.
+///
+/// A wasm binary that never calls `__wasm_call_ctors` is a "command" to wasm-ld, which makes
+/// every exported function call all the constructors first (about 1,500 of them: the GPU
+/// kernel compiler's `inventory` registrations). wasm-bindgen's glue calls an export for every
+/// JavaScript value Rust makes or drops, so that cost ~0.6 ms per value, ~9 ms of each kernel
+/// launch on WebGPU, and made the tab's WebGPU training 1.7× slower (docs/performance.md, "In the
+/// tab"). Without names (the published wasm drops them) the wrapping shows in the code: the
+/// exports the linker made (8 of the worker's 20; wasm-bindgen adds the rest after linking) all
+/// start by calling one and the same function; unwrapped, no two exports start with the same call.
+#[test]
+fn the_worker_runs_its_constructors_once() {
+    let dist = dist_dir();
+    for name in ["objlab-worker_bg.wasm", "objlab-worker-fma_bg.wasm"] {
+        let bytes = std::fs::read(dist.join(name)).unwrap_or_else(|e| panic!("{name}: {e} (build the page first)"));
+        let (exported, first_callee) = exports_first_calls(&bytes);
+        let most = first_callee.values().max().copied().unwrap_or(0);
+        println!("{name}: {exported} exported functions; at most {most} of them start by calling the same function");
+        assert!(exported >= 5, "{name}: only {exported} exported functions, is this wasm-bindgen's output?");
+        assert!(
+            most < 3,
+            "{name}: {most} of its {exported} exported functions start by calling the same function: wasm-ld \
+             wrapped them to run every static constructor on each call from JavaScript. The worker's `main` \
+             must call `__wasm_call_ctors` itself (worker/src/worker.rs, `run_static_constructors`)"
+        );
+    }
+}
+
+/// How many functions a module exports, and for each function that some exported function calls
+/// as its very first instruction, how many exported functions do.
+fn exports_first_calls(bytes: &[u8]) -> (usize, std::collections::HashMap<u32, usize>) {
+    use wasmparser::{ExternalKind, Operator, Parser, Payload, TypeRef};
+    let mut imported_functions = 0u32;
+    let mut exported = std::collections::HashSet::new();
+    let mut first_calls = std::collections::HashMap::new();
+    let mut body_index = 0u32;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.expect("a valid wasm file") {
+            Payload::ImportSection(imports) => {
+                for import in imports.into_imports() {
+                    if matches!(import.expect("an import").ty, TypeRef::Func(_) | TypeRef::FuncExact(_)) {
+                        imported_functions += 1;
+                    }
+                }
+            }
+            Payload::ExportSection(exports) => {
+                for export in exports {
+                    let export = export.expect("an export");
+                    if export.kind == ExternalKind::Func {
+                        exported.insert(export.index);
+                    }
+                }
+            }
+            Payload::CodeSectionEntry(body) => {
+                let index = imported_functions + body_index;
+                body_index += 1;
+                if exported.contains(&index) {
+                    let mut ops = body.get_operators_reader().expect("a function body");
+                    if let Ok(Operator::Call { function_index }) = ops.read() {
+                        *first_calls.entry(function_index).or_insert(0) += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (exported.len(), first_calls)
+}

@@ -131,8 +131,37 @@ impl log::Log for ConsoleLog {
 
 static CONSOLE_LOG: ConsoleLog = ConsoleLog;
 
-/// The worker's entry point: installs the panic reporter and the message handler.
+// The linker's function that runs every static constructor of the module once (the GPU
+// backend's kernel compiler registers its IR dialects through `inventory`: ~1,500 of them).
+#[cfg(target_family = "wasm")]
+unsafe extern "C" {
+    fn __wasm_call_ctors();
+}
+
+/// Runs the module's static constructors, once, before anything else.
+///
+/// Why by hand: the worker is a binary, and wasm-ld treats a binary that never calls
+/// `__wasm_call_ctors` itself as a "command", wrapping *every* export so that each call from
+/// JavaScript into the module runs all the constructors again first. wasm-bindgen's glue calls
+/// exports for every JavaScript value Rust makes or drops (`__externref_table_alloc`/`_dealloc`),
+/// so each WebGPU call paid for ~1,500 constructors: ~0.6 ms per value, ~9 ms per kernel launch
+/// in Chromium (docs/performance.md, "In the tab"). Calling it from `main` tells the linker that
+/// the module runs them itself, so no export is wrapped (the `inventory` crate's documentation
+/// recommends exactly this). Checked by `the_worker_runs_its_constructors_once`
+/// (tests/tests/first_load.rs).
+fn run_static_constructors() {
+    // SAFETY: called once, first thing in `main`, before any code that reads what the
+    // constructors register.
+    #[cfg(target_family = "wasm")]
+    unsafe {
+        __wasm_call_ctors()
+    }
+}
+
+/// The worker's entry point: runs the static constructors, installs the panic reporter and the
+/// message handler.
 pub fn start() {
+    run_static_constructors();
     if log::set_logger(&CONSOLE_LOG).is_ok() {
         log::set_max_level(log::LevelFilter::Warn);
     }
