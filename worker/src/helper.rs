@@ -16,10 +16,10 @@
 //! between the buffer and this module's memory, so Rust hands over and receives only numbers
 //! (addresses and lengths); the floats are copied straight from the slice being sent and into
 //! the `Vec` that the receiver keeps, so that Rust does not copy 3 MB of gradients again. The
-//! layout is Rust's alone ([`floats_at`]): JavaScript is told where the floats start. Why: in
-//! this worker every JavaScript value that Rust makes or receives costs ~0.6 ms (Chromium 156;
-//! wasm-bindgen's externref table), while a call with numbers costs microseconds; a step's
-//! three messages had made or received ~20 such values.
+//! layout is Rust's alone ([`floats_at`]): JavaScript is told where the floats start. Why: a
+//! call with numbers is the cheapest way across, and a step's three messages had made or
+//! received ~20 JavaScript values, each of which cost ~0.6 ms while every call into the module
+//! reran its static constructors (fixed since: `worker.rs`, `run_static_constructors`).
 //! The answer's watchdog is made once too, and the step waits for its answer on a Rust
 //! future, not a `Promise`.
 //!

@@ -89,8 +89,9 @@ struct Shared {
 
 thread_local! {
     static SHARED: RefCell<Shared> = RefCell::new(Shared::default());
-    /// This worker's global scope, looked up once: in this worker every new JavaScript value
-    /// costs ~0.6 ms (Chromium 156; `helper.rs` says more), a borrowed one microseconds.
+    /// This worker's global scope, looked up once: a borrowed JavaScript value is cheaper than a
+    /// new one (which cost ~0.6 ms here while every call into the module reran the static
+    /// constructors, see `run_static_constructors`).
     static SCOPE: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
 }
 
@@ -435,9 +436,9 @@ async fn sleep(ms: i32) {
 /// every duration it reports, down to the parts of a benchmark step that take under a
 /// millisecond.
 ///
-/// The `Performance` object is looked up once: in this worker every new `JsValue` (here
-/// `self` and `performance()`, each a fresh externref) costs ~0.6 ms in Chromium 156, so
-/// the lookup made each clock read cost ~1.2 ms, a split step's 11 reads ~13 ms.
+/// The `Performance` object is looked up once: the lookup makes two new `JsValue`s (`self` and
+/// `performance()`), which made each clock read cost ~1.2 ms while every call into the module
+/// reran the static constructors (`run_static_constructors`), a split step's 11 reads ~13 ms.
 pub fn precise_ms() -> f64 {
     thread_local! {
         static PERFORMANCE: Option<web_sys::Performance> = with_scope(|s| s.performance());
