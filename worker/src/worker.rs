@@ -148,7 +148,7 @@ unsafe extern "C" {
 /// so each WebGPU call paid for ~1,500 constructors: ~0.6 ms per value, ~9 ms per kernel launch
 /// in Chromium (docs/performance.md, "In the tab"). Calling it from `main` tells the linker that
 /// the module runs them itself, so no export is wrapped (the `inventory` crate's documentation
-/// recommends exactly this). Checked by `the_worker_runs_its_constructors_once`
+/// recommends exactly this). Checked by `each_wasm_runs_its_constructors_once`
 /// (tests/tests/first_load.rs).
 fn run_static_constructors() {
     // SAFETY: called once, first thing in `main`, before any code that reads what the
