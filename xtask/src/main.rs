@@ -486,19 +486,29 @@ fn bench(args: &[String]) -> Result<(), String> {
         ensure_test_tools()?;
         let dist = build_page()?;
         // SwiftShader takes ~20 s a baby-GPT step on two cores: few steps there, one run.
+        let browser_bench = |preset: &str, device: &str, n: &str, runs: &str| {
+            let mut c = cargo();
+            c.args(["run", "--quiet", "--release", "-p", "objlab-e2e", "--bin", "browser-bench", "--", preset, device, n, runs])
+                .env("OBJLAB_DIST", &dist);
+            report_of(c).map_err(|e| format!("browser benchmark: {e}"))
+        };
         let mut tab_gpu = None;
         let gpu_steps = "3";
         for (device, n, runs) in [("cpu", "20", "1"), ("cpu", "30", "3"), ("cpu", "60", "6"), ("gpu", gpu_steps, "1")] {
             say(&format!("baby GPT in headless Chromium on {device}: {runs} run(s), {n} steps in all after each run's first"));
-            let mut c = cargo();
-            c.args(["run", "--quiet", "--release", "-p", "objlab-e2e", "--bin", "browser-bench", "--", "baby-gpt", device, n, runs])
-                .env("OBJLAB_DIST", &dist);
-            let report = report_of(c).map_err(|e| format!("browser benchmark: {e}"))?;
+            let report = browser_bench("baby-gpt", device, n, runs)?;
             if device == "gpu" {
                 tab_gpu = json_number(&report, "steps_per_s");
             }
         }
-        tab_against_native_on_swiftshader(&objlab, &data, gpu_steps, tab_gpu);
+        tab_against_native_on_swiftshader(&objlab, &data, "baby-gpt", gpu_steps, tab_gpu);
+        // The small model, where the tab's host work per launch shows (baby GPT's SwiftShader
+        // arithmetic hid a 50× slower worker, docs/performance.md "In the tab"); its losses are
+        // read every 20 steps in both, as baby GPT's are every 10.
+        let tiny_steps = "20";
+        say(&format!("tiny in headless Chromium on gpu: 1 run, {tiny_steps} steps after its first, losses every 20 steps"));
+        let tab_tiny = json_number(&browser_bench("tiny&log_every=20", "gpu", tiny_steps, "1")?, "steps_per_s");
+        tab_against_native_on_swiftshader(&objlab, &data, "tiny", tiny_steps, tab_tiny);
     }
     Ok(())
 }
@@ -507,23 +517,23 @@ fn bench(args: &[String]) -> Result<(), String> {
 const SWIFTSHADER_ICD: &str = "/usr/lib/chromium/vk_swiftshader_icd.json";
 
 /// Issue 5's "tab on WebGPU within 1.5× of native wgpu" on the one device both can run on here:
-/// native wgpu on Chromium's own SwiftShader (its Vulkan driver), beside the tab's baby-GPT
-/// figure on the same SwiftShader. A CPU rasteriser, so a comparison of the two hosts'
+/// native wgpu on Chromium's own SwiftShader (its Vulkan driver), beside the tab's figure for
+/// `preset` on the same SwiftShader. A CPU rasteriser, so a comparison of the two hosts'
 /// overheads, not a GPU figure (docs/performance.md, "In the tab").
-fn tab_against_native_on_swiftshader(objlab: &Path, data: &Path, steps: &str, tab: Option<f64>) {
+fn tab_against_native_on_swiftshader(objlab: &Path, data: &Path, preset: &str, steps: &str, tab: Option<f64>) {
     if !Path::new(SWIFTSHADER_ICD).exists() {
         say(&format!("no {SWIFTSHADER_ICD}: no native figure on the tab's software GPU"));
         return;
     }
-    say(&format!("baby GPT natively on the same SwiftShader (its Vulkan driver), {steps} timed steps"));
+    say(&format!("{preset} natively on the same SwiftShader (its Vulkan driver), {steps} timed steps"));
     let mut c = Command::new(objlab);
-    c.args(["bench", "--preset", "baby-gpt", "--device", "gpu", "--software", "--steps", steps])
+    c.args(["bench", "--preset", preset, "--device", "gpu", "--software", "--steps", steps])
         .arg("--data")
         .arg(data)
         .env("VK_DRIVER_FILES", SWIFTSHADER_ICD);
     let native = report_of(c).ok().and_then(|r| json_number(&r, "steps_per_s"));
     let f = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.3}"));
-    say(&format!("baby GPT steps/s on SwiftShader:  tab (WebGPU) {} | native wgpu {} | tab/native {}", f(tab), f(native), ratio(tab, native)));
+    say(&format!("{preset} steps/s on SwiftShader:  tab (WebGPU) {} | native wgpu {} | tab/native {}", f(tab), f(native), ratio(tab, native)));
 }
 
 /// `a / b` as "0.71×", or "—" without both figures.
