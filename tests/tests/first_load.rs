@@ -94,7 +94,7 @@ fn the_worker_is_built_without_gpu_autotune() {
 /// `run_static_constructors`), so the linker does not wrap its exports (nor the page's).
 ///
 /// A wasm binary that never calls `__wasm_call_ctors` is a "command" to wasm-ld, which makes
-/// every exported function call all the constructors first (about 1,500 of them: the GPU
+/// every exported function call all the constructors first (about 4,900 of them: the GPU
 /// kernel compiler's `inventory` registrations). wasm-bindgen's glue calls an export for every
 /// JavaScript value Rust makes or drops, so that cost ~0.6 ms per value, ~9 ms of each kernel
 /// launch on WebGPU, and made the tab's WebGPU training 1.7× slower (docs/performance.md, "In the

@@ -133,7 +133,7 @@ impl log::Log for ConsoleLog {
 static CONSOLE_LOG: ConsoleLog = ConsoleLog;
 
 // The linker's function that runs every static constructor of the module once (the GPU
-// backend's kernel compiler registers its IR dialects through `inventory`: ~1,500 of them).
+// backend's kernel compiler registers its IR dialects through `inventory`: ~4,900 of them).
 #[cfg(target_family = "wasm")]
 unsafe extern "C" {
     fn __wasm_call_ctors();
@@ -145,7 +145,7 @@ unsafe extern "C" {
 /// `__wasm_call_ctors` itself as a "command", wrapping *every* export so that each call from
 /// JavaScript into the module runs all the constructors again first. wasm-bindgen's glue calls
 /// exports for every JavaScript value Rust makes or drops (`__externref_table_alloc`/`_dealloc`),
-/// so each WebGPU call paid for ~1,500 constructors: ~0.6 ms per value, ~9 ms per kernel launch
+/// so each WebGPU call paid for ~4,900 constructors: ~0.6 ms per value, ~9 ms per kernel launch
 /// in Chromium (docs/performance.md, "In the tab"). Calling it from `main` tells the linker that
 /// the module runs them itself, so no export is wrapped (the `inventory` crate's documentation
 /// recommends exactly this). Checked by `each_wasm_runs_its_constructors_once`
