@@ -60,8 +60,13 @@ pub async fn benchmark(
     let watch = DispatchWatch::count();
     let reads = host_reads();
     let clock = now_ms();
+    // host time inside the steps: on a GPU, handing each step to the device (nothing waits
+    // for the device inside a step: the reads come after)
+    let mut host_ms = 0.0;
     for done in 1..=steps {
+        let handed = now_ms();
         step(&mut trainer, &mut helper).await;
+        host_ms += now_ms() - handed;
         if done % log_every == 0 || done == steps {
             let losses = trainer.read_losses().await?;
             if let Some(why) = divergence(&losses) {
@@ -89,6 +94,7 @@ pub async fn benchmark(
         host_reads_per_step: (host_reads() - reads) as f64 / steps as f64,
         workers: if helper.is_some() && trainer.splits() { 2 } else { 1 },
         profile,
+        host_ms_per_step: (dispatches_per_step > 0.0).then(|| host_ms / steps as f64),
     })
 }
 
@@ -136,6 +142,8 @@ mod tests {
         assert!(p.forward_ms > 0.0 && p.backward_ms > 0.0 && p.update_ms > 0.0, "{p:?}");
         assert_eq!((p.send_ms, p.wait_ms, p.helper_ms, p.add_ms), (0.0, 0.0, 0.0, 0.0));
         assert!(p.total_ms() <= 1000.0 / report.steps_per_s * 1.01, "the parts fit in a step: {p:?} {report:?}");
+        // on the CPU the step is the arithmetic: no separate host figure
+        assert_eq!(report.host_ms_per_step, None);
     }
 
     /// With a helper (here the engine's own, in-process), every step is split and the report

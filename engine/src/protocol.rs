@@ -139,6 +139,14 @@ pub struct BenchmarkReport {
     /// Where a timed step's time went, per part (CPU backend only: see `crate::profile`).
     #[serde(default)]
     pub profile: Option<crate::profile::StepProfile>,
+    /// On a GPU: milliseconds the host spent per timed step handing the step to the device
+    /// (burn's autodiff and fusion, cubecl's launches, the WebGPU or Vulkan calls), which a fast
+    /// GPU leaves as the step's floor. It carries over between devices where steps/s does not:
+    /// in the tab it was ~0.6 s per `tiny` step while every call into the worker reran its
+    /// static constructors (docs/performance.md, "In the tab"). `None` on the CPU backend, whose
+    /// step is the arithmetic itself (see `profile`).
+    #[serde(default)]
+    pub host_ms_per_step: Option<f64>,
 }
 
 fn one() -> usize {

@@ -62,6 +62,10 @@ fn trains_on_webgpu() {
     // The parts of a GPU step would time only their launches: no profile.
     assert!(report.profile.is_none(), "{report:?}");
     assert!(report.text.contains("GPU dispatches per step"), "{report:?}");
+    // and the host's time to launch them, the figure that carries over to a real GPU
+    let host_ms = report.host_ms.expect("a GPU benchmark reports its host work per step");
+    assert!(host_ms > 0.0 && host_ms < 1000.0 / report.steps_per_s, "{report:?}");
+    assert!(report.text.contains("ms of host work to launch them"), "{report:?}");
 }
 
 #[derive(Debug)]
@@ -72,6 +76,8 @@ struct BenchmarkFigures {
     host_reads: f64,
     /// Where a step's time went (`data-profile`, the CPU backend's only).
     profile: Option<serde_json::Value>,
+    /// The host's time to launch a step's kernels (`data-host-ms`, a GPU's only).
+    host_ms: Option<f64>,
 }
 
 /// Presses "benchmark" and waits for its report.
@@ -85,6 +91,7 @@ fn run_benchmark(browser: &Browser, timeout: Duration) -> BenchmarkFigures {
         dispatches: number("data-dispatches"),
         host_reads: number("data-host-reads"),
         profile: browser.attribute("benchmark-result", "data-profile").and_then(|p| serde_json::from_str(&p).ok()),
+        host_ms: browser.attribute("benchmark-result", "data-host-ms").and_then(|v| v.parse::<f64>().ok()),
     };
     assert!(figures.steps_per_s > 0.0 && figures.steps_per_s.is_finite(), "{figures:?}");
     assert_eq!(browser.text("error").unwrap_or_default(), "", "no error after the benchmark");
@@ -133,6 +140,7 @@ fn falls_back_to_the_cpu_without_webgpu_and_pauses() {
     // the loop reads the device once per log_every steps (1 on tiny).
     let report = run_benchmark(&browser, Duration::from_secs(300));
     assert_eq!(report.dispatches, 0.0, "{report:?}");
+    assert_eq!(report.host_ms, None, "the CPU's step is its arithmetic: no separate host figure: {report:?}");
     // tiny reads its losses every step, and a split step reads the weights for the helper.
     let reads = if cores >= 2.0 { 2.0 } else { 1.0 };
     assert!(report.host_reads > 0.0 && report.host_reads <= reads, "reads per step: {report:?}");

@@ -14,7 +14,8 @@ const STEPS: usize = 20;
 
 fn report_text(r: &BenchmarkReport, first_step_ms: Option<f64>) -> String {
     let dispatches = if r.dispatches_per_step > 0.0 {
-        format!("{:.0} GPU dispatches per step", r.dispatches_per_step)
+        let host = r.host_ms_per_step.map(|ms| format!(" ({ms:.1} ms of host work to launch them)")).unwrap_or_default();
+        format!("{:.0} GPU dispatches per step{host}", r.dispatches_per_step)
     } else {
         "no GPU dispatches (CPU backend)".to_string()
     };
@@ -86,6 +87,7 @@ pub fn BenchmarkPanel(lab: Lab) -> impl IntoView {
                     data-host-reads=r.host_reads_per_step.to_string()
                     data-workers=r.workers.to_string()
                     data-warmup-ms=r.warmup_ms.to_string()
+                    data-host-ms=r.host_ms_per_step.map(|ms| ms.to_string())
                     data-profile=r.profile.as_ref().and_then(|p| serde_json::to_string(p).ok())>
                     {report_text(&r, lab.first_step_ms.get())}
                     {r.profile.as_ref().map(|p| view! { <br/><span data-testid="benchmark-profile">{profile_text(p)}</span> })}
@@ -98,6 +100,29 @@ pub fn BenchmarkPanel(lab: Lab) -> impl IntoView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gpu_report_names_the_host_work_beside_the_dispatches() {
+        let r = BenchmarkReport {
+            preset: "tiny".into(),
+            device: "google swiftshader".into(),
+            steps: 20,
+            steps_per_s: 1.97,
+            tokens_per_s: 505.0,
+            tflops: 0.0,
+            warmup_ms: 8600.0,
+            dispatches_per_step: 69.0,
+            host_reads_per_step: 1.0,
+            workers: 1,
+            profile: None,
+            host_ms_per_step: Some(8.04),
+        };
+        let text = report_text(&r, None);
+        assert!(text.contains("69 GPU dispatches per step (8.0 ms of host work to launch them)"), "{text}");
+        let cpu = BenchmarkReport { dispatches_per_step: 0.0, host_ms_per_step: None, ..r };
+        let text = report_text(&cpu, None);
+        assert!(text.contains("no GPU dispatches (CPU backend) ·") && !text.contains("host work"), "{text}");
+    }
 
     #[test]
     fn a_split_steps_profile_names_the_helpers_part() {
