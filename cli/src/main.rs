@@ -321,16 +321,10 @@ fn bench(
     }
     // `n` steps round robin, then one read of every run's pending losses (which waits for the
     // device): each run's last loss.
-    // CPU seconds of this thread inside the steps: on a GPU, the host handing them to the device.
-    // CPU time, not wall time: natively cubecl makes a step wait once the device is 512 launches
-    // behind, and that wait is the device's time, not the host's (in the tab nothing can wait).
-    let in_steps_s = std::cell::Cell::new(0.0);
     let mut steps_then_read = |runs: &mut Vec<(u32, Trainer)>, n: usize| -> Result<Vec<Option<f32>>, String> {
         for _ in 0..n {
             let id = scheduler.next().expect("runs are active");
-            let handed = thread_cpu_s();
             runs.iter_mut().find(|(r, _)| *r == id).expect("scheduled run exists").1.step();
-            in_steps_s.set(in_steps_s.get() + thread_cpu_s() - handed);
             scheduler.stepped(id);
         }
         runs.iter_mut().map(|(_, t)| Ok(pollster::block_on(t.read_losses())?.last().map(|(_, l)| *l))).collect()
@@ -341,10 +335,8 @@ fn bench(
     let warmup_s = warm.elapsed().as_secs_f64();
     let reads_before = objlab_engine::train::host_reads();
     let started = Instant::now();
-    let in_steps_before = in_steps_s.get();
     let last = steps_then_read(&mut runs, steps)?;
     let elapsed = started.elapsed().as_secs_f64();
-    let host_ms_per_step = (in_steps_s.get() - in_steps_before) * 1e3 / steps as f64;
     let host_reads = objlab_engine::train::host_reads() - reads_before;
     // Kernel launches per step (GPU only), counted over 5 more steps per run.
     let watch = DispatchWatch::count();
@@ -389,9 +381,6 @@ fn bench(
         "tflops": tflops,
         "dispatches_per_step": dispatches_per_step,
         "host_reads_per_step": host_reads as f64 / steps as f64,
-        // on a GPU, the host's time to hand a step to the device (null on the CPU, whose step
-        // is the arithmetic itself)
-        "host_ms_per_step": if dispatches_per_step > 0.0 { serde_json::json!(host_ms_per_step) } else { serde_json::Value::Null },
         "final_train_loss": last[0],
         "val_loss": val,
     });
@@ -480,19 +469,4 @@ mod tests {
         let default = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
         assert_eq!(default, 1000);
     }
-}
-
-/// CPU seconds the calling thread has used (its wall-clock time where the platform has no
-/// per-thread clock: then a step's waits for the device count too).
-fn thread_cpu_s() -> f64 {
-    #[cfg(unix)]
-    {
-        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: `t` is a valid timespec for the call to fill.
-        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } == 0 {
-            return t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9;
-        }
-    }
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_secs_f64()
 }

@@ -60,8 +60,9 @@ pub async fn benchmark(
     let watch = DispatchWatch::count();
     let reads = host_reads();
     let clock = now_ms();
-    // host time inside the steps: on a GPU, handing each step to the device (nothing waits
-    // for the device inside a step: the reads come after)
+    // wall time inside the steps: on a GPU in the browser, the host handing each step to the
+    // device (nothing there waits for the device inside a step: the reads come after; see
+    // `BenchmarkReport::host_ms_per_step` for native)
     let mut host_ms = 0.0;
     for done in 1..=steps {
         let handed = now_ms();

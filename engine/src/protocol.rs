@@ -140,11 +140,15 @@ pub struct BenchmarkReport {
     #[serde(default)]
     pub profile: Option<crate::profile::StepProfile>,
     /// On a GPU: milliseconds the host spent per timed step handing the step to the device
-    /// (burn's autodiff and fusion, cubecl's launches, the WebGPU or Vulkan calls), which a fast
-    /// GPU leaves as the step's floor. It carries over between devices where steps/s does not:
-    /// in the tab it was ~0.6 s per `tiny` step while every call into the worker reran its
-    /// static constructors (docs/performance.md, "In the tab"). `None` on the CPU backend, whose
-    /// step is the arithmetic itself (see `profile`).
+    /// (burn's autodiff and fusion, cubecl's launches, the WebGPU calls), which a fast GPU
+    /// leaves as the step's floor. It carries over between devices where steps/s does not: in
+    /// the tab it was ~0.6 s per `tiny` step while every call into the worker reran its static
+    /// constructors (docs/performance.md, "In the tab"). Measured as the wall time inside the
+    /// timed steps, which is the host's work in the browser, where cubecl runs on the worker's
+    /// one thread and nothing waits for the device inside a step; natively cubecl serves on a
+    /// device thread of its own and makes a step wait once the device falls 512 launches
+    /// behind, so there this figure would include the device's time. `None` on the CPU
+    /// backend, whose step is the arithmetic itself (see `profile`).
     #[serde(default)]
     pub host_ms_per_step: Option<f64>,
 }
