@@ -77,6 +77,74 @@ impl<B: Backend> Backward<B, 1> for LookupBackward {
     }
 }
 
+/// The tied output head: `x · weightᵀ`, whose backward hands the table its gradient as a
+/// plain `[vocab, d_model]` product.
+///
+/// Why not burn's `x.matmul(weight.transpose())`: its backward computes `xᵀ · d_logits`
+/// (`[d_model, vocab]`) and gives the table the transpose of that, a strided view, which the
+/// lookup's scatter then copies into a plain table first (one more launch and a table-sized copy
+/// per step). Here the table's gradient is `d_logitsᵀ · x`, written `[vocab, d_model]` by the
+/// product itself (the transposed left operand is read in place).
+// x: [rows, d_model], weight: [vocab, d_model] -> [rows, vocab]
+pub fn tied_head(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as TiedHeadOps>::tied_head(x.into_dispatch(), weight.into_dispatch()))
+}
+
+#[backend_extension(Flex, Cube, Fusion, Autodiff)]
+pub trait TiedHeadOps: Backend {
+    /// `x · weightᵀ`.
+    #[fusion(default)]
+    fn tied_head(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_matmul(x, Self::float_transpose(weight))
+    }
+}
+
+impl TiedHeadOps for Flex {}
+
+impl TiedHeadOps for CubeBackend {}
+
+/// What the head's backward needs: both operands.
+#[derive(Clone, Debug)]
+struct HeadSaved<B: Backend> {
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+}
+
+#[derive(Debug)]
+struct TiedHeadBackward;
+
+impl<B: Backend> Backward<B, 2> for TiedHeadBackward {
+    type State = HeadSaved<B>;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x, node_weight] = ops.parents;
+        // d_logits: [rows, vocab]
+        let d_logits = grads.consume::<B>(&ops.node);
+        let HeadSaved { x, weight } = ops.state;
+        if let Some(node) = node_weight {
+            // d_weight: [vocab, rows] x [rows, d_model] -> [vocab, d_model], a plain table
+            grads.register::<B>(node.id, B::float_matmul(B::float_transpose(d_logits.clone()), x));
+        }
+        if let Some(node) = node_x {
+            // d_x: [rows, vocab] x [vocab, d_model] -> [rows, d_model]
+            grads.register::<B>(node.id, B::float_matmul(d_logits, weight));
+        }
+    }
+}
+
+impl<B: Backend + TiedHeadOps, C: CheckpointStrategy> TiedHeadOps for Autodiff<B, C> {
+    fn tied_head(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        match TiedHeadBackward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (x, weight) = (x.into_primitive(), weight.into_primitive());
+                let output = B::tied_head(x.clone(), weight.clone());
+                prep.finish(HeadSaved { x, weight }, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::tied_head(x.into_primitive(), weight.into_primitive())),
+        }
+    }
+}
+
 impl<B: Backend + LookupOps, C: CheckpointStrategy> LookupOps for Autodiff<B, C> {
     fn lookup(weight: FloatTensor<Self>, ids: IntTensor<Self>) -> FloatTensor<Self> {
         match LookupBackward.prepare::<C>([weight.node()]).compute_bound().stateful() {
@@ -97,6 +165,22 @@ mod tests {
     use burn::nn::Embedding;
     use burn::tensor::{Device, Distribution, TensorData};
 
+    /// The tied head's values and both gradients equal burn's `x.matmul(weight.transpose())`.
+    #[test]
+    fn tied_head_matches_burns_product() {
+        let device = Device::flex().autodiff();
+        let (rows, d, vocab) = (9, 5, 7);
+        let r = Tensor::<2>::random([rows, vocab], Distribution::Normal(0.0, 1.0), &device);
+        let x = Tensor::<2>::random([rows, d], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let weight = Tensor::<2>::random([vocab, d], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let ours = tied_head(x.clone(), weight.clone());
+        let theirs = x.clone().matmul(weight.clone().transpose());
+        close(&values(ours.clone()), &values(theirs.clone()), 1e-6);
+        let (g_ours, g_theirs) = ((ours * r.clone()).sum().backward(), (theirs * r).sum().backward());
+        close(&values(x.grad(&g_ours).unwrap()), &values(x.grad(&g_theirs).unwrap()), 1e-5);
+        close(&values(weight.grad(&g_ours).unwrap()), &values(weight.grad(&g_theirs).unwrap()), 1e-5);
+    }
+
     /// A tied table, looked up and used as the output head (and a lookup alone): the values and
     /// the table's gradient equal burn's `Embedding`, with repeated ids.
     #[test]
@@ -110,7 +194,7 @@ mod tests {
         for tied in [true, false] {
             let weight = Tensor::<2>::random([vocab, d], Distribution::Normal(0.0, 1.0), &device).require_grad();
             let loss = |x: Tensor<3>| {
-                let head = x.clone().reshape([b * s, d]).matmul(weight.clone().transpose()).reshape([b, s, vocab]);
+                let head = tied_head(x.clone().reshape([b * s, d]), weight.clone()).reshape([b, s, vocab]);
                 let tail = (x * q.clone()).sum();
                 if tied { (head * r.clone()).sum() + tail } else { tail }
             };

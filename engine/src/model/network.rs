@@ -5,7 +5,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear};
 use burn::tensor::activation::softmax;
 
-use super::embedding::lookup;
+use super::embedding::{lookup, tied_head};
 use super::gelu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -452,9 +452,9 @@ impl Transformer {
         let (logits, pooled) = match input.head {
             Head::Vocab => {
                 // logits: [batch * seq, d_model] x [d_model, vocab] -> [batch, seq, vocab]
-                let wte_t = self.wte.weight.val().transpose();
-                let vocab = wte_t.dims()[1];
-                (hidden.clone().reshape([b * s, d]).matmul(wte_t).reshape([b, s, vocab]), None)
+                let wte = self.wte.weight.val();
+                let vocab = wte.dims()[0];
+                (tied_head(hidden.clone().reshape([b * s, d]), wte).reshape([b, s, vocab]), None)
             }
             Head::Binary => (dense(&self.binary_head, hidden.clone()), None),
             Head::Position => (dense(&self.position_head, hidden.clone()), None),
