@@ -1,5 +1,6 @@
 //! The token embedding's lookup, whose backward adds into the gradient the tied output head
-//! already gave the table.
+//! already gave the table; and that tied head ([`tied_head`]), whose backward gives the table a
+//! plain `[vocab, d_model]` gradient to add into.
 //!
 //! Why: with weight tying (GPT-2, nanoGPT) the table `wte` gets two gradients: the output head's
 //! product, and the lookup's scatter of the rows' gradients. burn's lookup backward scatters
@@ -9,10 +10,11 @@
 //! the lookup's (autodiff runs steps deepest first); when it has not (no tied head in this
 //! batch), the lookup scatters into zeros as burn's does.
 //!
-//! The operation is a burn backend extension: every plain backend runs burn's own lookup (the
-//! default body); the autodiff backend registers [`LookupBackward`], which keeps the table's
-//! autodiff tensor to find its gradient so far (`Gradients::remove`). Keeping a parameter's
-//! tensor holds nothing the module does not hold already.
+//! Both operations are burn backend extensions: every plain backend runs burn's own lookup and
+//! product (the default bodies); the autodiff backend registers [`LookupBackward`], which keeps
+//! the table's autodiff tensor to find its gradient so far (`Gradients::remove`), and
+//! [`TiedHeadBackward`]. Keeping a parameter's tensor holds nothing the module does not hold
+//! already.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
