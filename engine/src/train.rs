@@ -442,11 +442,10 @@ impl Trainer {
         let mut out = Vec::with_capacity(len);
         for _ in 0..len {
             let context = &ids[ids.len().saturating_sub(block)..];
-            let s = context.len();
-            let prepared = Prepared::new(1, s, context.to_vec(), AttentionMode::Causal);
+            let (prepared, s) = sampling_batch(context, block);
             let mut no_dropout = Rng::seeded(0);
             let input = self.model_input(&prepared, false, &mut no_dropout);
-            // last: [vocab] logits of the last position
+            // last: [vocab] logits of the context's last position
             let last = model.forward(&input).logits.narrow(1, s - 1, 1).reshape([-1]);
             count_read();
             let logits = last.into_data_async().await.map_err(|e| format!("reading from the device failed: {e:?}"))?;
@@ -543,6 +542,21 @@ fn frequency_order(corpus: &Corpus) -> Vec<u32> {
 }
 
 /// Draws an index from softmax(logits / temperature).
+/// The one-row batch that reads the next token after `context` (at most `block` tokens), and
+/// the context's length. The row is always `block` long: the context, then padding (token 0)
+/// that the causal mask hides from every context position, so the logits at position
+/// `len − 1` are those of the context alone. One shape for every length means the GPU
+/// compiles the sampling's kernels once, not once per length (our attention kernel and
+/// several of burn's take the length at compile time): before, a run's first sample compiled
+/// ~50 more kernels for `tiny` (block 32), each a pause on a GPU in the browser.
+fn sampling_batch(context: &[u32], block: usize) -> (Prepared, usize) {
+    let len = context.len();
+    assert!((1..=block).contains(&len), "a sampling context has 1 to {block} tokens, not {len}");
+    let mut row = context.to_vec();
+    row.resize(block, 0);
+    (Prepared::new(1, block, row, AttentionMode::Causal), len)
+}
+
 fn sample_from_logits(logits: &[f32], temperature: f32, rng: &mut Rng) -> usize {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let weights: Vec<f64> = logits.iter().map(|&l| (((l - max) / temperature) as f64).exp()).collect();
@@ -579,5 +593,32 @@ mod tests {
         // A very high temperature spreads the draws.
         let spread = (0..300).filter(|_| sample_from_logits(&logits, 1000.0, &mut rng) != 1).count();
         assert!(spread > 150, "{spread}");
+    }
+
+    /// The padded sampling row reads the context's own next-token logits (the causal mask
+    /// hides the padding), in one shape whatever the context's length.
+    #[test]
+    fn padded_sampling_reads_the_contexts_own_logits() {
+        let corpus = Arc::new(Corpus::from_text("abc", &"the cat sat on the mat. ".repeat(50)).unwrap());
+        let mut spec = ExperimentSpec::from_preset("tiny").unwrap();
+        let block = 12;
+        spec.model.block_size = block;
+        let mut t = Trainer::new(&spec, 0, corpus, Device::flex()).unwrap();
+        let model = t.model().valid();
+        let last_logits = |t: &mut Trainer, p: &Prepared, at: usize| -> Vec<f32> {
+            let input = t.model_input(p, false, &mut Rng::seeded(0));
+            model.forward(&input).logits.narrow(1, at, 1).reshape([-1]).into_data().try_to_vec::<f32>().unwrap()
+        };
+        for len in [1, 5, block] {
+            let context: Vec<u32> = (0..len as u32).map(|i| 3 + i % 7).collect();
+            let (padded, at) = sampling_batch(&context, block);
+            assert_eq!((padded.batch, padded.seq, at), (1, block, len));
+            let alone = Prepared::new(1, len, context, AttentionMode::Causal);
+            let (a, b) = (last_logits(&mut t, &padded, at - 1), last_logits(&mut t, &alone, len - 1));
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-5, "context of {len}: {x} vs {y}");
+            }
+        }
     }
 }
