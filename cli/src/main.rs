@@ -305,10 +305,16 @@ fn bench(
         }
     }
     let (mut spec, corpus, device, device_name) = setup(&args)?;
+    if kernel_profile {
+        // the profile times every launch, which a replayed graph does not make
+        spec.train.capture = false;
+    }
     // --steps: timed steps in all (shared by the runs)
     let steps = args.steps.unwrap_or(50 * n_runs);
-    // + warm-up (5 per run), the dispatch count (5 per run) and the kernel profile (10 per run)
-    spec.train.steps = steps + 20 * n_runs;
+    // the page's benchmark's warm-up: shaders compiled and, on a GPU, the step's graph captured
+    let warm_steps = objlab_engine::benchmark::WARMUP_STEPS;
+    // + warm-up, the dispatch count (5 per run) and the kernel profile (10 per run)
+    spec.train.steps = steps + (warm_steps + 15) * n_runs;
     let mut runs: Vec<(u32, Trainer)> = Vec::new();
     for i in 0..n_runs {
         let mut s = spec.clone();
@@ -329,9 +335,9 @@ fn bench(
         }
         runs.iter_mut().map(|(_, t)| Ok(pollster::block_on(t.read_losses())?.last().map(|(_, l)| *l))).collect()
     };
-    // Warm up (kernel compilation, allocator) outside the timed window: 5 steps per run.
+    // Warm up (kernel compilation, allocator, the capture) outside the timed window.
     let warm = Instant::now();
-    steps_then_read(&mut runs, 5 * n_runs)?;
+    steps_then_read(&mut runs, warm_steps * n_runs)?;
     let warmup_s = warm.elapsed().as_secs_f64();
     let reads_before = objlab_engine::train::host_reads();
     let started = Instant::now();
@@ -339,9 +345,11 @@ fn bench(
     let elapsed = started.elapsed().as_secs_f64();
     let host_reads = objlab_engine::train::host_reads() - reads_before;
     // Kernel launches per step (GPU only), counted over 5 more steps per run.
+    // (a replayed graph's launches are not observed: each run's graph runs its own per step)
     let watch = DispatchWatch::count();
     steps_then_read(&mut runs, 5 * n_runs)?;
-    let dispatches_per_step = watch.total() as f64 / (5 * n_runs) as f64;
+    let replayed_per_step = runs.iter().map(|(_, t)| t.replayed_launches()).sum::<usize>() as f64 / n_runs as f64;
+    let dispatches_per_step = watch.total() as f64 / (5 * n_runs) as f64 + replayed_per_step;
     drop(watch);
     let profile = if kernel_profile {
         let watch = DispatchWatch::timed();
@@ -380,6 +388,7 @@ fn bench(
         "autotune": if matches!(args.device, DeviceArg::Gpu) { objlab_engine::dispatches::autotune_level() } else { "—".into() },
         "tflops": tflops,
         "dispatches_per_step": dispatches_per_step,
+        "replayed_per_step": replayed_per_step,
         "host_reads_per_step": host_reads as f64 / steps as f64,
         "final_train_loss": last[0],
         "val_loss": val,

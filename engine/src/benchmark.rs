@@ -15,8 +15,10 @@ use crate::spec::ExperimentSpec;
 use crate::train::data_parallel::HelperLink;
 use crate::train::{Trainer, divergence, host_reads};
 
-/// Steps before the clock starts (the first compiles the GPU's shaders).
-pub const WARMUP_STEPS: usize = 2;
+/// Steps before the clock starts: the first compiles the GPU's shaders, and on a GPU the
+/// next ones warm up and capture the step's graph (`train::captured_step`), so that the timed
+/// steps are the run's steady state.
+pub const WARMUP_STEPS: usize = crate::train::captured_step::ORDINARY_STEPS + crate::train::captured_step::WARMUP_STEPS + 1;
 
 /// One step, half of it on `helper` where there is one and the run splits; `helper` is
 /// dropped when it fails (that step was completed here).
@@ -64,10 +66,13 @@ pub async fn benchmark(
     // device (nothing there waits for the device inside a step: the reads come after; see
     // `BenchmarkReport::host_ms_per_step` for native)
     let mut host_ms = 0.0;
+    // launches a replayed graph runs, which the watch does not see
+    let mut replayed = 0;
     for done in 1..=steps {
         let handed = now_ms();
         step(&mut trainer, &mut helper).await;
         host_ms += now_ms() - handed;
+        replayed += trainer.replayed_launches();
         if done % log_every == 0 || done == steps {
             let losses = trainer.read_losses().await?;
             if let Some(why) = divergence(&losses) {
@@ -80,7 +85,7 @@ pub async fn benchmark(
     let steps_per_s = steps as f64 / seconds;
     let tokens_per_s = steps_per_s * spec.tokens_per_step() as f64;
     let flops_per_token = spec.model.train_flops_per_token(trainer.corpus().tokenizer.vocab_size());
-    let dispatches_per_step = watch.total() as f64 / steps as f64;
+    let dispatches_per_step = (watch.total() + replayed) as f64 / steps as f64;
     // A GPU's parts would time only their launches (see `crate::profile`).
     let profile = trainer.take_profile().filter(|_| dispatches_per_step == 0.0);
     Ok(BenchmarkReport {
@@ -96,6 +101,7 @@ pub async fn benchmark(
         workers: if helper.is_some() && trainer.splits() { 2 } else { 1 },
         profile,
         host_ms_per_step: (dispatches_per_step > 0.0).then(|| host_ms / steps as f64),
+        replayed_per_step: replayed as f64 / steps as f64,
     })
 }
 

@@ -79,6 +79,15 @@ pub struct TrainConfig {
     /// a run does not split.
     #[serde(default)]
     pub helper_fails_at: usize,
+    /// On a GPU, replay each step's forward and backward pass from a graph captured after a
+    /// few steps (`train::captured_step`), where the run's steps allow it. Off: every step is
+    /// launched kernel by kernel (for comparing, and a way out should a driver misbehave).
+    #[serde(default = "default_capture")]
+    pub capture: bool,
+}
+
+fn default_capture() -> bool {
+    true
 }
 
 fn default_snapshot_every() -> usize {
@@ -121,7 +130,7 @@ pub const CORPORA: &[(&str, &str)] = &[("tiny-shakespeare", "tinyshakespeare.txt
 pub const OPTIONS: &[&str] = &[
     "preset", "objective", "device", "seed", "steps", "lr", "batch", "corpus", "arch", "layers", "heads", "width",
     "context", "eval_every", "sample_every", "log_every", "snapshot_every", "temperature", "nan_at",
-    "helper_fails_at", "grad_clip",
+    "helper_fails_at", "grad_clip", "capture",
 ];
 
 /// A named starting point.
@@ -158,6 +167,7 @@ pub fn presets() -> Vec<Preset> {
                 snapshot_every: 100,
                 nan_at: 0,
                 helper_fails_at: 0,
+                capture: true,
             },
         },
         Preset {
@@ -183,6 +193,7 @@ pub fn presets() -> Vec<Preset> {
                 snapshot_every: 10,
                 nan_at: 0,
                 helper_fails_at: 0,
+                capture: true,
             },
         },
     ]
@@ -239,6 +250,13 @@ impl ExperimentSpec {
             "snapshot_every" => self.train.snapshot_every = num(key, value)?,
             "nan_at" => self.train.nan_at = num(key, value)?,
             "helper_fails_at" => self.train.helper_fails_at = num(key, value)?,
+            "capture" => {
+                self.train.capture = match value {
+                    "0" => false,
+                    "1" => true,
+                    _ => return Err(format!("capture: {value:?} is 0 (off) or 1 (on)")),
+                }
+            }
             "temperature" => self.train.temperature = num(key, value)?,
             // 0 turns clipping off (an ablation, and a benchmark lever: the norm costs kernels)
             "grad_clip" => self.train.grad_clip = num(key, value)?,

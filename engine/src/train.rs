@@ -20,6 +20,7 @@ use crate::rng::Rng;
 use crate::schedule::learning_rate;
 use crate::spec::{ExperimentSpec, TrainConfig};
 
+pub mod captured_step;
 pub mod data_parallel;
 
 pub use crate::profile::StepProfile;
@@ -89,6 +90,8 @@ pub struct Trainer {
     clock: Option<fn() -> f64>,
     /// The profiled steps' parts, summed since the last [`Trainer::take_profile`].
     profile: StepProfile,
+    /// The step's forward and backward pass as a replayed graph, on a GPU ([`captured_step`]).
+    capture: captured_step::Capture,
 }
 
 /// What a representation snapshot reads from the model (one device read).
@@ -196,7 +199,6 @@ impl Trainer {
             train: spec.train.clone(),
             seed: run_seed,
             corpus,
-            device,
             autodiff,
             model: Some(model),
             optim,
@@ -216,6 +218,14 @@ impl Trainer {
             reading,
             clock: None,
             profile: StepProfile::default(),
+            capture: if !spec.train.capture {
+                captured_step::Capture::Off("turned off (capture=0)".into())
+            } else if matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_)) {
+                captured_step::Capture::Off("a CPU step launches no kernels".into())
+            } else {
+                captured_step::Capture::NotYet
+            },
+            device,
         })
     }
 
@@ -255,15 +265,7 @@ impl Trainer {
         let arch = self.model_config.arch;
         let mode = &prepared.attention;
         let route = if training && matches!(mode, AttentionMode::Causal | AttentionMode::Bidirectional) {
-            // The same every step: built once.
-            let bias = if let Some((_, _, _, t)) = self.bias_cache.iter().find(|(m, rows, len, _)| m == mode && *rows == b && *len == s) {
-                t.clone()
-            } else {
-                let t = mode.bias(b, s, &device);
-                self.bias_cache.push((mode.clone(), b, s, t.clone()));
-                t
-            };
-            Route::with_bias(mode, arch, bias)
+            self.cached_route(mode, b, s)
         } else {
             Route::new(mode, arch, b, s, &device)
         };
@@ -276,6 +278,166 @@ impl Trainer {
             Tensor::<3>::from_data(TensorData::new(values, [b, s, d]), &device)
         });
         ModelInput { tokens, route, use_positions: prepared.use_positions, embed_mask, head: prepared.head }
+    }
+
+    /// The route of a causal or bidirectional training batch, whose mask is the same every
+    /// step: built once per (mode, batch, seq).
+    fn cached_route(&mut self, mode: &AttentionMode, b: usize, s: usize) -> Route {
+        let bias = if let Some((_, _, _, t)) = self.bias_cache.iter().find(|(m, rows, len, _)| m == mode && *rows == b && *len == s) {
+            t.clone()
+        } else {
+            let t = mode.bias(b, s, &self.autodiff);
+            self.bias_cache.push((mode.clone(), b, s, t.clone()));
+            t
+        };
+        Route::with_bias(mode, self.model_config.arch, bias)
+    }
+
+    /// This step's forward and backward pass through the capture ([`captured_step`]): a
+    /// warm-up step, the capturing step or a replay. `None` where the step is to be taken the
+    /// ordinary way (capture off for this run, or not yet): nothing has been drawn then.
+    fn captured_pass(&mut self, model: &Transformer, clean: &CleanBatch) -> Option<(Tensor<1>, GradientsParams)> {
+        use captured_step::{Capture, Signature, StableInputs};
+        match &self.capture {
+            Capture::Off(_) => return None,
+            Capture::NotYet if self.step < captured_step::ORDINARY_STEPS => return None,
+            _ => {}
+        }
+        if self.train.nan_at > 0 {
+            self.capture = Capture::Off("the run injects a fault (nan_at)".into());
+            return None;
+        }
+        // The same draws as `mix_loss`: a captured batch draws no dropout noise after its
+        // preparation, so preparing every part first consumes the stream the same way.
+        let mut rng = self.corrupt_rng.clone();
+        let prepared: Vec<Prepared> = (0..self.mix.len()).map(|i| self.mix[i].objective.prepare(clean, &self.context(&self.mix[i].params), &mut rng)).collect();
+        let signature = match Signature::of(&prepared) {
+            Ok(s) => s,
+            Err(why) => {
+                self.capture = Capture::Off(format!("this run's steps are not captured: {why}"));
+                return None;
+            }
+        };
+        let out = match std::mem::replace(&mut self.capture, Capture::NotYet) {
+            Capture::NotYet => {
+                if let Err(why) = captured_step::prepare(&self.device) {
+                    // Another run of this device may be between its own prepare and capture
+                    // (one at a time per stream): try again at a later step, for a while.
+                    self.capture = if self.step < captured_step::ORDINARY_STEPS + captured_step::RETRY_STEPS { Capture::NotYet } else { Capture::Off(why) };
+                    return None;
+                }
+                let inputs = StableInputs::new(signature, &prepared, &self.autodiff);
+                let out = self.pass_through(model, &prepared, &inputs);
+                self.capture = Capture::Warming { inputs, left: captured_step::WARMUP_STEPS - 1 };
+                out
+            }
+            Capture::Warming { mut inputs, left } if inputs.signature == signature => {
+                inputs.write(&prepared, &self.autodiff);
+                if left > 0 {
+                    let out = self.pass_through(model, &prepared, &inputs);
+                    self.capture = Capture::Warming { inputs, left: left - 1 };
+                    out
+                } else {
+                    self.capture_now(model, &prepared, inputs)
+                }
+            }
+            Capture::Replaying { mut inputs, graph, loss, grads, launches } if inputs.signature == signature => {
+                inputs.write(&prepared, &self.autodiff);
+                match captured_step::replay(&self.device, &graph) {
+                    Ok(()) => {
+                        // a copy: the next replay overwrites `loss`, and the pending losses are read later
+                        let out = (loss.clone().mul_scalar(1.0), captured_step::gradients_of(model, &grads));
+                        self.capture = Capture::Replaying { inputs, graph, loss, grads, launches };
+                        out
+                    }
+                    Err(why) => {
+                        self.capture = Capture::Off(why);
+                        self.pass_through(model, &prepared, &inputs)
+                    }
+                }
+            }
+            _ => {
+                self.capture = Capture::Off("this run's steps differ in shape or number of targets".into());
+                return None;
+            }
+        };
+        self.corrupt_rng = rng;
+        for (i, p) in prepared.into_iter().enumerate() {
+            self.last_prepared[i] = Some(p);
+        }
+        Some(out)
+    }
+
+    /// Opens the capture, records this step's forward and backward pass, closes it and
+    /// replays it (a capture records; it does not run). On a failure, the step the ordinary
+    /// way through the same inputs, and capture off.
+    fn capture_now(&mut self, model: &Transformer, prepared: &[Prepared], inputs: captured_step::StableInputs) -> (Tensor<1>, GradientsParams) {
+        use captured_step::Capture;
+        if let Err(why) = captured_step::start(&self.device) {
+            let out = self.pass_through(model, prepared, &inputs);
+            self.capture = Capture::Off(why);
+            return out;
+        }
+        // what the graph launches at each replay: counted as it is recorded
+        let watch = crate::dispatches::DispatchWatch::count();
+        let (loss, grads) = self.pass_through(model, prepared, &inputs);
+        let stopped = captured_step::stop(&self.device);
+        let launches = watch.total();
+        drop(watch);
+        let graph = match stopped {
+            Ok(graph) => graph,
+            Err(why) => {
+                self.capture = Capture::Off(why);
+                return self.pass_through(model, prepared, &inputs);
+            }
+        };
+        if let Err(why) = captured_step::replay(&self.device, &graph) {
+            self.capture = Capture::Off(why);
+            return self.pass_through(model, prepared, &inputs);
+        }
+        let out = (loss.clone().mul_scalar(1.0), captured_step::gradients_of(model, &grads));
+        self.capture = Capture::Replaying { inputs, graph, loss, grads, launches };
+        out
+    }
+
+    /// The mix's loss and its gradients for `prepared`, read from the stable input buffers
+    /// (what a capture records).
+    fn pass_through(&mut self, model: &Transformer, prepared: &[Prepared], inputs: &captured_step::StableInputs) -> (Tensor<1>, GradientsParams) {
+        let mut total: Option<Tensor<1>> = None;
+        for (i, (p, (tokens, classes))) in prepared.iter().zip(&inputs.parts).enumerate() {
+            let (objective, weight) = (self.mix[i].objective, self.mix[i].weight);
+            let input = ModelInput { tokens: tokens.clone(), route: self.cached_route(&p.attention, p.batch, p.seq), use_positions: p.use_positions, embed_mask: None, head: p.head };
+            let targets = DeviceTargets { ids: None, weights: None, classes: Some(classes.clone()), count: p.n_targets(), positives: None };
+            let out = model.forward(&input);
+            let loss = objective.loss(&out, p, &targets);
+            let loss = if weight == 1.0 { loss } else { loss.mul_scalar(weight) };
+            total = Some(match total {
+                None => loss,
+                Some(t) => t + loss,
+            });
+        }
+        let loss = total.expect("a run has at least one objective with weight > 0");
+        let grads = GradientsParams::from_grads(loss.backward(), model);
+        (loss, grads)
+    }
+
+    /// The kernels each replay of the captured graph runs (0 while none is replayed): launches
+    /// that no launch observer sees, which [`crate::benchmark`] adds to its count.
+    pub fn replayed_launches(&self) -> usize {
+        match &self.capture {
+            captured_step::Capture::Replaying { launches, .. } => *launches,
+            _ => 0,
+        }
+    }
+
+    /// Whether this run's steps replay a captured graph, or why not (`Err`; `Ok(false)` while
+    /// the capture is still to come).
+    pub fn capture_state(&self) -> Result<bool, String> {
+        match &self.capture {
+            captured_step::Capture::Replaying { .. } => Ok(true),
+            captured_step::Capture::Off(why) => Err(why.clone()),
+            _ => Ok(false),
+        }
     }
 
     /// The context an objective of the mix works in, with that objective's `params`.
@@ -359,16 +521,21 @@ impl Trainer {
         let t0 = self.now();
         let clean = self.corpus.sample(Split::Train, self.train.batch_size, self.model_config.block_size, &mut self.data_rng);
         let model = self.model.take().expect("model is present between steps");
-        let mut rng = self.corrupt_rng.clone();
-        let mut loss = self.mix_loss(&model, &clean, &mut rng, true);
-        self.corrupt_rng = rng;
-        if self.train.nan_at == self.step + 1 {
-            // fault injection (TrainConfig::nan_at): a NaN loss poisons gradients and weights
-            loss = loss.mul_scalar(f32::NAN);
-        }
-        let t1 = self.now();
-        let grads = loss.backward();
-        let grads = GradientsParams::from_grads(grads, &model);
+        let (loss, grads, t1) = match self.captured_pass(&model, &clean) {
+            Some((loss, grads)) => (loss, grads, self.now()),
+            None => {
+                let mut rng = self.corrupt_rng.clone();
+                let mut loss = self.mix_loss(&model, &clean, &mut rng, true);
+                self.corrupt_rng = rng;
+                if self.train.nan_at == self.step + 1 {
+                    // fault injection (TrainConfig::nan_at): a NaN loss poisons gradients and weights
+                    loss = loss.mul_scalar(f32::NAN);
+                }
+                let t1 = self.now();
+                let grads = loss.backward();
+                (loss, GradientsParams::from_grads(grads, &model), t1)
+            }
+        };
         let t2 = self.now();
         let lr = self.learning_rate();
         self.model = Some(self.optim.step(lr, model, grads));

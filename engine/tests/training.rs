@@ -620,3 +620,63 @@ fn a_gpu_run_moved_to_another_thread_trains_the_same() {
     let moved: Vec<f32> = pollster::block_on(t.read_losses()).unwrap().into_iter().map(|(_, l)| l).collect();
     assert_eq!(moved, here, "losses with steps 2 and 3 on another thread");
 }
+
+/// A GPU run replays its forward and backward pass from a captured graph after a few steps
+/// (`train::captured_step`), and trains to the losses and weights of the same run stepped
+/// kernel by kernel: the replays read each step's batch (written into the captured input
+/// buffers) and the parameters the optimiser updated in place. A masked LM (a fixed number
+/// of masked positions per batch) is captured too; a prefix LM, whose attention masks are made
+/// per batch, says why it is not, and trains as before. Two runs side by side both replay.
+#[test]
+fn capture_replays_the_ordinary_steps() {
+    let Some((device, _alone)) = wgpu_device() else { return };
+    let steps = 12;
+    let run = |spec: &ExperimentSpec| {
+        let mut t = Trainer::new(spec, 0, repetitive_corpus(), device.clone()).unwrap();
+        for _ in 0..steps {
+            t.step();
+        }
+        let losses: Vec<f32> = pollster::block_on(t.read_losses()).unwrap().into_iter().map(|(_, l)| l).collect();
+        (losses, t.capture_state(), pollster::block_on(t.evaluate()).unwrap())
+    };
+    for objective in ["causal_lm", "masked_lm"] {
+        let mut spec = tiny_spec(steps);
+        spec.set("objective", objective).unwrap();
+        let (captured, state, val) = run(&spec);
+        assert_eq!(state, Ok(true), "{objective}: the run replays its steps");
+        spec.set("capture", "0").unwrap();
+        let (ordinary, off, val_ordinary) = run(&spec);
+        assert_eq!(off, Err("turned off (capture=0)".to_string()));
+        assert_eq!(captured.len(), steps);
+        for (i, (a, b)) in captured.iter().zip(&ordinary).enumerate() {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{objective}, step {i}: captured {a} vs ordinary {b}\n{captured:?}\n{ordinary:?}");
+        }
+        assert!(captured[steps - 1] < captured[0] - 0.1, "{objective}: the captured run learns: {captured:?}");
+        assert!((val - val_ordinary).abs() <= 1e-4, "{objective}: the same weights: validation {val} vs {val_ordinary}");
+    }
+    // Two runs side by side on one device, stepped in turn (the page's loop): the device
+    // prepares one capture at a time, so the second captures after the first; both replay
+    // and train as they would alone.
+    let spec = tiny_spec(steps);
+    let mut seeded = spec.clone();
+    seeded.seed += 1;
+    let alone = [&spec, &seeded].map(|s| run(s).0);
+    let mut pair = [&spec, &seeded].map(|s| Trainer::new(s, 0, repetitive_corpus(), device.clone()).unwrap());
+    for _ in 0..steps {
+        for t in pair.iter_mut() {
+            t.step();
+        }
+    }
+    for (t, alone) in pair.iter_mut().zip(&alone) {
+        assert_eq!(t.capture_state(), Ok(true));
+        let losses: Vec<f32> = pollster::block_on(t.read_losses()).unwrap().into_iter().map(|(_, l)| l).collect();
+        for (a, b) in losses.iter().zip(alone) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "side by side {losses:?}\nalone {alone:?}");
+        }
+    }
+    let mut spec = tiny_spec(steps);
+    spec.set("objective", "prefix_lm").unwrap();
+    let (prefix, why, _) = run(&spec);
+    assert!(why.as_ref().is_err_and(|w| w.contains("made per batch")), "{why:?}");
+    assert!(prefix.iter().all(|l| l.is_finite()));
+}

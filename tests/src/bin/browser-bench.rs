@@ -39,7 +39,9 @@ fn main() {
     }
     let load = Instant::now();
     // Snapshots every 25 steps: the timed window includes their cost, as a user would see it.
-    browser.open(&format!("http://127.0.0.1:{}/?preset={preset}&device={device}&steps=100000&snapshot_every=25", server.port));
+    // The preset argument comes last, so that options written after its name (`tiny&snapshot_every=1000`)
+    // override these (the page applies the preset first, then the other options in order).
+    browser.open(&format!("http://127.0.0.1:{}/?device={device}&steps=100000&snapshot_every=25&preset={preset}", server.port));
     browser.wait_for("the page", Duration::from_secs(120), |b| b.text("add-run").map(|_| ()));
     let page_load_s = load.elapsed().as_secs_f64();
     let start = Instant::now();

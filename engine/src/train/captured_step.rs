@@ -1,0 +1,177 @@
+//! A GPU training step's forward and backward pass, captured once and replayed every step.
+//!
+//! Why: a baby-GPT step on a GPU is ~120 kernel launches, and every launch costs the host
+//! burn's and cubecl's bookkeeping (the autodiff tape, fusion's queue, the kernel cache, a
+//! new bind group, the launch's info buffer): ~0.1–0.2 ms per launch in the tab's worker,
+//! ~34 µs natively on the H200 (docs/performance.md). burn 0.22's graph capture
+//! (`Backend::graph_prepare / graph_start_capture / graph_stop_capture / graph_replay`) records
+//! a closure's launches once; on wgpu it is a *software* graph (cubecl-wgpu's `graph.rs`): every
+//! launch's pipeline and bind group are built while recording, and a replay only re-encodes
+//! them. So after a few ordinary steps the forward and backward pass is captured, and each
+//! later step writes its batch into the same input buffers, replays the graph, and runs the
+//! optimiser (~20 launches) the ordinary way on the gradients the replay wrote.
+//!
+//! What a replay needs, and how this file keeps to it:
+//! - *The same shapes and scalars.* A graph replays its launches with the shapes and scalar
+//!   arguments they were recorded with, so a step is replayed only when its [`Signature`] (per
+//!   objective: batch, length, attention pattern, head, number of targets) is the captured one.
+//!   Objectives whose steps differ (a masked LM's number of targets, a prefix LM's prefixes)
+//!   or that make inputs of their own (dropout noise, binary or contrastive targets) are not
+//!   captured: their runs step as before.
+//! - *Inputs and parameters in the buffers it recorded.* The batch goes into [`StableInputs`],
+//!   written in place (`slice_assign` on a tensor nothing else holds) before each replay; the
+//!   parameters are updated in place by the optimiser (`optim::writable_in_place`), so the
+//!   buffers the graph reads are the model's. `capture_replays_the_ordinary_steps` (engine
+//!   tests, on wgpu) checks that a captured run trains to the ordinary run's losses.
+//! - *Autodiff refuses capture* (burn: "a replayed graph would skip re-recording the autodiff
+//!   tape"), so the capture is opened on the plain device under the autodiff one: the tape is
+//!   recorded on the host while the capture records the launches of the forward and of
+//!   `backward()`; replays never need the tape.
+//! - *A capture records, it does not run*: the capturing step replays the graph right after.
+//!
+//! Any failure (a backend without capture, a refused capture, a failed replay) turns capture
+//! off for the run and takes that step the ordinary way.
+
+use burn::backend::{Backend, BackendGraph, Dispatch};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::model::{AttentionMode, Head};
+use crate::objectives::{IGNORE, Prepared};
+
+/// Ordinary steps before the capture begins (the first compiles the kernels and fusion learns
+/// the step's shape), then the warm-up steps through the stable inputs that burn's own
+/// `capture` takes before recording (allocations then come from the persistent pool).
+pub const ORDINARY_STEPS: usize = 2;
+pub const WARMUP_STEPS: usize = 3;
+/// Steps during which a run whose capture the device refused to prepare tries again (runs side
+/// by side take turns: a device prepares one capture at a time).
+pub const RETRY_STEPS: usize = 50;
+
+/// What two steps must share for one graph to replay both, per objective of the mix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Signature(Vec<PartSignature>);
+
+#[derive(Clone, Debug, PartialEq)]
+struct PartSignature {
+    batch: usize,
+    seq: usize,
+    attention: AttentionMode,
+    use_positions: bool,
+    head: Head,
+    /// the cross-entropy's 1/count is a scalar argument of its kernel
+    targets: usize,
+}
+
+impl Signature {
+    /// The signature of a step's prepared batches, or why such a step is not captured.
+    pub fn of(prepared: &[Prepared]) -> Result<Self, String> {
+        prepared
+            .iter()
+            .map(|p| {
+                if !matches!(p.attention, AttentionMode::Causal | AttentionMode::Bidirectional) {
+                    return Err("its attention masks are made per batch".to_string());
+                }
+                if !matches!(p.head, Head::Vocab | Head::Position) {
+                    return Err("its targets are not classes".to_string());
+                }
+                if p.embed_dropout > 0.0 {
+                    return Err("it draws dropout noise every step".to_string());
+                }
+                Ok(PartSignature { batch: p.batch, seq: p.seq, attention: p.attention.clone(), use_positions: p.use_positions, head: p.head, targets: p.n_targets() })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+}
+
+/// Device buffers that hold each step's batch (per objective: token ids and target classes),
+/// written in place before each replay.
+pub struct StableInputs {
+    pub signature: Signature,
+    // per part: tokens [batch, seq], classes [batch * seq] (−1 where a position has no target)
+    pub parts: Vec<(Tensor<2, Int>, Tensor<1>)>,
+}
+
+impl StableInputs {
+    pub fn new(signature: Signature, prepared: &[Prepared], device: &Device) -> Self {
+        let parts = prepared.iter().map(|p| (Tensor::from_data(tokens(p), device), Tensor::from_data(classes(p), device))).collect();
+        Self { signature, parts }
+    }
+
+    /// Writes `prepared` (of this signature) into the buffers, in place.
+    #[allow(clippy::single_range_in_vec_init)] // burn's slice of a 1-D tensor: one range
+    pub fn write(&mut self, prepared: &[Prepared], device: &Device) {
+        for ((t, c), p) in self.parts.iter_mut().zip(prepared) {
+            let (b, s) = (p.batch, p.seq);
+            let new_t = Tensor::<2, Int>::from_data(tokens(p), device);
+            let new_c = Tensor::<1>::from_data(classes(p), device);
+            t.inplace(|t| t.slice_assign([0..b, 0..s], new_t));
+            c.inplace(|c| c.slice_assign([0..b * s], new_c));
+        }
+    }
+}
+
+fn tokens(p: &Prepared) -> TensorData {
+    TensorData::new(p.inputs.iter().map(|&t| t as i32).collect::<Vec<_>>(), [p.batch, p.seq])
+}
+
+fn classes(p: &Prepared) -> TensorData {
+    TensorData::new(p.targets.iter().map(|&t| if t == IGNORE { -1.0f32 } else { t as f32 }).collect::<Vec<_>>(), [p.targets.len()])
+}
+
+/// Where a run's capture stands.
+#[allow(clippy::large_enum_variant)] // one per run
+pub enum Capture {
+    /// Ordinary steps, and capture still to try (after [`ORDINARY_STEPS`]).
+    NotYet,
+    /// Warm-up steps through the stable inputs, `left` more before the capture.
+    Warming { inputs: StableInputs, left: usize },
+    /// Captured: each step writes its batch into `inputs` and replays `graph`, which writes
+    /// the loss and the gradients into `loss` and `grads`' buffers.
+    /// `launches`: the kernels the graph runs (counted as it was recorded).
+    Replaying { inputs: StableInputs, graph: BackendGraph<Dispatch>, loss: Tensor<1>, grads: GradientsParams, launches: usize },
+    /// Ordinary steps for good, and why.
+    Off(String),
+}
+
+pub fn prepare(device: &Device) -> Result<(), String> {
+    Dispatch::graph_prepare(device.as_dispatch()).map_err(|e| format!("the device refused to prepare a capture: {e}"))
+}
+
+pub fn start(device: &Device) -> Result<(), String> {
+    Dispatch::graph_start_capture(device.as_dispatch()).map_err(|e| format!("the device refused to capture: {e}"))
+}
+
+pub fn stop(device: &Device) -> Result<BackendGraph<Dispatch>, String> {
+    Dispatch::graph_stop_capture(device.as_dispatch()).map_err(|e| format!("the capture failed: {e}"))
+}
+
+/// Replays `graph` on `device`.
+///
+/// Safety (burn's `graph_replay` contract): every buffer the captured step read or wrote is
+/// still alive (the stable inputs, the outputs and the model's parameters, all held by the
+/// run), and only this thread's stream uses them.
+pub fn replay(device: &Device, graph: &BackendGraph<Dispatch>) -> Result<(), String> {
+    unsafe { Dispatch::graph_replay(device.as_dispatch(), graph) }.map_err(|e| format!("a replay failed: {e}"))
+}
+
+/// A fresh `GradientsParams` holding the captured gradients of `module`'s parameters (the same
+/// buffers, which each replay overwrites): the optimiser consumes one per step.
+pub fn gradients_of<M: Module>(module: &M, captured: &GradientsParams) -> GradientsParams {
+    struct Copy<'a> {
+        from: &'a GradientsParams,
+        to: GradientsParams,
+    }
+    impl ModuleVisitor for Copy<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.from.get::<D>(param.id) {
+                self.to.register::<D>(param.id, g);
+            }
+        }
+    }
+    let mut copy = Copy { from: captured, to: GradientsParams::new() };
+    module.visit(&mut copy);
+    copy.to
+}
