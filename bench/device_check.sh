@@ -11,7 +11,9 @@
 # but no loader). Both folders are in `.gitignore`.
 #
 # `run` unpacks them and, on the GPU, in this order (the figures first, in case time runs out):
-#   1. objlab's baby GPT on wgpu over Vulkan, 500 steps, in two processes (steps/s, launches, MFU);
+#   1. objlab's baby GPT on wgpu over Vulkan, 500 steps, in two processes (steps/s, launches, MFU),
+#      then a third with `capture=0` (every step launched kernel by kernel: what the captured
+#      step buys);
 #   2. the same model in PyTorch eager on CUDA (bench/pytorch_baby_gpt.py), so the ratio holds;
 #   3. engine/tests/training.rs, whose wgpu tests check every hand-written kernel's values and
 #      gradients against flex, on the real GPU, `OBJLAB_REQUIRE_WGPU=1` so that a missing adapter fails instead of skipping.
@@ -62,12 +64,17 @@ run)
     nvidia-smi -L || true
     steps="${STEPS:-500}"
     # Twice: the first process on a fresh machine autotunes (and trained 2.5x slower once,
-    # docs/performance.md, Next steps 3); the second finds cubecl's on-disk cache.
+    # docs/performance.md, Next steps 4); the second finds cubecl's on-disk cache.
     for round in 1 2; do
         echo "== objlab, wgpu over Vulkan ($steps steps, process $round)"
         timeout 200 "$bin/objlab" bench --preset baby-gpt --device gpu --steps "$steps" \
             --data assets/tinyshakespeare.txt ${SOFTWARE:+--software} || echo "objlab bench failed: $?"
     done
+    # The same without the captured step (each step launched kernel by kernel, as before the
+    # twenty-fifth session): what replaying the forward and backward pass buys on this GPU.
+    echo "== objlab, wgpu over Vulkan, capture=0 ($steps steps)"
+    timeout 120 "$bin/objlab" bench --preset baby-gpt --device gpu --steps "$steps" --set capture=0 \
+        --data assets/tinyshakespeare.txt ${SOFTWARE:+--software} || echo "objlab bench failed: $?"
     echo "== PyTorch eager, CUDA ($steps steps)"
     timeout 120 python3 bench/pytorch_baby_gpt.py --device cuda --steps "$steps" \
         --data assets/tinyshakespeare.txt || echo "PyTorch bench failed: $?"
