@@ -66,6 +66,10 @@ fn trains_on_webgpu() {
     let host_ms = report.host_ms.expect("a GPU benchmark reports its host work per step");
     assert!(host_ms > 0.0 && host_ms < 1000.0 / report.steps_per_s, "{report:?}");
     assert!(report.text.contains("ms of host work to launch them"), "{report:?}");
+    // After its warm-up the benchmark's run replays each step's forward and backward pass from
+    // a captured graph (engine/src/train/captured_step.rs): most of the launches, in the browser.
+    assert!(report.replayed > 10.0 && report.replayed < report.dispatches, "{report:?}");
+    assert!(report.text.contains("replayed from a captured graph"), "{report:?}");
 }
 
 #[derive(Debug)]
@@ -78,6 +82,8 @@ struct BenchmarkFigures {
     profile: Option<serde_json::Value>,
     /// The host's time to launch a step's kernels (`data-host-ms`, a GPU's only).
     host_ms: Option<f64>,
+    /// Of `dispatches`, those replayed from a captured graph (`data-replayed`).
+    replayed: f64,
 }
 
 /// Presses "benchmark" and waits for its report.
@@ -93,6 +99,7 @@ fn run_benchmark(browser: &Browser, timeout: Duration) -> BenchmarkFigures {
         host_reads: number("data-host-reads"),
         profile: browser.attribute("benchmark-result", "data-profile").and_then(|p| serde_json::from_str(&p).ok()),
         host_ms: optional("data-host-ms"),
+        replayed: number("data-replayed"),
     };
     assert!(figures.steps_per_s > 0.0 && figures.steps_per_s.is_finite(), "{figures:?}");
     assert_eq!(browser.text("error").unwrap_or_default(), "", "no error after the benchmark");
@@ -142,6 +149,7 @@ fn falls_back_to_the_cpu_without_webgpu_and_pauses() {
     let report = run_benchmark(&browser, Duration::from_secs(300));
     assert_eq!(report.dispatches, 0.0, "{report:?}");
     assert_eq!(report.host_ms, None, "the CPU's step is its arithmetic: no separate host figure: {report:?}");
+    assert_eq!(report.replayed, 0.0, "a CPU step launches nothing to replay: {report:?}");
     // tiny reads its losses every step, and a split step reads the weights for the helper.
     let reads = if cores >= 2.0 { 2.0 } else { 1.0 };
     assert!(report.host_reads > 0.0 && report.host_reads <= reads, "reads per step: {report:?}");
