@@ -1,7 +1,8 @@
 //! Runs side by side in a real headless Chromium (CPU, flex in wasm; the WebGPU kernels are
 //! checked in `browser.rs`): three runs with different objectives train together, the
 //! representation views follow them, a diverging run stops alone, and a workspace too large for
-//! the device is refused before anything is allocated.
+//! the device is refused before anything is allocated; and two runs started at once share the
+//! WebGPU device.
 
 use std::time::Duration;
 
@@ -143,4 +144,31 @@ fn a_diverging_run_stops_alone_and_a_too_large_workspace_is_refused() {
     let error = browser.wait_for("the refusal", Duration::from_secs(10), |b| b.text("error").filter(|e| !e.is_empty()));
     assert!(error.contains("would need about") && error.contains("GB") && error.contains("more than the"), "{error}");
     assert_eq!(run_rows(&browser), 0);
+}
+
+/// Two runs started at once on WebGPU (the second added while the first run's device is still
+/// being set up) share the one device: wgpu initialises once per worker, and a second
+/// initialisation used to be refused ("a server is still registered"), which put the whole page
+/// on the CPU. Both train past the steps where each captures its step's graph (`engine/src/train/captured_step.rs`).
+#[test]
+fn two_runs_added_at_once_share_the_webgpu_device() {
+    let server = StaticServer::start(dist_dir());
+    let browser = Browser::start(true);
+    open(&browser, &server, "?preset=tiny&device=gpu&steps=400&snapshot_every=1000");
+    browser.click("add-run");
+    browser.eval("document.querySelector('[data-testid=\"run-duplicate\"]').click(); return true");
+    assert_eq!(run_rows(&browser), 2);
+    let steps = |b: &Browser| -> Vec<usize> {
+        let v = b.eval("return [...document.querySelectorAll('[data-testid=\"run-step\"]')].map(e => e.textContent)");
+        v.as_array().unwrap().iter().filter_map(|s| s.as_str()?.split('/').next()?.trim().parse().ok()).collect()
+    };
+    browser.wait_for("both runs past their capture", Duration::from_secs(300), |b| {
+        let s = steps(b);
+        (s.len() == 2 && s.iter().all(|k| *k >= 10)).then_some(())
+    });
+    let device = browser.text("device").unwrap();
+    assert!(device.starts_with("WebGPU"), "both runs on WebGPU: {device:?}");
+    assert_eq!(browser.text("error").unwrap_or_default(), "");
+    let p = points(&browser);
+    assert!(p.len() == 2 && p.iter().all(|n| *n >= 2), "two loss curves: {p:?}");
 }

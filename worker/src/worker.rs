@@ -69,6 +69,10 @@ struct Shared {
     paused: bool,
     /// The WebGPU device, once acquired (wgpu initialises once per worker).
     gpu: Option<(Device, String)>,
+    /// Whether a WebGPU initialisation is under way: a second caller (a run added while the
+    /// first run's device is still being set up) waits for it instead of initialising again,
+    /// which wgpu refuses ("a server is still registered"), and which fell back to the CPU.
+    gpu_pending: bool,
     /// The CPU backend's name and why it was picked, once a run is on it (the device line,
     /// repeated with the helper worker's state when that changes).
     cpu: Option<(String, Option<String>)>,
@@ -525,11 +529,31 @@ fn enable_subgroups_for_wgpu() -> Result<(), String> {
     Ok(())
 }
 
-/// Asks the browser for a WebGPU adapter (for its name) and initialises burn's wgpu runtime.
+/// Asks the browser for a WebGPU adapter (for its name) and initialises burn's wgpu runtime,
+/// once: callers meanwhile wait for that initialisation (and try again should it fail).
 async fn webgpu() -> Result<(Device, String), String> {
-    if let Some(gpu) = SHARED.with(|s| s.borrow().gpu.clone()) {
-        return Ok(gpu);
+    loop {
+        if let Some(gpu) = SHARED.with(|s| s.borrow().gpu.clone()) {
+            return Ok(gpu);
+        }
+        if !SHARED.with(|s| s.borrow().gpu_pending) {
+            break;
+        }
+        sleep(20).await;
     }
+    SHARED.with(|s| s.borrow_mut().gpu_pending = true);
+    let result = init_webgpu().await;
+    SHARED.with(|s| {
+        let mut s = s.borrow_mut();
+        s.gpu_pending = false;
+        if let Ok(gpu) = &result {
+            s.gpu = Some(gpu.clone());
+        }
+    });
+    result
+}
+
+async fn init_webgpu() -> Result<(Device, String), String> {
     let gpu = js_get(&with_scope(|s| s.navigator()).into(), "gpu");
     if gpu.is_undefined() || gpu.is_null() {
         return Err("this browser does not offer WebGPU".into());
@@ -549,7 +573,6 @@ async fn webgpu() -> Result<(Device, String), String> {
     let name = if name.is_empty() { "WebGPU adapter".to_string() } else { name.join(" ") };
     enable_subgroups_for_wgpu()?;
     let device = Device::wgpu_options().init_async().await.map_err(|e| format!("WebGPU initialisation failed: {e:?}"))?;
-    SHARED.with(|s| s.borrow_mut().gpu = Some((device.clone(), name.clone())));
     Ok((device, name))
 }
 
