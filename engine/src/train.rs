@@ -304,7 +304,7 @@ impl Trainer {
             _ => {}
         }
         if self.train.nan_at > 0 {
-            self.capture = Capture::Off("the run injects a fault (nan_at)".into());
+            self.capture_off("the run injects a fault (nan_at)".into());
             return None;
         }
         // The same draws as `mix_loss`: a captured batch draws no dropout noise after its
@@ -314,7 +314,7 @@ impl Trainer {
         let signature = match Signature::of(&prepared) {
             Ok(s) => s,
             Err(why) => {
-                self.capture = Capture::Off(format!("this run's steps are not captured: {why}"));
+                self.capture_off(format!("this run's steps are not captured: {why}"));
                 return None;
             }
         };
@@ -356,8 +356,9 @@ impl Trainer {
                     }
                 }
             }
-            _ => {
-                self.capture = Capture::Off("this run's steps differ in shape or number of targets".into());
+            other => {
+                self.capture = other;
+                self.capture_off("this run's steps differ in shape or number of targets".into());
                 return None;
             }
         };
@@ -366,6 +367,15 @@ impl Trainer {
             self.last_prepared[i] = Some(p);
         }
         Some(out)
+    }
+
+    /// Turns capture off for this run. A capture prepared for warm-up steps is closed first:
+    /// until it is, the device's stream stays prepared and refuses other runs' captures.
+    fn capture_off(&mut self, why: String) {
+        if matches!(self.capture, captured_step::Capture::Warming { .. }) {
+            let _ = captured_step::stop(&self.device);
+        }
+        self.capture = captured_step::Capture::Off(why);
     }
 
     /// Opens the capture, records this step's forward and backward pass, closes it and

@@ -428,7 +428,7 @@ impl Trainer {
         };
         // A split step is the CPU's (a graph replays one device's whole batch): no capture.
         if !matches!(self.capture, super::captured_step::Capture::Off(_)) {
-            self.capture = super::captured_step::Capture::Off("its steps are split between two workers".into());
+            self.capture_off("its steps are split between two workers".into());
         }
         let model = self.model.take().expect("model is present between steps");
         // Every failure below leaves the run as it was before the step, its model included;
