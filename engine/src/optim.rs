@@ -19,7 +19,7 @@
 mod adamw_update;
 mod sum_squares;
 
-pub use adamw_update::{AdamWOps, ParamUpdate, StepConstants, adamw_update_all};
+pub use adamw_update::{AdamWOps, ParamUpdate, STEP_VALUES, StepConstants, adamw_update_all, adamw_update_all_with};
 pub use sum_squares::{GROUP, PARTS, SumSquaresOps, partial_sums_of_squares};
 
 /// Whether a kernel may write into `t`'s buffer in place: nothing else holds the buffer, and it
@@ -63,18 +63,48 @@ pub struct AdamW {
     /// Zeros on the parameters' device, made once: the start of the gradient norm's partial
     /// sums ([GROUP, PARTS]) and the filler of its last group ([1]).
     zeros: Option<(Tensor<2>, Tensor<1>)>,
+    /// The step's values the update reads from the device ([`StepConstants::step_values`]):
+    /// one buffer, written in place each step, so that a captured step's replay reads this
+    /// step's (`train::captured_step`).
+    step_values: Option<Tensor<1>>,
 }
 
 impl AdamW {
     pub fn new(config: AdamWConfig) -> Self {
-        Self { config, time: 0, moments: HashMap::new(), zeros: None }
+        Self { config, time: 0, moments: HashMap::new(), zeros: None, step_values: None }
     }
 
     /// One update of every parameter of `module` that has a gradient in `grads`.
-    pub fn step<M: Module>(&mut self, lr: f64, module: M, mut grads: GradientsParams) -> M {
-        self.time += 1;
+    pub fn step<M: Module>(&mut self, lr: f64, module: M, grads: GradientsParams) -> M {
+        let Some(device) = first_gradient_device(&module, &grads) else { return module };
+        let constants = self.advance(lr, &device, false);
+        self.update(constants, module, grads)
+    }
+
+    /// The update of a step whose values [`AdamW::advance`] has written: [`AdamW::step`]
+    /// without uploading anything, which a capture could not record (`train::captured_step`).
+    pub fn update<M: Module>(&mut self, constants: StepConstants, module: M, mut grads: GradientsParams) -> M {
         let clip = self.config.grad_clip > 0.0;
         let Some(partials) = squared_norm_partials(&module, &grads, &mut self.zeros, clip) else { return module };
+        let step_values = self.step_values.clone().expect("advance wrote the step's values");
+        let mut take = Take { grads: &mut grads, moments: &mut self.moments, taken: Vec::new() };
+        let module = module.map(&mut take);
+        let (ids, updates): (Vec<_>, Vec<_>) = take.taken.into_iter().unzip();
+        let mut updated = HashMap::with_capacity(ids.len());
+        for ((id, require_grad), (param, state)) in ids.into_iter().zip(adamw_update_all_with(updates, &partials, &step_values, constants)) {
+            self.moments.insert(id, Tensor::from_dispatch(state));
+            updated.insert(id, (param, require_grad));
+        }
+        module.map(&mut PutBack { updated })
+    }
+
+    /// Counts one more step and puts its values (learning rate and bias corrections) on the
+    /// device for the update: what [`AdamW::step`] does first (a new buffer: an upload, no
+    /// launch), and all a replayed step (`train::captured_step`, whose graph holds the update's
+    /// launches) needs from the host: `in_place` writes them into the buffer the graph
+    /// recorded (one copy). `device`: the gradients' (plain) device.
+    pub fn advance(&mut self, lr: f64, device: &Device, in_place: bool) -> StepConstants {
+        self.time += 1;
         let c = &self.config;
         let constants = StepConstants {
             beta1: c.beta1,
@@ -85,15 +115,19 @@ impl AdamW {
             bias2: 1.0 - c.beta2.powi(self.time),
             max_norm: c.grad_clip,
         };
-        let mut take = Take { grads: &mut grads, moments: &mut self.moments, taken: Vec::new() };
-        let module = module.map(&mut take);
-        let (ids, updates): (Vec<_>, Vec<_>) = take.taken.into_iter().unzip();
-        let mut updated = HashMap::with_capacity(ids.len());
-        for ((id, require_grad), (param, state)) in ids.into_iter().zip(adamw_update_all(updates, &partials, constants)) {
-            self.moments.insert(id, Tensor::from_dispatch(state));
-            updated.insert(id, (param, require_grad));
+        let values = Tensor::<1>::from_data(TensorData::new(constants.step_values().to_vec(), [STEP_VALUES]), device);
+        #[allow(clippy::single_range_in_vec_init)] // burn's slice of a 1-D tensor: one range
+        match &mut self.step_values {
+            Some(buffer) if in_place => buffer.inplace(|b| b.slice_assign([0..STEP_VALUES], values)),
+            _ => self.step_values = Some(values),
         }
-        module.map(&mut PutBack { updated })
+        constants
+    }
+
+    /// Takes back the count of the last [`AdamW::advance`] (a replay that failed: the step
+    /// is then taken with [`AdamW::step`], which counts it again).
+    pub fn retreat(&mut self) {
+        self.time -= 1;
     }
 
     pub fn config(&self) -> &AdamWConfig {
@@ -166,6 +200,24 @@ impl AdamW {
         self.moments = load.moments;
         Ok(load.at)
     }
+}
+
+/// The device of the first parameter of `module` that has a gradient in `grads`.
+fn first_gradient_device<M: Module>(module: &M, grads: &GradientsParams) -> Option<Device> {
+    struct Find<'a> {
+        grads: &'a GradientsParams,
+        device: Option<Device>,
+    }
+    impl ModuleVisitor for Find<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if self.device.is_none() {
+                self.device = self.grads.get::<D>(param.id).map(|g| g.device());
+            }
+        }
+    }
+    let mut find = Find { grads, device: None };
+    module.visit(&mut find);
+    find.device
 }
 
 /// The partial sums of the squares of all gradients, [GROUP, PARTS] on the device (they add up

@@ -293,19 +293,21 @@ impl Trainer {
         Route::with_bias(mode, self.model_config.arch, bias)
     }
 
-    /// This step's forward and backward pass through the capture ([`captured_step`]): a
-    /// warm-up step, the capturing step or a replay. `None` where the step is to be taken the
-    /// ordinary way (capture off for this run, or not yet): nothing has been drawn then.
-    fn captured_pass(&mut self, model: &Transformer, clean: &CleanBatch) -> Option<(Tensor<1>, GradientsParams)> {
+    /// This step through the capture ([`captured_step`]): a warm-up step, the capturing step
+    /// or a replay, each with the optimiser's update. `Err(model)` where the step is to be
+    /// taken the ordinary way (capture off for this run, or not yet): nothing has been drawn
+    /// then. Ok: the step's loss (not read) and the updated model.
+    #[allow(clippy::result_large_err)] // the model comes back to take the step the ordinary way
+    fn captured_step(&mut self, model: Transformer, clean: &CleanBatch) -> Result<(Tensor<1>, Transformer), Transformer> {
         use captured_step::{Capture, Signature, StableInputs};
         match &self.capture {
-            Capture::Off(_) => return None,
-            Capture::NotYet if self.step < captured_step::ORDINARY_STEPS => return None,
+            Capture::Off(_) => return Err(model),
+            Capture::NotYet if self.step < captured_step::ORDINARY_STEPS => return Err(model),
             _ => {}
         }
         if self.train.nan_at > 0 {
             self.capture_off("the run injects a fault (nan_at)".into());
-            return None;
+            return Err(model);
         }
         // The same draws as `mix_loss`: a captured batch draws no dropout noise after its
         // preparation, so preparing every part first consumes the stream the same way.
@@ -315,58 +317,61 @@ impl Trainer {
             Ok(s) => s,
             Err(why) => {
                 self.capture_off(format!("this run's steps are not captured: {why}"));
-                return None;
+                return Err(model);
             }
         };
+        let lr = self.learning_rate();
         let out = match std::mem::replace(&mut self.capture, Capture::NotYet) {
             Capture::NotYet => {
                 if let Err(why) = captured_step::prepare(&self.device) {
                     // Another run of this device may be between its own prepare and capture
                     // (one at a time per stream): try again at a later step, for a while.
                     self.capture = if self.step < captured_step::ORDINARY_STEPS + captured_step::RETRY_STEPS { Capture::NotYet } else { Capture::Off(why) };
-                    return None;
+                    return Err(model);
                 }
                 let inputs = StableInputs::new(signature, &prepared, &self.autodiff);
-                let out = self.pass_through(model, &prepared, &inputs);
+                let out = self.step_through(model, &prepared, &inputs, lr);
                 self.capture = Capture::Warming { inputs, left: captured_step::WARMUP_STEPS - 1 };
                 out
             }
             Capture::Warming { mut inputs, left } if inputs.signature == signature => {
                 inputs.write(&prepared, &self.autodiff);
                 if left > 0 {
-                    let out = self.pass_through(model, &prepared, &inputs);
+                    let out = self.step_through(model, &prepared, &inputs, lr);
                     self.capture = Capture::Warming { inputs, left: left - 1 };
                     out
                 } else {
-                    self.capture_now(model, &prepared, inputs)
+                    self.capture_now(model, &prepared, inputs, lr)
                 }
             }
-            Capture::Replaying { mut inputs, graph, loss, grads, launches } if inputs.signature == signature => {
+            Capture::Replaying { mut inputs, graph, loss, launches } if inputs.signature == signature => {
                 inputs.write(&prepared, &self.autodiff);
+                self.optim.advance(lr, &self.device, true);
                 match captured_step::replay(&self.device, &graph) {
                     Ok(()) => {
                         // a copy: the next replay overwrites `loss`, and the pending losses are read later
-                        let out = (loss.clone().mul_scalar(1.0), captured_step::gradients_of(model, &grads));
-                        self.capture = Capture::Replaying { inputs, graph, loss, grads, launches };
+                        let out = (loss.clone().mul_scalar(1.0), model);
+                        self.capture = Capture::Replaying { inputs, graph, loss, launches };
                         out
                     }
                     Err(why) => {
                         self.capture = Capture::Off(why);
-                        self.pass_through(model, &prepared, &inputs)
+                        self.optim.retreat();
+                        self.step_through(model, &prepared, &inputs, lr)
                     }
                 }
             }
             other => {
                 self.capture = other;
                 self.capture_off("this run's steps differ in shape or number of targets".into());
-                return None;
+                return Err(model);
             }
         };
         self.corrupt_rng = rng;
         for (i, p) in prepared.into_iter().enumerate() {
             self.last_prepared[i] = Some(p);
         }
-        Some(out)
+        Ok(out)
     }
 
     /// Turns capture off for this run. A capture prepared for warm-up steps is closed first:
@@ -378,19 +383,27 @@ impl Trainer {
         self.capture = captured_step::Capture::Off(why);
     }
 
-    /// Opens the capture, records this step's forward and backward pass, closes it and
-    /// replays it (a capture records; it does not run). On a failure, the step the ordinary
-    /// way through the same inputs, and capture off.
-    fn capture_now(&mut self, model: &Transformer, prepared: &[Prepared], inputs: captured_step::StableInputs) -> (Tensor<1>, GradientsParams) {
+    /// Opens the capture, records this step (forward, backward and update), closes it and
+    /// replays it (a capture records; it does not run). Should the capture not open, the step
+    /// the ordinary way through the same inputs, and capture off. Should it fail once open, the
+    /// recorded update never runs and its buffers (the parameters among them) stay marked as
+    /// failed: the run's next read reports the failure (a run error on the page, as a lost
+    /// device is), since the model's update cannot be taken back.
+    fn capture_now(&mut self, model: Transformer, prepared: &[Prepared], inputs: captured_step::StableInputs, lr: f64) -> (Tensor<1>, Transformer) {
         use captured_step::Capture;
+        // The step's values are uploaded before the capture opens: it records launches only.
+        let constants = self.optim.advance(lr, &self.device, false);
         if let Err(why) = captured_step::start(&self.device) {
-            let out = self.pass_through(model, prepared, &inputs);
+            self.optim.retreat();
+            let out = self.step_through(model, prepared, &inputs, lr);
             self.capture = Capture::Off(why);
             return out;
         }
-        // what the graph launches at each replay: counted as it is recorded
+        // (the capture is open: nothing below may upload) what the graph launches at each
+        // replay, counted as it is recorded
         let watch = crate::dispatches::DispatchWatch::count();
-        let (loss, grads) = self.pass_through(model, prepared, &inputs);
+        let (loss, grads) = self.pass_through(&model, prepared, &inputs);
+        let (loss, model) = (loss.detach(), self.optim.update(constants, model, grads));
         let stopped = captured_step::stop(&self.device);
         let launches = watch.total();
         drop(watch);
@@ -398,16 +411,23 @@ impl Trainer {
             Ok(graph) => graph,
             Err(why) => {
                 self.capture = Capture::Off(why);
-                return self.pass_through(model, prepared, &inputs);
+                return (loss, model);
             }
         };
         if let Err(why) = captured_step::replay(&self.device, &graph) {
             self.capture = Capture::Off(why);
-            return self.pass_through(model, prepared, &inputs);
+            return (loss, model);
         }
-        let out = (loss.clone().mul_scalar(1.0), captured_step::gradients_of(model, &grads));
-        self.capture = Capture::Replaying { inputs, graph, loss, grads, launches };
+        let out = (loss.clone().mul_scalar(1.0), model);
+        self.capture = Capture::Replaying { inputs, graph, loss, launches };
         out
+    }
+
+    /// One step from the stable input buffers (what a capture records): the mix's loss, its
+    /// gradients, and the optimiser's update. The loss and the updated model.
+    fn step_through(&mut self, model: Transformer, prepared: &[Prepared], inputs: &captured_step::StableInputs, lr: f64) -> (Tensor<1>, Transformer) {
+        let (loss, grads) = self.pass_through(&model, prepared, inputs);
+        (loss.detach(), self.optim.step(lr, model, grads))
     }
 
     /// The mix's loss and its gradients for `prepared`, read from the stable input buffers
@@ -531,9 +551,13 @@ impl Trainer {
         let t0 = self.now();
         let clean = self.corpus.sample(Split::Train, self.train.batch_size, self.model_config.block_size, &mut self.data_rng);
         let model = self.model.take().expect("model is present between steps");
-        let (loss, grads, t1) = match self.captured_pass(&model, &clean) {
-            Some((loss, grads)) => (loss, grads, self.now()),
-            None => {
+        let (loss, t1, t2) = match self.captured_step(model, &clean) {
+            Ok((loss, model)) => {
+                // the parts are not apart in a captured step: all of it counts as the update
+                self.model = Some(model);
+                (loss, t0, t0)
+            }
+            Err(model) => {
                 let mut rng = self.corrupt_rng.clone();
                 let mut loss = self.mix_loss(&model, &clean, &mut rng, true);
                 self.corrupt_rng = rng;
@@ -542,14 +566,14 @@ impl Trainer {
                     loss = loss.mul_scalar(f32::NAN);
                 }
                 let t1 = self.now();
-                let grads = loss.backward();
-                (loss, GradientsParams::from_grads(grads, &model), t1)
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                let t2 = self.now();
+                let lr = self.learning_rate();
+                self.model = Some(self.optim.step(lr, model, grads));
+                (loss.detach(), t1, t2)
             }
         };
-        let t2 = self.now();
-        let lr = self.learning_rate();
-        self.model = Some(self.optim.step(lr, model, grads));
-        self.pending.push((self.step, loss.detach()));
+        self.pending.push((self.step, loss));
         self.step += 1;
         // a helper's copy of this run missed this step
         self.helper_has_copy = false;

@@ -10,7 +10,9 @@
 //! its *state* `[m, v]` (flattened: `[2·n]` for a parameter of n elements), so that a pair binds
 //! seven storage buffers (p, g, state twice, and the partial sums): WebGPU's default limit is
 //! eight. The parameter and its state are updated in place when nothing else holds them
-//! (copied first otherwise).
+//! (copied first otherwise). The values that change from step to step (1 − lr·λ,
+//! lr / (1 − β1ᵗ), 1 − β2ᵗ) follow the partial sums in that buffer rather than being scalar
+//! arguments, which a captured step's replay would repeat (`train::captured_step`).
 //!
 //! As in `sum_squares.rs`: flex runs a loop per parameter (the composed default body, the same
 //! arithmetic in burn operations, is the reference of the tests), the cubecl backend the
@@ -19,7 +21,7 @@
 use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, DType, Dispatch, DispatchTensor, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{Shape, Slice, Tensor};
+use burn::tensor::{Shape, Slice, Tensor, TensorData};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
@@ -43,6 +45,16 @@ pub struct StepConstants {
     pub max_norm: f64,
 }
 
+/// The constants of a run (the same every step), which the launches take as scalars; the
+/// step's own values travel in the partial sums' tail (`STEP_VALUES`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct RunConstants {
+    beta1: f64,
+    beta2: f64,
+    epsilon: f64,
+    max_norm: f64,
+}
+
 /// One parameter to update: the parameter, its gradient (the same shape) and its state `[m, v]`
 /// (`[2·n]`), as backend tensors of any rank.
 pub struct ParamUpdate {
@@ -55,23 +67,42 @@ pub struct ParamUpdate {
 /// ‖g‖² is the sum of `partials` (the whole model's gradient norm), for every parameter of
 /// `updates`: two per launch. Returns the updated (parameter, state) of each, in order.
 pub fn adamw_update_all(updates: Vec<ParamUpdate>, partials: &Tensor<2>, c: StepConstants) -> Vec<(DispatchTensor, DispatchTensor)> {
+    let step = Tensor::<1>::from_data(TensorData::new(c.step_values().to_vec(), [STEP_VALUES]), &partials.device());
+    adamw_update_all_with(updates, partials, &step, c)
+}
+
+/// [`adamw_update_all`] with the step's values (`[STEP_VALUES]`, [`StepConstants::step_values`])
+/// read from a device tensor instead of `c`'s: a captured step (`train::captured_step`) writes
+/// them into the same buffer before each replay, as the values recorded in a launch would stay
+/// those of the step that recorded it. `c`'s β1, β2, ε and clip norm are the run's.
+pub fn adamw_update_all_with(updates: Vec<ParamUpdate>, partials: &Tensor<2>, step: &Tensor<1>, c: StepConstants) -> Vec<(DispatchTensor, DispatchTensor)> {
+    // partials: [GROUP, PARTS] -> [GROUP·PARTS + STEP_VALUES], the step's values after the sums
+    let n = partials.shape().num_elements();
+    let tail = Tensor::cat(vec![partials.clone().reshape([n]), step.clone()], 0);
     let mut out = Vec::with_capacity(updates.len());
     let mut updates = updates.into_iter();
     while let Some(a) = updates.next() {
-        let partials = partials.clone().into_dispatch();
+        let tail = tail.clone().into_dispatch();
         match updates.next() {
             Some(b) => {
-                let (pa, sa, pb, sb) = <Dispatch as AdamWOps>::adamw_update_pair(
-                    a.param, a.grad, a.state, b.param, b.grad, b.state, partials, c.beta1, c.beta2, c.epsilon, c.decay, c.step_size, c.bias2, c.max_norm,
-                );
+                let (pa, sa, pb, sb) =
+                    <Dispatch as AdamWOps>::adamw_update_pair(a.param, a.grad, a.state, b.param, b.grad, b.state, tail, c.beta1, c.beta2, c.epsilon, c.max_norm);
                 out.extend([(pa, sa), (pb, sb)]);
             }
-            None => out.push(<Dispatch as AdamWOps>::adamw_update(
-                a.param, a.grad, a.state, partials, c.beta1, c.beta2, c.epsilon, c.decay, c.step_size, c.bias2, c.max_norm,
-            )),
+            None => out.push(<Dispatch as AdamWOps>::adamw_update(a.param, a.grad, a.state, tail, c.beta1, c.beta2, c.epsilon, c.max_norm)),
         }
     }
     out
+}
+
+/// The values of [`StepConstants`] that change from step to step, in the order the update
+/// reads them after the partial sums: 1 − lr·λ, lr / (1 − β1ᵗ), 1 − β2ᵗ.
+pub const STEP_VALUES: usize = 3;
+
+impl StepConstants {
+    pub fn step_values(&self) -> [f32; STEP_VALUES] {
+        [self.decay as f32, self.step_size as f32, self.bias2 as f32]
+    }
 }
 
 #[backend_extension(Flex, Cube, Fusion)]
@@ -87,12 +118,9 @@ pub trait AdamWOps: Backend {
         beta1: f64,
         beta2: f64,
         epsilon: f64,
-        decay: f64,
-        step_size: f64,
-        bias2: f64,
         max_norm: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let c = StepConstants { beta1, beta2, epsilon, decay, step_size, bias2, max_norm };
+        let c = RunConstants { beta1, beta2, epsilon, max_norm };
         composed::<Self>(param, grad, state, partials, c)
     }
 
@@ -110,20 +138,17 @@ pub trait AdamWOps: Backend {
         beta1: f64,
         beta2: f64,
         epsilon: f64,
-        decay: f64,
-        step_size: f64,
-        bias2: f64,
         max_norm: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let c = StepConstants { beta1, beta2, epsilon, decay, step_size, bias2, max_norm };
+        let c = RunConstants { beta1, beta2, epsilon, max_norm };
         one_by_one::<Self>([param_a, grad_a, state_a], [param_b, grad_b, state_b], partials, c)
     }
 }
 
 /// A pair's updates as two single ones ([`AdamWOps::adamw_update`]): (parameter a, state a,
 /// parameter b, state b).
-fn one_by_one<B: AdamWOps>(a: [FloatTensor<B>; 3], b: [FloatTensor<B>; 3], partials: FloatTensor<B>, c: StepConstants) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
-    let one = |[param, grad, state]: [FloatTensor<B>; 3], partials| B::adamw_update(param, grad, state, partials, c.beta1, c.beta2, c.epsilon, c.decay, c.step_size, c.bias2, c.max_norm);
+fn one_by_one<B: AdamWOps>(a: [FloatTensor<B>; 3], b: [FloatTensor<B>; 3], partials: FloatTensor<B>, c: RunConstants) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let one = |[param, grad, state]: [FloatTensor<B>; 3], partials| B::adamw_update(param, grad, state, partials, c.beta1, c.beta2, c.epsilon, c.max_norm);
     let (pa, sa) = one(a, partials.clone());
     let (pb, sb) = one(b, partials);
     (pa, sa, pb, sb)
@@ -138,9 +163,6 @@ fn same_shapes(
     _beta1: &f64,
     _beta2: &f64,
     _epsilon: &f64,
-    _decay: &f64,
-    _step_size: &f64,
-    _bias2: &f64,
     _max_norm: &f64,
 ) -> (TensorSpec, TensorSpec) {
     (param.clone(), state.clone())
@@ -158,9 +180,6 @@ fn pair_shapes(
     _beta1: &f64,
     _beta2: &f64,
     _epsilon: &f64,
-    _decay: &f64,
-    _step_size: &f64,
-    _bias2: &f64,
     _max_norm: &f64,
 ) -> (TensorSpec, TensorSpec, TensorSpec, TensorSpec) {
     (param_a.clone(), state_a.clone(), param_b.clone(), state_b.clone())
@@ -168,21 +187,27 @@ fn pair_shapes(
 
 /// The update in burn operations (the reference of the tests, and the fallback for other
 /// dtypes or mismatched shapes).
-fn composed<B: Backend>(param: FloatTensor<B>, grad: FloatTensor<B>, state: FloatTensor<B>, partials: FloatTensor<B>, c: StepConstants) -> (FloatTensor<B>, FloatTensor<B>) {
+// partials: [n_partials + STEP_VALUES], the sums of squares then the step's values
+fn composed<B: Backend>(param: FloatTensor<B>, grad: FloatTensor<B>, state: FloatTensor<B>, partials: FloatTensor<B>, c: RunConstants) -> (FloatTensor<B>, FloatTensor<B>) {
     let shape = param.shape();
     let n = shape.num_elements();
+    let ones = Shape::from(vec![1; shape.num_dims()]);
+    let total = partials.shape().num_elements();
+    let partials = B::float_reshape(partials, Shape::new([total]));
+    // the step's values, each shaped [1, …, 1] to broadcast over the parameter
+    let value = |k: usize| B::float_reshape(B::float_slice(partials.clone(), &[Slice::from(total - STEP_VALUES + k..total - STEP_VALUES + k + 1)]), ones.clone());
+    let (decay, step_size, bias2) = (value(0), value(1), value(2));
+    let partials = B::float_slice(partials, &[Slice::from(0..total - STEP_VALUES)]);
     let state = B::float_reshape(state, Shape::new([2 * n]));
     let m = B::float_reshape(B::float_slice(state.clone(), &[Slice::from(0..n)]), shape.clone());
     let v = B::float_reshape(B::float_slice(state, &[Slice::from(n..2 * n)]), shape.clone());
     let g = if c.max_norm > 0.0 {
         // min(1, max_norm / (√Σ + 1e-6)), shaped [1, …, 1] to broadcast over the parameter
-        let n = partials.shape().num_elements();
-        let total = B::float_sum(B::float_reshape(partials, Shape::new([n])));
+        let total = B::float_sum(partials);
         let scale = B::float_clamp_max(
             B::float_mul_scalar(B::float_recip(B::float_add_scalar(B::float_sqrt(total), 1e-6.into())), c.max_norm.into()),
             1.0.into(),
         );
-        let ones = Shape::from(vec![1; shape.num_dims()]);
         B::float_mul(grad, B::float_reshape(scale, ones))
     } else {
         grad
@@ -190,9 +215,9 @@ fn composed<B: Backend>(param: FloatTensor<B>, grad: FloatTensor<B>, state: Floa
     let m = B::float_add(B::float_mul_scalar(m, c.beta1.into()), B::float_mul_scalar(g.clone(), (1.0 - c.beta1).into()));
     let v = B::float_add(B::float_mul_scalar(v, c.beta2.into()), B::float_mul_scalar(B::float_mul(g.clone(), g), (1.0 - c.beta2).into()));
     // p ← p·(1 − lr·λ) − lr · m̂ / (√v̂ + ε), with m̂ = m/(1 − β1ᵗ), v̂ = v/(1 − β2ᵗ)
-    let denominator = B::float_add_scalar(B::float_sqrt(B::float_div_scalar(v.clone(), c.bias2.into())), c.epsilon.into());
-    let step = B::float_div(B::float_mul_scalar(m.clone(), c.step_size.into()), denominator);
-    let p = B::float_sub(B::float_mul_scalar(param, c.decay.into()), step);
+    let denominator = B::float_add_scalar(B::float_sqrt(B::float_div(v.clone(), bias2)), c.epsilon.into());
+    let step = B::float_div(B::float_mul(m.clone(), step_size), denominator);
+    let p = B::float_sub(B::float_mul(param, decay), step);
     let flat = |t| B::float_reshape(t, Shape::new([n]));
     (p, B::float_cat(vec![flat(m), flat(v)], 0))
 }
@@ -209,28 +234,29 @@ impl AdamWOps for Flex {
         beta1: f64,
         beta2: f64,
         epsilon: f64,
-        decay: f64,
-        step_size: f64,
-        bias2: f64,
         max_norm: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let c = StepConstants { beta1, beta2, epsilon, decay, step_size, bias2, max_norm };
+        let c = RunConstants { beta1, beta2, epsilon, max_norm };
         let shape = param.layout().shape().clone();
         let f32s = [&param, &grad, &state, &partials].iter().all(|t| t.dtype() == DType::F32);
         if !f32s || *grad.layout().shape() != shape || state.layout().num_elements() != 2 * shape.num_elements() {
             return composed::<Self>(param, grad, state, partials, c);
         }
-        // The clip scale from the partial sums of squares, in f32 as the composed body has it.
+        // The clip scale from the partial sums of squares, in f32 as the composed body has it,
+        // and the step's values after them.
+        let partials = owned(partials);
+        let (sums, step) = partials.storage::<f32>().split_at(partials.layout().num_elements() - STEP_VALUES);
         let scale = if max_norm > 0.0 {
-            let total: f32 = owned(partials).storage::<f32>().iter().sum();
+            let total: f32 = sums.iter().sum();
             ((1.0 / (total.sqrt() + 1e-6)) * max_norm as f32).min(1.0)
         } else {
             1.0
         };
+        let step = [step[0], step[1], step[2]];
         let grad = crate::cpu_loops::contiguous(grad);
         let [mut param, mut state] = [param, state].map(owned);
         let (m, v) = state.storage_mut::<f32>().split_at_mut(shape.num_elements());
-        let update = Update { p: param.storage_mut::<f32>(), g: grad.as_slice::<f32>().expect("contiguous f32"), m, v, scale, c };
+        let update = Update { p: param.storage_mut::<f32>(), g: grad.as_slice::<f32>().expect("contiguous f32"), m, v, scale, c, step };
         crate::cpu_loops::vectorized(update);
         (param, state)
     }
@@ -254,7 +280,9 @@ struct Update<'a> {
     v: &'a mut [f32],
     /// the clip scale, 1 without clipping (g · 1 is g exactly)
     scale: f32,
-    c: StepConstants,
+    c: RunConstants,
+    /// 1 − lr·λ, lr / (1 − β1ᵗ), 1 − β2ᵗ
+    step: [f32; STEP_VALUES],
 }
 
 impl crate::cpu_loops::Kernel for Update<'_> {
@@ -263,7 +291,8 @@ impl crate::cpu_loops::Kernel for Update<'_> {
     fn run(self) {
         let c = self.c;
         let (b1, b1c, b2, b2c) = (c.beta1 as f32, (1.0 - c.beta1) as f32, c.beta2 as f32, (1.0 - c.beta2) as f32);
-        let (eps, decay, step_size, bias2) = (c.epsilon as f32, c.decay as f32, c.step_size as f32, c.bias2 as f32);
+        let eps = c.epsilon as f32;
+        let [decay, step_size, bias2] = self.step;
         for (((p, &g), m), v) in self.p.iter_mut().zip(self.g).zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
             let g = g * self.scale;
             *m = *m * b1 + g * b1c;
@@ -295,12 +324,9 @@ impl AdamWOps for CubeBackend {
         beta1: f64,
         beta2: f64,
         epsilon: f64,
-        decay: f64,
-        step_size: f64,
-        bias2: f64,
         max_norm: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let c = StepConstants { beta1, beta2, epsilon, decay, step_size, bias2, max_norm };
+        let c = RunConstants { beta1, beta2, epsilon, max_norm };
         if partials.dtype != DType::F32 || !kernel_fits(&param, &grad, &state) {
             return composed::<Self>(param, grad, state, partials, c);
         }
@@ -319,12 +345,9 @@ impl AdamWOps for CubeBackend {
         beta1: f64,
         beta2: f64,
         epsilon: f64,
-        decay: f64,
-        step_size: f64,
-        bias2: f64,
         max_norm: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let c = StepConstants { beta1, beta2, epsilon, decay, step_size, bias2, max_norm };
+        let c = RunConstants { beta1, beta2, epsilon, max_norm };
         let (a, b) = ([param_a, grad_a, state_a], [param_b, grad_b, state_b]);
         if partials.dtype != DType::F32 || !kernel_fits(&a[0], &a[1], &a[2]) || !kernel_fits(&b[0], &b[1], &b[2]) {
             return one_by_one::<Self>(a, b, partials, c);
@@ -338,7 +361,7 @@ impl AdamWOps for CubeBackend {
 /// or a alone, with a one-element stand-in bound for b: (parameter a, state a, parameter b,
 /// state b). One index addresses the same element in a parameter, its gradient and each half of
 /// its state: all contiguous, the parameter and state writable.
-fn launch(a: [CubeTensor; 3], b: Option<[CubeTensor; 3]>, partials: CubeTensor, c: StepConstants) -> [CubeTensor; 4] {
+fn launch(a: [CubeTensor; 3], b: Option<[CubeTensor; 3]>, partials: CubeTensor, c: RunConstants) -> [CubeTensor; 4] {
     let len_b = b.as_ref().map_or(0, |[param, ..]| param.meta.num_elements());
     let [param_a, grad_a, state_a] = a;
     let stand_in = || burn_cubecl::ops::numeric::empty_device_dtype(param_a.client.clone(), param_a.device.clone(), Shape::new([1]), DType::F32);
@@ -360,13 +383,10 @@ fn launch(a: [CubeTensor; 3], b: Option<[CubeTensor; 3]>, partials: CubeTensor, 
         partials.clone().into_tensor_arg(),
         len_a as u32,
         len_b as u32,
-        partials.meta.num_elements() as u32,
+        (partials.meta.num_elements() - STEP_VALUES) as u32,
         c.beta1 as f32,
         c.beta2 as f32,
         c.epsilon as f32,
-        c.decay as f32,
-        c.step_size as f32,
-        c.bias2 as f32,
         c.max_norm as f32,
         ElemType::Float(FloatKind::F32),
     );
@@ -385,7 +405,8 @@ mod kernel {
 
     /// Two parameters in one launch: invocations 0..len_a update a, the next len_b update b
     /// (none for a lone parameter, len_b = 0).
-    // param_a, grad_a: [len_a]; state_a: [2·len_a]; the same for b with len_b; partials: [n_partials]
+    // param_a, grad_a: [len_a]; state_a: [2·len_a]; the same for b with len_b;
+    // partials: [n_partials + 3], the sums of squares, then 1 − lr·λ, lr / (1 − β1ᵗ), 1 − β2ᵗ
     #[allow(clippy::too_many_arguments)]
     #[cube(launch)]
     pub(super) fn adamw_pair_kernel<F: Float>(
@@ -402,9 +423,6 @@ mod kernel {
         beta1: f32,
         beta2: f32,
         epsilon: f32,
-        decay: f32,
-        step_size: f32,
-        bias2: f32,
         max_norm: f32,
         #[define(F)] _dtype: ElemType,
     ) {
@@ -413,6 +431,9 @@ mod kernel {
             terminate!();
         }
         let scale = clip_scale::<F>(partials, n_partials, max_norm);
+        let decay = partials[n_partials as usize];
+        let step_size = partials[n_partials as usize + 1];
+        let bias2 = partials[n_partials as usize + 2];
         if i < len_a {
             step::<F>(param_a, grad_a, state_a, i as usize, len_a as usize, scale, beta1, beta2, epsilon, decay, step_size, bias2);
         } else {
@@ -448,9 +469,9 @@ mod kernel {
         beta1: f32,
         beta2: f32,
         epsilon: f32,
-        decay: f32,
-        step_size: f32,
-        bias2: f32,
+        decay: F,
+        step_size: F,
+        bias2: F,
     ) {
         let beta1 = F::cast_from(beta1);
         let beta2 = F::cast_from(beta2);
@@ -460,7 +481,7 @@ mod kernel {
         let v_new = beta2 * state[len + i] + (one - beta2) * g * g;
         state[i] = m_new;
         state[len + i] = v_new;
-        param[i] = param[i] * F::cast_from(decay) - F::cast_from(step_size) * m_new / ((v_new / F::cast_from(bias2)).sqrt() + F::cast_from(epsilon));
+        param[i] = param[i] * decay - step_size * m_new / ((v_new / bias2).sqrt() + F::cast_from(epsilon));
     }
 }
 
@@ -500,7 +521,10 @@ mod tests {
             let ((pa, ga, sa), _, partials) = inputs();
             got.extend(adamw_update_all(vec![ParamUpdate { param: d(pa), grad: d(ga), state: sa.into_dispatch() }], &partials, c));
             let ((pa, ga, sa), (pb, gb, sb), partials) = inputs();
-            let part = || partials.clone().into_dispatch();
+            let step = Tensor::<1>::from_data(TensorData::new(c.step_values().to_vec(), [STEP_VALUES]), &device);
+            let tail = Tensor::cat(vec![partials.reshape([32]), step], 0);
+            let part = || tail.clone().into_dispatch();
+            let c = RunConstants { beta1: c.beta1, beta2: c.beta2, epsilon: c.epsilon, max_norm: c.max_norm };
             let mut want = vec![composed::<Dispatch>(d(pa.clone()), d(ga.clone()), sa.clone().into_dispatch(), part(), c)];
             want.push(composed::<Dispatch>(d(pb), d(gb), sb.into_dispatch(), part(), c));
             want.push(composed::<Dispatch>(d(pa), d(ga), sa.into_dispatch(), part(), c));

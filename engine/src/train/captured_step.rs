@@ -7,9 +7,9 @@
 //! (`Backend::graph_prepare / graph_start_capture / graph_stop_capture / graph_replay`) records
 //! a closure's launches once; on wgpu it is a *software* graph (cubecl-wgpu's `graph.rs`): every
 //! launch's pipeline and bind group are built while recording, and a replay only re-encodes
-//! them. So after a few ordinary steps the forward and backward pass is captured, and each
-//! later step writes its batch into the same input buffers, replays the graph, and runs the
-//! optimiser (~20 launches) the ordinary way on the gradients the replay wrote.
+//! them. So after a few ordinary steps the whole step (forward, backward and the optimiser's
+//! update) is captured, and each later step writes its batch and the optimiser's step values
+//! into the buffers the graph recorded and replays it.
 //!
 //! What a replay needs, and how this file keeps to it:
 //! - *The same shapes and scalars.* A graph replays its launches with the shapes and scalar
@@ -19,22 +19,25 @@
 //!   or that make inputs of their own (dropout noise, binary or contrastive targets) are not
 //!   captured: their runs step as before.
 //! - *Inputs and parameters in the buffers it recorded.* The batch goes into [`StableInputs`],
-//!   written in place (`slice_assign` on a tensor nothing else holds) before each replay; the
-//!   parameters are updated in place by the optimiser (`optim::writable_in_place`), so the
-//!   buffers the graph reads are the model's. `capture_replays_the_ordinary_steps` (engine
-//!   tests, on wgpu) checks that a captured run trains to the ordinary run's losses.
+//!   written in place (`slice_assign` on a tensor nothing else holds) before each replay, and
+//!   the optimiser's per-step values (learning rate, bias corrections) into its own buffer
+//!   (`AdamW::advance`), which the update kernel reads after the gradient norm's partial sums
+//!   instead of taking them as scalars; the parameters and moments are updated in place
+//!   (`optim::writable_in_place`), so the buffers the graph reads and writes are the model's.
+//!   `capture_replays_the_ordinary_steps` (engine tests, on wgpu) checks that a captured run
+//!   trains to the ordinary run's losses.
 //! - *Autodiff refuses capture* (burn: "a replayed graph would skip re-recording the autodiff
 //!   tape"), so the capture is opened on the plain device under the autodiff one: the tape is
 //!   recorded on the host while the capture records the launches of the forward and of
 //!   `backward()`; replays never need the tape.
 //! - *A capture records, it does not run*: the capturing step replays the graph right after.
+//!   Nor does it take uploads: the step's values are written before it opens.
 //!
-//! Any failure (a backend without capture, a refused capture, a failed replay) turns capture
-//! off for the run and takes that step the ordinary way.
+//! A failure before the capture opens or at a replay turns capture off for the run and takes
+//! that step the ordinary way. One while it records cannot be undone (the update was taken on
+//! the host and never ran): the run's next read reports it, as a lost device would.
 
 use burn::backend::{Backend, BackendGraph, Dispatch};
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::model::{AttentionMode, Head};
@@ -131,7 +134,7 @@ pub enum Capture {
     /// Captured: each step writes its batch into `inputs` and replays `graph`, which writes
     /// the loss and the gradients into `loss` and `grads`' buffers.
     /// `launches`: the kernels the graph runs (counted as it was recorded).
-    Replaying { inputs: StableInputs, graph: BackendGraph<Dispatch>, loss: Tensor<1>, grads: GradientsParams, launches: usize },
+    Replaying { inputs: StableInputs, graph: BackendGraph<Dispatch>, loss: Tensor<1>, launches: usize },
     /// Ordinary steps for good, and why.
     Off(String),
 }
@@ -155,23 +158,4 @@ pub fn stop(device: &Device) -> Result<BackendGraph<Dispatch>, String> {
 /// run), and only this thread's stream uses them.
 pub fn replay(device: &Device, graph: &BackendGraph<Dispatch>) -> Result<(), String> {
     unsafe { Dispatch::graph_replay(device.as_dispatch(), graph) }.map_err(|e| format!("a replay failed: {e}"))
-}
-
-/// A fresh `GradientsParams` holding the captured gradients of `module`'s parameters (the same
-/// buffers, which each replay overwrites): the optimiser consumes one per step.
-pub fn gradients_of<M: Module>(module: &M, captured: &GradientsParams) -> GradientsParams {
-    struct Copy<'a> {
-        from: &'a GradientsParams,
-        to: GradientsParams,
-    }
-    impl ModuleVisitor for Copy<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.from.get::<D>(param.id) {
-                self.to.register::<D>(param.id, g);
-            }
-        }
-    }
-    let mut copy = Copy { from: captured, to: GradientsParams::new() };
-    module.visit(&mut copy);
-    copy.to
 }
