@@ -76,16 +76,22 @@ impl AdamW {
 
     /// One update of every parameter of `module` that has a gradient in `grads`.
     pub fn step<M: Module>(&mut self, lr: f64, module: M, grads: GradientsParams) -> M {
-        let Some(device) = first_gradient_device(&module, &grads) else { return module };
-        let constants = self.advance(lr, &device, false);
-        self.update(constants, module, grads)
+        self.update_with(StepValues::Advance(lr), module, grads)
     }
 
     /// The update of a step whose values [`AdamW::advance`] has written: [`AdamW::step`]
     /// without uploading anything, which a capture could not record (`train::captured_step`).
-    pub fn update<M: Module>(&mut self, constants: StepConstants, module: M, mut grads: GradientsParams) -> M {
+    pub fn update<M: Module>(&mut self, constants: StepConstants, module: M, grads: GradientsParams) -> M {
+        self.update_with(StepValues::Written(constants), module, grads)
+    }
+
+    fn update_with<M: Module>(&mut self, values: StepValues, module: M, mut grads: GradientsParams) -> M {
         let clip = self.config.grad_clip > 0.0;
         let Some(partials) = squared_norm_partials(&module, &grads, &mut self.zeros, clip) else { return module };
+        let constants = match values {
+            StepValues::Advance(lr) => self.advance(lr, &partials.device(), false),
+            StepValues::Written(constants) => constants,
+        };
         let step_values = self.step_values.clone().expect("advance wrote the step's values");
         let mut take = Take { grads: &mut grads, moments: &mut self.moments, taken: Vec::new() };
         let module = module.map(&mut take);
@@ -202,22 +208,11 @@ impl AdamW {
     }
 }
 
-/// The device of the first parameter of `module` that has a gradient in `grads`.
-fn first_gradient_device<M: Module>(module: &M, grads: &GradientsParams) -> Option<Device> {
-    struct Find<'a> {
-        grads: &'a GradientsParams,
-        device: Option<Device>,
-    }
-    impl ModuleVisitor for Find<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if self.device.is_none() {
-                self.device = self.grads.get::<D>(param.id).map(|g| g.device());
-            }
-        }
-    }
-    let mut find = Find { grads, device: None };
-    module.visit(&mut find);
-    find.device
+/// How [`AdamW::update_with`] gets the step's values: written now for this learning rate, or
+/// already written by [`AdamW::advance`].
+enum StepValues {
+    Advance(f64),
+    Written(StepConstants),
 }
 
 /// The partial sums of the squares of all gradients, [GROUP, PARTS] on the device (they add up

@@ -151,8 +151,8 @@ pub struct BenchmarkReport {
     /// backend, whose step is the arithmetic itself (see `profile`).
     #[serde(default)]
     pub host_ms_per_step: Option<f64>,
-    /// Of `dispatches_per_step`, those a captured graph replays (the forward and backward
-    /// pass, `train::captured_step`): re-encoded, without burn's and cubecl's per-launch
+    /// Of `dispatches_per_step`, those a captured graph replays (the whole step: forward,
+    /// backward and AdamW, `train::captured_step`): re-encoded, without burn's and cubecl's per-launch
     /// bookkeeping. 0 where the step is not captured (the CPU, objectives whose steps differ,
     /// `capture=0`).
     #[serde(default)]

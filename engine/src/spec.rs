@@ -79,7 +79,7 @@ pub struct TrainConfig {
     /// a run does not split.
     #[serde(default)]
     pub helper_fails_at: usize,
-    /// On a GPU, replay each step's forward and backward pass from a graph captured after a
+    /// On a GPU, replay each step (forward, backward and AdamW) from a graph captured after a
     /// few steps (`train::captured_step`), where the run's steps allow it. Off: every step is
     /// launched kernel by kernel (for comparing, and a way out should a driver misbehave).
     #[serde(default = "default_capture")]

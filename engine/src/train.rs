@@ -90,7 +90,7 @@ pub struct Trainer {
     clock: Option<fn() -> f64>,
     /// The profiled steps' parts, summed since the last [`Trainer::take_profile`].
     profile: StepProfile,
-    /// The step's forward and backward pass as a replayed graph, on a GPU ([`captured_step`]).
+    /// The whole step as a replayed graph, on a GPU ([`captured_step`]).
     capture: captured_step::Capture,
 }
 
@@ -435,16 +435,9 @@ impl Trainer {
     fn pass_through(&mut self, model: &Transformer, prepared: &[Prepared], inputs: &captured_step::StableInputs) -> (Tensor<1>, GradientsParams) {
         let mut total: Option<Tensor<1>> = None;
         for (i, (p, (tokens, classes))) in prepared.iter().zip(&inputs.parts).enumerate() {
-            let (objective, weight) = (self.mix[i].objective, self.mix[i].weight);
             let input = ModelInput { tokens: tokens.clone(), route: self.cached_route(&p.attention, p.batch, p.seq), use_positions: p.use_positions, embed_mask: None, head: p.head };
             let targets = DeviceTargets { ids: None, weights: None, classes: Some(classes.clone()), count: p.n_targets(), positives: None };
-            let out = model.forward(&input);
-            let loss = objective.loss(&out, p, &targets);
-            let loss = if weight == 1.0 { loss } else { loss.mul_scalar(weight) };
-            total = Some(match total {
-                None => loss,
-                Some(t) => t + loss,
-            });
+            total = Some(add_part_loss(total, model, self.mix[i].objective, self.mix[i].weight, &input, p, &targets));
         }
         let loss = total.expect("a run has at least one objective with weight > 0");
         let grads = GradientsParams::from_grads(loss.backward(), model);
@@ -489,15 +482,7 @@ impl Trainer {
             let prepared = objective.prepare(clean, &self.context(&self.mix[i].params), rng);
             let targets = DeviceTargets::new(&prepared, &device);
             let input = self.model_input(&prepared, training, rng);
-            let out = model.forward(&input);
-            let loss = objective.loss(&out, &prepared, &targets);
-            // A lone objective's weight is 1: no product, and none in the backward (two GPU
-            // launches per step).
-            let loss = if weight == 1.0 { loss } else { loss.mul_scalar(weight) };
-            total = Some(match total {
-                None => loss,
-                Some(t) => t + loss,
-            });
+            total = Some(add_part_loss(total, model, objective, weight, &input, &prepared, &targets));
             if training {
                 self.last_prepared[i] = Some(prepared);
             }
@@ -776,6 +761,17 @@ fn sample_from_logits(logits: &[f32], temperature: f32, rng: &mut Rng) -> usize 
 }
 
 /// The prepared rows' input tokens as the model's id tensor: [batch, seq].
+/// `total` plus one objective's loss on its batch, times its weight in the mix. A lone
+/// objective's weight is 1: no product, and none in the backward (two GPU launches per step).
+fn add_part_loss(total: Option<Tensor<1>>, model: &Transformer, objective: &dyn Objective, weight: f64, input: &ModelInput, prepared: &Prepared, targets: &DeviceTargets) -> Tensor<1> {
+    let loss = objective.loss(&model.forward(input), prepared, targets);
+    let loss = if weight == 1.0 { loss } else { loss.mul_scalar(weight) };
+    match total {
+        None => loss,
+        Some(t) => t + loss,
+    }
+}
+
 fn token_ids(prepared: &Prepared, device: &Device) -> Tensor<2, Int> {
     let ids: Vec<i32> = prepared.inputs.iter().map(|&t| t as i32).collect();
     Tensor::<2, Int>::from_data(TensorData::new(ids, [prepared.batch, prepared.seq]), device)

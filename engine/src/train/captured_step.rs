@@ -38,10 +38,10 @@
 //! the host and never ran): the run's next read reports it, as a lost device would.
 
 use burn::backend::{Backend, BackendGraph, Dispatch};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor};
 
 use crate::model::{AttentionMode, Head};
-use crate::objectives::{IGNORE, Prepared};
+use crate::objectives::{DeviceTargets, Prepared};
 
 /// Ordinary steps before the capture begins (the first compiles the kernels and fusion learns
 /// the step's shape), then the warm-up steps through the stable inputs that burn's own
@@ -99,8 +99,7 @@ pub struct StableInputs {
 
 impl StableInputs {
     pub fn new(signature: Signature, prepared: &[Prepared], device: &Device) -> Self {
-        let parts = prepared.iter().map(|p| (Tensor::from_data(tokens(p), device), Tensor::from_data(classes(p), device))).collect();
-        Self { signature, parts }
+        Self { signature, parts: prepared.iter().map(|p| uploaded(p, device)).collect() }
     }
 
     /// Writes `prepared` (of this signature) into the buffers, in place.
@@ -108,20 +107,17 @@ impl StableInputs {
     pub fn write(&mut self, prepared: &[Prepared], device: &Device) {
         for ((t, c), p) in self.parts.iter_mut().zip(prepared) {
             let (b, s) = (p.batch, p.seq);
-            let new_t = Tensor::<2, Int>::from_data(tokens(p), device);
-            let new_c = Tensor::<1>::from_data(classes(p), device);
+            let (new_t, new_c) = uploaded(p, device);
             t.inplace(|t| t.slice_assign([0..b, 0..s], new_t));
             c.inplace(|c| c.slice_assign([0..b * s], new_c));
         }
     }
 }
 
-fn tokens(p: &Prepared) -> TensorData {
-    TensorData::new(p.inputs.iter().map(|&t| t as i32).collect::<Vec<_>>(), [p.batch, p.seq])
-}
-
-fn classes(p: &Prepared) -> TensorData {
-    TensorData::new(p.targets.iter().map(|&t| if t == IGNORE { -1.0f32 } else { t as f32 }).collect::<Vec<_>>(), [p.targets.len()])
+/// A batch's token ids and target classes on the device, as an ordinary step uploads them.
+fn uploaded(p: &Prepared, device: &Device) -> (Tensor<2, Int>, Tensor<1>) {
+    let classes = DeviceTargets::new(p, device).classes.expect("a captured batch's targets are classes (its signature)");
+    (super::token_ids(p, device), classes)
 }
 
 /// Where a run's capture stands.
@@ -131,9 +127,10 @@ pub enum Capture {
     NotYet,
     /// Warm-up steps through the stable inputs, `left` more before the capture.
     Warming { inputs: StableInputs, left: usize },
-    /// Captured: each step writes its batch into `inputs` and replays `graph`, which writes
-    /// the loss and the gradients into `loss` and `grads`' buffers.
-    /// `launches`: the kernels the graph runs (counted as it was recorded).
+    /// Captured: each step writes its batch into `inputs` (and the optimiser its step values
+    /// into its buffer) and replays `graph`, which writes the step's loss into `loss`'s buffer
+    /// and updates the parameters in place. `launches`: the kernels the graph runs (counted as
+    /// it was recorded).
     Replaying { inputs: StableInputs, graph: BackendGraph<Dispatch>, loss: Tensor<1>, launches: usize },
     /// Ordinary steps for good, and why.
     Off(String),
