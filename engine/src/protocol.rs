@@ -153,8 +153,8 @@ pub struct BenchmarkReport {
     pub host_ms_per_step: Option<f64>,
     /// Of `dispatches_per_step`, those a captured graph replays (the whole step: forward,
     /// backward and AdamW, `train::captured_step`): re-encoded, without burn's and cubecl's per-launch
-    /// bookkeeping. 0 where the step is not captured (the CPU, objectives whose steps differ,
-    /// `capture=0`).
+    /// bookkeeping. 0 where the step is not captured (the CPU, `capture=0`, the first steps
+    /// before the capture).
     #[serde(default)]
     pub replayed_per_step: f64,
 }

@@ -269,15 +269,19 @@ impl Trainer {
         } else {
             Route::new(mode, arch, b, s, &device)
         };
-        let embed_mask = (prepared.embed_dropout > 0.0).then(|| {
-            // keep-mask / (1 − p): [batch, seq, d_model], drawn on the CPU (reproducible everywhere)
-            let p = prepared.embed_dropout;
-            let d = self.model_config.d_model;
-            let scale = (1.0 / (1.0 - p)) as f32;
-            let values: Vec<f32> = (0..b * s * d).map(|_| if rng.unit() < p { 0.0 } else { scale }).collect();
-            Tensor::<3>::from_data(TensorData::new(values, [b, s, d]), &device)
-        });
+        let embed_mask = self.dropout_noise(prepared, rng).map(|values| Tensor::<3>::from_data(TensorData::new(values, [b, s, self.model_config.d_model]), &device));
         ModelInput { tokens, route, use_positions: prepared.use_positions, embed_mask, head: prepared.head }
+    }
+
+    /// The embedding dropout noise a batch asks for, drawn from `rng`: keep-mask / (1 − p),
+    /// [batch, seq, d_model], drawn on the CPU (reproducible everywhere).
+    fn dropout_noise(&self, prepared: &Prepared, rng: &mut Rng) -> Option<Vec<f32>> {
+        (prepared.embed_dropout > 0.0).then(|| {
+            let p = prepared.embed_dropout;
+            let n = prepared.batch * prepared.seq * self.model_config.d_model;
+            let scale = (1.0 / (1.0 - p)) as f32;
+            (0..n).map(|_| if rng.unit() < p { 0.0 } else { scale }).collect()
+        })
     }
 
     /// The route of a causal or bidirectional training batch, whose mask is the same every
@@ -299,7 +303,7 @@ impl Trainer {
     /// then. Ok: the step's loss (not read) and the updated model.
     #[allow(clippy::result_large_err)] // the model comes back to take the step the ordinary way
     fn captured_step(&mut self, model: Transformer, clean: &CleanBatch) -> Result<(Tensor<1>, Transformer), Transformer> {
-        use captured_step::{Capture, Signature, StableInputs};
+        use captured_step::{Capture, PartStep, Signature, StableInputs};
         match &self.capture {
             Capture::Off(_) => return Err(model),
             Capture::NotYet if self.step < captured_step::ORDINARY_STEPS => return Err(model),
@@ -309,17 +313,17 @@ impl Trainer {
             self.capture_off("the run injects a fault (nan_at)".into());
             return Err(model);
         }
-        // The same draws as `mix_loss`: a captured batch draws no dropout noise after its
-        // preparation, so preparing every part first consumes the stream the same way.
+        // The same draws as `mix_loss`: each part's preparation, then its dropout noise.
         let mut rng = self.corrupt_rng.clone();
-        let prepared: Vec<Prepared> = (0..self.mix.len()).map(|i| self.mix[i].objective.prepare(clean, &self.context(&self.mix[i].params), &mut rng)).collect();
-        let signature = match Signature::of(&prepared) {
-            Ok(s) => s,
-            Err(why) => {
-                self.capture_off(format!("this run's steps are not captured: {why}"));
-                return Err(model);
-            }
-        };
+        let parts: Vec<PartStep> = (0..self.mix.len())
+            .map(|i| {
+                let prepared = self.mix[i].objective.prepare(clean, &self.context(&self.mix[i].params), &mut rng);
+                let noise = self.dropout_noise(&prepared, &mut rng);
+                PartStep { prepared, noise, mix_weight: self.mix[i].weight }
+            })
+            .collect();
+        let signature = Signature::of(&parts);
+        let arch = self.model_config.arch;
         let lr = self.learning_rate();
         let out = match std::mem::replace(&mut self.capture, Capture::NotYet) {
             Capture::NotYet => {
@@ -329,23 +333,23 @@ impl Trainer {
                     self.capture = if self.step < captured_step::ORDINARY_STEPS + captured_step::RETRY_STEPS { Capture::NotYet } else { Capture::Off(why) };
                     return Err(model);
                 }
-                let inputs = StableInputs::new(signature, &prepared, &self.autodiff);
-                let out = self.step_through(model, &prepared, &inputs, lr);
+                let inputs = StableInputs::new(signature, &parts, arch, &self.autodiff);
+                let out = self.step_through(model, &parts, &inputs, lr);
                 self.capture = Capture::Warming { inputs, left: captured_step::WARMUP_STEPS - 1 };
                 out
             }
             Capture::Warming { mut inputs, left } if inputs.signature == signature => {
-                inputs.write(&prepared, &self.autodiff);
+                inputs.write(&parts, arch, &self.autodiff);
                 if left > 0 {
-                    let out = self.step_through(model, &prepared, &inputs, lr);
+                    let out = self.step_through(model, &parts, &inputs, lr);
                     self.capture = Capture::Warming { inputs, left: left - 1 };
                     out
                 } else {
-                    self.capture_now(model, &prepared, inputs, lr)
+                    self.capture_now(model, &parts, inputs, lr)
                 }
             }
             Capture::Replaying { mut inputs, graph, loss, launches } if inputs.signature == signature => {
-                inputs.write(&prepared, &self.autodiff);
+                inputs.write(&parts, arch, &self.autodiff);
                 self.optim.advance(lr, &self.device, true);
                 match captured_step::replay(&self.device, &graph) {
                     Ok(()) => {
@@ -357,19 +361,19 @@ impl Trainer {
                     Err(why) => {
                         self.capture = Capture::Off(why);
                         self.optim.retreat();
-                        self.step_through(model, &prepared, &inputs, lr)
+                        self.step_through(model, &parts, &inputs, lr)
                     }
                 }
             }
             other => {
                 self.capture = other;
-                self.capture_off("this run's steps differ in shape or number of targets".into());
+                self.capture_off("this run's steps differ in shape".into());
                 return Err(model);
             }
         };
         self.corrupt_rng = rng;
-        for (i, p) in prepared.into_iter().enumerate() {
-            self.last_prepared[i] = Some(p);
+        for (i, part) in parts.into_iter().enumerate() {
+            self.last_prepared[i] = Some(part.prepared);
         }
         Ok(out)
     }
@@ -389,20 +393,20 @@ impl Trainer {
     /// recorded update never runs and its buffers (the parameters among them) stay marked as
     /// failed: the run's next read reports the failure (a run error on the page, as a lost
     /// device is), since the model's update cannot be taken back.
-    fn capture_now(&mut self, model: Transformer, prepared: &[Prepared], inputs: captured_step::StableInputs, lr: f64) -> (Tensor<1>, Transformer) {
+    fn capture_now(&mut self, model: Transformer, parts: &[captured_step::PartStep], inputs: captured_step::StableInputs, lr: f64) -> (Tensor<1>, Transformer) {
         use captured_step::Capture;
         // The step's values are uploaded before the capture opens: it records launches only.
         let constants = self.optim.advance(lr, &self.device, false);
         if let Err(why) = captured_step::start(&self.device) {
             self.optim.retreat();
-            let out = self.step_through(model, prepared, &inputs, lr);
+            let out = self.step_through(model, parts, &inputs, lr);
             self.capture = Capture::Off(why);
             return out;
         }
         // (the capture is open: nothing below may upload) what the graph launches at each
         // replay, counted as it is recorded
         let watch = crate::dispatches::DispatchWatch::count();
-        let (loss, grads) = self.pass_through(&model, prepared, &inputs);
+        let (loss, grads) = self.pass_through(&model, parts, &inputs);
         let (loss, model) = (loss.detach(), self.optim.update(constants, model, grads));
         let stopped = captured_step::stop(&self.device);
         let launches = watch.total();
@@ -425,19 +429,29 @@ impl Trainer {
 
     /// One step from the stable input buffers (what a capture records): the mix's loss, its
     /// gradients, and the optimiser's update. The loss and the updated model.
-    fn step_through(&mut self, model: Transformer, prepared: &[Prepared], inputs: &captured_step::StableInputs, lr: f64) -> (Tensor<1>, Transformer) {
-        let (loss, grads) = self.pass_through(&model, prepared, inputs);
+    fn step_through(&mut self, model: Transformer, parts: &[captured_step::PartStep], inputs: &captured_step::StableInputs, lr: f64) -> (Tensor<1>, Transformer) {
+        let (loss, grads) = self.pass_through(&model, parts, inputs);
         (loss.detach(), self.optim.step(lr, model, grads))
     }
 
-    /// The mix's loss and its gradients for `prepared`, read from the stable input buffers
-    /// (what a capture records).
-    fn pass_through(&mut self, model: &Transformer, prepared: &[Prepared], inputs: &captured_step::StableInputs) -> (Tensor<1>, GradientsParams) {
+    /// The mix's loss and its gradients for `parts`, read from the stable input buffers
+    /// (what a capture records). Each part's loss is launched as a mean over every position
+    /// and multiplied by its stable scale (its weight over its share of counted targets), so
+    /// that one graph serves batches whose number of targets differs.
+    fn pass_through(&mut self, model: &Transformer, parts: &[captured_step::PartStep], inputs: &captured_step::StableInputs) -> (Tensor<1>, GradientsParams) {
         let mut total: Option<Tensor<1>> = None;
-        for (i, (p, (tokens, classes))) in prepared.iter().zip(&inputs.parts).enumerate() {
-            let input = ModelInput { tokens: tokens.clone(), route: self.cached_route(&p.attention, p.batch, p.seq), use_positions: p.use_positions, embed_mask: None, head: p.head };
-            let targets = DeviceTargets { ids: None, weights: None, classes: Some(classes.clone()), count: p.n_targets(), positives: None };
-            total = Some(add_part_loss(total, model, self.mix[i].objective, self.mix[i].weight, &input, p, &targets));
+        for (i, (part, stable)) in parts.iter().zip(&inputs.parts).enumerate() {
+            let p = &part.prepared;
+            let route = match &stable.route {
+                Some(route) => route.clone(),
+                None => self.cached_route(&p.attention, p.batch, p.seq),
+            };
+            let input = ModelInput { tokens: stable.tokens.clone(), route, use_positions: p.use_positions, embed_mask: stable.noise.clone(), head: p.head };
+            let loss = self.mix[i].objective.loss(&model.forward(&input), p, &stable.targets) * stable.scale.clone();
+            total = Some(match total {
+                None => loss,
+                Some(t) => t + loss,
+            });
         }
         let loss = total.expect("a run has at least one objective with weight > 0");
         let grads = GradientsParams::from_grads(loss.backward(), model);

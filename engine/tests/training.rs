@@ -621,12 +621,14 @@ fn a_gpu_run_moved_to_another_thread_trains_the_same() {
     assert_eq!(moved, here, "losses with steps 2 and 3 on another thread");
 }
 
-/// A GPU run replays its forward and backward pass from a captured graph after a few steps
-/// (`train::captured_step`), and trains to the losses and weights of the same run stepped
-/// kernel by kernel: the replays read each step's batch (written into the captured input
-/// buffers) and the parameters the optimiser updated in place. A masked LM (a fixed number
-/// of masked positions per batch) is captured too; a prefix LM, whose attention masks are made
-/// per batch, says why it is not, and trains as before. Two runs side by side both replay.
+/// A GPU run replays its whole step (forward, backward, update) from a captured graph after a
+/// few steps (`train::captured_step`), and trains to the losses and weights of the same run
+/// stepped kernel by kernel: the replays read each step's batch, masks, dropout noise and loss
+/// scale (written into the captured input buffers) and the parameters the optimiser updated in
+/// place. Every objective of the registry is captured, with per-row masks (prefix LM, span
+/// corruption, UL2, MP3's hidden keys), numbers of targets that differ from batch to batch,
+/// binary and contrastive heads, dropout views, the encoder–decoder's three masks and a mix of
+/// two objectives. Two runs side by side both replay.
 #[test]
 fn capture_replays_the_ordinary_steps() {
     let Some((device, _alone)) = wgpu_device() else { return };
@@ -639,20 +641,30 @@ fn capture_replays_the_ordinary_steps() {
         let losses: Vec<f32> = pollster::block_on(t.read_losses()).unwrap().into_iter().map(|(_, l)| l).collect();
         (losses, t.capture_state(), pollster::block_on(t.evaluate()).unwrap())
     };
-    for objective in ["causal_lm", "masked_lm"] {
+    let mut cases: Vec<(String, &str)> = objlab_engine::objectives::REGISTRY.iter().map(|o| (o.info().id.to_string(), "decoder")).collect();
+    cases.extend([
+        ("position_prediction:key_mask=0.3".to_string(), "decoder"),
+        ("contrastive:view=1".to_string(), "decoder"),
+        ("causal_lm,masked_lm=0.5".to_string(), "decoder"),
+        ("prefix_lm".to_string(), "encoder_decoder"),
+    ]);
+    for (objective, arch) in &cases {
         let mut spec = tiny_spec(steps);
         spec.set("objective", objective).unwrap();
+        spec.set("arch", arch).unwrap();
         let (captured, state, val) = run(&spec);
-        assert_eq!(state, Ok(true), "{objective}: the run replays its steps");
+        assert_eq!(state, Ok(true), "{objective} ({arch}): the run replays its steps");
         spec.set("capture", "0").unwrap();
         let (ordinary, off, val_ordinary) = run(&spec);
         assert_eq!(off, Err("turned off (capture=0)".to_string()));
         assert_eq!(captured.len(), steps);
         for (i, (a, b)) in captured.iter().zip(&ordinary).enumerate() {
-            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{objective}, step {i}: captured {a} vs ordinary {b}\n{captured:?}\n{ordinary:?}");
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{objective} ({arch}), step {i}: captured {a} vs ordinary {b}\n{captured:?}\n{ordinary:?}");
         }
-        assert!(captured[steps - 1] < captured[0] - 0.1, "{objective}: the captured run learns: {captured:?}");
-        assert!((val - val_ordinary).abs() <= 1e-4, "{objective}: the same weights: validation {val} vs {val_ordinary}");
+        if ["causal_lm", "masked_lm"].contains(&objective.as_str()) {
+            assert!(captured[steps - 1] < captured[0] - 0.1, "{objective}: the captured run learns: {captured:?}");
+        }
+        assert!((val - val_ordinary).abs() <= 1e-4 * (1.0 + val.abs()), "{objective} ({arch}): the same weights: validation {val} vs {val_ordinary}");
     }
     // Two runs side by side on one device, stepped in turn (the page's loop): the device
     // prepares one capture at a time, so the second captures after the first; both replay
@@ -674,9 +686,4 @@ fn capture_replays_the_ordinary_steps() {
             assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "side by side {losses:?}\nalone {alone:?}");
         }
     }
-    let mut spec = tiny_spec(steps);
-    spec.set("objective", "prefix_lm").unwrap();
-    let (prefix, why, _) = run(&spec);
-    assert!(why.as_ref().is_err_and(|w| w.contains("made per batch")), "{why:?}");
-    assert!(prefix.iter().all(|l| l.is_finite()));
 }

@@ -44,6 +44,7 @@ fn bias_from(rows: usize, seq: usize, device: &Device, allows: impl Fn(usize, us
 /// The masks of an encoder–decoder pass over packed rows "prefix ⧺ rest" (all [batch, 1, seq, seq]).
 /// Row r's encoder reads positions < p; its decoder reads positions ≥ p − 1 (the last prefix
 /// token plays T5's start token) causally, and attends to the encoder at positions < p.
+#[derive(Clone)]
 pub struct EncoderDecoderMasks {
     pub encoder: Tensor<4>,
     pub decoder: Tensor<4>,
@@ -68,6 +69,7 @@ impl EncoderDecoderMasks {
 }
 
 /// Which stacks a batch runs through.
+#[derive(Clone)]
 pub enum Route {
     /// One stack (`blocks`) with one mask: every batch on the decoder architecture.
     Single(Tensor<4>),

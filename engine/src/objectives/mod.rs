@@ -256,6 +256,9 @@ pub struct DeviceTargets {
     pub count: usize,
     /// positives: `[batch]` (projection head only)
     pub positives: Option<Tensor<1, Int>>,
+    /// not_self: `[batch, batch]`, −1e9 on the diagonal and 0 elsewhere, so that no row picks
+    /// itself (projection head only; uploaded, where `Tensor::eye` would launch four kernels)
+    pub not_self: Option<Tensor<2>>,
 }
 
 #[cfg(feature = "training")]
@@ -279,12 +282,18 @@ impl DeviceTargets {
             let p: Vec<i32> = prepared.positives.iter().map(|&p| p as i32).collect();
             Tensor::from_data(TensorData::new(p, [prepared.batch]), device)
         });
+        let not_self = (prepared.head == Head::Projection).then(|| {
+            let n = prepared.batch;
+            let values: Vec<f32> = (0..n * n).map(|i| if i / n == i % n { -1e9 } else { 0.0 }).collect();
+            Tensor::from_data(TensorData::new(values, [n, n]), device)
+        });
         Self {
             ids,
             weights,
             classes,
             count: prepared.n_targets(),
             positives,
+            not_self,
         }
     }
 }
@@ -400,12 +409,11 @@ pub fn binary_cross_entropy(logits: Tensor<3>, targets: &DeviceTargets) -> Tenso
 /// rows of the batch by cosine similarity / temperature. pooled: [rows, dim], unit length.
 pub fn info_nce(pooled: Tensor<2>, targets: &DeviceTargets, temperature: f64) -> Tensor<1> {
     let [n, _] = pooled.dims();
-    let device = pooled.device();
     // sim: [rows, rows]
     let sim = pooled.clone().matmul(pooled.transpose()).mul_scalar(1.0 / temperature);
     // A row is never its own candidate.
-    let eye: Tensor<2> = Tensor::eye(n, &device).mul_scalar(-1e9);
-    let logp = log_softmax(sim + eye, 1);
+    let not_self = targets.not_self.clone().expect("projection targets carry the diagonal mask");
+    let logp = log_softmax(sim + not_self, 1);
     let positives = targets.positives.clone().expect("projection targets carry positives");
     let picked = logp.gather(1, positives.reshape([n, 1])).reshape([n]);
     picked.mean().neg().reshape([1])

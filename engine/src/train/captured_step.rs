@@ -1,4 +1,5 @@
-//! A GPU training step's forward and backward pass, captured once and replayed every step.
+//! A GPU training step (forward, backward and the optimiser's update), captured once and
+//! replayed every step.
 //!
 //! Why: a baby-GPT step on a GPU is ~120 kernel launches, and every launch costs the host
 //! burn's and cubecl's bookkeeping (the autodiff tape, fusion's queue, the kernel cache, a
@@ -8,24 +9,29 @@
 //! a closure's launches once; on wgpu it is a *software* graph (cubecl-wgpu's `graph.rs`): every
 //! launch's pipeline and bind group are built while recording, and a replay only re-encodes
 //! them. So after a few ordinary steps the whole step (forward, backward and the optimiser's
-//! update) is captured, and each later step writes its batch and the optimiser's step values
-//! into the buffers the graph recorded and replays it.
+//! update) is captured, and each later step writes its inputs and the optimiser's step values
+//! into the buffers the graph recorded and replays it. Every objective of the registry is
+//! captured; what still steps the ordinary way is the CPU, a run whose shapes change (none of
+//! the registry's do), a fault injection (`nan_at`) and `capture=0`.
 //!
 //! What a replay needs, and how this file keeps to it:
 //! - *The same shapes and scalars.* A graph replays its launches with the shapes and scalar
 //!   arguments they were recorded with, so a step is replayed only when its [`Signature`] (per
-//!   objective: batch, length, attention pattern, head, number of targets) is the captured one.
-//!   Objectives whose steps differ (a masked LM's number of targets, a prefix LM's prefixes)
-//!   or that make inputs of their own (dropout noise, binary or contrastive targets) are not
-//!   captured: their runs step as before.
-//! - *Inputs and parameters in the buffers it recorded.* The batch goes into [`StableInputs`],
-//!   written in place (`slice_assign` on a tensor nothing else holds) before each replay, and
-//!   the optimiser's per-step values (learning rate, bias corrections) into its own buffer
-//!   (`AdamW::advance`), which the update kernel reads after the gradient norm's partial sums
-//!   instead of taking them as scalars; the parameters and moments are updated in place
-//!   (`optim::writable_in_place`), so the buffers the graph reads and writes are the model's.
-//!   `capture_replays_the_ordinary_steps` (engine tests, on wgpu) checks that a captured run
-//!   trains to the ordinary run's losses.
+//!   objective: batch, length, kind of attention pattern, head, dropout, InfoNCE's temperature)
+//!   is the captured one. What differs from batch to batch is an input instead: a prefix LM's
+//!   or MP3's per-row masks (and the encoder–decoder's three), dropout noise, the binary and
+//!   contrastive heads' targets, and the number of targets that count (a span corruption's,
+//!   a prefix LM's): each part's loss is launched as a mean over every position and multiplied
+//!   by a one-element input, its weight in the mix over its share of counted targets
+//!   ([`PartStep::loss_scale`]).
+//! - *Inputs and parameters in the buffers it recorded.* The step's inputs go into
+//!   [`StableInputs`], written in place (`slice_assign` on a tensor nothing else holds) before
+//!   each replay, and the optimiser's per-step values (learning rate, bias corrections) into its
+//!   own buffer (`AdamW::advance`), which the update kernel reads after the gradient norm's
+//!   partial sums instead of taking them as scalars; the parameters and moments are updated in
+//!   place (`optim::writable_in_place`), so the buffers the graph reads and writes are the
+//!   model's. `capture_replays_the_ordinary_steps` (engine tests, on wgpu) checks that every
+//!   objective's captured run trains to the ordinary run's losses.
 //! - *Autodiff refuses capture* (burn: "a replayed graph would skip re-recording the autodiff
 //!   tape"), so the capture is opened on the plain device under the autodiff one: the tape is
 //!   recorded on the host while the capture records the launches of the forward and of
@@ -38,9 +44,10 @@
 //! the host and never ran): the run's next read reports it, as a lost device would.
 
 use burn::backend::{Backend, BackendGraph, Dispatch};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::kind::Basic;
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::model::{AttentionMode, Head};
+use crate::model::{Architecture, AttentionMode, Head, Route};
 use crate::objectives::{DeviceTargets, Prepared};
 
 /// Ordinary steps before the capture begins (the first compiles the kernels and fusion learns
@@ -60,64 +67,170 @@ pub struct Signature(Vec<PartSignature>);
 struct PartSignature {
     batch: usize,
     seq: usize,
-    attention: AttentionMode,
+    pattern: Pattern,
     use_positions: bool,
     head: Head,
-    /// the cross-entropy's 1/count is a scalar argument of its kernel
-    targets: usize,
+    /// whether the input embeddings get dropout noise (a `[batch, seq, d_model]` input)
+    dropout: bool,
+    /// InfoNCE's 1/temperature is a scalar of its launches (projection head)
+    temperature_bits: u64,
+}
+
+/// The attention pattern's kind: what decides the mask tensors' shapes and the route through
+/// the stacks. The pattern itself (a prefix LM's prefixes, MP3's hidden keys) is an input.
+#[derive(Clone, Debug, PartialEq)]
+enum Pattern {
+    /// the same mask every step, one row broadcast over the batch (the run's cached mask)
+    Causal,
+    Bidirectional,
+    /// per-row masks, written before each replay
+    Prefix,
+    KeyMask { causal: bool },
 }
 
 impl Signature {
-    /// The signature of a step's prepared batches, or why such a step is not captured.
-    pub fn of(prepared: &[Prepared]) -> Result<Self, String> {
-        prepared
-            .iter()
-            .map(|p| {
-                if !matches!(p.attention, AttentionMode::Causal | AttentionMode::Bidirectional) {
-                    return Err("its attention masks are made per batch".to_string());
-                }
-                if !matches!(p.head, Head::Vocab | Head::Position) {
-                    return Err("its targets are not classes".to_string());
-                }
-                if p.embed_dropout > 0.0 {
-                    return Err("it draws dropout noise every step".to_string());
-                }
-                Ok(PartSignature { batch: p.batch, seq: p.seq, attention: p.attention.clone(), use_positions: p.use_positions, head: p.head, targets: p.n_targets() })
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Self)
+    /// The signature of a step's parts.
+    pub fn of(parts: &[PartStep]) -> Self {
+        Self(
+            parts
+                .iter()
+                .map(|part| &part.prepared)
+                .map(|p| PartSignature {
+                    batch: p.batch,
+                    seq: p.seq,
+                    pattern: match &p.attention {
+                        AttentionMode::Causal => Pattern::Causal,
+                        AttentionMode::Bidirectional => Pattern::Bidirectional,
+                        AttentionMode::Prefix(_) => Pattern::Prefix,
+                        AttentionMode::KeyMask { causal, .. } => Pattern::KeyMask { causal: *causal },
+                    },
+                    use_positions: p.use_positions,
+                    head: p.head,
+                    dropout: p.embed_dropout > 0.0,
+                    temperature_bits: if p.head == Head::Projection { p.temperature.to_bits() } else { 0 },
+                })
+                .collect(),
+        )
     }
 }
 
-/// Device buffers that hold each step's batch (per objective: token ids and target classes),
-/// written in place before each replay.
-pub struct StableInputs {
-    pub signature: Signature,
-    // per part: tokens [batch, seq], classes [batch * seq] (−1 where a position has no target)
-    pub parts: Vec<(Tensor<2, Int>, Tensor<1>)>,
+/// One objective's step, as the host prepared it: the batch, its dropout noise (drawn on the
+/// CPU from the run's RNG, `[batch, seq, d_model]`) and the weight of its loss in the mix.
+pub struct PartStep {
+    pub prepared: Prepared,
+    pub noise: Option<Vec<f32>>,
+    pub mix_weight: f64,
 }
 
-impl StableInputs {
-    pub fn new(signature: Signature, prepared: &[Prepared], device: &Device) -> Self {
-        Self { signature, parts: prepared.iter().map(|p| uploaded(p, device)).collect() }
-    }
-
-    /// Writes `prepared` (of this signature) into the buffers, in place.
-    #[allow(clippy::single_range_in_vec_init)] // burn's slice of a 1-D tensor: one range
-    pub fn write(&mut self, prepared: &[Prepared], device: &Device) {
-        for ((t, c), p) in self.parts.iter_mut().zip(prepared) {
-            let (b, s) = (p.batch, p.seq);
-            let (new_t, new_c) = uploaded(p, device);
-            t.inplace(|t| t.slice_assign([0..b, 0..s], new_t));
-            c.inplace(|c| c.slice_assign([0..b * s], new_c));
+impl PartStep {
+    /// What the part's loss is multiplied by on the device: its weight in the mix over its share
+    /// of counted targets. The loss kernels are launched with a fixed mean over every position
+    /// (a scalar baked into the recorded launch), and this input makes it the mean over the
+    /// targets that count, which differ from batch to batch (a prefix LM's, a span corruption's).
+    fn loss_scale(&self) -> f32 {
+        let p = &self.prepared;
+        match p.head {
+            Head::Projection => self.mix_weight as f32,
+            _ => (self.mix_weight * (p.batch * p.seq) as f64 / p.n_targets().max(1) as f64) as f32,
         }
     }
 }
 
-/// A batch's token ids and target classes on the device, as an ordinary step uploads them.
-fn uploaded(p: &Prepared, device: &Device) -> (Tensor<2, Int>, Tensor<1>) {
-    let classes = DeviceTargets::new(p, device).classes.expect("a captured batch's targets are classes (its signature)");
-    (super::token_ids(p, device), classes)
+/// Device buffers that hold each step's inputs, written in place before each replay.
+pub struct StableInputs {
+    pub signature: Signature,
+    pub parts: Vec<StablePart>,
+}
+
+/// One objective's inputs in the buffers a captured step reads.
+pub struct StablePart {
+    /// tokens: [batch, seq]
+    pub tokens: Tensor<2, Int>,
+    /// The masks of a per-row attention pattern (None: the run's cached causal or
+    /// bidirectional mask, the same every step).
+    pub route: Option<Route>,
+    /// embed_mask: [batch, seq, d_model] (dropout noise)
+    pub noise: Option<Tensor<3>>,
+    /// The head's targets, as an ordinary step uploads them, but with `count` every position
+    /// (the mean the loss kernels are launched with; `scale` makes it the counted targets').
+    pub targets: DeviceTargets,
+    /// scale: [1], [`PartStep::loss_scale`]
+    pub scale: Tensor<1>,
+    /// the scale now in the buffer (rewritten only when it changes)
+    scale_now: f32,
+}
+
+impl StableInputs {
+    pub fn new(signature: Signature, parts: &[PartStep], arch: Architecture, device: &Device) -> Self {
+        Self { signature, parts: parts.iter().map(|part| StablePart::upload(part, arch, device)).collect() }
+    }
+
+    /// Writes `parts` (of this signature) into the buffers, in place.
+    pub fn write(&mut self, parts: &[PartStep], arch: Architecture, device: &Device) {
+        for (stable, part) in self.parts.iter_mut().zip(parts) {
+            let fresh = StablePart::upload(part, arch, device);
+            write(&mut stable.tokens, fresh.tokens);
+            if let (Some(route), Some(new)) = (stable.route.as_mut(), fresh.route) {
+                write_route(route, new);
+            }
+            if let (Some(noise), Some(new)) = (stable.noise.as_mut(), fresh.noise) {
+                write(noise, new);
+            }
+            let (t, new) = (&mut stable.targets, fresh.targets);
+            for (old, new) in [(&mut t.classes, new.classes), (&mut t.weights, new.weights)] {
+                if let (Some(old), Some(new)) = (old.as_mut(), new) {
+                    write(old, new);
+                }
+            }
+            for (old, new) in [(&mut t.ids, new.ids), (&mut t.positives, new.positives)] {
+                if let (Some(old), Some(new)) = (old.as_mut(), new) {
+                    write(old, new);
+                }
+            }
+            if fresh.scale_now != stable.scale_now {
+                write(&mut stable.scale, fresh.scale);
+                stable.scale_now = fresh.scale_now;
+            }
+        }
+    }
+}
+
+impl StablePart {
+    /// A part's inputs on the device, as an ordinary step uploads them.
+    fn upload(part: &PartStep, arch: Architecture, device: &Device) -> Self {
+        let p = &part.prepared;
+        let (b, s) = (p.batch, p.seq);
+        let route = matches!(p.attention, AttentionMode::Prefix(_) | AttentionMode::KeyMask { .. }).then(|| Route::new(&p.attention, arch, b, s, device));
+        let noise = part.noise.as_ref().map(|values| {
+            let d = values.len() / (b * s);
+            Tensor::<3>::from_data(TensorData::new(values.clone(), [b, s, d]), device)
+        });
+        let mut targets = DeviceTargets::new(p, device);
+        targets.count = b * s;
+        let scale_now = part.loss_scale();
+        let scale = Tensor::<1>::from_data(TensorData::new(vec![scale_now], [1]), device);
+        Self { tokens: super::token_ids(p, device), route, noise, targets, scale, scale_now }
+    }
+}
+
+/// Writes `fresh` into `stable`'s buffer (the same shape), in place: `stable` is the only
+/// handle to its buffer between steps, so the assignment reuses it.
+fn write<const D: usize, K: Basic>(stable: &mut Tensor<D, K>, fresh: Tensor<D, K>) {
+    let ranges = stable.dims().map(|n| 0..n);
+    stable.inplace(|t| t.slice_assign(ranges, fresh));
+}
+
+fn write_route(stable: &mut Route, fresh: Route) {
+    match (stable, fresh) {
+        (Route::Single(old), Route::Single(new)) | (Route::EncoderOnly(old), Route::EncoderOnly(new)) | (Route::DecoderOnly(old), Route::DecoderOnly(new)) => write(old, new),
+        (Route::Both(old), Route::Both(new)) => {
+            write(&mut old.encoder, new.encoder);
+            write(&mut old.decoder, new.decoder);
+            write(&mut old.cross, new.cross);
+            write(&mut old.keep, new.keep);
+        }
+        _ => unreachable!("one signature, one route"),
+    }
 }
 
 /// Where a run's capture stands.
