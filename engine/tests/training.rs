@@ -397,7 +397,8 @@ fn gelu_gradients_match_on_wgpu() {
 }
 
 /// The custom attention operation on the GPU backend: values and the gradient of the fused
-/// projection equal flex's, for a causal and a per-row prefix mask.
+/// projection equal flex's, for causal, per-row prefix, bidirectional and hidden-key masks
+/// (the kernels skip the keys a mask hides).
 #[test]
 fn attention_gradients_match_on_wgpu() {
     let Some((gpu, _alone)) = wgpu_device() else { return };
@@ -417,6 +418,7 @@ fn attention_gradients_match_on_wgpu() {
         (AttentionMode::Causal, (2, 6, 8, 2)),
         (AttentionMode::Prefix(vec![2, 5]), (2, 6, 8, 2)),
         (AttentionMode::Bidirectional, (3, 7, 12, 3)),
+        (AttentionMode::KeyMask { causal: false, seq: 7, visible: (0..21).map(|i| i % 3 != 1).collect() }, (3, 7, 12, 3)),
         (AttentionMode::Causal, (2, 64, 128, 4)),
         (AttentionMode::Prefix(vec![10, 40]), (2, 64, 128, 4)),
     ];
