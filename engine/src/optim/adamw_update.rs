@@ -426,11 +426,18 @@ mod kernel {
         max_norm: f32,
         #[define(F)] _dtype: ElemType,
     ) {
+        // The clipping scale once per workgroup (a sum over every partial), not per element:
+        // read by all from shared memory. Before any invocation leaves (the barrier).
+        let mut shared_scale = Shared::<[F]>::new_slice(1usize);
+        if UNIT_POS_X == 0 {
+            shared_scale[0] = clip_scale::<F>(partials, n_partials, max_norm);
+        }
+        sync_cube();
         let i = ABSOLUTE_POS_X;
         if i >= len_a + len_b {
             terminate!();
         }
-        let scale = clip_scale::<F>(partials, n_partials, max_norm);
+        let scale = shared_scale[0];
         let decay = partials[n_partials as usize];
         let step_size = partials[n_partials as usize + 1];
         let bias2 = partials[n_partials as usize + 2];
