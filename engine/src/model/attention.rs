@@ -39,9 +39,12 @@ pub trait AttentionOps: Backend {
         composed_forward::<Self>(qkv, bias, n_head)
     }
 
-    /// The gradient of qkv ([b, s, 3·d]) given the output's, d_out: [b, s, d].
+    /// The gradient of qkv ([b, s, 3·d]) given the output's, d_out: [b, s, d]. `out` is the
+    /// forward's output ([b, s, d]): the GPU kernel takes D_i = Σ_j P_ij·(dO_i·v_j) as dO_i·O_i
+    /// from it (FlashAttention-2's shortcut); the other paths recompute what they need.
     #[fusion(dtype = qkv, shape = qkv)]
-    fn self_attention_backward(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, d_out: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
+    fn self_attention_backward(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, out: FloatTensor<Self>, d_out: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
+        let _ = out;
         composed_backward::<Self>(qkv, bias, d_out, n_head)
     }
 
@@ -64,7 +67,7 @@ impl AttentionOps for Flex {
         }
     }
 
-    fn self_attention_backward(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, d_out: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
+    fn self_attention_backward(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, _out: FloatTensor<Self>, d_out: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
         match attention_cpu::supported(&qkv, &bias, n_head, Some(&d_out)) {
             true => attention_cpu::backward(qkv, bias, d_out, n_head),
             false => composed_backward::<Self>(qkv, bias, d_out, n_head),
@@ -80,9 +83,9 @@ impl AttentionOps for CubeBackend {
         }
     }
 
-    fn self_attention_backward(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, d_out: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
+    fn self_attention_backward(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, out: FloatTensor<Self>, d_out: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
         match attention_kernel::supported(&qkv, &bias, n_head) {
-            true => attention_kernel::backward(qkv, bias, d_out, n_head),
+            true => attention_kernel::backward(qkv, bias, out, d_out, n_head),
             false => composed_backward::<Self>(qkv, bias, d_out, n_head),
         }
     }
@@ -178,13 +181,14 @@ fn closed_form_backward<B: Backend>(q: FloatTensor<B>, k: FloatTensor<B>, v: Flo
     B::float_reshape(B::float_permute(stacked, &[1, 3, 0, 2, 4]), Shape::from(vec![b, s, 3 * h * dh]))
 }
 
-/// What the forward keeps for the backward: qkv, bias and the head count. The backward
-/// operation recomputes the weights (the GPU's kernel in registers, flex's loop per query
-/// row), so no [b, h, s, s] tensor is kept per layer.
+/// What the forward keeps for the backward: qkv, bias, its output and the head count. The
+/// backward operation recomputes the weights (the GPU's kernel in registers, flex's loop per
+/// query row), so no [b, h, s, s] tensor is kept per layer.
 #[derive(Clone, Debug)]
 struct Saved<B: Backend> {
     qkv: FloatTensor<B>,
     bias: FloatTensor<B>,
+    out: FloatTensor<B>,
     n_head: usize,
 }
 
@@ -199,8 +203,8 @@ impl<B: Backend + AttentionOps> Backward<B, 1> for AttentionBackward {
         // dy: [b, s, d]
         let dy = grads.consume::<B>(&ops.node);
         let Some(node) = node_qkv else { return };
-        let Saved { qkv, bias, n_head } = ops.state;
-        let d_qkv = B::self_attention_backward(qkv, bias, dy, n_head);
+        let Saved { qkv, bias, out, n_head } = ops.state;
+        let d_qkv = B::self_attention_backward(qkv, bias, out, dy, n_head);
         grads.register::<B>(node.id, d_qkv);
     }
 }
@@ -213,13 +217,13 @@ impl<B: Backend + AttentionOps, C: CheckpointStrategy> AttentionOps for Autodiff
             OpsKind::Tracked(prep) => {
                 let qkv = qkv.into_primitive();
                 let output = B::self_attention(qkv.clone(), bias.clone(), n_head);
-                prep.finish(Saved { qkv, bias, n_head }, output)
+                prep.finish(Saved { qkv, bias, out: output.clone(), n_head }, output)
             }
             OpsKind::UnTracked(prep) => prep.finish(<B as AttentionOps>::self_attention(qkv.into_primitive(), bias, n_head)),
         }
     }
 
-    fn self_attention_backward(_qkv: FloatTensor<Self>, _bias: FloatTensor<Self>, _d_out: FloatTensor<Self>, _n_head: usize) -> FloatTensor<Self> {
+    fn self_attention_backward(_qkv: FloatTensor<Self>, _bias: FloatTensor<Self>, _out: FloatTensor<Self>, _d_out: FloatTensor<Self>, _n_head: usize) -> FloatTensor<Self> {
         unimplemented!("the attention backward is not differentiated twice")
     }
 }
@@ -270,9 +274,11 @@ mod tests {
         let dy = Tensor::<3>::random([b, s, d], Distribution::Normal(0.0, 1.0), &plain);
         let tracked = Tensor::<3>::from_data(qkv.to_data(), &device).require_grad();
         let grads = (reference(tracked.clone(), mode.bias(b, s, &device), h) * Tensor::<3>::from_data(dy.to_data(), &device)).sum().backward();
+        let out = self_attention(qkv.clone(), mode.bias(b, s, &plain), h);
         let ours = Tensor::<3>::from_dispatch(<Dispatch as AttentionOps>::self_attention_backward(
             qkv.into_dispatch(),
             mode.bias(b, s, &plain).into_dispatch(),
+            out.into_dispatch(),
             dy.into_dispatch(),
             h,
         ));

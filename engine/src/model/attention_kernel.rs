@@ -14,7 +14,7 @@
 //!
 //! The arithmetic is `attention.rs`'s, which is also the reference the tests compare with:
 //!   forward   S = q·kᵀ/√d_head + bias,  P = softmax(S),  O = P·v
-//!   backward  D_i = Σ_j P_ij·(dO_i·v_j),  dS_ij = P_ij·(dO_i·v_j − D_i)/√d_head,
+//!   backward  D_i = Σ_j P_ij·(dO_i·v_j) = dO_i·O_i,  dS_ij = P_ij·(dO_i·v_j − D_i)/√d_head,
 //!             dq_i = Σ_j dS_ij·k_j,  dk_j = Σ_i dS_ij·q_i,  dv_j = Σ_i P_ij·dO_i
 
 use burn::backend::DType;
@@ -72,9 +72,9 @@ pub fn forward(qkv: CubeTensor, bias: CubeTensor, n_head: usize) -> CubeTensor {
     out
 }
 
-// qkv: [b, s, 3·d], bias: [rows, 1, s, s], d_out: [b, s, d] -> d_qkv: [b, s, 3·d]
-pub fn backward(qkv: CubeTensor, bias: CubeTensor, d_out: CubeTensor, n_head: usize) -> CubeTensor {
-    let (qkv, bias, d_out) = (into_contiguous(qkv), into_contiguous(bias), into_contiguous(d_out));
+// qkv: [b, s, 3·d], bias: [rows, 1, s, s], out, d_out: [b, s, d] -> d_qkv: [b, s, 3·d]
+pub fn backward(qkv: CubeTensor, bias: CubeTensor, out: CubeTensor, d_out: CubeTensor, n_head: usize) -> CubeTensor {
+    let (qkv, bias, out, d_out) = (into_contiguous(qkv), into_contiguous(bias), into_contiguous(out), into_contiguous(d_out));
     let n = sizes(&qkv, &bias);
     let client = qkv.client.clone();
     let d_qkv = empty_device_dtype(client.clone(), qkv.device.clone(), qkv.meta.shape().clone(), qkv.dtype);
@@ -84,6 +84,7 @@ pub fn backward(qkv: CubeTensor, bias: CubeTensor, d_out: CubeTensor, n_head: us
         CubeDim::new_1d(n.seq as u32),
         qkv.into_tensor_arg(),
         bias.into_tensor_arg(),
+        out.into_tensor_arg(),
         d_out.into_tensor_arg(),
         d_qkv.clone().into_tensor_arg(),
         n.seq as u32,
@@ -156,11 +157,12 @@ mod kernel {
 
     /// Workgroup (sequence b, head h), invocation i: first the softmax statistics and D of
     /// query row i, shared with the workgroup; then dq of row i, and dk and dv of key row i.
-    // qkv: [b, s, 3·d], bias: [rows, 1, s, s], d_out: [b, s, d], d_qkv: [b, s, 3·d]
+    // qkv: [b, s, 3·d], bias: [rows, 1, s, s], out, d_out: [b, s, d], d_qkv: [b, s, 3·d]
     #[cube(launch)]
     pub(super) fn attention_backward<F: Float>(
         qkv: &Tensor<F>,
         bias: &Tensor<F>,
+        out: &Tensor<F>,
         d_out: &Tensor<F>,
         d_qkv: &mut Tensor<F>,
         seq: u32,
@@ -188,27 +190,23 @@ mod kernel {
         let g = load(d_out, row(b, i, seq, d_model) + h * d_head, d_head);
         let bias_row = bias_offset(b, i, seq, bias_rows);
         let floor = mask_floor(bias, bias_row, seq);
+        // log Σ_j e^(s_ij) in one pass (the running sum rescaled when the largest score grows),
+        // and D_i = Σ_j P_ij·(dO_i·v_j) = dO_i·O_i from the forward's output
         let mut max_score = F::new(-3.0e38);
+        let mut total = F::new(0.0);
         for j in 0..seq {
             let c = bias[(bias_row + j) as usize];
             if c > floor {
                 let s = score(&q, qkv, row(b, j, seq, width) + d_model + h * d_head, d_head, scale) + c;
-                max_score = max(max_score, s);
+                if s > max_score {
+                    total *= (max_score - s).exp();
+                    max_score = s;
+                }
+                total += (s - max_score).exp();
             }
         }
-        let mut total = F::new(0.0);
-        let mut weighted = F::new(0.0);
-        for j in 0..seq {
-            let c = bias[(bias_row + j) as usize];
-            if c > floor {
-                let key = row(b, j, seq, width) + h * d_head;
-                let p = (score(&q, qkv, key + d_model, d_head, scale) + c - max_score).exp();
-                total += p;
-                weighted += p * score(&g, qkv, key + 2 * d_model, d_head, F::new(1.0));
-            }
-        }
+        let d_i = score(&g, out, row(b, i, seq, d_model) + h * d_head, d_head, F::new(1.0));
         let lse = max_score + total.ln();
-        let d_i = weighted / total;
         log_total[i as usize] = lse;
         dot[i as usize] = d_i;
         floors[i as usize] = floor;
