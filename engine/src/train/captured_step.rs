@@ -168,15 +168,15 @@ impl StableInputs {
     /// Writes `parts` (of this signature) into the buffers, in place.
     pub fn write(&mut self, parts: &[PartStep], arch: Architecture, device: &Device) {
         for (stable, part) in self.parts.iter_mut().zip(parts) {
-            let fresh = StablePart::upload(part, arch, device);
-            write(&mut stable.tokens, fresh.tokens);
-            if let (Some(route), Some(new)) = (stable.route.as_mut(), fresh.route) {
-                write_route(route, new);
+            let p = &part.prepared;
+            write(&mut stable.tokens, super::token_ids(p, device));
+            if let Some(route) = stable.route.as_mut() {
+                write_route(route, Route::new(&p.attention, arch, p.batch, p.seq, device));
             }
-            if let (Some(noise), Some(new)) = (stable.noise.as_mut(), fresh.noise) {
-                write(noise, new);
+            if let (Some(noise), Some(values)) = (stable.noise.as_mut(), &part.noise) {
+                write(noise, noise_tensor(values, p, device));
             }
-            let (t, new) = (&mut stable.targets, fresh.targets);
+            let (t, new) = (&mut stable.targets, DeviceTargets::new(p, device));
             for (old, new) in [(&mut t.classes, new.classes), (&mut t.weights, new.weights)] {
                 if let (Some(old), Some(new)) = (old.as_mut(), new) {
                     write(old, new);
@@ -187,9 +187,11 @@ impl StableInputs {
                     write(old, new);
                 }
             }
-            if fresh.scale_now != stable.scale_now {
-                write(&mut stable.scale, fresh.scale);
-                stable.scale_now = fresh.scale_now;
+            // (InfoNCE's diagonal mask is the same every step: not rewritten)
+            let scale = part.loss_scale();
+            if scale != stable.scale_now {
+                write(&mut stable.scale, scale_tensor(scale, device));
+                stable.scale_now = scale;
             }
         }
     }
@@ -201,16 +203,22 @@ impl StablePart {
         let p = &part.prepared;
         let (b, s) = (p.batch, p.seq);
         let route = matches!(p.attention, AttentionMode::Prefix(_) | AttentionMode::KeyMask { .. }).then(|| Route::new(&p.attention, arch, b, s, device));
-        let noise = part.noise.as_ref().map(|values| {
-            let d = values.len() / (b * s);
-            Tensor::<3>::from_data(TensorData::new(values.clone(), [b, s, d]), device)
-        });
+        let noise = part.noise.as_ref().map(|values| noise_tensor(values, p, device));
         let mut targets = DeviceTargets::new(p, device);
         targets.count = b * s;
         let scale_now = part.loss_scale();
-        let scale = Tensor::<1>::from_data(TensorData::new(vec![scale_now], [1]), device);
-        Self { tokens: super::token_ids(p, device), route, noise, targets, scale, scale_now }
+        Self { tokens: super::token_ids(p, device), route, noise, targets, scale: scale_tensor(scale_now, device), scale_now }
     }
+}
+
+// values: [batch · seq · d_model] -> [batch, seq, d_model]
+fn noise_tensor(values: &[f32], p: &Prepared, device: &Device) -> Tensor<3> {
+    let d = values.len() / (p.batch * p.seq);
+    Tensor::<3>::from_data(TensorData::new(values.to_vec(), [p.batch, p.seq, d]), device)
+}
+
+fn scale_tensor(value: f32, device: &Device) -> Tensor<1> {
+    Tensor::<1>::from_data(TensorData::new(vec![value], [1]), device)
 }
 
 /// Writes `fresh` into `stable`'s buffer (the same shape), in place: `stable` is the only
