@@ -16,7 +16,9 @@
 #      step buys);
 #   2. the same model in PyTorch eager on CUDA (bench/pytorch_baby_gpt.py), so the ratio holds;
 #   3. engine/tests/training.rs, whose wgpu tests check every hand-written kernel's values and
-#      gradients against flex, on the real GPU, `OBJLAB_REQUIRE_WGPU=1` so that a missing adapter fails instead of skipping.
+#      gradients against flex, on the real GPU, `OBJLAB_REQUIRE_WGPU=1` so that a missing adapter fails instead of skipping;
+#   4. a kernel profile of baby GPT on the GPU (each launch waited for and timed, capture off):
+#      which kernels a step's time goes to, for the next step if the ratio is short.
 # Everything it prints is also under $OUT (device_check.log) for docs/performance.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,6 +83,9 @@ run)
     echo "== engine/tests/training.rs on this GPU"
     # engine/tests/training.rs (the wgpu tests and the rest); the assets from this checkout
     CARGO_MANIFEST_DIR="$PWD/engine" OBJLAB_REQUIRE_WGPU=1 timeout 150 "$bin/engine_tests" || echo "engine tests failed: $?"
+    echo "== objlab kernel profile, wgpu over Vulkan (${PROFILE_STEPS:-20} steps, each launch timed)"
+    timeout 90 "$bin/objlab" bench --preset baby-gpt --device gpu --steps "${PROFILE_STEPS:-20}" --kernel-profile \
+        --data assets/tinyshakespeare.txt ${SOFTWARE:+--software} || echo "kernel profile failed: $?"
     ;;
 *)
     echo "usage: bench/device_check.sh prepare|run" >&2

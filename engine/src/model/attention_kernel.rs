@@ -9,8 +9,9 @@
 //! Dao et al. 2022, without its tiling: at these sizes the rows fit whole).
 //!
 //! Keys a mask hides are skipped (their weight is exactly 0: `mask_floor`), so a causal row
-//! reads only the keys up to it; on lavapipe the two kernels took 20–27 % less time for `tiny`,
-//! with the same losses to the bit (docs/performance.md).
+//! reads only the keys up to it. The forward reads the keys once (an online softmax over blocks
+//! of eight keys); the backward's statistics take one pass and D_i comes from the forward's
+//! output. docs/performance.md has the measurements ("In the tab", twenty-sixth session).
 //!
 //! The arithmetic is `attention.rs`'s, which is also the reference the tests compare with:
 //!   forward   S = q·kᵀ/√d_head + bias,  P = softmax(S),  O = P·v
@@ -101,6 +102,10 @@ pub fn backward(qkv: CubeTensor, bias: CubeTensor, out: CubeTensor, d_out: CubeT
 mod kernel {
     use cubecl::prelude::*;
 
+    /// Keys the forward scores at a time before it updates its running sums (one rescale per
+    /// block at most).
+    const BLOCK: u32 = 8;
+
     /// Workgroup (sequence b, head h), invocation i: output row i of that head.
     // qkv: [b, s, 3·d], bias: [rows, 1, s, s], out: [b, s, d]
     #[cube(launch)]
@@ -123,29 +128,50 @@ mod kernel {
         let q = load(qkv, row(b, i, seq, d_model * 3) + h * d_head, d_head);
         let bias_row = bias_offset(b, i, seq, bias_rows);
         let floor = mask_floor(bias, bias_row, seq);
-        // pass 1: the row's largest score
-        let mut max_score = F::new(-3.0e38);
-        for j in 0..seq {
-            let c = bias[(bias_row + j) as usize];
-            if c > floor {
-                let s = score(&q, qkv, row(b, j, seq, d_model * 3) + d_model + h * d_head, d_head, scale) + c;
-                max_score = max(max_score, s);
-            }
-        }
-        // pass 2: Σ_j e^(s_j − max)·v_j and Σ_j e^(s_j − max)
+        // One pass over the keys, BLOCK at a time: the block's scores, then the running
+        // Σ_j e^(s_j − max)·v_j and Σ_j e^(s_j − max) rescaled once if the block raised the
+        // largest score (FlashAttention's online softmax), then the block's terms.
         let mut acc = Array::<F>::new(d_head as usize);
         for k in 0..d_head {
             acc[k as usize] = F::new(0.0);
         }
+        let mut max_score = F::new(-3.0e38);
         let mut total = F::new(0.0);
-        for j in 0..seq {
-            let c = bias[(bias_row + j) as usize];
-            if c > floor {
-                let key = row(b, j, seq, d_model * 3) + h * d_head;
-                let p = (score(&q, qkv, key + d_model, d_head, scale) + c - max_score).exp();
-                total += p;
+        let mut scores = Array::<F>::new(BLOCK as usize);
+        let blocks = (seq + BLOCK - 1) / BLOCK;
+        for block in 0..blocks {
+            let first = block * BLOCK;
+            let mut block_max = F::new(-3.0e38);
+            for t in 0..BLOCK {
+                let j = first + t;
+                // a key past the end or hidden by the mask keeps the sentinel: no term
+                scores[t as usize] = F::new(-3.0e38);
+                if j < seq {
+                    let c = bias[(bias_row + j) as usize];
+                    if c > floor {
+                        let s = score(&q, qkv, row(b, j, seq, d_model * 3) + d_model + h * d_head, d_head, scale) + c;
+                        scores[t as usize] = s;
+                        block_max = max(block_max, s);
+                    }
+                }
+            }
+            if block_max > max_score {
+                let r = (max_score - block_max).exp();
+                total *= r;
                 for k in 0..d_head {
-                    acc[k as usize] += p * qkv[(key + 2 * d_model + k) as usize];
+                    acc[k as usize] *= r;
+                }
+                max_score = block_max;
+            }
+            for t in 0..BLOCK {
+                let s = scores[t as usize];
+                if s > F::new(-1.0e38) {
+                    let value = row(b, first + t, seq, d_model * 3) + 2 * d_model + h * d_head;
+                    let p = (s - max_score).exp();
+                    total += p;
+                    for k in 0..d_head {
+                        acc[k as usize] += p * qkv[(value + k) as usize];
+                    }
                 }
             }
         }
