@@ -121,7 +121,7 @@ impl AdamW {
             bias2: 1.0 - c.beta2.powi(self.time),
             max_norm: c.grad_clip,
         };
-        let values = Tensor::<1>::from_data(TensorData::new(constants.step_values().to_vec(), [STEP_VALUES]), device);
+        let values = constants.step_values(device);
         #[allow(clippy::single_range_in_vec_init)] // burn's slice of a 1-D tensor: one range
         match &mut self.step_values {
             Some(buffer) if in_place => buffer.inplace(|b| b.slice_assign([0..STEP_VALUES], values)),

@@ -774,7 +774,6 @@ fn sample_from_logits(logits: &[f32], temperature: f32, rng: &mut Rng) -> usize 
     weights.len() - 1
 }
 
-/// The prepared rows' input tokens as the model's id tensor: [batch, seq].
 /// `total` plus one objective's loss on its batch, times its weight in the mix. A lone
 /// objective's weight is 1: no product, and none in the backward (two GPU launches per step).
 fn add_part_loss(total: Option<Tensor<1>>, model: &Transformer, objective: &dyn Objective, weight: f64, input: &ModelInput, prepared: &Prepared, targets: &DeviceTargets) -> Tensor<1> {
@@ -786,6 +785,7 @@ fn add_part_loss(total: Option<Tensor<1>>, model: &Transformer, objective: &dyn 
     }
 }
 
+/// The prepared rows' input tokens as the model's id tensor: [batch, seq].
 fn token_ids(prepared: &Prepared, device: &Device) -> Tensor<2, Int> {
     let ids: Vec<i32> = prepared.inputs.iter().map(|&t| t as i32).collect();
     Tensor::<2, Int>::from_data(TensorData::new(ids, [prepared.batch, prepared.seq]), device)

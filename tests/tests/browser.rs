@@ -66,8 +66,8 @@ fn trains_on_webgpu() {
     let host_ms = report.host_ms.expect("a GPU benchmark reports its host work per step");
     assert!(host_ms > 0.0 && host_ms < 1000.0 / report.steps_per_s, "{report:?}");
     assert!(report.text.contains("ms of host work to launch them"), "{report:?}");
-    // After its warm-up the benchmark's run replays each step's forward and backward pass from
-    // a captured graph (engine/src/train/captured_step.rs): most of the launches, in the browser.
+    // After its warm-up the benchmark's run replays each whole step (forward, backward, AdamW)
+    // from a captured graph (engine/src/train/captured_step.rs): most of the launches, in the browser.
     assert!(report.replayed > 10.0 && report.replayed < report.dispatches, "{report:?}");
     assert!(report.text.contains("replayed from a captured graph"), "{report:?}");
 }

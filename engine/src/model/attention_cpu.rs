@@ -20,7 +20,7 @@ use crate::cpu_loops::{ChunkLoop, Out, contiguous, lanes, mul_add, new_tensor, w
 /// A key whose bias is this far below its row's largest bias gets a weight of exactly 0 (its
 /// exponent is below e^−87, see [`softmax_in_place`]) for any score below ~10⁶: keys past the
 /// last one within this margin are skipped. The masks are 0 and −1e9.
-const MASK_MARGIN: f32 = 1e7;
+pub(super) const MASK_MARGIN: f32 = 1e7;
 
 /// Whether the loops take these tensors: f32, qkv: [b, s, 3·d] with d divisible by the head
 /// count, bias: [b or 1, 1, s, s], and d_out (backward): [b, s, d]; no empty dimension.

@@ -100,6 +100,7 @@ pub fn backward(qkv: CubeTensor, bias: CubeTensor, out: CubeTensor, d_out: CubeT
 }
 
 mod kernel {
+    use super::super::attention_cpu::MASK_MARGIN;
     use cubecl::prelude::*;
 
     /// Keys the forward scores at a time before it updates its running sums (one rescale per
@@ -138,7 +139,7 @@ mod kernel {
         let mut max_score = F::new(-3.0e38);
         let mut total = F::new(0.0);
         let mut scores = Array::<F>::new(BLOCK as usize);
-        let blocks = (seq + BLOCK - 1) / BLOCK;
+        let blocks = seq.div_ceil(BLOCK);
         for block in 0..blocks {
             let first = block * BLOCK;
             let mut block_max = F::new(-3.0e38);
@@ -302,17 +303,18 @@ mod kernel {
     }
 
     /// A key whose bias is below this gets a weight of exactly 0 and is skipped: the row's
-    /// largest bias less 10⁷ (the masks are 0 and −1e9, so e^(s − max) underflows to 0 for
-    /// any score below ~10⁶). Relative to the row's largest, so that a row with every key
-    /// masked still sees them all, as the composed path does. A causal row skips the keys
-    /// after it: about half the work (the CPU loops' `visible_keys`, attention_cpu.rs).
+    /// largest bias less the CPU loops' `MASK_MARGIN` (attention_cpu.rs; the masks are 0 and
+    /// −1e9, so e^(s − max) underflows to 0 for any score below ~10⁶). Relative to the row's
+    /// largest, so that a row with every key masked still sees them all, as the composed path
+    /// does. A causal row skips the keys after it: half the pairs, though a SIMD group of
+    /// invocations runs to its last row's keys.
     #[cube]
     fn mask_floor<F: Float>(bias: &Tensor<F>, start: u32, seq: u32) -> F {
         let mut top = F::new(-3.0e38);
         for j in 0..seq {
             top = max(top, bias[(start + j) as usize]);
         }
-        top - F::new(1.0e7)
+        top - F::new(MASK_MARGIN)
     }
 
     /// t[start..start + n] into registers.

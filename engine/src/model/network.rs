@@ -16,7 +16,7 @@ use crate::rng::Rng;
 
 impl AttentionMode {
     /// Whether the mask differs between rows (and so needs one bias per row).
-    fn per_row(&self) -> bool {
+    pub(crate) fn per_row(&self) -> bool {
         matches!(self, AttentionMode::Prefix(_) | AttentionMode::KeyMask { .. })
     }
 

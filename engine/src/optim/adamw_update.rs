@@ -21,7 +21,7 @@
 use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, DType, Dispatch, DispatchTensor, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{Shape, Slice, Tensor, TensorData};
+use burn::tensor::{Device, Shape, Slice, Tensor, TensorData};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
@@ -67,8 +67,7 @@ pub struct ParamUpdate {
 /// ‖g‖² is the sum of `partials` (the whole model's gradient norm), for every parameter of
 /// `updates`: two per launch. Returns the updated (parameter, state) of each, in order.
 pub fn adamw_update_all(updates: Vec<ParamUpdate>, partials: &Tensor<2>, c: StepConstants) -> Vec<(DispatchTensor, DispatchTensor)> {
-    let step = Tensor::<1>::from_data(TensorData::new(c.step_values().to_vec(), [STEP_VALUES]), &partials.device());
-    adamw_update_all_with(updates, partials, &step, c)
+    adamw_update_all_with(updates, partials, &c.step_values(&partials.device()), c)
 }
 
 /// [`adamw_update_all`] with the step's values (`[STEP_VALUES]`, [`StepConstants::step_values`])
@@ -100,8 +99,10 @@ pub fn adamw_update_all_with(updates: Vec<ParamUpdate>, partials: &Tensor<2>, st
 pub const STEP_VALUES: usize = 3;
 
 impl StepConstants {
-    pub fn step_values(&self) -> [f32; STEP_VALUES] {
-        [self.decay as f32, self.step_size as f32, self.bias2 as f32]
+    /// The step's values on `device`, `[STEP_VALUES]`: a new buffer (an upload, no launch).
+    pub fn step_values(&self, device: &Device) -> Tensor<1> {
+        let values = [self.decay as f32, self.step_size as f32, self.bias2 as f32];
+        Tensor::<1>::from_data(TensorData::new(values.to_vec(), [STEP_VALUES]), device)
     }
 }
 
@@ -528,8 +529,7 @@ mod tests {
             let ((pa, ga, sa), _, partials) = inputs();
             got.extend(adamw_update_all(vec![ParamUpdate { param: d(pa), grad: d(ga), state: sa.into_dispatch() }], &partials, c));
             let ((pa, ga, sa), (pb, gb, sb), partials) = inputs();
-            let step = Tensor::<1>::from_data(TensorData::new(c.step_values().to_vec(), [STEP_VALUES]), &device);
-            let tail = Tensor::cat(vec![partials.reshape([32]), step], 0);
+            let tail = Tensor::cat(vec![partials.reshape([32]), c.step_values(&device)], 0);
             let part = || tail.clone().into_dispatch();
             let c = RunConstants { beta1: c.beta1, beta2: c.beta2, epsilon: c.epsilon, max_norm: c.max_norm };
             let mut want = vec![composed::<Dispatch>(d(pa.clone()), d(ga.clone()), sa.clone().into_dispatch(), part(), c)];

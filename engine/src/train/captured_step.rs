@@ -202,7 +202,7 @@ impl StablePart {
     fn upload(part: &PartStep, arch: Architecture, device: &Device) -> Self {
         let p = &part.prepared;
         let (b, s) = (p.batch, p.seq);
-        let route = matches!(p.attention, AttentionMode::Prefix(_) | AttentionMode::KeyMask { .. }).then(|| Route::new(&p.attention, arch, b, s, device));
+        let route = p.attention.per_row().then(|| Route::new(&p.attention, arch, b, s, device));
         let noise = part.noise.as_ref().map(|values| noise_tensor(values, p, device));
         let mut targets = DeviceTargets::new(p, device);
         targets.count = b * s;
