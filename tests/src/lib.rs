@@ -247,6 +247,14 @@ impl Browser {
     pub fn step(&self) -> usize {
         self.text("step").and_then(|s| s.trim().parse().ok()).unwrap_or(0)
     }
+
+    /// Steps of every run, from the run list ("k / n").
+    pub fn run_steps(&self) -> Vec<usize> {
+        let v = self.eval("return [...document.querySelectorAll('[data-testid=\"run-step\"]')].map(e => e.textContent)");
+        v.as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str()?.split('/').next()?.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
 }
 
 impl Drop for Browser {

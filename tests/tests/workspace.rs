@@ -158,12 +158,8 @@ fn two_runs_added_at_once_share_the_webgpu_device() {
     browser.click("add-run");
     browser.eval("document.querySelector('[data-testid=\"run-duplicate\"]').click(); return true");
     assert_eq!(run_rows(&browser), 2);
-    let steps = |b: &Browser| -> Vec<usize> {
-        let v = b.eval("return [...document.querySelectorAll('[data-testid=\"run-step\"]')].map(e => e.textContent)");
-        v.as_array().unwrap().iter().filter_map(|s| s.as_str()?.split('/').next()?.trim().parse().ok()).collect()
-    };
     browser.wait_for("both runs past their capture", Duration::from_secs(300), |b| {
-        let s = steps(b);
+        let s = b.run_steps();
         (s.len() == 2 && s.iter().all(|k| *k >= 10)).then_some(())
     });
     let device = browser.text("device").unwrap();

@@ -17,14 +17,6 @@ use std::time::{Duration, Instant};
 
 use objlab_e2e::{Browser, StaticServer, dist_dir};
 
-/// Steps of every run, from the run list ("k / n").
-fn run_steps(browser: &Browser) -> Vec<usize> {
-    let v = browser.eval("return [...document.querySelectorAll('[data-testid=\"run-step\"]')].map(e => e.textContent)");
-    v.as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str()?.split('/').next()?.trim().parse().ok()).collect())
-        .unwrap_or_default()
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let preset = args.first().map(String::as_str).unwrap_or("baby-gpt");
@@ -50,14 +42,14 @@ fn main() {
         browser.eval("document.querySelector('[data-testid=\"run-duplicate\"]').click(); return true");
     }
     browser.wait_for("every run's first step", Duration::from_secs(1800), |b| {
-        let s = run_steps(b);
+        let s = b.run_steps();
         (s.len() == runs && s.iter().all(|k| *k >= 1)).then_some(())
     });
     let first_step_s = start.elapsed().as_secs_f64();
-    let first: usize = run_steps(&browser).iter().sum();
+    let first: usize = browser.run_steps().iter().sum();
     let timed = Instant::now();
-    browser.wait_for("the timed steps", Duration::from_secs(3600), |b| (run_steps(b).iter().sum::<usize>() >= first + steps).then_some(()));
-    let done: usize = run_steps(&browser).iter().sum();
+    browser.wait_for("the timed steps", Duration::from_secs(3600), |b| (b.run_steps().iter().sum::<usize>() >= first + steps).then_some(()));
+    let done: usize = browser.run_steps().iter().sum();
     let steps_per_s = (done - first) as f64 / timed.elapsed().as_secs_f64();
     let snapshot_ms = browser.eval(
         "return [...document.querySelectorAll('[data-testid=\"projection\"]')].map(e => parseFloat(e.dataset.millis)).filter(x => x > 0)",
