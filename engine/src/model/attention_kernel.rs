@@ -56,20 +56,24 @@ pub fn forward(qkv: CubeTensor, bias: CubeTensor, n_head: usize) -> CubeTensor {
     let n = sizes(&qkv, &bias);
     let client = qkv.client.clone();
     let out = empty_device_dtype(client.clone(), qkv.device.clone(), Shape::new([n.batch, n.seq, n.d_model]), qkv.dtype);
-    kernel::attention_forward::launch(
-        &client,
-        CubeCount::Static((n.batch * n_head) as u32, 1, 1),
-        CubeDim::new_1d(n.seq as u32),
-        qkv.into_tensor_arg(),
-        bias.into_tensor_arg(),
-        out.clone().into_tensor_arg(),
-        n.seq as u32,
-        n.bias_rows as u32,
-        1.0 / ((n.d_model / n_head) as f32).sqrt(),
-        n.d_model as u32,
-        (n.d_model / n_head) as u32,
-        ElemType::Float(FloatKind::F32),
-    );
+    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
+    // every index below them (its own `if … terminate!()` and loop bounds).
+    unsafe {
+        kernel::attention_forward::launch_unchecked(
+            &client,
+            CubeCount::Static((n.batch * n_head) as u32, 1, 1),
+            CubeDim::new_1d(n.seq as u32),
+            qkv.into_tensor_arg(),
+            bias.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            n.seq as u32,
+            n.bias_rows as u32,
+            1.0 / ((n.d_model / n_head) as f32).sqrt(),
+            n.d_model as u32,
+            (n.d_model / n_head) as u32,
+            ElemType::Float(FloatKind::F32),
+        );
+    }
     out
 }
 
@@ -79,23 +83,27 @@ pub fn backward(qkv: CubeTensor, bias: CubeTensor, out: CubeTensor, d_out: CubeT
     let n = sizes(&qkv, &bias);
     let client = qkv.client.clone();
     let d_qkv = empty_device_dtype(client.clone(), qkv.device.clone(), qkv.meta.shape().clone(), qkv.dtype);
-    kernel::attention_backward::launch(
-        &client,
-        CubeCount::Static((n.batch * n_head) as u32, 1, 1),
-        CubeDim::new_1d(n.seq as u32),
-        qkv.into_tensor_arg(),
-        bias.into_tensor_arg(),
-        out.into_tensor_arg(),
-        d_out.into_tensor_arg(),
-        d_qkv.clone().into_tensor_arg(),
-        n.seq as u32,
-        n.bias_rows as u32,
-        1.0 / ((n.d_model / n_head) as f32).sqrt(),
-        n.d_model as u32,
-        (n.d_model / n_head) as u32,
-        MAX_SEQ as u32,
-        ElemType::Float(FloatKind::F32),
-    );
+    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
+    // every index below them (its own `if … terminate!()` and loop bounds).
+    unsafe {
+        kernel::attention_backward::launch_unchecked(
+            &client,
+            CubeCount::Static((n.batch * n_head) as u32, 1, 1),
+            CubeDim::new_1d(n.seq as u32),
+            qkv.into_tensor_arg(),
+            bias.into_tensor_arg(),
+            out.into_tensor_arg(),
+            d_out.into_tensor_arg(),
+            d_qkv.clone().into_tensor_arg(),
+            n.seq as u32,
+            n.bias_rows as u32,
+            1.0 / ((n.d_model / n_head) as f32).sqrt(),
+            n.d_model as u32,
+            (n.d_model / n_head) as u32,
+            MAX_SEQ as u32,
+            ElemType::Float(FloatKind::F32),
+        );
+    }
     d_qkv
 }
 
@@ -109,7 +117,7 @@ mod kernel {
 
     /// Workgroup (sequence b, head h), invocation i: output row i of that head.
     // qkv: [b, s, 3·d], bias: [rows, 1, s, s], out: [b, s, d]
-    #[cube(launch)]
+    #[cube(launch_unchecked)]
     pub(super) fn attention_forward<F: Float>(
         qkv: &Tensor<F>,
         bias: &Tensor<F>,
@@ -185,7 +193,7 @@ mod kernel {
     /// Workgroup (sequence b, head h), invocation i: first the softmax statistics and D of
     /// query row i, shared with the workgroup; then dq of row i, and dk and dv of key row i.
     // qkv: [b, s, 3·d], bias: [rows, 1, s, s], out, d_out: [b, s, d], d_qkv: [b, s, 3·d]
-    #[cube(launch)]
+    #[cube(launch_unchecked)]
     pub(super) fn attention_backward<F: Float>(
         qkv: &Tensor<F>,
         bias: &Tensor<F>,

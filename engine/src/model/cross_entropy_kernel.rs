@@ -17,6 +17,7 @@ use cubecl::ir::FloatKind;
 use cubecl::prelude::{CubeCount, CubeDim, ElemType};
 
 const UNITS: usize = 256;
+const _: () = assert!(crate::workgroup_sum::fits(UNITS as u32));
 
 // logits: [rows, classes], targets: [rows] -> loss: [1]
 pub fn forward(logits: CubeTensor, targets: CubeTensor, scale: f32) -> CubeTensor {
@@ -24,19 +25,23 @@ pub fn forward(logits: CubeTensor, targets: CubeTensor, scale: f32) -> CubeTenso
     let (rows, classes) = (logits.meta.shape()[0], logits.meta.shape()[1]);
     let client = logits.client.clone();
     let loss = empty_device_dtype(client.clone(), logits.device.clone(), Shape::new([1]), logits.dtype);
-    kernel::cross_entropy_forward::launch(
-        &client,
-        CubeCount::Static(1, 1, 1),
-        CubeDim::new_1d(UNITS as u32),
-        logits.into_tensor_arg(),
-        targets.into_tensor_arg(),
-        loss.clone().into_tensor_arg(),
-        rows as u32,
-        classes as u32,
-        scale,
-        UNITS as u32,
-        ElemType::Float(FloatKind::F32),
-    );
+    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
+    // every index below them (its own `if … terminate!()` and loop bounds).
+    unsafe {
+        kernel::cross_entropy_forward::launch_unchecked(
+            &client,
+            CubeCount::Static(1, 1, 1),
+            CubeDim::new_1d(UNITS as u32),
+            logits.into_tensor_arg(),
+            targets.into_tensor_arg(),
+            loss.clone().into_tensor_arg(),
+            rows as u32,
+            classes as u32,
+            scale,
+            UNITS as u32,
+            ElemType::Float(FloatKind::F32),
+        );
+    }
     loss
 }
 
@@ -46,19 +51,23 @@ pub fn backward(logits: CubeTensor, targets: CubeTensor, d_loss: CubeTensor, sca
     let (rows, classes) = (logits.meta.shape()[0], logits.meta.shape()[1]);
     let client = logits.client.clone();
     let d_logits = empty_device_dtype(client.clone(), logits.device.clone(), logits.meta.shape().clone(), logits.dtype);
-    kernel::cross_entropy_backward::launch(
-        &client,
-        CubeCount::Static(rows.div_ceil(UNITS).max(1) as u32, 1, 1),
-        CubeDim::new_1d(UNITS as u32),
-        logits.into_tensor_arg(),
-        targets.into_tensor_arg(),
-        d_loss.into_tensor_arg(),
-        d_logits.clone().into_tensor_arg(),
-        rows as u32,
-        classes as u32,
-        scale,
-        ElemType::Float(FloatKind::F32),
-    );
+    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
+    // every index below them (its own `if … terminate!()` and loop bounds).
+    unsafe {
+        kernel::cross_entropy_backward::launch_unchecked(
+            &client,
+            CubeCount::Static(rows.div_ceil(UNITS).max(1) as u32, 1, 1),
+            CubeDim::new_1d(UNITS as u32),
+            logits.into_tensor_arg(),
+            targets.into_tensor_arg(),
+            d_loss.into_tensor_arg(),
+            d_logits.clone().into_tensor_arg(),
+            rows as u32,
+            classes as u32,
+            scale,
+            ElemType::Float(FloatKind::F32),
+        );
+    }
     d_logits
 }
 
@@ -69,7 +78,7 @@ mod kernel {
     /// The one workgroup: invocation u sums the losses of rows u, u + units, …, then the
     /// workgroup adds the sums up.
     // logits: [rows, classes], targets: [rows], loss: [1]
-    #[cube(launch)]
+    #[cube(launch_unchecked)]
     pub(super) fn cross_entropy_forward<F: Float>(
         logits: &Tensor<F>,
         targets: &Tensor<F>,
@@ -99,7 +108,7 @@ mod kernel {
 
     /// Invocation r: the gradient of row r.
     // logits, d_logits: [rows, classes], targets: [rows], d_loss: [1]
-    #[cube(launch)]
+    #[cube(launch_unchecked)]
     pub(super) fn cross_entropy_backward<F: Float>(
         logits: &Tensor<F>,
         targets: &Tensor<F>,

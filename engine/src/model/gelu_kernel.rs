@@ -26,16 +26,20 @@ pub fn backward(x: CubeTensor, grad: CubeTensor) -> CubeTensor {
     // up to 65535 workgroups in x, the rest in y
     let groups = n.div_ceil(UNITS).max(1);
     let (gx, gy) = (groups.min(65535), groups.div_ceil(65535));
-    kernel::gelu_backward::launch(
-        &client,
-        CubeCount::Static(gx as u32, gy as u32, 1),
-        CubeDim::new_1d(UNITS as u32),
-        x.into_tensor_arg(),
-        grad.into_tensor_arg(),
-        dx.clone().into_tensor_arg(),
-        n as u32,
-        ElemType::Float(FloatKind::F32),
-    );
+    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
+    // every index below them (its own `if … terminate!()` and loop bounds).
+    unsafe {
+        kernel::gelu_backward::launch_unchecked(
+            &client,
+            CubeCount::Static(gx as u32, gy as u32, 1),
+            CubeDim::new_1d(UNITS as u32),
+            x.into_tensor_arg(),
+            grad.into_tensor_arg(),
+            dx.clone().into_tensor_arg(),
+            n as u32,
+            ElemType::Float(FloatKind::F32),
+        );
+    }
     dx
 }
 
@@ -43,7 +47,7 @@ mod kernel {
     use cubecl::prelude::*;
 
     /// Invocation i: dx_i = grad_i · (Φ(x_i) + x_i·φ(x_i)).
-    #[cube(launch)]
+    #[cube(launch_unchecked)]
     pub(super) fn gelu_backward<F: Float>(x: &Tensor<F>, grad: &Tensor<F>, dx: &mut Tensor<F>, n: u32, #[define(F)] _dtype: ElemType) {
         let i = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) * CUBE_DIM_X + UNIT_POS_X;
         if i >= n {

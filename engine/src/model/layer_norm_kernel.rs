@@ -18,6 +18,10 @@ use cubecl::ir::FloatKind;
 use cubecl::prelude::{CubeCount, CubeDim, ElemType};
 
 const UNITS: usize = 256;
+/// Invocations per column in the column sums (each takes every 64th row): fewer than [`UNITS`],
+/// since a column has only `rows` values (256 for `tiny`, 768 for baby GPT).
+const COLUMN_UNITS: usize = 64;
+const _: () = assert!(crate::workgroup_sum::fits(COLUMN_UNITS as u32));
 
 /// (rows, d): the input seen as [rows, d] over its last dimension.
 fn rows(x: &CubeTensor) -> (usize, usize) {
@@ -37,18 +41,22 @@ pub fn forward(x: CubeTensor, affine: CubeTensor, epsilon: f64) -> CubeTensor {
     let client = x.client.clone();
     let y = empty_device_dtype(client.clone(), x.device.clone(), x.meta.shape().clone(), x.dtype);
     let (count, dim) = grid(n_rows);
-    kernel::layer_norm_forward::launch(
-        &client,
-        count,
-        dim,
-        x.into_tensor_arg(),
-        affine.into_tensor_arg(),
-        y.clone().into_tensor_arg(),
-        n_rows as u32,
-        d as u32,
-        epsilon as f32,
-        ElemType::Float(FloatKind::F32),
-    );
+    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
+    // every index below them (its own `if … terminate!()` and loop bounds).
+    unsafe {
+        kernel::layer_norm_forward::launch_unchecked(
+            &client,
+            count,
+            dim,
+            x.into_tensor_arg(),
+            affine.into_tensor_arg(),
+            y.clone().into_tensor_arg(),
+            n_rows as u32,
+            d as u32,
+            epsilon as f32,
+            ElemType::Float(FloatKind::F32),
+        );
+    }
     y
 }
 
@@ -62,21 +70,25 @@ pub fn forward_add(x: CubeTensor, branch: CubeTensor, affine: CubeTensor, epsilo
     let new = || empty_device_dtype(client.clone(), x.device.clone(), x.meta.shape().clone(), x.dtype);
     let (sum, y) = (new(), new());
     let (count, dim) = grid(n_rows);
-    kernel::add_layer_norm_forward::launch(
-        &client,
-        count,
-        dim,
-        x.into_tensor_arg(),
-        branch.into_tensor_arg(),
-        affine.into_tensor_arg(),
-        sum.clone().into_tensor_arg(),
-        y.clone().into_tensor_arg(),
-        n_rows as u32,
-        d as u32,
-        branch_len,
-        epsilon as f32,
-        ElemType::Float(FloatKind::F32),
-    );
+    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
+    // every index below them (its own `if … terminate!()` and loop bounds).
+    unsafe {
+        kernel::add_layer_norm_forward::launch_unchecked(
+            &client,
+            count,
+            dim,
+            x.into_tensor_arg(),
+            branch.into_tensor_arg(),
+            affine.into_tensor_arg(),
+            sum.clone().into_tensor_arg(),
+            y.clone().into_tensor_arg(),
+            n_rows as u32,
+            d as u32,
+            branch_len,
+            epsilon as f32,
+            ElemType::Float(FloatKind::F32),
+        );
+    }
     (sum, y)
 }
 
@@ -94,46 +106,54 @@ pub fn backward(x: CubeTensor, affine: CubeTensor, dy: CubeTensor, d_other: Opti
     // per row: mean, rstd
     let stats = empty_device_dtype(client.clone(), device.clone(), Shape::new([n_rows, 2]), x.dtype);
     let (count, dim) = grid(n_rows);
-    kernel::layer_norm_backward_rows::launch(
-        &client,
-        count,
-        dim,
-        x.clone().into_tensor_arg(),
-        affine.into_tensor_arg(),
-        dy.clone().into_tensor_arg(),
-        d_other.into_tensor_arg(),
-        dx.clone().into_tensor_arg(),
-        stats.clone().into_tensor_arg(),
-        n_rows as u32,
-        d as u32,
-        epsilon as f32,
-        accumulate,
-        ElemType::Float(FloatKind::F32),
-    );
+    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
+    // every index below them (its own `if … terminate!()` and loop bounds).
+    unsafe {
+        kernel::layer_norm_backward_rows::launch_unchecked(
+            &client,
+            count,
+            dim,
+            x.clone().into_tensor_arg(),
+            affine.into_tensor_arg(),
+            dy.clone().into_tensor_arg(),
+            d_other.into_tensor_arg(),
+            dx.clone().into_tensor_arg(),
+            stats.clone().into_tensor_arg(),
+            n_rows as u32,
+            d as u32,
+            epsilon as f32,
+            accumulate,
+            ElemType::Float(FloatKind::F32),
+        );
+    }
     let d_affine = empty_device_dtype(client.clone(), device, Shape::new([2, d]), x.dtype);
-    kernel::layer_norm_backward_columns::launch(
-        &client,
-        CubeCount::Static(d as u32, 1, 1),
-        CubeDim::new_1d(UNITS as u32),
-        x.into_tensor_arg(),
-        dy.into_tensor_arg(),
-        stats.into_tensor_arg(),
-        d_affine.clone().into_tensor_arg(),
-        n_rows as u32,
-        d as u32,
-        UNITS as u32,
-        ElemType::Float(FloatKind::F32),
-    );
+    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
+    // every index below them (its own `if … terminate!()` and loop bounds).
+    unsafe {
+        kernel::layer_norm_backward_columns::launch_unchecked(
+            &client,
+            CubeCount::Static(d as u32, 1, 1),
+            CubeDim::new_1d(COLUMN_UNITS as u32),
+            x.into_tensor_arg(),
+            dy.into_tensor_arg(),
+            stats.into_tensor_arg(),
+            d_affine.clone().into_tensor_arg(),
+            n_rows as u32,
+            d as u32,
+            COLUMN_UNITS as u32,
+            ElemType::Float(FloatKind::F32),
+        );
+    }
     (dx, d_affine)
 }
 
 mod kernel {
-    use crate::workgroup_sum::workgroup_sum;
+    use crate::workgroup_sum::workgroup_sum_pair;
     use cubecl::prelude::*;
 
     /// Invocation r normalises row r.
     // x, y: [rows, d], affine = [γ; β]: [2, d]
-    #[cube(launch)]
+    #[cube(launch_unchecked)]
     pub(super) fn layer_norm_forward<F: Float>(
         x: &Tensor<F>,
         affine: &Tensor<F>,
@@ -153,7 +173,7 @@ mod kernel {
     /// Invocation r: s = x + branch over row r, then the row normalised as above. The branch
     /// repeats every `branch_len` elements (broadcast over x's first dimension).
     // x, sum, y: [rows, d], branch: [branch_len / d, d], affine = [γ; β]: [2, d]
-    #[cube(launch)]
+    #[cube(launch_unchecked)]
     #[allow(clippy::too_many_arguments)]
     pub(super) fn add_layer_norm_forward<F: Float>(
         x: &Tensor<F>,
@@ -183,7 +203,7 @@ mod kernel {
     /// Invocation r: dx of row r (plus d_other's row when `accumulate`), and the row's mean and
     /// rstd for the column sums.
     // x, dy, d_other, dx: [rows, d], affine = [γ; β]: [2, d] (γ read), stats: [rows, 2]
-    #[cube(launch)]
+    #[cube(launch_unchecked)]
     pub(super) fn layer_norm_backward_rows<F: Float>(
         x: &Tensor<F>,
         affine: &Tensor<F>,
@@ -232,7 +252,7 @@ mod kernel {
     /// every `units`-th row and then adding their sums up in shared memory (one invocation per
     /// column walking all rows would leave a GPU nearly idle for the longest loop here).
     // x, dy: [rows, d], stats: [rows, 2], d_affine = [dγ; dβ]: [2, d]
-    #[cube(launch)]
+    #[cube(launch_unchecked)]
     pub(super) fn layer_norm_backward_columns<F: Float>(
         x: &Tensor<F>,
         dy: &Tensor<F>,
@@ -254,8 +274,7 @@ mod kernel {
             sum_beta += dy[i];
             r += CUBE_DIM_X;
         }
-        let total_gamma = workgroup_sum::<F>(sum_gamma, units);
-        let total_beta = workgroup_sum::<F>(sum_beta, units);
+        let (total_gamma, total_beta) = workgroup_sum_pair::<F>(sum_gamma, sum_beta, units);
         if UNIT_POS_X == 0 {
             d_affine[k as usize] = total_gamma;
             d_affine[(d + k) as usize] = total_beta;

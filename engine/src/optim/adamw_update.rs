@@ -371,26 +371,30 @@ fn launch(a: [CubeTensor; 3], b: Option<[CubeTensor; 3]>, partials: CubeTensor, 
     let [grad_a, grad_b, partials] = [grad_a, grad_b, partials].map(into_contiguous);
     let len_a = param_a.meta.num_elements();
     let client = param_a.client.clone();
-    kernel::adamw_pair_kernel::launch(
-        &client,
-        CubeCount::Static((len_a + len_b).div_ceil(UNITS).max(1) as u32, 1, 1),
-        CubeDim::new_1d(UNITS as u32),
-        param_a.clone().into_tensor_arg(),
-        grad_a.into_tensor_arg(),
-        state_a.clone().into_tensor_arg(),
-        param_b.clone().into_tensor_arg(),
-        grad_b.into_tensor_arg(),
-        state_b.clone().into_tensor_arg(),
-        partials.clone().into_tensor_arg(),
-        len_a as u32,
-        len_b as u32,
-        (partials.meta.num_elements() - STEP_VALUES) as u32,
-        c.beta1 as f32,
-        c.beta2 as f32,
-        c.epsilon as f32,
-        c.max_norm as f32,
-        ElemType::Float(FloatKind::F32),
-    );
+    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
+    // every index below them (its own `if … terminate!()` and loop bounds).
+    unsafe {
+        kernel::adamw_pair_kernel::launch_unchecked(
+            &client,
+            CubeCount::Static((len_a + len_b).div_ceil(UNITS).max(1) as u32, 1, 1),
+            CubeDim::new_1d(UNITS as u32),
+            param_a.clone().into_tensor_arg(),
+            grad_a.into_tensor_arg(),
+            state_a.clone().into_tensor_arg(),
+            param_b.clone().into_tensor_arg(),
+            grad_b.into_tensor_arg(),
+            state_b.clone().into_tensor_arg(),
+            partials.clone().into_tensor_arg(),
+            len_a as u32,
+            len_b as u32,
+            (partials.meta.num_elements() - STEP_VALUES) as u32,
+            c.beta1 as f32,
+            c.beta2 as f32,
+            c.epsilon as f32,
+            c.max_norm as f32,
+            ElemType::Float(FloatKind::F32),
+        );
+    }
     [param_a, state_a, param_b, state_b]
 }
 
@@ -409,7 +413,7 @@ mod kernel {
     // param_a, grad_a: [len_a]; state_a: [2·len_a]; the same for b with len_b;
     // partials: [n_partials + 3], the sums of squares, then 1 − lr·λ, lr / (1 − β1ᵗ), 1 − β2ᵗ
     #[allow(clippy::too_many_arguments)]
-    #[cube(launch)]
+    #[cube(launch_unchecked)]
     pub(super) fn adamw_pair_kernel<F: Float>(
         param_a: &mut Tensor<F>,
         grad_a: &Tensor<F>,

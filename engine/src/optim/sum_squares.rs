@@ -34,6 +34,7 @@ pub const GROUP: usize = 6;
 pub const PARTS: usize = 8;
 /// Invocations per workgroup: WebGPU's default maximum.
 const UNITS: u32 = 256;
+const _: () = assert!(crate::workgroup_sum::fits(UNITS));
 
 /// Partial sums of squares of all `tensors`, [GROUP, PARTS], adding up to Σx² over every element
 /// of every tensor (the AdamW kernel adds the 48 up itself). `zeros` is a [GROUP, PARTS] tensor
@@ -124,28 +125,32 @@ fn launch(running: Option<CubeTensor>, inputs: [CubeTensor; GROUP]) -> CubeTenso
     let client = a.client.clone();
     let len = |t: &CubeTensor| t.meta.num_elements() as u32;
     let lengths = [len(&a), len(&b), len(&c), len(&d), len(&e), len(&f)];
-    kernel::sum_squares_kernel::launch(
-        &client,
-        CubeCount::Static((GROUP * PARTS) as u32, 1, 1),
-        CubeDim::new_1d(UNITS),
-        running.clone().into_tensor_arg(),
-        a.into_tensor_arg(),
-        b.into_tensor_arg(),
-        c.into_tensor_arg(),
-        d.into_tensor_arg(),
-        e.into_tensor_arg(),
-        f.into_tensor_arg(),
-        lengths[0],
-        lengths[1],
-        lengths[2],
-        lengths[3],
-        lengths[4],
-        lengths[5],
-        UNITS,
-        PARTS as u32,
-        accumulate,
-        ElemType::Float(FloatKind::F32),
-    );
+    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
+    // every index below them (its own `if … terminate!()` and loop bounds).
+    unsafe {
+        kernel::sum_squares_kernel::launch_unchecked(
+            &client,
+            CubeCount::Static((GROUP * PARTS) as u32, 1, 1),
+            CubeDim::new_1d(UNITS),
+            running.clone().into_tensor_arg(),
+            a.into_tensor_arg(),
+            b.into_tensor_arg(),
+            c.into_tensor_arg(),
+            d.into_tensor_arg(),
+            e.into_tensor_arg(),
+            f.into_tensor_arg(),
+            lengths[0],
+            lengths[1],
+            lengths[2],
+            lengths[3],
+            lengths[4],
+            lengths[5],
+            UNITS,
+            PARTS as u32,
+            accumulate,
+            ElemType::Float(FloatKind::F32),
+        );
+    }
     running
 }
 
@@ -174,7 +179,7 @@ mod kernel {
     /// part·UNITS + k·PARTS·UNITS + unit (k = 0, 1, …) and adds that to running[slot, part]
     /// (writes it there, without `accumulate`).
     // running: [GROUP, PARTS]; a…f: [len_*] in any dense layout
-    #[cube(launch)]
+    #[cube(launch_unchecked)]
     #[allow(clippy::too_many_arguments)]
     pub(super) fn sum_squares_kernel<F: Float>(
         running: &mut Tensor<F>,
