@@ -77,14 +77,14 @@ impl AttentionOps for Flex {
 
 impl AttentionOps for CubeBackend {
     fn self_attention(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
-        match attention_kernel::supported(&qkv, &bias, n_head) {
+        match attention_kernel::supported(&qkv, &bias, n_head, &[]) {
             true => attention_kernel::forward(qkv, bias, n_head),
             false => composed_forward::<Self>(qkv, bias, n_head),
         }
     }
 
     fn self_attention_backward(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, out: FloatTensor<Self>, d_out: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
-        match attention_kernel::supported(&qkv, &bias, n_head) {
+        match attention_kernel::supported(&qkv, &bias, n_head, &[&out, &d_out]) {
             true => attention_kernel::backward(qkv, bias, out, d_out, n_head),
             false => composed_backward::<Self>(qkv, bias, d_out, n_head),
         }

@@ -31,11 +31,29 @@ pub const MAX_SEQ: usize = 256;
 /// The widest head the kernels keep in registers.
 pub const MAX_HEAD: usize = 128;
 
-/// Whether the fused kernels take these inputs (f32, a context of at most [`MAX_SEQ`], heads of
-/// at most [`MAX_HEAD`]); otherwise the caller runs the composed operations.
-pub fn supported(qkv: &CubeTensor, bias: &CubeTensor, n_head: usize) -> bool {
-    let shape = qkv.meta.shape();
-    shape.num_dims() == 3 && qkv.dtype == DType::F32 && bias.dtype == DType::F32 && shape[1] <= MAX_SEQ && shape[2] % (3 * n_head) == 0 && shape[2] / 3 / n_head <= MAX_HEAD
+/// Whether the fused kernels take these inputs: f32, a context of 1 to [`MAX_SEQ`] positions,
+/// heads of at most [`MAX_HEAD`], a bias of [1 or batch, 1, seq, seq], and the backward's `out`
+/// and `d_out` of [batch, seq, d] (the CPU loops' `supported` asks the same). Otherwise the
+/// caller runs the composed operations. The kernels are launched unchecked: these shapes are
+/// what keeps their indices in bounds.
+pub fn supported(qkv: &CubeTensor, bias: &CubeTensor, n_head: usize, outputs: &[&CubeTensor]) -> bool {
+    let (shape, bias_shape) = (qkv.meta.shape(), bias.meta.shape());
+    if qkv.dtype != DType::F32 || bias.dtype != DType::F32 || shape.num_dims() != 3 || bias_shape.num_dims() != 4 {
+        return false;
+    }
+    let (b, s, d3) = (shape[0], shape[1], shape[2]);
+    let outputs_fit = outputs.iter().all(|t| t.dtype == DType::F32 && t.meta.shape().to_vec() == [b, s, d3 / 3]);
+    n_head > 0
+        && b > 0
+        && (1..=MAX_SEQ).contains(&s)
+        && d3 > 0
+        && d3 % (3 * n_head) == 0
+        && d3 / 3 / n_head <= MAX_HEAD
+        && (bias_shape[0] == b || bias_shape[0] == 1)
+        && bias_shape[1] == 1
+        && bias_shape[2] == s
+        && bias_shape[3] == s
+        && outputs_fit
 }
 
 struct Sizes {

@@ -105,7 +105,8 @@ impl CrossEntropyOps for CubeBackend {
     }
 
     fn cross_entropy_backward(logits: FloatTensor<Self>, targets: FloatTensor<Self>, d_loss: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
-        if !supported(&logits, &targets) || d_loss.dtype != DType::F32 {
+        // the kernel reads d_loss[0], unchecked
+        if !supported(&logits, &targets) || d_loss.dtype != DType::F32 || d_loss.meta.num_elements() == 0 {
             return composed_backward::<Self>(logits, targets, d_loss, scale);
         }
         cross_entropy_kernel::backward(logits, targets, d_loss, scale)
