@@ -74,8 +74,9 @@ pub fn forward(qkv: CubeTensor, bias: CubeTensor, n_head: usize) -> CubeTensor {
     let n = sizes(&qkv, &bias);
     let client = qkv.client.clone();
     let out = empty_device_dtype(client.clone(), qkv.device.clone(), Shape::new([n.batch, n.seq, n.d_model]), qkv.dtype);
-    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
-    // every index below them (its own `if … terminate!()` and loop bounds).
+    // SAFETY (unchecked: no clamp on each index): `supported`, which the caller asked, gave
+    // qkv [b, s, 3·d] and a bias of [1 or b, 1, s, s]; a workgroup per (sequence, head) and an
+    // invocation per position keep every row and key below s and every column below 3·d.
     unsafe {
         kernel::attention_forward::launch_unchecked(
             &client,
@@ -101,8 +102,8 @@ pub fn backward(qkv: CubeTensor, bias: CubeTensor, out: CubeTensor, d_out: CubeT
     let n = sizes(&qkv, &bias);
     let client = qkv.client.clone();
     let d_qkv = empty_device_dtype(client.clone(), qkv.device.clone(), qkv.meta.shape().clone(), qkv.dtype);
-    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
-    // every index below them (its own `if … terminate!()` and loop bounds).
+    // SAFETY (unchecked): as the forward's, with out and d_out of [b, s, d] (`supported`), and
+    // the shared rows' MAX_SEQ ≥ s.
     unsafe {
         kernel::attention_backward::launch_unchecked(
             &client,

@@ -25,8 +25,9 @@ pub fn forward(logits: CubeTensor, targets: CubeTensor, scale: f32) -> CubeTenso
     let (rows, classes) = (logits.meta.shape()[0], logits.meta.shape()[1]);
     let client = logits.client.clone();
     let loss = empty_device_dtype(client.clone(), logits.device.clone(), Shape::new([1]), logits.dtype);
-    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
-    // every index below them (its own `if … terminate!()` and loop bounds).
+    // SAFETY (unchecked): logits [rows, classes] and targets [rows] (the caller's `supported`);
+    // the rows loop stops at `rows`, and a target indexes only when it is a class below
+    // `classes` (`counts`).
     unsafe {
         kernel::cross_entropy_forward::launch_unchecked(
             &client,
@@ -51,8 +52,8 @@ pub fn backward(logits: CubeTensor, targets: CubeTensor, d_loss: CubeTensor, sca
     let (rows, classes) = (logits.meta.shape()[0], logits.meta.shape()[1]);
     let client = logits.client.clone();
     let d_logits = empty_device_dtype(client.clone(), logits.device.clone(), logits.meta.shape().clone(), logits.dtype);
-    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
-    // every index below them (its own `if … terminate!()` and loop bounds).
+    // SAFETY (unchecked): as the forward's; invocations past `rows` stop, and d_loss has an
+    // element to read (the caller checked).
     unsafe {
         kernel::cross_entropy_backward::launch_unchecked(
             &client,

@@ -26,8 +26,8 @@ pub fn backward(x: CubeTensor, grad: CubeTensor) -> CubeTensor {
     // up to 65535 workgroups in x, the rest in y
     let groups = n.div_ceil(UNITS).max(1);
     let (gx, gy) = (groups.min(65535), groups.div_ceil(65535));
-    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
-    // every index below them (its own `if … terminate!()` and loop bounds).
+    // SAFETY (unchecked): x, grad and dx have n elements each (`supported`), and invocations
+    // past n stop.
     unsafe {
         kernel::gelu_backward::launch_unchecked(
             &client,

@@ -41,8 +41,8 @@ pub fn forward(x: CubeTensor, affine: CubeTensor, epsilon: f64) -> CubeTensor {
     let client = x.client.clone();
     let y = empty_device_dtype(client.clone(), x.device.clone(), x.meta.shape().clone(), x.dtype);
     let (count, dim) = grid(n_rows);
-    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
-    // every index below them (its own `if … terminate!()` and loop bounds).
+    // SAFETY (unchecked): x and y of [rows, d], affine of 2·d (the caller's `fits`);
+    // invocations past `rows` stop.
     unsafe {
         kernel::layer_norm_forward::launch_unchecked(
             &client,
@@ -70,8 +70,8 @@ pub fn forward_add(x: CubeTensor, branch: CubeTensor, affine: CubeTensor, epsilo
     let new = || empty_device_dtype(client.clone(), x.device.clone(), x.meta.shape().clone(), x.dtype);
     let (sum, y) = (new(), new());
     let (count, dim) = grid(n_rows);
-    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
-    // every index below them (its own `if … terminate!()` and loop bounds).
+    // SAFETY (unchecked): as `forward`'s, and branch_len is the branch's element count, which
+    // divides x's (`fits_with_branch`), so i mod branch_len is below it.
     unsafe {
         kernel::add_layer_norm_forward::launch_unchecked(
             &client,
@@ -106,8 +106,8 @@ pub fn backward(x: CubeTensor, affine: CubeTensor, dy: CubeTensor, d_other: Opti
     // per row: mean, rstd
     let stats = empty_device_dtype(client.clone(), device.clone(), Shape::new([n_rows, 2]), x.dtype);
     let (count, dim) = grid(n_rows);
-    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
-    // every index below them (its own `if … terminate!()` and loop bounds).
+    // SAFETY (unchecked): x, dy, d_other and dx of [rows, d], affine of 2·d (`fits`), stats of
+    // [rows, 2]; invocations past `rows` stop.
     unsafe {
         kernel::layer_norm_backward_rows::launch_unchecked(
             &client,
@@ -127,8 +127,8 @@ pub fn backward(x: CubeTensor, affine: CubeTensor, dy: CubeTensor, d_other: Opti
         );
     }
     let d_affine = empty_device_dtype(client.clone(), device, Shape::new([2, d]), x.dtype);
-    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
-    // every index below them (its own `if … terminate!()` and loop bounds).
+    // SAFETY (unchecked): a workgroup per column k < d, each invocation's rows below `rows`,
+    // d_affine of [2, d]; the workgroup size is COLUMN_UNITS, the sum's `units`.
     unsafe {
         kernel::layer_norm_backward_columns::launch_unchecked(
             &client,

@@ -371,8 +371,9 @@ fn launch(a: [CubeTensor; 3], b: Option<[CubeTensor; 3]>, partials: CubeTensor, 
     let [grad_a, grad_b, partials] = [grad_a, grad_b, partials].map(into_contiguous);
     let len_a = param_a.meta.num_elements();
     let client = param_a.client.clone();
-    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
-    // every index below them (its own `if … terminate!()` and loop bounds).
+    // SAFETY (unchecked): each parameter and gradient has len elements and its state 2·len
+    // (`kernel_fits`), partials n_partials + STEP_VALUES; invocations past len_a + len_b stop,
+    // and b's one-element stand-ins are never read when len_b = 0.
     unsafe {
         kernel::adamw_pair_kernel::launch_unchecked(
             &client,

@@ -125,8 +125,8 @@ fn launch(running: Option<CubeTensor>, inputs: [CubeTensor; GROUP]) -> CubeTenso
     let client = a.client.clone();
     let len = |t: &CubeTensor| t.meta.num_elements() as u32;
     let lengths = [len(&a), len(&b), len(&c), len(&d), len(&e), len(&f)];
-    // SAFETY: the launch's sizes come from these tensors' shapes, and the kernel keeps
-    // every index below them (its own `if … terminate!()` and loop bounds).
+    // SAFETY (unchecked): each input is read below its own element count (`squares`' loop),
+    // and `running` has GROUP·PARTS elements, one per workgroup.
     unsafe {
         kernel::sum_squares_kernel::launch_unchecked(
             &client,
