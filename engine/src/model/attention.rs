@@ -19,7 +19,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{Shape, Slice, Tensor};
 use burn_cubecl::CubeBackend;
 
@@ -61,14 +61,14 @@ pub trait AttentionOps: Backend {
 /// do not take: other dtypes than f32, and empty tensors.
 impl AttentionOps for Flex {
     fn self_attention(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
-        match attention_cpu::supported(&qkv, &bias, n_head, None) {
+        match fits(&qkv, &bias, n_head, &[]) {
             true => attention_cpu::forward(qkv, bias, n_head),
             false => composed_forward::<Self>(qkv, bias, n_head),
         }
     }
 
     fn self_attention_backward(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, _out: FloatTensor<Self>, d_out: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
-        match attention_cpu::supported(&qkv, &bias, n_head, Some(&d_out)) {
+        match fits(&qkv, &bias, n_head, &[&d_out]) {
             true => attention_cpu::backward(qkv, bias, d_out, n_head),
             false => composed_backward::<Self>(qkv, bias, d_out, n_head),
         }
@@ -77,18 +77,41 @@ impl AttentionOps for Flex {
 
 impl AttentionOps for CubeBackend {
     fn self_attention(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
-        match attention_kernel::supported(&qkv, &bias, n_head, &[]) {
+        match fits(&qkv, &bias, n_head, &[]) && attention_kernel::within_limits(&qkv, n_head) {
             true => attention_kernel::forward(qkv, bias, n_head),
             false => composed_forward::<Self>(qkv, bias, n_head),
         }
     }
 
     fn self_attention_backward(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, out: FloatTensor<Self>, d_out: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
-        match attention_kernel::supported(&qkv, &bias, n_head, &[&out, &d_out]) {
+        match fits(&qkv, &bias, n_head, &[&out, &d_out]) && attention_kernel::within_limits(&qkv, n_head) {
             true => attention_kernel::backward(qkv, bias, out, d_out, n_head),
             false => composed_backward::<Self>(qkv, bias, d_out, n_head),
         }
     }
+}
+
+/// Whether flex's loops and the GPU's kernels take these tensors: f32, qkv: [b, s, 3·d] with d
+/// divisible by the head count, bias: [b or 1, 1, s, s], and `like_out` (the backward's out
+/// and d_out) of [b, s, d]; no empty dimension. Otherwise the composed bodies run. The GPU's
+/// kernels also ask `attention_kernel::within_limits`.
+pub(super) fn fits<T: TensorMetadata>(qkv: &T, bias: &T, n_head: usize, like_out: &[&T]) -> bool {
+    let (shape, bias_shape) = (qkv.shape(), bias.shape());
+    if qkv.dtype() != DType::F32 || bias.dtype() != DType::F32 || shape.num_dims() != 3 || bias_shape.num_dims() != 4 {
+        return false;
+    }
+    let (b, s, d3) = (shape[0], shape[1], shape[2]);
+    let out_fits = like_out.iter().all(|t| t.dtype() == DType::F32 && t.shape().to_vec() == [b, s, d3 / 3]);
+    n_head > 0
+        && b > 0
+        && s > 0
+        && d3 > 0
+        && d3 % (3 * n_head) == 0
+        && (bias_shape[0] == b || bias_shape[0] == 1)
+        && bias_shape[1] == 1
+        && bias_shape[2] == s
+        && bias_shape[3] == s
+        && out_fits
 }
 
 // qkv: [b, s, 3·d] -> [b, s, d]

@@ -12,7 +12,6 @@
 //! As on the GPU, the backward recomputes the softmax weights from q and k instead of storing
 //! them: one product more per pair, and no [b, h, s, s] tensor kept per layer.
 
-use burn::backend::DType;
 use burn_flex::FlexTensor;
 
 use crate::cpu_loops::{ChunkLoop, Out, contiguous, lanes, mul_add, new_tensor, write};
@@ -21,27 +20,6 @@ use crate::cpu_loops::{ChunkLoop, Out, contiguous, lanes, mul_add, new_tensor, w
 /// exponent is below e^−87, see [`softmax_in_place`]) for any score below ~10⁶: keys past the
 /// last one within this margin are skipped. The masks are 0 and −1e9.
 pub(super) const MASK_MARGIN: f32 = 1e7;
-
-/// Whether the loops take these tensors: f32, qkv: [b, s, 3·d] with d divisible by the head
-/// count, bias: [b or 1, 1, s, s], and d_out (backward): [b, s, d]; no empty dimension.
-pub(super) fn supported(qkv: &FlexTensor, bias: &FlexTensor, n_head: usize, d_out: Option<&FlexTensor>) -> bool {
-    let (shape, bias_shape) = (qkv.layout().shape(), bias.layout().shape());
-    if qkv.dtype() != DType::F32 || bias.dtype() != DType::F32 || shape.num_dims() != 3 || bias_shape.num_dims() != 4 {
-        return false;
-    }
-    let (b, s, d3) = (shape[0], shape[1], shape[2]);
-    let out_fits = d_out.is_none_or(|t| t.dtype() == DType::F32 && t.layout().shape().to_vec() == [b, s, d3 / 3]);
-    n_head > 0
-        && b > 0
-        && s > 0
-        && d3 > 0
-        && d3 % (3 * n_head) == 0
-        && (bias_shape[0] == b || bias_shape[0] == 1)
-        && bias_shape[1] == 1
-        && bias_shape[2] == s
-        && bias_shape[3] == s
-        && out_fits
-}
 
 /// softmax(q·kᵀ/√d_head + bias)·v for every head.
 // qkv: [b, s, 3·d], bias: [rows, 1, s, s] -> y: [b, s, d]
@@ -444,6 +422,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use super::*;
     use crate::model::AttentionMode;
+    use crate::model::attention::fits;
     use crate::model::checks::{close, values};
     use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
@@ -486,7 +465,7 @@ mod tests {
                 let dy = Tensor::<3>::random([b, s, d], Distribution::Normal(0.0, 1.0), &plain);
                 let (y, d_qkv) = composed(&qkv, &bias, &dy, h);
                 let fb = FlexTensor::from_data(bias.into_data());
-                assert!(supported(&flex(qkv.clone()), &fb, h, Some(&flex(dy.clone()))));
+                assert!(fits(&flex(qkv.clone()), &fb, h, &[&flex(dy.clone())]));
                 let ours = forward(flex(qkv.clone()), fb.clone(), h);
                 close(&ours.into_data().try_to_vec::<f32>().unwrap(), &y, 1e-5);
                 let ours = backward(flex(qkv), fb, flex(dy), h);
@@ -502,9 +481,9 @@ mod tests {
         let plain = Device::flex();
         let qkv = flex(Tensor::<3>::zeros([3, 4, 24], &plain));
         let bias = |rows| FlexTensor::from_data(Tensor::<4>::zeros([rows, 1, 4, 4], &plain).into_data());
-        assert!(supported(&qkv, &bias(3), 2, None) && supported(&qkv, &bias(1), 4, None));
-        assert!(!supported(&qkv, &bias(2), 2, None));
-        assert!(!supported(&qkv, &bias(1), 3, None));
-        assert!(!supported(&qkv, &bias(1), 2, Some(&flex(Tensor::<3>::zeros([3, 4, 6], &plain)))));
+        assert!(fits(&qkv, &bias(3), 2, &[]) && fits(&qkv, &bias(1), 4, &[]));
+        assert!(!fits(&qkv, &bias(2), 2, &[]));
+        assert!(!fits(&qkv, &bias(1), 3, &[]));
+        assert!(!fits(&qkv, &bias(1), 2, &[&flex(Tensor::<3>::zeros([3, 4, 6], &plain))]));
     }
 }

@@ -18,7 +18,6 @@
 //!   backward  D_i = Σ_j P_ij·(dO_i·v_j) = dO_i·O_i,  dS_ij = P_ij·(dO_i·v_j − D_i)/√d_head,
 //!             dq_i = Σ_j dS_ij·k_j,  dk_j = Σ_i dS_ij·q_i,  dv_j = Σ_i P_ij·dO_i
 
-use burn::backend::DType;
 use burn::tensor::Shape;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
@@ -31,29 +30,13 @@ pub const MAX_SEQ: usize = 256;
 /// The widest head the kernels keep in registers.
 pub const MAX_HEAD: usize = 128;
 
-/// Whether the fused kernels take these inputs: f32, a context of 1 to [`MAX_SEQ`] positions,
-/// heads of at most [`MAX_HEAD`], a bias of [1 or batch, 1, seq, seq], and the backward's `out`
-/// and `d_out` of [batch, seq, d] (the CPU loops' `supported` asks the same). Otherwise the
-/// caller runs the composed operations. The kernels are launched unchecked: these shapes are
-/// what keeps their indices in bounds.
-pub fn supported(qkv: &CubeTensor, bias: &CubeTensor, n_head: usize, outputs: &[&CubeTensor]) -> bool {
-    let (shape, bias_shape) = (qkv.meta.shape(), bias.meta.shape());
-    if qkv.dtype != DType::F32 || bias.dtype != DType::F32 || shape.num_dims() != 3 || bias_shape.num_dims() != 4 {
-        return false;
-    }
-    let (b, s, d3) = (shape[0], shape[1], shape[2]);
-    let outputs_fit = outputs.iter().all(|t| t.dtype == DType::F32 && t.meta.shape().to_vec() == [b, s, d3 / 3]);
-    n_head > 0
-        && b > 0
-        && (1..=MAX_SEQ).contains(&s)
-        && d3 > 0
-        && d3 % (3 * n_head) == 0
-        && d3 / 3 / n_head <= MAX_HEAD
-        && (bias_shape[0] == b || bias_shape[0] == 1)
-        && bias_shape[1] == 1
-        && bias_shape[2] == s
-        && bias_shape[3] == s
-        && outputs_fit
+/// Whether the kernels' registers and shared rows hold these sizes: a context of at most
+/// [`MAX_SEQ`] positions and heads of at most [`MAX_HEAD`]. The caller asks this beside
+/// `attention::fits` (the shapes the CPU loops take too): the kernels are launched unchecked,
+/// so those shapes and these limits are what keeps their indices in bounds.
+pub fn within_limits(qkv: &CubeTensor, n_head: usize) -> bool {
+    let shape = qkv.meta.shape();
+    shape[1] <= MAX_SEQ && shape[2] / 3 / n_head <= MAX_HEAD
 }
 
 struct Sizes {
@@ -74,7 +57,7 @@ pub fn forward(qkv: CubeTensor, bias: CubeTensor, n_head: usize) -> CubeTensor {
     let n = sizes(&qkv, &bias);
     let client = qkv.client.clone();
     let out = empty_device_dtype(client.clone(), qkv.device.clone(), Shape::new([n.batch, n.seq, n.d_model]), qkv.dtype);
-    // SAFETY (unchecked: no clamp on each index): `supported`, which the caller asked, gave
+    // SAFETY (unchecked: no clamp on each index): `fits` and `within_limits`, which the caller asked, gave
     // qkv [b, s, 3·d] and a bias of [1 or b, 1, s, s]; a workgroup per (sequence, head) and an
     // invocation per position keep every row and key below s and every column below 3·d.
     unsafe {
@@ -102,7 +85,7 @@ pub fn backward(qkv: CubeTensor, bias: CubeTensor, out: CubeTensor, d_out: CubeT
     let n = sizes(&qkv, &bias);
     let client = qkv.client.clone();
     let d_qkv = empty_device_dtype(client.clone(), qkv.device.clone(), qkv.meta.shape().clone(), qkv.dtype);
-    // SAFETY (unchecked): as the forward's, with out and d_out of [b, s, d] (`supported`), and
+    // SAFETY (unchecked): as the forward's, with out and d_out of [b, s, d] (`fits`), and
     // the shared rows' MAX_SEQ ≥ s.
     unsafe {
         kernel::attention_backward::launch_unchecked(
