@@ -32,12 +32,16 @@ impl LaunchObserver for Tally {
     }
 
     fn timed(&self, kernel: &'static str, duration: Duration, _method: TimingMethod) {
+        if trace() {
+            eprintln!("timed {:.3} ms {}", duration.as_secs_f64() * 1e3, short_name(kernel));
+        }
         self.kernels.lock().expect("tally lock").entry(kernel).or_default().1 += duration.as_secs_f64() * 1e3;
     }
 }
 
 /// `OBJLAB_TRACE_KERNELS=1`: print every observed launch, in order, to stderr (to see which
-/// operations fusion left apart).
+/// operations fusion left apart), and with a timed watch each kernel's time as it finishes (to
+/// tell apart launches of one kernel name: the matrix products of different shapes).
 fn trace() -> bool {
     static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *TRACE.get_or_init(|| std::env::var_os("OBJLAB_TRACE_KERNELS").is_some_and(|v| v == "1"))

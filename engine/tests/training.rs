@@ -413,8 +413,11 @@ fn attention_gradients_match_on_wgpu() {
         let read = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
         vec![read(y.reshape([-1])), read(qkv.grad(&grads).unwrap().reshape([-1]))]
     };
-    // small odd sizes, then baby GPT's (context 64, width 128, 4 heads of 32)
+    // small odd sizes (heads of 4, 3 and 2 floats: the kernels read 4, 1 and 2 at a time), then
+    // baby GPT's (context 64, width 128, 4 heads of 32)
     let cases = [
+        (AttentionMode::Causal, (2, 5, 6, 2)),
+        (AttentionMode::Prefix(vec![1, 4]), (2, 6, 12, 6)),
         (AttentionMode::Causal, (2, 6, 8, 2)),
         (AttentionMode::Prefix(vec![2, 5]), (2, 6, 8, 2)),
         (AttentionMode::Bidirectional, (3, 7, 12, 3)),

@@ -51,28 +51,40 @@ fn sizes(qkv: &CubeTensor, bias: &CubeTensor) -> Sizes {
     Sizes { batch: shape[0], seq: shape[1], d_model: shape[2] / 3, bias_rows: bias.meta.shape()[0] }
 }
 
+/// Floats per load: the widest vector the device reads in one access that divides a head, so
+/// that every head's columns start on a vector. Four floats a load take a quarter of the
+/// accesses, and of the bounds clamps a browser adds to each (docs/performance.md, "In the
+/// tab", twenty-eighth session).
+fn lanes(qkv: &CubeTensor, d_head: usize) -> usize {
+    qkv.client.io_optimized_vector_sizes(size_of::<f32>()).filter(|n| d_head % n == 0).max().unwrap_or(1)
+}
+
 // qkv: [b, s, 3·d], bias: [rows, 1, s, s] -> [b, s, d]
 pub fn forward(qkv: CubeTensor, bias: CubeTensor, n_head: usize) -> CubeTensor {
     let (qkv, bias) = (into_contiguous(qkv), into_contiguous(bias));
     let n = sizes(&qkv, &bias);
     let client = qkv.client.clone();
     let out = empty_device_dtype(client.clone(), qkv.device.clone(), Shape::new([n.batch, n.seq, n.d_model]), qkv.dtype);
+    let d_head = n.d_model / n_head;
+    let lanes = lanes(&qkv, d_head);
     // SAFETY (unchecked: no clamp on each index): `fits` and `within_limits`, which the caller asked, gave
     // qkv [b, s, 3·d] and a bias of [1 or b, 1, s, s]; a workgroup per (sequence, head) and an
-    // invocation per position keep every row and key below s and every column below 3·d.
+    // invocation per position keep every row and key below s and every column below 3·d, and
+    // `lanes` divides d_head, so a head's vectors end where its columns do.
     unsafe {
         kernel::attention_forward::launch_unchecked(
             &client,
             CubeCount::Static((n.batch * n_head) as u32, 1, 1),
             CubeDim::new_1d(n.seq as u32),
+            lanes,
             qkv.into_tensor_arg(),
             bias.into_tensor_arg(),
             out.clone().into_tensor_arg(),
             n.seq as u32,
             n.bias_rows as u32,
-            1.0 / ((n.d_model / n_head) as f32).sqrt(),
-            n.d_model as u32,
-            (n.d_model / n_head) as u32,
+            1.0 / (d_head as f32).sqrt(),
+            (n.d_model / lanes) as u32,
+            (d_head / lanes) as u32,
             ElemType::Float(FloatKind::F32),
         );
     }
@@ -85,6 +97,8 @@ pub fn backward(qkv: CubeTensor, bias: CubeTensor, out: CubeTensor, d_out: CubeT
     let n = sizes(&qkv, &bias);
     let client = qkv.client.clone();
     let d_qkv = empty_device_dtype(client.clone(), qkv.device.clone(), qkv.meta.shape().clone(), qkv.dtype);
+    let d_head = n.d_model / n_head;
+    let lanes = lanes(&qkv, d_head);
     // SAFETY (unchecked): as the forward's, with out and d_out of [b, s, d] (`fits`), and
     // the shared rows' MAX_SEQ ≥ s.
     unsafe {
@@ -92,6 +106,7 @@ pub fn backward(qkv: CubeTensor, bias: CubeTensor, out: CubeTensor, d_out: CubeT
             &client,
             CubeCount::Static((n.batch * n_head) as u32, 1, 1),
             CubeDim::new_1d(n.seq as u32),
+            lanes,
             qkv.into_tensor_arg(),
             bias.into_tensor_arg(),
             out.into_tensor_arg(),
@@ -99,9 +114,9 @@ pub fn backward(qkv: CubeTensor, bias: CubeTensor, out: CubeTensor, d_out: CubeT
             d_qkv.clone().into_tensor_arg(),
             n.seq as u32,
             n.bias_rows as u32,
-            1.0 / ((n.d_model / n_head) as f32).sqrt(),
-            n.d_model as u32,
-            (n.d_model / n_head) as u32,
+            1.0 / (d_head as f32).sqrt(),
+            (n.d_model / lanes) as u32,
+            (d_head / lanes) as u32,
             MAX_SEQ as u32,
             ElemType::Float(FloatKind::F32),
         );
@@ -117,13 +132,16 @@ mod kernel {
     /// block at most).
     const BLOCK: u32 = 8;
 
+    // Rows of qkv, out, d_out and d_qkv are read and written N floats at a time (`lanes`):
+    // `d_model` and `d_head` below count vectors, not floats. The bias stays one float a key.
+
     /// Workgroup (sequence b, head h), invocation i: output row i of that head.
     // qkv: [b, s, 3·d], bias: [rows, 1, s, s], out: [b, s, d]
     #[cube(launch_unchecked)]
-    pub(super) fn attention_forward<F: Float>(
-        qkv: &Tensor<F>,
+    pub(super) fn attention_forward<F: Float, N: Size>(
+        qkv: &Tensor<Vector<F, N>>,
         bias: &Tensor<F>,
-        out: &mut Tensor<F>,
+        out: &mut Tensor<Vector<F, N>>,
         seq: u32,
         bias_rows: u32,
         scale: f32,
@@ -142,9 +160,9 @@ mod kernel {
         // One pass over the keys, BLOCK at a time: the block's scores, then the running
         // Σ_j e^(s_j − max)·v_j and Σ_j e^(s_j − max) rescaled once if the block raised the
         // largest score (FlashAttention's online softmax), then the block's terms.
-        let mut acc = Array::<F>::new(d_head as usize);
+        let mut acc = Array::<Vector<F, N>>::new(d_head as usize);
         for k in 0..d_head {
-            acc[k as usize] = F::new(0.0);
+            acc[k as usize] = Vector::<F, N>::new(F::new(0.0));
         }
         let mut max_score = F::new(-3.0e38);
         let mut total = F::new(0.0);
@@ -169,6 +187,7 @@ mod kernel {
             if block_max > max_score {
                 let r = (max_score - block_max).exp();
                 total *= r;
+                let r = Vector::<F, N>::new(r);
                 for k in 0..d_head {
                     acc[k as usize] *= r;
                 }
@@ -180,6 +199,7 @@ mod kernel {
                     let value = row(b, first + t, seq, d_model * 3) + 2 * d_model + h * d_head;
                     let p = (s - max_score).exp();
                     total += p;
+                    let p = Vector::<F, N>::new(p);
                     for k in 0..d_head {
                         acc[k as usize] += p * qkv[(value + k) as usize];
                     }
@@ -187,6 +207,7 @@ mod kernel {
             }
         }
         let o = row(b, i, seq, d_model) + h * d_head;
+        let total = Vector::<F, N>::new(total);
         for k in 0..d_head {
             out[(o + k) as usize] = acc[k as usize] / total;
         }
@@ -196,12 +217,12 @@ mod kernel {
     /// query row i, shared with the workgroup; then dq of row i, and dk and dv of key row i.
     // qkv: [b, s, 3·d], bias: [rows, 1, s, s], out, d_out: [b, s, d], d_qkv: [b, s, 3·d]
     #[cube(launch_unchecked)]
-    pub(super) fn attention_backward<F: Float>(
-        qkv: &Tensor<F>,
+    pub(super) fn attention_backward<F: Float, N: Size>(
+        qkv: &Tensor<Vector<F, N>>,
         bias: &Tensor<F>,
-        out: &Tensor<F>,
-        d_out: &Tensor<F>,
-        d_qkv: &mut Tensor<F>,
+        out: &Tensor<Vector<F, N>>,
+        d_out: &Tensor<Vector<F, N>>,
+        d_qkv: &mut Tensor<Vector<F, N>>,
         seq: u32,
         bias_rows: u32,
         scale: f32,
@@ -249,9 +270,9 @@ mod kernel {
         floors[i as usize] = floor;
 
         // phase 2a: dq_i = Σ_j dS_ij·k_j
-        let mut dq = Array::<F>::new(d_head as usize);
+        let mut dq = Array::<Vector<F, N>>::new(d_head as usize);
         for k in 0..d_head {
-            dq[k as usize] = F::new(0.0);
+            dq[k as usize] = Vector::<F, N>::new(F::new(0.0));
         }
         for j in 0..seq {
             let c = bias[(bias_row + j) as usize];
@@ -259,6 +280,7 @@ mod kernel {
                 let key = row(b, j, seq, width) + h * d_head;
                 let p = (score(&q, qkv, key + d_model, d_head, scale) + c - lse).exp();
                 let ds = p * (score(&g, qkv, key + 2 * d_model, d_head, F::new(1.0)) - d_i) * scale;
+                let ds = Vector::<F, N>::new(ds);
                 for k in 0..d_head {
                     dq[k as usize] += ds * qkv[(key + d_model + k) as usize];
                 }
@@ -274,11 +296,11 @@ mod kernel {
         let j = i;
         let kj = load(qkv, mine + d_model, d_head);
         let vj = load(qkv, mine + 2 * d_model, d_head);
-        let mut dk = Array::<F>::new(d_head as usize);
-        let mut dv = Array::<F>::new(d_head as usize);
+        let mut dk = Array::<Vector<F, N>>::new(d_head as usize);
+        let mut dv = Array::<Vector<F, N>>::new(d_head as usize);
         for k in 0..d_head {
-            dk[k as usize] = F::new(0.0);
-            dv[k as usize] = F::new(0.0);
+            dk[k as usize] = Vector::<F, N>::new(F::new(0.0));
+            dv[k as usize] = Vector::<F, N>::new(F::new(0.0));
         }
         for r in 0..seq {
             let c = bias[(bias_offset(b, r, seq, bias_rows) + j) as usize];
@@ -287,6 +309,7 @@ mod kernel {
                 let grad = row(b, r, seq, d_model) + h * d_head;
                 let p = (score(&kj, qkv, query, d_head, scale) + c - log_total[r as usize]).exp();
                 let ds = p * (score(&vj, d_out, grad, d_head, F::new(1.0)) - dot[r as usize]) * scale;
+                let (p, ds) = (Vector::<F, N>::new(p), Vector::<F, N>::new(ds));
                 for k in 0..d_head {
                     dk[k as usize] += ds * qkv[(query + k) as usize];
                     dv[k as usize] += p * d_out[(grad + k) as usize];
@@ -327,23 +350,28 @@ mod kernel {
         top - F::new(MASK_MARGIN)
     }
 
-    /// t[start..start + n] into registers.
+    /// t[start..start + n] (vectors) into registers.
     #[cube]
-    fn load<F: Float>(t: &Tensor<F>, start: u32, #[comptime] n: u32) -> Array<F> {
-        let mut a = Array::<F>::new(n as usize);
+    fn load<F: Float, N: Size>(t: &Tensor<Vector<F, N>>, start: u32, #[comptime] n: u32) -> Array<Vector<F, N>> {
+        let mut a = Array::<Vector<F, N>>::new(n as usize);
         for k in 0..n {
             a[k as usize] = t[(start + k) as usize];
         }
         a
     }
 
-    /// scale · Σ_k a[k]·t[start + k]
+    /// scale · Σ_k a[k]·t[start + k], over every lane of the n vectors
     #[cube]
-    fn score<F: Float>(a: &Array<F>, t: &Tensor<F>, start: u32, #[comptime] n: u32, scale: F) -> F {
-        let mut s = F::new(0.0);
+    fn score<F: Float, N: Size>(a: &Array<Vector<F, N>>, t: &Tensor<Vector<F, N>>, start: u32, #[comptime] n: u32, scale: F) -> F {
+        let mut s = Vector::<F, N>::new(F::new(0.0));
         for k in 0..n {
             s += a[k as usize] * t[(start + k) as usize];
         }
-        s * scale
+        let mut total = F::new(0.0);
+        #[unroll]
+        for lane in 0..s.vector_size() {
+            total += s.extract(lane);
+        }
+        total * scale
     }
 }
