@@ -30,6 +30,8 @@ pub mod tokenizer;
 #[cfg(feature = "training")]
 pub mod train;
 #[cfg(feature = "training")]
+mod vectors;
+#[cfg(feature = "training")]
 mod workgroup_sum;
 
 #[cfg(feature = "training")]

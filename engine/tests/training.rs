@@ -284,8 +284,9 @@ fn layer_norm_gradients_match_on_wgpu() {
             read(ln.affine.grad(&grads).unwrap().reshape([-1])),
         ]
     };
-    // small, then more rows and features than one workgroup of the kernels covers
-    for size in [[3, 5, 16], [3, 100, 300]] {
+    // small (rows of 16, 7 and 6 features: read 4, 1 and 2 floats at a time), then more rows
+    // and features than one workgroup of the kernels covers
+    for size in [[3, 5, 16], [2, 3, 7], [2, 5, 6], [3, 100, 300]] {
         let (on_gpu, on_cpu) = (run(gpu.clone(), size), run(Device::flex(), size));
         for (what, (g, c)) in ["y", "dx", "d_affine"].iter().zip(on_gpu.iter().zip(&on_cpu)) {
             for (a, b) in g.iter().zip(c) {
@@ -329,7 +330,7 @@ fn residual_layer_norm_gradients_match_on_wgpu() {
         out.extend([read(sum.reshape([-1])), read(y.reshape([-1])), read(pos.grad(&grads).unwrap().reshape([-1]))]);
         out
     };
-    for size in [[3, 5, 16], [3, 100, 300]] {
+    for size in [[3, 5, 16], [2, 3, 7], [2, 5, 6], [3, 100, 300]] {
         let (on_gpu, on_cpu) = (run(gpu.clone(), size), run(Device::flex(), size));
         let names = ["sum", "y", "dx", "d_affine_a", "d_affine_b", "broadcast sum", "broadcast y", "d_pos"];
         for (what, (g, c)) in names.iter().zip(on_gpu.iter().zip(&on_cpu)) {

@@ -51,14 +51,6 @@ fn sizes(qkv: &CubeTensor, bias: &CubeTensor) -> Sizes {
     Sizes { batch: shape[0], seq: shape[1], d_model: shape[2] / 3, bias_rows: bias.meta.shape()[0] }
 }
 
-/// Floats per load: the widest vector the device reads in one access that divides a head, so
-/// that every head's columns start on a vector. Four floats a load take a quarter of the
-/// accesses, and of the bounds clamps a browser adds to each (docs/performance.md, "In the
-/// tab", twenty-eighth session).
-fn lanes(qkv: &CubeTensor, d_head: usize) -> usize {
-    qkv.client.io_optimized_vector_sizes(size_of::<f32>()).filter(|n| d_head % n == 0).max().unwrap_or(1)
-}
-
 // qkv: [b, s, 3·d], bias: [rows, 1, s, s] -> [b, s, d]
 pub fn forward(qkv: CubeTensor, bias: CubeTensor, n_head: usize) -> CubeTensor {
     let (qkv, bias) = (into_contiguous(qkv), into_contiguous(bias));
@@ -66,11 +58,12 @@ pub fn forward(qkv: CubeTensor, bias: CubeTensor, n_head: usize) -> CubeTensor {
     let client = qkv.client.clone();
     let out = empty_device_dtype(client.clone(), qkv.device.clone(), Shape::new([n.batch, n.seq, n.d_model]), qkv.dtype);
     let d_head = n.d_model / n_head;
-    let lanes = lanes(&qkv, d_head);
+    let lanes = crate::vectors::lanes(&qkv, d_head);
     // SAFETY (unchecked: no clamp on each index): `fits` and `within_limits`, which the caller asked, gave
     // qkv [b, s, 3·d] and a bias of [1 or b, 1, s, s]; a workgroup per (sequence, head) and an
     // invocation per position keep every row and key below s and every column below 3·d, and
-    // `lanes` divides d_head, so a head's vectors end where its columns do.
+    // `lanes` divides d_head, so a head's vectors end where its columns do (its rows are
+    // read `lanes` floats at a time: `crate::vectors`).
     unsafe {
         kernel::attention_forward::launch_unchecked(
             &client,
@@ -98,7 +91,7 @@ pub fn backward(qkv: CubeTensor, bias: CubeTensor, out: CubeTensor, d_out: CubeT
     let client = qkv.client.clone();
     let d_qkv = empty_device_dtype(client.clone(), qkv.device.clone(), qkv.meta.shape().clone(), qkv.dtype);
     let d_head = n.d_model / n_head;
-    let lanes = lanes(&qkv, d_head);
+    let lanes = crate::vectors::lanes(&qkv, d_head);
     // SAFETY (unchecked): as the forward's, with out and d_out of [b, s, d] (`fits`), and
     // the shared rows' MAX_SEQ ≥ s.
     unsafe {
@@ -126,6 +119,7 @@ pub fn backward(qkv: CubeTensor, bias: CubeTensor, out: CubeTensor, d_out: CubeT
 
 mod kernel {
     use super::super::attention_cpu::MASK_MARGIN;
+    use crate::vectors::lane_sum;
     use cubecl::prelude::*;
 
     /// Keys the forward scores at a time before it updates its running sums (one rescale per
@@ -367,11 +361,6 @@ mod kernel {
         for k in 0..n {
             s += a[k as usize] * t[(start + k) as usize];
         }
-        let mut total = F::new(0.0);
-        #[unroll]
-        for lane in 0..s.vector_size() {
-            total += s.extract(lane);
-        }
-        total * scale
+        lane_sum::<F, N>(s) * scale
     }
 }

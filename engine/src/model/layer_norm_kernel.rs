@@ -41,18 +41,21 @@ pub fn forward(x: CubeTensor, affine: CubeTensor, epsilon: f64) -> CubeTensor {
     let client = x.client.clone();
     let y = empty_device_dtype(client.clone(), x.device.clone(), x.meta.shape().clone(), x.dtype);
     let (count, dim) = grid(n_rows);
+    let lanes = crate::vectors::lanes(&x, d);
     // SAFETY (unchecked): x and y of [rows, d], affine of 2·d (the caller's `fits`);
-    // invocations past `rows` stop.
+    // invocations past `rows` stop; `lanes` divides d, so a row's vectors end with it.
     unsafe {
         kernel::layer_norm_forward::launch_unchecked(
             &client,
             count,
             dim,
+            lanes,
             x.into_tensor_arg(),
             affine.into_tensor_arg(),
             y.clone().into_tensor_arg(),
             n_rows as u32,
-            d as u32,
+            (d / lanes) as u32,
+            d as f32,
             epsilon as f32,
             ElemType::Float(FloatKind::F32),
         );
@@ -70,21 +73,25 @@ pub fn forward_add(x: CubeTensor, branch: CubeTensor, affine: CubeTensor, epsilo
     let new = || empty_device_dtype(client.clone(), x.device.clone(), x.meta.shape().clone(), x.dtype);
     let (sum, y) = (new(), new());
     let (count, dim) = grid(n_rows);
+    let lanes = crate::vectors::lanes(&x, d);
     // SAFETY (unchecked): as `forward`'s, and branch_len is the branch's element count, which
-    // divides x's (`fits_with_branch`), so i mod branch_len is below it.
+    // divides x's (`fits_with_branch`), so i mod branch_len is below it (in vectors: d, and so
+    // branch_len, are multiples of `lanes`).
     unsafe {
         kernel::add_layer_norm_forward::launch_unchecked(
             &client,
             count,
             dim,
+            lanes,
             x.into_tensor_arg(),
             branch.into_tensor_arg(),
             affine.into_tensor_arg(),
             sum.clone().into_tensor_arg(),
             y.clone().into_tensor_arg(),
             n_rows as u32,
-            d as u32,
-            branch_len,
+            (d / lanes) as u32,
+            d as f32,
+            branch_len / lanes as u32,
             epsilon as f32,
             ElemType::Float(FloatKind::F32),
         );
@@ -106,13 +113,15 @@ pub fn backward(x: CubeTensor, affine: CubeTensor, dy: CubeTensor, d_other: Opti
     // per row: mean, rstd
     let stats = empty_device_dtype(client.clone(), device.clone(), Shape::new([n_rows, 2]), x.dtype);
     let (count, dim) = grid(n_rows);
+    let lanes = crate::vectors::lanes(&x, d);
     // SAFETY (unchecked): x, dy, d_other and dx of [rows, d], affine of 2·d (`fits`), stats of
-    // [rows, 2]; invocations past `rows` stop.
+    // [rows, 2]; invocations past `rows` stop; `lanes` divides d.
     unsafe {
         kernel::layer_norm_backward_rows::launch_unchecked(
             &client,
             count,
             dim,
+            lanes,
             x.clone().into_tensor_arg(),
             affine.into_tensor_arg(),
             dy.clone().into_tensor_arg(),
@@ -120,7 +129,8 @@ pub fn backward(x: CubeTensor, affine: CubeTensor, dy: CubeTensor, d_other: Opti
             dx.clone().into_tensor_arg(),
             stats.clone().into_tensor_arg(),
             n_rows as u32,
-            d as u32,
+            (d / lanes) as u32,
+            d as f32,
             epsilon as f32,
             accumulate,
             ElemType::Float(FloatKind::F32),
@@ -148,18 +158,24 @@ pub fn backward(x: CubeTensor, affine: CubeTensor, dy: CubeTensor, d_other: Opti
 }
 
 mod kernel {
+    use crate::vectors::lane_sum;
     use crate::workgroup_sum::workgroup_sum_pair;
     use cubecl::prelude::*;
+
+    // The row kernels read and write x, the branch, γ and β, y, dy and dx N floats at a time
+    // (`crate::vectors`): `d` and `branch_len` below count vectors, `features` floats.
 
     /// Invocation r normalises row r.
     // x, y: [rows, d], affine = [γ; β]: [2, d]
     #[cube(launch_unchecked)]
-    pub(super) fn layer_norm_forward<F: Float>(
-        x: &Tensor<F>,
-        affine: &Tensor<F>,
-        y: &mut Tensor<F>,
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn layer_norm_forward<F: Float, N: Size>(
+        x: &Tensor<Vector<F, N>>,
+        affine: &Tensor<Vector<F, N>>,
+        y: &mut Tensor<Vector<F, N>>,
         rows: u32,
         d: u32,
+        features: f32,
         epsilon: f32,
         #[define(F)] _dtype: ElemType,
     ) {
@@ -167,7 +183,7 @@ mod kernel {
         if r >= rows {
             terminate!();
         }
-        normalize_row::<F>(x, x, 1, affine, y, r * d, d, F::cast_from(epsilon), false);
+        normalize_row::<F, N>(x, x, 1, affine, y, r * d, d, F::cast_from(features), F::cast_from(epsilon), false);
     }
 
     /// Invocation r: s = x + branch over row r, then the row normalised as above. The branch
@@ -175,14 +191,15 @@ mod kernel {
     // x, sum, y: [rows, d], branch: [branch_len / d, d], affine = [γ; β]: [2, d]
     #[cube(launch_unchecked)]
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn add_layer_norm_forward<F: Float>(
-        x: &Tensor<F>,
-        branch: &Tensor<F>,
-        affine: &Tensor<F>,
-        sum: &mut Tensor<F>,
-        y: &mut Tensor<F>,
+    pub(super) fn add_layer_norm_forward<F: Float, N: Size>(
+        x: &Tensor<Vector<F, N>>,
+        branch: &Tensor<Vector<F, N>>,
+        affine: &Tensor<Vector<F, N>>,
+        sum: &mut Tensor<Vector<F, N>>,
+        y: &mut Tensor<Vector<F, N>>,
         rows: u32,
         d: u32,
+        features: f32,
         branch_len: u32,
         epsilon: f32,
         #[define(F)] _dtype: ElemType,
@@ -194,25 +211,27 @@ mod kernel {
         let start = r * d;
         for k in 0..d {
             let i = (start + k) as usize;
-            sum[i] = row_value::<F>(x, branch, branch_len, i, true);
+            sum[i] = row_value::<F, N>(x, branch, branch_len, i, true);
         }
         // from x + branch again, rather than reading `sum` back (a kernel's output)
-        normalize_row::<F>(x, branch, branch_len, affine, y, start, d, F::cast_from(epsilon), true);
+        normalize_row::<F, N>(x, branch, branch_len, affine, y, start, d, F::cast_from(features), F::cast_from(epsilon), true);
     }
 
     /// Invocation r: dx of row r (plus d_other's row when `accumulate`), and the row's mean and
     /// rstd for the column sums.
     // x, dy, d_other, dx: [rows, d], affine = [γ; β]: [2, d] (γ read), stats: [rows, 2]
     #[cube(launch_unchecked)]
-    pub(super) fn layer_norm_backward_rows<F: Float>(
-        x: &Tensor<F>,
-        affine: &Tensor<F>,
-        dy: &Tensor<F>,
-        d_other: &Tensor<F>,
-        dx: &mut Tensor<F>,
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn layer_norm_backward_rows<F: Float, N: Size>(
+        x: &Tensor<Vector<F, N>>,
+        affine: &Tensor<Vector<F, N>>,
+        dy: &Tensor<Vector<F, N>>,
+        d_other: &Tensor<Vector<F, N>>,
+        dx: &mut Tensor<Vector<F, N>>,
         stats: &mut Tensor<F>,
         rows: u32,
         d: u32,
+        features: f32,
         epsilon: f32,
         #[comptime] accumulate: bool,
         #[define(F)] _dtype: ElemType,
@@ -222,22 +241,24 @@ mod kernel {
             terminate!();
         }
         let start = r * d;
-        let (mean, rstd) = moments::<F>(x, x, 1, start, d, F::cast_from(epsilon), false);
+        let n = F::cast_from(features);
+        let (mean, rstd) = moments::<F, N>(x, x, 1, start, d, n, F::cast_from(epsilon), false);
+        let (mean_v, rstd_v) = (Vector::<F, N>::new(mean), Vector::<F, N>::new(rstd));
         // mean(g) and mean(g·x̂), g = dy·γ
-        let mut sum_g = F::new(0.0);
-        let mut sum_gx = F::new(0.0);
+        let mut sum_g = Vector::<F, N>::new(F::new(0.0));
+        let mut sum_gx = Vector::<F, N>::new(F::new(0.0));
         for k in 0..d {
             let i = (start + k) as usize;
             let g = dy[i] * affine[k as usize];
             sum_g += g;
-            sum_gx += g * (x[i] - mean) * rstd;
+            sum_gx += g * (x[i] - mean_v) * rstd_v;
         }
-        let n = F::cast_from(d);
-        let (mean_g, mean_gx) = (sum_g / n, sum_gx / n);
+        let mean_g = Vector::<F, N>::new(lane_sum::<F, N>(sum_g) / n);
+        let mean_gx = Vector::<F, N>::new(lane_sum::<F, N>(sum_gx) / n);
         for k in 0..d {
             let i = (start + k) as usize;
             let g = dy[i] * affine[k as usize];
-            let grad = rstd * (g - mean_g - (x[i] - mean) * rstd * mean_gx);
+            let grad = rstd_v * (g - mean_g - (x[i] - mean_v) * rstd_v * mean_gx);
             if accumulate {
                 dx[i] = grad + d_other[i];
             } else {
@@ -282,38 +303,60 @@ mod kernel {
     }
 
     /// y = (v − mean) · rstd · γ + β over the row v = x[start..start + d] (+ branch's row when
-    /// `with_branch`), with affine = [γ; β].
+    /// `with_branch`), with affine = [γ; β] (d vectors each).
     #[cube]
     #[allow(clippy::too_many_arguments)]
-    fn normalize_row<F: Float>(x: &Tensor<F>, branch: &Tensor<F>, branch_len: u32, affine: &Tensor<F>, y: &mut Tensor<F>, start: u32, d: u32, epsilon: F, #[comptime] with_branch: bool) {
-        let (mean, rstd) = moments::<F>(x, branch, branch_len, start, d, epsilon, with_branch);
+    fn normalize_row<F: Float, N: Size>(
+        x: &Tensor<Vector<F, N>>,
+        branch: &Tensor<Vector<F, N>>,
+        branch_len: u32,
+        affine: &Tensor<Vector<F, N>>,
+        y: &mut Tensor<Vector<F, N>>,
+        start: u32,
+        d: u32,
+        features: F,
+        epsilon: F,
+        #[comptime] with_branch: bool,
+    ) {
+        let (mean, rstd) = moments::<F, N>(x, branch, branch_len, start, d, features, epsilon, with_branch);
+        let (mean, rstd) = (Vector::<F, N>::new(mean), Vector::<F, N>::new(rstd));
         for k in 0..d {
             let i = (start + k) as usize;
-            y[i] = (row_value::<F>(x, branch, branch_len, i, with_branch) - mean) * rstd * affine[k as usize] + affine[(d + k) as usize];
+            y[i] = (row_value::<F, N>(x, branch, branch_len, i, with_branch) - mean) * rstd * affine[k as usize] + affine[(d + k) as usize];
         }
     }
 
     /// The mean of the row and 1/√(var + ε) (two passes, as the composed form), the row as in
-    /// [`normalize_row`].
+    /// [`normalize_row`], of `features` floats.
     #[cube]
     #[allow(clippy::too_many_arguments)]
-    fn moments<F: Float>(x: &Tensor<F>, branch: &Tensor<F>, branch_len: u32, start: u32, d: u32, epsilon: F, #[comptime] with_branch: bool) -> (F, F) {
-        let mut sum = F::new(0.0);
+    fn moments<F: Float, N: Size>(
+        x: &Tensor<Vector<F, N>>,
+        branch: &Tensor<Vector<F, N>>,
+        branch_len: u32,
+        start: u32,
+        d: u32,
+        features: F,
+        epsilon: F,
+        #[comptime] with_branch: bool,
+    ) -> (F, F) {
+        let mut sum = Vector::<F, N>::new(F::new(0.0));
         for k in 0..d {
-            sum += row_value::<F>(x, branch, branch_len, (start + k) as usize, with_branch);
+            sum += row_value::<F, N>(x, branch, branch_len, (start + k) as usize, with_branch);
         }
-        let mean = sum / F::cast_from(d);
-        let mut var = F::new(0.0);
+        let mean = lane_sum::<F, N>(sum) / features;
+        let mean_v = Vector::<F, N>::new(mean);
+        let mut var = Vector::<F, N>::new(F::new(0.0));
         for k in 0..d {
-            let c = row_value::<F>(x, branch, branch_len, (start + k) as usize, with_branch) - mean;
+            let c = row_value::<F, N>(x, branch, branch_len, (start + k) as usize, with_branch) - mean_v;
             var += c * c;
         }
-        (mean, F::new(1.0) / (var / F::cast_from(d) + epsilon).sqrt())
+        (mean, F::new(1.0) / (lane_sum::<F, N>(var) / features + epsilon).sqrt())
     }
 
     /// x[i], or x[i] + branch[i mod branch_len] when `with_branch`.
     #[cube]
-    fn row_value<F: Float>(x: &Tensor<F>, branch: &Tensor<F>, branch_len: u32, i: usize, #[comptime] with_branch: bool) -> F {
+    fn row_value<F: Float, N: Size>(x: &Tensor<Vector<F, N>>, branch: &Tensor<Vector<F, N>>, branch_len: u32, i: usize, #[comptime] with_branch: bool) -> Vector<F, N> {
         let mut v = x[i];
         if with_branch {
             v += branch[i % branch_len as usize];
