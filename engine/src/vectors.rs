@@ -13,7 +13,7 @@ use cubecl::prelude::*;
 /// vector sizes that divides `n` (1 at worst), so that every row starts on a vector and ends
 /// where its last vector does.
 pub(crate) fn lanes(tensor: &CubeTensor, n: usize) -> usize {
-    tensor.client.io_optimized_vector_sizes(size_of::<f32>()).filter(|lanes| n % lanes == 0).max().unwrap_or(1)
+    tensor.client.io_optimized_vector_sizes(size_of::<f32>()).filter(|lanes| n.is_multiple_of(*lanes)).max().unwrap_or(1)
 }
 
 /// The sum of `v`'s lanes.
