@@ -11,7 +11,9 @@
 //! Keys a mask hides are skipped (their weight is exactly 0: `mask_floor`), so a causal row
 //! reads only the keys up to it. The forward reads the keys once (an online softmax over blocks
 //! of eight keys); the backward's statistics take one pass and D_i comes from the forward's
-//! output. docs/performance.md has the measurements ("In the tab", twenty-sixth session).
+//! output. Rows are read four floats at a time where the head's width allows
+//! (`crate::vectors`: 2.1× on lavapipe). docs/performance.md has the measurements ("In the
+//! tab", twenty-sixth session; "GPU", twenty-eighth session).
 //!
 //! The arithmetic is `attention.rs`'s, which is also the reference the tests compare with:
 //!   forward   S = q·kᵀ/√d_head + bias,  P = softmax(S),  O = P·v

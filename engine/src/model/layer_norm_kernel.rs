@@ -6,7 +6,8 @@
 //! fused passes, ~8 launches per LayerNorm and 9 LayerNorms in baby GPT. Here one invocation
 //! takes one row (a token's d_model features) in the forward and in the backward's first
 //! kernel, which also writes each row's mean and 1/σ for the second, where one workgroup takes
-//! one feature and sums dγ and dβ down the rows. The arithmetic is `layer_norm.rs`'s:
+//! one feature and sums dγ and dβ down the rows. The row kernels read four floats at a time
+//! where d allows (`crate::vectors`). The arithmetic is `layer_norm.rs`'s:
 //!   forward   x̂ = (x − mean)·rstd, rstd = 1/√(var + ε),  y = x̂·γ + β
 //!   backward  g = dy·γ,  dx = rstd·(g − mean(g) − x̂·mean(g·x̂)),  dγ = Σ_rows dy·x̂,  dβ = Σ_rows dy
 
