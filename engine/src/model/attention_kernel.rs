@@ -41,45 +41,69 @@ pub fn within_limits(qkv: &CubeTensor, n_head: usize) -> bool {
     shape[1] <= MAX_SEQ && shape[2] / 3 / n_head <= MAX_HEAD
 }
 
+/// One launch's sizes: qkv [b, s, 3·d] in heads of d_head, a bias of [rows, 1, s, s], and the
+/// floats the kernels read at a time (`crate::vectors`: a divisor of d_head, so a head's vectors
+/// end where its columns do).
 struct Sizes {
     batch: usize,
     seq: usize,
     d_model: usize,
+    n_head: usize,
+    d_head: usize,
     bias_rows: usize,
+    lanes: usize,
 }
 
-fn sizes(qkv: &CubeTensor, bias: &CubeTensor) -> Sizes {
-    let shape = qkv.meta.shape();
-    Sizes { batch: shape[0], seq: shape[1], d_model: shape[2] / 3, bias_rows: bias.meta.shape()[0] }
+impl Sizes {
+    fn new(qkv: &CubeTensor, bias: &CubeTensor, n_head: usize) -> Self {
+        let shape = qkv.meta.shape();
+        let d_model = shape[2] / 3;
+        let d_head = d_model / n_head;
+        let lanes = crate::vectors::lanes(qkv, d_head);
+        Sizes { batch: shape[0], seq: shape[1], d_model, n_head, d_head, bias_rows: bias.meta.shape()[0], lanes }
+    }
+
+    /// A workgroup per (sequence, head), an invocation per position.
+    fn grid(&self) -> (CubeCount, CubeDim) {
+        (CubeCount::Static((self.batch * self.n_head) as u32, 1, 1), CubeDim::new_1d(self.seq as u32))
+    }
+
+    /// The scores' 1/√d_head.
+    fn scale(&self) -> f32 {
+        1.0 / (self.d_head as f32).sqrt()
+    }
+
+    /// d_model and d_head in vectors of `lanes` floats, as the kernels count them.
+    fn vectors(&self) -> (u32, u32) {
+        ((self.d_model / self.lanes) as u32, (self.d_head / self.lanes) as u32)
+    }
 }
 
 // qkv: [b, s, 3·d], bias: [rows, 1, s, s] -> [b, s, d]
 pub fn forward(qkv: CubeTensor, bias: CubeTensor, n_head: usize) -> CubeTensor {
     let (qkv, bias) = (into_contiguous(qkv), into_contiguous(bias));
-    let n = sizes(&qkv, &bias);
+    let n = Sizes::new(&qkv, &bias, n_head);
     let client = qkv.client.clone();
     let out = empty_device_dtype(client.clone(), qkv.device.clone(), Shape::new([n.batch, n.seq, n.d_model]), qkv.dtype);
-    let d_head = n.d_model / n_head;
-    let lanes = crate::vectors::lanes(&qkv, d_head);
+    let ((count, dim), (model_vectors, head_vectors)) = (n.grid(), n.vectors());
     // SAFETY (unchecked: no clamp on each index): `fits` and `within_limits`, which the caller asked, gave
     // qkv [b, s, 3·d] and a bias of [1 or b, 1, s, s]; a workgroup per (sequence, head) and an
     // invocation per position keep every row and key below s and every column below 3·d, and
-    // `lanes` divides d_head, so a head's vectors end where its columns do (its rows are
-    // read `lanes` floats at a time: `crate::vectors`).
+    // `lanes` divides d_head (`Sizes`).
     unsafe {
         kernel::attention_forward::launch_unchecked(
             &client,
-            CubeCount::Static((n.batch * n_head) as u32, 1, 1),
-            CubeDim::new_1d(n.seq as u32),
-            lanes,
+            count,
+            dim,
+            n.lanes,
             qkv.into_tensor_arg(),
             bias.into_tensor_arg(),
             out.clone().into_tensor_arg(),
             n.seq as u32,
             n.bias_rows as u32,
-            1.0 / (d_head as f32).sqrt(),
-            (n.d_model / lanes) as u32,
-            (d_head / lanes) as u32,
+            n.scale(),
+            model_vectors,
+            head_vectors,
             ElemType::Float(FloatKind::F32),
         );
     }
@@ -89,19 +113,18 @@ pub fn forward(qkv: CubeTensor, bias: CubeTensor, n_head: usize) -> CubeTensor {
 // qkv: [b, s, 3·d], bias: [rows, 1, s, s], out, d_out: [b, s, d] -> d_qkv: [b, s, 3·d]
 pub fn backward(qkv: CubeTensor, bias: CubeTensor, out: CubeTensor, d_out: CubeTensor, n_head: usize) -> CubeTensor {
     let (qkv, bias, out, d_out) = (into_contiguous(qkv), into_contiguous(bias), into_contiguous(out), into_contiguous(d_out));
-    let n = sizes(&qkv, &bias);
+    let n = Sizes::new(&qkv, &bias, n_head);
     let client = qkv.client.clone();
     let d_qkv = empty_device_dtype(client.clone(), qkv.device.clone(), qkv.meta.shape().clone(), qkv.dtype);
-    let d_head = n.d_model / n_head;
-    let lanes = crate::vectors::lanes(&qkv, d_head);
+    let ((count, dim), (model_vectors, head_vectors)) = (n.grid(), n.vectors());
     // SAFETY (unchecked): as the forward's, with out and d_out of [b, s, d] (`fits`), and
     // the shared rows' MAX_SEQ ≥ s.
     unsafe {
         kernel::attention_backward::launch_unchecked(
             &client,
-            CubeCount::Static((n.batch * n_head) as u32, 1, 1),
-            CubeDim::new_1d(n.seq as u32),
-            lanes,
+            count,
+            dim,
+            n.lanes,
             qkv.into_tensor_arg(),
             bias.into_tensor_arg(),
             out.into_tensor_arg(),
@@ -109,9 +132,9 @@ pub fn backward(qkv: CubeTensor, bias: CubeTensor, out: CubeTensor, d_out: CubeT
             d_qkv.clone().into_tensor_arg(),
             n.seq as u32,
             n.bias_rows as u32,
-            1.0 / (d_head as f32).sqrt(),
-            (n.d_model / lanes) as u32,
-            (d_head / lanes) as u32,
+            n.scale(),
+            model_vectors,
+            head_vectors,
             MAX_SEQ as u32,
             ElemType::Float(FloatKind::F32),
         );

@@ -24,39 +24,53 @@ const UNITS: usize = 256;
 const COLUMN_UNITS: usize = 64;
 const _: () = assert!(crate::workgroup_sum::fits(COLUMN_UNITS as u32));
 
-/// (rows, d): the input seen as [rows, d] over its last dimension.
-fn rows(x: &CubeTensor) -> (usize, usize) {
-    let shape = x.meta.shape();
-    let d = shape[shape.num_dims() - 1];
-    (shape.num_elements() / d.max(1), d)
+/// The input seen as [rows, d] over its last dimension, and the floats the row kernels read at
+/// a time (`crate::vectors`: a divisor of d, so a row's vectors end with it).
+struct Rows {
+    rows: usize,
+    d: usize,
+    lanes: usize,
 }
 
-fn grid(n: usize) -> (CubeCount, CubeDim) {
-    (CubeCount::Static(n.div_ceil(UNITS).max(1) as u32, 1, 1), CubeDim::new_1d(UNITS as u32))
+impl Rows {
+    fn of(x: &CubeTensor) -> Self {
+        let shape = x.meta.shape();
+        let d = shape[shape.num_dims() - 1];
+        Rows { rows: shape.num_elements() / d.max(1), d, lanes: crate::vectors::lanes(x, d) }
+    }
+
+    /// An invocation per row, UNITS a workgroup.
+    fn grid(&self) -> (CubeCount, CubeDim) {
+        (CubeCount::Static(self.rows.div_ceil(UNITS).max(1) as u32, 1, 1), CubeDim::new_1d(UNITS as u32))
+    }
+
+    /// d in vectors of `lanes` floats, as the row kernels count it.
+    fn vectors(&self) -> u32 {
+        (self.d / self.lanes) as u32
+    }
 }
 
 // x: [..., d], affine = [γ; β]: [2, d] -> [..., d]
 pub fn forward(x: CubeTensor, affine: CubeTensor, epsilon: f64) -> CubeTensor {
     let (x, affine) = (into_contiguous(x), into_contiguous(affine));
-    let (n_rows, d) = rows(&x);
+    let n = Rows::of(&x);
     let client = x.client.clone();
     let y = empty_device_dtype(client.clone(), x.device.clone(), x.meta.shape().clone(), x.dtype);
-    let (count, dim) = grid(n_rows);
-    let lanes = crate::vectors::lanes(&x, d);
+    let (count, dim) = n.grid();
     // SAFETY (unchecked): x and y of [rows, d], affine of 2·d (the caller's `fits`);
-    // invocations past `rows` stop; `lanes` divides d, so a row's vectors end with it.
+    // invocations past `rows` stop; `lanes` divides d (`Rows`).
     unsafe {
         kernel::layer_norm_forward::launch_unchecked(
             &client,
             count,
             dim,
-            lanes,
+            n.lanes,
             x.into_tensor_arg(),
             affine.into_tensor_arg(),
             y.clone().into_tensor_arg(),
-            n_rows as u32,
-            (d / lanes) as u32,
-            d as f32,
+            n.rows as u32,
+            n.vectors(),
+            n.d as f32,
             epsilon as f32,
             ElemType::Float(FloatKind::F32),
         );
@@ -69,12 +83,11 @@ pub fn forward(x: CubeTensor, affine: CubeTensor, epsilon: f64) -> CubeTensor {
 pub fn forward_add(x: CubeTensor, branch: CubeTensor, affine: CubeTensor, epsilon: f64) -> (CubeTensor, CubeTensor) {
     let (x, branch, affine) = (into_contiguous(x), into_contiguous(branch), into_contiguous(affine));
     let branch_len = branch.meta.num_elements() as u32;
-    let (n_rows, d) = rows(&x);
+    let n = Rows::of(&x);
     let client = x.client.clone();
     let new = || empty_device_dtype(client.clone(), x.device.clone(), x.meta.shape().clone(), x.dtype);
     let (sum, y) = (new(), new());
-    let (count, dim) = grid(n_rows);
-    let lanes = crate::vectors::lanes(&x, d);
+    let (count, dim) = n.grid();
     // SAFETY (unchecked): as `forward`'s, and branch_len is the branch's element count, which
     // divides x's (`fits_with_branch`), so i mod branch_len is below it (in vectors: d, and so
     // branch_len, are multiples of `lanes`).
@@ -83,16 +96,16 @@ pub fn forward_add(x: CubeTensor, branch: CubeTensor, affine: CubeTensor, epsilo
             &client,
             count,
             dim,
-            lanes,
+            n.lanes,
             x.into_tensor_arg(),
             branch.into_tensor_arg(),
             affine.into_tensor_arg(),
             sum.clone().into_tensor_arg(),
             y.clone().into_tensor_arg(),
-            n_rows as u32,
-            (d / lanes) as u32,
-            d as f32,
-            branch_len / lanes as u32,
+            n.rows as u32,
+            n.vectors(),
+            n.d as f32,
+            branch_len / n.lanes as u32,
             epsilon as f32,
             ElemType::Float(FloatKind::F32),
         );
@@ -107,50 +120,49 @@ pub fn backward(x: CubeTensor, affine: CubeTensor, dy: CubeTensor, d_other: Opti
     let accumulate = d_other.is_some();
     // Without one, the kernel binds dy in its place and never reads it.
     let d_other = d_other.map(into_contiguous).unwrap_or_else(|| dy.clone());
-    let (n_rows, d) = rows(&x);
+    let n = Rows::of(&x);
     let client = x.client.clone();
     let device = x.device.clone();
     let dx = empty_device_dtype(client.clone(), device.clone(), x.meta.shape().clone(), x.dtype);
     // per row: mean, rstd
-    let stats = empty_device_dtype(client.clone(), device.clone(), Shape::new([n_rows, 2]), x.dtype);
-    let (count, dim) = grid(n_rows);
-    let lanes = crate::vectors::lanes(&x, d);
+    let stats = empty_device_dtype(client.clone(), device.clone(), Shape::new([n.rows, 2]), x.dtype);
+    let (count, dim) = n.grid();
     // SAFETY (unchecked): x, dy, d_other and dx of [rows, d], affine of 2·d (`fits`), stats of
-    // [rows, 2]; invocations past `rows` stop; `lanes` divides d.
+    // [rows, 2]; invocations past `rows` stop; `lanes` divides d (`Rows`).
     unsafe {
         kernel::layer_norm_backward_rows::launch_unchecked(
             &client,
             count,
             dim,
-            lanes,
+            n.lanes,
             x.clone().into_tensor_arg(),
             affine.into_tensor_arg(),
             dy.clone().into_tensor_arg(),
             d_other.into_tensor_arg(),
             dx.clone().into_tensor_arg(),
             stats.clone().into_tensor_arg(),
-            n_rows as u32,
-            (d / lanes) as u32,
-            d as f32,
+            n.rows as u32,
+            n.vectors(),
+            n.d as f32,
             epsilon as f32,
             accumulate,
             ElemType::Float(FloatKind::F32),
         );
     }
-    let d_affine = empty_device_dtype(client.clone(), device, Shape::new([2, d]), x.dtype);
+    let d_affine = empty_device_dtype(client.clone(), device, Shape::new([2, n.d]), x.dtype);
     // SAFETY (unchecked): a workgroup per column k < d, each invocation's rows below `rows`,
     // d_affine of [2, d]; the workgroup size is COLUMN_UNITS, the sum's `units`.
     unsafe {
         kernel::layer_norm_backward_columns::launch_unchecked(
             &client,
-            CubeCount::Static(d as u32, 1, 1),
+            CubeCount::Static(n.d as u32, 1, 1),
             CubeDim::new_1d(COLUMN_UNITS as u32),
             x.into_tensor_arg(),
             dy.into_tensor_arg(),
             stats.into_tensor_arg(),
             d_affine.clone().into_tensor_arg(),
-            n_rows as u32,
-            d as u32,
+            n.rows as u32,
+            n.d as u32,
             COLUMN_UNITS as u32,
             ElemType::Float(FloatKind::F32),
         );
