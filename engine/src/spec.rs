@@ -335,7 +335,7 @@ impl ExperimentSpec {
         if m.n_layer > 48 || m.d_model > 2048 || m.block_size > 2048 {
             return Err("model is too large for this lab: at most 48 layers, width 2048, context 2048".into());
         }
-        if m.d_model % m.n_head != 0 {
+        if !m.d_model.is_multiple_of(m.n_head) {
             return Err(format!("width {} is not divisible by {} heads", m.d_model, m.n_head));
         }
         let t = &self.train;
@@ -444,7 +444,7 @@ pub fn objective_mix_text(mix: &[ObjectiveChoice]) -> String {
 /// that differ in nothing, are labelled by their objective.
 pub fn run_labels(specs: &[&ExperimentSpec]) -> Vec<String> {
     let describe = |s: &ExperimentSpec| -> Vec<(&'static str, String)> {
-        let objective = objective_mix_text(&s.runs[0].objectives).replace(':', " ").replace(';', " ");
+        let objective = objective_mix_text(&s.runs[0].objectives).replace([':', ';'], " ");
         let m = &s.model;
         vec![
             ("", objective),

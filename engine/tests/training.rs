@@ -380,7 +380,7 @@ fn gelu_gradients_match_on_wgpu() {
         let device = device.autodiff();
         let mut rng = Rng::seeded(5);
         let mut draw = |std: f64| -> Vec<f32> { (0..n).map(|_| (rng.normal() * std) as f32).collect() };
-        let shape = if n % 8 == 0 { [n / 8, 8] } else { [1, n] };
+        let shape = if n.is_multiple_of(8) { [n / 8, 8] } else { [1, n] };
         let x = Tensor::<2>::from_data(TensorData::new(draw(3.0), shape), &device).require_grad();
         let r = Tensor::<2>::from_data(TensorData::new(draw(1.0), shape), &device);
         let y = gelu(x.clone());

@@ -163,6 +163,7 @@ fn transpose_block(src: &[f32], src_stride: usize, src_at: usize, rows: usize, c
 /// from `count` on repeat the last one (their output is not used).
 // w: [R, m] (strided), x: [m, ≥ cols] (strided) -> out: [R, cols]
 #[inline(always)]
+#[allow(clippy::too_many_arguments)] // the hot loop's operands and strides, kept as plain values
 fn rows_times(w: &[f32], w_stride: usize, count: usize, m: usize, x: &[f32], stride: usize, cols: usize, out: &mut [f32]) {
     if m == 0 {
         out[..R * cols].fill(0.0);

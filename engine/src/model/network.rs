@@ -78,14 +78,14 @@ pub enum Route {
     /// Encoder–decoder architecture, causal batch: decoder only, no cross-attention.
     DecoderOnly(Tensor<4>),
     /// Encoder–decoder architecture, prefix batch: both stacks.
-    Both(EncoderDecoderMasks),
+    Both(Box<EncoderDecoderMasks>),
 }
 
 impl Route {
     /// The route of a batch with attention `mode` on architecture `arch`.
     pub fn new(mode: &AttentionMode, arch: Architecture, batch: usize, seq: usize, device: &Device) -> Self {
         match (arch, mode) {
-            (Architecture::EncoderDecoder, AttentionMode::Prefix(prefix)) => Route::Both(EncoderDecoderMasks::new(prefix, seq, device)),
+            (Architecture::EncoderDecoder, AttentionMode::Prefix(prefix)) => Route::Both(Box::new(EncoderDecoderMasks::new(prefix, seq, device))),
             _ => Self::with_bias(mode, arch, mode.bias(batch, seq, device)),
         }
     }
