@@ -486,12 +486,17 @@ fn bench(args: &[String]) -> Result<(), String> {
         ensure_test_tools()?;
         let dist = build_page()?;
         // SwiftShader takes ~20 s a baby-GPT step on two cores: few steps there, one run.
-        let browser_bench = |preset: &str, device: &str, n: &str, runs: &str| {
+        // `chromium_args`: extra Chromium flags (measuring only, never the page's own setting)
+        let browser_bench_with = |preset: &str, device: &str, n: &str, runs: &str, chromium_args: &str| {
             let mut c = cargo();
             c.args(["run", "--quiet", "--release", "-p", "objlab-e2e", "--bin", "browser-bench", "--", preset, device, n, runs])
                 .env("OBJLAB_DIST", &dist);
+            if !chromium_args.is_empty() {
+                c.env("OBJLAB_CHROMIUM_ARGS", chromium_args);
+            }
             report_of(c).map_err(|e| format!("browser benchmark: {e}"))
         };
+        let browser_bench = |preset: &str, device: &str, n: &str, runs: &str| browser_bench_with(preset, device, n, runs, "");
         let mut tab_gpu = None;
         let gpu_steps = "3";
         for (device, n, runs) in [("cpu", "20", "1"), ("cpu", "30", "3"), ("cpu", "60", "6"), ("gpu", gpu_steps, "1")] {
@@ -501,14 +506,27 @@ fn bench(args: &[String]) -> Result<(), String> {
                 tab_gpu = json_number(&report, "steps_per_s");
             }
         }
-        tab_against_native_on_swiftshader(&objlab, &data, "baby-gpt", gpu_steps, tab_gpu);
+        let _ = tab_against_native_on_swiftshader(&objlab, &data, "baby-gpt", gpu_steps, tab_gpu);
         // The small model, where the tab's host work per launch shows (baby GPT's SwiftShader
         // arithmetic hid a 50× slower worker, docs/performance.md "In the tab"); its losses are
         // read every 20 steps in both, as baby GPT's are every 10.
         let tiny_steps = "20";
         say(&format!("tiny in headless Chromium on gpu: 1 run, {tiny_steps} steps after its first, losses every 20 steps"));
         let tab_tiny = json_number(&browser_bench("tiny&log_every=20", "gpu", tiny_steps, "1")?, "steps_per_s");
-        tab_against_native_on_swiftshader(&objlab, &data, "tiny", tiny_steps, tab_tiny);
+        // The same tab without the two safety transforms Dawn applies to every shader and native
+        // wgpu skips for cubecl's kernels (bounds clamps, zero-filled workgroup memory): what of
+        // the gap is the page's own (docs/performance.md, "In the tab", twenty-ninth session).
+        say("tiny again, with Dawn's bounds checks and workgroup zero-fill turned off (Chromium flags for measuring; a page cannot)");
+        let unsafe_flags = "--enable-dawn-features=disable_robustness,disable_workgroup_init";
+        let tab_tiny_unchecked = json_number(&browser_bench_with("tiny&log_every=20", "gpu", tiny_steps, "1", unsafe_flags)?, "steps_per_s");
+        let native_tiny = tab_against_native_on_swiftshader(&objlab, &data, "tiny", tiny_steps, tab_tiny);
+        let f = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.3}"));
+        say(&format!(
+            "tiny steps/s on SwiftShader without Dawn's two transforms:  tab (WebGPU) {} | native wgpu {} | tab/native {}",
+            f(tab_tiny_unchecked),
+            f(native_tiny),
+            ratio(tab_tiny_unchecked, native_tiny)
+        ));
     }
     Ok(())
 }
@@ -520,10 +538,11 @@ const SWIFTSHADER_ICD: &str = "/usr/lib/chromium/vk_swiftshader_icd.json";
 /// native wgpu on Chromium's own SwiftShader (its Vulkan driver), beside the tab's figure for
 /// `preset` on the same SwiftShader. A CPU rasteriser, so a comparison of the two hosts'
 /// overheads, not a GPU figure (docs/performance.md, "In the tab").
-fn tab_against_native_on_swiftshader(objlab: &Path, data: &Path, preset: &str, steps: &str, tab: Option<f64>) {
+/// Returns the native figure.
+fn tab_against_native_on_swiftshader(objlab: &Path, data: &Path, preset: &str, steps: &str, tab: Option<f64>) -> Option<f64> {
     if !Path::new(SWIFTSHADER_ICD).exists() {
         say(&format!("no {SWIFTSHADER_ICD}: no native figure on the tab's software GPU"));
-        return;
+        return None;
     }
     say(&format!("{preset} natively on the same SwiftShader (its Vulkan driver), {steps} timed steps"));
     let mut c = Command::new(objlab);
@@ -534,6 +553,7 @@ fn tab_against_native_on_swiftshader(objlab: &Path, data: &Path, preset: &str, s
     let native = report_of(c).ok().and_then(|r| json_number(&r, "steps_per_s"));
     let f = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.3}"));
     say(&format!("{preset} steps/s on SwiftShader:  tab (WebGPU) {} | native wgpu {} | tab/native {}", f(tab), f(native), ratio(tab, native)));
+    native
 }
 
 /// `a / b` as "0.71×", or "—" without both figures.
