@@ -70,7 +70,6 @@ pub fn forward(x: CubeTensor, affine: CubeTensor, epsilon: f64) -> CubeTensor {
             y.clone().into_tensor_arg(),
             n.rows as u32,
             n.vectors(),
-            n.d as f32,
             epsilon as f32,
             ElemType::Float(FloatKind::F32),
         );
@@ -104,7 +103,6 @@ pub fn forward_add(x: CubeTensor, branch: CubeTensor, affine: CubeTensor, epsilo
             y.clone().into_tensor_arg(),
             n.rows as u32,
             n.vectors(),
-            n.d as f32,
             branch_len / n.lanes as u32,
             epsilon as f32,
             ElemType::Float(FloatKind::F32),
@@ -143,7 +141,6 @@ pub fn backward(x: CubeTensor, affine: CubeTensor, dy: CubeTensor, d_other: Opti
             stats.clone().into_tensor_arg(),
             n.rows as u32,
             n.vectors(),
-            n.d as f32,
             epsilon as f32,
             accumulate,
             ElemType::Float(FloatKind::F32),
@@ -176,19 +173,17 @@ mod kernel {
     use cubecl::prelude::*;
 
     // The row kernels read and write x, the branch, γ and β, y, dy and dx N floats at a time
-    // (`crate::vectors`): `d` and `branch_len` below count vectors, `features` floats.
+    // (`crate::vectors`): `d` and `branch_len` below count vectors, not floats.
 
     /// Invocation r normalises row r.
     // x, y: [rows, d], affine = [γ; β]: [2, d]
     #[cube(launch_unchecked)]
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn layer_norm_forward<F: Float, N: Size>(
         x: &Tensor<Vector<F, N>>,
         affine: &Tensor<Vector<F, N>>,
         y: &mut Tensor<Vector<F, N>>,
         rows: u32,
         d: u32,
-        features: f32,
         epsilon: f32,
         #[define(F)] _dtype: ElemType,
     ) {
@@ -196,7 +191,7 @@ mod kernel {
         if r >= rows {
             terminate!();
         }
-        normalize_row::<F, N>(x, x, 1, affine, y, r * d, d, F::cast_from(features), F::cast_from(epsilon), false);
+        normalize_row::<F, N>(x, x, 1, affine, y, r * d, d, F::cast_from(epsilon), false);
     }
 
     /// Invocation r: s = x + branch over row r, then the row normalised as above. The branch
@@ -212,7 +207,6 @@ mod kernel {
         y: &mut Tensor<Vector<F, N>>,
         rows: u32,
         d: u32,
-        features: f32,
         branch_len: u32,
         epsilon: f32,
         #[define(F)] _dtype: ElemType,
@@ -227,7 +221,7 @@ mod kernel {
             sum[i] = row_value::<F, N>(x, branch, branch_len, i, true);
         }
         // from x + branch again, rather than reading `sum` back (a kernel's output)
-        normalize_row::<F, N>(x, branch, branch_len, affine, y, start, d, F::cast_from(features), F::cast_from(epsilon), true);
+        normalize_row::<F, N>(x, branch, branch_len, affine, y, start, d, F::cast_from(epsilon), true);
     }
 
     /// Invocation r: dx of row r (plus d_other's row when `accumulate`), and the row's mean and
@@ -244,7 +238,6 @@ mod kernel {
         stats: &mut Tensor<F>,
         rows: u32,
         d: u32,
-        features: f32,
         epsilon: f32,
         #[comptime] accumulate: bool,
         #[define(F)] _dtype: ElemType,
@@ -254,8 +247,8 @@ mod kernel {
             terminate!();
         }
         let start = r * d;
-        let n = F::cast_from(features);
-        let (mean, rstd) = moments::<F, N>(x, x, 1, start, d, n, F::cast_from(epsilon), false);
+        let n = F::cast_from(d * x.vector_size() as u32);
+        let (mean, rstd) = moments::<F, N>(x, x, 1, start, d, F::cast_from(epsilon), false);
         let (mean_v, rstd_v) = (Vector::<F, N>::new(mean), Vector::<F, N>::new(rstd));
         // mean(g) and mean(g·x̂), g = dy·γ
         let mut sum_g = Vector::<F, N>::new(F::new(0.0));
@@ -327,11 +320,10 @@ mod kernel {
         y: &mut Tensor<Vector<F, N>>,
         start: u32,
         d: u32,
-        features: F,
         epsilon: F,
         #[comptime] with_branch: bool,
     ) {
-        let (mean, rstd) = moments::<F, N>(x, branch, branch_len, start, d, features, epsilon, with_branch);
+        let (mean, rstd) = moments::<F, N>(x, branch, branch_len, start, d, epsilon, with_branch);
         let (mean, rstd) = (Vector::<F, N>::new(mean), Vector::<F, N>::new(rstd));
         for k in 0..d {
             let i = (start + k) as usize;
@@ -340,7 +332,7 @@ mod kernel {
     }
 
     /// The mean of the row and 1/√(var + ε) (two passes, as the composed form), the row as in
-    /// [`normalize_row`], of `features` floats.
+    /// [`normalize_row`].
     #[cube]
     #[allow(clippy::too_many_arguments)]
     fn moments<F: Float, N: Size>(
@@ -349,10 +341,11 @@ mod kernel {
         branch_len: u32,
         start: u32,
         d: u32,
-        features: F,
         epsilon: F,
         #[comptime] with_branch: bool,
     ) -> (F, F) {
+        // the row's floats: d vectors of N
+        let features = F::cast_from(d * x.vector_size() as u32);
         let mut sum = Vector::<F, N>::new(F::new(0.0));
         for k in 0..d {
             sum += row_value::<F, N>(x, branch, branch_len, (start + k) as usize, with_branch);
