@@ -520,13 +520,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         let unsafe_flags = "--enable-dawn-features=disable_robustness,disable_workgroup_init";
         let tab_tiny_unchecked = json_number(&browser_bench_with("tiny&log_every=20", "gpu", tiny_steps, "1", unsafe_flags)?, "steps_per_s");
         let native_tiny = tab_against_native_on_swiftshader(&objlab, &data, "tiny", tiny_steps, tab_tiny);
-        let f = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.3}"));
-        say(&format!(
-            "tiny steps/s on SwiftShader without Dawn's two transforms:  tab (WebGPU) {} | native wgpu {} | tab/native {}",
-            f(tab_tiny_unchecked),
-            f(native_tiny),
-            ratio(tab_tiny_unchecked, native_tiny)
-        ));
+        say_tab_against_native("tiny without Dawn's two transforms", tab_tiny_unchecked, native_tiny);
     }
     Ok(())
 }
@@ -551,9 +545,14 @@ fn tab_against_native_on_swiftshader(objlab: &Path, data: &Path, preset: &str, s
         .arg(data)
         .env("VK_DRIVER_FILES", SWIFTSHADER_ICD);
     let native = report_of(c).ok().and_then(|r| json_number(&r, "steps_per_s"));
-    let f = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.3}"));
-    say(&format!("{preset} steps/s on SwiftShader:  tab (WebGPU) {} | native wgpu {} | tab/native {}", f(tab), f(native), ratio(tab, native)));
+    say_tab_against_native(preset, tab, native);
     native
+}
+
+/// One line of the tab's steps/s on SwiftShader beside native wgpu's, and their ratio.
+fn say_tab_against_native(what: &str, tab: Option<f64>, native: Option<f64>) {
+    let f = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.3}"));
+    say(&format!("{what} steps/s on SwiftShader:  tab (WebGPU) {} | native wgpu {} | tab/native {}", f(tab), f(native), ratio(tab, native)));
 }
 
 /// `a / b` as "0.71×", or "—" without both figures.
