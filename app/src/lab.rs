@@ -95,6 +95,9 @@ pub enum Benchmark {
     Done(BenchmarkReport),
 }
 
+/// One CKA comparison: (step, the runs compared, their matrix [runs, runs] row by row).
+pub type CkaAt = (usize, Vec<RunId>, Vec<f32>);
+
 #[derive(Clone, Copy)]
 pub struct Lab {
     /// The experiment the controls edit: what "start" and "add run" use.
@@ -118,8 +121,8 @@ pub struct Lab {
     pub runs: RwSignal<Vec<RunView>>,
     pub selected: RwSignal<Option<RunId>>,
     next_id: StoredValue<RunId>,
-    /// Linear CKA between runs: (step, runs, matrix [runs, runs]), by step.
-    pub cka: RwSignal<Vec<(usize, Vec<RunId>, Vec<f32>)>>,
+    /// Linear CKA between runs, by step.
+    pub cka: RwSignal<Vec<CkaAt>>,
     /// The snapshot step the representation views show (`None`: the latest).
     pub time: RwSignal<Option<usize>>,
     pub attention: RwSignal<Option<AttentionView>>,

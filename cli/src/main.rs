@@ -294,15 +294,15 @@ fn bench(
     if !(1..=8).contains(&n_runs) {
         return Err(format!("--runs {n_runs}: between 1 and 8 runs side by side"));
     }
-    if matches!(args.device, DeviceArg::Gpu) && !software_ok {
-        if let Ok(gpu) = pollster::block_on(objlab_kernels::gpu::Gpu::new()) {
-            if gpu.software {
-                return Err(format!(
-                    "the only GPU adapter here is a software rasteriser ({}): no GPU speed figure (pass --software to time it anyway)",
-                    gpu.adapter
-                ));
-            }
-        }
+    if matches!(args.device, DeviceArg::Gpu)
+        && !software_ok
+        && let Ok(gpu) = pollster::block_on(objlab_kernels::gpu::Gpu::new())
+        && gpu.software
+    {
+        return Err(format!(
+            "the only GPU adapter here is a software rasteriser ({}): no GPU speed figure (pass --software to time it anyway)",
+            gpu.adapter
+        ));
     }
     let (mut spec, corpus, device, device_name) = setup(&args)?;
     if kernel_profile {

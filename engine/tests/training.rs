@@ -220,7 +220,7 @@ fn every_objective_trains_on_flex() {
         // Position prediction without position embeddings must first learn to count tokens
         // (through the causal mask), which takes hundreds of steps: it only has to start falling.
         let margin = if objective == "position_prediction" { 0.995 } else { 0.97 };
-        if !losses.iter().all(|l| l.is_finite()) || !(last < first * margin) {
+        if !losses.iter().all(|l| l.is_finite()) || last >= first * margin {
             failures.push(format!("{objective} on {arch:?}: {losses:?}"));
         }
     }
@@ -503,7 +503,7 @@ fn adamw_kernel_matches_flex_on_wgpu() {
         let kept = pa.clone(); // shares the parameter's buffer: the update may not write into it
         let updates = vec![
             ParamUpdate { param: d(pa), grad: d(t(1, [40, 24]).transpose()), state: Tensor::cat(vec![flat(2, 960), flat(3, 960).abs()], 0).into_dispatch() },
-            ParamUpdate { param: d(pb), grad: d(t(3, [5, 7])), state: Tensor::cat(vec![flat(4, 35), flat(0, 43).abs()], 0).slice([0..70]).into_dispatch() },
+            ParamUpdate { param: d(pb), grad: d(t(3, [5, 7])), state: Tensor::cat(vec![flat(4, 35), flat(0, 43).abs()], 0).slice(0..70).into_dispatch() },
             ParamUpdate { param: d(pc), grad: d(t(4, [3, 3])), state: flat(2, 18).abs().into_dispatch() },
         ];
         let partials = t(4, [24, 40]).slice([0..4, 0..8]).abs();

@@ -94,7 +94,7 @@ fn a_diverging_run_stops_alone_and_the_others_go_on() {
     let corpus = corpus();
     let mut bad = spec("causal_lm", 2);
     bad.set("nan_at", "3").unwrap();
-    let mut runs = vec![
+    let mut runs = [
         (1, Trainer::new(&spec("causal_lm", 1), 0, corpus.clone(), Device::flex()).unwrap()),
         (2, Trainer::new(&bad, 0, corpus.clone(), Device::flex()).unwrap()),
     ];

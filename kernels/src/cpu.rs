@@ -6,9 +6,9 @@ use crate::{Matrix, Pca, cka_from_dots};
 pub fn center(x: &Matrix) -> Vec<f64> {
     let (n, d) = (x.rows, x.cols);
     let mut means = vec![0.0f64; d];
-    for r in 0..n {
-        for c in 0..d {
-            means[c] += x.data[r * d + c] as f64;
+    for row in x.data.chunks_exact(d.max(1)).take(n) {
+        for (m, &v) in means.iter_mut().zip(row) {
+            *m += v as f64;
         }
     }
     means.iter_mut().for_each(|m| *m /= n.max(1) as f64);

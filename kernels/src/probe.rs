@@ -27,8 +27,8 @@ pub fn probe_accuracy(x: &Matrix, labels: &[usize], classes: usize) -> f32 {
     let mut mean = vec![0.0f64; d];
     let mut var = vec![0.0f64; d];
     for &r in &train {
-        for c in 0..d {
-            mean[c] += x.data[r * d + c] as f64 / train.len() as f64;
+        for (m, &v) in mean.iter_mut().zip(&x.data[r * d..(r + 1) * d]) {
+            *m += v as f64 / train.len() as f64;
         }
     }
     for &r in &train {

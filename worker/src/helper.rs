@@ -109,6 +109,9 @@ struct Jobs {
     next: u64,
 }
 
+/// A JavaScript event handler made from a Rust closure.
+type Handler = Closure<dyn FnMut(JsValue)>;
+
 thread_local! {
     static LINK: RefCell<Link> = const { RefCell::new(Link::Unstarted) };
     static JOBS: RefCell<Jobs> = RefCell::new(Jobs::default());
@@ -118,7 +121,7 @@ thread_local! {
     /// must follow its job); and whether they are being handled.
     static QUEUE: RefCell<(bool, VecDeque<Message>)> = const { RefCell::new((false, VecDeque::new())) };
     /// Handlers of the helper's events, kept alive while it lives.
-    static HANDLERS: RefCell<Vec<Closure<dyn FnMut(JsValue)>>> = const { RefCell::new(Vec::new()) };
+    static HANDLERS: RefCell<Vec<Handler>> = const { RefCell::new(Vec::new()) };
     /// The training worker's channel to its helper, once started (kept after a failure: the
     /// stopped helper sends nothing more, and `LINK` says not to post).
     static TO_HELPER: RefCell<Option<Port>> = const { RefCell::new(None) };
@@ -131,7 +134,7 @@ thread_local! {
     /// In the helper: whether it has been given a job ([`serving`]).
     static SERVING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Fires when a job's answer is late (its timer is cleared when the answer comes).
-    static WATCHDOG: Closure<dyn FnMut(JsValue)> = Closure::new(|_| {
+    static WATCHDOG: Handler = Closure::new(|_| {
         if JOBS.with(|j| j.borrow().list.iter().any(|job| job.answer.is_none())) {
             fail(&format!("the second worker did not answer within {} s", ANSWER_TIMEOUT_MS / 1000));
         }

@@ -363,11 +363,11 @@ fn add_run(id: RunId, spec: ExperimentSpec) {
         s.generation
     });
     wasm_bindgen_futures::spawn_local(async move {
-        if let Err(message) = load_run(id, spec, generation).await {
-            if is_current(generation) {
-                post(&FromWorker::Error { run: Some(id), message });
-                post_state(id, RunState::Failed);
-            }
+        if let Err(message) = load_run(id, spec, generation).await
+            && is_current(generation)
+        {
+            post(&FromWorker::Error { run: Some(id), message });
+            post_state(id, RunState::Failed);
         }
     });
 }
@@ -760,7 +760,7 @@ async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Op
     let step = trainer.step_count();
     let done = trainer.is_done();
     // Also after the first step, so the page can report how long the first step took to come.
-    if step % cfg.log_every == 0 || done || step == 1 {
+    if step.is_multiple_of(cfg.log_every) || done || step == 1 {
         let losses = trainer.read_losses().await.map_err(fail)?;
         if !is_current(generation) {
             return Ok(None);
@@ -782,7 +782,7 @@ async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Op
         });
         restart_window(id);
     }
-    if step % cfg.eval_every == 0 || done {
+    if step.is_multiple_of(cfg.eval_every) || done {
         let loss = trainer.evaluate().await.map_err(fail)?;
         if !is_current(generation) {
             return Ok(None);
@@ -791,10 +791,10 @@ async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Op
         restart_window(id);
     }
     // The teaching view refreshes every few steps (a small message, built on the CPU).
-    if step == 1 || step % cfg.log_every.max(5) == 0 || done {
+    if step == 1 || step.is_multiple_of(cfg.log_every.max(5)) || done {
         post(&FromWorker::Examples { run: id, step, examples: trainer.examples() });
     }
-    if cfg.sample_every > 0 && trainer.generates() && (step % cfg.sample_every == 0 || done) {
+    if cfg.sample_every > 0 && trainer.generates() && (step.is_multiple_of(cfg.sample_every) || done) {
         let text = trainer.sample("\n", cfg.sample_len).await.map_err(fail)?;
         if !is_current(generation) {
             return Ok(None);
@@ -803,7 +803,7 @@ async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Op
         post(&FromWorker::Sample { run: id, step, text, bad_words });
         restart_window(id);
     }
-    if step % cfg.snapshot_every == 0 || done {
+    if step.is_multiple_of(cfg.snapshot_every) || done {
         start_snapshot(id, trainer, generation).await.map_err(fail)?;
         restart_window(id);
     }

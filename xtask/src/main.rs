@@ -16,11 +16,11 @@ const LAVAPIPE_ICD: &str = "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if matches!(args.first().map(String::as_str), Some("serve" | "test" | "bench" | "build")) {
-        if let Err(e) = settle_patches() {
-            eprintln!("xtask: {e}");
-            return ExitCode::FAILURE;
-        }
+    if matches!(args.first().map(String::as_str), Some("serve" | "test" | "bench" | "build"))
+        && let Err(e) = settle_patches()
+    {
+        eprintln!("xtask: {e}");
+        return ExitCode::FAILURE;
     }
     let result = match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]),
@@ -73,10 +73,10 @@ fn target_dir() -> PathBuf {
 /// Dates the patched crates so that a fresh clone reuses the shared target folder's build of
 /// them (see `patches.rs`): before any cargo or Trunk build.
 fn settle_patches() -> Result<(), String> {
-    if let Some(new) = patches::settle(&root().join("patches"), &target_dir())? {
-        if !new.is_empty() {
-            say(&format!("patches/{{{}}} new to this target folder: cargo rebuilds the crates above them once", new.join(",")));
-        }
+    if let Some(new) = patches::settle(&root().join("patches"), &target_dir())?
+        && !new.is_empty()
+    {
+        say(&format!("patches/{{{}}} new to this target folder: cargo rebuilds the crates above them once", new.join(",")));
     }
     // The workspace's crates, whose builds another checkout may have left in the target folder.
     if patches::claim(&root(), &["engine", "kernels", "worker", "app", "cli", "tests"], &target_dir())? {
@@ -132,10 +132,10 @@ fn locked_wasm_bindgen() -> Result<String, String> {
     let lock = std::fs::read_to_string(root().join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
-        if line == "name = \"wasm-bindgen\"" {
-            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
-                return Ok(v.trim_end_matches('"').to_string());
-            }
+        if line == "name = \"wasm-bindgen\""
+            && let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \""))
+        {
+            return Ok(v.trim_end_matches('"').to_string());
         }
     }
     Err("Cargo.lock names no wasm-bindgen".into())
@@ -303,36 +303,6 @@ fn strip_name_section(wasm: &[u8]) -> Option<Vec<u8>> {
         i = end;
     }
     Some(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strips_only_the_name_section() {
-        // header, a type section (id 1) with one byte, a "name" custom section, a "keep" one
-        let mut wasm = b"\0asm\x01\0\0\0".to_vec();
-        wasm.extend([1, 1, 0]);
-        wasm.extend([0, 7, 4, b'n', b'a', b'm', b'e', 9, 9]);
-        wasm.extend([0, 6, 4, b'k', b'e', b'e', b'p', 5]);
-        let out = strip_name_section(&wasm).unwrap();
-        let mut want = b"\0asm\x01\0\0\0".to_vec();
-        want.extend([1, 1, 0]);
-        want.extend([0, 6, 4, b'k', b'e', b'e', b'p', 5]);
-        assert_eq!(out, want);
-        assert!(strip_name_section(b"not wasm").is_none());
-        // a section running past the end is refused, not cut
-        assert!(strip_name_section(b"\0asm\x01\0\0\0\x01\x09\0").is_none());
-    }
-
-    #[test]
-    fn reads_numbers_from_a_json_line() {
-        let r = r#"{"device":"cpu","steps_per_s":4.25,"tflops":1e-2}"#;
-        assert_eq!(json_number(r, "steps_per_s"), Some(4.25));
-        assert_eq!(json_number(r, "tflops"), Some(0.01));
-        assert_eq!(json_number(r, "missing"), None);
-    }
 }
 
 fn serve(args: &[String]) -> Result<(), String> {
@@ -560,5 +530,35 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
         _ => "—".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_only_the_name_section() {
+        // header, a type section (id 1) with one byte, a "name" custom section, a "keep" one
+        let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+        wasm.extend([1, 1, 0]);
+        wasm.extend([0, 7, 4, b'n', b'a', b'm', b'e', 9, 9]);
+        wasm.extend([0, 6, 4, b'k', b'e', b'e', b'p', 5]);
+        let out = strip_name_section(&wasm).unwrap();
+        let mut want = b"\0asm\x01\0\0\0".to_vec();
+        want.extend([1, 1, 0]);
+        want.extend([0, 6, 4, b'k', b'e', b'e', b'p', 5]);
+        assert_eq!(out, want);
+        assert!(strip_name_section(b"not wasm").is_none());
+        // a section running past the end is refused, not cut
+        assert!(strip_name_section(b"\0asm\x01\0\0\0\x01\x09\0").is_none());
+    }
+
+    #[test]
+    fn reads_numbers_from_a_json_line() {
+        let r = r#"{"device":"cpu","steps_per_s":4.25,"tflops":1e-2}"#;
+        assert_eq!(json_number(r, "steps_per_s"), Some(4.25));
+        assert_eq!(json_number(r, "tflops"), Some(0.01));
+        assert_eq!(json_number(r, "missing"), None);
     }
 }

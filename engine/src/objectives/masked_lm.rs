@@ -84,16 +84,16 @@ mod tests {
                     let row = clean.row(r);
                     let chosen = p.row_targets(r).iter().filter(|&&t| t != IGNORE).count();
                     assert_eq!(chosen, ((seq as f64 * rate).round() as usize).clamp(1, seq));
-                    for i in 0..seq {
+                    for (i, &clean_token) in row.iter().enumerate().take(seq) {
                         let (x, y, m) = (p.row_inputs(r)[i], p.row_targets(r)[i], p.row_marks(r)[i]);
                         if y == IGNORE {
-                            assert_eq!((x, m), (row[i], Mark::Plain));
+                            assert_eq!((x, m), (clean_token, Mark::Plain));
                         } else {
-                            assert_eq!(y, row[i] as i32);
+                            assert_eq!(y, clean_token as i32);
                             match m {
                                 Mark::Masked => assert_eq!(x, ctx.tokenizer.special_id("[MASK]")),
-                                Mark::Replaced => assert!(x != row[i] && ctx.tokenizer.is_char(x)),
-                                Mark::Kept => assert_eq!(x, row[i]),
+                                Mark::Replaced => assert!(x != clean_token && ctx.tokenizer.is_char(x)),
+                                Mark::Kept => assert_eq!(x, clean_token),
                                 other => panic!("unexpected mark {other:?}"),
                             }
                         }

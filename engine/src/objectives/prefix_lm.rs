@@ -60,11 +60,12 @@ mod tests {
                 let p = PrefixLm.prepare(&clean, ctx, &mut Rng::seeded(seed));
                 assert_eq!(p.seq, seq);
                 let AttentionMode::Prefix(prefix) = &p.attention else { panic!("prefix attention") };
-                for r in 0..batch {
+                assert_eq!(prefix.len(), batch, "one prefix length per row");
+                for (r, &prefix_len) in prefix.iter().enumerate() {
                     let row = clean.row(r);
                     assert_eq!(p.row_inputs(r), &row[..seq]);
                     for (i, &t) in p.row_targets(r).iter().enumerate() {
-                        if i + 1 < prefix[r] {
+                        if i + 1 < prefix_len {
                             assert_eq!(t, IGNORE, "prefix position {i} carries no loss");
                         } else {
                             assert_eq!(t, row[i + 1] as i32);

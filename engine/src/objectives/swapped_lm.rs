@@ -65,14 +65,14 @@ mod tests {
                 for r in 0..batch {
                     let row = clean.row(r);
                     assert_eq!(p.row_targets(r).iter().filter(|&&t| t != IGNORE).count(), ((seq as f64 * 0.15).round() as usize).clamp(1, seq));
-                    for i in 0..seq {
+                    for (i, &clean_token) in row.iter().enumerate().take(seq) {
                         let x = p.row_inputs(r)[i];
                         assert_ne!(x, mask);
                         if p.row_targets(r)[i] == IGNORE {
-                            assert_eq!(x, row[i]);
+                            assert_eq!(x, clean_token);
                         } else {
-                            assert_ne!(x, row[i]);
-                            assert_eq!(p.row_targets(r)[i], row[i] as i32);
+                            assert_ne!(x, clean_token);
+                            assert_eq!(p.row_targets(r)[i], clean_token as i32);
                         }
                     }
                 }

@@ -518,7 +518,7 @@ mod tests {
             // (p, g, state) of a [30, 20] and a [7, 3] parameter; v ≥ 0 in each state
             let inputs = || {
                 let state_a = Tensor::cat(vec![flat(2, 600), flat(3, 600).abs()], 0);
-                let state_b = Tensor::cat(vec![flat(4, 21), flat(1, 29).abs()], 0).slice([0..42]);
+                let state_b = Tensor::cat(vec![flat(4, 21), flat(1, 29).abs()], 0).slice(0..42);
                 let a = (t(0, [30, 20]), t(1, [20, 30]).transpose(), state_a);
                 let b = (t(3, [7, 3]), t(2, [7, 3]), state_b);
                 (a, b, t(4, [4, 8]).abs())
