@@ -20,17 +20,17 @@ use crate::train::{Trainer, divergence, host_reads};
 /// steps are the run's steady state.
 pub const WARMUP_STEPS: usize = crate::train::captured_step::ORDINARY_STEPS + crate::train::captured_step::WARMUP_STEPS + 1;
 
-/// One step, half of it on `helper` where there is one and the run splits; `helper` is
-/// dropped when it fails (that step was completed here).
-async fn step(trainer: &mut Trainer, helper: &mut Option<&dyn HelperLink>) {
-    if trainer.step_with(*helper).await.is_some() {
-        *helper = None;
+/// One step, its rows shared with `helpers` where there are any and the run splits; the
+/// helpers are dropped when one fails (that step was completed here).
+async fn step(trainer: &mut Trainer, helpers: &mut Vec<&dyn HelperLink>) {
+    if trainer.step_with(helpers).await.is_some() {
+        helpers.clear();
     }
 }
 
 /// Trains `spec`'s first run on `device` for `steps` timed steps, reading the losses every
-/// `log_every` steps as the lab's loop does, with half of each step's rows on `helper` where
-/// one is given. `progress(done)` is told after each timed step.
+/// `log_every` steps as the lab's loop does, with each step's rows shared with `helpers` where
+/// any are given. `progress(done)` is told after each timed step.
 #[allow(clippy::too_many_arguments)]
 pub async fn benchmark(
     spec: &ExperimentSpec,
@@ -38,7 +38,7 @@ pub async fn benchmark(
     device: Device,
     device_name: &str,
     steps: usize,
-    mut helper: Option<&dyn HelperLink>,
+    mut helpers: Vec<&dyn HelperLink>,
     now_ms: fn() -> f64,
     mut progress: impl FnMut(usize),
 ) -> Result<BenchmarkReport, String> {
@@ -53,7 +53,7 @@ pub async fn benchmark(
     let mut trainer = Trainer::new(&spec, 0, corpus, device)?;
     trainer.set_clock(now_ms);
     for _ in 0..WARMUP_STEPS {
-        step(&mut trainer, &mut helper).await;
+        step(&mut trainer, &mut helpers).await;
     }
     trainer.read_losses().await?;
     trainer.take_profile();
@@ -70,7 +70,7 @@ pub async fn benchmark(
     let mut replayed = 0;
     for done in 1..=steps {
         let handed = now_ms();
-        step(&mut trainer, &mut helper).await;
+        step(&mut trainer, &mut helpers).await;
         host_ms += now_ms() - handed;
         replayed += trainer.replayed_launches();
         if done % log_every == 0 || done == steps {
@@ -98,7 +98,7 @@ pub async fn benchmark(
         warmup_ms,
         dispatches_per_step,
         host_reads_per_step: (host_reads() - reads) as f64 / steps as f64,
-        workers: if helper.is_some() && trainer.splits() { 2 } else { 1 },
+        workers: if trainer.splits() { 1 + helpers.len().min(spec.train.batch_size - 1) } else { 1 },
         profile,
         host_ms_per_step: (dispatches_per_step > 0.0).then(|| host_ms / steps as f64),
         replayed_per_step: replayed as f64 / steps as f64,
@@ -129,7 +129,7 @@ mod tests {
             Device::flex(),
             "cpu",
             4,
-            None,
+            Vec::new(),
             clock,
             |done| seen.push(done),
         ))
@@ -161,7 +161,7 @@ mod tests {
         let spec = ExperimentSpec::from_preset("tiny").unwrap();
         let corpus = Arc::new(Corpus::from_text("test", &"to be or not to be, that is the question. ".repeat(40)).unwrap());
         let helper = InProcess::new(false);
-        let report = pollster::block_on(benchmark(&spec, corpus.clone(), Device::flex(), "cpu", 3, Some(&helper), clock, |_| {})).unwrap();
+        let report = pollster::block_on(benchmark(&spec, corpus.clone(), Device::flex(), "cpu", 3, vec![&helper], clock, |_| {})).unwrap();
         assert_eq!(report.workers, 2);
         // the in-process helper computes when its answer is awaited, so its time shows as
         // waiting; it reports no time of its own
@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(helper.asked.get(), WARMUP_STEPS + 3, "every step asked the helper");
 
         let failing = InProcess::new(true);
-        let report = pollster::block_on(benchmark(&spec, corpus, Device::flex(), "cpu", 3, Some(&failing), || 0.0, |_| {})).unwrap();
+        let report = pollster::block_on(benchmark(&spec, corpus, Device::flex(), "cpu", 3, vec![&failing], || 0.0, |_| {})).unwrap();
         assert_eq!((report.workers, failing.asked.get()), (1, 1), "asked once, then alone");
         assert_eq!(report.steps, 3);
     }
@@ -181,7 +181,7 @@ mod tests {
     fn refuses_a_senseless_step_count() {
         let spec = ExperimentSpec::from_preset("tiny").unwrap();
         let corpus = Arc::new(Corpus::from_text("test", &"abcdefgh ".repeat(100)).unwrap());
-        let err = pollster::block_on(benchmark(&spec, corpus, Device::flex(), "cpu", 0, None, || 0.0, |_| {})).unwrap_err();
+        let err = pollster::block_on(benchmark(&spec, corpus, Device::flex(), "cpu", 0, Vec::new(), || 0.0, |_| {})).unwrap_err();
         assert!(err.contains("1 to 10000"), "{err}");
     }
 }

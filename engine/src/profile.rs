@@ -9,8 +9,8 @@
 use serde::{Deserialize, Serialize};
 
 /// Milliseconds per step, averaged over [`StepProfile::steps`] steps. A step split with the
-/// tab's helper worker (`train::Trainer::split_step`) also has the exchange's parts; for the others
-/// they are 0.
+/// tab's helper workers (`train::Trainer::split_step_among`) also has the exchange's parts; for
+/// the others they are 0.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepProfile {
     pub steps: usize,
@@ -20,24 +20,25 @@ pub struct StepProfile {
     pub backward_ms: f64,
     /// Gradient clipping and the AdamW update.
     pub update_ms: f64,
-    /// Split steps: handing the helper its job (the rows, and the run's state when its copy
-    /// is missing) and this worker's gradients, and drawing the next step's batch and sending
-    /// that job ahead.
+    /// Split steps: handing the helpers their jobs (the rows, and the run's state where a copy
+    /// is missing) and the gradients (this worker's to one helper, the whole batch's to
+    /// several), and drawing the next step's batch and sending its jobs ahead.
     #[serde(default)]
     pub send_ms: f64,
-    /// Split steps: waiting for the helper's answer once this worker's half is done.
+    /// Split steps: waiting for the helpers' answers once this worker's share is done.
     #[serde(default)]
     pub wait_ms: f64,
     /// Split steps: the helper's own time, from receiving the work to sending its answer (as it
-    /// reports it; 0 where it does not).
+    /// reports it; 0 where it does not); with several helpers, the slowest's.
     #[serde(default)]
     pub helper_ms: f64,
     /// Split steps: from handing the work over to having the answer, the time the helper did
     /// not spend computing: the messages' copies and delivery, and the wait for its thread
-    /// (0 for a job sent ahead, with the step before: its sending is not timed by this step).
+    /// (0 for a job sent ahead, with the step before: its sending is not timed by this step;
+    /// and 0 with several helpers, whose waits overlap).
     #[serde(default)]
     pub messaging_ms: f64,
-    /// Split steps: adding the helper's gradients to this worker's.
+    /// Split steps: adding the helpers' gradients to this worker's.
     #[serde(default)]
     pub add_ms: f64,
 }

@@ -8,6 +8,14 @@ use crate::objectives::{self, ParamValue, Params};
 
 pub const SPEC_VERSION: u32 = 1;
 
+/// Workers (the training worker and its helpers, `train::data_parallel`) a CPU run in the tab
+/// uses when it does not say (`workers=0`): one per core up to this many. More would each get
+/// fewer rows (3 of baby GPT's 12 at four) while the run sends every helper the whole batch's
+/// gradients each step.
+pub const AUTO_WORKERS: usize = 4;
+/// The most workers a run may ask for (`workers=N`).
+pub const MAX_WORKERS: usize = 8;
+
 /// Where a run trains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -79,6 +87,11 @@ pub struct TrainConfig {
     /// a run does not split.
     #[serde(default)]
     pub helper_fails_at: usize,
+    /// How many workers share a CPU run's steps in the tab (`train::data_parallel`): 0 = one
+    /// per core, up to [`AUTO_WORKERS`]; 1 = the training worker alone; at most
+    /// [`MAX_WORKERS`]. The first CPU run of a page decides (helpers start once).
+    #[serde(default)]
+    pub workers: usize,
     /// On a GPU, replay each step (forward, backward and AdamW) from a graph captured after a
     /// few steps (`train::captured_step`), where the run's steps allow it. Off: every step is
     /// launched kernel by kernel (for comparing, and a way out should a driver misbehave).
@@ -130,7 +143,7 @@ pub const CORPORA: &[(&str, &str)] = &[("tiny-shakespeare", "tinyshakespeare.txt
 pub const OPTIONS: &[&str] = &[
     "preset", "objective", "device", "seed", "steps", "lr", "batch", "corpus", "arch", "layers", "heads", "width",
     "context", "eval_every", "sample_every", "log_every", "snapshot_every", "temperature", "nan_at",
-    "helper_fails_at", "grad_clip", "capture",
+    "helper_fails_at", "workers", "grad_clip", "capture",
 ];
 
 /// A named starting point.
@@ -167,6 +180,7 @@ pub fn presets() -> Vec<Preset> {
                 snapshot_every: 100,
                 nan_at: 0,
                 helper_fails_at: 0,
+                workers: 0,
                 capture: true,
             },
         },
@@ -193,6 +207,7 @@ pub fn presets() -> Vec<Preset> {
                 snapshot_every: 10,
                 nan_at: 0,
                 helper_fails_at: 0,
+                workers: 0,
                 capture: true,
             },
         },
@@ -250,6 +265,7 @@ impl ExperimentSpec {
             "snapshot_every" => self.train.snapshot_every = num(key, value)?,
             "nan_at" => self.train.nan_at = num(key, value)?,
             "helper_fails_at" => self.train.helper_fails_at = num(key, value)?,
+            "workers" => self.train.workers = num(key, value)?,
             "capture" => {
                 self.train.capture = match value {
                     "0" => false,
@@ -350,6 +366,9 @@ impl ExperimentSpec {
         }
         if !(t.grad_clip.is_finite() && t.grad_clip >= 0.0) {
             return Err(format!("grad_clip {} is out of range: a norm ≥ 0 (0 turns clipping off)", t.grad_clip));
+        }
+        if t.workers > MAX_WORKERS {
+            return Err(format!("workers {} is out of range: 0 (one per core, up to {AUTO_WORKERS}) to {MAX_WORKERS}", t.workers));
         }
         if t.log_every == 0 || t.eval_every == 0 || t.eval_batches == 0 || t.snapshot_every == 0 {
             return Err("log_every, eval_every, eval_batches and snapshot_every must be at least 1".into());
@@ -521,6 +540,18 @@ mod tests {
         assert_eq!(s.corpus, "tiny-shakespeare");
         assert_eq!(s.runs[0].objectives[0].id, "causal_lm");
         s.validate().unwrap();
+    }
+
+    #[test]
+    fn workers_is_an_option_of_zero_to_the_most() {
+        let mut s = ExperimentSpec::default_experiment();
+        assert_eq!(s.train.workers, 0, "one per core by default");
+        s.set("workers", "3").unwrap();
+        assert_eq!(s.train.workers, 3);
+        s.validate().unwrap();
+        s.set("workers", &(MAX_WORKERS + 1).to_string()).unwrap();
+        assert!(s.validate().unwrap_err().contains("workers"));
+        assert!(s.set("workers", "two").is_err());
     }
 
     #[test]

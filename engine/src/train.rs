@@ -73,12 +73,13 @@ pub struct Trainer {
     /// Whether a step's batch may be split by rows between two workers: no objective of the
     /// mix compares rows with each other or draws dropout noise (contrastive does both).
     splittable: bool,
-    /// This run's name with a helper worker (unique in the process), and whether the helper
-    /// holds a copy of the run in step with it (its model and AdamW state as of this step),
-    /// so that a split step need not send it (see [`data_parallel`]).
+    /// This run's name with its helper workers (unique in the process), and whether each
+    /// helper of the last split step holds a copy of the run in step with it (its model and
+    /// AdamW state as of this step), so that a split step need not send it (see
+    /// [`data_parallel`]).
     helper_key: u64,
-    helper_has_copy: bool,
-    /// The next step's job, already sent to the helper with this step's gradients (see
+    helper_has_copy: Vec<bool>,
+    /// The next step's jobs, already sent to the helpers with this step's gradients (see
     /// [`data_parallel`]'s "ahead"), and the random streams as they were before its batch was
     /// drawn: a step taken otherwise puts them back and draws the same batch.
     ahead: Option<data_parallel::Ahead>,
@@ -213,7 +214,7 @@ impl Trainer {
             last_prepared: vec![None; n_parts],
             splittable,
             helper_key: data_parallel::next_run_key(),
-            helper_has_copy: false,
+            helper_has_copy: Vec::new(),
             ahead: None,
             reading,
             clock: None,
@@ -574,8 +575,8 @@ impl Trainer {
         };
         self.pending.push((self.step, loss));
         self.step += 1;
-        // a helper's copy of this run missed this step
-        self.helper_has_copy = false;
+        // the helpers' copies of this run missed this step
+        self.helper_has_copy.clear();
         let t3 = self.now();
         self.profiled(StepProfile { steps: 1, forward_ms: t1 - t0, backward_ms: t2 - t1, update_ms: t3 - t2, ..Default::default() });
     }

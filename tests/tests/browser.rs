@@ -192,6 +192,41 @@ fn a_crashed_second_worker_costs_no_step() {
     let at = browser.step();
     wait_for_steps_and_falling_loss(&browser, at.max(30) + 20, Duration::from_secs(300));
     assert_eq!(browser.text("state").as_deref(), Some("training"));
+
+    // With two helpers (`workers=3`), both crash from step 30 on, one after the other (each
+    // is stopped alone, while the other still shares the steps); the run goes on alone.
+    let three = Browser::start(false);
+    open_and_start(&three, &server, "?preset=tiny&steps=5000&helper_fails_at=30&workers=3");
+    let device = three.wait_for("both helpers' crashes", Duration::from_secs(300), |b| b.text("device").filter(|d| d.contains("1 worker: ")));
+    assert!(device.contains("1 worker: the second worker") && device.contains("the third worker"), "device element: {device:?}");
+    let at = three.step();
+    wait_for_steps_and_falling_loss(&three, at.max(30) + 20, Duration::from_secs(300));
+    assert_eq!(three.text("error").unwrap_or_default(), "", "no error is shown");
+}
+
+/// `workers=3`: the training worker starts two helpers (also where the machine has fewer
+/// cores, as CI's two: the option is the user's), each computes a share of every step's rows,
+/// the run trains with a falling loss, and the benchmark splits its steps three ways. Then a
+/// page with `workers=1` trains alone and says nothing of workers.
+#[test]
+fn three_workers_share_each_step_when_asked() {
+    let server = StaticServer::start(dist_dir());
+    let browser = Browser::start(false);
+    open_and_start(&browser, &server, "?preset=tiny&steps=1000&workers=3");
+    let device = browser.wait_for("both helpers", Duration::from_secs(300), |b| b.text("device").filter(|d| d.contains("3 workers share each step")));
+    assert!(!device.contains("stopped"), "device element: {device:?}");
+    let at = browser.step();
+    wait_for_steps_and_falling_loss(&browser, at + 20, Duration::from_secs(300));
+    let report = run_benchmark(&browser, Duration::from_secs(300));
+    assert!(report.text.contains("(3 workers)"), "the benchmark splits its steps three ways: {report:?}");
+    assert!(report.text.contains("the slowest helper computed its share in"), "{report:?}");
+    assert_eq!(browser.text("error").unwrap_or_default(), "", "no error is shown");
+
+    let alone = Browser::start(false);
+    open_and_start(&alone, &server, "?preset=tiny&steps=1000&workers=1");
+    wait_for_steps_and_falling_loss(&alone, 20, Duration::from_secs(300));
+    let device = alone.text("device").unwrap();
+    assert!(!device.contains("workers share"), "one worker: {device:?}");
 }
 
 /// Trains `query` (a finite run) in a fresh page to its end and returns its device line and

@@ -1,14 +1,16 @@
-//! The second worker of a CPU run: half of each step's rows on another core.
+//! The helper workers of a CPU run: a share of each step's rows on each other core.
 //!
 //! Why: the tab's WebAssembly runs on one thread (threads need a cross-origin-isolated page and
 //! a standard library rebuilt with atomics), so a CPU run used one core of a machine that has
-//! several. The training worker starts a copy of itself, on its own compiled module
-//! ([`sharing_this_module`]), as its *helper*; for each step it sends the second half of the batch's
-//! rows, computes the first half meanwhile, and adds the two gradients
-//! (`objlab_engine::train::data_parallel`, where the split is shown to equal one batch). The
-//! helper keeps a copy of each run it serves (weights and AdamW moments) and takes the same
-//! step on it with the run's half of the gradients, so the run's state travels only when the
-//! copy is missing or out of step.
+//! several. The training worker starts copies of itself, on its own compiled module
+//! ([`sharing_this_module`]), as its *helpers*: one per core beside its own, up to
+//! `AUTO_WORKERS` workers in all, or as many as the run's `workers` option says. For each step
+//! it sends each helper a share of the batch's rows, computes its own share meanwhile, and adds
+//! the gradients (`objlab_engine::train::data_parallel`, where the split is shown to equal one
+//! batch). Each helper keeps a copy of each run it serves (weights and AdamW moments) and takes
+//! the same step on it with the run's gradients, so the run's state travels only when a copy
+//! is missing or out of step. The helpers do not know of each other: each has its own channel,
+//! jobs and watchdog here, by its index.
 //!
 //! Every message between the two workers is one transferred `ArrayBuffer`: a JSON header
 //! ([`Outgoing`], read back as [`Incoming`]) followed by one array of floats (the run's state,
@@ -24,7 +26,7 @@
 //! future, not a `Promise`.
 //!
 //! A helper that fails, crashes or stays silent for [`ANSWER_TIMEOUT_MS`] is stopped for good
-//! and its half computed here, so no step is lost; the device line says so.
+//! and its share computed here, so no step is lost; the device line says so.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -35,6 +37,7 @@ use std::task::{Context, Poll, Waker};
 use js_sys::Array;
 use objlab_engine::burn::tensor::Device;
 use objlab_engine::protocol::FromWorker;
+use objlab_engine::spec::{AUTO_WORKERS, MAX_WORKERS};
 use objlab_engine::train::data_parallel::{Answer, Helper, HelperLink, HelperReply, HelperUpdate, HelperWork};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsCast;
@@ -73,16 +76,15 @@ enum Incoming {
 /// A message as received: its header and its floats.
 type Message = (Incoming, Vec<f32>);
 
-/// Where the training worker stands with its helper.
+/// Where the training worker stands with one of its helpers.
 enum Link {
-    /// Not asked for yet.
+    /// Being started.
     Unstarted,
-    /// Loading its WebAssembly: steps run here alone until it says `Ready`.
+    /// Loading its WebAssembly: steps go on without it until it says `Ready`.
     Starting(Worker),
     Ready(Worker),
-    /// Not available here (one core): steps run here alone, nothing to report.
-    Unavailable,
-    /// Failed, to start or later: why (steps run here alone from then on; the device line says it).
+    /// Failed, to start or later: why (steps go on without it from then on; the device line
+    /// says it).
     Failed(String),
 }
 
@@ -113,8 +115,12 @@ struct Jobs {
 type Handler = Closure<dyn FnMut(JsValue)>;
 
 thread_local! {
-    static LINK: RefCell<Link> = const { RefCell::new(Link::Unstarted) };
-    static JOBS: RefCell<Jobs> = RefCell::new(Jobs::default());
+    /// Whether the helpers were started (once per training worker, by its first CPU run).
+    static STARTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Each helper's link, by its index (the order they were started in).
+    static LINKS: RefCell<Vec<Link>> = const { RefCell::new(Vec::new()) };
+    /// Each helper's jobs, by its index.
+    static JOBS: RefCell<Vec<Jobs>> = const { RefCell::new(Vec::new()) };
     /// In the helper: the engine's side, kept between jobs (its copies of the runs).
     static ENGINE: RefCell<Option<Helper>> = const { RefCell::new(None) };
     /// In the helper: messages not yet handled, handled one at a time in order (an update
@@ -122,9 +128,9 @@ thread_local! {
     static QUEUE: RefCell<(bool, VecDeque<Message>)> = const { RefCell::new((false, VecDeque::new())) };
     /// Handlers of the helper's events, kept alive while it lives.
     static HANDLERS: RefCell<Vec<Handler>> = const { RefCell::new(Vec::new()) };
-    /// The training worker's channel to its helper, once started (kept after a failure: the
-    /// stopped helper sends nothing more, and `LINK` says not to post).
-    static TO_HELPER: RefCell<Option<Port>> = const { RefCell::new(None) };
+    /// The training worker's channel to each helper, by its index, once started (kept after a
+    /// failure: the stopped helper sends nothing more, and `LINKS` says not to post).
+    static TO_HELPERS: RefCell<Vec<Option<Port>>> = const { RefCell::new(Vec::new()) };
     /// Every worker's channel on its own `self`: in a helper, its jobs come and its answers
     /// leave through it ([`listen`]).
     static TO_PARENT: RefCell<Option<Port>> = const { RefCell::new(None) };
@@ -133,10 +139,12 @@ thread_local! {
     static OWN_COPY: RefCell<Option<String>> = const { RefCell::new(None) };
     /// In the helper: whether it has been given a job ([`serving`]).
     static SERVING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// Fires when a job's answer is late (its timer is cleared when the answer comes).
-    static WATCHDOG: Handler = Closure::new(|_| {
-        if JOBS.with(|j| j.borrow().list.iter().any(|job| job.answer.is_none())) {
-            fail(&format!("the second worker did not answer within {} s", ANSWER_TIMEOUT_MS / 1000));
+    /// Fires, with the helper's index, when a job's answer is late (its timer is cleared when
+    /// the answer comes).
+    static WATCHDOG: Handler = Closure::new(|index: JsValue| {
+        let i = index.as_f64().map_or(0, |i| i as usize);
+        if JOBS.with(|j| j.borrow().get(i).is_some_and(|jobs| jobs.list.iter().any(|job| job.answer.is_none()))) {
+            fail(i, &format!("{} did not answer within {} s", name(i), ANSWER_TIMEOUT_MS / 1000));
         }
     });
 }
@@ -253,7 +261,7 @@ thread_local! {
 impl Port {
     /// Listens on `target` (a `Worker`, or this worker's `self`): `arrived` gets each binary
     /// message, `other` every other message event.
-    fn open(target: &JsValue, arrived: fn(Result<Message, String>), other: &JsValue) -> Result<Port, String> {
+    fn open(target: &JsValue, arrived: impl Fn(Result<Message, String>) + 'static, other: &JsValue) -> Result<Port, String> {
         let arrived = Closure::<dyn FnMut()>::new(move || arrived(INBOX.with(|inbox| received(&mut inbox.borrow_mut()))));
         let make = js_sys::Function::new_with_args("target, memory, take, arrived, other", PORT_JS);
         let args = TAKE.with(|take| Array::of5(target, &wasm_bindgen::memory(), take.as_ref(), arrived.as_ref(), other));
@@ -297,68 +305,87 @@ fn received(inbox: &mut Inbox) -> Result<Message, String> {
     Ok((header, floats))
 }
 
-/// Starts the helper if this machine has a core to spare and none was started (or refused)
-/// yet. Returns at once; the helper is used from its first `Ready`.
-pub fn start() {
-    if !LINK.with(|l| matches!(*l.borrow(), Link::Unstarted)) {
+/// A helper's name in messages (the training worker is the first worker).
+fn name(i: usize) -> String {
+    match i {
+        0 => "the second worker".into(),
+        1 => "the third worker".into(),
+        2 => "the fourth worker".into(),
+        _ => format!("worker {}", i + 2),
+    }
+}
+
+/// Starts the helpers, once: `wanted` workers in all with this one (0: one per core, up to
+/// [`AUTO_WORKERS`]; at most [`MAX_WORKERS`]). Returns at once; each helper is used from its
+/// first `Ready`.
+pub fn start(wanted: usize) {
+    if STARTED.with(|s| s.replace(true)) {
         return;
     }
-    let cores = with_scope(|s| s.navigator().hardware_concurrency());
-    if cores < 2.0 {
-        LINK.with(|l| *l.borrow_mut() = Link::Unavailable);
-        return;
+    let cores = with_scope(|s| s.navigator().hardware_concurrency()).max(1.0) as usize;
+    let workers = if wanted == 0 { cores.min(AUTO_WORKERS) } else { wanted.min(MAX_WORKERS) };
+    for i in 0..workers.saturating_sub(1) {
+        start_one(i);
     }
+}
+
+/// Starts helper `i` (the next index).
+fn start_one(i: usize) {
+    LINKS.with(|l| l.borrow_mut().push(Link::Unstarted));
+    JOBS.with(|j| j.borrow_mut().push(Jobs::default()));
+    TO_HELPERS.with(|p| p.borrow_mut().push(None));
     let url = with_scope(|s| s.location().href());
     let worker = match sharing_this_module(&url) {
         Ok(w) => w,
         Err(why) => {
             // the copy loads and compiles the module again, and tiers it up on its own
-            web_sys::console::warn_1(&format!("the second worker loads its own copy of the module: {why}").into());
+            web_sys::console::warn_1(&format!("{} loads its own copy of the module: {why}", name(i)).into());
             OWN_COPY.with(|c| *c.borrow_mut() = Some(why));
             match Worker::new(&url) {
                 Ok(w) => w,
-                Err(e) => return fail(&format!("the second worker could not start ({e:?})")),
+                Err(e) => return fail(i, &format!("{} could not start ({e:?})", name(i))),
             }
         }
     };
-    let on_message = Closure::<dyn FnMut(JsValue)>::new(|event: JsValue| {
+    let on_message = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
         // The helper's own start-up and crash reports are the page's messages (text); its
         // answers come through the port.
         let Some(text) = event.unchecked_into::<MessageEvent>().data().as_string() else { return };
         match FromWorker::from_json(&text) {
             Ok(FromWorker::Ready) => {
-                LINK.with(|l| {
-                    let mut l = l.borrow_mut();
-                    if let Link::Starting(w) = &*l {
-                        *l = Link::Ready(w.clone());
+                LINKS.with(|l| {
+                    if let Some(link) = l.borrow_mut().get_mut(i)
+                        && let Link::Starting(w) = link
+                    {
+                        *link = Link::Ready(w.clone());
                     }
                 });
                 crate::worker::device_changed();
             }
-            Ok(FromWorker::Error { message, .. }) => fail(&format!("the second worker failed: {message}")),
+            Ok(FromWorker::Error { message, .. }) => fail(i, &format!("{} failed: {message}", name(i))),
             _ => {}
         }
     });
-    let on_error = Closure::<dyn FnMut(JsValue)>::new(|event: JsValue| {
+    let on_error = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
         // Handled here: an error event left uncancelled is reported again in this worker's own
         // scope, and from there to the page as a crash of the training worker, which goes on.
         if let Some(event) = event.dyn_ref::<web_sys::Event>() {
             event.prevent_default();
         }
         let message = event.dyn_ref::<web_sys::ErrorEvent>().map(|e| e.message()).unwrap_or_default();
-        fail(&format!("the second worker stopped: {message}"));
+        fail(i, &format!("{} stopped: {message}", name(i)));
     });
-    let port = match Port::open(&worker, answered, on_message.as_ref()) {
+    let port = match Port::open(&worker, move |message| answered(i, message), on_message.as_ref()) {
         Ok(port) => port,
         Err(why) => {
             worker.terminate();
-            return fail(&why);
+            return fail(i, &why);
         }
     };
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     HANDLERS.with(|h| h.borrow_mut().extend([on_message, on_error]));
-    TO_HELPER.with(|p| *p.borrow_mut() = Some(port));
-    LINK.with(|l| *l.borrow_mut() = Link::Starting(worker));
+    TO_HELPERS.with(|p| p.borrow_mut()[i] = Some(port));
+    LINKS.with(|l| l.borrow_mut()[i] = Link::Starting(worker));
 }
 
 /// Starts the helper on this worker's own compiled `WebAssembly.Module`, given `loader`, the
@@ -409,16 +436,18 @@ try {
 }
 "#;
 
-/// The helper's binary message: the answer to the job in flight.
-fn answered(message: Result<Message, String>) {
+/// Helper `i`'s binary message: the answer to its job in flight. The helper says what went
+/// wrong without its name, which is said here.
+fn answered(i: usize, message: Result<Message, String>) {
+    let who = name(i);
     match message {
         Ok((Incoming::Reply(mut reply), grads)) => {
             reply.grads = grads;
-            answer(Ok(reply));
+            answer(i, Ok(reply));
         }
-        Ok((Incoming::Error(why), _)) => answer(Err(why)),
-        Ok(_) => answer(Err("the second worker answered with a job".into())),
-        Err(why) => answer(Err(format!("the second worker's answer: {why}"))),
+        Ok((Incoming::Error(why), _)) => answer(i, Err(format!("{who} {why}"))),
+        Ok(_) => answer(i, Err(format!("{who} answered with a job"))),
+        Err(why) => answer(i, Err(format!("{who}'s answer: {why}"))),
     }
 }
 
@@ -428,59 +457,70 @@ pub fn serving() -> bool {
     SERVING.with(|s| s.get())
 }
 
-/// Whether a step can be given half to the helper now.
-pub fn ready() -> bool {
-    LINK.with(|l| matches!(*l.borrow(), Link::Ready(_)))
+/// The helpers a step can share its rows with now, in their order.
+pub fn ready_links() -> Vec<HelperWorker> {
+    LINKS.with(|l| l.borrow().iter().enumerate().filter(|(_, link)| matches!(link, Link::Ready(_))).map(|(i, _)| HelperWorker(i)).collect())
 }
 
-/// What the device line says of the helper: two workers, or why only one.
+/// What the device line says of the helpers: how many workers share the steps, or why only
+/// one does, and why any stopped.
 pub fn status() -> Option<String> {
-    LINK.with(|l| match &*l.borrow() {
-        Link::Ready(_) => Some(match OWN_COPY.with(|c| c.borrow().clone()) {
-            None => "2 workers share each step".to_string(),
-            Some(why) => format!("2 workers share each step (the second on its own copy of the module: {why})"),
-        }),
-        Link::Failed(why) => Some(format!("1 worker: {why}")),
-        _ => None,
+    LINKS.with(|l| {
+        let links = l.borrow();
+        let ready = links.iter().filter(|link| matches!(link, Link::Ready(_))).count();
+        let failed: Vec<&str> = links.iter().filter_map(|link| if let Link::Failed(why) = link { Some(why.as_str()) } else { None }).collect();
+        let line = match (ready, failed.first()) {
+            (0, None) => return None,
+            (0, Some(_)) => return Some(format!("1 worker: {}", failed.join("; "))),
+            (n, None) => format!("{} workers share each step", n + 1),
+            (n, Some(_)) => format!("{} workers share each step; {}", n + 1, failed.join("; ")),
+        };
+        Some(match OWN_COPY.with(|c| c.borrow().clone()) {
+            None => line,
+            Some(why) if links.len() == 1 => format!("{line} (the second on its own copy of the module: {why})"),
+            Some(why) => format!("{line} (the helpers on their own copy of the module: {why})"),
+        })
     })
 }
 
-/// Stops the helper for good (the steps go on here alone) and ends the jobs in flight. The
+/// Stops helper `i` for good (the steps go on without it) and ends its jobs in flight. The
 /// first reason is kept: a crash is reported twice (the helper's panic message, then the
 /// `error` event of its uncaught trap), and the first says more.
-pub fn fail(why: &str) {
-    if LINK.with(|l| matches!(*l.borrow(), Link::Failed(_))) {
-        return answer_all(why);
-    }
-    let old = LINK.with(|l| std::mem::replace(&mut *l.borrow_mut(), Link::Failed(why.to_string())));
+pub fn fail(i: usize, why: &str) {
+    let old = LINKS.with(|l| match l.borrow_mut().get_mut(i) {
+        Some(link) if !matches!(link, Link::Failed(_)) => Some(std::mem::replace(link, Link::Failed(why.to_string()))),
+        _ => None,
+    });
+    let Some(old) = old else { return answer_all(i, why) };
     if let Link::Starting(w) | Link::Ready(w) = old {
         w.terminate();
     }
     web_sys::console::warn_1(&why.into());
-    answer_all(why);
+    answer_all(i, why);
     crate::worker::device_changed();
 }
 
-/// Ends every job still waiting for its answer with `why`.
-fn answer_all(why: &str) {
-    while JOBS.with(|j| j.borrow().list.iter().any(|job| job.answer.is_none())) {
-        answer(Err(why.to_string()));
+/// Ends every job of helper `i` still waiting for its answer with `why`.
+fn answer_all(i: usize, why: &str) {
+    while JOBS.with(|j| j.borrow().get(i).is_some_and(|jobs| jobs.list.iter().any(|job| job.answer.is_none()))) {
+        answer(i, Err(why.to_string()));
     }
 }
 
-/// Hands an answer to the oldest job still waiting for one, and wakes its step (nothing when
-/// no job waits: a late answer, or a second failure).
-fn answer(result: Result<HelperReply, String>) {
+/// Hands an answer to helper `i`'s oldest job still waiting for one, and wakes its step
+/// (nothing when no job waits: a late answer, or a second failure).
+fn answer(i: usize, result: Result<HelperReply, String>) {
     let (waker, timer) = JOBS.with(|j| {
         let mut j = j.borrow_mut();
-        let Some(i) = j.list.iter().position(|job| job.answer.is_none()) else {
+        let Some(j) = j.get_mut(i) else { return (None, None) };
+        let Some(at) = j.list.iter().position(|job| job.answer.is_none()) else {
             return (None, None);
         };
-        let (waker, timer) = (j.list[i].waker.take(), j.list[i].timer.take());
-        if j.list[i].dropped {
-            j.list.remove(i);
+        let (waker, timer) = (j.list[at].waker.take(), j.list[at].timer.take());
+        if j.list[at].dropped {
+            j.list.remove(at);
         } else {
-            j.list[i].answer = Some(result);
+            j.list[at].answer = Some(result);
         }
         (waker, timer)
     });
@@ -492,9 +532,10 @@ fn answer(result: Result<HelperReply, String>) {
     }
 }
 
-/// The answer to job `id`, once [`answer`] has it. Dropped before, it leaves the job to be
-/// answered and forgotten.
+/// The answer to helper `helper`'s job `id`, once [`answer`] has it. Dropped before, it
+/// leaves the job to be answered and forgotten.
 struct Answered {
+    helper: usize,
     id: u64,
 }
 
@@ -504,8 +545,11 @@ impl Future for Answered {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         JOBS.with(|j| {
             let mut j = j.borrow_mut();
+            let Some(j) = j.get_mut(self.helper) else {
+                return Poll::Ready(Err(format!("{}'s answer was lost", name(self.helper))));
+            };
             let Some(i) = j.list.iter().position(|job| job.id == self.id) else {
-                return Poll::Ready(Err("the second worker's answer was lost".into()));
+                return Poll::Ready(Err(format!("{}'s answer was lost", name(self.helper))));
             };
             match j.list[i].answer.take() {
                 Some(answer) => {
@@ -525,6 +569,7 @@ impl Drop for Answered {
     fn drop(&mut self) {
         JOBS.with(|j| {
             let mut j = j.borrow_mut();
+            let Some(j) = j.get_mut(self.helper) else { return };
             if let Some(i) = j.list.iter().position(|job| job.id == self.id) {
                 if j.list[i].answer.is_some() {
                     j.list.remove(i);
@@ -537,37 +582,40 @@ impl Drop for Answered {
     }
 }
 
-/// Posts to the helper when it is ready.
-fn post_to_helper(header: &Outgoing, floats: &[f32]) -> Result<(), String> {
-    if !ready() {
-        return Err("the second worker is not ready".into());
+/// Posts to helper `i` when it is ready.
+fn post_to_helper(i: usize, header: &Outgoing, floats: &[f32]) -> Result<(), String> {
+    if !LINKS.with(|l| matches!(l.borrow().get(i), Some(Link::Ready(_)))) {
+        return Err(format!("{} is not ready", name(i)));
     }
-    post_through(&TO_HELPER, header, floats)
+    TO_HELPERS.with(|p| match p.borrow().get(i) {
+        Some(Some(port)) => port.post(header, floats),
+        _ => Err("no channel is open".into()),
+    })
 }
 
-/// Posts through one of this worker's channels ([`TO_HELPER`], [`TO_PARENT`]), if it is open.
-fn post_through(port: &'static std::thread::LocalKey<RefCell<Option<Port>>>, header: &Outgoing, floats: &[f32]) -> Result<(), String> {
-    port.with(|p| match &*p.borrow() {
+/// Posts through this worker's channel to its parent ([`TO_PARENT`]), if it is open.
+fn post_to_parent(header: &Outgoing, floats: &[f32]) -> Result<(), String> {
+    TO_PARENT.with(|p| match &*p.borrow() {
         Some(port) => port.post(header, floats),
         None => Err("no channel is open".into()),
     })
 }
 
-/// The training worker's link to its helper, for `Trainer::split_step`.
-pub struct SecondWorker;
+/// The training worker's link to helper `.0`, for `Trainer::split_step_among`.
+pub struct HelperWorker(pub usize);
 
-impl HelperLink for SecondWorker {
+impl HelperLink for HelperWorker {
     fn ask(&self, work: &HelperWork) -> Answer {
-        Box::pin(ask(work))
+        Box::pin(ask(self.0, work))
     }
 
     fn update(&self, update: HelperUpdate) -> Result<(), String> {
-        post_to_helper(&Outgoing::Update(&update), &update.grads)
-            .map_err(|e| format!("the second worker could not be sent the gradients: {e}"))
+        post_to_helper(self.0, &Outgoing::Update(&update), &update.grads)
+            .map_err(|e| format!("{} could not be sent the gradients: {e}", name(self.0)))
     }
 
     fn stop(&self, why: &str) {
-        fail(why);
+        fail(self.0, why);
     }
 
     /// The helper handles its messages one at a time, in order, and answers each job.
@@ -576,38 +624,40 @@ impl HelperLink for SecondWorker {
     }
 }
 
-/// Sends `work` to the helper now; the future is its answer. (Called by
-/// `Trainer::split_step` before this worker's own half, so both halves run at once, and for
-/// the next step's job before this step's answer.) Any error stops the helper for good
-/// ([`fail`]) before it is returned.
-pub fn ask(work: &HelperWork) -> impl Future<Output = Result<HelperReply, String>> + use<> {
+/// Sends `work` to helper `i` now; the future is its answer. (Called by
+/// `Trainer::split_step_among` before this worker's own share, so that the shares run at once,
+/// and for the next step's job before this step's answer.) Any error stops the helper for
+/// good ([`fail`]) before it is returned.
+pub fn ask(i: usize, work: &HelperWork) -> impl Future<Output = Result<HelperReply, String>> + use<> {
     let id = JOBS.with(|j| {
         let mut j = j.borrow_mut();
+        let j = &mut j[i];
         let id = j.next;
         j.next += 1;
         j.list.push_back(Job { id, answer: None, waker: None, timer: None, dropped: false });
         id
     });
     // made before the future, so that the job is forgotten even if the future is dropped unpolled
-    let answered = Answered { id };
-    let sent = post_to_helper(&Outgoing::Work(work), &work.state)
-        .map_err(|e| format!("the second worker could not be sent the step: {e}"));
+    let answered = Answered { helper: i, id };
+    let sent = post_to_helper(i, &Outgoing::Work(work), &work.state).map_err(|e| format!("{} could not be sent the step: {e}", name(i)));
     match &sent {
         Ok(()) => {
             let timer = WATCHDOG.with(|dog| {
-                with_scope(|s| s.set_timeout_with_callback_and_timeout_and_arguments_0(dog.as_ref().unchecked_ref(), ANSWER_TIMEOUT_MS))
+                with_scope(|s| {
+                    s.set_timeout_with_callback_and_timeout_and_arguments_1(dog.as_ref().unchecked_ref(), ANSWER_TIMEOUT_MS, &JsValue::from(i as u32))
+                })
             });
             JOBS.with(|j| {
-                if let Some(job) = j.borrow_mut().list.iter_mut().find(|job| job.id == id) {
+                if let Some(job) = j.borrow_mut()[i].list.iter_mut().find(|job| job.id == id) {
                     job.timer = timer.ok();
                 }
             });
         }
-        Err(why) => fail(why),
+        Err(why) => fail(i, why),
     }
     async move {
         sent?;
-        answered.await.inspect_err(|why| fail(why))
+        answered.await.inspect_err(|why| fail(i, why))
     }
 }
 
@@ -625,7 +675,7 @@ pub fn listen(other: &JsValue) -> Result<(), String> {
 fn serve(message: Result<Message, String>) {
     let message = match message {
         Ok(message) => message,
-        Err(why) => return reply_error(&format!("the second worker got {why}")),
+        Err(why) => return reply_error(&format!("got {why}")),
     };
     let start = QUEUE.with(|q| {
         let mut q = q.borrow_mut();
@@ -643,8 +693,8 @@ fn serve(message: Result<Message, String>) {
 }
 
 fn reply(header: &Outgoing, floats: &[f32]) {
-    if let Err(e) = post_through(&TO_PARENT, header, floats) {
-        web_sys::console::warn_1(&format!("the second worker could not answer: {e}").into());
+    if let Err(e) = post_to_parent(header, floats) {
+        web_sys::console::warn_1(&format!("a helper worker could not answer: {e}").into());
     }
 }
 
@@ -661,14 +711,14 @@ async fn handle(header: Incoming, floats: Vec<f32>) {
             update.grads = floats;
             let updated = ENGINE.with(|h| h.borrow_mut().get_or_insert_with(|| Helper::new(Device::flex())).update(update));
             if let Err(e) = updated {
-                web_sys::console::warn_1(&format!("the second worker dropped a run's copy: {e}").into());
+                web_sys::console::warn_1(&format!("a helper worker dropped a run's copy: {e}").into());
             }
         }
         Incoming::Work(mut work) => {
             SERVING.with(|s| s.set(true));
             if work.crash {
                 // fault injection (TrainConfig::helper_fails_at): crash as a real bug would
-                panic!("fault injection: the second worker crashes on step {} (helper_fails_at)", work.step + 1);
+                panic!("fault injection: a helper worker crashes on step {} (helper_fails_at)", work.step + 1);
             }
             work.state = floats;
             let mut helper = ENGINE.with(|h| h.borrow_mut().take()).unwrap_or_else(|| Helper::new(Device::flex()));
@@ -681,9 +731,9 @@ async fn handle(header: Incoming, floats: Vec<f32>) {
                     let grads = std::mem::take(&mut r.grads);
                     reply(&Outgoing::Reply(&r), &grads);
                 }
-                Err(e) => reply_error(&format!("the second worker failed: {e}")),
+                Err(e) => reply_error(&format!("failed: {e}")),
             }
         }
-        Incoming::Reply(_) | Incoming::Error(_) => reply_error("the second worker was sent an answer"),
+        Incoming::Reply(_) | Incoming::Error(_) => reply_error("was sent an answer"),
     }
 }

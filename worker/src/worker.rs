@@ -577,8 +577,9 @@ async fn init_webgpu() -> Result<(Device, String), String> {
 }
 
 /// The device `choice` asks for (the CPU backend when WebGPU is missing), its name and kind.
-/// On the CPU the helper worker is started (once) to share the steps.
-async fn pick_device(choice: DeviceChoice) -> (Device, String, DeviceKind) {
+/// On the CPU the helper workers are started (once: `workers` in all, 0 for one per core) to
+/// share the steps.
+async fn pick_device(choice: DeviceChoice, workers: usize) -> (Device, String, DeviceKind) {
     let (device, kind, name, note) = match choice {
         DeviceChoice::Cpu => (Device::flex(), DeviceKind::Cpu, CPU_NAME.to_string(), Some("chosen in the settings".to_string())),
         DeviceChoice::Auto | DeviceChoice::Gpu => match webgpu().await {
@@ -588,7 +589,7 @@ async fn pick_device(choice: DeviceChoice) -> (Device, String, DeviceKind) {
     };
     if kind == DeviceKind::Cpu {
         SHARED.with(|s| s.borrow_mut().cpu = Some((name.clone(), note.clone())));
-        crate::helper::start();
+        crate::helper::start(workers);
         device_changed();
     } else {
         post(&FromWorker::Device { kind, name: name.clone(), note });
@@ -612,10 +613,10 @@ async fn benchmark(spec: ExperimentSpec, steps: usize) -> Result<(), String> {
     spec.validate()?;
     post(&FromWorker::BenchmarkProgress { done: 0, steps });
     let corpus = load_corpus(&spec.corpus).await?;
-    let (device, name, kind) = pick_device(spec.device).await;
-    let link = crate::helper::SecondWorker;
-    let helper: Option<&dyn HelperLink> = (kind == DeviceKind::Cpu && crate::helper::ready()).then_some(&link);
-    let report = objlab_engine::benchmark::benchmark(&spec, corpus, device, &name, steps, helper, precise_ms, |done| {
+    let (device, name, kind) = pick_device(spec.device, spec.train.workers).await;
+    let links = if kind == DeviceKind::Cpu { crate::helper::ready_links() } else { Vec::new() };
+    let helpers: Vec<&dyn HelperLink> = links.iter().map(|link| link as &dyn HelperLink).collect();
+    let report = objlab_engine::benchmark::benchmark(&spec, corpus, device, &name, steps, helpers, precise_ms, |done| {
         if done % 5 == 0 {
             post(&FromWorker::BenchmarkProgress { done, steps });
         }
@@ -630,7 +631,7 @@ async fn benchmark(spec: ExperimentSpec, steps: usize) -> Result<(), String> {
 async fn load_run(id: RunId, spec: ExperimentSpec, generation: u64) -> Result<(), String> {
     post_state(id, RunState::Loading);
     let corpus = load_corpus(&spec.corpus).await?;
-    let (device, _, kind) = pick_device(spec.device).await;
+    let (device, _, kind) = pick_device(spec.device, spec.train.workers).await;
     let trainer = Trainer::new(&spec, 0, corpus, device)?;
     if !is_current(generation) {
         return Ok(());
@@ -744,10 +745,11 @@ async fn drive(generation: u64) {
 async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Option<Slot>, (Slot, String)> {
     let fail = |e: String| (Slot::Diverged, e);
     let cpu = SHARED.with(|s| s.borrow().runs.iter().any(|r| r.id == id && r.cpu));
-    // Half of the rows on the helper's core where it is ready; a failed helper costs no step
-    // (its half was computed here) and is not asked again (the link's `stop`).
-    let helper = (cpu && crate::helper::ready()).then_some(&crate::helper::SecondWorker as &dyn HelperLink);
-    trainer.step_with(helper).await;
+    // A share of the rows on each helper's core where it is ready; a failed helper costs no
+    // step (its share was computed here) and is not asked again (the link's `stop`).
+    let links = if cpu { crate::helper::ready_links() } else { Vec::new() };
+    let helpers: Vec<&dyn HelperLink> = links.iter().map(|link| link as &dyn HelperLink).collect();
+    trainer.step_with(&helpers).await;
     let window = SHARED.with(|s| {
         let mut s = s.borrow_mut();
         s.scheduler.stepped(id);

@@ -34,23 +34,29 @@ fn report_text(r: &BenchmarkReport, first_step_ms: Option<f64>) -> String {
     )
 }
 
-/// Where a step's time went (CPU backend), in the order the parts run.
-fn profile_text(p: &StepProfile) -> String {
+/// Where a step's time went (CPU backend) with `workers` sharing it, in the order the parts run.
+fn profile_text(p: &StepProfile, workers: usize) -> String {
+    // one helper, or several (whose slowest the profile times)
+    let (helper, its, computed) = if workers > 2 {
+        ("the helpers", "their", "the slowest helper computed its share")
+    } else {
+        ("the helper", "its", "the helper computed its half")
+    };
     let mut parts = vec![format!("forward {:.1}", p.forward_ms), format!("backward {:.1}", p.backward_ms)];
     if p.helper_ms > 0.0 || p.wait_ms > 0.0 {
-        // a split step: this worker's half beside the helper's, then the exchange
+        // a split step: this worker's share beside the helpers', then the exchange
         parts.insert(0, format!("sending {:.1}", p.send_ms));
-        parts.push(format!("waiting for the helper {:.1}", p.wait_ms));
-        parts.push(format!("adding its gradients {:.1}", p.add_ms));
+        parts.push(format!("waiting for {helper} {:.1}", p.wait_ms));
+        parts.push(format!("adding {its} gradients {:.1}", p.add_ms));
     }
     parts.push(format!("update {:.1}", p.update_ms));
     let mut text = format!("per step: {} ms", parts.join(" · "));
     if p.helper_ms > 0.0 && p.messaging_ms > 0.0 {
-        text += &format!(" (meanwhile the helper computed its half in {:.1} ms; its messages took {:.1})", p.helper_ms, p.messaging_ms);
+        text += &format!(" (meanwhile {computed} in {:.1} ms; its messages took {:.1})", p.helper_ms, p.messaging_ms);
     } else if p.helper_ms > 0.0 {
         // each job went to the helper with the step before (engine: `HelperLink::sends_ahead`),
         // so its messages' time is not seen from here
-        text += &format!(" (meanwhile the helper computed its half in {:.1} ms; each job was sent with the step before)", p.helper_ms);
+        text += &format!(" (meanwhile {computed} in {:.1} ms; each job was sent with the step before)", p.helper_ms);
     }
     text
 }
@@ -92,7 +98,7 @@ pub fn BenchmarkPanel(lab: Lab) -> impl IntoView {
                     data-replayed=r.replayed_per_step.to_string()
                     data-profile=r.profile.as_ref().and_then(|p| serde_json::to_string(p).ok())>
                     {report_text(&r, lab.first_step_ms.get())}
-                    {r.profile.as_ref().map(|p| view! { <br/><span data-testid="benchmark-profile">{profile_text(p)}</span> })}
+                    {r.profile.as_ref().map(|p| view! { <br/><span data-testid="benchmark-profile">{profile_text(p, r.workers)}</span> })}
                 </span>
             })}
         </section>
@@ -133,12 +139,16 @@ mod tests {
     #[test]
     fn a_split_steps_profile_names_the_helpers_part() {
         let one = StepProfile { steps: 20, forward_ms: 40.0, backward_ms: 60.0, update_ms: 8.0, ..Default::default() };
-        assert_eq!(profile_text(&one), "per step: forward 40.0 · backward 60.0 · update 8.0 ms");
+        assert_eq!(profile_text(&one, 1), "per step: forward 40.0 · backward 60.0 · update 8.0 ms");
         let split = StepProfile { send_ms: 2.0, wait_ms: 15.0, helper_ms: 70.0, messaging_ms: 5.0, add_ms: 3.0, ..one };
-        let text = profile_text(&split);
+        let text = profile_text(&split, 2);
         assert!(text.starts_with("per step: sending 2.0 · forward 40.0 · backward 60.0 · waiting for the helper 15.0"), "{text}");
         assert!(text.ends_with("(meanwhile the helper computed its half in 70.0 ms; its messages took 5.0)"), "{text}");
         let ahead = StepProfile { messaging_ms: 0.0, ..split };
-        assert!(profile_text(&ahead).ends_with("(meanwhile the helper computed its half in 70.0 ms; each job was sent with the step before)"));
+        assert!(profile_text(&ahead, 2).ends_with("(meanwhile the helper computed its half in 70.0 ms; each job was sent with the step before)"));
+        // with more helpers, their slowest
+        let text = profile_text(&ahead, 4);
+        assert!(text.contains("waiting for the helpers 15.0 · adding their gradients 3.0"), "{text}");
+        assert!(text.ends_with("(meanwhile the slowest helper computed its share in 70.0 ms; each job was sent with the step before)"), "{text}");
     }
 }

@@ -1,4 +1,4 @@
-//! One step's batch split by rows between two workers: data parallelism without shared memory.
+//! One step's batch split by rows between workers: data parallelism without shared memory.
 //!
 //! Why: a tab's WebAssembly has no threads without a cross-origin-isolated page and a standard
 //! library rebuilt with atomics, but a Web Worker can start a second worker, and the two run on
@@ -14,6 +14,15 @@
 //! last [`COPIES`] runs it served, so the runs of a workspace can take turns with it; a run
 //! whose copy was dropped is told so ([`HelperReply::stale`]), computes that step's second
 //! half itself and sends its state with the next.
+//!
+//! **More helpers** ([`Trainer::split_step_among`]), for machines with more cores: the rows are
+//! split into one share per worker, and each helper keeps its copy as above. A sum of three
+//! or more gradients depends on the order it is added in, so with two helpers or more the run
+//! adds every share in the helpers' order and sends each helper the **sum**
+//! ([`HelperUpdate::total`]), which its copy steps with in place of its own; the copies stay
+//! equal to the bit (`more_helpers_train_as_one_batch_and_keep_their_copies`). The helpers
+//! then wait for the slowest share and the run's sum (one message) before their update; with
+//! one helper there is no such wait.
 //!
 //! **Ahead**: a helper that does not wait for the run. Once this worker has sent its half of
 //! step t's gradients, it draws step t+1's batch and sends the helper that job too, before it
@@ -126,8 +135,9 @@ pub struct HelperReply {
     pub stale: bool,
 }
 
-/// The run's half of a step, for the helper's copy: added to the helper's own half and
-/// stepped with at `lr`.
+/// The run's part of a step, for the helper's copy: added to the helper's own part and
+/// stepped with at `lr`; or, with `total`, the whole batch's gradients, stepped with as they
+/// are.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HelperUpdate {
     pub run: u64,
@@ -137,6 +147,12 @@ pub struct HelperUpdate {
     /// grads: as in [`HelperReply::grads`] (sent beside the JSON as a binary array).
     #[serde(skip)]
     pub grads: Vec<f32>,
+    /// `grads` are the sum of every worker's part, which the copy takes in place of its own:
+    /// with two helpers or more, only the run has every part, and a sum of three or more
+    /// parts depends on the order it is added in (IEEE addition is not associative), so the
+    /// helpers take the run's sum rather than make their own.
+    #[serde(default)]
+    pub total: bool,
 }
 
 /// The helper's answer to come. `Send`, as a run keeps the answer to the job it sent ahead
@@ -165,16 +181,17 @@ pub trait HelperLink {
     }
 }
 
-/// A job sent to the helper for the run's next step ([`Trainer`]'s `ahead`).
+/// The jobs sent to the helpers for the run's next step ([`Trainer`]'s `ahead`).
 pub(crate) struct Ahead {
-    /// The step it is for.
+    /// The step they are for.
     step: usize,
-    /// This worker's rows and the helper's (kept to compute them here if the helper fails).
+    /// This worker's rows and each helper's (kept to compute them here if a helper fails).
     own: Vec<HalfPart>,
-    theirs: Vec<HalfPart>,
+    theirs: Vec<Vec<HalfPart>>,
     /// The whole batch per part of the mix, for [`Trainer::examples`] once the step is taken.
     prepared: Vec<Option<Prepared>>,
-    answer: Answer,
+    /// Each helper's answer, in the order of the helpers.
+    answers: Vec<Answer>,
     /// The data and corruption streams before the batch was drawn.
     rngs: (Rng, Rng),
 }
@@ -273,14 +290,18 @@ impl Helper {
         Ok(reply)
     }
 
-    /// Adds the run's half of the step to this copy's and takes the run's AdamW step. Any
-    /// mismatch drops the copy (the run's next job is then answered `stale`).
+    /// Adds the run's part of the step to this copy's (or, with [`HelperUpdate::total`], takes
+    /// the run's sum instead) and takes the run's AdamW step. Any mismatch drops the copy (the
+    /// run's next job is then answered `stale`).
     pub fn update(&mut self, update: HelperUpdate) -> Result<(), String> {
         let i = self.copies.iter().position(|c| c.run == update.run).ok_or("no copy of this run")?;
         let mut copy = self.copies.remove(i);
-        let mut own = copy.pending.take().ok_or("no half of this step to add to")?;
+        let mut own = copy.pending.take().ok_or("no part of this step to add to")?;
         if copy.step != update.step {
             return Err(format!("the copy is at step {}, the update for step {}", copy.step, update.step));
+        }
+        if update.total {
+            own = GradientsParams::new();
         }
         let sum = add_gradients(&copy.model, &mut own, update.grads, &update.present, &self.device)?;
         copy.model = copy.optim.step(update.lr, copy.model, sum);
@@ -372,70 +393,87 @@ fn load_params(model: Transformer, flat: &[f32], device: &Device) -> Result<(Tra
 }
 
 impl Trainer {
-    /// Whether this run's steps can be split between two workers (see the module's doc).
+    /// Whether this run's steps can be split between workers (see the module's doc).
     pub fn splits(&self) -> bool {
         self.splittable && self.train.batch_size >= 2
     }
 
-    /// One step, half of its rows on `helper` where one is given and this run splits, else
-    /// alone: the one choice the tab's worker and the benchmark both make. A helper that
-    /// fails costs no step (its half, or the whole step, is computed here); the reason is
-    /// given to [`HelperLink::stop`] and returned.
-    pub async fn step_with(&mut self, helper: Option<&dyn HelperLink>) -> Option<String> {
-        match helper {
-            Some(helper) if self.splits() => {
-                let failure = match self.split_step(helper).await {
-                    Ok(failure) => failure,
-                    Err(why) => {
-                        self.step();
-                        Some(format!("the split step failed: {why}"))
-                    }
-                };
-                if let Some(why) = &failure {
-                    helper.stop(why);
+    /// One step, its rows shared with `helpers` where there are any and this run splits,
+    /// else alone: the one choice the tab's worker and the benchmark both make. A helper that
+    /// fails costs no step (its rows, or the whole step, are computed here); the reason is
+    /// given to that helper's [`HelperLink::stop`] (to every helper's, when the split step
+    /// itself failed) and the first reason is returned.
+    pub async fn step_with(&mut self, helpers: &[&dyn HelperLink]) -> Option<String> {
+        if helpers.is_empty() || !self.splits() {
+            self.step();
+            return None;
+        }
+        match self.split_step_among(helpers).await {
+            Ok(failures) => {
+                for (i, why) in &failures {
+                    helpers[*i].stop(why);
                 }
-                failure
+                failures.into_iter().next().map(|(_, why)| why)
             }
-            _ => {
+            Err(why) => {
                 self.step();
-                None
+                let why = format!("the split step failed: {why}");
+                for helper in helpers {
+                    helper.stop(&why);
+                }
+                Some(why)
             }
         }
     }
 
-    /// One optimiser step with the second half of the batch's rows computed by `helper`, while
-    /// this worker computes the first half. The helper is asked once, before this worker's own
-    /// half, and sent this half's gradients once they are computed. If it fails, this worker
-    /// computes that half itself, so the step is never lost; the error is returned beside, for
-    /// the caller to stop asking. Like [`Trainer::step`], nothing of the run is read back but
-    /// the gradients (and, when the helper has no copy of the run, its state).
+    /// [`Trainer::split_step_among`] with one helper: half of the rows each; why the helper
+    /// failed, if it did.
     pub async fn split_step(&mut self, helper: &dyn HelperLink) -> Result<Option<String>, String> {
+        Ok(self.split_step_among(&[helper]).await?.into_iter().next().map(|(_, why)| why))
+    }
+
+    /// One optimiser step with the batch's rows split into one share for this worker and one
+    /// for each of `helpers` (at most one helper per row after the first), while this worker
+    /// computes its own share. Each helper is asked once, before this worker's own share; with
+    /// one helper it is sent this worker's gradients as soon as they are computed, with more
+    /// the whole batch's once every share is in. A helper that fails has its share computed
+    /// here, so the step is never lost; the failures are returned beside (the helper's index
+    /// and why), for the caller to stop asking. Like [`Trainer::step`], nothing of the run is
+    /// read back but the gradients (and, when a helper has no copy of the run, its state).
+    pub async fn split_step_among(&mut self, helpers: &[&dyn HelperLink]) -> Result<Vec<(usize, String)>, String> {
         assert!(self.splits(), "split_step on a run that does not split");
+        assert!(!helpers.is_empty(), "a split step needs a helper");
+        let helpers = &helpers[..helpers.len().min(self.train.batch_size - 1)];
         let t0 = self.now();
-        if self.ahead.as_ref().is_some_and(|ahead| ahead.step != self.step) {
+        if self.ahead.as_ref().is_some_and(|ahead| ahead.step != self.step || ahead.answers.len() != helpers.len()) {
             self.forget_ahead();
+        }
+        if self.helper_has_copy.len() != helpers.len() {
+            // other helpers than the last split step's (one failed, or one more started): each
+            // is sent the run's state once
+            self.helper_has_copy = vec![false; helpers.len()];
         }
         let (own, theirs, asked) = match self.ahead.take() {
             Some(ahead) => {
                 self.last_prepared = ahead.prepared;
-                (ahead.own, ahead.theirs, Some(ahead.answer))
+                (ahead.own, ahead.theirs, Some(ahead.answers))
             }
             None => {
-                let (own, theirs, prepared) = self.split_batch();
+                let (own, theirs, prepared) = self.split_batch(helpers.len());
                 self.last_prepared = prepared;
                 (own, theirs, None)
             }
         };
         // A split step is the CPU's (a graph replays one device's whole batch): no capture.
         if !matches!(self.capture, super::captured_step::Capture::Off(_)) {
-            self.capture_off("its steps are split between two workers".into());
+            self.capture_off("its steps are split between workers".into());
         }
         let model = self.model.take().expect("model is present between steps");
         // Every failure below leaves the run as it was before the step, its model included;
-        // the helper's copy is then not counted on.
+        // the helpers' copies are then not counted on.
         let prepared_ms = self.now() - t0;
-        let has_copy = std::mem::replace(&mut self.helper_has_copy, false);
-        let (grads, loss, failure, copy_stepped, mut profile) = match self.split_gradients(&model, &own, theirs, asked, has_copy, helper).await {
+        let has_copy = std::mem::take(&mut self.helper_has_copy);
+        let (grads, loss, failures, copy_stepped, mut profile) = match self.split_gradients(&model, &own, theirs, asked, has_copy, helpers).await {
             Ok(done) => done,
             Err(e) => {
                 self.model = Some(model);
@@ -451,23 +489,30 @@ impl Trainer {
         profile.forward_ms += prepared_ms;
         profile.update_ms = self.now() - t1;
         self.profiled(profile);
-        Ok(failure)
+        Ok(failures)
     }
 
     /// This step's batch, drawn from the run's streams and prepared by each objective of the
-    /// mix, split by rows: this worker's parts, the helper's, and the whole batch per part.
-    fn split_batch(&mut self) -> (Vec<HalfPart>, Vec<HalfPart>, Vec<Option<Prepared>>) {
+    /// mix, split by rows into `helpers` + 1 shares as even as rows allow (the larger first):
+    /// this worker's parts, each helper's, and the whole batch per part.
+    fn split_batch(&mut self, helpers: usize) -> (Vec<HalfPart>, Vec<Vec<HalfPart>>, Vec<Option<Prepared>>) {
         let clean = self.corpus.sample(Split::Train, self.train.batch_size, self.model_config.block_size, &mut self.data_rng);
         let mut rng = self.corrupt_rng.clone();
-        let (mut own, mut theirs, mut whole) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut own, mut theirs, mut whole) = (Vec::new(), vec![Vec::new(); helpers], Vec::new());
         for i in 0..self.mix.len() {
             let (objective, weight) = (self.mix[i].objective, self.mix[i].weight);
             let prepared = objective.prepare(&clean, &self.context(&self.mix[i].params), &mut rng);
             let count = prepared.n_targets();
-            let first = prepared.batch.div_ceil(2);
             let part = |p: Prepared| HalfPart { objective: objective.info().id.to_string(), weight, prepared: p, count };
-            own.push(part(prepared.rows(0, first)));
-            theirs.push(part(prepared.rows(first, prepared.batch - first)));
+            let mut start = 0;
+            for (share, rows) in shares(prepared.batch, helpers + 1).into_iter().enumerate() {
+                let rows_part = part(prepared.rows(start, rows));
+                start += rows;
+                match share {
+                    0 => own.push(rows_part),
+                    helper => theirs[helper - 1].push(rows_part),
+                }
+            }
             whole.push(Some(prepared));
         }
         self.corrupt_rng = rng;
@@ -488,48 +533,72 @@ impl Trainer {
         }
     }
 
-    /// Drops the job sent ahead, if any (its answer is not waited for), and puts the random
-    /// streams back as they were before its batch was drawn, so that the next step, taken
-    /// otherwise, draws the same batch.
+    /// Sends the next step's jobs to `helpers` now (see the module's "Ahead"), keeping what the
+    /// step needs to use them, or to draw the same batch without them.
+    fn send_ahead(&mut self, helpers: &[&dyn HelperLink]) {
+        let rngs = (self.data_rng.clone(), self.corrupt_rng.clone());
+        let (own, theirs, prepared) = self.split_batch(helpers.len());
+        let (mut answers, mut kept) = (Vec::new(), Vec::new());
+        for (helper, parts) in helpers.iter().zip(theirs) {
+            // each helper's copy takes this step first (its messages are handled in order)
+            let work = self.job(self.step + 1, parts, None, Vec::new());
+            answers.push(helper.ask(&work));
+            kept.push(work.parts);
+        }
+        self.ahead = Some(Ahead { step: self.step + 1, own, theirs: kept, prepared, answers, rngs });
+    }
+
+    /// Drops the jobs sent ahead, if any (their answers are not waited for), and puts the
+    /// random streams back as they were before their batch was drawn, so that the next step,
+    /// taken otherwise, draws the same batch.
     pub(crate) fn forget_ahead(&mut self) {
         if let Some(ahead) = self.ahead.take() {
             (self.data_rng, self.corrupt_rng) = ahead.rngs;
         }
     }
 
-    /// The batch's gradients (this worker's rows plus the helper's), its loss, why the
-    /// helper failed if it did, whether the helper's copy takes this step too, and the times
-    /// of the parts. `asked` is the helper's answer where the job was sent ahead, else the job
-    /// is sent now.
+    /// The batch's gradients (this worker's rows plus each helper's, added in the helpers'
+    /// order), its loss, why each failed helper failed, whether each helper's copy takes this
+    /// step too, and the times of the parts. `asked` are the helpers' answers where the jobs
+    /// were sent ahead, else the jobs are sent now.
     async fn split_gradients(
         &mut self,
         model: &Transformer,
         own: &[HalfPart],
-        theirs: Vec<HalfPart>,
-        asked: Option<Answer>,
-        has_copy: bool,
-        helper: &dyn HelperLink,
-    ) -> Result<(GradientsParams, Tensor<1>, Option<String>, bool, StepProfile), String> {
+        theirs: Vec<Vec<HalfPart>>,
+        asked: Option<Vec<Answer>>,
+        has_copy: Vec<bool>,
+        helpers: &[&dyn HelperLink],
+    ) -> Result<(GradientsParams, Tensor<1>, Vec<(usize, String)>, Vec<bool>, StepProfile), String> {
         let t0 = self.now();
         let sent_ahead = asked.is_some();
-        let (answer, theirs) = match asked {
-            Some(answer) => (answer, theirs),
+        let single = helpers.len() == 1;
+        let (answers, theirs) = match asked {
+            Some(answers) => (answers, theirs),
             None => {
-                let (copy, state) = if has_copy {
-                    (None, Vec::new())
+                let state = if has_copy.iter().all(|&has| has) {
+                    None
                 } else {
-                    // the run's state for the helper's copy: weights, then AdamW's moments
+                    // the run's state for the helpers' copies: weights, then AdamW's moments
                     let (time, moments, tensors) = self.optim.moments_in_order(model);
                     let state = read_flat(float_params(model).into_iter().chain(tensors).collect()).await?;
-                    (Some(CopyHeader { optim: self.optim.config().clone(), time, moments }), state)
+                    Some((CopyHeader { optim: self.optim.config().clone(), time, moments }, state))
                 };
-                let work = self.job(self.step, theirs, copy, state);
-                (helper.ask(&work), work.parts)
+                let (mut answers, mut kept) = (Vec::new(), Vec::new());
+                for ((helper, parts), has) in helpers.iter().zip(theirs).zip(&has_copy) {
+                    let work = match (&state, has) {
+                        (Some((header, state)), false) => self.job(self.step, parts, Some(header.clone()), state.clone()),
+                        _ => self.job(self.step, parts, None, Vec::new()),
+                    };
+                    answers.push(helper.ask(&work));
+                    kept.push(work.parts);
+                }
+                (answers, kept)
             }
         };
         let t1 = self.now();
 
-        // This worker's half, at the same time.
+        // This worker's share, at the same time.
         let mut no_dropout = Rng::seeded(0);
         let autodiff = self.autodiff.clone();
         let mut loss = parts_loss(model, own, &autodiff, |p| self.model_input(p, true, &mut no_dropout))?;
@@ -540,53 +609,85 @@ impl Trainer {
         let t2 = self.now();
         let mut grads = GradientsParams::from_grads(loss.backward(), model);
         let t3 = self.now();
-        // ... sent to the helper's copy while its half is still computing
-        let (present, found) = gradients_in_order(model, &grads);
-        let mine = read_flat(found).await?;
-        let update = HelperUpdate { run: self.helper_key, step: self.step, lr: self.learning_rate(), present, grads: mine };
-        let sent = helper.update(update).is_ok();
-        // ... and the next step's job behind it, so that the helper goes on to it at once
-        if sent && helper.sends_ahead() && self.step + 1 < self.train.steps {
-            let rngs = (self.data_rng.clone(), self.corrupt_rng.clone());
-            let (own, theirs, prepared) = self.split_batch();
-            // the helper's copy takes this step first (its messages are handled in order)
-            let work = self.job(self.step + 1, theirs, None, Vec::new());
-            let answer = helper.ask(&work);
-            self.ahead = Some(Ahead { step: self.step + 1, own, theirs: work.parts, prepared, answer, rngs });
+        let mut sent = vec![false; helpers.len()];
+        if single {
+            // ... sent to the one helper's copy while its share is still computing
+            let (present, found) = gradients_in_order(model, &grads);
+            let mine = read_flat(found).await?;
+            let update = HelperUpdate { run: self.helper_key, step: self.step, lr: self.learning_rate(), present, grads: mine, total: false };
+            sent[0] = helpers[0].update(update).is_ok();
+            // ... and the next step's job behind it, so that the helper goes on to it at once
+            if sent[0] && helpers[0].sends_ahead() && self.step + 1 < self.train.steps {
+                self.send_ahead(helpers);
+            }
         }
         let t4 = self.now();
 
-        let (reply, failure, copy_stepped) = match answer.await {
-            Ok(reply) if !reply.stale => (reply, None, sent),
-            Ok(_) => (self.local_half(model, &theirs).await?, None, false),
-            Err(why) => (self.local_half(model, &theirs).await?, Some(why), false),
-        };
+        let (mut replies, mut failures, mut fresh) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, (answer, parts)) in answers.into_iter().zip(&theirs).enumerate() {
+            // fresh: computed on a copy in step with the run, which can take this step too
+            let (reply, in_step) = match answer.await {
+                Ok(reply) if !reply.stale => (reply, true),
+                Ok(_) => (self.local_half(model, parts).await?, false),
+                Err(why) => {
+                    failures.push((i, why));
+                    (self.local_half(model, parts).await?, false)
+                }
+            };
+            fresh.push(in_step);
+            replies.push(reply);
+        }
         let t5 = self.now();
-        let grads = add_gradients(model, &mut grads, reply.grads, &reply.present, &self.device)?;
-        let theirs = Tensor::<1>::from_data(TensorData::new(vec![reply.loss], [1]), &autodiff);
+        let (mut theirs_loss, mut busy_ms) = (0.0f32, 0.0f64);
+        for reply in replies {
+            busy_ms = busy_ms.max(reply.busy_ms);
+            theirs_loss += reply.loss;
+            grads = add_gradients(model, &mut grads, reply.grads, &reply.present, &self.device)?;
+        }
         let t6 = self.now();
+        if !single {
+            // every helper in step gets the whole batch's gradients, as this worker added them
+            let (present, found) = gradients_in_order(model, &grads);
+            let total = read_flat(found).await?;
+            for (i, helper) in helpers.iter().enumerate().filter(|(i, _)| fresh[*i]) {
+                let update = HelperUpdate { run: self.helper_key, step: self.step, lr: self.learning_rate(), present: present.clone(), grads: total.clone(), total: true };
+                sent[i] = helper.update(update).is_ok();
+            }
+            if sent.iter().all(|&s| s) && helpers.iter().all(|h| h.sends_ahead()) && self.step + 1 < self.train.steps {
+                self.send_ahead(helpers);
+            }
+        }
+        let copy_stepped: Vec<bool> = fresh.iter().zip(&sent).map(|(&f, &s)| f && s).collect();
+        let theirs_loss = Tensor::<1>::from_data(TensorData::new(vec![theirs_loss], [1]), &autodiff);
+        let t7 = self.now();
         let profile = StepProfile {
             steps: 1,
             forward_ms: t2 - t1,
             backward_ms: t3 - t2,
-            send_ms: (t1 - t0) + (t4 - t3),
+            send_ms: (t1 - t0) + (t4 - t3) + (t7 - t6),
             wait_ms: t5 - t4,
-            helper_ms: reply.busy_ms,
-            // (not known for a job sent ahead: it was sent during the step before)
-            messaging_ms: if reply.busy_ms > 0.0 && !sent_ahead { (t5 - t1 - (t4 - t3) - reply.busy_ms).max(0.0) } else { 0.0 },
+            helper_ms: busy_ms,
+            // (not known for a job sent ahead: it was sent during the step before; nor for
+            // several helpers, whose waits overlap)
+            messaging_ms: if single && busy_ms > 0.0 && !sent_ahead { (t5 - t1 - (t4 - t3) - busy_ms).max(0.0) } else { 0.0 },
             add_ms: t6 - t5,
             ..Default::default()
         };
-        Ok((grads, loss.detach() + theirs, failure, copy_stepped, profile))
+        Ok((grads, loss.detach() + theirs_loss, failures, copy_stepped, profile))
     }
 
-    /// The helper's half computed here, with the run's model, as the helper would answer it.
+    /// A helper's share computed here, with the run's model, as the helper would answer it.
     async fn local_half(&mut self, model: &Transformer, parts: &[HalfPart]) -> Result<HelperReply, String> {
         let mut no_dropout = Rng::seeded(0);
         let autodiff = self.autodiff.clone();
         let loss = parts_loss(model, parts, &autodiff, |p| self.model_input(p, true, &mut no_dropout))?;
         Ok(answer_with(model, loss).await?.0)
     }
+}
+
+/// `rows` split into `n` shares as even as they go, the larger first (5 rows in 2: 3 and 2).
+fn shares(rows: usize, n: usize) -> Vec<usize> {
+    (0..n).map(|i| rows / n + usize::from(i < rows % n)).collect()
 }
 
 /// `own` gradients plus the other worker's (`grads` of the parameters marked in `present`, flat
@@ -871,12 +972,12 @@ mod tests {
         let spec = spec("causal_lm");
         let mut t = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
         let (wrong, failing, working) = (Told(WrongSized, Default::default()), Told(InProcess::new(true), Default::default()), Told(InProcess::new(false), Default::default()));
-        let why = pollster::block_on(t.step_with(Some(&wrong))).expect("the step's own error");
+        let why = pollster::block_on(t.step_with(&[&wrong])).expect("the step's own error");
         assert!(why.starts_with("the split step failed: "), "{why}");
         assert_eq!(*wrong.1.borrow(), [why]);
-        assert_eq!(pollster::block_on(t.step_with(Some(&failing))).as_deref(), Some("the helper stopped"));
+        assert_eq!(pollster::block_on(t.step_with(&[&failing])).as_deref(), Some("the helper stopped"));
         assert_eq!(*failing.1.borrow(), ["the helper stopped"]);
-        assert_eq!(pollster::block_on(t.step_with(Some(&working))), None);
+        assert_eq!(pollster::block_on(t.step_with(&[&working])), None);
         assert!(working.1.borrow().is_empty());
         assert_eq!(t.step_count(), 3, "no step lost");
     }
@@ -939,6 +1040,69 @@ mod tests {
                 self.inner.update(update)
             }
         }
+    }
+
+    /// Two and three helpers (shares of 2, 2, 1 and 2, 1, 1, 1 rows of a 5-row batch) train as
+    /// one batch, and every helper's copy stays equal to the run to the bit; with jobs sent
+    /// ahead too. More helpers than rows after the first are not asked.
+    #[test]
+    fn more_helpers_train_as_one_batch_and_keep_their_copies() {
+        for (n, ahead) in [(2, false), (3, false), (2, true)] {
+            let spec = spec("causal_lm=0.5,masked_lm=0.5");
+            let mut one = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
+            let mut many = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
+            let helpers: Vec<InProcess> = (0..n).map(|_| if ahead { InProcess::ahead() } else { InProcess::new(false) }).collect();
+            let links: Vec<&dyn HelperLink> = helpers.iter().map(|h| h as &dyn HelperLink).collect();
+            // a step alone first, so that AdamW has moments to send
+            one.step();
+            many.step();
+            for _ in 0..4 {
+                one.step();
+                assert_eq!(pollster::block_on(many.split_step_among(&links)).unwrap(), []);
+                for (i, helper) in helpers.iter().enumerate() {
+                    assert_eq!(helper.helper.borrow().weights(many.helper_key).as_ref(), Some(&weights(&many)), "{n} helpers: helper {i}'s copy");
+                }
+            }
+            let asked: Vec<usize> = helpers.iter().map(|h| h.asked.get()).collect();
+            assert_eq!(asked, vec![if ahead { 5 } else { 4 }; n], "one job per step each (and one ahead)");
+            let (a, b) = (pollster::block_on(one.read_losses()).unwrap(), pollster::block_on(many.read_losses()).unwrap());
+            for ((_, x), (_, y)) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-5 * x.abs().max(1.0), "{n} helpers: losses {a:?} and {b:?}");
+            }
+            let worst = weights(&one).iter().zip(&weights(&many)).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+            assert!(worst < 1e-4, "{n} helpers: weights differ by {worst}");
+        }
+        assert_eq!(shares(5, 3), [2, 2, 1]);
+        assert_eq!(shares(12, 4), [3, 3, 3, 3]);
+        // a 2-row batch has one row to give: the second helper is not asked
+        let mut spec = spec("causal_lm");
+        spec.train.batch_size = 2;
+        let mut t = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
+        let helpers = [InProcess::new(false), InProcess::new(false)];
+        assert_eq!(pollster::block_on(t.split_step_among(&[&helpers[0], &helpers[1]])).unwrap(), []);
+        assert_eq!((helpers[0].asked.get(), helpers[1].asked.get()), (1, 0));
+    }
+
+    /// One helper of two failing costs no step: its share is computed here, the failure is
+    /// reported with its index (and `step_with` stops that helper alone), the other helper's
+    /// copy takes the step, and the next split step sends the run's state to both again.
+    #[test]
+    fn one_failed_helper_of_two_loses_no_step() {
+        let spec = spec("causal_lm");
+        let mut one = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
+        let mut two = Trainer::new(&spec, 0, corpus(), Device::flex()).unwrap();
+        let (working, failing) = (InProcess::new(false), InProcess::new(true));
+        one.step();
+        let failures = pollster::block_on(two.split_step_among(&[&working, &failing])).unwrap();
+        assert_eq!(failures, [(1, "the helper stopped".to_string())]);
+        assert_eq!(working.helper.borrow().weights(two.helper_key).as_ref(), Some(&weights(&two)));
+        let worst = weights(&one).iter().zip(&weights(&two)).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-4, "weights differ by {worst}");
+        // the worker drops the failed helper: one helper now, which is sent the state again
+        one.step();
+        assert_eq!(pollster::block_on(two.split_step_among(&[&working])).unwrap(), []);
+        assert_eq!(working.helper.borrow().weights(two.helper_key).as_ref(), Some(&weights(&two)));
+        assert_eq!(two.step_count(), 2);
     }
 
     /// A helper keeps the copies of the last `COPIES` runs it served.
