@@ -213,6 +213,8 @@ fn three_workers_share_each_step_when_asked() {
     let server = StaticServer::start(dist_dir());
     let browser = Browser::start(false);
     open_and_start(&browser, &server, "?preset=tiny&steps=1000&workers=3");
+    let shown = browser.eval("return document.querySelector('[data-testid=workers]').value");
+    assert_eq!(shown.as_str(), Some("3"), "the settings show the option");
     let device = browser.wait_for("both helpers", Duration::from_secs(300), |b| b.text("device").filter(|d| d.contains("3 workers share each step")));
     assert!(!device.contains("stopped"), "device element: {device:?}");
     let at = browser.step();

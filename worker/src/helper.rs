@@ -115,8 +115,9 @@ struct Jobs {
 type Handler = Closure<dyn FnMut(JsValue)>;
 
 thread_local! {
-    /// Whether the helpers were started (once per training worker, by its first CPU run).
-    static STARTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The workers the latest CPU run asked for, as [`workers`] resolves them (the device line
+    /// counts the helpers it uses).
+    static WANTED: std::cell::Cell<usize> = const { std::cell::Cell::new(1) };
     /// Each helper's link, by its index (the order they were started in).
     static LINKS: RefCell<Vec<Link>> = const { RefCell::new(Vec::new()) };
     /// Each helper's jobs, by its index.
@@ -315,16 +316,25 @@ fn name(i: usize) -> String {
     }
 }
 
-/// Starts the helpers, once: `wanted` workers in all with this one (0: one per core, up to
-/// [`AUTO_WORKERS`]; at most [`MAX_WORKERS`]). Returns at once; each helper is used from its
-/// first `Ready`.
-pub fn start(wanted: usize) {
-    if STARTED.with(|s| s.replace(true)) {
-        return;
+/// The workers a run's `workers` option asks for here, this one included: for 0 one per core
+/// up to [`AUTO_WORKERS`], else the option, up to [`MAX_WORKERS`].
+fn workers(wanted: usize) -> usize {
+    if wanted == 0 {
+        let cores = with_scope(|s| s.navigator().hardware_concurrency()).max(1.0) as usize;
+        cores.min(AUTO_WORKERS)
+    } else {
+        wanted.min(MAX_WORKERS)
     }
-    let cores = with_scope(|s| s.navigator().hardware_concurrency()).max(1.0) as usize;
-    let workers = if wanted == 0 { cores.min(AUTO_WORKERS) } else { wanted.min(MAX_WORKERS) };
-    for i in 0..workers.saturating_sub(1) {
+}
+
+/// Starts as many helpers as a run asking for `wanted` workers needs and are not started yet
+/// (helpers are kept for the page's later runs). Returns at once; each helper is used from
+/// its first `Ready`.
+pub fn start(wanted: usize) {
+    let target = workers(wanted);
+    WANTED.with(|w| w.set(target));
+    let started = LINKS.with(|l| l.borrow().len());
+    for i in started..target.saturating_sub(1) {
         start_one(i);
     }
 }
@@ -457,16 +467,22 @@ pub fn serving() -> bool {
     SERVING.with(|s| s.get())
 }
 
-/// The helpers a step can share its rows with now, in their order.
-pub fn ready_links() -> Vec<HelperWorker> {
-    LINKS.with(|l| l.borrow().iter().enumerate().filter(|(_, link)| matches!(link, Link::Ready(_))).map(|(i, _)| HelperWorker(i)).collect())
+/// The helpers a step of a run asking for `wanted` workers shares its rows with now: those
+/// ready among the first it asks for, in their order.
+pub fn ready_links(wanted: usize) -> Vec<HelperWorker> {
+    let helpers = workers(wanted) - 1;
+    LINKS.with(|l| {
+        let links = l.borrow();
+        links.iter().take(helpers).enumerate().filter(|(_, link)| matches!(link, Link::Ready(_))).map(|(i, _)| HelperWorker(i)).collect()
+    })
 }
 
-/// What the device line says of the helpers: how many workers share the steps, or why only
-/// one does, and why any stopped.
+/// What the device line says of the helpers the latest CPU run asked for: how many workers
+/// share the steps, or why only one does, and why any stopped.
 pub fn status() -> Option<String> {
     LINKS.with(|l| {
         let links = l.borrow();
+        let links = &links[..links.len().min(WANTED.with(|w| w.get()) - 1)];
         let ready = links.iter().filter(|link| matches!(link, Link::Ready(_))).count();
         let failed: Vec<&str> = links.iter().filter_map(|link| if let Link::Failed(why) = link { Some(why.as_str()) } else { None }).collect();
         let line = match (ready, failed.first()) {

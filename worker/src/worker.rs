@@ -614,7 +614,7 @@ async fn benchmark(spec: ExperimentSpec, steps: usize) -> Result<(), String> {
     post(&FromWorker::BenchmarkProgress { done: 0, steps });
     let corpus = load_corpus(&spec.corpus).await?;
     let (device, name, kind) = pick_device(spec.device, spec.train.workers).await;
-    let links = if kind == DeviceKind::Cpu { crate::helper::ready_links() } else { Vec::new() };
+    let links = if kind == DeviceKind::Cpu { crate::helper::ready_links(spec.train.workers) } else { Vec::new() };
     let helpers: Vec<&dyn HelperLink> = links.iter().map(|link| link as &dyn HelperLink).collect();
     let report = objlab_engine::benchmark::benchmark(&spec, corpus, device, &name, steps, helpers, precise_ms, |done| {
         if done % 5 == 0 {
@@ -747,7 +747,7 @@ async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Op
     let cpu = SHARED.with(|s| s.borrow().runs.iter().any(|r| r.id == id && r.cpu));
     // A share of the rows on each helper's core where it is ready; a failed helper costs no
     // step (its share was computed here) and is not asked again (the link's `stop`).
-    let links = if cpu { crate::helper::ready_links() } else { Vec::new() };
+    let links = if cpu { crate::helper::ready_links(trainer.config().workers) } else { Vec::new() };
     let helpers: Vec<&dyn HelperLink> = links.iter().map(|link| link as &dyn HelperLink).collect();
     trainer.step_with(&helpers).await;
     let window = SHARED.with(|s| {

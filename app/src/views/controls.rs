@@ -117,13 +117,16 @@ pub fn Controls(lab: Lab) -> impl IntoView {
                 value=|s| s.train.snapshot_every.to_string() />
             <NumberOption lab=lab testid="seed" key="seed" label="Seed " title="the run's random seed (weights, batches, corruption)"
                 value=|s| s.seed.to_string() />
+            <NumberOption lab=lab testid="workers" key="workers" label="CPU workers (0 = one per core) "
+                title="on the CPU, how many workers share each step's rows, each on its own core: 0 for one per core (up to 4), 1 for one worker alone, at most 8"
+                value=|s| s.train.workers.to_string() />
             <details class="fault">
                 <summary>"Fault injection"</summary>
                 <NumberOption lab=lab testid="nan-at" key="nan_at" label="NaN loss at step (0 = off) "
                     title="make this run's loss NaN at a step, to see how a diverging run stops alone while the others go on"
                     value=|s| s.train.nan_at.to_string() />
-                <NumberOption lab=lab testid="helper-fails-at" key="helper_fails_at" label="Second worker crashes at step (0 = off) "
-                    title="on the CPU, crash the worker that computes half of each step at a step, to see the run go on alone"
+                <NumberOption lab=lab testid="helper-fails-at" key="helper_fails_at" label="Helper workers crash at step (0 = off) "
+                    title="on the CPU, crash the workers that share each step with the run's own at a step, to see the run go on alone"
                     value=|s| s.train.helper_fails_at.to_string() />
             </details>
             <div class="buttons">
