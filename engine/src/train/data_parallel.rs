@@ -37,7 +37,7 @@
 //!
 //! The split is exact, not data-parallel averaging: every objective's loss is a sum over the
 //! batch's targets divided by their count (or a mean over positions), so each half divides its
-//! sum by the **whole batch's** count ([`HalfPart::count`]) and the two halves' losses add up
+//! sum by the **whole batch's** count ([`SharePart::count`]) and the two halves' losses add up
 //! to the batch's loss; their gradients add up to the batch's gradient. Only rounding differs
 //! from the one-worker step (`split_steps_train_as_one_batch` below). Contrastive objectives
 //! compare each row with every other and draw dropout noise per step, so their runs do not
@@ -70,13 +70,13 @@ pub(crate) fn next_run_key() -> u64 {
 
 /// One objective's rows of a split batch.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct HalfPart {
+pub struct SharePart {
     /// The objective's registry id (its loss head).
     pub objective: String,
     /// Its weight in the run's mix (normalised).
     pub weight: f64,
     pub prepared: Prepared,
-    /// Targets that count in the whole batch, which each half's summed loss is divided by.
+    /// Targets that count in the whole batch, which each share's summed loss is divided by.
     pub count: usize,
 }
 
@@ -100,7 +100,7 @@ pub struct HelperWork {
     pub step: usize,
     pub model: ModelConfig,
     pub vocab_size: usize,
-    pub parts: Vec<HalfPart>,
+    pub parts: Vec<SharePart>,
     /// Present when the helper is to make (or remake) its copy from `state`.
     pub copy: Option<CopyHeader>,
     /// Fault injection ([`crate::spec::TrainConfig::helper_fails_at`]): the helper's worker is
@@ -130,7 +130,7 @@ pub struct HelperReply {
     /// The helper's own time on this job in ms, where it measures it (0 where not).
     pub busy_ms: f64,
     /// The helper holds no copy of this run at this step (it dropped it for other runs', or the
-    /// copy missed a step): nothing was computed; the run computes this half itself and sends
+    /// copy missed a step): nothing was computed; the run computes this share itself and sends
     /// its state with the next job.
     pub stale: bool,
 }
@@ -159,17 +159,17 @@ pub struct HelperUpdate {
 /// (`Ahead`), and natively a run's step runs on the thread pool.
 pub type Answer = Pin<Box<dyn Future<Output = Result<HelperReply, String>> + Send>>;
 
-/// The run's side of its link to a helper: the tab's second worker, or an in-process helper in
-/// the tests.
+/// The run's side of its link to a helper: one of the tab's helper workers, or an in-process
+/// helper in the tests.
 pub trait HelperLink {
     /// Sends `work` now (the work stays with the caller for the fallback); the future is the
     /// helper's answer.
     fn ask(&self, work: &HelperWork) -> Answer;
-    /// Sends this worker's half of the step asked for last; nothing comes back. An error
-    /// means it could not be sent.
+    /// Sends the run's part of the step asked for last (see [`HelperUpdate`]); nothing comes
+    /// back. An error means it could not be sent.
     fn update(&self, update: HelperUpdate) -> Result<(), String>;
     /// Told why a split step with this helper failed (the step was completed without it), so
-    /// that whoever holds the link stops asking: the worker's link stops the second worker for
+    /// that whoever holds the link stops asking: the worker's link stops that helper worker for
     /// good. [`Trainer::step_with`] calls it for every failure, the helper's or the step's own.
     fn stop(&self, why: &str) {
         let _ = why;
@@ -186,8 +186,8 @@ pub(crate) struct Ahead {
     /// The step they are for.
     step: usize,
     /// This worker's rows and each helper's (kept to compute them here if a helper fails).
-    own: Vec<HalfPart>,
-    theirs: Vec<Vec<HalfPart>>,
+    own: Vec<SharePart>,
+    theirs: Vec<Vec<SharePart>>,
     /// The whole batch per part of the mix, for [`Trainer::examples`] once the step is taken.
     prepared: Vec<Option<Prepared>>,
     /// Each helper's answer, in the order of the helpers.
@@ -209,7 +209,7 @@ fn input(prepared: &Prepared, config: &ModelConfig, device: &Device) -> ModelInp
 
 /// Σ weight · loss over `parts`, each divided by its whole batch's count; `input` builds a
 /// part's model input (the run's worker reuses its cached attention biases).
-fn parts_loss(model: &Transformer, parts: &[HalfPart], device: &Device, mut input: impl FnMut(&Prepared) -> ModelInput) -> Result<Tensor<1>, String> {
+fn parts_loss(model: &Transformer, parts: &[SharePart], device: &Device, mut input: impl FnMut(&Prepared) -> ModelInput) -> Result<Tensor<1>, String> {
     let mut total: Option<Tensor<1>> = None;
     for part in parts {
         let objective = objectives::find(&part.objective)?;
@@ -245,7 +245,7 @@ struct Copy {
     step: usize,
     model: Transformer,
     optim: AdamW,
-    /// This copy's half of the job for `step`, waiting for the run's half.
+    /// This copy's share of the job for `step`, waiting for the run's update.
     pending: Option<GradientsParams>,
 }
 
@@ -263,7 +263,7 @@ impl Helper {
         Self { device, copies: Vec::new() }
     }
 
-    /// This helper's half of `work`'s step, on its copy of the run (made first from the work's
+    /// This helper's share of `work`'s step, on its copy of the run (made first from the work's
     /// state where it has one); [`HelperReply::stale`] where it has no copy at that step.
     pub async fn gradients(&mut self, work: &HelperWork) -> Result<HelperReply, String> {
         if let Some(header) = &work.copy {
@@ -495,7 +495,7 @@ impl Trainer {
     /// This step's batch, drawn from the run's streams and prepared by each objective of the
     /// mix, split by rows into `helpers` + 1 shares as even as rows allow (the larger first):
     /// this worker's parts, each helper's, and the whole batch per part.
-    fn split_batch(&mut self, helpers: usize) -> (Vec<HalfPart>, Vec<Vec<HalfPart>>, Vec<Option<Prepared>>) {
+    fn split_batch(&mut self, helpers: usize) -> (Vec<SharePart>, Vec<Vec<SharePart>>, Vec<Option<Prepared>>) {
         let clean = self.corpus.sample(Split::Train, self.train.batch_size, self.model_config.block_size, &mut self.data_rng);
         let mut rng = self.corrupt_rng.clone();
         let (mut own, mut theirs, mut whole) = (Vec::new(), vec![Vec::new(); helpers], Vec::new());
@@ -503,7 +503,7 @@ impl Trainer {
             let (objective, weight) = (self.mix[i].objective, self.mix[i].weight);
             let prepared = objective.prepare(&clean, &self.context(&self.mix[i].params), &mut rng);
             let count = prepared.n_targets();
-            let part = |p: Prepared| HalfPart { objective: objective.info().id.to_string(), weight, prepared: p, count };
+            let part = |p: Prepared| SharePart { objective: objective.info().id.to_string(), weight, prepared: p, count };
             let mut start = 0;
             for (share, rows) in shares(prepared.batch, helpers + 1).into_iter().enumerate() {
                 let rows_part = part(prepared.rows(start, rows));
@@ -520,7 +520,7 @@ impl Trainer {
     }
 
     /// The job of `parts` for the run's step `step` (with the run's state when `copy` is given).
-    fn job(&self, step: usize, parts: Vec<HalfPart>, copy: Option<CopyHeader>, state: Vec<f32>) -> HelperWork {
+    fn job(&self, step: usize, parts: Vec<SharePart>, copy: Option<CopyHeader>, state: Vec<f32>) -> HelperWork {
         HelperWork {
             run: self.helper_key,
             step,
@@ -564,8 +564,8 @@ impl Trainer {
     async fn split_gradients(
         &mut self,
         model: &Transformer,
-        own: &[HalfPart],
-        theirs: Vec<Vec<HalfPart>>,
+        own: &[SharePart],
+        theirs: Vec<Vec<SharePart>>,
         asked: Option<Vec<Answer>>,
         has_copy: Vec<bool>,
         helpers: &[&dyn HelperLink],
@@ -628,10 +628,10 @@ impl Trainer {
             // fresh: computed on a copy in step with the run, which can take this step too
             let (reply, in_step) = match answer.await {
                 Ok(reply) if !reply.stale => (reply, true),
-                Ok(_) => (self.local_half(model, parts).await?, false),
+                Ok(_) => (self.local_share(model, parts).await?, false),
                 Err(why) => {
                     failures.push((i, why));
-                    (self.local_half(model, parts).await?, false)
+                    (self.local_share(model, parts).await?, false)
                 }
             };
             fresh.push(in_step);
@@ -677,7 +677,7 @@ impl Trainer {
     }
 
     /// A helper's share computed here, with the run's model, as the helper would answer it.
-    async fn local_half(&mut self, model: &Transformer, parts: &[HalfPart]) -> Result<HelperReply, String> {
+    async fn local_share(&mut self, model: &Transformer, parts: &[SharePart]) -> Result<HelperReply, String> {
         let mut no_dropout = Rng::seeded(0);
         let autodiff = self.autodiff.clone();
         let loss = parts_loss(model, parts, &autodiff, |p| self.model_input(p, true, &mut no_dropout))?;
@@ -751,7 +751,7 @@ fn add_gradients(model: &Transformer, own: &mut GradientsParams, grads: Vec<f32>
     }
 }
 
-/// An in-process helper (the tests' stand-in for the second worker): it computes its half
+/// An in-process helper (the tests' stand-in for a helper worker): it computes its share
 /// when asked, and can be told to fail.
 #[cfg(test)]
 pub(crate) struct InProcess {
