@@ -199,6 +199,7 @@ fn a_crashed_second_worker_costs_no_step() {
     open_and_start(&three, &server, "?preset=tiny&steps=5000&helper_fails_at=30&workers=3");
     let device = three.wait_for("both helpers' crashes", Duration::from_secs(300), |b| b.text("device").filter(|d| d.contains("1 worker: ")));
     assert!(device.contains("1 worker: the second worker") && device.contains("the third worker"), "device element: {device:?}");
+    eprintln!("the device line after both crashes: {device}");
     let at = three.step();
     wait_for_steps_and_falling_loss(&three, at.max(30) + 20, Duration::from_secs(300));
     assert_eq!(three.text("error").unwrap_or_default(), "", "no error is shown");
