@@ -70,10 +70,16 @@ fn RunRow(lab: Lab, run: RunView) -> impl IntoView {
     }
 }
 
+/// The device's steps/s over its running runs, as the page shows it. Summed from +0.0: Rust's
+/// float `sum` starts from −0.0, which an empty workspace showed as "-0.00".
+fn throughput_text(rates: impl Iterator<Item = f64>) -> String {
+    format!("{:.2}", rates.fold(0.0, |total, rate| total + rate))
+}
+
 #[component]
 pub fn RunList(lab: Lab) -> impl IntoView {
     let throughput = move || {
-        lab.runs.with(|runs| runs.iter().filter(|r| r.state.get() == RunState::Running).map(|r| r.steps_per_s.get()).sum::<f64>())
+        lab.runs.with(|runs| throughput_text(runs.iter().filter(|r| r.state.get() == RunState::Running).map(|r| r.steps_per_s.get())))
     };
     view! {
         <section class="runs">
@@ -86,7 +92,7 @@ pub fn RunList(lab: Lab) -> impl IntoView {
                 <button data-testid="add-run" on:click=move |_| lab.add_shown_run()
                     title="add the experiment set above as a new run beside the others">"Add run"</button>
                 <span class="throughput">"device throughput: "
-                    <span data-testid="throughput">{move || format!("{:.2}", throughput())}</span>" steps/s"</span>
+                    <span data-testid="throughput">{throughput}</span>" steps/s"</span>
             </div>
             <table class="run-list">
                 <For each=move || lab.runs.get() key=|r| r.id let:run>
@@ -94,5 +100,16 @@ pub fn RunList(lab: Lab) -> impl IntoView {
                 </For>
             </table>
         </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::throughput_text;
+
+    #[test]
+    fn no_running_run_shows_zero_not_minus_zero() {
+        assert_eq!(throughput_text(std::iter::empty()), "0.00");
+        assert_eq!(throughput_text([1.5, 2.25].into_iter()), "3.75");
     }
 }
