@@ -538,14 +538,30 @@ impl Trainer {
     fn send_ahead(&mut self, helpers: &[&dyn HelperLink]) {
         let rngs = (self.data_rng.clone(), self.corrupt_rng.clone());
         let (own, theirs, prepared) = self.split_batch(helpers.len());
+        // each helper's copy takes this step first (its messages are handled in order)
+        let (answers, theirs) = self.ask_helpers(self.step + 1, helpers, theirs, vec![None; helpers.len()]);
+        self.ahead = Some(Ahead { step: self.step + 1, own, theirs, prepared, answers, rngs });
+    }
+
+    /// Sends each helper its job of `theirs` for step `step`, with the run's state where
+    /// `states` has one for it; their answers, and the parts kept for the fallback.
+    fn ask_helpers(
+        &self,
+        step: usize,
+        helpers: &[&dyn HelperLink],
+        theirs: Vec<Vec<SharePart>>,
+        states: Vec<Option<(CopyHeader, Vec<f32>)>>,
+    ) -> (Vec<Answer>, Vec<Vec<SharePart>>) {
         let (mut answers, mut kept) = (Vec::new(), Vec::new());
-        for (helper, parts) in helpers.iter().zip(theirs) {
-            // each helper's copy takes this step first (its messages are handled in order)
-            let work = self.job(self.step + 1, parts, None, Vec::new());
+        for ((helper, parts), state) in helpers.iter().zip(theirs).zip(states) {
+            let work = match state {
+                Some((header, state)) => self.job(step, parts, Some(header), state),
+                None => self.job(step, parts, None, Vec::new()),
+            };
             answers.push(helper.ask(&work));
             kept.push(work.parts);
         }
-        self.ahead = Some(Ahead { step: self.step + 1, own, theirs: kept, prepared, answers, rngs });
+        (answers, kept)
     }
 
     /// Drops the jobs sent ahead, if any (their answers are not waited for), and puts the
@@ -576,24 +592,18 @@ impl Trainer {
         let (answers, theirs) = match asked {
             Some(answers) => (answers, theirs),
             None => {
-                let state = if has_copy.iter().all(|&has| has) {
-                    None
+                let missing = has_copy.iter().filter(|&&has| !has).count();
+                let mut states = if missing == 0 {
+                    Vec::new()
                 } else {
                     // the run's state for the helpers' copies: weights, then AdamW's moments
                     let (time, moments, tensors) = self.optim.moments_in_order(model);
                     let state = read_flat(float_params(model).into_iter().chain(tensors).collect()).await?;
-                    Some((CopyHeader { optim: self.optim.config().clone(), time, moments }, state))
-                };
-                let (mut answers, mut kept) = (Vec::new(), Vec::new());
-                for ((helper, parts), has) in helpers.iter().zip(theirs).zip(&has_copy) {
-                    let work = match (&state, has) {
-                        (Some((header, state)), false) => self.job(self.step, parts, Some(header.clone()), state.clone()),
-                        _ => self.job(self.step, parts, None, Vec::new()),
-                    };
-                    answers.push(helper.ask(&work));
-                    kept.push(work.parts);
+                    handed_out((CopyHeader { optim: self.optim.config().clone(), time, moments }, state), missing)
                 }
-                (answers, kept)
+                .into_iter();
+                let states = has_copy.iter().map(|&has| if has { None } else { states.next() }).collect();
+                self.ask_helpers(self.step, helpers, theirs, states)
             }
         };
         let t1 = self.now();
@@ -649,9 +659,10 @@ impl Trainer {
             // every helper in step gets the whole batch's gradients, as this worker added them
             let (present, found) = gradients_in_order(model, &grads);
             let total = read_flat(found).await?;
-            for (i, helper) in helpers.iter().enumerate().filter(|(i, _)| fresh[*i]) {
-                let update = HelperUpdate { run: self.helper_key, step: self.step, lr: self.learning_rate(), present: present.clone(), grads: total.clone(), total: true };
-                sent[i] = helper.update(update).is_ok();
+            let in_step: Vec<usize> = (0..helpers.len()).filter(|&i| fresh[i]).collect();
+            for (i, (present, total)) in in_step.iter().zip(handed_out((present, total), in_step.len())) {
+                let update = HelperUpdate { run: self.helper_key, step: self.step, lr: self.learning_rate(), present, grads: total, total: true };
+                sent[*i] = helpers[*i].update(update).is_ok();
             }
             if sent.iter().all(|&s| s) && helpers.iter().all(|h| h.sends_ahead()) && self.step + 1 < self.train.steps {
                 self.send_ahead(helpers);
@@ -688,6 +699,16 @@ impl Trainer {
 /// `rows` split into `n` shares as even as they go, the larger first (5 rows in 2: 3 and 2).
 fn shares(rows: usize, n: usize) -> Vec<usize> {
     (0..n).map(|i| rows / n + usize::from(i < rows % n)).collect()
+}
+
+/// `value` for each of `n` takers: copies for all but the last, which gets `value` itself (the
+/// run's state and gradients are megabytes; one helper takes them without a copy).
+fn handed_out<T: Clone>(value: T, n: usize) -> Vec<T> {
+    let mut out: Vec<T> = (1..n).map(|_| value.clone()).collect();
+    if n > 0 {
+        out.push(value);
+    }
+    out
 }
 
 /// `own` gradients plus the other worker's (`grads` of the parameters marked in `present`, flat
@@ -1074,6 +1095,21 @@ mod tests {
         }
         assert_eq!(shares(5, 3), [2, 2, 1]);
         assert_eq!(shares(12, 4), [3, 3, 3, 3]);
+        // the state and the sum are copied for all takers but the last
+        #[derive(Debug)]
+        struct Counted<'a>(&'a std::cell::Cell<usize>);
+        impl Clone for Counted<'_> {
+            fn clone(&self) -> Self {
+                self.0.set(self.0.get() + 1);
+                Counted(self.0)
+            }
+        }
+        let clones = std::cell::Cell::new(0);
+        for (n, copies) in [(0, 0), (1, 0), (3, 2)] {
+            clones.set(0);
+            assert_eq!(handed_out(Counted(&clones), n).len(), n);
+            assert_eq!(clones.get(), copies, "{n} takers");
+        }
         // a 2-row batch has one row to give: the second helper is not asked
         let mut spec = spec("causal_lm");
         spec.train.batch_size = 2;
