@@ -89,7 +89,8 @@ pub struct TrainConfig {
     pub helper_fails_at: usize,
     /// How many workers share a CPU run's steps in the tab (`train::data_parallel`): 0 = one
     /// per core, up to [`AUTO_WORKERS`]; 1 = the training worker alone; at most
-    /// [`MAX_WORKERS`]. The first CPU run of a page decides (helpers start once).
+    /// [`MAX_WORKERS`]. Helpers started for a run stay for the page's later runs, and each
+    /// run uses as many as it asks for.
     #[serde(default)]
     pub workers: usize,
     /// On a GPU, replay each step (forward, backward and AdamW) from a graph captured after a
