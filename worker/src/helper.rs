@@ -111,6 +111,15 @@ struct Jobs {
     next: u64,
 }
 
+/// The training worker's side of one helper: where it stands, its jobs, and its channel
+/// (once started; kept after a failure: the stopped helper sends nothing more, and `link`
+/// says not to post).
+struct HelperSlot {
+    link: Link,
+    jobs: Jobs,
+    port: Option<Port>,
+}
+
 /// A JavaScript event handler made from a Rust closure.
 type Handler = Closure<dyn FnMut(JsValue)>;
 
@@ -118,10 +127,8 @@ thread_local! {
     /// The workers the latest CPU run asked for, as [`workers`] resolves them (the device line
     /// counts the helpers it uses).
     static WANTED: std::cell::Cell<usize> = const { std::cell::Cell::new(1) };
-    /// Each helper's link, by its index (the order they were started in).
-    static LINKS: RefCell<Vec<Link>> = const { RefCell::new(Vec::new()) };
-    /// Each helper's jobs, by its index.
-    static JOBS: RefCell<Vec<Jobs>> = const { RefCell::new(Vec::new()) };
+    /// The training worker's helpers, by index (the order they were started in).
+    static HELPERS: RefCell<Vec<HelperSlot>> = const { RefCell::new(Vec::new()) };
     /// In the helper: the engine's side, kept between jobs (its copies of the runs).
     static ENGINE: RefCell<Option<Helper>> = const { RefCell::new(None) };
     /// In the helper: messages not yet handled, handled one at a time in order (an update
@@ -129,9 +136,6 @@ thread_local! {
     static QUEUE: RefCell<(bool, VecDeque<Message>)> = const { RefCell::new((false, VecDeque::new())) };
     /// Handlers of the helper's events, kept alive while it lives.
     static HANDLERS: RefCell<Vec<Handler>> = const { RefCell::new(Vec::new()) };
-    /// The training worker's channel to each helper, by its index, once started (kept after a
-    /// failure: the stopped helper sends nothing more, and `LINKS` says not to post).
-    static TO_HELPERS: RefCell<Vec<Option<Port>>> = const { RefCell::new(Vec::new()) };
     /// Every worker's channel on its own `self`: in a helper, its jobs come and its answers
     /// leave through it ([`listen`]).
     static TO_PARENT: RefCell<Option<Port>> = const { RefCell::new(None) };
@@ -144,7 +148,7 @@ thread_local! {
     /// the answer comes).
     static WATCHDOG: Handler = Closure::new(|index: JsValue| {
         let i = index.as_f64().map_or(0, |i| i as usize);
-        if JOBS.with(|j| j.borrow().get(i).is_some_and(|jobs| jobs.list.iter().any(|job| job.answer.is_none()))) {
+        if waits(i) {
             fail(i, &format!("{} did not answer within {} s", name(i), ANSWER_TIMEOUT_MS / 1000));
         }
     });
@@ -333,7 +337,7 @@ fn workers(wanted: usize) -> usize {
 pub fn start(wanted: usize) {
     let target = workers(wanted);
     WANTED.with(|w| w.set(target));
-    let started = LINKS.with(|l| l.borrow().len());
+    let started = HELPERS.with(|h| h.borrow().len());
     for i in started..target.saturating_sub(1) {
         start_one(i);
     }
@@ -341,9 +345,7 @@ pub fn start(wanted: usize) {
 
 /// Starts helper `i` (the next index).
 fn start_one(i: usize) {
-    LINKS.with(|l| l.borrow_mut().push(Link::Unstarted));
-    JOBS.with(|j| j.borrow_mut().push(Jobs::default()));
-    TO_HELPERS.with(|p| p.borrow_mut().push(None));
+    HELPERS.with(|h| h.borrow_mut().push(HelperSlot { link: Link::Unstarted, jobs: Jobs::default(), port: None }));
     let url = with_scope(|s| s.location().href());
     let worker = match sharing_this_module(&url) {
         Ok(w) => w,
@@ -363,11 +365,11 @@ fn start_one(i: usize) {
         let Some(text) = event.unchecked_into::<MessageEvent>().data().as_string() else { return };
         match FromWorker::from_json(&text) {
             Ok(FromWorker::Ready) => {
-                LINKS.with(|l| {
-                    if let Some(link) = l.borrow_mut().get_mut(i)
-                        && let Link::Starting(w) = link
+                HELPERS.with(|h| {
+                    if let Some(helper) = h.borrow_mut().get_mut(i)
+                        && let Link::Starting(w) = &helper.link
                     {
-                        *link = Link::Ready(w.clone());
+                        helper.link = Link::Ready(w.clone());
                     }
                 });
                 crate::worker::device_changed();
@@ -394,8 +396,11 @@ fn start_one(i: usize) {
     };
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     HANDLERS.with(|h| h.borrow_mut().extend([on_message, on_error]));
-    TO_HELPERS.with(|p| p.borrow_mut()[i] = Some(port));
-    LINKS.with(|l| l.borrow_mut()[i] = Link::Starting(worker));
+    HELPERS.with(|h| {
+        let helper = &mut h.borrow_mut()[i];
+        helper.port = Some(port);
+        helper.link = Link::Starting(worker);
+    });
 }
 
 /// Starts the helper on this worker's own compiled `WebAssembly.Module`, given `loader`, the
@@ -471,18 +476,15 @@ pub fn serving() -> bool {
 /// ready among the first it asks for, in their order.
 pub fn ready_links(wanted: usize) -> Vec<HelperWorker> {
     let helpers = workers(wanted) - 1;
-    LINKS.with(|l| {
-        let links = l.borrow();
-        links.iter().take(helpers).enumerate().filter(|(_, link)| matches!(link, Link::Ready(_))).map(|(i, _)| HelperWorker(i)).collect()
-    })
+    HELPERS.with(|h| h.borrow().iter().take(helpers).enumerate().filter(|(_, h)| matches!(h.link, Link::Ready(_))).map(|(i, _)| HelperWorker(i)).collect())
 }
 
 /// What the device line says of the helpers the latest CPU run asked for: how many workers
 /// share the steps, or why only one does, and why any stopped.
 pub fn status() -> Option<String> {
-    LINKS.with(|l| {
-        let links = l.borrow();
-        let links = &links[..links.len().min(WANTED.with(|w| w.get()) - 1)];
+    HELPERS.with(|h| {
+        let helpers = h.borrow();
+        let links: Vec<&Link> = helpers.iter().take(WANTED.with(|w| w.get()) - 1).map(|h| &h.link).collect();
         let ready = links.iter().filter(|link| matches!(link, Link::Ready(_))).count();
         let failed: Vec<&str> = links.iter().filter_map(|link| if let Link::Failed(why) = link { Some(why.as_str()) } else { None }).collect();
         let line = match (ready, failed.first()) {
@@ -503,8 +505,8 @@ pub fn status() -> Option<String> {
 /// first reason is kept: a crash is reported twice (the helper's panic message, then the
 /// `error` event of its uncaught trap), and the first says more.
 pub fn fail(i: usize, why: &str) {
-    let old = LINKS.with(|l| match l.borrow_mut().get_mut(i) {
-        Some(link) if !matches!(link, Link::Failed(_)) => Some(std::mem::replace(link, Link::Failed(why.to_string()))),
+    let old = HELPERS.with(|h| match h.borrow_mut().get_mut(i) {
+        Some(helper) if !matches!(helper.link, Link::Failed(_)) => Some(std::mem::replace(&mut helper.link, Link::Failed(why.to_string()))),
         _ => None,
     });
     let Some(old) = old else { return answer_all(i, why) };
@@ -516,9 +518,14 @@ pub fn fail(i: usize, why: &str) {
     crate::worker::device_changed();
 }
 
+/// Whether a job of helper `i` still waits for its answer.
+fn waits(i: usize) -> bool {
+    HELPERS.with(|h| h.borrow().get(i).is_some_and(|helper| helper.jobs.list.iter().any(|job| job.answer.is_none())))
+}
+
 /// Ends every job of helper `i` still waiting for its answer with `why`.
 fn answer_all(i: usize, why: &str) {
-    while JOBS.with(|j| j.borrow().get(i).is_some_and(|jobs| jobs.list.iter().any(|job| job.answer.is_none()))) {
+    while waits(i) {
         answer(i, Err(why.to_string()));
     }
 }
@@ -526,9 +533,9 @@ fn answer_all(i: usize, why: &str) {
 /// Hands an answer to helper `i`'s oldest job still waiting for one, and wakes its step
 /// (nothing when no job waits: a late answer, or a second failure).
 fn answer(i: usize, result: Result<HelperReply, String>) {
-    let (waker, timer) = JOBS.with(|j| {
-        let mut j = j.borrow_mut();
-        let Some(j) = j.get_mut(i) else { return (None, None) };
+    let (waker, timer) = HELPERS.with(|h| {
+        let mut h = h.borrow_mut();
+        let Some(j) = h.get_mut(i).map(|helper| &mut helper.jobs) else { return (None, None) };
         let Some(at) = j.list.iter().position(|job| job.answer.is_none()) else {
             return (None, None);
         };
@@ -559,9 +566,9 @@ impl Future for Answered {
     type Output = Result<HelperReply, String>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        JOBS.with(|j| {
-            let mut j = j.borrow_mut();
-            let Some(j) = j.get_mut(self.helper) else {
+        HELPERS.with(|h| {
+            let mut h = h.borrow_mut();
+            let Some(j) = h.get_mut(self.helper).map(|helper| &mut helper.jobs) else {
                 return Poll::Ready(Err(format!("{}'s answer was lost", name(self.helper))));
             };
             let Some(i) = j.list.iter().position(|job| job.id == self.id) else {
@@ -583,9 +590,9 @@ impl Future for Answered {
 
 impl Drop for Answered {
     fn drop(&mut self) {
-        JOBS.with(|j| {
-            let mut j = j.borrow_mut();
-            let Some(j) = j.get_mut(self.helper) else { return };
+        HELPERS.with(|h| {
+            let mut h = h.borrow_mut();
+            let Some(j) = h.get_mut(self.helper).map(|helper| &mut helper.jobs) else { return };
             if let Some(i) = j.list.iter().position(|job| job.id == self.id) {
                 if j.list[i].answer.is_some() {
                     j.list.remove(i);
@@ -600,12 +607,10 @@ impl Drop for Answered {
 
 /// Posts to helper `i` when it is ready.
 fn post_to_helper(i: usize, header: &Outgoing, floats: &[f32]) -> Result<(), String> {
-    if !LINKS.with(|l| matches!(l.borrow().get(i), Some(Link::Ready(_)))) {
-        return Err(format!("{} is not ready", name(i)));
-    }
-    TO_HELPERS.with(|p| match p.borrow().get(i) {
-        Some(Some(port)) => port.post(header, floats),
-        _ => Err("no channel is open".into()),
+    HELPERS.with(|h| match h.borrow().get(i) {
+        Some(HelperSlot { link: Link::Ready(_), port: Some(port), .. }) => port.post(header, floats),
+        Some(HelperSlot { link: Link::Ready(_), port: None, .. }) => Err("no channel is open".into()),
+        _ => Err(format!("{} is not ready", name(i))),
     })
 }
 
@@ -645,9 +650,9 @@ impl HelperLink for HelperWorker {
 /// and for the next step's job before this step's answer.) Any error stops the helper for
 /// good ([`fail`]) before it is returned.
 pub fn ask(i: usize, work: &HelperWork) -> impl Future<Output = Result<HelperReply, String>> + use<> {
-    let id = JOBS.with(|j| {
-        let mut j = j.borrow_mut();
-        let j = &mut j[i];
+    let id = HELPERS.with(|h| {
+        let mut h = h.borrow_mut();
+        let j = &mut h[i].jobs;
         let id = j.next;
         j.next += 1;
         j.list.push_back(Job { id, answer: None, waker: None, timer: None, dropped: false });
@@ -663,8 +668,8 @@ pub fn ask(i: usize, work: &HelperWork) -> impl Future<Output = Result<HelperRep
                     s.set_timeout_with_callback_and_timeout_and_arguments_1(dog.as_ref().unchecked_ref(), ANSWER_TIMEOUT_MS, &JsValue::from(i as u32))
                 })
             });
-            JOBS.with(|j| {
-                if let Some(job) = j.borrow_mut()[i].list.iter_mut().find(|job| job.id == id) {
+            HELPERS.with(|h| {
+                if let Some(job) = h.borrow_mut()[i].jobs.list.iter_mut().find(|job| job.id == id) {
                     job.timer = timer.ok();
                 }
             });
