@@ -98,7 +98,7 @@ pub async fn benchmark(
         warmup_ms,
         dispatches_per_step,
         host_reads_per_step: (host_reads() - reads) as f64 / steps as f64,
-        workers: if trainer.splits() { 1 + helpers.len().min(spec.train.batch_size - 1) } else { 1 },
+        workers: trainer.workers_with(helpers.len()),
         profile,
         host_ms_per_step: (dispatches_per_step > 0.0).then(|| host_ms / steps as f64),
         replayed_per_step: replayed as f64 / steps as f64,

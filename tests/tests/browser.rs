@@ -201,8 +201,8 @@ fn a_crashed_second_worker_costs_no_step() {
     assert!(device.contains("1 worker: the second worker") && device.contains("the third worker"), "device element: {device:?}");
     eprintln!("the device line after both crashes: {device}");
     let at = three.step();
+    // (which also checks that no error is shown)
     wait_for_steps_and_falling_loss(&three, at.max(30) + 20, Duration::from_secs(300));
-    assert_eq!(three.text("error").unwrap_or_default(), "", "no error is shown");
 }
 
 /// `workers=3`: the training worker starts two helpers (also where the machine has fewer

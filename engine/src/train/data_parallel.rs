@@ -398,6 +398,13 @@ impl Trainer {
         self.splittable && self.train.batch_size >= 2
     }
 
+    /// The workers a step of this run uses with `helpers` at hand, this one included: at most
+    /// one helper per row after the first ([`Trainer::split_step_among`] asks no more), and
+    /// this worker alone where the run does not split.
+    pub fn workers_with(&self, helpers: usize) -> usize {
+        if self.splits() { 1 + helpers.min(self.train.batch_size - 1) } else { 1 }
+    }
+
     /// One step, its rows shared with `helpers` where there are any and this run splits,
     /// else alone: the one choice the tab's worker and the benchmark both make. A helper that
     /// fails costs no step (its rows, or the whole step, are computed here); the reason is
@@ -443,7 +450,7 @@ impl Trainer {
     pub async fn split_step_among(&mut self, helpers: &[&dyn HelperLink]) -> Result<Vec<(usize, String)>, String> {
         assert!(self.splits(), "split_step on a run that does not split");
         assert!(!helpers.is_empty(), "a split step needs a helper");
-        let helpers = &helpers[..helpers.len().min(self.train.batch_size - 1)];
+        let helpers = &helpers[..self.workers_with(helpers.len()) - 1];
         let t0 = self.now();
         if self.ahead.as_ref().is_some_and(|ahead| ahead.step != self.step || ahead.answers.len() != helpers.len()) {
             self.forget_ahead();
