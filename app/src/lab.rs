@@ -1,8 +1,9 @@
 //! The page's reactive state: one signal per thing the page shows, updated from worker messages.
 //!
-//! The workspace holds several runs ([`RunView`]), each with its own curves and snapshots; the
-//! stats panel, "what the model sees" and the samples show the *selected* run: the stats panel
-//! reads that run's signals ([`Lab::selected_run`]); samples and examples arrive only for it.
+//! The workspace holds several runs ([`RunView`]), each with its own curves, snapshots, latest
+//! sample and latest examples; the stats panel, "what the model sees" and the samples show the
+//! *selected* run's ([`Lab::selected_run`]), so selecting another run (even a finished one)
+//! shows its own at once.
 
 use leptos::prelude::*;
 use objlab_engine::memory;
@@ -39,6 +40,12 @@ pub struct RunView {
     pub visible: RwSignal<bool>,
     /// Why it stopped (divergence, refusal, failure), shown as a marker on its row.
     pub failure: RwSignal<Option<String>>,
+    /// The latest text it generated: (step, text).
+    pub sample: RwSignal<Option<(usize, String)>>,
+    /// Conditional training: (bad-word occurrences, words) in the latest sample.
+    pub sample_bad_words: RwSignal<Option<(usize, usize)>>,
+    /// "What the model sees": one example per objective of a recent batch, and its step.
+    pub examples: RwSignal<(usize, Vec<Example>)>,
 }
 
 impl RunView {
@@ -59,6 +66,9 @@ impl RunView {
             snapshots: RwSignal::new(Vec::new()),
             visible: RwSignal::new(true),
             failure: RwSignal::new(None),
+            sample: RwSignal::new(None),
+            sample_bad_words: RwSignal::new(None),
+            examples: RwSignal::new((0, Vec::new())),
         }
     }
 
@@ -106,11 +116,6 @@ pub struct Lab {
     pub worker_crashed: RwSignal<bool>,
     /// What the device element says ("WebGPU — …" or "CPU — …").
     pub device: RwSignal<String>,
-    pub sample: RwSignal<Option<(usize, String)>>,
-    /// Conditional training: (bad-word occurrences, words) in the latest sample.
-    pub sample_bad_words: RwSignal<Option<(usize, usize)>>,
-    /// "What the model sees": one example per objective of the latest batch.
-    pub examples: RwSignal<(usize, Vec<Example>)>,
     /// An experiment change that waits for the user to agree to reset the running runs.
     pub pending: RwSignal<Option<ExperimentSpec>>,
     /// Messages for the error element, newest last.
@@ -155,9 +160,6 @@ impl Lab {
             spec: RwSignal::new(spec),
             worker_crashed: RwSignal::new(false),
             device: RwSignal::new("not started".into()),
-            sample: RwSignal::new(None),
-            sample_bad_words: RwSignal::new(None),
-            examples: RwSignal::new((0, Vec::new())),
             pending: RwSignal::new(None),
             errors: RwSignal::new(errors),
             control_error: RwSignal::new(None),
@@ -172,13 +174,6 @@ impl Lab {
             log_x: RwSignal::new(false),
             smoothing: RwSignal::new(0.0),
         }
-    }
-
-    /// Clears what arrives for the selected run only (samples, examples).
-    pub fn clear_run(&self) {
-        self.sample.set(None);
-        self.sample_bad_words.set(None);
-        self.examples.set((0, Vec::new()));
     }
 
     /// The experiment the controls show: the pending change if there is one (tracked).
@@ -208,6 +203,21 @@ impl Lab {
     pub fn selected_run(&self) -> Option<RunView> {
         let id = self.selected.get()?;
         self.runs.with(|runs| runs.iter().find(|r| r.id == id).copied())
+    }
+
+    /// The experiment of the selected run, or the controls' before any run (tracked): what
+    /// the single-run panels explain (a run's experiment never changes; the controls' may
+    /// already show the next run's).
+    pub fn selected_spec(&self) -> ExperimentSpec {
+        self.selected_run().map(|r| r.spec.get_value()).unwrap_or_else(|| self.spec.get())
+    }
+
+    /// The selected run's label where the workspace has more than one run, to name it in the
+    /// single-run panels' headings (tracked).
+    pub fn selected_label(&self) -> Option<String> {
+        let id = self.selected.get()?;
+        let labels = self.labels();
+        (labels.len() > 1).then(|| labels.into_iter().find(|(r, _)| *r == id).map(|(_, l)| l)).flatten()
     }
 
     fn selected_run_untracked(&self) -> Option<RunView> {
@@ -300,7 +310,6 @@ impl Lab {
     pub fn select(&self, id: RunId) {
         if self.run(id).is_some() {
             self.selected.set(Some(id));
-            self.clear_run();
         }
     }
 
@@ -318,7 +327,6 @@ impl Lab {
         });
         if self.selected.get_untracked() == Some(id) {
             self.selected.set(None);
-            self.clear_run();
             if let Some(first) = self.runs.with_untracked(|r| r.first().map(|r| r.id)) {
                 self.select(first);
             }
@@ -335,7 +343,6 @@ impl Lab {
         } else {
             worker_link::send(*self, &ToWorker::Reset);
         }
-        self.clear_run();
         self.runs.set(Vec::new());
         self.selected.set(None);
         self.cka.set(Vec::new());
@@ -360,7 +367,6 @@ impl Lab {
     }
 
     pub fn apply(&self, message: FromWorker) {
-        let selected = self.selected.get_untracked();
         match message {
             FromWorker::Ready => {}
             FromWorker::Device { kind, name, note } => {
@@ -395,15 +401,13 @@ impl Lab {
                 view.val.update(|v| v.push((step, loss)));
             }
             FromWorker::Sample { run, step, text, bad_words } => {
-                if selected == Some(run) {
-                    self.sample.set(Some((step, text)));
-                    self.sample_bad_words.set(bad_words);
-                }
+                let Some(view) = self.run(run) else { return };
+                view.sample.set(Some((step, text)));
+                view.sample_bad_words.set(bad_words);
             }
             FromWorker::Examples { run, step, examples } => {
-                if selected == Some(run) {
-                    self.examples.set((step, examples));
-                }
+                let Some(view) = self.run(run) else { return };
+                view.examples.set((step, examples));
             }
             FromWorker::Snapshot(snapshot) => {
                 let Some(view) = self.run(snapshot.run) else { return };

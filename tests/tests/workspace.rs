@@ -56,6 +56,18 @@ fn three_runs_train_side_by_side_with_their_representation_views() {
         (p.len() == 3 && p.iter().zip(&first).all(|(now, then)| now > then)).then_some(())
     });
     assert_eq!(browser.attribute("loss-chart", "data-curves").as_deref(), Some("3"));
+
+    // The single-run panels explain the selected run (the first), not the controls, which
+    // already show the next run's objective (span corruption, which generates no text).
+    browser.wait_for("the first run's examples", Duration::from_secs(60), |b| (b.attribute("seen", "data-objective")? == "causal_lm").then_some(()));
+    assert_eq!(browser.text("sample-hint"), None, "causal LM generates text: no 'no samples' hint");
+    assert!(browser.text("seen-heading").unwrap().contains("— causal_lm"), "the panel names its run");
+    // Selecting the second run shows its own examples (kept per run) and the hint.
+    browser.eval("document.querySelectorAll('[data-testid=\"run-select\"]')[1].click(); return true");
+    browser.wait_for("the second run's examples", Duration::from_secs(5), |b| (b.attribute("seen", "data-objective")? == "masked_lm").then_some(()));
+    assert!(browser.text("sample-hint").is_some(), "masked LM generates no text: the hint says so");
+    assert!(browser.text("sample-heading").unwrap().contains("— masked_lm"), "{:?}", browser.text("sample-heading"));
+    browser.eval("document.querySelectorAll('[data-testid=\"run-select\"]')[0].click(); return true");
     let throughput: f64 = browser.text("throughput").unwrap().parse().unwrap();
     assert!(throughput > 0.0, "the device's aggregate steps/s is shown");
 
@@ -98,6 +110,21 @@ fn three_runs_train_side_by_side_with_their_representation_views() {
         Some((b.attribute("attention-map", "data-layers")?, b.attribute("attention-map", "data-heads")?))
     });
     assert_eq!(shape, ("2".to_string(), "2".to_string()));
+    // A layer's heads sit side by side, and the pointer reads a cell: the bottom-right one is
+    // the last token looking at itself.
+    let side_by_side = browser.eval(
+        "const f = document.querySelector('.head-row').querySelectorAll('figure'); return f[0].offsetTop == f[1].offsetTop && f[1].offsetLeft > f[0].offsetLeft",
+    );
+    assert_eq!(side_by_side, Value::Bool(true), "the heads of a layer in one row");
+    browser.eval(
+        "const c = document.querySelector('[data-testid=\"attention-map\"] canvas'); const r = c.getBoundingClientRect(); \
+         c.dispatchEvent(new MouseEvent('mousemove', {clientX: r.right - 3, clientY: r.bottom - 3, bubbles: true})); return true",
+    );
+    let caption = browser.wait_for("the hovered cell's weight", Duration::from_secs(5), |b| {
+        let caption = b.eval("return document.querySelector('[data-testid=\"attention-map\"] figcaption').textContent");
+        caption.as_str().filter(|c| c.contains("looks at")).map(str::to_string)
+    });
+    assert!(caption.starts_with("\"t\" at 12 looks at \"t\" at 12: "), "{caption}");
 
     // Pause one run: it holds its step while the others go on.
     browser.eval("document.querySelectorAll('[data-testid=\"run-pause\"]')[1].click(); return true");
@@ -136,6 +163,12 @@ fn a_diverging_run_stops_alone_and_a_too_large_workspace_is_refused() {
     let held = points(&browser);
     browser.wait_for("the other run to go on", Duration::from_secs(60), |b| (points(b)[0] > held[0] + 5).then_some(()));
     assert!(browser.text("error").unwrap().contains("diverged"), "the error element says it too");
+    // The stopped run, selected, still shows what its model saw before it stopped (each run
+    // keeps its latest examples; none arrive for it any more), not the running one's.
+    browser.eval("document.querySelectorAll('[data-testid=\"run-select\"]')[1].click(); return true");
+    let heading = browser.wait_for("the stopped run's examples", Duration::from_secs(5), |b| b.text("seen").and(b.text("seen-heading")));
+    let step: usize = heading.rsplit("step ").next().and_then(|s| s.trim_end_matches(')').parse().ok()).unwrap_or(0);
+    assert!((1..=5).contains(&step), "an example from its last steps, up to the divergence at step 5: {heading:?}");
 
     // A run of width 2048 × 48 layers × context 1024 is far beyond the budget: refused with the
     // estimate, nothing added.

@@ -1,6 +1,6 @@
 //! Attention maps: for a string the user types, every layer and head of one run as a heat map
-//! (row = query, column = key; darker = more weight). The maps refresh at each of the run's
-//! snapshots while shown.
+//! (row = query, column = key; darker = more weight), the tokens along the edges and each
+//! cell's weight under the pointer. The maps refresh at each of the run's snapshots while shown.
 
 use leptos::html::Canvas;
 use leptos::prelude::*;
@@ -9,32 +9,78 @@ use super::canvas::context_2d;
 use crate::lab::{AttentionView, Lab};
 use crate::worker_link;
 
+/// Side of a map's grid in pixels (the cells shrink as the text grows).
 const CELL_AREA: f64 = 180.0;
+/// Room for the token labels along the top and the left of each map.
+const LABEL: f64 = 12.0;
+
+/// A token as a one-character label: whitespace made visible.
+fn token_label(token: &str) -> String {
+    match token {
+        " " => "·".into(),
+        "\n" => "⏎".into(),
+        t => t.into(),
+    }
+}
+
+/// What the pointer at canvas pixel (`x`, `y`) of a map of `s` tokens with cells of `cell`
+/// pixels points at: (query, key), or `None` outside the grid.
+fn cell_at(x: f64, y: f64, s: usize, cell: f64) -> Option<(usize, usize)> {
+    let (k, q) = ((x - LABEL) / cell, (y - LABEL) / cell);
+    (k >= 0.0 && q >= 0.0 && (k as usize) < s && (q as usize) < s).then_some((q as usize, k as usize))
+}
 
 #[component]
 fn HeadMap(maps: AttentionView, layer: usize, head: usize) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
     let s = maps.tokens.len();
     let cell = (CELL_AREA / s.max(1) as f64).floor().max(2.0);
-    let size = cell * s as f64;
+    let size = LABEL + cell * s as f64;
     let offset = (layer * maps.heads + head) * s * s;
+    // weights: [seq (query), seq (key)] of this layer and head
     let weights = maps.weights[offset..offset + s * s].to_vec();
+    let labels: Vec<String> = maps.tokens.iter().map(|t| token_label(t)).collect();
+    // "query → key: weight" under the pointer, so that a map can be read cell by cell
+    let hovered = RwSignal::new(None::<String>);
+    let (w, l) = (weights.clone(), labels.clone());
+    let on_move = move |ev: web_sys::MouseEvent| {
+        let Some(c) = canvas.get_untracked() else { return };
+        // the canvas may be drawn smaller than its pixels (max-width): scale the pointer
+        let scale = size / (c.client_width().max(1) as f64);
+        hovered.set(cell_at(ev.offset_x() as f64 * scale, ev.offset_y() as f64 * scale, s, cell)
+            .map(|(q, k)| format!("{:?} at {} looks at {:?} at {}: {:.2}", l[q], q + 1, l[k], k + 1, w[q * s + k])));
+    };
     Effect::new(move |_| {
         let Some(c) = canvas.get() else { return };
         let Some(ctx) = context_2d(&c) else { return };
+        ctx.set_fill_style_str("#fff");
+        ctx.fill_rect(0.0, 0.0, size, size);
         for q in 0..s {
             for k in 0..s {
                 let w = weights[q * s + k].clamp(0.0, 1.0) as f64;
                 let shade = (255.0 * (1.0 - w.sqrt())) as u8;
                 ctx.set_fill_style_str(&format!("rgb({shade},{shade},{})", 255));
-                ctx.fill_rect(k as f64 * cell, q as f64 * cell, cell, cell);
+                ctx.fill_rect(LABEL + k as f64 * cell, LABEL + q as f64 * cell, cell, cell);
+            }
+        }
+        // the tokens: keys along the top, queries down the left (where the cells are wide
+        // enough to read them)
+        if cell >= 7.0 {
+            ctx.set_fill_style_str("#555");
+            ctx.set_font(&format!("{}px monospace", cell.min(LABEL).floor()));
+            ctx.set_text_align("center");
+            for (i, label) in labels.iter().enumerate() {
+                let middle = LABEL + (i as f64 + 0.5) * cell;
+                let _ = ctx.fill_text(label, middle, LABEL - 2.0);
+                let _ = ctx.fill_text(label, LABEL / 2.0, middle + cell.min(LABEL) / 3.0);
             }
         }
     });
     view! {
         <figure>
-            <canvas node_ref=canvas width=size.to_string() height=size.to_string()></canvas>
-            <figcaption>{format!("layer {} · head {}", layer + 1, head + 1)}</figcaption>
+            <canvas node_ref=canvas width=size.to_string() height=size.to_string()
+                on:mousemove=on_move on:mouseleave=move |_| hovered.set(None)></canvas>
+            <figcaption>{move || hovered.get().unwrap_or_else(|| format!("layer {} · head {}", layer + 1, head + 1))}</figcaption>
         </figure>
     }
 }
@@ -76,7 +122,7 @@ pub fn AttentionMap(lab: Lab) -> impl IntoView {
         })
     };
     view! {
-        <section class="attention">
+        <section class="attention-maps">
             <h2>"Attention maps"</h2>
             <label>"run "
                 <select data-testid="attention-run" on:change=move |ev| chosen.set(event_target_value(&ev).parse().ok())>
@@ -92,5 +138,19 @@ pub fn AttentionMap(lab: Lab) -> impl IntoView {
             <button data-testid="attention-show" on:click=move |_| request() prop:disabled=move || run().is_none()>"Show"</button>
             {maps}
         </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LABEL, cell_at};
+
+    #[test]
+    fn the_pointer_names_the_query_row_and_the_key_column() {
+        // 3 tokens, cells of 10 pixels after the labels' margin
+        assert_eq!(cell_at(LABEL + 25.0, LABEL + 5.0, 3, 10.0), Some((0, 2)));
+        assert_eq!(cell_at(LABEL + 1.0, LABEL + 29.0, 3, 10.0), Some((2, 0)));
+        assert_eq!(cell_at(LABEL - 1.0, LABEL + 5.0, 3, 10.0), None, "on the labels");
+        assert_eq!(cell_at(LABEL + 30.0, LABEL + 5.0, 3, 10.0), None, "past the last key");
     }
 }

@@ -135,17 +135,23 @@ fn ExampleCard(example: Example, arch_note: Option<&'static str>) -> impl IntoVi
 
 #[component]
 pub fn ModelView(lab: Lab) -> impl IntoView {
-    let arch_note = move || match lab.spec.get().model.arch {
+    // the selected run's architecture (the controls may already show the next run's)
+    let arch_note = move || match lab.selected_spec().model.arch {
         objlab_engine::model::Architecture::EncoderDecoder => Some(
             "On the encoder–decoder architecture, the bidirectional prefix is read by the encoder and the rest by the decoder, which attends to the encoder.",
         ),
         objlab_engine::model::Architecture::Decoder => None,
     };
+    // the selected run's latest examples (none before the first run)
+    let examples = move || lab.selected_run().map(|r| r.examples.get()).unwrap_or_default();
     view! {
         <section class="model-view">
-            <h2>{move || match lab.examples.get().0 {
-                0 => "What the model sees (shown once training starts)".to_string(),
-                step => format!("What the model sees (a real example from the batch of step {step})"),
+            <h2 data-testid="seen-heading">{move || {
+                let of_run = lab.selected_label().map(|l| format!(" — {l}")).unwrap_or_default();
+                match examples().0 {
+                    0 => format!("What the model sees{of_run} (shown once training starts)"),
+                    step => format!("What the model sees{of_run} (a real example from the batch of step {step})"),
+                }
             }}</h2>
             <div class="legend">
                 {["masked", "replaced", "kept", "sentinel", "target", "control", "hidden-key", "pad"].map(|m| view! {
@@ -154,7 +160,7 @@ pub fn ModelView(lab: Lab) -> impl IntoView {
             </div>
             {move || {
                 let note = arch_note();
-                lab.examples.get().1.into_iter().map(|e| view! { <ExampleCard example=e arch_note=note /> }).collect_view()
+                examples().1.into_iter().map(|e| view! { <ExampleCard example=e arch_note=note /> }).collect_view()
             }}
         </section>
     }

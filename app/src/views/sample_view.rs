@@ -1,5 +1,5 @@
-//! The latest text the model generated (for objectives that train a left-to-right generator),
-//! and, for conditional training, how many bad words the sample contains.
+//! The selected run's latest generated text (for objectives that train a left-to-right
+//! generator), and, for conditional training, how many bad words the sample contains.
 
 use leptos::prelude::*;
 use objlab_engine::objectives::find;
@@ -8,22 +8,27 @@ use crate::lab::Lab;
 
 #[component]
 pub fn SampleView(lab: Lab) -> impl IntoView {
-    let generates = move || lab.spec.get().runs[0].objectives.iter().any(|o| find(&o.id).map(|f| f.info().generates).unwrap_or(false));
+    // the selected run's objectives (the controls' before any run), not the controls' alone:
+    // they may already show the next run's experiment
+    let generates = move || lab.selected_spec().runs[0].objectives.iter().any(|o| find(&o.id).map(|f| f.info().generates).unwrap_or(false));
+    let sample = move || lab.selected_run().and_then(|r| r.sample.get());
+    let bad_words = move || lab.selected_run().and_then(|r| r.sample_bad_words.get());
+    let of_run = move || lab.selected_label().map(|l| format!(" — {l}")).unwrap_or_default();
     view! {
         <section class="sample">
-            <h2>{move || match lab.sample.get() {
-                Some((step, _)) => format!("Sample at step {step}"),
-                None if generates() => "Sample (every few hundred steps)".to_string(),
-                None => "Sample".to_string(),
+            <h2 data-testid="sample-heading">{move || match sample() {
+                Some((step, _)) => format!("Sample at step {step}{}", of_run()),
+                None if generates() => format!("Sample (every few hundred steps){}", of_run()),
+                None => format!("Sample{}", of_run()),
             }}</h2>
             <Show when=move || !generates()>
-                <p class="hint">"This objective does not train a left-to-right generator, so the lab shows no text samples; watch the loss and what the model sees instead."</p>
+                <p class="hint" data-testid="sample-hint">"This objective does not train a left-to-right generator, so the lab shows no text samples; watch the loss and what the model sees instead."</p>
             </Show>
-            <p data-testid="bad-word-rate">{move || lab.sample_bad_words.get().map(|(hits, words)| format!(
+            <p data-testid="bad-word-rate">{move || bad_words().map(|(hits, words)| format!(
                 "bad words in this sample (generated after <good>): {hits} of {words} words ({:.1}%)",
                 if words == 0 { 0.0 } else { 100.0 * hits as f64 / words as f64 }
             ))}</p>
-            <pre data-testid="sample">{move || lab.sample.get().map(|(_, t)| t).unwrap_or_default()}</pre>
+            <pre data-testid="sample">{move || sample().map(|(_, t)| t).unwrap_or_default()}</pre>
         </section>
     }
 }
