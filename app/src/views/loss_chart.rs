@@ -92,7 +92,18 @@ fn draw(canvas: &web_sys::HtmlCanvasElement, curves: &[Curve], x_max: f64, log_x
     };
     for c in curves {
         line(&c.train, c.colour, 1.2, false);
+    }
+    // validation above every run's training curve (a noisy one hid the others' validation),
+    // on a white halo, with a dot at each evaluation
+    for c in curves {
+        line(&c.val, "#fff", 5.0, false);
         line(&c.val, c.colour, 2.2, true);
+        ctx.set_fill_style_str(c.colour);
+        for (s, l) in &c.val {
+            ctx.begin_path();
+            let _ = ctx.arc(x(*s), y(*l), 3.0, 0.0, std::f64::consts::TAU);
+            ctx.fill();
+        }
     }
     let _ = ctx.set_line_dash(&js_sys::Array::new());
     ctx.set_line_width(1.0);

@@ -41,7 +41,10 @@ pub fn ProbeChart(lab: Lab) -> impl IntoView {
             ctx.line_to(WIDTH - PAD, y(c));
             ctx.stroke();
             let _ = ctx.set_line_dash(&js_sys::Array::new());
-            let _ = ctx.fill_text("chance", WIDTH - PAD + 2.0, y(c) + 4.0);
+            // above the line's right end: past it, the label did not fit the canvas
+            ctx.set_text_align("right");
+            let _ = ctx.fill_text("chance", WIDTH - PAD, y(c) - 4.0);
+            ctx.set_text_align("left");
         }
         if let Some(t) = time {
             ctx.set_stroke_style_str("#ccc");
