@@ -140,6 +140,13 @@ pub struct Lab {
     pub smoothing: RwSignal<f64>,
 }
 
+/// Labels that more than one run shares (the same experiment added twice) get the run's
+/// number, so that every run can be told apart by name as well as by colour.
+fn numbered_repeats(labels: Vec<(RunId, String)>) -> Vec<(RunId, String)> {
+    let repeated = |label: &String| labels.iter().filter(|(_, l)| l == label).count() > 1;
+    labels.iter().map(|(id, l)| (*id, if repeated(l) { format!("{l} #{id}") } else { l.clone() })).collect()
+}
+
 /// Writes the experiment's choices into the page address, so the link reproduces it.
 pub fn write_url(spec: &ExperimentSpec) {
     let (device, arch) = (spec.device.name(), spec.model.arch.name());
@@ -238,7 +245,7 @@ impl Lab {
         self.runs.with(|runs| {
             let specs: Vec<ExperimentSpec> = runs.iter().map(|r| r.spec.get_value()).collect();
             let refs: Vec<&ExperimentSpec> = specs.iter().collect();
-            runs.iter().map(|r| r.id).zip(run_labels(&refs)).collect()
+            numbered_repeats(runs.iter().map(|r| r.id).zip(run_labels(&refs)).collect())
         })
     }
 
@@ -444,5 +451,17 @@ impl Lab {
                 self.push_error(message);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numbered_repeats;
+
+    #[test]
+    fn runs_of_the_same_experiment_are_numbered() {
+        let labels = vec![(1, "causal_lm".to_string()), (2, "masked_lm".to_string()), (4, "causal_lm".to_string())];
+        let named: Vec<String> = numbered_repeats(labels).into_iter().map(|(_, l)| l).collect();
+        assert_eq!(named, ["causal_lm #1", "masked_lm", "causal_lm #4"]);
     }
 }

@@ -169,6 +169,8 @@ fn a_diverging_run_stops_alone_and_a_too_large_workspace_is_refused() {
     let heading = browser.wait_for("the stopped run's examples", Duration::from_secs(5), |b| b.text("seen").and(b.text("seen-heading")));
     let step: usize = heading.rsplit("step ").next().and_then(|s| s.trim_end_matches(')').parse().ok()).unwrap_or(0);
     assert!((1..=5).contains(&step), "an example from its last steps, up to the divergence at step 5: {heading:?}");
+    // the two runs differ only in the fault injected, so each is named by its number too
+    assert!(heading.contains("— causal_lm #2 "), "{heading:?}");
 
     // A run of width 2048 × 48 layers × context 1024 is far beyond the budget: refused with the
     // estimate, nothing added.
