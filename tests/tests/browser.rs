@@ -208,7 +208,8 @@ fn a_crashed_second_worker_costs_no_step() {
 /// `workers=3`: the training worker starts two helpers (also where the machine has fewer
 /// cores, as CI's two: the option is the user's), each computes a share of every step's rows,
 /// the run trains with a falling loss, and the benchmark splits its steps three ways. Then a
-/// page with `workers=1` trains alone and says nothing of workers.
+/// page with `workers=1` trains alone and says nothing of workers, and a fresh page's first
+/// benchmark uses its helper.
 #[test]
 fn three_workers_share_each_step_when_asked() {
     let server = StaticServer::start(dist_dir());
@@ -230,6 +231,14 @@ fn three_workers_share_each_step_when_asked() {
     wait_for_steps_and_falling_loss(&alone, 20, Duration::from_secs(300));
     let device = alone.text("device").unwrap();
     assert!(!device.contains("workers share"), "one worker: {device:?}");
+
+    // The benchmark pressed as the page opens, before any run started a helper, waits for its
+    // helper to load and times both workers (it timed one).
+    let fresh = Browser::start(false);
+    fresh.open(&format!("http://127.0.0.1:{}/?preset=tiny&device=cpu&workers=2", server.port));
+    fresh.wait_for("the page to load", Duration::from_secs(60), |b| b.text("benchmark").map(|_| ()));
+    let report = run_benchmark(&fresh, Duration::from_secs(300));
+    assert!(report.text.contains("(2 workers)"), "the first benchmark uses the helper too: {report:?}");
 }
 
 /// Trains `query` (a finite run) in a fresh page to its end and returns its device line and

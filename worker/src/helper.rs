@@ -479,6 +479,13 @@ pub fn ready_links(wanted: usize) -> Vec<HelperWorker> {
     HELPERS.with(|h| h.borrow().iter().take(helpers).enumerate().filter(|(_, h)| matches!(h.link, Link::Ready(_))).map(|(i, _)| HelperWorker(i)).collect())
 }
 
+/// Whether every helper a run asking for `wanted` workers would use has come up or failed:
+/// none is still loading.
+pub fn settled(wanted: usize) -> bool {
+    let helpers = workers(wanted) - 1;
+    HELPERS.with(|h| h.borrow().iter().take(helpers).all(|h| matches!(h.link, Link::Ready(_) | Link::Failed(_))))
+}
+
 /// What the device line says of the helpers the latest CPU run asked for: how many workers
 /// share the steps, or why only one does, and why any stopped.
 pub fn status() -> Option<String> {

@@ -40,6 +40,9 @@ const CPU_NAME: &str = if cfg!(feature = "fma") {
 } else {
     "flex backend in WebAssembly"
 };
+/// How long the benchmark waits for helper workers still loading (they come up in well under
+/// a second from this worker's compiled module; one that never does is timed without).
+const HELPERS_WAIT_MS: f64 = 10_000.0;
 /// Probe-set sequences per Markov source, and their length (cut to a run's context).
 /// 128 sequences of 16 letters: a forward pass over them costs about half a baby-GPT step.
 const PROBE_PER_SOURCE: usize = 32;
@@ -614,6 +617,14 @@ async fn benchmark(spec: ExperimentSpec, steps: usize) -> Result<(), String> {
     post(&FromWorker::BenchmarkProgress { done: 0, steps });
     let corpus = load_corpus(&spec.corpus).await?;
     let (device, name, kind) = pick_device(spec.device, spec.train.workers).await;
+    if kind == DeviceKind::Cpu {
+        // The helpers `pick_device` started time their share too: a benchmark pressed as the
+        // page opened timed one worker while the others loaded (a run's steps do not wait).
+        let since = precise_ms();
+        while !crate::helper::settled(spec.train.workers) && precise_ms() - since < HELPERS_WAIT_MS {
+            sleep(20).await;
+        }
+    }
     let links = if kind == DeviceKind::Cpu { crate::helper::ready_links(spec.train.workers) } else { Vec::new() };
     let helpers: Vec<&dyn HelperLink> = links.iter().map(|link| link as &dyn HelperLink).collect();
     let report = objlab_engine::benchmark::benchmark(&spec, corpus, device, &name, steps, helpers, precise_ms, |done| {

@@ -10,8 +10,9 @@
 //!
 //! `browser-bench <preset> <gpu|cpu> button [presses]` presses the page's "benchmark" button
 //! instead, `presses` times (3 unless told), and prints each report's JSON line: its text, its
-//! steps/s, workers and per-part profile. On the CPU the first press usually runs on one
-//! worker (the helper worker is still loading) and the next ones on two.
+//! steps/s, workers and per-part profile. On the CPU every press waits for the helper
+//! workers to load, so each uses one worker per core (up to four); `'<preset>&workers=1'`
+//! times one worker.
 
 use std::time::{Duration, Instant};
 
