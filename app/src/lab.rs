@@ -140,6 +140,21 @@ pub struct Lab {
     pub smoothing: RwSignal<f64>,
 }
 
+/// Seconds over which a run's shown steps/s is averaged.
+const RATE_SECONDS: f64 = 1.0;
+
+/// The steps/s to show after a report of `rate` over `steps` steps, where `shown` was shown
+/// (0: nothing yet): an average that forgets with time, not with reports, so that runs
+/// reporting every step and every ten steps settle alike.
+fn smoothed_rate(shown: f64, rate: f64, steps: usize) -> f64 {
+    if shown <= 0.0 || !shown.is_finite() || rate <= 0.0 || !rate.is_finite() {
+        return rate;
+    }
+    let seconds = steps.max(1) as f64 / rate;
+    let keep = (-seconds / RATE_SECONDS).exp();
+    keep * shown + (1.0 - keep) * rate
+}
+
 /// Labels that more than one run shares (the same experiment added twice) get the run's
 /// number, so that every run can be told apart by name as well as by colour.
 fn numbered_repeats(labels: Vec<(RunId, String)>) -> Vec<(RunId, String)> {
@@ -398,8 +413,12 @@ impl Lab {
                 }
                 view.step.set(step);
                 view.steps.set(steps);
-                view.steps_per_s.set(steps_per_s);
-                view.tokens_per_s.set(tokens_per_s);
+                // the worker's rate covers the steps since its last read (one step for `tiny`):
+                // shown smoothed over about a second, so that it can be read
+                let shown = smoothed_rate(view.steps_per_s.get_untracked(), steps_per_s, train.len());
+                let tokens_per_step = if steps_per_s > 0.0 { tokens_per_s / steps_per_s } else { 0.0 };
+                view.steps_per_s.set(shown);
+                view.tokens_per_s.set(shown * tokens_per_step);
                 view.learning_rate.set(learning_rate);
                 view.train.update(|t| t.extend(train));
             }
@@ -456,7 +475,21 @@ impl Lab {
 
 #[cfg(test)]
 mod tests {
-    use super::numbered_repeats;
+    use super::{numbered_repeats, smoothed_rate};
+
+    #[test]
+    fn the_shown_rate_forgets_with_time() {
+        assert_eq!(smoothed_rate(0.0, 50.0, 1), 50.0, "the first report is shown as it is");
+        // one step at 100 steps/s is 10 ms of a one-second average: barely moves it
+        let after_one = smoothed_rate(50.0, 100.0, 1);
+        assert!((after_one - 50.5).abs() < 0.01, "{after_one}");
+        // a hundred reports of one step each (one second) move it as far as one report of a
+        // hundred steps
+        let many = (0..100).fold(50.0, |shown, _| smoothed_rate(shown, 100.0, 1));
+        let once = smoothed_rate(50.0, 100.0, 100);
+        assert!((many - once).abs() < 1e-9, "{many} vs {once}");
+        assert!((once - (100.0 - 50.0 * (-1.0f64).exp())).abs() < 1e-9);
+    }
 
     #[test]
     fn runs_of_the_same_experiment_are_numbered() {
