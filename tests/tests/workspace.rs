@@ -57,6 +57,18 @@ fn three_runs_train_side_by_side_with_their_representation_views() {
     });
     assert_eq!(browser.attribute("loss-chart", "data-curves").as_deref(), Some("3"));
 
+    // "download CSV": every run's points, one row each, named by the runs' labels.
+    let csv = browser.eval(
+        "const a = document.querySelector('[data-testid=\"curves-csv\"]'); a.click(); \
+         const href = a.getAttribute('href'); return href.startsWith('data:text/csv') ? decodeURIComponent(href.split(',').slice(1).join(',')) : href",
+    );
+    let csv = csv.as_str().unwrap();
+    assert!(csv.starts_with("run,label,split,step,loss\n"), "{}", &csv[..csv.len().min(200)]);
+    for (run, label) in [(1, "causal_lm"), (2, "masked_lm"), (3, "span_corruption")] {
+        let rows = csv.lines().filter(|l| l.starts_with(&format!("{run},{label},train,"))).count();
+        assert!(rows >= first[run - 1], "run {run}: {rows} training rows, {} points drawn before", first[run - 1]);
+    }
+
     // The single-run panels explain the selected run (the first), not the controls, which
     // already show the next run's objective (span corruption, which generates no text).
     browser.wait_for("the first run's examples", Duration::from_secs(60), |b| (b.attribute("seen", "data-objective")? == "causal_lm").then_some(()));

@@ -6,6 +6,7 @@
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use super::canvas::{context_2d, draw_axes, polyline};
+use super::curves_download::CurvesDownload;
 use crate::lab::{Lab, RunView};
 
 const WIDTH: f64 = 720.0;
@@ -205,6 +206,7 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
                         on:input=move |ev| lab.smoothing.set(event_target_value(&ev).parse::<f64>().unwrap_or(0.0).clamp(0.0, 0.99)) />
                     <span>{move || format!("{:.2}", lab.smoothing.get())}</span>
                 </label>
+                <CurvesDownload lab=lab />
             </div>
             <canvas data-testid="loss-chart" node_ref=canvas width=WIDTH.to_string() height=HEIGHT.to_string()
                 data-curves=move || visible().to_string() data-points=points
