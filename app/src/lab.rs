@@ -9,7 +9,7 @@ use leptos::prelude::*;
 use objlab_engine::memory;
 use objlab_engine::objectives::Example;
 use objlab_engine::protocol::{BenchmarkReport, DeviceKind, FromWorker, RunId, RunState, Snapshot, ToWorker};
-use objlab_engine::spec::{ExperimentSpec, objective_mix_text, run_labels};
+use objlab_engine::spec::{ExperimentSpec, run_labels, workspace_query};
 
 use crate::worker_link;
 
@@ -126,6 +126,11 @@ pub struct Lab {
     pub runs: RwSignal<Vec<RunView>>,
     pub selected: RwSignal<Option<RunId>>,
     next_id: StoredValue<RunId>,
+    /// The page's reactive owner (the root component's), under which every run's signals are
+    /// made: a run added from a button inside a row or a notice must outlive that button (its
+    /// signals were disposed with the row or the notice, and the page stopped at their next
+    /// use).
+    owner: StoredValue<Option<Owner>>,
     /// Linear CKA between runs, by step.
     pub cka: RwSignal<Vec<CkaAt>>,
     /// The snapshot step the representation views show (`None`: the latest).
@@ -138,6 +143,9 @@ pub struct Lab {
     /// Loss chart options.
     pub log_x: RwSignal<bool>,
     pub smoothing: RwSignal<f64>,
+    /// The runs the page's address holds (a shared workspace), offered until they start or
+    /// the user starts something else.
+    pub linked: RwSignal<Vec<ExperimentSpec>>,
 }
 
 /// Seconds over which a run's shown steps/s is averaged.
@@ -162,22 +170,9 @@ fn numbered_repeats(labels: Vec<(RunId, String)>) -> Vec<(RunId, String)> {
     labels.iter().map(|(id, l)| (*id, if repeated(l) { format!("{l} #{id}") } else { l.clone() })).collect()
 }
 
-/// Writes the experiment's choices into the page address, so the link reproduces it.
-pub fn write_url(spec: &ExperimentSpec) {
-    let (device, arch) = (spec.device.name(), spec.model.arch.name());
-    let objective = objective_mix_text(&spec.runs[0].objectives);
-    let encoded = js_sys::encode_uri_component(&objective).as_string().unwrap_or(objective);
-    let query = format!(
-        "?preset={}&objective={encoded}&arch={arch}&device={device}&seed={}&steps={}&lr={}",
-        spec.preset, spec.seed, spec.train.steps, spec.train.learning_rate
-    );
-    if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
-        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&query));
-    }
-}
 
 impl Lab {
-    pub fn new(spec: ExperimentSpec, errors: Vec<String>) -> Self {
+    pub fn new(spec: ExperimentSpec, errors: Vec<String>, linked: Vec<ExperimentSpec>) -> Self {
         Self {
             spec: RwSignal::new(spec),
             worker_crashed: RwSignal::new(false),
@@ -188,6 +183,7 @@ impl Lab {
             runs: RwSignal::new(Vec::new()),
             selected: RwSignal::new(None),
             next_id: StoredValue::new(1),
+            owner: StoredValue::new(Owner::current()),
             cka: RwSignal::new(Vec::new()),
             time: RwSignal::new(None),
             attention: RwSignal::new(None),
@@ -195,7 +191,38 @@ impl Lab {
             benchmark: RwSignal::new(Benchmark::Idle),
             log_x: RwSignal::new(false),
             smoothing: RwSignal::new(0.0),
+            linked: RwSignal::new(linked),
         }
+    }
+
+    /// Writes the experiment the controls show into the page address, and the workspace's
+    /// runs where it holds two or more (or the runs of the link not started yet), so that the
+    /// address reproduces both ([`workspace_query`]).
+    pub fn write_address(&self) {
+        let controls = self.pending.get_untracked().unwrap_or_else(|| self.spec.get_untracked());
+        let mut runs: Vec<ExperimentSpec> = self.runs.with_untracked(|r| r.iter().map(|r| r.spec.get_value()).collect());
+        if runs.len() < 2 {
+            runs = self.linked.get_untracked();
+        }
+        let query = format!("?{}", workspace_query(&controls, &runs));
+        if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
+            let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&query));
+        }
+    }
+
+    /// Starts the runs the page's address holds, in a fresh workspace.
+    pub fn start_linked(&self) {
+        let linked = self.linked.get_untracked();
+        if !self.runs.with_untracked(Vec::is_empty) {
+            self.reset();
+        }
+        self.linked.set(Vec::new());
+        for spec in linked {
+            if let Err(e) = self.add_run(spec) {
+                self.push_error(format!("a run of the link was not started: {e}"));
+            }
+        }
+        self.write_address();
     }
 
     /// The experiment the controls show: the pending change if there is one (tracked).
@@ -277,8 +304,8 @@ impl Lab {
                 if busy {
                     self.pending.set(Some(spec));
                 } else {
-                    write_url(&spec);
                     self.spec.set(spec);
+                    self.write_address();
                 }
             }
             Err(e) => {
@@ -305,12 +332,16 @@ impl Lab {
         self.next_id.set_value(id + 1);
         let used: Vec<&str> = self.runs.with_untracked(|runs| runs.iter().map(|r| r.colour).collect());
         let colour = RUN_COLOURS.iter().find(|c| !used.contains(c)).copied().unwrap_or(RUN_COLOURS[0]);
-        let view = RunView::new(id, spec.clone(), colour);
+        let view = match self.owner.get_value() {
+            Some(owner) => owner.with(|| RunView::new(id, spec.clone(), colour)),
+            None => RunView::new(id, spec.clone(), colour),
+        };
         self.runs.update(|runs| runs.push(view));
         if self.selected.get_untracked().is_none() {
             self.select(id);
         }
         worker_link::send(*self, &ToWorker::AddRun { run: id, spec });
+        self.write_address();
         Ok(id)
     }
 
@@ -321,8 +352,8 @@ impl Lab {
             Ok(_) => {
                 self.control_error.set(None);
                 self.pending.set(None);
-                write_url(&spec);
                 self.spec.set(spec);
+                self.write_address();
             }
             Err(e) => self.push_error(format!("the run was not added: {e}")),
         }
@@ -353,6 +384,7 @@ impl Lab {
                 self.select(first);
             }
         }
+        self.write_address();
     }
 
     /// Ends every run (a crashed worker is replaced; a live one forgets its runs), clears the
@@ -373,10 +405,10 @@ impl Lab {
         self.errors.set(Vec::new());
         self.device.set("not started".into());
         if let Some(spec) = self.pending.get_untracked() {
-            write_url(&spec);
             self.spec.set(spec);
             self.pending.set(None);
         }
+        self.write_address();
     }
 
     /// Shows `message` in the error element (once: a repeated message is not stacked).

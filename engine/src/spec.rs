@@ -336,6 +336,45 @@ impl ExperimentSpec {
         (spec, errors)
     }
 
+    /// The URL query that [`ExperimentSpec::from_query`] reads back as this experiment: the
+    /// preset, the objective mix, architecture, device, seed, steps and learning rate, then
+    /// every other option that differs from the preset's.
+    pub fn to_query(&self) -> String {
+        let base = Self::from_preset(&self.preset).unwrap_or_else(|_| Self::default_experiment());
+        let (m, b, t, u) = (&self.model, &base.model, &self.train, &base.train);
+        let mut pairs: Vec<(&str, String)> = vec![
+            ("preset", self.preset.clone()),
+            ("objective", self.runs.first().map_or_else(|| "causal_lm".to_string(), |r| objective_mix_text(&r.objectives))),
+            ("arch", m.arch.name().to_string()),
+            ("device", self.device.name().to_string()),
+            ("seed", self.seed.to_string()),
+            ("steps", t.steps.to_string()),
+            ("lr", t.learning_rate.to_string()),
+        ];
+        let mut differing = |key: &'static str, value: String, preset: String| {
+            if value != preset {
+                pairs.push((key, value));
+            }
+        };
+        differing("corpus", self.corpus.clone(), base.corpus.clone());
+        differing("layers", m.n_layer.to_string(), b.n_layer.to_string());
+        differing("heads", m.n_head.to_string(), b.n_head.to_string());
+        differing("width", m.d_model.to_string(), b.d_model.to_string());
+        differing("context", m.block_size.to_string(), b.block_size.to_string());
+        differing("batch", t.batch_size.to_string(), u.batch_size.to_string());
+        differing("eval_every", t.eval_every.to_string(), u.eval_every.to_string());
+        differing("sample_every", t.sample_every.to_string(), u.sample_every.to_string());
+        differing("log_every", t.log_every.to_string(), u.log_every.to_string());
+        differing("snapshot_every", t.snapshot_every.to_string(), u.snapshot_every.to_string());
+        differing("temperature", t.temperature.to_string(), u.temperature.to_string());
+        differing("grad_clip", t.grad_clip.to_string(), u.grad_clip.to_string());
+        differing("workers", t.workers.to_string(), u.workers.to_string());
+        differing("capture", u8::from(t.capture).to_string(), u8::from(u.capture).to_string());
+        differing("nan_at", t.nan_at.to_string(), u.nan_at.to_string());
+        differing("helper_fails_at", t.helper_fails_at.to_string(), u.helper_fails_at.to_string());
+        pairs.iter().map(|(k, v)| format!("{k}={}", percent_encode(v))).collect::<Vec<_>>().join("&")
+    }
+
     /// Checks everything a run needs before it allocates anything.
     pub fn validate(&self) -> Result<(), String> {
         if self.version != SPEC_VERSION {
@@ -488,6 +527,55 @@ pub fn run_labels(specs: &[&ExperimentSpec]) -> Vec<String> {
         .collect()
 }
 
+/// A link to a workspace: the experiment the controls show, then one `run=` per run side by
+/// side, each that run's [`ExperimentSpec::to_query`] encoded as one value. `runs` may be
+/// empty (the link then holds the controls' experiment alone).
+pub fn workspace_query(controls: &ExperimentSpec, runs: &[ExperimentSpec]) -> String {
+    let mut query = controls.to_query();
+    for run in runs {
+        query.push_str("&run=");
+        query.push_str(&percent_encode(&run.to_query()));
+    }
+    query
+}
+
+/// Reads a [`workspace_query`]: the controls' experiment (as [`ExperimentSpec::from_query`]
+/// reads it), the runs of the link, and what was not understood. A run with anything not
+/// understood is left out and said why, rather than started as something else.
+pub fn workspace_from_query(query: &str) -> (ExperimentSpec, Vec<ExperimentSpec>, Vec<String>) {
+    let (mut own, mut runs, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    for pair in query.trim_start_matches('?').split('&').filter(|s| !s.is_empty()) {
+        match pair.split_once('=') {
+            Some(("run", value)) => {
+                let (spec, problems) = ExperimentSpec::from_query(&percent_decode(value));
+                if problems.is_empty() {
+                    runs.push(spec);
+                } else {
+                    errors.push(format!("run {} of the link is left out: {}", runs.len() + errors.len() + 1, problems.join("; ")));
+                }
+            }
+            _ => own.push(pair),
+        }
+    }
+    let (controls, mut problems) = ExperimentSpec::from_query(&own.join("&"));
+    problems.append(&mut errors);
+    (controls, runs, problems)
+}
+
+/// Encodes a query value: every byte but letters, digits and `-_.~,:;|=` (which the
+/// objective mixes use and a query value may hold) as `%XX`.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~,:;|=".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -514,6 +602,66 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_query_reads_back_as_the_same_experiment() {
+        let mut specs = vec![ExperimentSpec::default_experiment()];
+        for options in [
+            "preset=tiny&objective=masked_lm:rate=0.3&seed=7&device=cpu&steps=500&lr=0.0025",
+            "objective=causal_lm=0.5,span_corruption=0.5:mean_span=8&arch=encoder_decoder&snapshot_every=25&workers=3",
+            "preset=tiny&width=48&heads=3&layers=3&context=16&batch=4&temperature=1.25&grad_clip=0&capture=0&nan_at=9",
+            "objective=conditional_training&eval_every=7&log_every=2&sample_every=0&helper_fails_at=4",
+        ] {
+            let (spec, errors) = ExperimentSpec::from_query(options);
+            assert!(errors.is_empty(), "{options}: {errors:?}");
+            specs.push(spec);
+        }
+        for spec in specs {
+            let query = spec.to_query();
+            let (back, errors) = ExperimentSpec::from_query(&query);
+            assert!(errors.is_empty(), "{query}: {errors:?}");
+            assert_eq!(back, spec, "{query}");
+        }
+        let tiny = ExperimentSpec::from_query("preset=tiny&objective=masked_lm:rate=0.3").0.to_query();
+        assert_eq!(tiny, "preset=tiny&objective=masked_lm:rate=0.3&arch=decoder&device=auto&seed=1337&steps=1000&lr=0.003");
+    }
+
+    proptest::proptest! {
+        /// Whatever an address holds, reading it as a workspace never panics, and every run
+        /// it yields is one the lab can start.
+        #[test]
+        fn any_address_reads_without_panicking(query in "[a-z_=&%0-9A-F:;,.|?+-]{0,80}") {
+            let (controls, runs, _) = workspace_from_query(&query);
+            proptest::prop_assert!(controls.validate().is_ok());
+            for run in runs {
+                proptest::prop_assert!(run.validate().is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn a_workspace_link_holds_its_runs_and_leaves_out_a_bad_one() {
+        let controls = ExperimentSpec::from_query("preset=tiny&objective=span_corruption").0;
+        let runs: Vec<ExperimentSpec> = ["preset=tiny&objective=causal_lm", "preset=tiny&objective=masked_lm:rate=0.4&seed=2"]
+            .iter()
+            .map(|q| ExperimentSpec::from_query(q).0)
+            .collect();
+        let query = workspace_query(&controls, &runs);
+        assert_eq!(query.matches("&run=").count(), 2, "{query}");
+        assert!(!query.contains("&run=preset=tiny&"), "a run's own pairs are one value: {query}");
+        let (back, back_runs, errors) = workspace_from_query(&format!("?{query}"));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!((back, back_runs), (controls.clone(), runs.clone()));
+
+        // a run the lab cannot read is left out, and the link says which and why
+        let bad = format!("{query}&run={}", percent_encode("preset=tiny&objective=masked_lm:rate=9"));
+        let (_, back_runs, errors) = workspace_from_query(&bad);
+        assert_eq!(back_runs, runs);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("run 3 of the link is left out: ") && errors[0].contains("rate"), "{errors:?}");
+        // and a link without runs is the controls' experiment alone
+        assert_eq!(workspace_from_query(&controls.to_query()), (controls, Vec::new(), Vec::new()));
+    }
 
     #[test]
     fn run_labels_name_what_differs() {

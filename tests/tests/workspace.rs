@@ -45,6 +45,8 @@ fn three_runs_train_side_by_side_with_their_representation_views() {
     assert_eq!(run_rows(&browser), 3);
     let labels = browser.eval("return [...document.querySelectorAll('[data-testid=\"run-select\"]')].map(e => e.textContent).join('|')");
     assert_eq!(labels, "causal_lm|masked_lm|span_corruption", "runs are labelled by what differs");
+    let address = browser.eval("return location.search");
+    assert_eq!(address.as_str().unwrap().matches("&run=").count(), 3, "the address holds the workspace: {address}");
 
     // Three curves grow.
     let first = browser.wait_for("three curves", Duration::from_secs(120), |b| {
@@ -155,6 +157,38 @@ fn three_runs_train_side_by_side_with_their_representation_views() {
     browser.eval("document.querySelectorAll('[data-testid=\"run-remove\"]')[2].click(); return true");
     assert_eq!(run_rows(&browser), 2);
     browser.wait_for("a 2 × 2 matrix", Duration::from_secs(30), |b| (b.attribute("cka-matrix", "data-size")? == "2").then_some(()));
+    assert_eq!(browser.text("error").unwrap_or_default(), "", "no error is shown");
+
+    // The address is a link to the workspace: opened, it offers the two runs left, and
+    // starts them side by side.
+    let address = browser.eval("return location.search").as_str().unwrap().to_string();
+    assert_eq!(address.matches("&run=").count(), 2, "{address}");
+    open(&browser, &server, &address);
+    let offer = browser.wait_for("the link's runs", Duration::from_secs(10), |b| b.text("linked-runs"));
+    assert!(offer.contains("2 runs side by side: causal_lm · masked_lm"), "{offer}");
+    assert_eq!(run_rows(&browser), 0, "nothing starts before the user asks");
+    browser.click("start-linked");
+    assert_eq!(run_rows(&browser), 2, "error: {:?}", browser.text("error"));
+    let labels = browser.eval("return [...document.querySelectorAll('[data-testid=\"run-select\"]')].map(e => e.textContent).join('|')");
+    assert_eq!(labels, "causal_lm|masked_lm");
+    browser.wait_for("both linked runs to train", Duration::from_secs(120), |b| {
+        let p = points(b);
+        (p.len() == 2 && p.iter().all(|n| *n >= 3)).then_some(())
+    });
+    assert_eq!(browser.text("linked-runs"), None, "the offer is gone once taken");
+    assert_eq!(browser.text("error").unwrap_or_default(), "", "no error is shown");
+
+    // A duplicate outlives the run it was made from (its row's button made it; the page
+    // stopped updating when that row went).
+    browser.eval("document.querySelectorAll('[data-testid=\"run-duplicate\"]')[0].click(); return true");
+    assert_eq!(run_rows(&browser), 3);
+    browser.eval("document.querySelectorAll('[data-testid=\"run-remove\"]')[0].click(); return true");
+    assert_eq!(run_rows(&browser), 2);
+    let held = points(&browser);
+    browser.wait_for("the duplicate to go on", Duration::from_secs(60), |b| {
+        let p = points(b);
+        (p.len() == 2 && p[1] > held[1] + 2).then_some(())
+    });
     assert_eq!(browser.text("error").unwrap_or_default(), "", "no error is shown");
 }
 

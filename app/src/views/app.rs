@@ -1,7 +1,7 @@
 //! The lab's root: reads the experiment from the URL, starts the worker, lays out the panels.
 
 use leptos::prelude::*;
-use objlab_engine::spec::ExperimentSpec;
+use objlab_engine::spec::{ExperimentSpec, workspace_from_query};
 
 use super::attention_map::AttentionMap;
 use super::benchmark_panel::BenchmarkPanel;
@@ -22,21 +22,44 @@ use crate::worker_link;
 
 /// Mounts the lab on the page's body.
 pub fn mount() {
+    std::panic::set_hook(Box::new(|info| {
+        web_sys::console::error_1(&format!("{info}").into());
+        show_page_failure(&info.to_string());
+    }));
     mount_to_body(App);
 }
 
-/// The experiment named by the page's URL query, and what in it was not understood.
-fn spec_from_url() -> (ExperimentSpec, Vec<String>) {
+/// A bug in the page (a panic) stops its WebAssembly for good: said in the error element, by
+/// hand, since the page's own views can no longer run. The training worker is another
+/// module and may go on; a reload starts afresh from the address, which holds the workspace.
+fn show_page_failure(what: &str) {
+    // once: every later call into the stopped module fails too
+    static SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SHOWN.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else { return };
+    let Ok(Some(banner)) = document.query_selector("[data-testid=error]") else { return };
+    let Ok(p) = document.create_element("p") else { return };
+    p.set_text_content(Some(&format!(
+        "The page hit a bug and stopped updating ({what}). Reload the page to go on: its address keeps the experiment and the runs side by side."
+    )));
+    let _ = banner.append_child(&p);
+}
+
+/// The experiment named by the page's URL query, the runs of a shared workspace it holds,
+/// and what in it was not understood.
+fn spec_from_url() -> (ExperimentSpec, Vec<ExperimentSpec>, Vec<String>) {
     let query = web_sys::window().and_then(|w| w.location().search().ok()).unwrap_or_default();
-    let (spec, errors) = ExperimentSpec::from_query(&query);
+    let (spec, runs, errors) = workspace_from_query(&query);
     let errors = errors.into_iter().map(|e| format!("in the page address: {e}")).collect();
-    (spec, errors)
+    (spec, runs, errors)
 }
 
 #[component]
 pub fn App() -> impl IntoView {
-    let (spec, errors) = spec_from_url();
-    let lab = Lab::new(spec, errors);
+    let (spec, linked, errors) = spec_from_url();
+    let lab = Lab::new(spec, errors, linked);
     worker_link::connect(lab);
     view! {
         <header>

@@ -7,7 +7,7 @@ use objlab_engine::objectives::REGISTRY;
 use objlab_engine::protocol::{RunState, ToWorker};
 use objlab_engine::spec::{ExperimentSpec, preset_names};
 
-use crate::lab::{Lab, write_url};
+use crate::lab::Lab;
 use crate::worker_link;
 
 /// Applies one option to the experiment, or shows why it was refused.
@@ -49,7 +49,8 @@ pub fn Controls(lab: Lab) -> impl IntoView {
         if !lab.runs.with_untracked(Vec::is_empty) {
             lab.reset();
         }
-        write_url(&spec);
+        // the user chose this experiment over the runs a shared link offered
+        lab.linked.set(Vec::new());
         lab.errors.set(Vec::new());
         lab.pending.set(None);
         if let Err(e) = lab.add_run(spec) {

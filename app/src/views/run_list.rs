@@ -5,6 +5,7 @@
 
 use leptos::prelude::*;
 use objlab_engine::protocol::{RunState, ToWorker};
+use objlab_engine::spec::{ExperimentSpec, run_labels};
 
 use crate::lab::{Lab, RunView};
 use crate::worker_link;
@@ -76,6 +77,16 @@ fn throughput_text(rates: impl Iterator<Item = f64>) -> String {
     format!("{:.2}", rates.fold(0.0, |total, rate| total + rate))
 }
 
+/// What the notice of a shared workspace's runs says: how many, and what differs between
+/// them.
+fn linked_text(runs: &[ExperimentSpec]) -> String {
+    let labels = run_labels(&runs.iter().collect::<Vec<_>>());
+    match runs.len() {
+        1 => format!("This link holds a run: {}.", labels[0]),
+        n => format!("This link holds {n} runs side by side: {}.", labels.join(" · ")),
+    }
+}
+
 #[component]
 pub fn RunList(lab: Lab) -> impl IntoView {
     let throughput = move || {
@@ -88,6 +99,12 @@ pub fn RunList(lab: Lab) -> impl IntoView {
                 "Each run is an objective mix, an architecture and a seed (and the sizes above). "
                 "Runs take turns on the device, so their curves advance together; a run's numbers are the same alone or beside others."
             </p>
+            <Show when=move || lab.linked.with(|l| !l.is_empty())>
+                <p class="linked" data-testid="linked-runs">
+                    {move || linked_text(&lab.linked.get())}" "
+                    <button data-testid="start-linked" on:click=move |_| lab.start_linked()>"Start them"</button>
+                </p>
+            </Show>
             <div class="buttons">
                 <button data-testid="add-run" on:click=move |_| lab.add_shown_run()
                     title="add the experiment set above as a new run beside the others">"Add run"</button>
@@ -105,7 +122,17 @@ pub fn RunList(lab: Lab) -> impl IntoView {
 
 #[cfg(test)]
 mod tests {
-    use super::throughput_text;
+    use super::{linked_text, throughput_text};
+
+    #[test]
+    fn a_links_runs_are_named_by_what_differs() {
+        let run = |q: &str| objlab_engine::spec::ExperimentSpec::from_query(q).0;
+        assert_eq!(
+            linked_text(&[run("objective=causal_lm"), run("objective=masked_lm")]),
+            "This link holds 2 runs side by side: causal_lm · masked_lm."
+        );
+        assert_eq!(linked_text(&[run("objective=masked_lm")]), "This link holds a run: masked_lm.");
+    }
 
     #[test]
     fn no_running_run_shows_zero_not_minus_zero() {
