@@ -205,6 +205,20 @@ fn a_crashed_second_worker_costs_no_step() {
     wait_for_steps_and_falling_loss(&three, at.max(30) + 20, Duration::from_secs(300));
 }
 
+/// With WebGPU only from a software renderer (the test browser's SwiftShader), the default
+/// device (`auto`) trains on the CPU, which is far faster there, and says why; WebGPU chosen
+/// in the settings is still used (`trains_on_webgpu`).
+#[test]
+fn auto_prefers_the_cpu_to_a_software_webgpu() {
+    let server = StaticServer::start(dist_dir());
+    let browser = Browser::start(true);
+    open_and_start(&browser, &server, "?preset=tiny&steps=1000");
+    wait_for_steps_and_falling_loss(&browser, 20, Duration::from_secs(120));
+    let device = browser.text("device").unwrap();
+    assert!(device.starts_with("CPU — this browser's WebGPU is a software renderer"), "device element: {device:?}");
+    assert!(device.contains("swiftshader"), "it names the renderer: {device:?}");
+}
+
 /// `workers=3`: the training worker starts two helpers (also where the machine has fewer
 /// cores, as CI's two: the option is the user's), each computes a share of every step's rows,
 /// the run trains with a falling loss, and the benchmark splits its steps three ways. Then a

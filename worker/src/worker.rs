@@ -24,7 +24,7 @@ use objlab_engine::memory;
 use objlab_engine::probe_set::ProbeSet;
 use objlab_engine::protocol::{DeviceKind, FromWorker, RunId, RunState, Snapshot, ToWorker};
 use objlab_engine::scheduler::{Scheduler, Slot};
-use objlab_engine::spec::{CORPORA, DeviceChoice, ExperimentSpec};
+use objlab_engine::spec::{CORPORA, DeviceChoice, ExperimentSpec, is_software_adapter};
 use objlab_engine::train::Trainer;
 use objlab_engine::train::data_parallel::HelperLink;
 use objlab_kernels::{Analyser, Matrix};
@@ -586,6 +586,12 @@ async fn pick_device(choice: DeviceChoice, workers: usize) -> (Device, String, D
     let (device, kind, name, note) = match choice {
         DeviceChoice::Cpu => (Device::flex(), DeviceKind::Cpu, CPU_NAME.to_string(), Some("chosen in the settings".to_string())),
         DeviceChoice::Auto | DeviceChoice::Gpu => match webgpu().await {
+            Ok((_, name)) if choice == DeviceChoice::Auto && is_software_adapter(&name) => (
+                Device::flex(),
+                DeviceKind::Cpu,
+                CPU_NAME.to_string(),
+                Some(format!("this browser's WebGPU is a software renderer ({name}), slower than the CPU; choose WebGPU in the settings to use it anyway")),
+            ),
             Ok((device, name)) => (device, DeviceKind::WebGpu, name, None),
             Err(why) => (Device::flex(), DeviceKind::Cpu, CPU_NAME.to_string(), Some(format!("WebGPU unavailable: {why}"))),
         },

@@ -104,7 +104,7 @@ pub fn Controls(lab: Lab) -> impl IntoView {
                 "Device "
                 <select data-testid="device-choice" prop:disabled=busy
                     on:change=move |ev| set_option(lab, "device", &event_target_value(&ev))>
-                    <option value="auto" prop:selected=move || device_value() == "auto">"WebGPU if available"</option>
+                    <option value="auto" prop:selected=move || device_value() == "auto">"WebGPU on a GPU, else CPU"</option>
                     <option value="gpu" prop:selected=move || device_value() == "gpu">"WebGPU"</option>
                     <option value="cpu" prop:selected=move || device_value() == "cpu">"CPU"</option>
                 </select>
