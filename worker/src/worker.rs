@@ -40,6 +40,9 @@ const CPU_NAME: &str = if cfg!(feature = "fma") {
 } else {
     "flex backend in WebAssembly"
 };
+/// The benchmark's least warm-up: V8 optimises the workers' hot code in the first seconds of
+/// stepping, and a press timed before was ~25 % slow (13.8 against 17–18 steps/s).
+const BENCHMARK_WARMUP_MS: f64 = 2_500.0;
 /// How long the benchmark waits for helper workers still loading (they come up in well under
 /// a second from this worker's compiled module; one that never does is timed without).
 const HELPERS_WAIT_MS: f64 = 10_000.0;
@@ -633,7 +636,7 @@ async fn benchmark(spec: ExperimentSpec, steps: usize) -> Result<(), String> {
     }
     let links = if kind == DeviceKind::Cpu { crate::helper::ready_links(spec.train.workers) } else { Vec::new() };
     let helpers: Vec<&dyn HelperLink> = links.iter().map(|link| link as &dyn HelperLink).collect();
-    let report = objlab_engine::benchmark::benchmark(&spec, corpus, device, &name, steps, helpers, precise_ms, |done| {
+    let report = objlab_engine::benchmark::benchmark(&spec, corpus, device, &name, steps, helpers, precise_ms, BENCHMARK_WARMUP_MS, |done| {
         if done % 5 == 0 {
             post(&FromWorker::BenchmarkProgress { done, steps });
         }
