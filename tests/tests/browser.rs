@@ -304,10 +304,17 @@ fn without_relaxed_simd_the_page_starts_the_plain_worker_which_trains_as_the_fma
 fn a_malformed_address_is_explained_not_fatal() {
     let server = StaticServer::start(dist_dir());
     let browser = Browser::start(false);
-    browser.open(&format!("http://127.0.0.1:{}/?preset=huge&device=quantum&%zz", server.port));
+    // a workspace link with one good run and two it cannot read (a bad option, garbage)
+    browser.open(&format!(
+        "http://127.0.0.1:{}/?preset=huge&device=quantum&%zz&run=preset%3Dtiny%26objective%3Dmasked_lm&run=steps%3D-1&run=%zz%00",
+        server.port
+    ));
     let error = browser.wait_for("the error message", Duration::from_secs(60), |b| b.text("error").filter(|e| !e.is_empty()));
     assert!(error.contains("valid presets: baby-gpt, tiny"), "{error}");
     assert!(error.contains("valid devices: auto, gpu, cpu"), "{error}");
+    assert!(error.contains("run 2 of the link is left out") && error.contains("run 3 of the link is left out"), "{error}");
+    let offer = browser.text("linked-runs").unwrap_or_default();
+    assert!(offer.contains("This link holds a run: masked_lm"), "the run it could read is offered: {offer:?}");
     // The page still works with the defaults.
     assert_eq!(browser.eval("return document.querySelector('[data-testid=\"preset\"]').value"), "baby-gpt");
     assert!(browser.text("start").is_some());
