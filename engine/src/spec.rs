@@ -97,6 +97,11 @@ pub struct TrainConfig {
     /// a run does not split.
     #[serde(default)]
     pub helper_fails_at: usize,
+    /// Fault injection, for testing what a lost GPU looks like: after this step (1-based) the
+    /// tab's worker destroys its WebGPU device, as a driver reset or a crashed GPU process
+    /// would lose it. 0 = off; no effect on the CPU.
+    #[serde(default)]
+    pub lose_device_at: usize,
     /// How many workers share a CPU run's steps in the tab (`train::data_parallel`): 0 = one
     /// per core, up to [`AUTO_WORKERS`]; 1 = the training worker alone; at most
     /// [`MAX_WORKERS`]. Helpers started for a run stay for the page's later runs, and each
@@ -154,7 +159,7 @@ pub const CORPORA: &[(&str, &str)] = &[("tiny-shakespeare", "tinyshakespeare.txt
 pub const OPTIONS: &[&str] = &[
     "preset", "objective", "device", "seed", "steps", "lr", "batch", "corpus", "arch", "layers", "heads", "width",
     "context", "eval_every", "sample_every", "log_every", "snapshot_every", "temperature", "nan_at",
-    "helper_fails_at", "workers", "grad_clip", "capture",
+    "helper_fails_at", "lose_device_at", "workers", "grad_clip", "capture",
 ];
 
 /// A named starting point.
@@ -191,6 +196,7 @@ pub fn presets() -> Vec<Preset> {
                 snapshot_every: 100,
                 nan_at: 0,
                 helper_fails_at: 0,
+                lose_device_at: 0,
                 workers: 0,
                 capture: true,
             },
@@ -218,6 +224,7 @@ pub fn presets() -> Vec<Preset> {
                 snapshot_every: 10,
                 nan_at: 0,
                 helper_fails_at: 0,
+                lose_device_at: 0,
                 workers: 0,
                 capture: true,
             },
@@ -276,6 +283,7 @@ impl ExperimentSpec {
             "snapshot_every" => self.train.snapshot_every = num(key, value)?,
             "nan_at" => self.train.nan_at = num(key, value)?,
             "helper_fails_at" => self.train.helper_fails_at = num(key, value)?,
+            "lose_device_at" => self.train.lose_device_at = num(key, value)?,
             "workers" => self.train.workers = num(key, value)?,
             "capture" => {
                 self.train.capture = match value {
@@ -382,6 +390,7 @@ impl ExperimentSpec {
         differing("capture", u8::from(t.capture).to_string(), u8::from(u.capture).to_string());
         differing("nan_at", t.nan_at.to_string(), u.nan_at.to_string());
         differing("helper_fails_at", t.helper_fails_at.to_string(), u.helper_fails_at.to_string());
+        differing("lose_device_at", t.lose_device_at.to_string(), u.lose_device_at.to_string());
         pairs.iter().map(|(k, v)| format!("{k}={}", percent_encode(v))).collect::<Vec<_>>().join("&")
     }
 
@@ -619,7 +628,7 @@ mod tests {
         for options in [
             "preset=tiny&objective=masked_lm:rate=0.3&seed=7&device=cpu&steps=500&lr=0.0025",
             "objective=causal_lm=0.5,span_corruption=0.5:mean_span=8&arch=encoder_decoder&snapshot_every=25&workers=3",
-            "preset=tiny&width=48&heads=3&layers=3&context=16&batch=4&temperature=1.25&grad_clip=0&capture=0&nan_at=9",
+            "preset=tiny&width=48&heads=3&layers=3&context=16&batch=4&temperature=1.25&grad_clip=0&capture=0&nan_at=9&lose_device_at=3",
             "objective=conditional_training&eval_every=7&log_every=2&sample_every=0&helper_fails_at=4",
         ] {
             let (spec, errors) = ExperimentSpec::from_query(options);

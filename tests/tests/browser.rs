@@ -205,6 +205,27 @@ fn a_crashed_second_worker_costs_no_step() {
     wait_for_steps_and_falling_loss(&three, at.max(30) + 20, Duration::from_secs(300));
 }
 
+/// A lost GPU device (fault injection: `lose_device_at` destroys the worker's WebGPU device
+/// after a step, as a driver reset or a crashed GPU process would) stops the run with a
+/// message that says so; with the fault turned off, Reset starts a fresh worker and the same
+/// experiment trains on a new device.
+#[test]
+fn a_lost_gpu_device_is_explained_and_reset_trains_again() {
+    let server = StaticServer::start(dist_dir());
+    let browser = Browser::start(true);
+    open_and_start(&browser, &server, "?preset=tiny&device=gpu&steps=400&snapshot_every=1000&lose_device_at=3");
+    let error = browser.wait_for("the lost device's message", Duration::from_secs(300), |b| b.text("error").filter(|e| e.contains("GPU device was lost")));
+    assert!(error.contains("Press Reset"), "{error}");
+    browser.wait_for("the run to stop", Duration::from_secs(60), |b| (b.text("state")? == "failed").then_some(()));
+    browser.set_value("lose-device-at", "0");
+    browser.click("reset");
+    browser.wait_for("the page to clear", Duration::from_secs(30), |b| b.text("error").filter(|e| e.is_empty()));
+    browser.click("start");
+    wait_for_steps_and_falling_loss(&browser, 5, Duration::from_secs(300));
+    let device = browser.text("device").unwrap();
+    assert!(device.starts_with("WebGPU"), "a new device: {device:?}");
+}
+
 /// With WebGPU only from a software renderer (the test browser's SwiftShader), the default
 /// device (`auto`) trains on the CPU, which is far faster there, and says why; WebGPU chosen
 /// in the settings is still used (`trains_on_webgpu`).

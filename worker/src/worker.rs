@@ -95,6 +95,8 @@ struct Shared {
     jobs: VecDeque<SnapshotJob>,
     /// A benchmark is timing its own run: the workspace's runs wait.
     benchmarking: bool,
+    /// Why the WebGPU device was lost, once it was ([`gpu_lost`]).
+    gpu_lost: Option<String>,
 }
 
 thread_local! {
@@ -187,7 +189,12 @@ pub fn start() {
             Err(_) => Vec::new(),
         });
         // a helper's report goes to the training worker, which names it ("the second worker failed: …")
-        let message = if crate::helper::serving() { info.to_string() } else { format!("the training worker failed: {info}") };
+        let message = match device_lost() {
+            // wgpu panics on a lost device; say what happened first
+            Some(why) => format!("{} ({info})", lost_message(&why, None)),
+            None if crate::helper::serving() => info.to_string(),
+            None => format!("the training worker failed: {info}"),
+        };
         post(&FromWorker::Error { run: None, message });
         for id in ids {
             post_state(id, RunState::Failed);
@@ -535,9 +542,75 @@ fn enable_subgroups_for_wgpu() -> Result<(), String> {
     Ok(())
 }
 
+/// Keeps every WebGPU device this worker is given (`self.__objlabDevices`) and notes when one
+/// is lost (`self.__objlabLost`: the browser's reason), so that a lost device (a driver reset,
+/// a crashed GPU process, fault injection's `lose_device_at`) is reported as what it is
+/// ([`device_lost`]) rather than as whatever wgpu does next.
+fn watch_devices() -> Result<(), String> {
+    const WATCH: &str = r#"
+        if (self.__objlabDevices || !self.GPUAdapter) return;
+        self.__objlabDevices = [];
+        const requestDevice = GPUAdapter.prototype.requestDevice;
+        GPUAdapter.prototype.requestDevice = async function (descriptor) {
+            const device = await requestDevice.call(this, descriptor);
+            self.__objlabDevices.push(device);
+            device.lost.then((info) => {
+                self.__objlabLost = (info && info.message) || ("the device was " + ((info && info.reason) || "lost"));
+            });
+            return device;
+        };
+    "#;
+    js_sys::Function::new_no_args(WATCH).call0(&JsValue::NULL).map_err(|e| format!("could not prepare WebGPU: {e:?}"))?;
+    Ok(())
+}
+
+/// Why this worker's WebGPU device was lost, if it was.
+fn device_lost() -> Option<String> {
+    with_scope(|s| js_get(s, "__objlabLost")).as_string()
+}
+
+/// Fault injection ([`objlab_engine::spec::TrainConfig::lose_device_at`]): destroys this
+/// worker's WebGPU devices, as a lost GPU would take them.
+fn lose_devices() {
+    let _ = js_sys::Function::new_no_args("for (const d of self.__objlabDevices || []) d.destroy();").call0(&JsValue::NULL);
+}
+
+/// The WebGPU device is lost: the runs on it stop (their weights were on it), each with a
+/// message that says so; the CPU runs go on. WebGPU is not initialised again in this worker
+/// (wgpu initialises once per worker): a reset starts a fresh worker.
+fn gpu_lost(why: &str) {
+    let ids: Vec<RunId> = SHARED.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.gpu_lost.is_some() {
+            return Vec::new();
+        }
+        s.gpu_lost = Some(why.to_string());
+        s.gpu = None;
+        s.analyser = None;
+        let ids: Vec<RunId> = s.runs.iter().filter(|r| !r.cpu).map(|r| r.id).collect();
+        for id in &ids {
+            s.scheduler.set(*id, Slot::Diverged);
+        }
+        ids
+    });
+    for id in ids {
+        post(&FromWorker::Error { run: Some(id), message: lost_message(why, Some(id)) });
+        post_state(id, RunState::Failed);
+    }
+}
+
+/// What the page says of a lost GPU device.
+fn lost_message(why: &str, run: Option<RunId>) -> String {
+    let who = run.map_or("the runs on it".to_string(), |id| format!("run {id}"));
+    format!("the GPU device was lost ({why}), and {who} with it: its weights were on the GPU. Press Reset to start again (the address keeps the workspace)")
+}
+
 /// Asks the browser for a WebGPU adapter (for its name) and initialises burn's wgpu runtime,
 /// once: callers meanwhile wait for that initialisation (and try again should it fail).
 async fn webgpu() -> Result<(Device, String), String> {
+    if let Some(why) = SHARED.with(|s| s.borrow().gpu_lost.clone()) {
+        return Err(format!("this worker's GPU device was lost ({why}); Reset starts a fresh one"));
+    }
     loop {
         if let Some(gpu) = SHARED.with(|s| s.borrow().gpu.clone()) {
             return Ok(gpu);
@@ -577,6 +650,7 @@ async fn init_webgpu() -> Result<(Device, String), String> {
         .filter(|s| !s.is_empty())
         .collect();
     let name = if name.is_empty() { "WebGPU adapter".to_string() } else { name.join(" ") };
+    watch_devices()?;
     enable_subgroups_for_wgpu()?;
     let device = Device::wgpu_options().init_async().await.map_err(|e| format!("WebGPU initialisation failed: {e:?}"))?;
     Ok((device, name))
@@ -694,6 +768,9 @@ async fn drive(generation: u64) {
         if !is_current(generation) {
             return;
         }
+        if let Some(why) = device_lost() {
+            gpu_lost(&why);
+        }
         if SHARED.with(|s| s.borrow().benchmarking) {
             // the benchmark has the device to itself
             sleep(50).await;
@@ -748,10 +825,14 @@ async fn drive(generation: u64) {
                     post_state(id, state);
                 }
             }
-            Err((_, message)) => {
-                post(&FromWorker::Error { run: Some(id), message });
-                post_state(id, RunState::Failed);
-            }
+            Err((_, message)) => match device_lost() {
+                // the step failed because the device went: every GPU run stops, saying so
+                Some(why) => gpu_lost(&why),
+                None => {
+                    post(&FromWorker::Error { run: Some(id), message });
+                    post_state(id, RunState::Failed);
+                }
+            },
             _ => {}
         }
         // Let commands in between steps.
@@ -781,6 +862,9 @@ async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Op
     let cfg = trainer.config().clone();
     let step = trainer.step_count();
     let done = trainer.is_done();
+    if !cpu && cfg.lose_device_at == step {
+        lose_devices();
+    }
     // Also after the first step, so the page can report how long the first step took to come.
     if step.is_multiple_of(cfg.log_every) || done || step == 1 {
         let losses = trainer.read_losses().await.map_err(fail)?;

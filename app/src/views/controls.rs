@@ -129,6 +129,9 @@ pub fn Controls(lab: Lab) -> impl IntoView {
                 <NumberOption lab=lab testid="helper-fails-at" key="helper_fails_at" label="Helper workers crash at step (0 = off) "
                     title="on the CPU, crash the workers that share each step with the run's own at a step, to see the run go on alone"
                     value=|s| s.train.helper_fails_at.to_string() />
+                <NumberOption lab=lab testid="lose-device-at" key="lose_device_at" label="Lose the GPU device after step (0 = off) "
+                    title="on WebGPU, destroy the device after a step, as a driver reset would, to see what a lost GPU does to the runs"
+                    value=|s| s.train.lose_device_at.to_string() />
             </details>
             <div class="buttons">
                 <button data-testid="start" on:click=start prop:disabled=busy>"Start"</button>
