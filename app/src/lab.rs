@@ -369,6 +369,10 @@ impl Lab {
     pub fn remove_run(&self, id: RunId) {
         worker_link::send(*self, &ToWorker::RemoveRun { run: id });
         self.runs.update(|runs| runs.retain(|r| r.id != id));
+        // its attention maps go with it
+        if self.attention.with_untracked(|a| a.as_ref().is_some_and(|a| a.run == id)) {
+            self.attention.set(None);
+        }
         self.cka.update(|all| {
             for (_, runs, matrix) in all.iter_mut() {
                 if let Some(k) = runs.iter().position(|r| *r == id) {
