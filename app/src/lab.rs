@@ -170,7 +170,6 @@ fn numbered_repeats(labels: Vec<(RunId, String)>) -> Vec<(RunId, String)> {
     labels.iter().map(|(id, l)| (*id, if repeated(l) { format!("{l} #{id}") } else { l.clone() })).collect()
 }
 
-
 impl Lab {
     pub fn new(spec: ExperimentSpec, errors: Vec<String>, linked: Vec<ExperimentSpec>) -> Self {
         Self {
@@ -261,12 +260,15 @@ impl Lab {
         self.selected_run().map(|r| r.spec.get_value()).unwrap_or_else(|| self.spec.get())
     }
 
-    /// The selected run's label where the workspace has more than one run, to name it in the
-    /// single-run panels' headings (tracked).
-    pub fn selected_label(&self) -> Option<String> {
-        let id = self.selected.get()?;
+    /// " — <label>" of the selected run where the workspace has more than one run, to name it
+    /// in the single-run panels' headings; else empty (tracked).
+    pub fn heading_run_suffix(&self) -> String {
+        let Some(id) = self.selected.get() else { return String::new() };
         let labels = self.labels();
-        (labels.len() > 1).then(|| labels.into_iter().find(|(r, _)| *r == id).map(|(_, l)| l)).flatten()
+        if labels.len() < 2 {
+            return String::new();
+        }
+        labels.into_iter().find(|(r, _)| *r == id).map(|(_, l)| format!(" — {l}")).unwrap_or_default()
     }
 
     fn selected_run_untracked(&self) -> Option<RunView> {

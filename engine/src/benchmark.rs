@@ -58,7 +58,8 @@ pub async fn benchmark(
     let mut spec = spec.clone();
     spec.runs.truncate(1);
     // The learning-rate schedule must not run out inside the benchmark.
-    spec.train.steps = spec.train.steps.max(steps + MAX_WARMUP_STEPS);
+    let most_warmup = if min_warmup_ms > 0.0 { MAX_WARMUP_STEPS } else { WARMUP_STEPS };
+    spec.train.steps = spec.train.steps.max(steps + most_warmup);
     let started = now_ms();
     let mut trainer = Trainer::new(&spec, 0, corpus, device)?;
     trainer.set_clock(now_ms);

@@ -601,8 +601,8 @@ fn gpu_lost(why: &str) {
 
 /// What the page says of a lost GPU device.
 fn lost_message(why: &str, run: Option<RunId>) -> String {
-    let who = run.map_or("the runs on it".to_string(), |id| format!("run {id}"));
-    format!("the GPU device was lost ({why}), and {who} with it: its weights were on the GPU. Press Reset to start again (the address keeps the workspace)")
+    let (who, whose) = run.map_or(("the runs on it".to_string(), "their"), |id| (format!("run {id}"), "its"));
+    format!("the GPU device was lost ({why}), and {who} with it: {whose} weights were on the GPU. Press Reset to start again (the address keeps the workspace)")
 }
 
 /// Asks the browser for a WebGPU adapter (for its name) and initialises burn's wgpu runtime,
@@ -700,15 +700,17 @@ async fn benchmark(spec: ExperimentSpec, steps: usize) -> Result<(), String> {
     post(&FromWorker::BenchmarkProgress { done: 0, steps });
     let corpus = load_corpus(&spec.corpus).await?;
     let (device, name, kind) = pick_device(spec.device, spec.train.workers).await;
-    if kind == DeviceKind::Cpu {
+    let links = if kind == DeviceKind::Cpu {
         // The helpers `pick_device` started time their share too: a benchmark pressed as the
         // page opened timed one worker while the others loaded (a run's steps do not wait).
         let since = precise_ms();
         while !crate::helper::settled(spec.train.workers) && precise_ms() - since < HELPERS_WAIT_MS {
             sleep(20).await;
         }
-    }
-    let links = if kind == DeviceKind::Cpu { crate::helper::ready_links(spec.train.workers) } else { Vec::new() };
+        crate::helper::ready_links(spec.train.workers)
+    } else {
+        Vec::new()
+    };
     let helpers: Vec<&dyn HelperLink> = links.iter().map(|link| link as &dyn HelperLink).collect();
     let report = objlab_engine::benchmark::benchmark(&spec, corpus, device, &name, steps, helpers, precise_ms, BENCHMARK_WARMUP_MS, |done| {
         if done % 5 == 0 {

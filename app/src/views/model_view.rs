@@ -147,7 +147,7 @@ pub fn ModelView(lab: Lab) -> impl IntoView {
     view! {
         <section class="model-view">
             <h2 data-testid="seen-heading">{move || {
-                let of_run = lab.selected_label().map(|l| format!(" — {l}")).unwrap_or_default();
+                let of_run = lab.heading_run_suffix();
                 match lab.selected_run().map_or(0, |r| r.examples.with(|e| e.0)) {
                     0 => format!("What the model sees{of_run} (shown once training starts)"),
                     step => format!("What the model sees{of_run} (a real example from the batch of step {step})"),

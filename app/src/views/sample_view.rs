@@ -13,7 +13,7 @@ pub fn SampleView(lab: Lab) -> impl IntoView {
     let generates = move || lab.selected_spec().runs[0].objectives.iter().any(|o| find(&o.id).map(|f| f.info().generates).unwrap_or(false));
     let sample = move || lab.selected_run().and_then(|r| r.sample.get());
     let bad_words = move || lab.selected_run().and_then(|r| r.sample_bad_words.get());
-    let of_run = move || lab.selected_label().map(|l| format!(" — {l}")).unwrap_or_default();
+    let of_run = move || lab.heading_run_suffix();
     view! {
         <section class="sample">
             <h2 data-testid="sample-heading">{move || match sample() {
