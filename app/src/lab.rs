@@ -136,8 +136,14 @@ pub struct Lab {
     /// The snapshot step the representation views show (`None`: the latest).
     pub time: RwSignal<Option<usize>>,
     pub attention: RwSignal<Option<AttentionView>>,
-    /// Milliseconds from page load to the first completed training step (of any run).
+    /// Milliseconds from opening the page to the first finished training step (of any run),
+    /// less the time the ready page waited for its first run to be started ([`waited_ready`]).
     pub first_step_ms: RwSignal<Option<f64>>,
+    /// When (ms since opening the page) the first worker said it was ready, and how long the
+    /// page then waited for the first run: the figure above leaves that wait out, so that a
+    /// visitor who reads before pressing Start does not lengthen it.
+    ready_ms: StoredValue<Option<f64>>,
+    idle_ms: StoredValue<Option<f64>>,
     /// The benchmark button's state and its latest report.
     pub benchmark: RwSignal<Benchmark>,
     /// Loss chart options.
@@ -165,6 +171,19 @@ fn smoothed_rate(shown: f64, rate: f64, steps: usize) -> f64 {
 
 /// Labels that more than one run shares (the same experiment added twice) get the run's
 /// number, so that every run can be told apart by name as well as by colour.
+/// How long (ms) the page sat ready, waiting for its first run, started at `pressed` (ms since
+/// the page was opened), where the worker said it was ready at `ready`: 0 where the run was
+/// started before that. The page's time to its first step leaves this out, so that a visitor
+/// who starts at once and one who reads first see the same figure.
+fn waited_ready(ready: Option<f64>, pressed: f64) -> f64 {
+    ready.map_or(0.0, |ready| (pressed - ready).max(0.0))
+}
+
+/// Milliseconds since the page was opened (performance.now() counts from navigation start).
+fn page_ms() -> Option<f64> {
+    web_sys::window().and_then(|w| w.performance()).map(|p| p.now())
+}
+
 fn numbered_repeats(labels: Vec<(RunId, String)>) -> Vec<(RunId, String)> {
     let repeated = |label: &String| labels.iter().filter(|(_, l)| l == label).count() > 1;
     labels.iter().map(|(id, l)| (*id, if repeated(l) { format!("{l} #{id}") } else { l.clone() })).collect()
@@ -187,6 +206,8 @@ impl Lab {
             time: RwSignal::new(None),
             attention: RwSignal::new(None),
             first_step_ms: RwSignal::new(None),
+            ready_ms: StoredValue::new(None),
+            idle_ms: StoredValue::new(None),
             benchmark: RwSignal::new(Benchmark::Idle),
             log_x: RwSignal::new(false),
             smoothing: RwSignal::new(0.0),
@@ -339,6 +360,10 @@ impl Lab {
             None => RunView::new(id, spec.clone(), colour),
         };
         self.runs.update(|runs| runs.push(view));
+        if self.idle_ms.get_value().is_none() {
+            // the first run: how long the ready page waited for it
+            self.idle_ms.set_value(Some(waited_ready(self.ready_ms.get_value(), page_ms().unwrap_or(0.0))));
+        }
         if self.selected.get_untracked().is_none() {
             self.select(id);
         }
@@ -428,7 +453,11 @@ impl Lab {
 
     pub fn apply(&self, message: FromWorker) {
         match message {
-            FromWorker::Ready => {}
+            FromWorker::Ready => {
+                if self.ready_ms.get_value().is_none() {
+                    self.ready_ms.set_value(page_ms());
+                }
+            }
             FromWorker::Device { kind, name, note } => {
                 let text = match (kind, note) {
                     (DeviceKind::WebGpu, _) => format!("WebGPU — {name}"),
@@ -445,9 +474,8 @@ impl Lab {
             FromWorker::Metrics { run, step, steps, train, steps_per_s, tokens_per_s, learning_rate } => {
                 let Some(view) = self.run(run) else { return };
                 if self.first_step_ms.get_untracked().is_none() && step >= 1 {
-                    // performance.now() counts from the page's navigation start
-                    let now = web_sys::window().and_then(|w| w.performance()).map(|p| p.now());
-                    self.first_step_ms.set(now);
+                    let idle = self.idle_ms.get_value().unwrap_or(0.0);
+                    self.first_step_ms.set(page_ms().map(|now| (now - idle).max(0.0)));
                 }
                 view.step.set(step);
                 view.steps.set(steps);
@@ -513,7 +541,14 @@ impl Lab {
 
 #[cfg(test)]
 mod tests {
-    use super::{numbered_repeats, smoothed_rate};
+    use super::{numbered_repeats, smoothed_rate, waited_ready};
+
+    #[test]
+    fn the_first_step_figure_leaves_out_the_wait_before_start() {
+        assert_eq!(waited_ready(Some(800.0), 30_800.0), 30_000.0, "read for 30 s, then pressed Start");
+        assert_eq!(waited_ready(Some(800.0), 500.0), 0.0, "pressed before the worker was ready");
+        assert_eq!(waited_ready(None, 500.0), 0.0, "no ready worker yet: nothing waited");
+    }
 
     #[test]
     fn the_shown_rate_forgets_with_time() {

@@ -35,7 +35,10 @@ pub fn connect(lab: Lab) {
     };
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         match event.data().as_string().map(|s| FromWorker::from_json(&s)) {
-            Some(Ok(FromWorker::Ready)) => flush(lab),
+            Some(Ok(FromWorker::Ready)) => {
+                lab.apply(FromWorker::Ready);
+                flush(lab)
+            }
             Some(Ok(message)) => lab.apply(message),
             Some(Err(e)) => lab.push_error(e),
             None => lab.push_error("the worker sent a message that is not text".into()),

@@ -110,7 +110,15 @@ fn run_benchmark(browser: &Browser, timeout: Duration) -> BenchmarkFigures {
 fn falls_back_to_the_cpu_without_webgpu_and_pauses() {
     let server = StaticServer::start(dist_dir());
     let browser = Browser::start(false);
-    open_and_start(&browser, &server, "?preset=tiny&steps=1000");
+    // A visitor who reads for a while before pressing Start: the page's first-step figure
+    // leaves that wait out (checked below).
+    browser.open(&format!("http://127.0.0.1:{}/?preset=tiny&steps=1000", server.port));
+    browser.wait_for("the page to load", Duration::from_secs(60), |b| b.text("start").map(|_| ()));
+    const READING: Duration = Duration::from_secs(8);
+    std::thread::sleep(READING);
+    browser.click("start");
+    browser.wait_for("the first step", Duration::from_secs(300), |b| (b.step() >= 1).then_some(()));
+    let page_s = browser.eval("return performance.now()").as_f64().unwrap() / 1000.0;
     wait_for_steps_and_falling_loss(&browser, 20, Duration::from_secs(300));
     let device = browser.text("device").unwrap();
     assert!(device.starts_with("CPU — WebGPU unavailable"), "device element: {device:?}");
@@ -127,6 +135,8 @@ fn falls_back_to_the_cpu_without_webgpu_and_pauses() {
     let first = browser.text("first-step").unwrap();
     let seconds: f64 = first.trim_end_matches(" s").parse().unwrap_or_else(|_| panic!("first-step element: {first:?}"));
     assert!(seconds > 0.0, "{first}");
+    // The worker is ready well within the reading time, so at least 5 of its 8 s are left out.
+    assert!(seconds < page_s - 5.0, "first step after {seconds} s, {page_s} s after opening the page: the wait for Start counted");
 
     // Pause holds the step; resume continues; the page stays responsive throughout.
     browser.click("pause");

@@ -21,7 +21,7 @@ fn report_text(r: &BenchmarkReport, first_step_ms: Option<f64>) -> String {
         "no GPU dispatches (CPU backend)".to_string()
     };
     let workers = if r.workers > 1 { format!(" ({} workers)", r.workers) } else { String::new() };
-    let first = first_step_ms.map(|ms| format!(" · first step {:.1} s after opening the page", ms / 1000.0)).unwrap_or_default();
+    let first = first_step_ms.map(|ms| format!(" · first step {:.1} s after opening the page (less the wait for Start)", ms / 1000.0)).unwrap_or_default();
     format!(
         "{} on {}{workers}: {:.2} steps/s · {:.0} tokens/s · {:.3} TFLOP/s · {dispatches} · {:.2} host reads per step · warm-up {:.1} s{first}",
         r.preset,

@@ -47,7 +47,7 @@ pub fn StatsPanel(lab: Lab) -> impl IntoView {
             <div><span class="label">"validation loss"</span><span data-testid="val-loss">{last_val}</span></div>
             <div><span class="label">"tokens/s"</span><span data-testid="tokens-per-s">{move || format!("{:.0}", number(|r| r.tokens_per_s.get()))}</span></div>
             <div><span class="label">"steps/s"</span><span data-testid="steps-per-s">{move || format!("{:.2}", number(|r| r.steps_per_s.get()))}</span></div>
-            <div title="from opening the page to the first finished training step (loading the corpus, the device, compiling shaders)">
+            <div title="from opening the page to the first finished training step (loading the worker, the corpus and the device, compiling shaders), not counting the time the page waited for you to press Start">
                 <span class="label">"first step after"</span>
                 <span data-testid="first-step">{move || lab.first_step_ms.get().map(|ms| format!("{:.1} s", ms / 1000.0)).unwrap_or_else(|| "—".into())}</span>
             </div>
