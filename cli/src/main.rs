@@ -188,7 +188,13 @@ fn setup(args: &RunArgs) -> Result<(ExperimentSpec, Arc<Corpus>, Device, String)
             (spec.corpus.clone(), shipped_asset(file))
         }
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read corpus {}: {e} (pass --data FILE)", path.display()))?;
+    // the hint only where the built-in corpus is missing (a checkout without assets/)
+    let hint = if args.data.is_none() { " (pass --data FILE)" } else { "" };
+    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read corpus {}: {e}{hint}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        format!("corpus {} is not valid UTF-8 text (first bad byte at offset {at}): the lab trains on plain text", path.display())
+    })?;
     let corpus = Arc::new(Corpus::from_text(&name, &text)?);
     let (device, device_name) = match args.device {
         DeviceArg::Cpu => (Device::flex(), "cpu (flex)".to_string()),

@@ -85,3 +85,28 @@ fn bad_input_gets_a_clear_error_listing_the_choices() {
         assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     }
 }
+
+#[test]
+fn odd_data_files_get_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("objlab-odd-data-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let short = "ab".repeat(60);
+    let cases: &[(&str, &[u8], &str)] = &[
+        ("empty.txt", b"", "too short to train on (0 characters"),
+        ("binary.bin", &binary, "not valid UTF-8"),
+        ("short.txt", short.as_bytes(), "too short for context"),
+    ];
+    for (name, bytes, expected) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = objlab(&["train", "--preset", "tiny", "--steps", "2", "--data", path.to_str().unwrap()]);
+        assert!(!out.status.success(), "{name} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{name}: expected {expected:?} in {stderr}");
+        assert!(!stderr.contains("panicked"), "{name} panicked: {stderr}");
+        // the file was given: no hint to give one
+        assert!(!stderr.contains("pass --data"), "{name}: {stderr}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
