@@ -6,6 +6,9 @@
 //! shows its own at once.
 
 use leptos::prelude::*;
+use std::sync::Arc;
+
+use objlab_engine::data::{Corpus, is_upload, upload_file_name};
 use objlab_engine::memory;
 use objlab_engine::objectives::Example;
 use objlab_engine::protocol::{BenchmarkReport, DeviceKind, FromWorker, RunId, RunState, Snapshot, ToWorker};
@@ -17,6 +20,19 @@ use crate::worker_link;
 pub const RUN_COLOURS: [&str; 8] = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000", "#8c6d31"];
 /// Runs side by side at most (one colour each).
 pub const MAX_RUNS: usize = RUN_COLOURS.len();
+
+/// A text of one's own, chosen on the page: it stays in the page (a link cannot carry it) and
+/// is sent to every worker the page starts.
+#[derive(Clone)]
+pub struct Upload {
+    /// Its corpus name (`file:…`, what specs name).
+    pub name: String,
+    pub characters: usize,
+    pub distinct: usize,
+    /// The model's vocabulary for it (characters and the special tokens).
+    pub vocab: usize,
+    pub text: Arc<str>,
+}
 
 /// One run of the workspace, as the page shows it.
 #[derive(Clone, Copy)]
@@ -144,6 +160,8 @@ pub struct Lab {
     /// visitor who reads before pressing Start does not lengthen it.
     ready_ms: StoredValue<Option<f64>>,
     idle_ms: StoredValue<Option<f64>>,
+    /// Texts of one's own chosen on the page, oldest first.
+    pub uploads: RwSignal<Vec<Upload>>,
     /// The benchmark button's state and its latest report.
     pub benchmark: RwSignal<Benchmark>,
     /// Loss chart options.
@@ -208,6 +226,7 @@ impl Lab {
             first_step_ms: RwSignal::new(None),
             ready_ms: StoredValue::new(None),
             idle_ms: StoredValue::new(None),
+            uploads: RwSignal::new(Vec::new()),
             benchmark: RwSignal::new(Benchmark::Idle),
             log_x: RwSignal::new(false),
             smoothing: RwSignal::new(0.0),
@@ -343,6 +362,12 @@ impl Lab {
     /// too many runs, or more memory than the device budget (estimated before allocating).
     pub fn add_run(&self, spec: ExperimentSpec) -> Result<RunId, String> {
         spec.validate()?;
+        if is_upload(&spec.corpus) && !self.uploads.with_untracked(|u| u.iter().any(|u| u.name == spec.corpus)) {
+            return Err(format!(
+                "it trains on your own file {:?}, which this page does not hold (a file never leaves your computer, and a link cannot carry it): choose the file again under Text",
+                upload_file_name(&spec.corpus)
+            ));
+        }
         let live: Vec<ExperimentSpec> =
             self.runs.with_untracked(|runs| runs.iter().filter(|r| r.is_live()).map(|r| r.spec.get_value()).collect());
         if live.len() >= MAX_RUNS {
@@ -350,7 +375,7 @@ impl Lab {
         }
         let mut specs: Vec<&ExperimentSpec> = live.iter().collect();
         specs.push(&spec);
-        memory::check_workspace(&specs, 128, memory::DEVICE_BUDGET)?;
+        memory::check_workspace(&specs, self.vocab_bound(), memory::DEVICE_BUDGET)?;
         let id = self.next_id.get_value();
         self.next_id.set_value(id + 1);
         let used: Vec<&str> = self.runs.with_untracked(|runs| runs.iter().map(|r| r.colour).collect());
@@ -370,6 +395,46 @@ impl Lab {
         worker_link::send(*self, &ToWorker::AddRun { run: id, spec });
         self.write_address();
         Ok(id)
+    }
+
+    /// Takes the bytes of a text file of one's own (`file_name`): checks it as
+    /// [`Corpus::from_upload`] does, sends it to the worker, and makes it the experiment's
+    /// corpus. Returns what the page says of it; a refused file leaves everything as it was.
+    pub fn add_upload(&self, file_name: &str, bytes: &[u8]) -> Result<String, String> {
+        let corpus = Corpus::from_upload(file_name, bytes).map_err(|e| format!("the file was not used: {e}"))?;
+        // from_upload checked that the bytes are UTF-8
+        let text: Arc<str> = String::from_utf8_lossy(bytes).into();
+        let upload = Upload {
+            name: corpus.name.clone(),
+            characters: corpus.train.len() + corpus.val.len(),
+            distinct: corpus.tokenizer.n_chars(),
+            vocab: corpus.tokenizer.vocab_size(),
+            text,
+        };
+        if !self.uploads.with_untracked(|u| u.iter().any(|u| u.name == upload.name)) {
+            worker_link::send(*self, &ToWorker::AddCorpus { name: upload.name.clone(), text: upload.text.to_string() });
+            self.uploads.update(|u| u.push(upload));
+        }
+        self.change(|spec| spec.set("corpus", &corpus.name));
+        Ok(format!(
+            "{}: {} characters, {} distinct, split 90/10 into training and validation text",
+            upload_file_name(&corpus.name),
+            corpus.train.len() + corpus.val.len(),
+            corpus.tokenizer.n_chars()
+        ))
+    }
+
+    /// Sends every text of one's own to a worker just started (before any run that needs it).
+    pub fn send_uploads(&self) {
+        for u in self.uploads.get_untracked() {
+            worker_link::send(*self, &ToWorker::AddCorpus { name: u.name.clone(), text: u.text.to_string() });
+        }
+    }
+
+    /// The largest vocabulary a run may need: 128 bounds the built-in corpus's, and the texts
+    /// of one's own are known.
+    fn vocab_bound(&self) -> usize {
+        self.uploads.with_untracked(|u| u.iter().map(|u| u.vocab).fold(128, usize::max))
     }
 
     /// Adds the experiment the controls show (a pending change included) as a new run.

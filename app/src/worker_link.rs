@@ -55,6 +55,8 @@ pub fn connect(lab: Lab) {
     worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     LINK.with(|l| *l.borrow_mut() = Some(Link { worker, queue: Some(Vec::new()), _on_message: on_message, _on_error: on_error }));
+    // a fresh worker knows no text of one's own yet
+    lab.send_uploads();
 }
 
 fn disconnect() {

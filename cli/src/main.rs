@@ -191,11 +191,12 @@ fn setup(args: &RunArgs) -> Result<(ExperimentSpec, Arc<Corpus>, Device, String)
     // the hint only where the built-in corpus is missing (a checkout without assets/)
     let hint = if args.data.is_none() { " (pass --data FILE)" } else { "" };
     let bytes = std::fs::read(&path).map_err(|e| format!("cannot read corpus {}: {e}{hint}", path.display()))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        format!("corpus {} is not valid UTF-8 text (first bad byte at offset {at}): the lab trains on plain text", path.display())
-    })?;
-    let corpus = Arc::new(Corpus::from_text(&name, &text)?);
+    // a file of one's own gets the page's checks (text, not binary; size; distinct characters)
+    let corpus = Arc::new(if args.data.is_some() {
+        Corpus::from_upload(&name, &bytes)?
+    } else {
+        Corpus::from_text(&name, &String::from_utf8_lossy(&bytes))?
+    });
     let (device, device_name) = match args.device {
         DeviceArg::Cpu => (Device::flex(), "cpu (flex)".to_string()),
         DeviceArg::Gpu => {
@@ -276,7 +277,7 @@ fn train(args: RunArgs, json: bool) -> Result<(), String> {
         );
     } else {
         if trainer.generates() {
-            let sample = pollster::block_on(trainer.sample("\n", spec.train.sample_len))?;
+            let sample = pollster::block_on(trainer.sample(&trainer.corpus().tokenizer.sample_prompt(), spec.train.sample_len))?;
             println!("{sample}\n");
         }
         println!(

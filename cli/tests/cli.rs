@@ -94,7 +94,7 @@ fn odd_data_files_get_a_clear_error() {
     let short = "ab".repeat(60);
     let cases: &[(&str, &[u8], &str)] = &[
         ("empty.txt", b"", "too short to train on (0 characters"),
-        ("binary.bin", &binary, "not valid UTF-8"),
+        ("binary.bin", &binary, "is not UTF-8 text"),
         ("short.txt", short.as_bytes(), "too short for context"),
     ];
     for (name, bytes, expected) in cases {

@@ -41,11 +41,93 @@ impl CleanBatch {
     }
 }
 
+/// The most a text file of one's own may hold: the page keeps it in memory, and its tokens as
+/// 32-bit ids four times over (a copy per worker).
+pub const MAX_UPLOAD_BYTES: usize = 16 << 20;
+
+/// The most distinct characters a text of one's own may have: each is a row of the embedding
+/// table and a column of the logits (a CJK text has a few thousand; binary data has them all).
+pub const MAX_UPLOAD_CHARS: usize = 4000;
+
+/// Corpus names of texts of one's own start with this; the built-in ones are `spec::CORPORA`.
+pub const UPLOAD_PREFIX: &str = "file:";
+
+/// Whether corpus `name` is a text of one's own (a file chosen on the page or `--data`), which
+/// a link cannot carry.
+pub fn is_upload(name: &str) -> bool {
+    name.starts_with(UPLOAD_PREFIX)
+}
+
+/// The file name an upload's corpus name was made from (`file:notes.txt:1a2b3c4d` → `notes.txt`).
+pub fn upload_file_name(name: &str) -> &str {
+    let rest = name.strip_prefix(UPLOAD_PREFIX).unwrap_or(name);
+    rest.rsplit_once(':').map_or(rest, |(file, _)| file)
+}
+
+/// Refuses a file of `bytes` bytes as too large for a text of one's own (checked before it is
+/// read, so that a page never reads a huge file into memory).
+pub fn check_upload_size(file_name: &str, bytes: u64) -> Result<(), String> {
+    if bytes > MAX_UPLOAD_BYTES as u64 {
+        return Err(format!(
+            "{file_name} is {:.1} MB; the lab takes text files of at most {} MB",
+            bytes as f64 / (1 << 20) as f64,
+            MAX_UPLOAD_BYTES >> 20
+        ));
+    }
+    Ok(())
+}
+
+/// How corpus `name` is called in messages: an upload by its file name.
+fn shown_name(name: &str) -> &str {
+    if is_upload(name) { upload_file_name(name) } else { name }
+}
+
+/// A corpus name for the text of file `file_name`: its name kept to characters that read well
+/// in an address (at most 40), and a hash of its content, so that two files of the same name
+/// are two corpora.
+pub fn upload_corpus_name(file_name: &str, text: &str) -> String {
+    let clean: String = file_name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .take(40)
+        .collect();
+    // FNV-1a: stable across builds and targets (std's hasher is not)
+    let hash = text.bytes().fold(0x811c9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x01000193));
+    format!("{UPLOAD_PREFIX}{}:{hash:08x}", if clean.is_empty() { "text" } else { &clean })
+}
+
 impl Corpus {
+    /// A corpus from the bytes of a file of one's own, or why it cannot be one: too large,
+    /// not UTF-8 text, binary (NUL bytes), too many distinct characters, or too short.
+    pub fn from_upload(file_name: &str, bytes: &[u8]) -> Result<Self, String> {
+        check_upload_size(file_name, bytes.len() as u64)?;
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            format!("{file_name} is not UTF-8 text (first bad byte at offset {}): the lab trains on plain text", e.valid_up_to())
+        })?;
+        if let Some(at) = text.find('\0') {
+            return Err(format!("{file_name} looks binary (a NUL byte at offset {at}): the lab trains on plain text"));
+        }
+        let tokenizer = CharTokenizer::from_text(text);
+        if tokenizer.n_chars() == 1 && text.chars().count() >= 100 {
+            return Err(format!("{file_name} repeats one character: there is nothing to learn from it"));
+        }
+        if tokenizer.n_chars() > MAX_UPLOAD_CHARS {
+            return Err(format!(
+                "{file_name} has {} distinct characters; the lab's character models take at most {MAX_UPLOAD_CHARS}",
+                tokenizer.n_chars()
+            ));
+        }
+        Self::from_text(&upload_corpus_name(file_name, text), text)
+    }
+
     /// Tokenizes `text` with its own character vocabulary and splits it 90/10.
     pub fn from_text(name: &str, text: &str) -> Result<Self, String> {
         if text.chars().count() < 100 {
-            return Err(format!("corpus {name:?} is too short to train on ({} characters; at least 100 needed)", text.chars().count()));
+            return Err(format!(
+                "corpus {:?} is too short to train on ({} characters; at least 100 needed)",
+                shown_name(name),
+                text.chars().count()
+            ));
         }
         let tokenizer = CharTokenizer::from_text(text);
         let ids = tokenizer.encode(text)?;
@@ -66,7 +148,7 @@ impl Corpus {
             if self.tokens(split).len() <= seq + 1 {
                 return Err(format!(
                     "corpus {:?} is too short for context {seq}: its {split:?} split has {} tokens",
-                    self.name,
+                    shown_name(&self.name),
                     self.tokens(split).len()
                 ));
             }
@@ -89,6 +171,39 @@ impl Corpus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_of_ones_own_becomes_a_corpus_named_by_file_and_content() {
+        let text = "the cat sat on the mat. ".repeat(20);
+        let c = Corpus::from_upload("my notes (v2).txt", text.as_bytes()).unwrap();
+        assert!(is_upload(&c.name), "{}", c.name);
+        assert_eq!(upload_file_name(&c.name), "my_notes__v2_.txt");
+        assert_eq!(c.name, upload_corpus_name("my notes (v2).txt", &text), "the name is stable");
+        let other = Corpus::from_upload("my notes (v2).txt", text.replace("cat", "dog").as_bytes()).unwrap();
+        assert_ne!(c.name, other.name, "another content under the same file name is another corpus");
+        assert!(!is_upload("tiny-shakespeare"));
+    }
+
+    #[test]
+    fn odd_files_are_refused_with_the_reason() {
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (Vec::new(), "too short to train on (0 characters"),
+            (b"tiny".to_vec(), "too short to train on (4 characters"),
+            (vec![0xff, 0xfe, b'a', b'b'], "not UTF-8 text (first bad byte at offset 0)"),
+            ([b"hello".as_slice(), &[0u8; 200]].concat(), "looks binary (a NUL byte at offset 5)"),
+            ((0..5000u32).filter_map(|i| char::from_u32(0x4e00 + i)).collect::<String>().into_bytes(), "5000 distinct characters"),
+            (vec![b'a'; MAX_UPLOAD_BYTES + 1], "at most 16 MB"),
+            (vec![b'a'; 500], "repeats one character"),
+        ];
+        for (bytes, expected) in cases {
+            let e = Corpus::from_upload("odd.txt", &bytes).unwrap_err();
+            assert!(e.contains(expected), "expected {expected:?} in {e:?}");
+            assert!(!e.contains("file:"), "messages name the file, not the corpus id: {e}");
+        }
+        let short = Corpus::from_upload("short.txt", "ab".repeat(60).as_bytes()).unwrap();
+        let e = short.check_block(64).unwrap_err();
+        assert!(e.contains("\"short.txt\" is too short for context 64"), "{e}");
+    }
 
     #[test]
     fn split_is_ninety_ten_by_position() {

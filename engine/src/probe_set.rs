@@ -1,7 +1,7 @@
 //! A labelled probe set for the linear-probe and CKA views: sequences from K small random
 //! Markov sources; the label is which source wrote the sequence.
 //!
-//! Every source walks the same 8 letters and has the same (uniform) letter frequencies: from a
+//! Every source walks the same 8 letters (see `probe_letters`) and has the same (uniform) letter frequencies: from a
 //! letter it goes to its own "favourite successor" (a permutation of the letters, different for
 //! every source) with probability 3/4, else to any letter. A bag of letters therefore says
 //! nothing about the label; the pairs of neighbouring letters say everything. A representation
@@ -20,6 +20,18 @@ pub const SOURCES: usize = 4;
 const FAVOURITE: f64 = 0.75;
 const SEED: u64 = 0x9e3779b97f4a7c15;
 
+/// The letters the sources walk: [`LETTERS`] where the corpus has them all (English text), else
+/// its first eight letters or digits (a text of one's own in another script), else its first
+/// eight characters.
+fn probe_letters(tokenizer: &CharTokenizer) -> Vec<u32> {
+    if let Ok(ids) = tokenizer.encode(LETTERS) {
+        return ids;
+    }
+    let chars = tokenizer.chars();
+    let alphanumeric: Vec<u32> = (0..chars.len()).filter(|&i| chars[i].is_alphanumeric()).map(|i| i as u32).take(LETTERS.len()).collect();
+    if alphanumeric.len() >= 2 { alphanumeric } else { (0..chars.len().min(LETTERS.len()) as u32).collect() }
+}
+
 pub struct ProbeSet {
     /// tokens: [rows, seq]
     pub rows: Vec<Vec<u32>>,
@@ -32,7 +44,10 @@ pub struct ProbeSet {
 impl ProbeSet {
     /// `per_source` rows of `seq` tokens from each source.
     pub fn markov(tokenizer: &CharTokenizer, seq: usize, per_source: usize) -> Result<Self, String> {
-        let letters: Vec<u32> = tokenizer.encode(LETTERS).map_err(|e| format!("the probe set needs the letters {LETTERS:?}: {e}"))?;
+        let letters = probe_letters(tokenizer);
+        if letters.len() < 2 {
+            return Err("the probe set needs at least two characters in the corpus".into());
+        }
         let n = letters.len();
         let mut rng = Rng::seeded(SEED);
         // successor[k][i]: source k's favourite letter after letter i (a random permutation)
@@ -93,5 +108,17 @@ mod tests {
         }
         // the same seed gives the same set
         assert_eq!(ProbeSet::markov(&tok, 64, 40).unwrap().rows, set.rows);
+    }
+
+    #[test]
+    fn a_text_without_the_english_letters_walks_its_own() {
+        let cjk = CharTokenizer::from_text("天地玄黄，宇宙洪荒。日月盈昃，辰宿列张。");
+        let set = ProbeSet::markov(&cjk, 16, 4).unwrap();
+        let used: std::collections::BTreeSet<u32> = set.rows.iter().flatten().copied().collect();
+        assert_eq!(used.len(), 8, "eight letters, none of them punctuation: {used:?}");
+        assert!(used.iter().all(|&i| cjk.chars()[i as usize].is_alphanumeric()));
+        // two characters are enough; one is not
+        assert!(ProbeSet::markov(&CharTokenizer::from_text("ab"), 16, 4).is_ok());
+        assert!(ProbeSet::markov(&CharTokenizer::from_text("aaaa"), 16, 4).is_err());
     }
 }

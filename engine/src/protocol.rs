@@ -17,6 +17,10 @@ pub enum ToWorker {
     /// beside the others. Refused, before anything is allocated, when the workspace would not
     /// fit the device's memory budget.
     AddRun { run: RunId, spec: ExperimentSpec },
+    /// A text of one's own, chosen on the page (checked there by `Corpus::from_upload`): runs
+    /// whose spec names corpus `name` train on it. Sent before those runs, and again to a fresh
+    /// worker.
+    AddCorpus { name: String, text: String },
     /// Forget run `run` (the others go on).
     RemoveRun { run: RunId },
     PauseRun { run: RunId },
@@ -35,6 +39,9 @@ pub enum ToWorker {
     /// report its speed, kernel launches and host reads (answered by `Benchmark`).
     Benchmark { spec: ExperimentSpec, steps: usize },
 }
+
+/// A CKA entry between runs that read different probe sequences (runs on different texts).
+pub const NOT_COMPARABLE: f32 = -1.0;
 
 /// What the run is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,7 +98,8 @@ pub enum FromWorker {
     Examples { run: RunId, step: usize, examples: Vec<Example> },
     /// The representation views of one run at one step.
     Snapshot(Snapshot),
-    /// Linear CKA between the runs' probe-set representations at `step` ([runs, runs]).
+    /// Linear CKA between the runs' probe-set representations at `step` ([runs, runs]); −1
+    /// ([`NOT_COMPARABLE`]) between two runs on different texts, whose probe sets differ.
     Cka { step: usize, runs: Vec<RunId>, matrix: Vec<f32> },
     /// Attention weights for the text the page asked about.
     Attention {

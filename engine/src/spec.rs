@@ -141,7 +141,8 @@ pub struct RunSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExperimentSpec {
     pub version: u32,
-    /// Built-in corpus name (see [`CORPORA`]).
+    /// Built-in corpus name (see [`CORPORA`]), or a text of one's own (`file:…`, see
+    /// [`crate::data::upload_corpus_name`]), which the page or the CLI supplies.
     pub corpus: String,
     /// The preset the spec started from (for display; `model` and `train` are authoritative).
     pub preset: String,
@@ -399,7 +400,7 @@ impl ExperimentSpec {
         if self.version != SPEC_VERSION {
             return Err(format!("spec version {} is not supported (this lab reads version {SPEC_VERSION})", self.version));
         }
-        if !CORPORA.iter().any(|(n, _)| *n == self.corpus) {
+        if !CORPORA.iter().any(|(n, _)| *n == self.corpus) && !crate::data::is_upload(&self.corpus) {
             let names: Vec<&str> = CORPORA.iter().map(|(n, _)| *n).collect();
             return Err(format!("unknown corpus {:?}; valid corpora: {}", self.corpus, names.join(", ")));
         }
@@ -533,6 +534,7 @@ pub fn run_labels(specs: &[&ExperimentSpec]) -> Vec<String> {
             ("steps ", s.train.steps.to_string()),
             ("", s.device.name().to_string()),
             ("seed ", s.seed.to_string()),
+            ("on ", crate::data::upload_file_name(&s.corpus).to_string()),
         ]
     };
     let all: Vec<Vec<(&str, String)>> = specs.iter().map(|s| describe(s)).collect();
@@ -697,6 +699,11 @@ mod tests {
         assert_eq!(labels, ["decoder, seed 1337", "encoder–decoder, seed 1338"]);
         assert_eq!(run_labels(&[&a]), ["masked_lm rate=0.15"]);
         assert_eq!(run_labels(&[&a, &a.clone()]), ["masked_lm rate=0.15"; 2]);
+        // a run on a text of one's own is told apart by its file
+        let mut own = a.clone();
+        own.set("corpus", &crate::data::upload_corpus_name("notes.txt", "some text")).unwrap();
+        own.validate().unwrap();
+        assert_eq!(run_labels(&[&a, &own]), ["on tiny-shakespeare", "on notes.txt"]);
     }
 
     #[test]

@@ -25,6 +25,11 @@ impl CharTokenizer {
         Self { chars }
     }
 
+    /// The characters, sorted: character `i` has id `i`.
+    pub fn chars(&self) -> &[char] {
+        &self.chars
+    }
+
     /// Number of character tokens (65 for tiny shakespeare).
     pub fn n_chars(&self) -> usize {
         self.chars.len()
@@ -64,6 +69,12 @@ impl CharTokenizer {
     /// Whether `id` is a character (not a special token).
     pub fn is_char(&self, id: u32) -> bool {
         (id as usize) < self.chars.len()
+    }
+
+    /// The text samples start from: a new line, as nanoGPT's samples do, or the vocabulary's
+    /// first character where the text has no new lines (a text of one's own may not).
+    pub fn sample_prompt(&self) -> String {
+        if self.chars.binary_search(&'\n').is_ok() { "\n".to_string() } else { self.chars.first().map_or_else(String::new, |c| c.to_string()) }
     }
 
     /// Encodes text; characters outside the vocabulary are an error naming the first one.
@@ -159,6 +170,9 @@ mod tests {
         assert_eq!(t.special("[PAD]"), Some(8));
         assert_eq!(t.token_text(t.special("[MASK]").unwrap()), "[MASK]");
         assert!(t.encode("xyz").unwrap_err().contains("'x'"));
+        // samples start from a new line where the text has one, else from a character it has
+        assert_eq!(CharTokenizer::from_text("oh\nho").sample_prompt(), "\n");
+        assert_eq!(CharTokenizer::from_text("hello").sample_prompt(), "e");
         let s3 = t.sentinel(3);
         assert_eq!(t.token_text(s3), "<S3>");
         assert_eq!(t.sentinel_index(s3), Some(3));

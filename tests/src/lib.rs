@@ -223,6 +223,20 @@ impl Browser {
         assert_eq!(ok, Value::Bool(true), "{testid} is missing");
     }
 
+    /// Chooses the file at `path` in the file input with `data-testid` (WebDriver's send keys
+    /// to a file input, as a user's pick in the file dialog).
+    pub fn choose_file(&self, testid: &str, path: &std::path::Path) {
+        let found: Value = ureq::post(&self.url("element"))
+            .send_json(json!({"using": "css selector", "value": format!("[data-testid=\"{testid}\"]")}))
+            .unwrap_or_else(|e| panic!("no file input {testid}: {e}"))
+            .into_json()
+            .unwrap();
+        let element = found["value"].as_object().and_then(|o| o.values().next()).and_then(Value::as_str).expect("an element id").to_string();
+        ureq::post(&self.url(&format!("element/{element}/value")))
+            .send_json(json!({"text": path.to_str().expect("a UTF-8 path")}))
+            .unwrap_or_else(|e| panic!("choosing {path:?} in {testid}: {e}"));
+    }
+
     /// Polls `check` until it returns Some, or panics after `timeout` with `what` and the page state.
     pub fn wait_for<T>(&self, what: &str, timeout: Duration, mut check: impl FnMut(&Self) -> Option<T>) -> T {
         let deadline = Instant::now() + timeout;

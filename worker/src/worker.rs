@@ -88,7 +88,8 @@ struct Shared {
     /// The generation whose driving task is running, if any.
     driving: Option<u64>,
     analyser: Option<Rc<Analyser>>,
-    probe: Option<Rc<ProbeSet>>,
+    /// The probe set of each corpus (its letters are the corpus's own), by corpus name.
+    probes: Vec<(String, Rc<ProbeSet>)>,
     /// Pooled probe representations by step, for CKA between the runs that reached it.
     pooled: BTreeMap<usize, Vec<(RunId, Matrix)>>,
     /// Snapshots whose statistics are still being computed, oldest first.
@@ -246,6 +247,14 @@ fn defer(s: &mut Shared, id: RunId, state: RunState) -> bool {
 fn handle(message: ToWorker) {
     match message {
         ToWorker::AddRun { run, spec } => add_run(run, spec),
+        ToWorker::AddCorpus { name, text } => match Corpus::from_text(&name, &text) {
+            Ok(corpus) => SHARED.with(|s| {
+                let mut s = s.borrow_mut();
+                s.corpora.retain(|(n, _)| *n != name);
+                s.corpora.push((name, Arc::new(corpus)));
+            }),
+            Err(message) => post(&FromWorker::Error { run: None, message }),
+        },
         ToWorker::RemoveRun { run } => SHARED.with(|s| {
             let mut s = s.borrow_mut();
             s.runs.retain(|r| r.id != run);
@@ -361,8 +370,10 @@ fn add_run(id: RunId, spec: ExperimentSpec) {
         let s = s.borrow();
         let mut specs: Vec<&ExperimentSpec> = s.runs.iter().filter(|r| r.id != id).map(|r| &r.spec).collect();
         specs.push(&spec);
-        // The vocabulary is not known before the corpus loads: 128 bounds it for the built-in one.
-        memory::check_workspace(&specs, 128, memory::DEVICE_BUDGET)
+        // The vocabulary is not known before the corpus loads: 128 bounds it for the built-in
+        // one, and a text of one's own is loaded already.
+        let vocab = s.corpora.iter().map(|(_, c)| c.tokenizer.vocab_size()).fold(128, usize::max);
+        memory::check_workspace(&specs, vocab, memory::DEVICE_BUDGET)
     });
     if let Err(e) = fits {
         post(&FromWorker::Error { run: Some(id), message: e });
@@ -477,10 +488,17 @@ async fn fetch_text(url: &str) -> Result<String, String> {
     text.as_string().ok_or_else(|| format!("{url} is not text"))
 }
 
-/// The built-in corpus `name`, fetched from the page's assets once per worker.
+/// Corpus `name`: a text of one's own the page sent (`AddCorpus`), or a built-in one, fetched
+/// from the page's assets once per worker.
 async fn load_corpus(name: &str) -> Result<Arc<Corpus>, String> {
     if let Some(c) = SHARED.with(|s| s.borrow().corpora.iter().find(|(n, _)| n == name).map(|(_, c)| c.clone())) {
         return Ok(c);
+    }
+    if objlab_engine::data::is_upload(name) {
+        return Err(format!(
+            "this run trains on your own file {:?}, which the page does not hold: choose the file again under Text",
+            objlab_engine::data::upload_file_name(name)
+        ));
     }
     let file = CORPORA
         .iter()
@@ -903,7 +921,7 @@ async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Op
         post(&FromWorker::Examples { run: id, step, examples: trainer.examples() });
     }
     if cfg.sample_every > 0 && trainer.generates() && (step.is_multiple_of(cfg.sample_every) || done) {
-        let text = trainer.sample("\n", cfg.sample_len).await.map_err(fail)?;
+        let text = trainer.sample(&trainer.corpus().tokenizer.sample_prompt(), cfg.sample_len).await.map_err(fail)?;
         if !is_current(generation) {
             return Ok(None);
         }
@@ -952,11 +970,12 @@ async fn analyser() -> Rc<Analyser> {
 }
 
 fn probe_set(trainer: &Trainer) -> Result<Rc<ProbeSet>, String> {
-    if let Some(p) = SHARED.with(|s| s.borrow().probe.clone()) {
+    let name = &trainer.corpus().name;
+    if let Some(p) = SHARED.with(|s| s.borrow().probes.iter().find(|(n, _)| n == name).map(|(_, p)| p.clone())) {
         return Ok(p);
     }
     let probe = Rc::new(ProbeSet::markov(&trainer.corpus().tokenizer, PROBE_SEQ, PROBE_PER_SOURCE)?);
-    SHARED.with(|s| s.borrow_mut().probe = Some(probe.clone()));
+    SHARED.with(|s| s.borrow_mut().probes.push((name.clone(), probe.clone())));
     Ok(probe)
 }
 
@@ -974,6 +993,8 @@ struct SnapshotJob {
     probe_points: Vec<[f32; 2]>,
     effective_rank: f32,
     accuracy: f32,
+    /// The probe set its run reads (its corpus's).
+    probe: Rc<ProbeSet>,
     stage: u8,
     /// Milliseconds of work so far, and the longest single piece (the stall training sees).
     work_ms: f64,
@@ -994,6 +1015,7 @@ async fn start_snapshot(id: RunId, trainer: &Trainer, generation: u64) -> Result
         generation,
         embeddings: Matrix::new(f.tokens.len(), d, f.embeddings),
         pooled: Matrix::new(probe.rows.len(), d, f.pooled),
+        probe: probe.clone(),
         tokens: f.tokens,
         token_points: Vec::new(),
         probe_points: Vec::new(),
@@ -1023,8 +1045,7 @@ async fn work_on_snapshots() -> Result<bool, String> {
             job.probe_points = pca.points;
         }
         2 => {
-            let probe = SHARED.with(|s| s.borrow().probe.clone()).ok_or("the probe set is gone")?;
-            job.accuracy = objlab_kernels::probe::probe_accuracy(&job.pooled, &probe.labels, probe.classes);
+            job.accuracy = objlab_kernels::probe::probe_accuracy(&job.pooled, &job.probe.labels, job.probe.classes);
         }
         _ => {
             let took = precise_ms() - started;
@@ -1044,7 +1065,7 @@ async fn work_on_snapshots() -> Result<bool, String> {
 async fn finish_snapshot(job: SnapshotJob, analyser: Rc<Analyser>, so_far: f64) -> Result<(), String> {
     let started = precise_ms();
     let (id, step) = (job.id, job.step);
-    let probe = SHARED.with(|s| s.borrow().probe.clone()).ok_or("the probe set is gone")?;
+    let probe = job.probe.clone();
     // CKA between the runs (in the order they were added) that have reached this step.
     let order = run_ids();
     let here: Vec<(RunId, Matrix)> = SHARED.with(|s| {
@@ -1063,7 +1084,16 @@ async fn finish_snapshot(job: SnapshotJob, analyser: Rc<Analyser>, so_far: f64) 
     });
     let runs: Vec<RunId> = here.iter().map(|(r, _)| *r).collect();
     let matrices: Vec<&Matrix> = here.iter().map(|(_, m)| m).collect();
-    let matrix = analyser.cka_matrix(&matrices).await?;
+    let mut matrix = analyser.cka_matrix(&matrices).await?;
+    // runs on different texts read different probe sequences: nothing to compare
+    let corpora: Vec<Option<String>> =
+        SHARED.with(|s| runs.iter().map(|r| s.borrow().runs.iter().find(|slot| slot.id == *r).map(|slot| slot.spec.corpus.clone())).collect());
+    let m = runs.len();
+    for (i, j) in (0..m).flat_map(|i| (0..m).map(move |j| (i, j))) {
+        if corpora[i] != corpora[j] {
+            matrix[i * m + j] = objlab_engine::protocol::NOT_COMPARABLE;
+        }
+    }
     let took = so_far + precise_ms() - started;
     if !is_current(job.generation) || !run_ids().contains(&id) {
         return Ok(());

@@ -85,11 +85,32 @@ fn HeadMap(maps: AttentionView, layer: usize, head: usize) -> impl IntoView {
     }
 }
 
+/// What the maps read unless the user types something else.
+const DEFAULT_TEXT: &str = "To be, or not to be";
+
+/// The first 20 characters of `text`'s first line that has any: what a run on it reads by
+/// default (every one of them is in its vocabulary).
+fn opening_words(text: &str) -> String {
+    text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default().chars().take(20).collect()
+}
+
 #[component]
 pub fn AttentionMap(lab: Lab) -> impl IntoView {
-    let text = RwSignal::new("To be, or not to be".to_string());
+    let text = RwSignal::new(DEFAULT_TEXT.to_string());
     let chosen = RwSignal::new(None::<RunId>);
     let run = move || chosen.get().or_else(|| lab.selected.get());
+    // A run on a text of one's own may not know Shakespeare's letters: it reads the start of
+    // its own text instead, unless the user typed something.
+    let suggested = StoredValue::new(DEFAULT_TEXT.to_string());
+    Effect::new(move |_| {
+        let corpus = run().and_then(|id| lab.run(id)).map(|r| r.spec.get_value().corpus);
+        let own = corpus.and_then(|c| lab.uploads.with(|u| u.iter().find(|u| u.name == c).map(|u| opening_words(&u.text))));
+        let next = own.unwrap_or_else(|| DEFAULT_TEXT.to_string());
+        if text.get_untracked() == suggested.get_value() {
+            text.set(next.clone());
+        }
+        suggested.set_value(next);
+    });
     let request = move || {
         if let Some(run) = run() {
             worker_link::send(lab, &ToWorker::Attention { run, text: text.get_untracked() });

@@ -3,6 +3,7 @@
 //! representation up to rotation and scale — and each run's effective rank.
 
 use leptos::prelude::*;
+use objlab_engine::protocol::NOT_COMPARABLE;
 
 use crate::lab::Lab;
 
@@ -41,9 +42,12 @@ pub fn CkaMatrix(lab: Lab) -> impl IntoView {
                         <th class="row-label"><span class="swatch" style=format!("background:{}", colour(r))></span>{name(r)}</th>
                         {(0..m).map(|j| {
                             let v = matrix[i * m + j];
+                            if v == NOT_COMPARABLE {
+                                return view! { <td data-testid="cka-cell" data-value="" title="different texts: their probe sequences differ">"—"</td> }.into_any();
+                            }
                             let shade = (255.0 * (1.0 - v.clamp(0.0, 1.0))) as u8;
                             let style = format!("background: rgb({shade}, {shade}, 255); color: {}", if v > 0.6 { "#fff" } else { "#000" });
-                            view! { <td data-testid="cka-cell" data-value=format!("{v:.4}") style=style>{format!("{v:.2}")}</td> }
+                            view! { <td data-testid="cka-cell" data-value=format!("{v:.4}") style=style>{format!("{v:.2}")}</td> }.into_any()
                         }).collect_view()}
                         <td data-testid="effective-rank">{rank(r).map(|e| format!("{e:.1}")).unwrap_or_else(|| "—".into())}</td>
                     </tr>

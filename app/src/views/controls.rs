@@ -1,4 +1,4 @@
-//! Experiment choices (preset, architecture, objective, device, seed) and the run buttons.
+//! Experiment choices (preset, architecture, objective, device, text, seed) and the run buttons.
 //! The objective list comes from the engine's registry; choices are mirrored into the URL.
 //! The objective mixer with every parameter is in `objective_panel.rs`.
 
@@ -7,6 +7,7 @@ use objlab_engine::objectives::REGISTRY;
 use objlab_engine::protocol::{RunState, ToWorker};
 use objlab_engine::spec::{ExperimentSpec, preset_names};
 
+use super::corpus_choice::CorpusChoice;
 use crate::lab::Lab;
 use crate::worker_link;
 
@@ -109,6 +110,7 @@ pub fn Controls(lab: Lab) -> impl IntoView {
                     <option value="cpu" prop:selected=move || device_value() == "cpu">"CPU"</option>
                 </select>
             </label>
+            <CorpusChoice lab=lab />
             <NumberOption lab=lab testid="lr-choice" key="lr" label="Learning rate "
                 title="AdamW's peak learning rate (warm-up, then cosine decay)" value=|s| s.train.learning_rate.to_string() />
             <NumberOption lab=lab testid="steps-choice" key="steps" label="Steps " title="optimiser steps of a run"

@@ -6,6 +6,7 @@ pub mod benchmark_panel;
 pub mod canvas;
 pub mod cka_matrix;
 pub mod controls;
+pub mod corpus_choice;
 pub mod curves_download;
 pub mod error_banner;
 pub mod loss_chart;

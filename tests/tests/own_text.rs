@@ -1,0 +1,139 @@
+//! A text of one's own in a real headless Chromium (CPU, flex in wasm): odd files are refused
+//! with the reason and change nothing; a plain-text file in another script, without a single
+//! new line or English letter, trains, samples and is snapshotted; and a link to a run on it,
+//! opened where the file is not, asks for the file instead of failing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use objlab_e2e::{Browser, StaticServer, dist_dir};
+
+fn open(browser: &Browser, server: &StaticServer, query: &str) {
+    browser.open(&format!("http://127.0.0.1:{}/{query}", server.port));
+    browser.wait_for("the page to load", Duration::from_secs(60), |b| b.text("start").map(|_| ()));
+}
+
+fn selected_corpus(browser: &Browser) -> String {
+    browser.eval("return document.querySelector('[data-testid=\"corpus\"]').value").as_str().unwrap_or_default().to_string()
+}
+
+/// The page's word on the latest file: Ok(what it holds) or Err(why it was refused).
+fn word_on_file(browser: &Browser) -> Option<Result<String, String>> {
+    if let Some(e) = browser.text("corpus-error") {
+        return Some(Err(e));
+    }
+    browser.text("corpus-info").filter(|t| !t.starts_with("reading")).map(Ok)
+}
+
+/// Chooses `path` and waits for the page's word on it (each file here has its own name, so the
+/// word on it differs from the one before).
+fn choose(browser: &Browser, path: &Path) -> Result<String, String> {
+    let before = word_on_file(browser);
+    browser.choose_file("corpus-file", path);
+    browser.wait_for("the page's word on the file", Duration::from_secs(30), |b| word_on_file(b).filter(|w| Some(w) != before.as_ref()))
+}
+
+/// Words of Greek letters separated by spaces, no new line: a text that shares no character
+/// with tiny shakespeare's probe letters or its sample prompt.
+fn greek_text(chars: usize) -> String {
+    let letters: Vec<char> = "αβγδεζηθικλμνξοπρστυφχψω".chars().collect();
+    let mut state = 12345u64;
+    let mut text = String::new();
+    while text.chars().count() < chars {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let len = 2 + (state >> 60) as usize % 5;
+        for k in 0..len {
+            text.push(letters[((state >> (8 * k + 8)) & 0xff) as usize % 8 + (len % 3) * 8]);
+        }
+        text.push(' ');
+    }
+    text
+}
+
+#[test]
+fn a_text_file_of_ones_own_trains_and_odd_files_are_refused() {
+    let dir: PathBuf = std::env::temp_dir().join(format!("objlab-own-text-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let server = StaticServer::start(dist_dir());
+    let browser = Browser::start(false);
+    open(&browser, &server, "?preset=tiny&device=cpu&steps=100000&snapshot_every=20&sample_every=20");
+    assert_eq!(selected_corpus(&browser), "tiny-shakespeare");
+
+    // Odd files: each refused with its reason; the experiment keeps its corpus.
+    let binary: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let odd: [(&str, Vec<u8>, &str); 4] = [
+        ("empty.txt", Vec::new(), "too short to train on (0 characters"),
+        ("image.png", binary, "not UTF-8 text"),
+        ("zeros.txt", [b"text".as_slice(), &[0u8; 300]].concat(), "looks binary"),
+        ("same.txt", vec![b'z'; 1000], "repeats one character"),
+    ];
+    for (name, bytes, reason) in odd {
+        let said = choose(&browser, &file(name, &bytes)).expect_err(name);
+        assert!(said.contains(reason) && said.contains("not used"), "{name}: {said}");
+        assert_eq!(selected_corpus(&browser), "tiny-shakespeare", "{name} changed the corpus");
+    }
+    assert_eq!(browser.text("error").unwrap_or_default(), "", "odd files are no page error");
+
+    // A good file: chosen, described, and it trains.
+    let text = greek_text(6000);
+    let said = choose(&browser, &file("greek words.txt", text.as_bytes())).expect("the Greek text is taken");
+    assert!(said.contains("greek_words.txt") && said.contains("characters"), "{said}");
+    let corpus = selected_corpus(&browser);
+    assert!(corpus.starts_with("file:greek_words.txt:"), "the experiment trains on it: {corpus}");
+    browser.click("start");
+    browser.wait_for("30 steps on the Greek text", Duration::from_secs(300), |b| (b.step() >= 30).then_some(()));
+    let first = browser.attribute("train-loss", "data-first").and_then(|t| t.parse::<f64>().ok()).expect("a first loss");
+    // A sample (started without a new line: the text has none) in the text's own letters, and
+    // a snapshot whose probe walks its letters.
+    let sample = browser.wait_for("a sample", Duration::from_secs(120), |b| b.text("sample").filter(|s| !s.trim().is_empty()));
+    assert!(sample.chars().all(|c| text.contains(c)), "the sample is written in the file's characters: {sample:?}");
+    browser.wait_for("a snapshot", Duration::from_secs(120), |b| b.attribute("projection", "data-step").filter(|s| s != "0"));
+    let last = browser.text("train-loss").and_then(|t| t.trim().parse::<f64>().ok()).expect("a loss");
+    assert!(last < first, "the loss falls on the Greek text: {first} → {last}");
+    assert_eq!(browser.text("error").unwrap_or_default(), "", "no error while training on it");
+
+    // A run on tiny shakespeare beside it: told apart by its text, and not compared by CKA
+    // (the two read different probe sequences).
+    browser.set_value("corpus", "tiny-shakespeare");
+    browser.click("add-run");
+    let labels = browser.wait_for("two labelled runs", Duration::from_secs(60), |b| {
+        let v = b.eval("return [...document.querySelectorAll('[data-testid=\"run-select\"]')].map(e => e.textContent)");
+        let labels: Vec<String> = v.as_array()?.iter().filter_map(|s| s.as_str().map(str::to_string)).collect();
+        (labels.len() == 2).then_some(labels)
+    });
+    assert!(labels[0].contains("greek_words.txt") && labels[1].contains("tiny-shakespeare"), "{labels:?}");
+    let cells = browser.wait_for("a CKA matrix of both runs", Duration::from_secs(120), |b| {
+        let v = b.eval("return [...document.querySelectorAll('[data-testid=\"cka-cell\"]')].map(e => e.textContent)");
+        let cells: Vec<String> = v.as_array()?.iter().filter_map(|s| s.as_str().map(str::to_string)).collect();
+        (cells.len() == 4).then_some(cells)
+    });
+    assert_eq!((cells[1].as_str(), cells[2].as_str()), ("—", "—"), "runs on different texts are not compared: {cells:?}");
+    assert_eq!((cells[0].as_str(), cells[3].as_str()), ("1.00", "1.00"), "{cells:?}");
+
+    // The attention maps of the Greek run read the start of its own text, not Shakespeare.
+    browser.set_value("attention-run", "1");
+    let shown_text = browser.eval("return document.querySelector('[data-testid=\"attention-text\"]').value");
+    let opening: String = text.trim().chars().take(20).collect();
+    assert_eq!(shown_text.as_str(), Some(opening.as_str()), "the maps read the file's own opening");
+    browser.click("attention-show");
+    browser.wait_for("the Greek run's attention maps", Duration::from_secs(60), |b| b.attribute("attention-map", "data-run").filter(|r| r == "1"));
+    assert_eq!(browser.text("error").unwrap_or_default(), "", "no error from the maps");
+
+    // The address names the file, not its text: opened where the file is not (a fresh page),
+    // the link's run on it is not started and the page asks for the file; the other run starts.
+    let address = browser.eval("return location.href").as_str().unwrap().to_string();
+    assert!(address.contains("corpus=file:greek_words.txt:"), "{address}");
+    browser.open(&address);
+    browser.wait_for("the link's runs offered", Duration::from_secs(60), |b| b.text("start-linked").map(|_| ()));
+    browser.click("start-linked");
+    let error = browser.wait_for("the page to ask for the file", Duration::from_secs(30), |b| b.text("error").filter(|e| !e.is_empty()));
+    assert!(error.contains("greek_words.txt") && error.contains("choose the file again"), "{error}");
+    browser.wait_for("the link's other run to train", Duration::from_secs(60), |b| b.run_steps().first().is_some_and(|s| *s >= 5).then_some(()));
+    assert_eq!(browser.run_steps().len(), 1, "only the run on tiny shakespeare started");
+    std::fs::remove_dir_all(&dir).ok();
+}
