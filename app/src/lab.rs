@@ -14,6 +14,7 @@ use objlab_engine::objectives::Example;
 use objlab_engine::protocol::{BenchmarkReport, DeviceKind, FromWorker, RunId, RunState, Snapshot, ToWorker};
 use objlab_engine::spec::{ExperimentSpec, run_labels, workspace_query};
 
+use crate::saved_runs::{self, SavedRun, SavedWorkspace};
 use crate::worker_link;
 
 /// One colour per run, in the order runs are added (colour-blind-safe palette, Okabe–Ito).
@@ -62,6 +63,8 @@ pub struct RunView {
     pub sample_bad_words: RwSignal<Option<(usize, usize)>>,
     /// "What the model sees": one example per objective of a recent batch, and its step.
     pub examples: RwSignal<(usize, Vec<Example>)>,
+    /// Kept from an earlier visit ([`saved_runs`]): its curves only, not in the worker.
+    pub restored: bool,
 }
 
 impl RunView {
@@ -85,6 +88,20 @@ impl RunView {
             sample: RwSignal::new(None),
             sample_bad_words: RwSignal::new(None),
             examples: RwSignal::new((0, Vec::new())),
+            restored: false,
+        }
+    }
+
+    /// What [`saved_runs`] keeps of this run.
+    fn saved(&self) -> SavedRun {
+        SavedRun {
+            query: self.spec.with_value(ExperimentSpec::to_query),
+            state: self.state.get_untracked(),
+            step: self.step.get_untracked(),
+            steps: self.steps.get_untracked(),
+            failure: self.failure.get_untracked(),
+            train: self.train.with_untracked(|t| saved_runs::thin(t, saved_runs::MAX_POINTS)),
+            val: self.val.with_untracked(|v| saved_runs::thin(v, usize::MAX)),
         }
     }
 
@@ -162,6 +179,10 @@ pub struct Lab {
     idle_ms: StoredValue<Option<f64>>,
     /// Texts of one's own chosen on the page, oldest first.
     pub uploads: RwSignal<Vec<Upload>>,
+    /// The runs an earlier visit kept in this browser, offered until shown or forgotten.
+    pub saved: RwSignal<Option<SavedWorkspace>>,
+    /// When (ms since 1970) the workspace was last kept.
+    last_save_ms: StoredValue<f64>,
     /// The benchmark button's state and its latest report.
     pub benchmark: RwSignal<Benchmark>,
     /// Loss chart options.
@@ -202,6 +223,11 @@ fn page_ms() -> Option<f64> {
     web_sys::window().and_then(|w| w.performance()).map(|p| p.now())
 }
 
+/// Whether the runs an earlier visit kept are the runs of `linked` (the address's), in order.
+fn same_runs(saved: &SavedWorkspace, linked: &[ExperimentSpec]) -> bool {
+    saved.runs.len() == linked.len() && saved.runs.iter().zip(linked).all(|(s, l)| s.query == l.to_query())
+}
+
 fn numbered_repeats(labels: Vec<(RunId, String)>) -> Vec<(RunId, String)> {
     let repeated = |label: &String| labels.iter().filter(|(_, l)| l == label).count() > 1;
     labels.iter().map(|(id, l)| (*id, if repeated(l) { format!("{l} #{id}") } else { l.clone() })).collect()
@@ -227,6 +253,8 @@ impl Lab {
             ready_ms: StoredValue::new(None),
             idle_ms: StoredValue::new(None),
             uploads: RwSignal::new(Vec::new()),
+            saved: RwSignal::new(None),
+            last_save_ms: StoredValue::new(0.0),
             benchmark: RwSignal::new(Benchmark::Idle),
             log_x: RwSignal::new(false),
             smoothing: RwSignal::new(0.0),
@@ -252,6 +280,10 @@ impl Lab {
     /// Starts the runs the page's address holds, in a fresh workspace.
     pub fn start_linked(&self) {
         let linked = self.linked.get_untracked();
+        // trained again, the runs an earlier visit kept are replaced: no longer offered
+        if self.saved.with_untracked(|s| s.as_ref().is_some_and(|s| same_runs(s, &linked))) {
+            self.saved.set(None);
+        }
         if !self.runs.with_untracked(Vec::is_empty) {
             self.reset();
         }
@@ -285,6 +317,7 @@ impl Lab {
         self.worker_crashed.set(true);
         self.benchmark.set(Benchmark::Idle);
         self.runs.with_untracked(|runs| runs.iter().filter(|r| r.is_live()).for_each(|r| r.state.set(RunState::Failed)));
+        self.save_now();
     }
 
     /// The run the single-run panels show (tracked).
@@ -397,6 +430,80 @@ impl Lab {
         Ok(id)
     }
 
+    /// Keeps the workspace's runs in this browser now ([`saved_runs`]); an empty workspace
+    /// forgets what was kept.
+    pub fn save_now(&self) {
+        let now = js_sys::Date::now();
+        self.last_save_ms.set_value(now);
+        let runs: Vec<SavedRun> = self.runs.with_untracked(|r| r.iter().map(RunView::saved).collect());
+        saved_runs::store(&saved_runs::new_workspace(now, runs));
+    }
+
+    /// Keeps the workspace unless it was kept less than [`saved_runs::SAVE_EVERY_MS`] ago.
+    fn save_soon(&self) {
+        if js_sys::Date::now() - self.last_save_ms.get_value() >= saved_runs::SAVE_EVERY_MS {
+            self.save_now();
+        }
+    }
+
+    /// Shows the runs an earlier visit kept, beside the present ones: their curves, progress
+    /// and state (one under way then is shown stopped), not their weights.
+    pub fn show_saved(&self) {
+        let Some(saved) = self.saved.get_untracked() else { return };
+        self.saved.set(None);
+        // the address's runs, when they are these, are now in the workspace: nothing to offer
+        if self.linked.with_untracked(|l| same_runs(&saved, l)) {
+            self.linked.set(Vec::new());
+        }
+        let mut left_out = 0;
+        for kept in saved.runs {
+            let Some(spec) = kept.spec() else {
+                left_out += 1;
+                continue;
+            };
+            if self.runs.with_untracked(Vec::len) >= MAX_RUNS {
+                left_out += 1;
+                continue;
+            }
+            let id = self.next_id.get_value();
+            self.next_id.set_value(id + 1);
+            let used: Vec<&str> = self.runs.with_untracked(|runs| runs.iter().map(|r| r.colour).collect());
+            let colour = RUN_COLOURS.iter().find(|c| !used.contains(c)).copied().unwrap_or(RUN_COLOURS[0]);
+            let make = || {
+                let view = RunView { restored: true, ..RunView::new(id, spec, colour) };
+                view.state.set(kept.shown_state());
+                view.step.set(kept.step);
+                view.steps.set(kept.steps);
+                view.failure.set(kept.failure);
+                view.train.set(kept.train);
+                view.val.set(kept.val);
+                view
+            };
+            let view = match self.owner.get_value() {
+                Some(owner) => owner.with(make),
+                None => make(),
+            };
+            self.runs.update(|runs| runs.push(view));
+            if self.selected.get_untracked().is_none() {
+                self.select(id);
+            }
+        }
+        if left_out > 0 {
+            self.push_error(format!(
+                "{left_out} kept run{} left out (at most {MAX_RUNS} runs side by side, or an experiment this page no longer reads)",
+                if left_out == 1 { " was" } else { "s were" }
+            ));
+        }
+        self.write_address();
+        self.save_now();
+    }
+
+    /// Forgets the runs an earlier visit kept (the present workspace, if any, is kept instead).
+    pub fn forget_saved(&self) {
+        self.saved.set(None);
+        self.save_now();
+    }
+
     /// Takes the bytes of a text file of one's own (`file_name`): checks it as
     /// [`Corpus::from_upload`] does, sends it to the worker, and makes it the experiment's
     /// corpus. Returns what the page says of it; a refused file leaves everything as it was.
@@ -481,6 +588,7 @@ impl Lab {
             }
         }
         self.write_address();
+        self.save_now();
     }
 
     /// Ends every run (a crashed worker is replaced; a live one forgets its runs), clears the
@@ -505,6 +613,8 @@ impl Lab {
             self.pending.set(None);
         }
         self.write_address();
+        // Reset forgets the runs: the browser keeps none of them either
+        self.save_now();
     }
 
     /// Shows `message` in the error element (once: a repeated message is not stacked).
@@ -535,6 +645,9 @@ impl Lab {
                 // Progress of a run removed (or reset) meanwhile is dropped.
                 let Some(view) = self.run(run) else { return };
                 view.state.set(state);
+                if matches!(state, RunState::Finished | RunState::Stopped | RunState::Failed) {
+                    self.save_now();
+                }
             }
             FromWorker::Metrics { run, step, steps, train, steps_per_s, tokens_per_s, learning_rate } => {
                 let Some(view) = self.run(run) else { return };
@@ -552,6 +665,7 @@ impl Lab {
                 view.tokens_per_s.set(shown * tokens_per_step);
                 view.learning_rate.set(learning_rate);
                 view.train.update(|t| t.extend(train));
+                self.save_soon();
             }
             FromWorker::Validation { run, step, loss } => {
                 let Some(view) = self.run(run) else { return };

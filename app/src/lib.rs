@@ -5,6 +5,7 @@
 //! that runs the engine, and draws what comes back, so the tab stays responsive.
 
 pub mod lab;
+pub mod saved_runs;
 pub mod views;
 pub mod wasm_features;
 pub mod worker_link;

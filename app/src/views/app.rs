@@ -60,6 +60,8 @@ fn spec_from_url() -> (ExperimentSpec, Vec<ExperimentSpec>, Vec<String>) {
 pub fn App() -> impl IntoView {
     let (spec, linked, errors) = spec_from_url();
     let lab = Lab::new(spec, errors, linked);
+    // what an earlier visit kept, offered beside the runs (crate::saved_runs)
+    lab.saved.set(crate::saved_runs::load().filter(|w| w.runs.iter().any(|r| r.spec().is_some())));
     worker_link::connect(lab);
     view! {
         <header>

@@ -111,6 +111,8 @@ pub fn AttentionMap(lab: Lab) -> impl IntoView {
         }
         suggested.set_value(next);
     });
+    // a run kept from an earlier visit has no weights in the worker to read
+    let kept = move || run().and_then(|id| lab.run(id)).is_some_and(|r| r.restored);
     let request = move || {
         if let Some(run) = run() {
             worker_link::send(lab, &ToWorker::Attention { run, text: text.get_untracked() });
@@ -156,7 +158,10 @@ pub fn AttentionMap(lab: Lab) -> impl IntoView {
                 <input data-testid="attention-text" type="text" maxlength="64" prop:value=move || text.get()
                     on:change=move |ev| text.set(event_target_value(&ev)) />
             </label>
-            <button data-testid="attention-show" on:click=move |_| request() prop:disabled=move || run().is_none()>"Show"</button>
+            <button data-testid="attention-show" on:click=move |_| request() prop:disabled=move || run().is_none() || kept()>"Show"</button>
+            <Show when=kept>
+                <span class="hint" data-testid="attention-kept">" a run kept from your last visit has its curves, not its weights: duplicate it to read its attention"</span>
+            </Show>
             {maps}
         </section>
     }

@@ -55,7 +55,7 @@ pub fn Controls(lab: Lab) -> impl IntoView {
         lab.errors.set(Vec::new());
         lab.pending.set(None);
         if let Err(e) = lab.add_run(spec) {
-            lab.push_error(e);
+            lab.push_error(format!("the run was not started: {e}"));
         }
     };
     let pause = move |_| {

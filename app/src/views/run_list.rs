@@ -56,7 +56,10 @@ fn RunRow(lab: Lab, run: RunView) -> impl IntoView {
                     </span>
                 </Show>
             </td>
-            <td data-testid="run-state">{move || state_word(run.state.get(), run.step.get() == 0)}</td>
+            <td data-testid="run-state" title=run.restored.then_some("kept from your last visit: its curves, not its weights (duplicate it to train again)")>
+                {move || state_word(run.state.get(), run.step.get() == 0)}
+                {run.restored.then_some(view! { <span class="kept" data-testid="run-kept">" (last visit)"</span> })}
+            </td>
             <td data-testid="run-step">{move || format!("{} / {}", run.step.get(), run.steps.get())}</td>
             <td data-testid="run-speed">{move || format!("{:.2} steps/s", run.steps_per_s.get())}</td>
             <td class="run-buttons">
@@ -75,6 +78,25 @@ fn RunRow(lab: Lab, run: RunView) -> impl IntoView {
 /// float `sum` starts from −0.0, which an empty workspace showed as "-0.00".
 fn throughput_text(rates: impl Iterator<Item = f64>) -> String {
     format!("{:.2}", rates.fold(0.0, |total, rate| total + rate))
+}
+
+/// What the notice of the runs an earlier visit kept says: how many, what differs between
+/// them, and how long ago they were kept (`age_ms`).
+fn saved_text(runs: &[ExperimentSpec], age_ms: f64) -> String {
+    let labels = run_labels(&runs.iter().collect::<Vec<_>>());
+    let minutes = (age_ms / 60_000.0).max(0.0).round() as u64;
+    let ago = match minutes {
+        0 => "just now".to_string(),
+        1 => "a minute ago".to_string(),
+        m if m < 120 => format!("{m} minutes ago"),
+        m if m < 48 * 60 => format!("{} hours ago", m / 60),
+        m => format!("{} days ago", m / (24 * 60)),
+    };
+    let what = match runs.len() {
+        1 => format!("a run's curves ({})", labels[0]),
+        n => format!("{n} runs' curves ({})", labels.join(" · ")),
+    };
+    format!("This browser kept {what} from your last visit, {ago}.")
 }
 
 /// What the notice of a shared workspace's runs says: how many, and what differs between
@@ -105,6 +127,16 @@ pub fn RunList(lab: Lab) -> impl IntoView {
                     <button data-testid="start-linked" on:click=move |_| lab.start_linked()>"Start them"</button>
                 </p>
             </Show>
+            <Show when=move || lab.saved.with(|s| s.is_some())>
+                <p class="linked" data-testid="saved-runs">
+                    {move || lab.saved.get().map(|w| {
+                        let specs: Vec<ExperimentSpec> = w.runs.iter().filter_map(|r| r.spec()).collect();
+                        saved_text(&specs, js_sys::Date::now() - w.saved_at)
+                    })}" "
+                    <button data-testid="show-saved" on:click=move |_| lab.show_saved()>"Show them"</button>
+                    <button data-testid="forget-saved" on:click=move |_| lab.forget_saved()>"Forget them"</button>
+                </p>
+            </Show>
             <div class="buttons">
                 <button data-testid="add-run" on:click=move |_| lab.add_shown_run()
                     title="add the experiment set above as a new run beside the others">"Add run"</button>
@@ -122,7 +154,17 @@ pub fn RunList(lab: Lab) -> impl IntoView {
 
 #[cfg(test)]
 mod tests {
-    use super::{linked_text, throughput_text};
+    use super::{linked_text, saved_text, throughput_text};
+
+    #[test]
+    fn kept_runs_are_named_with_their_age() {
+        let run = |q: &str| objlab_engine::spec::ExperimentSpec::from_query(q).0;
+        assert_eq!(
+            saved_text(&[run("objective=causal_lm"), run("objective=masked_lm")], 3.0 * 3_600_000.0),
+            "This browser kept 2 runs' curves (causal_lm · masked_lm) from your last visit, 3 hours ago."
+        );
+        assert_eq!(saved_text(&[run("objective=masked_lm")], 1000.0), "This browser kept a run's curves (masked_lm) from your last visit, just now.");
+    }
 
     #[test]
     fn a_links_runs_are_named_by_what_differs() {
