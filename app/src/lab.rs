@@ -102,6 +102,8 @@ impl RunView {
             failure: self.failure.get_untracked(),
             train: self.train.with_untracked(|t| saved_runs::thin(t, saved_runs::MAX_POINTS)),
             val: self.val.with_untracked(|v| saved_runs::thin(v, usize::MAX)),
+            sample: self.sample.get_untracked(),
+            snapshots: self.snapshots.with_untracked(|s| saved_runs::thin_snapshots(s, saved_runs::MAX_SNAPSHOTS)),
         }
     }
 
@@ -446,6 +448,12 @@ impl Lab {
         }
     }
 
+    /// Keeps the workspace after news of `run`: at once where the run has ended (its last
+    /// sample and snapshot come after its end), else at the usual pace.
+    fn save_after(&self, run: RunView) {
+        if run.is_live() { self.save_soon() } else { self.save_now() }
+    }
+
     /// Shows the runs an earlier visit kept, beside the present ones: their curves, progress
     /// and state (one under way then is shown stopped), not their weights.
     pub fn show_saved(&self) {
@@ -477,6 +485,8 @@ impl Lab {
                 view.failure.set(kept.failure);
                 view.train.set(kept.train);
                 view.val.set(kept.val);
+                view.sample.set(kept.sample);
+                view.snapshots.set(kept.snapshots.into_iter().map(|s| Snapshot { run: id, ..s }).collect());
                 view
             };
             let view = match self.owner.get_value() {
@@ -675,6 +685,7 @@ impl Lab {
                 let Some(view) = self.run(run) else { return };
                 view.sample.set(Some((step, text)));
                 view.sample_bad_words.set(bad_words);
+                self.save_after(view);
             }
             FromWorker::Examples { run, step, examples } => {
                 let Some(view) = self.run(run) else { return };
@@ -683,6 +694,7 @@ impl Lab {
             FromWorker::Snapshot(snapshot) => {
                 let Some(view) = self.run(snapshot.run) else { return };
                 view.snapshots.update(|s| s.push(snapshot));
+                self.save_after(view);
             }
             FromWorker::Cka { step, runs, matrix } => {
                 let present: Vec<RunId> = self.runs.with_untracked(|r| r.iter().map(|r| r.id).collect());

@@ -1,14 +1,15 @@
 //! The workspace's curves kept in the browser (`localStorage`), so that a reload, a closed tab
 //! or a crash does not lose what the runs showed: the next visit offers them back ("Show
-//! them"). Kept per run: its experiment (as its address query), state, progress, failure and
-//! its training and validation curves, thinned to [`MAX_POINTS`] points. Weights stay in the
+//! them"). Kept per run: its experiment (as its address query), state, progress, failure, its
+//! training and validation curves (thinned to [`MAX_POINTS`] points), its latest sample and up
+//! to [`MAX_SNAPSHOTS`] representation snapshots. Weights stay in the
 //! worker and are not kept; a kept run can be duplicated to train again.
 //!
 //! Saved when a run ends and at most every [`SAVE_EVERY_MS`] while runs train; Reset forgets.
 //! Storage that is missing (a private window may have none) or full only means nothing is
 //! kept; a stored value this page cannot read is ignored.
 
-use objlab_engine::protocol::RunState;
+use objlab_engine::protocol::{RunState, Snapshot};
 use objlab_engine::spec::ExperimentSpec;
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,8 @@ const KEY: &str = "objlab.saved-runs";
 const VERSION: u32 = 1;
 /// Training points kept per run (the chart draws fewer; validation points are few and all kept).
 pub const MAX_POINTS: usize = 2000;
+/// Snapshots kept per run (its probe curve and its projections to scrub through): ~7 kB each.
+pub const MAX_SNAPSHOTS: usize = 24;
 /// Least time between two saves while runs train.
 pub const SAVE_EVERY_MS: f64 = 5000.0;
 
@@ -31,6 +34,12 @@ pub struct SavedRun {
     pub failure: Option<String>,
     pub train: Vec<(usize, f32)>,
     pub val: Vec<(usize, f32)>,
+    /// The latest text sample (step, text), for runs that generate.
+    #[serde(default)]
+    pub sample: Option<(usize, String)>,
+    /// Representation snapshots ([`thin_snapshots`]), dropped first where storage is short.
+    #[serde(default)]
+    pub snapshots: Vec<Snapshot>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -70,6 +79,21 @@ pub fn thin(points: &[(usize, f32)], max: usize) -> Vec<(usize, f32)> {
     (0..max).map(|i| points[i * last / (max - 1)]).collect()
 }
 
+/// At most `max` of `snapshots` whose numbers are all finite (JSON has no NaN), evenly spaced,
+/// the latest always kept.
+pub fn thin_snapshots(snapshots: &[Snapshot], max: usize) -> Vec<Snapshot> {
+    let finite = |s: &&Snapshot| {
+        let points = s.token_points.iter().chain(&s.probe_points).flatten();
+        s.probe_accuracy.is_finite() && s.effective_rank.is_finite() && s.millis.is_finite() && s.stall_ms.is_finite() && points.clone().all(|x| x.is_finite())
+    };
+    let kept: Vec<&Snapshot> = snapshots.iter().filter(finite).collect();
+    if kept.len() <= max || max < 2 {
+        return kept.into_iter().cloned().collect();
+    }
+    let last = kept.len() - 1;
+    (0..max).map(|i| kept[i * last / (max - 1)].clone()).collect()
+}
+
 /// The stored text of `workspace`.
 pub fn encode(workspace: &SavedWorkspace) -> String {
     serde_json::to_string(workspace).unwrap_or_default()
@@ -95,13 +119,24 @@ pub fn load() -> Option<SavedWorkspace> {
     decode(&storage()?.get_item(KEY).ok().flatten()?)
 }
 
-/// Keeps `workspace` (forgets what was kept where it has no runs). Returns whether it was kept.
+/// Keeps `workspace` (forgets what was kept where it has no runs); where storage is too short
+/// for it, keeps it without snapshots, else forgets (never leaves an older one to be offered as
+/// this one). Returns whether it was kept.
 pub fn store(workspace: &SavedWorkspace) -> bool {
     let Some(storage) = storage() else { return false };
     if workspace.runs.is_empty() {
         return storage.remove_item(KEY).is_ok();
     }
-    storage.set_item(KEY, &encode(workspace)).is_ok()
+    if storage.set_item(KEY, &encode(workspace)).is_ok() {
+        return true;
+    }
+    let mut smaller = workspace.clone();
+    smaller.runs.iter_mut().for_each(|r| r.snapshots.clear());
+    if storage.set_item(KEY, &encode(&smaller)).is_ok() {
+        return true;
+    }
+    let _ = storage.remove_item(KEY);
+    false
 }
 
 #[cfg(test)]
@@ -117,7 +152,43 @@ mod tests {
             failure: None,
             train: (1..=points).map(|s| (s, 4.0 / s as f32)).collect(),
             val: vec![(50, 2.5)],
+            sample: Some((50, "to be".into())),
+            snapshots: vec![snapshot(50, 0.5)],
         }
+    }
+
+    fn snapshot(step: usize, accuracy: f32) -> Snapshot {
+        Snapshot {
+            run: 1,
+            step,
+            tokens: vec!["a".into(), "b".into()],
+            token_points: vec![[0.5, -0.25], [1.0, 2.0]],
+            probe_points: vec![[0.0, 1.0]],
+            probe_labels: vec![0],
+            probe_accuracy: accuracy,
+            probe_classes: 4,
+            effective_rank: 3.5,
+            millis: 12.0,
+            stall_ms: 4.0,
+            analyser: "cpu".into(),
+        }
+    }
+
+    #[test]
+    fn snapshots_are_thinned_and_never_hold_a_nan() {
+        let many: Vec<Snapshot> = (1..=100).map(|k| snapshot(k * 10, 0.5)).collect();
+        let kept = thin_snapshots(&many, MAX_SNAPSHOTS);
+        assert_eq!(kept.len(), MAX_SNAPSHOTS);
+        assert_eq!((kept[0].step, kept[MAX_SNAPSHOTS - 1].step), (10, 1000), "the first and the latest");
+        let mut odd = snapshot(20, 0.5);
+        odd.token_points[1][0] = f32::NAN;
+        let kept = thin_snapshots(&[snapshot(10, 0.5), odd, snapshot(30, f32::NAN)], MAX_SNAPSHOTS);
+        assert_eq!(kept.iter().map(|s| s.step).collect::<Vec<_>>(), [10]);
+        // an older stored value without samples or snapshots still reads
+        let w = new_workspace(1.0, vec![run(RunState::Finished, 3)]);
+        let older = encode(&w).replace(",\"sample\":[50,\"to be\"]", "");
+        assert!(!older.contains("sample"), "{older}");
+        assert_eq!(decode(&older).expect("reads").runs[0].sample, None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Runs kept in the browser across a reload (a real headless Chromium, CPU): a finished run and
-//! a diverged one come back with their curves, state and failure when the visitor asks for
-//! them; a kept run can be duplicated to train again; "Forget them" forgets; and whatever
+//! a diverged one come back with their curves, state, failure, snapshots and sample when the
+//! visitor asks for them; a kept run can be duplicated to train again; "Forget them" forgets; and whatever
 //! else sits in the browser's storage is ignored.
 
 use std::time::Duration;
@@ -40,6 +40,11 @@ fn runs_are_kept_across_a_reload_until_forgotten() {
         let states = texts(b, "run-state");
         (states.len() == 2 && states[0] == "finished" && states[1].starts_with("stopped: failed")).then_some(())
     });
+    // its last snapshot (taken after its last step) is in before the page goes
+    browser.wait_for("the finished run's last snapshot", Duration::from_secs(60), |b| {
+        let steps = b.eval("return [...document.querySelectorAll('[data-testid=\"projection\"]')].map(e => e.dataset.step)");
+        steps.as_array()?.iter().any(|s| s.as_str() == Some("60")).then_some(())
+    });
     let before = points(&browser);
 
     // Reload: the page offers them, and shows them as they were.
@@ -63,6 +68,10 @@ fn runs_are_kept_across_a_reload_until_forgotten() {
     assert_eq!(browser.text("saved-runs"), None, "the offer is taken");
     assert_eq!(browser.text("linked-runs"), None, "the address's runs are these: no second offer of them");
     assert_eq!(browser.text("error").unwrap_or_default(), "");
+    // its representation snapshots and its last sample come back too
+    let steps = browser.eval("return [...document.querySelectorAll('[data-testid=\"projection\"]')].map(e => e.dataset.step)");
+    assert!(steps.as_array().is_some_and(|a| a.iter().any(|s| s.as_str() == Some("60"))), "the finished run's last snapshot: {steps}");
+    assert!(browser.text("sample").is_some_and(|t| !t.trim().is_empty()), "its last sample");
     // its weights were not kept: no attention maps to read, and the page says why
     assert!(browser.text("attention-kept").is_some_and(|t| t.contains("duplicate it")));
     assert_eq!(browser.eval("return document.querySelector('[data-testid=\"attention-show\"]').disabled"), serde_json::Value::Bool(true));
