@@ -438,7 +438,10 @@ impl Lab {
         let now = js_sys::Date::now();
         self.last_save_ms.set_value(now);
         let runs: Vec<SavedRun> = self.runs.with_untracked(|r| r.iter().map(RunView::saved).collect());
-        saved_runs::store(&saved_runs::new_workspace(now, runs));
+        let order: Vec<RunId> = self.runs.with_untracked(|r| r.iter().map(|r| r.id).collect());
+        let mut workspace = saved_runs::new_workspace(now, runs);
+        workspace.cka = self.cka.with_untracked(|cka| saved_runs::keep_cka(cka, &order));
+        saved_runs::store(&workspace);
     }
 
     /// Keeps the workspace unless it was kept less than [`saved_runs::SAVE_EVERY_MS`] ago.
@@ -464,13 +467,17 @@ impl Lab {
             self.linked.set(Vec::new());
         }
         let mut left_out = 0;
+        // the id each kept run gets here, by its position in the kept workspace
+        let mut ids: Vec<Option<RunId>> = Vec::new();
         for kept in saved.runs {
             let Some(spec) = kept.spec() else {
                 left_out += 1;
+                ids.push(None);
                 continue;
             };
             if self.runs.with_untracked(Vec::len) >= MAX_RUNS {
                 left_out += 1;
+                ids.push(None);
                 continue;
             }
             let id = self.next_id.get_value();
@@ -494,9 +501,24 @@ impl Lab {
                 None => make(),
             };
             self.runs.update(|runs| runs.push(view));
+            ids.push(Some(id));
             if self.selected.get_untracked().is_none() {
                 self.select(id);
             }
+        }
+        // their comparisons, where every run compared came back and the step is free
+        for (step, at, matrix) in saved.cka {
+            let runs: Option<Vec<RunId>> = at.iter().map(|k| ids.get(*k).copied().flatten()).collect();
+            let Some(runs) = runs else { continue };
+            if runs.len() * runs.len() != matrix.len() {
+                continue;
+            }
+            self.cka.update(|all| {
+                if all.iter().all(|(s, _, _)| *s != step) {
+                    let at = all.iter().position(|(s, _, _)| *s > step).unwrap_or(all.len());
+                    all.insert(at, (step, runs, matrix));
+                }
+            });
         }
         if left_out > 0 {
             self.push_error(format!(

@@ -2,7 +2,7 @@
 //! or a crash does not lose what the runs showed: the next visit offers them back ("Show
 //! them"). Kept per run: its experiment (as its address query), state, progress, failure, its
 //! training and validation curves (thinned to [`MAX_POINTS`] points), its latest sample and up
-//! to [`MAX_SNAPSHOTS`] representation snapshots. Weights stay in the
+//! to [`MAX_SNAPSHOTS`] representation snapshots; and the CKA comparisons between the runs. Weights stay in the
 //! worker and are not kept; a kept run can be duplicated to train again.
 //!
 //! Saved when a run ends and at most every [`SAVE_EVERY_MS`] while runs train; Reset forgets.
@@ -48,6 +48,10 @@ pub struct SavedWorkspace {
     /// When it was saved, in ms since 1970 (JavaScript's `Date.now()`).
     pub saved_at: f64,
     pub runs: Vec<SavedRun>,
+    /// Linear CKA between the runs by step: (step, the runs compared as positions in `runs`,
+    /// their matrix), at most [`MAX_SNAPSHOTS`] steps.
+    #[serde(default)]
+    pub cka: Vec<(usize, Vec<usize>, Vec<f32>)>,
 }
 
 impl SavedRun {
@@ -107,7 +111,23 @@ pub fn decode(text: &str) -> Option<SavedWorkspace> {
 }
 
 pub fn new_workspace(saved_at: f64, runs: Vec<SavedRun>) -> SavedWorkspace {
-    SavedWorkspace { version: VERSION, saved_at, runs }
+    SavedWorkspace { version: VERSION, saved_at, runs, cka: Vec::new() }
+}
+
+/// The CKA entries to keep of `cka` ((step, run ids, matrix)) for a workspace whose runs are
+/// `order`: those that compare only its runs and hold no NaN, at most [`MAX_SNAPSHOTS`], the
+/// latest kept; the runs as positions in `order`.
+pub fn keep_cka(cka: &[(usize, Vec<u32>, Vec<f32>)], order: &[u32]) -> Vec<(usize, Vec<usize>, Vec<f32>)> {
+    let kept: Vec<(usize, Vec<usize>, Vec<f32>)> = cka
+        .iter()
+        .filter(|(_, _, m)| m.iter().all(|x| x.is_finite()))
+        .filter_map(|(step, runs, m)| {
+            let at: Option<Vec<usize>> = runs.iter().map(|r| order.iter().position(|o| o == r)).collect();
+            Some((*step, at?, m.clone()))
+        })
+        .collect();
+    let skip = kept.len().saturating_sub(MAX_SNAPSHOTS);
+    kept.into_iter().skip(skip).collect()
 }
 
 fn storage() -> Option<web_sys::Storage> {
@@ -214,6 +234,20 @@ mod tests {
         let mut odd = run(RunState::Finished, 3);
         odd.query = "preset=huge&colour=red".into();
         assert_eq!(odd.spec(), None, "a run whose experiment this page cannot read is left out");
+    }
+
+    #[test]
+    fn cka_is_kept_by_position_for_the_workspaces_own_runs() {
+        let cka = vec![
+            (10, vec![4, 7], vec![1.0, 0.5, 0.5, 1.0]),
+            (20, vec![4, 9], vec![1.0, 0.3, 0.3, 1.0]),     // run 9 is gone
+            (30, vec![7, 4], vec![1.0, f32::NAN, 0.2, 1.0]), // a NaN
+            (40, vec![7], vec![1.0]),
+        ];
+        assert_eq!(keep_cka(&cka, &[7, 4]), vec![(10, vec![1, 0], vec![1.0, 0.5, 0.5, 1.0]), (40, vec![0], vec![1.0])]);
+        let many: Vec<_> = (0..100).map(|s| (s, vec![1], vec![1.0])).collect();
+        let kept = keep_cka(&many, &[1]);
+        assert_eq!((kept.len(), kept.last().unwrap().0), (MAX_SNAPSHOTS, 99), "the latest steps");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Runs kept in the browser across a reload (a real headless Chromium, CPU): a finished run and
-//! a diverged one come back with their curves, state, failure, snapshots and sample when the
+//! a diverged one come back with their curves, state, failure, snapshots, sample and CKA when the
 //! visitor asks for them; a kept run can be duplicated to train again; "Forget them" forgets; and whatever
 //! else sits in the browser's storage is ignored.
 
@@ -46,6 +46,8 @@ fn runs_are_kept_across_a_reload_until_forgotten() {
         steps.as_array()?.iter().any(|s| s.as_str() == Some("60")).then_some(())
     });
     let before = points(&browser);
+    let cka_before = texts(&browser, "cka-cell");
+    assert_eq!(cka_before.len(), 4, "the two runs compared: {cka_before:?}");
 
     // Reload: the page offers them, and shows them as they were.
     let address = browser.eval("return location.href").as_str().unwrap().to_string();
@@ -72,6 +74,7 @@ fn runs_are_kept_across_a_reload_until_forgotten() {
     let steps = browser.eval("return [...document.querySelectorAll('[data-testid=\"projection\"]')].map(e => e.dataset.step)");
     assert!(steps.as_array().is_some_and(|a| a.iter().any(|s| s.as_str() == Some("60"))), "the finished run's last snapshot: {steps}");
     assert!(browser.text("sample").is_some_and(|t| !t.trim().is_empty()), "its last sample");
+    assert_eq!(texts(&browser, "cka-cell"), cka_before, "and their comparison");
     // its weights were not kept: no attention maps to read, and the page says why
     assert!(browser.text("attention-kept").is_some_and(|t| t.contains("duplicate it")));
     assert_eq!(browser.eval("return document.querySelector('[data-testid=\"attention-show\"]').disabled"), serde_json::Value::Bool(true));
