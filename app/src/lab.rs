@@ -28,8 +28,6 @@ pub const MAX_RUNS: usize = RUN_COLOURS.len();
 pub struct Upload {
     /// Its corpus name (`file:…`, what specs name).
     pub name: String,
-    pub characters: usize,
-    pub distinct: usize,
     /// The model's vocabulary for it (characters and the special tokens).
     pub vocab: usize,
     pub text: Arc<str>,
@@ -393,6 +391,22 @@ impl Lab {
         }
     }
 
+    /// A new run's id and the first colour no run has.
+    fn next_run(&self) -> (RunId, &'static str) {
+        let id = self.next_id.get_value();
+        self.next_id.set_value(id + 1);
+        let used: Vec<&str> = self.runs.with_untracked(|runs| runs.iter().map(|r| r.colour).collect());
+        (id, RUN_COLOURS.iter().find(|c| !used.contains(c)).copied().unwrap_or(RUN_COLOURS[0]))
+    }
+
+    /// Makes a run's view under the page's root owner (see `owner`).
+    fn under_root(&self, make: impl FnOnce() -> RunView) -> RunView {
+        match self.owner.get_value() {
+            Some(owner) => owner.with(make),
+            None => make(),
+        }
+    }
+
     /// Adds a run of `spec` to the workspace and starts it, or says why not: an invalid spec,
     /// too many runs, or more memory than the device budget (estimated before allocating).
     pub fn add_run(&self, spec: ExperimentSpec) -> Result<RunId, String> {
@@ -411,14 +425,8 @@ impl Lab {
         let mut specs: Vec<&ExperimentSpec> = live.iter().collect();
         specs.push(&spec);
         memory::check_workspace(&specs, self.vocab_bound(), memory::DEVICE_BUDGET)?;
-        let id = self.next_id.get_value();
-        self.next_id.set_value(id + 1);
-        let used: Vec<&str> = self.runs.with_untracked(|runs| runs.iter().map(|r| r.colour).collect());
-        let colour = RUN_COLOURS.iter().find(|c| !used.contains(c)).copied().unwrap_or(RUN_COLOURS[0]);
-        let view = match self.owner.get_value() {
-            Some(owner) => owner.with(|| RunView::new(id, spec.clone(), colour)),
-            None => RunView::new(id, spec.clone(), colour),
-        };
+        let (id, colour) = self.next_run();
+        let view = self.under_root(|| RunView::new(id, spec.clone(), colour));
         self.runs.update(|runs| runs.push(view));
         if self.idle_ms.get_value().is_none() {
             // the first run: how long the ready page waited for it
@@ -480,11 +488,8 @@ impl Lab {
                 ids.push(None);
                 continue;
             }
-            let id = self.next_id.get_value();
-            self.next_id.set_value(id + 1);
-            let used: Vec<&str> = self.runs.with_untracked(|runs| runs.iter().map(|r| r.colour).collect());
-            let colour = RUN_COLOURS.iter().find(|c| !used.contains(c)).copied().unwrap_or(RUN_COLOURS[0]);
-            let make = || {
+            let (id, colour) = self.next_run();
+            let view = self.under_root(|| {
                 let view = RunView { restored: true, ..RunView::new(id, spec, colour) };
                 view.state.set(kept.shown_state());
                 view.step.set(kept.step);
@@ -495,11 +500,7 @@ impl Lab {
                 view.sample.set(kept.sample);
                 view.snapshots.set(kept.snapshots.into_iter().map(|s| Snapshot { run: id, ..s }).collect());
                 view
-            };
-            let view = match self.owner.get_value() {
-                Some(owner) => owner.with(make),
-                None => make(),
-            };
+            });
             self.runs.update(|runs| runs.push(view));
             ids.push(Some(id));
             if self.selected.get_untracked().is_none() {
@@ -545,13 +546,11 @@ impl Lab {
         let text: Arc<str> = String::from_utf8_lossy(bytes).into();
         let upload = Upload {
             name: corpus.name.clone(),
-            characters: corpus.train.len() + corpus.val.len(),
-            distinct: corpus.tokenizer.n_chars(),
             vocab: corpus.tokenizer.vocab_size(),
             text,
         };
         if !self.uploads.with_untracked(|u| u.iter().any(|u| u.name == upload.name)) {
-            worker_link::send(*self, &ToWorker::AddCorpus { name: upload.name.clone(), text: upload.text.to_string() });
+            self.send_upload(&upload);
             self.uploads.update(|u| u.push(upload));
         }
         self.change(|spec| spec.set("corpus", &corpus.name));
@@ -565,9 +564,11 @@ impl Lab {
 
     /// Sends every text of one's own to a worker just started (before any run that needs it).
     pub fn send_uploads(&self) {
-        for u in self.uploads.get_untracked() {
-            worker_link::send(*self, &ToWorker::AddCorpus { name: u.name.clone(), text: u.text.to_string() });
-        }
+        self.uploads.with_untracked(|u| u.iter().for_each(|u| self.send_upload(u)));
+    }
+
+    fn send_upload(&self, upload: &Upload) {
+        worker_link::send(*self, &ToWorker::AddCorpus { name: upload.name.clone(), text: upload.text.to_string() });
     }
 
     /// The largest vocabulary a run may need: 128 bounds the built-in corpus's, and the texts
