@@ -154,6 +154,13 @@ fn falls_back_to_the_cpu_without_webgpu_and_pauses() {
         (val.is_finite() && !sample.is_empty()).then_some(())
     });
 
+    // The charts are canvases: a screen reader hears what they show.
+    let heard = browser.attribute("loss-chart", "aria-label").unwrap_or_default();
+    assert!(heard.starts_with("Loss curves. causal_lm at step ") && heard.contains(": training "), "{heard}");
+    browser.wait_for("a snapshot", Duration::from_secs(120), |b| b.attribute("projection", "data-step").filter(|s| !s.is_empty()));
+    let heard = browser.attribute("probe-chart", "aria-label").unwrap_or_default();
+    assert!(heard.starts_with("Linear-probe accuracy. causal_lm ") && heard.contains("(chance 25%)"), "{heard}");
+
     // The benchmark button: a fresh run timed alone; the CPU backend launches no kernels, and
     // the loop reads the device once per log_every steps (1 on tiny).
     let report = run_benchmark(&browser, Duration::from_secs(300));

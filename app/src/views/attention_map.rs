@@ -78,7 +78,8 @@ fn HeadMap(maps: AttentionView, layer: usize, head: usize) -> impl IntoView {
     });
     view! {
         <figure>
-            <canvas node_ref=canvas width=size.to_string() height=size.to_string()
+            <canvas node_ref=canvas width=size.to_string() height=size.to_string() role="img"
+                aria-label=format!("attention weights of layer {} head {}: rows are the queries, columns the keys (hover for each weight)", layer + 1, head + 1)
                 on:mousemove=on_move on:mouseleave=move |_| hovered.set(None)></canvas>
             <figcaption>{move || hovered.get().unwrap_or_else(|| format!("layer {} · head {}", layer + 1, head + 1))}</figcaption>
         </figure>

@@ -150,6 +150,23 @@ fn curves(lab: Lab, runs: &[RunView], alpha: f64, thin_to: Option<usize>) -> Vec
         .collect()
 }
 
+/// A shown run's latest points for [`summary`]: its label, (step, training loss) and (step,
+/// validation loss).
+type Latest = (String, Option<(usize, f32)>, Option<(usize, f32)>);
+
+/// What the chart says to a screen reader (its `aria-label`): each shown run's latest losses.
+fn summary(runs: &[Latest]) -> String {
+    let lines: Vec<String> = runs
+        .iter()
+        .filter_map(|(label, train, val)| {
+            let (step, train) = (*train)?;
+            let val = val.map(|(vs, v)| format!(", validation {v:.3} (step {vs})")).unwrap_or_default();
+            Some(format!("{label} at step {step}: training {train:.3}{val}"))
+        })
+        .collect();
+    if lines.is_empty() { "Loss curves: no run has trained yet".to_string() } else { format!("Loss curves. {}", lines.join("; ")) }
+}
+
 #[component]
 pub fn LossChart(lab: Lab) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
@@ -173,6 +190,19 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
         }
     });
     let points = move || lab.runs.with(|runs| runs.iter().map(|r| r.train.with(Vec::len).to_string()).collect::<Vec<_>>().join(","));
+    let latest = move || {
+        let labels = lab.labels();
+        let runs: Vec<Latest> = lab.runs.with(|runs| {
+            runs.iter()
+                .filter(|r| r.visible.get())
+                .map(|r| {
+                    let label = labels.iter().find(|(id, _)| *id == r.id).map(|(_, l)| l.clone()).unwrap_or_default();
+                    (label, r.train.with(|t| t.last().copied()), r.val.with(|v| v.last().copied()))
+                })
+                .collect()
+        });
+        summary(&runs)
+    };
     let visible = move || lab.runs.with(|runs| runs.iter().filter(|r| r.visible.get() && r.train.with(|t| !t.is_empty())).count());
     let readout = move || {
         let hx = hover.get()?;
@@ -209,6 +239,7 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
                 <CurvesDownload lab=lab />
             </div>
             <canvas data-testid="loss-chart" node_ref=canvas width=WIDTH.to_string() height=HEIGHT.to_string()
+                role="img" aria-label=latest
                 data-curves=move || visible().to_string() data-points=points
                 on:mousemove=on_move on:mouseleave=move |_| hover.set(None)></canvas>
             <p class="readout" data-testid="loss-readout">{move || readout().unwrap_or_else(|| "hover over the chart to read every run at one step".into())}</p>
@@ -219,6 +250,20 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_screen_reader_hears_each_runs_latest_losses() {
+        assert_eq!(summary(&[]), "Loss curves: no run has trained yet");
+        let runs = [
+            ("causal_lm".to_string(), Some((580, 2.13171)), Some((500, 2.2572))),
+            ("masked_lm".to_string(), Some((20, 4.0)), None),
+            ("span".to_string(), None, None),
+        ];
+        assert_eq!(
+            summary(&runs),
+            "Loss curves. causal_lm at step 580: training 2.132, validation 2.257 (step 500); masked_lm at step 20: training 4.000"
+        );
+    }
 
     #[test]
     fn smoothing_is_debiased_and_zero_is_the_raw_curve() {

@@ -52,9 +52,9 @@ fn ParamControls(lab: Lab, info: &'static ObjectiveInfo) -> impl IntoView {
             let value = move || param_text(&lab.shown(), info, key);
             let control = match p.kind {
                 ParamKind::Number { min, max, step, .. } => view! {
-                    <input type="range" min=min max=max step=step prop:value=value
+                    <input type="range" min=min max=max step=step prop:value=value aria-label=p.label
                         on:change=move |ev| set(event_target_value(&ev)) />
-                    <input data-testid=testid type="number" min=min max=max step=step prop:value=value
+                    <input data-testid=testid type="number" min=min max=max step=step prop:value=value aria-label=p.label
                         on:change=move |ev| set(event_target_value(&ev)) />
                     <span class="range">{format!("{min}–{max}")}</span>
                 }
@@ -103,6 +103,7 @@ pub fn ObjectivePanel(lab: Lab) -> impl IntoView {
                             <td class="name" title=info.definition>{info.name}<br/><small>{info.paper}</small></td>
                             <td class="weight">
                                 <input data-testid=format!("weight-{}", info.id) type="range" min="0" max="1" step="0.05"
+                                    aria-label=format!("weight of {}", info.name)
                                     prop:value=move || weight().to_string() on:change=set />
                                 <span>{move || format!("{:.2}", weight())}</span>
                             </td>

@@ -61,11 +61,26 @@ pub fn ProbeChart(lab: Lab) -> impl IntoView {
         ctx.set_line_width(1.0);
     });
     let points = move || lab.runs.with(|runs| runs.iter().map(|r| r.snapshots.with(Vec::len).to_string()).collect::<Vec<_>>().join(","));
+    // for a screen reader: each shown run's latest accuracy against chance
+    let summary = move || {
+        let labels = lab.labels();
+        let lines: Vec<String> = lab.runs.with(|runs| {
+            runs.iter()
+                .filter(|r| r.visible.get())
+                .filter_map(|r| {
+                    let label = labels.iter().find(|(id, _)| *id == r.id).map(|(_, l)| l.clone()).unwrap_or_default();
+                    r.snapshots.with(|s| s.last().map(|x| format!("{label} {:.0}% at step {} (chance {:.0}%)", 100.0 * x.probe_accuracy, x.step, 100.0 / x.probe_classes.max(1) as f32)))
+                })
+                .collect()
+        });
+        if lines.is_empty() { "Linear-probe accuracy: no snapshot yet".to_string() } else { format!("Linear-probe accuracy. {}", lines.join("; ")) }
+    };
     view! {
         <section class="chart">
             <h2>"Linear probe: can the representation tell the sources apart?"</h2>
             <p class="hint">"Logistic regression on each run's frozen, mean-pooled hidden states of sequences from 4 Markov sources with identical letter frequencies: only context tells them apart."</p>
-            <canvas data-testid="probe-chart" node_ref=canvas width=WIDTH.to_string() height=HEIGHT.to_string() data-points=points></canvas>
+            <canvas data-testid="probe-chart" node_ref=canvas width=WIDTH.to_string() height=HEIGHT.to_string() data-points=points
+                role="img" aria-label=summary></canvas>
         </section>
     }
 }

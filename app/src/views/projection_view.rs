@@ -99,11 +99,13 @@ fn ProjectionCard(lab: Lab, run: RunView) -> impl IntoView {
             <h3><span class="swatch" style=format!("background:{}", run.colour)></span>{label}</h3>
             <div class="pair">
                 <figure>
-                    <canvas node_ref=tokens width=SIZE.to_string() height=SIZE.to_string()></canvas>
+                    <canvas node_ref=tokens width=SIZE.to_string() height=SIZE.to_string() role="img"
+                        aria-label=move || format!("{}: its token embeddings on their first two principal axes, {}", label(), caption())></canvas>
                     <figcaption>"token embeddings (PCA)"</figcaption>
                 </figure>
                 <figure>
-                    <canvas node_ref=probe width=SIZE.to_string() height=SIZE.to_string()></canvas>
+                    <canvas node_ref=probe width=SIZE.to_string() height=SIZE.to_string() role="img"
+                        aria-label=move || format!("{}: its representations of the probe sequences on their first two principal axes, coloured by source, {}", label(), caption())></canvas>
                     <figcaption>"probe sequences (PCA), by source"</figcaption>
                 </figure>
             </div>
