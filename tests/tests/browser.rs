@@ -157,6 +157,10 @@ fn falls_back_to_the_cpu_without_webgpu_and_pauses() {
     // The charts are canvases: a screen reader hears what they show.
     let heard = browser.attribute("loss-chart", "aria-label").unwrap_or_default();
     assert!(heard.starts_with("Loss curves. causal_lm at step ") && heard.contains(": training "), "{heard}");
+    // ... and the keyboard reads the chart at one step, as the pointer does
+    browser.eval("const c = document.querySelector('[data-testid=\"loss-chart\"]'); c.focus(); c.dispatchEvent(new KeyboardEvent('keydown', {key: 'End', bubbles: true})); c.dispatchEvent(new KeyboardEvent('keydown', {key: 'ArrowLeft', bubbles: true})); return true");
+    let read = browser.wait_for("the keyboard's readout", Duration::from_secs(10), |b| b.text("loss-readout").filter(|t| t.starts_with("step ≈")));
+    assert!(read.contains("causal_lm: train "), "{read}");
     browser.wait_for("a snapshot", Duration::from_secs(120), |b| b.attribute("projection", "data-step").filter(|s| !s.is_empty()));
     let heard = browser.attribute("probe-chart", "aria-label").unwrap_or_default();
     assert!(heard.starts_with("Linear-probe accuracy. causal_lm ") && heard.contains("(chance 25%)"), "{heard}");

@@ -218,6 +218,23 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
             .collect();
         Some(format!("step ≈ {}: {}", step.round() as usize, lines.join(" · ")))
     };
+    // The keyboard reads the chart as the pointer does: focused, ← and → move the readout by a
+    // fiftieth of the chart (Home and End to its ends), Escape hides it.
+    let on_key = move |ev: web_sys::KeyboardEvent| {
+        let (left, right) = (PAD, WIDTH - PAD);
+        let at = hover.get_untracked().unwrap_or(right);
+        let stride = (right - left) / 50.0;
+        let next = match ev.key().as_str() {
+            "ArrowLeft" => Some((at - stride).max(left)),
+            "ArrowRight" => Some((at + stride).min(right)),
+            "Home" => Some(left),
+            "End" => Some(right),
+            "Escape" => None,
+            _ => return,
+        };
+        ev.prevent_default();
+        hover.set(next);
+    };
     let on_move = move |ev: web_sys::MouseEvent| {
         let Some(c) = canvas.get_untracked() else { return };
         let rect = AsRef::<web_sys::Element>::as_ref(&c).get_bounding_client_rect();
@@ -241,8 +258,11 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
             <canvas data-testid="loss-chart" node_ref=canvas width=WIDTH.to_string() height=HEIGHT.to_string()
                 role="img" aria-label=latest
                 data-curves=move || visible().to_string() data-points=points
+                tabindex="0" on:keydown=on_key
                 on:mousemove=on_move on:mouseleave=move |_| hover.set(None)></canvas>
-            <p class="readout" data-testid="loss-readout">{move || readout().unwrap_or_else(|| "hover over the chart to read every run at one step".into())}</p>
+            <p class="readout" data-testid="loss-readout" aria-live="polite">
+                {move || readout().unwrap_or_else(|| "hover over the chart (or focus it and press ← →) to read every run at one step".into())}
+            </p>
         </section>
     }
 }
