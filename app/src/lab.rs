@@ -191,6 +191,8 @@ pub struct Lab {
     /// The runs the page's address holds (a shared workspace), offered until they start or
     /// the user starts something else.
     pub linked: RwSignal<Vec<ExperimentSpec>>,
+    /// Where the offered runs come from: the address (None) or an example (its title).
+    pub linked_from: RwSignal<Option<&'static str>>,
 }
 
 /// Seconds over which a run's shown steps/s is averaged.
@@ -259,6 +261,7 @@ impl Lab {
             log_x: RwSignal::new(false),
             smoothing: RwSignal::new(0.0),
             linked: RwSignal::new(linked),
+            linked_from: RwSignal::new(None),
         }
     }
 

@@ -252,3 +252,30 @@ fn two_runs_added_at_once_share_the_webgpu_device() {
     let p = points(&browser);
     assert!(p.len() == 2 && p.iter().all(|n| *n >= 2), "two loss curves: {p:?}");
 }
+
+/// The ready-made comparisons: one starts at once on an idle page; another, chosen while runs
+/// train, is offered beside them rather than stopping them.
+#[test]
+fn an_example_starts_a_comparison_or_is_offered_beside_live_runs() {
+    let server = StaticServer::start(dist_dir());
+    let browser = Browser::start(false);
+    open(&browser, &server, "?device=cpu");
+    let labels = |b: &Browser| b.eval("return [...document.querySelectorAll('[data-testid=\"run-select\"]')].map(e => e.textContent).join('|')");
+    browser.click("example-0");
+    browser.wait_for("GPT and BERT training", Duration::from_secs(300), |b| {
+        let s = b.run_steps();
+        (s.len() == 2 && s.iter().all(|k| *k >= 1)).then_some(())
+    });
+    assert_eq!(labels(&browser), "causal_lm|masked_lm");
+    browser.click("example-4");
+    let offer = browser.wait_for("the seeds example offered", Duration::from_secs(10), |b| b.text("linked-runs"));
+    assert!(offer.contains("The example “How much is the seed?” holds 3 runs side by side: seed 1 · seed 2 · seed 3"), "{offer}");
+    assert_eq!(run_rows(&browser), 2, "the live runs go on");
+    browser.click("start-linked");
+    browser.wait_for("three seeds training", Duration::from_secs(300), |b| {
+        let s = b.run_steps();
+        (s.len() == 3 && s.iter().all(|k| *k >= 1)).then_some(())
+    });
+    assert_eq!(labels(&browser), "seed 1|seed 2|seed 3");
+    assert_eq!(browser.text("error").unwrap_or_default(), "");
+}

@@ -7,6 +7,7 @@ use super::attention_map::AttentionMap;
 use super::benchmark_panel::BenchmarkPanel;
 use super::cka_matrix::CkaMatrix;
 use super::controls::Controls;
+use super::examples::Examples;
 use super::error_banner::ErrorBanner;
 use super::loss_chart::LossChart;
 use super::model_view::ModelView;
@@ -70,6 +71,7 @@ pub fn App() -> impl IntoView {
         </header>
         <main>
             <ErrorBanner lab=lab />
+            <Examples lab=lab />
             <Controls lab=lab />
             <ObjectivePanel lab=lab />
             <RunList lab=lab />

@@ -9,6 +9,7 @@ pub mod controls;
 pub mod corpus_choice;
 pub mod curves_download;
 pub mod error_banner;
+pub mod examples;
 pub mod loss_chart;
 pub mod model_view;
 pub mod objective_panel;

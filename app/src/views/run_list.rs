@@ -99,13 +99,14 @@ fn saved_text(runs: &[ExperimentSpec], age_ms: f64) -> String {
     format!("This browser kept {what} from your last visit, {ago}.")
 }
 
-/// What the notice of a shared workspace's runs says: how many, and what differs between
-/// them.
-fn linked_text(runs: &[ExperimentSpec]) -> String {
+/// What the notice of a shared workspace's runs says: where they come from (the address, or
+/// the example titled `from`), how many, and what differs between them.
+fn linked_text(runs: &[ExperimentSpec], from: Option<&str>) -> String {
     let labels = run_labels(&runs.iter().collect::<Vec<_>>());
+    let source = from.map_or_else(|| "This link".to_string(), |title| format!("The example “{title}”"));
     match runs.len() {
-        1 => format!("This link holds a run: {}.", labels[0]),
-        n => format!("This link holds {n} runs side by side: {}.", labels.join(" · ")),
+        1 => format!("{source} holds a run: {}.", labels[0]),
+        n => format!("{source} holds {n} runs side by side: {}.", labels.join(" · ")),
     }
 }
 
@@ -123,7 +124,7 @@ pub fn RunList(lab: Lab) -> impl IntoView {
             </p>
             <Show when=move || lab.linked.with(|l| !l.is_empty())>
                 <p class="linked" data-testid="linked-runs">
-                    {move || linked_text(&lab.linked.get())}" "
+                    {move || linked_text(&lab.linked.get(), lab.linked_from.get())}" "
                     <button data-testid="start-linked" on:click=move |_| lab.start_linked()>"Start them"</button>
                 </p>
             </Show>
@@ -170,10 +171,14 @@ mod tests {
     fn a_links_runs_are_named_by_what_differs() {
         let run = |q: &str| objlab_engine::spec::ExperimentSpec::from_query(q).0;
         assert_eq!(
-            linked_text(&[run("objective=causal_lm"), run("objective=masked_lm")]),
+            linked_text(&[run("objective=causal_lm"), run("objective=masked_lm")], None),
             "This link holds 2 runs side by side: causal_lm · masked_lm."
         );
-        assert_eq!(linked_text(&[run("objective=masked_lm")]), "This link holds a run: masked_lm.");
+        assert_eq!(linked_text(&[run("objective=masked_lm")], None), "This link holds a run: masked_lm.");
+        assert_eq!(
+            linked_text(&[run("seed=1"), run("seed=2")], Some("How much is the seed?")),
+            "The example “How much is the seed?” holds 2 runs side by side: seed 1 · seed 2."
+        );
     }
 
     #[test]

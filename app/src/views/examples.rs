@@ -1,0 +1,96 @@
+//! Ready-made comparisons for a class or a first visit: each is a workspace of runs that differ
+//! in one choice (the objective, the architecture, the seed), so that their curves and
+//! representations show what that one choice does. A click starts it, or, while runs train,
+//! offers it beside them (as a shared link does) rather than stopping them unasked.
+
+use leptos::prelude::*;
+use objlab_engine::spec::ExperimentSpec;
+
+use crate::lab::Lab;
+
+/// One comparison: a title, what to look for, and one address query per run.
+pub struct Example {
+    pub title: &'static str,
+    pub look_for: &'static str,
+    pub runs: &'static [&'static str],
+}
+
+pub const EXAMPLES: &[Example] = &[
+    Example {
+        title: "GPT against BERT",
+        look_for: "next-token prediction scores every position, masked LM 15 % of them: compare the curves' noise, the samples (only the causal model writes) and how the probe and CKA see the two representations",
+        runs: &["objective=causal_lm&steps=1000", "objective=masked_lm&steps=1000"],
+    },
+    Example {
+        title: "ELECTRA's detection against BERT's masking",
+        look_for: "random token detection learns from every position with a binary head; does its representation tell the probe's sources apart sooner?",
+        runs: &["objective=masked_lm&steps=1000", "objective=random_token_detection&steps=1000"],
+    },
+    Example {
+        title: "UL2's denoisers",
+        look_for: "UL2's R denoiser (span corruption) alone, its S denoiser (prefix LM) alone, and its mixture of R, X and S: three objectives, one architecture",
+        runs: &["objective=span_corruption&steps=1000", "objective=prefix_lm&steps=1000", "objective=ul2_mixture&steps=1000"],
+    },
+    Example {
+        title: "Architecture is not the objective",
+        look_for: "the same prefix-LM objective on a decoder and on an encoder–decoder (Wang et al. 2022; UL2)",
+        runs: &["objective=prefix_lm&arch=decoder&steps=1000", "objective=prefix_lm&arch=encoder_decoder&steps=1000"],
+    },
+    Example {
+        title: "How much is the seed?",
+        look_for: "one experiment, three seeds: the spread between these curves is the noise any other comparison must beat",
+        runs: &["objective=causal_lm&seed=1&steps=1000", "objective=causal_lm&seed=2&steps=1000", "objective=causal_lm&seed=3&steps=1000"],
+    },
+];
+
+/// The runs of `example`, as the page reads its queries.
+pub fn example_runs(example: &Example) -> Vec<ExperimentSpec> {
+    example.runs.iter().map(|q| ExperimentSpec::from_query(q).0).collect()
+}
+
+#[component]
+pub fn Examples(lab: Lab) -> impl IntoView {
+    let open = move |k: usize| {
+        let runs = example_runs(&EXAMPLES[k]);
+        lab.linked.set(runs);
+        lab.linked_from.set(Some(EXAMPLES[k].title));
+        if !lab.any_live() {
+            lab.start_linked();
+        }
+    };
+    view! {
+        <details class="examples" data-testid="examples">
+            <summary>"Examples to start from"</summary>
+            <ul>
+                {EXAMPLES.iter().enumerate().map(|(k, e)| view! {
+                    <li>
+                        <button data-testid=format!("example-{k}") on:click=move |_| open(k)>{e.title}</button>
+                        " "<span class="hint">{e.look_for}</span>
+                    </li>
+                }).collect_view()}
+            </ul>
+        </details>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use objlab_engine::spec::run_labels;
+
+    #[test]
+    fn every_example_is_a_valid_workspace_whose_runs_differ() {
+        for e in EXAMPLES {
+            for q in e.runs {
+                let (spec, problems) = ExperimentSpec::from_query(q);
+                assert!(problems.is_empty(), "{}: {q}: {problems:?}", e.title);
+                spec.validate().unwrap_or_else(|err| panic!("{}: {q}: {err}", e.title));
+            }
+            let runs = example_runs(e);
+            let labels = run_labels(&runs.iter().collect::<Vec<_>>());
+            let distinct: std::collections::BTreeSet<&String> = labels.iter().collect();
+            assert_eq!(distinct.len(), runs.len(), "{}: runs told apart by their labels: {labels:?}", e.title);
+            assert!(runs.len() <= crate::lab::MAX_RUNS);
+        }
+    }
+}
