@@ -267,6 +267,8 @@ fn an_example_starts_a_comparison_or_is_offered_beside_live_runs() {
         (s.len() == 2 && s.iter().all(|k| *k >= 1)).then_some(())
     });
     assert_eq!(labels(&browser), "causal_lm|masked_lm");
+    // their losses score different tasks, and the chart says so
+    assert!(browser.text("loss-caveat").is_some_and(|t| t.contains("compare each curve's shape")));
     browser.click("example-4");
     let offer = browser.wait_for("the seeds example offered", Duration::from_secs(10), |b| b.text("linked-runs"));
     assert!(offer.contains("The example “How much is the seed?” holds 3 runs side by side: seed 1 · seed 2 · seed 3"), "{offer}");
@@ -277,5 +279,6 @@ fn an_example_starts_a_comparison_or_is_offered_beside_live_runs() {
         (s.len() == 3 && s.iter().all(|k| *k >= 1)).then_some(())
     });
     assert_eq!(labels(&browser), "seed 1|seed 2|seed 3");
+    assert_eq!(browser.text("loss-caveat"), None, "one objective: its losses compare");
     assert_eq!(browser.text("error").unwrap_or_default(), "");
 }

@@ -5,6 +5,7 @@
 
 use leptos::html::Canvas;
 use leptos::prelude::*;
+use objlab_engine::spec::objective_mix_text;
 use super::canvas::{context_2d, draw_axes, polyline};
 use super::curves_download::CurvesDownload;
 use crate::lab::{Lab, RunView};
@@ -190,6 +191,13 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
         }
     });
     let points = move || lab.runs.with(|runs| runs.iter().map(|r| r.train.with(Vec::len).to_string()).collect::<Vec<_>>().join(","));
+    // whether the shown runs' losses score different tasks (their objective mixes differ)
+    let mixed_objectives = move || {
+        let mixes: Vec<String> = lab.runs.with(|runs| {
+            runs.iter().filter(|r| r.visible.get()).map(|r| r.spec.with_value(|s| objective_mix_text(&s.runs[0].objectives))).collect()
+        });
+        mixes.iter().any(|m| *m != mixes[0])
+    };
     let latest = move || {
         let labels = lab.labels();
         let runs: Vec<Latest> = lab.runs.with(|runs| {
@@ -260,6 +268,12 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
                 data-curves=move || visible().to_string() data-points=points
                 tabindex="0" on:keydown=on_key
                 on:mousemove=on_move on:mouseleave=move |_| hover.set(None)></canvas>
+            <Show when=mixed_objectives>
+                <p class="hint" data-testid="loss-caveat">
+                    "These runs train on different objectives, so their losses score different tasks (a masked token, the next one, a replaced-or-not bit…): "
+                    "compare each curve's shape, not their heights. The probe and CKA below compare what they learned on one footing."
+                </p>
+            </Show>
             <p class="readout" data-testid="loss-readout" aria-live="polite">
                 {move || readout().unwrap_or_else(|| "hover over the chart (or focus it and press ← →) to read every run at one step".into())}
             </p>
