@@ -279,6 +279,20 @@ fn an_example_starts_a_comparison_or_is_offered_beside_live_runs() {
         (s.len() == 3 && s.iter().all(|k| *k >= 1)).then_some(())
     });
     assert_eq!(labels(&browser), "seed 1|seed 2|seed 3");
+    // "copy link" copies the address that holds them, or, where the clipboard is refused
+    // (a script's click is no user gesture), shows it to copy by hand
+    browser.click("copy-link");
+    let address = browser.eval("return location.href").as_str().unwrap().to_string();
+    assert_eq!(address.matches("run=").count(), 3, "the address holds the three runs: {address}");
+    let shown = browser.wait_for("the link copied or shown", Duration::from_secs(10), |b| {
+        if b.text("link-copied").is_some() {
+            return Some(None);
+        }
+        b.eval("const e = document.querySelector('[data-testid=\"link-to-copy\"]'); return e ? e.value : null").as_str().map(|v| Some(v.to_string()))
+    });
+    if let Some(shown) = shown {
+        assert_eq!(shown, address);
+    }
     assert_eq!(browser.text("loss-caveat"), None, "one objective: its losses compare");
     assert_eq!(browser.text("error").unwrap_or_default(), "");
 }

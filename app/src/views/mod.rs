@@ -17,5 +17,6 @@ pub mod probe_chart;
 pub mod projection_view;
 pub mod run_list;
 pub mod sample_view;
+pub mod share_link;
 pub mod stats_panel;
 pub mod time_slider;

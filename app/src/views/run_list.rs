@@ -7,6 +7,7 @@ use leptos::prelude::*;
 use objlab_engine::protocol::{RunState, ToWorker};
 use objlab_engine::spec::{ExperimentSpec, run_labels};
 
+use super::share_link::ShareLink;
 use crate::lab::{Lab, RunView};
 use crate::worker_link;
 
@@ -141,6 +142,7 @@ pub fn RunList(lab: Lab) -> impl IntoView {
             <div class="buttons">
                 <button data-testid="add-run" on:click=move |_| lab.add_shown_run()
                     title="add the experiment set above as a new run beside the others">"Add run"</button>
+                <ShareLink lab=lab />
                 <span class="throughput">"device throughput: "
                     <span data-testid="throughput">{throughput}</span>" steps/s"</span>
             </div>
