@@ -1,7 +1,8 @@
 //! A text of one's own in a real headless Chromium (CPU, flex in wasm): odd files are refused
 //! with the reason and change nothing; a plain-text file in another script, without a single
 //! new line or English letter, trains, samples and is snapshotted; and a link to a run on it,
-//! opened where the file is not, asks for the file instead of failing.
+//! opened where the file is not, asks for the file instead of failing; and a fresh worker (after
+//! a failed run and Reset) is sent the text again.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -124,10 +125,25 @@ fn a_text_file_of_ones_own_trains_and_odd_files_are_refused() {
     browser.wait_for("the Greek run's attention maps", Duration::from_secs(60), |b| b.attribute("attention-map", "data-run").filter(|r| r == "1"));
     assert_eq!(browser.text("error").unwrap_or_default(), "", "no error from the maps");
 
-    // The address names the file, not its text: opened where the file is not (a fresh page),
-    // the link's run on it is not started and the page asks for the file; the other run starts.
+    // (the address of these two runs, opened again at the end)
     let address = browser.eval("return location.href").as_str().unwrap().to_string();
     assert!(address.contains("corpus=file:greek_words.txt:"), "{address}");
+
+    // A fresh worker (Reset after a failed run starts one) is sent the text again: a diverging
+    // run on it fails, Reset, and a run on it trains in the new worker.
+    browser.set_value("corpus", &corpus);
+    browser.set_value("nan-at", "5");
+    browser.click("reset");
+    browser.click("start");
+    browser.wait_for("the diverging run to fail", Duration::from_secs(60), |b| b.text("run-state").filter(|s| s.starts_with("stopped: failed")));
+    browser.click("reset");
+    browser.set_value("nan-at", "0");
+    browser.click("start");
+    browser.wait_for("a run on the Greek text in the fresh worker", Duration::from_secs(120), |b| (b.step() >= 10).then_some(()));
+    assert_eq!(browser.text("run-failed"), None, "the fresh worker holds the text: {:?}", browser.text("error"));
+
+    // The address names the file, not its text: opened where the file is not (a fresh page),
+    // the link's run on it is not started and the page asks for the file; the other run starts.
     browser.open(&address);
     browser.wait_for("the link's runs offered", Duration::from_secs(60), |b| b.text("start-linked").map(|_| ()));
     browser.click("start-linked");
