@@ -630,7 +630,8 @@ impl Lab {
     /// Ends every run (a crashed worker is replaced; a live one forgets its runs), clears the
     /// page, and applies a change that waited for the reset.
     pub fn reset(&self) {
-        let selected_failed = self.selected_run_untracked().is_some_and(|r| r.state.get_untracked() == RunState::Failed);
+        // (a run kept from an earlier visit failed in another page's worker, not this one's)
+        let selected_failed = self.selected_run_untracked().is_some_and(|r| r.state.get_untracked() == RunState::Failed && !r.restored);
         if self.worker_crashed.get_untracked() || (selected_failed && self.runs.with_untracked(|r| r.iter().all(|r| !r.is_live()))) {
             worker_link::connect(*self);
             self.worker_crashed.set(false);
