@@ -3,7 +3,7 @@
 //! them"). Kept per run: its experiment (as its address query), state, progress, failure, its
 //! training and validation curves (thinned to [`MAX_POINTS`] points), its latest sample and up
 //! to [`MAX_SNAPSHOTS`] representation snapshots; and the CKA comparisons between the runs. Weights stay in the
-//! worker and are not kept; a kept run can be duplicated to train again.
+//! worker and are not kept; a kept run can be trained again in its place.
 //!
 //! Saved when a run ends and at most every [`SAVE_EVERY_MS`] while runs train; Reset forgets.
 //! Storage that is missing (a private window may have none) or full only means nothing is

@@ -76,7 +76,7 @@ fn runs_are_kept_across_a_reload_until_forgotten() {
     assert!(browser.text("sample").is_some_and(|t| !t.trim().is_empty()), "its last sample");
     assert_eq!(texts(&browser, "cka-cell"), cka_before, "and their comparison");
     // its weights were not kept: no attention maps to read, and the page says why
-    assert!(browser.text("attention-kept").is_some_and(|t| t.contains("duplicate it")));
+    assert!(browser.text("attention-kept").is_some_and(|t| t.contains("train it again")));
     assert_eq!(browser.eval("return document.querySelector('[data-testid=\"attention-show\"]').disabled"), serde_json::Value::Bool(true));
 
     // A kept run duplicated trains again (its weights were not kept; the duplicate starts anew).
@@ -84,10 +84,24 @@ fn runs_are_kept_across_a_reload_until_forgotten() {
     browser.wait_for("the duplicate to finish", Duration::from_secs(300), |b| (texts(b, "run-state").get(2).map(String::as_str) == Some("finished")).then_some(()));
     assert_eq!(browser.text("error").unwrap_or_default(), "");
 
+    // "train again" trains a kept run anew in its place: same experiment, same seed, so the
+    // same curve, and weights this time
+    let kept_curve = points(&browser)[1];
+    browser.eval("document.querySelectorAll('[data-testid=\"run-retrain\"]')[1].click(); return true");
+    let states = browser.wait_for("the diverged run trained again, failing the same way", Duration::from_secs(120), |b| {
+        let states = texts(b, "run-state");
+        (states.len() == 3 && states[2].starts_with("stopped: failed") && !states[2].contains("last visit")).then_some(states)
+    });
+    assert!(states[0].ends_with("(last visit)") && states[1] == "finished", "{states:?}");
+    let again = points(&browser)[2];
+    // (the kept curve left out the NaN loss that stopped it; the new one may still hold it)
+    assert!(again == kept_curve || again == kept_curve + 1, "the same seed, the same curve up to its divergence: {again} against {kept_curve}");
+
     // Kept again with the duplicate; "Forget them" forgets.
     browser.open(&address);
     let offer = browser.wait_for("the offer of three runs", Duration::from_secs(60), |b| b.text("saved-runs"));
     assert!(offer.contains("3 runs' curves"), "{offer}");
+    assert_eq!(texts(&browser, "run-row").len(), 0);
     browser.click("forget-saved");
     open(&browser, &server, query);
     assert_eq!(browser.text("saved-runs"), None, "forgotten");

@@ -161,7 +161,7 @@ pub fn AttentionMap(lab: Lab) -> impl IntoView {
             </label>
             <button data-testid="attention-show" on:click=move |_| request() prop:disabled=move || run().is_none() || kept()>"Show"</button>
             <Show when=kept>
-                <span class="hint" data-testid="attention-kept">" a run kept from your last visit has its curves, not its weights: duplicate it to read its attention"</span>
+                <span class="hint" data-testid="attention-kept">" a run kept from your last visit has its curves, not its weights: train it again to read its attention"</span>
             </Show>
             {maps}
         </section>

@@ -40,6 +40,15 @@ fn RunRow(lab: Lab, run: RunView) -> impl IntoView {
             lab.push_error(format!("the run was not added: {e}"));
         }
     };
+    // a kept run: the same experiment trained anew in its place (the same seed gives the
+    // same curve, and this time weights to read)
+    let retrain = move |_| {
+        let spec = run.spec.get_value();
+        lab.remove_run(id);
+        if let Err(e) = lab.add_run(spec) {
+            lab.push_error(format!("the run was not trained again: {e}"));
+        }
+    };
     view! {
         <tr data-testid="run-row" data-run=id.to_string() data-state=move || state_word(run.state.get(), run.step.get() == 0)
             class:selected=move || lab.selected.get() == Some(id)>
@@ -64,10 +73,19 @@ fn RunRow(lab: Lab, run: RunView) -> impl IntoView {
             <td data-testid="run-step">{move || format!("{} / {}", run.step.get(), run.steps.get())}</td>
             <td data-testid="run-speed">{move || format!("{:.2} steps/s", run.steps_per_s.get())}</td>
             <td class="run-buttons">
-                <button data-testid="run-pause" on:click=pause
-                    prop:disabled=move || !matches!(run.state.get(), RunState::Running | RunState::Paused)>
-                    {move || if run.state.get() == RunState::Paused { "resume" } else { "pause" }}
-                </button>
+                {if run.restored {
+                    view! {
+                        <button data-testid="run-retrain" on:click=retrain
+                            title="its weights were not kept: train the same experiment, same seed, from the start (in its place)">"train again"</button>
+                    }.into_any()
+                } else {
+                    view! {
+                        <button data-testid="run-pause" on:click=pause
+                            prop:disabled=move || !matches!(run.state.get(), RunState::Running | RunState::Paused)>
+                            {move || if run.state.get() == RunState::Paused { "resume" } else { "pause" }}
+                        </button>
+                    }.into_any()
+                }}
                 <button data-testid="run-duplicate" title="add the same experiment with the next seed" on:click=duplicate>"duplicate"</button>
                 <button data-testid="run-remove" on:click=move |_| lab.remove_run(id)>"remove"</button>
             </td>
