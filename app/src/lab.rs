@@ -534,6 +534,26 @@ impl Lab {
         self.save_now();
     }
 
+    /// Trains run `id` (one kept from an earlier visit) anew in its place: the same experiment
+    /// and seed, so the same curve, and weights this time.
+    pub fn retrain(&self, id: RunId) -> Result<RunId, String> {
+        let Some(at) = self.runs.with_untracked(|r| r.iter().position(|r| r.id == id)) else { return Err("it is gone".into()) };
+        let spec = self.runs.with_untracked(|r| r[at].spec.get_value());
+        let was_selected = self.selected.get_untracked() == Some(id);
+        self.remove_run(id);
+        let new = self.add_run(spec)?;
+        self.runs.update(|runs| {
+            if let Some(view) = runs.pop() {
+                runs.insert(at.min(runs.len()), view);
+            }
+        });
+        if was_selected {
+            self.select(new);
+        }
+        self.write_address();
+        Ok(new)
+    }
+
     /// Forgets the runs an earlier visit kept (the present workspace, if any, is kept instead).
     pub fn forget_saved(&self) {
         self.saved.set(None);

@@ -88,12 +88,12 @@ fn runs_are_kept_across_a_reload_until_forgotten() {
     // same curve, and weights this time
     let kept_curve = points(&browser)[1];
     browser.eval("document.querySelectorAll('[data-testid=\"run-retrain\"]')[1].click(); return true");
-    let states = browser.wait_for("the diverged run trained again, failing the same way", Duration::from_secs(120), |b| {
+    let states = browser.wait_for("the diverged run trained again in its place, failing the same way", Duration::from_secs(120), |b| {
         let states = texts(b, "run-state");
-        (states.len() == 3 && states[2].starts_with("stopped: failed") && !states[2].contains("last visit")).then_some(states)
+        (states.len() == 3 && states[1].starts_with("stopped: failed") && !states[1].contains("last visit")).then_some(states)
     });
-    assert!(states[0].ends_with("(last visit)") && states[1] == "finished", "{states:?}");
-    let again = points(&browser)[2];
+    assert!(states[0].ends_with("(last visit)") && states[2] == "finished", "{states:?}");
+    let again = points(&browser)[1];
     // (the kept curve left out the NaN loss that stopped it; the new one may still hold it)
     assert!(again == kept_curve || again == kept_curve + 1, "the same seed, the same curve up to its divergence: {again} against {kept_curve}");
 

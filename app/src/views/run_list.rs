@@ -43,9 +43,7 @@ fn RunRow(lab: Lab, run: RunView) -> impl IntoView {
     // a kept run: the same experiment trained anew in its place (the same seed gives the
     // same curve, and this time weights to read)
     let retrain = move |_| {
-        let spec = run.spec.get_value();
-        lab.remove_run(id);
-        if let Err(e) = lab.add_run(spec) {
+        if let Err(e) = lab.retrain(id) {
             lab.push_error(format!("the run was not trained again: {e}"));
         }
     };
