@@ -19,9 +19,19 @@ pub struct CharTokenizer {
 impl CharTokenizer {
     /// Vocabulary = the sorted distinct characters of `text`.
     pub fn from_text(text: &str) -> Self {
-        let mut chars: Vec<char> = text.chars().collect();
-        chars.sort_unstable();
-        chars.dedup();
+        // a set of the few distinct characters, not a sorted copy of every one (a 16 MB text
+        // of one's own is read on the page's thread)
+        let mut ascii = [false; 128];
+        let mut other = std::collections::BTreeSet::new();
+        for c in text.chars() {
+            match ascii.get_mut(c as usize) {
+                Some(seen) => *seen = true,
+                None => {
+                    other.insert(c);
+                }
+            }
+        }
+        let chars = (0..128u8).filter(|&b| ascii[b as usize]).map(char::from).chain(other).collect();
         Self { chars }
     }
 
