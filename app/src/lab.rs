@@ -230,6 +230,11 @@ fn same_runs(saved: &SavedWorkspace, linked: &[ExperimentSpec]) -> bool {
     saved.runs.len() == linked.len() && saved.runs.iter().zip(linked).all(|(s, l)| s.query == l.to_query())
 }
 
+/// Run `id`'s label among `labels` ([`Lab::labels`]), or nothing for a run not (yet) listed.
+pub fn label_in(labels: &[(RunId, String)], id: RunId) -> String {
+    labels.iter().find(|(r, _)| *r == id).map(|(_, l)| l.clone()).unwrap_or_default()
+}
+
 fn numbered_repeats(labels: Vec<(RunId, String)>) -> Vec<(RunId, String)> {
     let repeated = |label: &String| labels.iter().filter(|(_, l)| l == label).count() > 1;
     labels.iter().map(|(id, l)| (*id, if repeated(l) { format!("{l} #{id}") } else { l.clone() })).collect()

@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use objlab_engine::spec::objective_mix_text;
 use super::canvas::{context_2d, draw_axes, polyline};
 use super::curves_download::CurvesDownload;
-use crate::lab::{Lab, RunView};
+use crate::lab::{Lab, RunView, label_in};
 
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 300.0;
@@ -143,7 +143,7 @@ fn curves(lab: Lab, runs: &[RunView], alpha: f64, thin_to: Option<usize>) -> Vec
             };
             Curve {
                 colour: r.colour,
-                label: labels.iter().find(|(id, _)| *id == r.id).map(|(_, l)| l.clone()).unwrap_or_default(),
+                label: label_in(&labels, r.id),
                 train,
                 val,
             }
@@ -204,7 +204,7 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
             runs.iter()
                 .filter(|r| r.visible.get())
                 .map(|r| {
-                    let label = labels.iter().find(|(id, _)| *id == r.id).map(|(_, l)| l.clone()).unwrap_or_default();
+                    let label = label_in(&labels, r.id);
                     (label, r.train.with(|t| t.last().copied()), r.val.with(|v| v.last().copied()))
                 })
                 .collect()

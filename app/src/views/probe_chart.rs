@@ -5,7 +5,7 @@
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use super::canvas::{context_2d, draw_axes, polyline};
-use crate::lab::Lab;
+use crate::lab::{Lab, label_in};
 
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 200.0;
@@ -68,7 +68,7 @@ pub fn ProbeChart(lab: Lab) -> impl IntoView {
             runs.iter()
                 .filter(|r| r.visible.get())
                 .filter_map(|r| {
-                    let label = labels.iter().find(|(id, _)| *id == r.id).map(|(_, l)| l.clone()).unwrap_or_default();
+                    let label = label_in(&labels, r.id);
                     r.snapshots.with(|s| s.last().map(|x| format!("{label} {:.0}% at step {} (chance {:.0}%)", 100.0 * x.probe_accuracy, x.step, 100.0 / x.probe_classes.max(1) as f32)))
                 })
                 .collect()
