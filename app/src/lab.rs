@@ -8,7 +8,7 @@
 use leptos::prelude::*;
 use std::sync::Arc;
 
-use objlab_engine::data::{Corpus, is_upload, upload_file_name};
+use objlab_engine::data::{check_upload, is_upload, upload_file_name};
 use objlab_engine::memory;
 use objlab_engine::objectives::Example;
 use objlab_engine::protocol::{BenchmarkReport, DeviceKind, FromWorker, RunId, RunState, Snapshot, ToWorker};
@@ -565,29 +565,25 @@ impl Lab {
         self.save_now();
     }
 
-    /// Takes the bytes of a text file of one's own (`file_name`): checks it as
-    /// [`Corpus::from_upload`] does, sends it to the worker, and makes it the experiment's
-    /// corpus. Returns what the page says of it; a refused file leaves everything as it was.
+    /// Takes the bytes of a text file of one's own (`file_name`): checks it
+    /// ([`check_upload`], without tokenizing it: the worker does), sends it to the worker, and
+    /// makes it the experiment's corpus. Returns what the page says of it; a refused file
+    /// leaves everything as it was.
     pub fn add_upload(&self, file_name: &str, bytes: &[u8]) -> Result<String, String> {
-        let corpus = Corpus::from_upload(file_name, bytes).map_err(|e| format!("the file was not used: {e}"))?;
-        // from_upload checked that the bytes are UTF-8
-        let text: Arc<str> = String::from_utf8_lossy(bytes).into();
-        let upload = Upload {
-            name: corpus.name.clone(),
-            vocab: corpus.tokenizer.vocab_size(),
-            text,
-        };
+        let checked = check_upload(file_name, bytes).map_err(|e| format!("the file was not used: {e}"))?;
+        let said = format!(
+            "{}: {} characters, {} distinct, split 90/10 into training and validation text",
+            upload_file_name(&checked.name),
+            checked.text.chars().count(),
+            checked.tokenizer.n_chars()
+        );
+        let upload = Upload { name: checked.name.clone(), vocab: checked.tokenizer.vocab_size(), text: checked.text.into() };
         if !self.uploads.with_untracked(|u| u.iter().any(|u| u.name == upload.name)) {
             self.send_upload(&upload);
             self.uploads.update(|u| u.push(upload));
         }
-        self.change(|spec| spec.set("corpus", &corpus.name));
-        Ok(format!(
-            "{}: {} characters, {} distinct, split 90/10 into training and validation text",
-            upload_file_name(&corpus.name),
-            corpus.train.len() + corpus.val.len(),
-            corpus.tokenizer.n_chars()
-        ))
+        self.change(|spec| spec.set("corpus", &checked.name));
+        Ok(said)
     }
 
     /// Sends every text of one's own to a worker just started (before any run that needs it).

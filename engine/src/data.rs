@@ -96,40 +96,65 @@ pub fn upload_corpus_name(file_name: &str, text: &str) -> String {
     format!("{UPLOAD_PREFIX}{}:{hash:08x}", if clean.is_empty() { "text" } else { &clean })
 }
 
+/// A file of one's own that [`check_upload`] accepted: its corpus name, its text and its
+/// vocabulary. What the page needs of it; [`Corpus::from_upload`] goes on to tokenize it.
+pub struct CheckedUpload<'a> {
+    pub name: String,
+    pub text: &'a str,
+    pub tokenizer: CharTokenizer,
+}
+
+/// Checks the bytes of a file of one's own, or says why it cannot be a corpus: too large, not
+/// UTF-8 text, binary (NUL bytes), too short, one character repeated, or too many distinct
+/// characters. The text is not tokenized (the page checks a file and sends it on; the worker
+/// tokenizes it).
+pub fn check_upload<'a>(file_name: &str, bytes: &'a [u8]) -> Result<CheckedUpload<'a>, String> {
+    check_upload_size(file_name, bytes.len() as u64)?;
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        format!("{file_name} is not UTF-8 text (first bad byte at offset {}): the lab trains on plain text", e.valid_up_to())
+    })?;
+    if let Some(at) = text.find('\0') {
+        return Err(format!("{file_name} looks binary (a NUL byte at offset {at}): the lab trains on plain text"));
+    }
+    let name = upload_corpus_name(file_name, text);
+    check_length(&name, text)?;
+    let tokenizer = CharTokenizer::from_text(text);
+    if tokenizer.n_chars() == 1 {
+        return Err(format!("{file_name} repeats one character: there is nothing to learn from it"));
+    }
+    if tokenizer.n_chars() > MAX_UPLOAD_CHARS {
+        return Err(format!(
+            "{file_name} has {} distinct characters; the lab's character models take at most {MAX_UPLOAD_CHARS}",
+            tokenizer.n_chars()
+        ));
+    }
+    Ok(CheckedUpload { name, text, tokenizer })
+}
+
+/// Refuses a text too short to train on, named as corpus `name`.
+fn check_length(name: &str, text: &str) -> Result<(), String> {
+    let count = text.chars().count();
+    if count < 100 {
+        return Err(format!("corpus {:?} is too short to train on ({count} characters; at least 100 needed)", shown_name(name)));
+    }
+    Ok(())
+}
+
 impl Corpus {
-    /// A corpus from the bytes of a file of one's own, or why it cannot be one: too large,
-    /// not UTF-8 text, binary (NUL bytes), too many distinct characters, or too short.
+    /// A corpus from the bytes of a file of one's own, or why it cannot be one ([`check_upload`]).
     pub fn from_upload(file_name: &str, bytes: &[u8]) -> Result<Self, String> {
-        check_upload_size(file_name, bytes.len() as u64)?;
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            format!("{file_name} is not UTF-8 text (first bad byte at offset {}): the lab trains on plain text", e.valid_up_to())
-        })?;
-        if let Some(at) = text.find('\0') {
-            return Err(format!("{file_name} looks binary (a NUL byte at offset {at}): the lab trains on plain text"));
-        }
-        let tokenizer = CharTokenizer::from_text(text);
-        if tokenizer.n_chars() == 1 && text.chars().count() >= 100 {
-            return Err(format!("{file_name} repeats one character: there is nothing to learn from it"));
-        }
-        if tokenizer.n_chars() > MAX_UPLOAD_CHARS {
-            return Err(format!(
-                "{file_name} has {} distinct characters; the lab's character models take at most {MAX_UPLOAD_CHARS}",
-                tokenizer.n_chars()
-            ));
-        }
-        Self::from_text(&upload_corpus_name(file_name, text), text)
+        let checked = check_upload(file_name, bytes)?;
+        Self::tokenize(&checked.name, checked.text, checked.tokenizer)
     }
 
     /// Tokenizes `text` with its own character vocabulary and splits it 90/10.
     pub fn from_text(name: &str, text: &str) -> Result<Self, String> {
-        if text.chars().count() < 100 {
-            return Err(format!(
-                "corpus {:?} is too short to train on ({} characters; at least 100 needed)",
-                shown_name(name),
-                text.chars().count()
-            ));
-        }
-        let tokenizer = CharTokenizer::from_text(text);
+        check_length(name, text)?;
+        Self::tokenize(name, text, CharTokenizer::from_text(text))
+    }
+
+    /// Encodes `text` with `tokenizer` (built from it) and splits it 90/10.
+    fn tokenize(name: &str, text: &str, tokenizer: CharTokenizer) -> Result<Self, String> {
         let ids = tokenizer.encode(text)?;
         let n_train = ids.len() * 9 / 10;
         Ok(Self { name: name.to_string(), tokenizer, train: ids[..n_train].to_vec(), val: ids[n_train..].to_vec() })
@@ -179,6 +204,9 @@ mod tests {
         assert!(is_upload(&c.name), "{}", c.name);
         assert_eq!(upload_file_name(&c.name), "my_notes__v2_.txt");
         assert_eq!(c.name, upload_corpus_name("my notes (v2).txt", &text), "the name is stable");
+        // what the page checks (without tokenizing) is the corpus the worker builds
+        let checked = check_upload("my notes (v2).txt", text.as_bytes()).unwrap();
+        assert_eq!((checked.name.as_str(), checked.text, &checked.tokenizer), (c.name.as_str(), text.as_str(), &c.tokenizer));
         let other = Corpus::from_upload("my notes (v2).txt", text.replace("cat", "dog").as_bytes()).unwrap();
         assert_ne!(c.name, other.name, "another content under the same file name is another corpus");
         assert!(!is_upload("tiny-shakespeare"));
@@ -197,6 +225,7 @@ mod tests {
         ];
         for (bytes, expected) in cases {
             let e = Corpus::from_upload("odd.txt", &bytes).unwrap_err();
+            assert_eq!(check_upload("odd.txt", &bytes).err(), Some(e.clone()), "the page refuses it alike");
             assert!(e.contains(expected), "expected {expected:?} in {e:?}");
             assert!(!e.contains("file:"), "messages name the file, not the corpus id: {e}");
         }

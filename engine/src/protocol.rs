@@ -17,7 +17,7 @@ pub enum ToWorker {
     /// beside the others. Refused, before anything is allocated, when the workspace would not
     /// fit the device's memory budget.
     AddRun { run: RunId, spec: ExperimentSpec },
-    /// A text of one's own, chosen on the page (checked there by `Corpus::from_upload`): runs
+    /// A text of one's own, chosen on the page (checked there by `data::check_upload`): runs
     /// whose spec names corpus `name` train on it. Sent before those runs, and again to a fresh
     /// worker.
     AddCorpus { name: String, text: String },

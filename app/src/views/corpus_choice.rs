@@ -1,5 +1,5 @@
 //! The text a run trains on: the built-in corpus or a text file of one's own. A chosen file is
-//! read in the page, checked (`Corpus::from_upload`: plain UTF-8 text, not binary, at most
+//! read in the page, checked (`data::check_upload`: plain UTF-8 text, not binary, at most
 //! 16 MB and 4000 distinct characters, long enough to train on) and sent to the worker. It never
 //! leaves the computer, so a link to a run on it asks for the file again.
 
