@@ -759,8 +759,11 @@ impl Lab {
                     all.insert(at, (step, runs, matrix));
                 });
             }
+            // maps asked for just before their run was removed have nothing left to show
             FromWorker::Attention { run, tokens, layers, heads, weights } => {
-                self.attention.set(Some(AttentionView { run, tokens, layers, heads, weights }));
+                if self.run(run).is_some() {
+                    self.attention.set(Some(AttentionView { run, tokens, layers, heads, weights }));
+                }
             }
             FromWorker::BenchmarkProgress { done, steps } => self.benchmark.set(Benchmark::Running { done, steps }),
             FromWorker::Benchmark(report) => self.benchmark.set(Benchmark::Done(report)),

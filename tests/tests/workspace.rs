@@ -182,11 +182,18 @@ fn three_runs_train_side_by_side_with_their_representation_views() {
     // stopped updating when that row went).
     browser.eval("document.querySelectorAll('[data-testid=\"run-duplicate\"]')[0].click(); return true");
     assert_eq!(run_rows(&browser), 3);
+    browser.set_value("attention-run", "1");
     browser.click("attention-show");
     browser.wait_for("the first run's attention maps", Duration::from_secs(60), |b| b.attribute("attention-map", "data-run").filter(|r| r == "1"));
     browser.eval("document.querySelectorAll('[data-testid=\"run-remove\"]')[0].click(); return true");
     assert_eq!(run_rows(&browser), 2);
     browser.wait_for("its attention maps to go with it", Duration::from_secs(5), |b| b.attribute("attention-map", "data-run").is_none().then_some(()));
+    // The run chosen for the maps is gone: "Show" reads one that is still there (it asked the
+    // worker for the removed run, which answered with an error).
+    browser.click("attention-show");
+    let shown = browser.wait_for("a remaining run's attention maps", Duration::from_secs(60), |b| b.attribute("attention-map", "data-run"));
+    assert_ne!(shown, "1");
+    assert_eq!(browser.text("error").unwrap_or_default(), "", "no error is shown");
     let held = points(&browser);
     browser.wait_for("the duplicate to go on", Duration::from_secs(60), |b| {
         let p = points(b);

@@ -99,7 +99,9 @@ fn opening_words(text: &str) -> String {
 pub fn AttentionMap(lab: Lab) -> impl IntoView {
     let text = RwSignal::new(DEFAULT_TEXT.to_string());
     let chosen = RwSignal::new(None::<RunId>);
-    let run = move || chosen.get().or_else(|| lab.selected.get());
+    // a chosen run that has since been removed gives way to the selected one (asking the
+    // worker for a run it no longer has would only show an error)
+    let run = move || chosen.get().filter(|id| lab.run(*id).is_some()).or_else(|| lab.selected.get());
     // A run on a text of one's own may not know Shakespeare's letters: it reads the start of
     // its own text instead, unless the user typed something.
     let suggested = StoredValue::new(DEFAULT_TEXT.to_string());
