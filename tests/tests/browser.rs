@@ -116,10 +116,13 @@ fn falls_back_to_the_cpu_without_webgpu_and_pauses() {
     browser.wait_for("the page to load", Duration::from_secs(60), |b| b.text("start").map(|_| ()));
     const READING: Duration = Duration::from_secs(8);
     std::thread::sleep(READING);
+    assert_eq!(browser.text("lr").as_deref(), Some("—"), "no learning rate before a step");
     browser.click("start");
     browser.wait_for("the first step", Duration::from_secs(300), |b| (b.step() >= 1).then_some(()));
     let page_s = browser.eval("return performance.now()").as_f64().unwrap() / 1000.0;
     wait_for_steps_and_falling_loss(&browser, 20, Duration::from_secs(300));
+    let rate = browser.text("lr").unwrap();
+    assert!(rate.parse::<f64>().is_ok_and(|r| r > 0.0), "learning rate element: {rate:?}");
     let device = browser.text("device").unwrap();
     assert!(device.starts_with("CPU — WebGPU unavailable"), "device element: {device:?}");
     // Chromium runs relaxed SIMD, so the page started the worker build with FMA.

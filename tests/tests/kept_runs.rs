@@ -64,6 +64,7 @@ fn runs_are_kept_across_a_reload_until_forgotten() {
     assert!(states[1].starts_with("stopped: failed"), "{states:?}");
     assert_eq!(texts(&browser, "run-failed").len(), 1, "the diverged run keeps its failure");
     assert_eq!(texts(&browser, "run-step")[0], "60 / 60");
+    assert_eq!(browser.text("lr").as_deref(), Some("—"), "a kept run keeps no learning rate");
     let after = points(&browser);
     assert_eq!(after[0], before[0], "the finished run's curve comes back whole");
     assert!(after[1] >= 5, "the diverged run's curve up to its divergence: {after:?}");

@@ -21,6 +21,12 @@ fn state_text(state: RunState, first_step: bool) -> &'static str {
     }
 }
 
+/// The learning rate of the last step, or "—" before a run has taken one and for a run kept
+/// from an earlier visit, which does not keep it (both showed "0.00e0", a rate of zero).
+fn lr_text(rate: Option<f64>) -> String {
+    rate.map_or_else(|| "—".into(), |r| format!("{r:.2e}"))
+}
+
 #[component]
 pub fn StatsPanel(lab: Lab) -> impl IntoView {
     // The selected run's numbers (none before the first run).
@@ -51,8 +57,19 @@ pub fn StatsPanel(lab: Lab) -> impl IntoView {
                 <span class="label">"first step after"</span>
                 <span data-testid="first-step">{move || lab.first_step_ms.get().map(|ms| format!("{:.1} s", ms / 1000.0)).unwrap_or_else(|| "—".into())}</span>
             </div>
-            <div><span class="label">"learning rate"</span><span data-testid="lr">{move || format!("{:.2e}", number(|r| r.learning_rate.get()))}</span></div>
+            <div><span class="label">"learning rate"</span><span data-testid="lr">{move || lr_text(run().filter(|r| r.step.get() > 0 && !r.restored).map(|r| r.learning_rate.get()))}</span></div>
             <div class="wide"><span class="label">"device"</span><span data-testid="device">{move || lab.device.get()}</span></div>
         </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lr_text;
+
+    #[test]
+    fn the_learning_rate_is_a_dash_until_a_step_is_taken() {
+        assert_eq!(lr_text(None), "—");
+        assert_eq!(lr_text(Some(1e-3)), "1.00e-3");
     }
 }
