@@ -58,6 +58,24 @@ pub fn is_upload(name: &str) -> bool {
     name.starts_with(UPLOAD_PREFIX)
 }
 
+/// Refuses a `file:` corpus name that [`upload_corpus_name`] could not have written (an
+/// address edited by hand): `file:NAME:HASH`, NAME of at most 40 letters, digits, `.`, `-` or
+/// `_`, HASH 8 hexadecimal digits. Without it such a name would only be refused at Start, as a
+/// file "" the page does not hold.
+pub fn check_upload_name(name: &str) -> Result<(), String> {
+    let well_formed = name.strip_prefix(UPLOAD_PREFIX).and_then(|rest| rest.rsplit_once(':')).is_some_and(|(file, hash)| {
+        (1..=40).contains(&file.len())
+            && file.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            && hash.len() == 8
+            && hash.chars().all(|c| c.is_ascii_hexdigit())
+    });
+    if well_formed {
+        Ok(())
+    } else {
+        Err(format!("corpus {name:?} is not a text of one's own as the lab names one (file:NAME:HASH, given when a file is chosen under Text)"))
+    }
+}
+
 /// The file name an upload's corpus name was made from (`file:notes.txt:1a2b3c4d` → `notes.txt`).
 pub fn upload_file_name(name: &str) -> &str {
     let rest = name.strip_prefix(UPLOAD_PREFIX).unwrap_or(name);
@@ -210,6 +228,12 @@ mod tests {
         let other = Corpus::from_upload("my notes (v2).txt", text.replace("cat", "dog").as_bytes()).unwrap();
         assert_ne!(c.name, other.name, "another content under the same file name is another corpus");
         assert!(!is_upload("tiny-shakespeare"));
+        assert_eq!(check_upload_name(&c.name), Ok(()));
+        assert_eq!(check_upload_name(&upload_corpus_name("", &text)), Ok(()), "a nameless file is \"text\"");
+        for odd in ["file:", "file::", "file:x.txt", "file:x.txt:abc", "file::1a2b3c4d", "file:a b:1a2b3c4d", "file:\0:1a2b3c4d", "file:x:1a2b3c4g"] {
+            let e = check_upload_name(odd).unwrap_err();
+            assert!(e.contains("file:NAME:HASH"), "{odd}: {e}");
+        }
     }
 
     #[test]

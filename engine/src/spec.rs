@@ -404,6 +404,9 @@ impl ExperimentSpec {
             let names: Vec<&str> = CORPORA.iter().map(|(n, _)| *n).collect();
             return Err(format!("unknown corpus {:?}; valid corpora: {}", self.corpus, names.join(", ")));
         }
+        if crate::data::is_upload(&self.corpus) {
+            crate::data::check_upload_name(&self.corpus)?;
+        }
         let m = &self.model;
         if m.n_layer == 0 || m.n_head == 0 || m.d_model == 0 || m.block_size < 4 {
             return Err("model sizes must be positive (and context at least 4)".into());
@@ -474,11 +477,13 @@ pub fn parse_objective_mix(text: &str) -> Result<Vec<ObjectiveChoice>, String> {
     let mut out = Vec::new();
     for part in text.split(',').filter(|p| !p.trim().is_empty()) {
         let (head, params_text) = part.split_once(':').unwrap_or((part, ""));
-        let (id, weight) = match head.split_once('=') {
-            Some((id, w)) => (id.trim(), w.trim().parse::<f64>().map_err(|_| format!("weight {w:?} of {id} is not a number"))?),
-            None => (head.trim(), 1.0),
-        };
+        let (id, weight_text) = head.split_once('=').map_or((head.trim(), None), |(id, w)| (id.trim(), Some(w.trim())));
+        // the name first, so that "=2" says which names there are rather than "weight of  …"
         let obj = objectives::find(id)?;
+        let weight = weight_text.map_or(Ok(1.0), |w| w.parse::<f64>().map_err(|_| format!("weight {w:?} of {id} is not a number")))?;
+        if out.iter().any(|o: &ObjectiveChoice| o.id == id) {
+            return Err(format!("{id} appears twice in the objective mix; give it one weight"));
+        }
         let mut params = Params::new();
         for kv in params_text.split(';').filter(|s| !s.is_empty()) {
             let (k, v) = kv.split_once('=').ok_or_else(|| format!("parameter {kv:?} of {id} should look like key=value"))?;
@@ -753,6 +758,19 @@ mod tests {
         assert!(errors.iter().any(|e| e.contains("unknown option \"colour\"")));
         assert!(errors.iter().any(|e| e.contains("not a valid number")));
         assert!(errors.iter().any(|e| e.contains("valid objectives: causal_lm")));
+        assert!(parse_objective_mix("=2").unwrap_err().contains("valid objectives"), "a weight without a name");
+        assert!(parse_objective_mix("causal_lm=x").unwrap_err().contains("weight \"x\" of causal_lm is not a number"));
+        assert!(parse_objective_mix("causal_lm=1,masked_lm,causal_lm=2").unwrap_err().contains("causal_lm appears twice"));
+
+        // a text of one's own is named as the lab names it, or refused with the shape it takes
+        let (s, errors) = ExperimentSpec::from_query("corpus=file:notes.txt:0123abcd");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(s.corpus, "file:notes.txt:0123abcd");
+        for odd in ["corpus=file:", "corpus=file:notes.txt", "corpus=file::0123abcd"] {
+            let (s, errors) = ExperimentSpec::from_query(odd);
+            assert_eq!(s.corpus, "tiny-shakespeare", "{odd}");
+            assert!(errors.iter().any(|e| e.contains("file:NAME:HASH")), "{odd}: {errors:?}");
+        }
     }
 
     #[test]
