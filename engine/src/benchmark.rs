@@ -61,21 +61,65 @@ pub async fn benchmark(
     let most_warmup = if min_warmup_ms > 0.0 { MAX_WARMUP_STEPS } else { WARMUP_STEPS };
     spec.train.steps = spec.train.steps.max(steps + most_warmup);
     let started = now_ms();
-    let mut trainer = Trainer::new(&spec, 0, corpus, device)?;
+    let mut tries = 0;
+    loop {
+        let trainer = Trainer::new(&spec, 0, corpus.clone(), device.clone())?;
+        match attempt(&spec, trainer, device_name, steps, &mut helpers, now_ms, started, min_warmup_ms, &mut progress).await {
+            Ok(report) => return Ok(report),
+            // A capture that failed while it recorded cannot be undone: that run's update never
+            // ran. In the tab on WebGPU the recording of a fresh run's first capture found its
+            // memory pool too small (position prediction, the encoder–decoder), where a run
+            // the page trains had grown it with its first snapshot. The failed recording grew
+            // it, so a fresh run captures; should that fail too, the last try steps without
+            // capture, and the report says no launch was replayed.
+            Err((_, true)) if tries < 2 => {
+                tries += 1;
+                if tries == 2 {
+                    spec.train.capture = false;
+                }
+            }
+            Err((why, _)) => return Err(why),
+        }
+    }
+}
+
+/// One try of [`benchmark`] on a fresh `trainer`. The error's flag says whether the run's
+/// capture failed while it recorded (the run's reads then fail, as a lost device's do).
+#[allow(clippy::too_many_arguments)]
+async fn attempt(
+    spec: &ExperimentSpec,
+    mut trainer: Trainer,
+    device_name: &str,
+    steps: usize,
+    helpers: &mut Vec<&dyn HelperLink>,
+    now_ms: fn() -> f64,
+    started: f64,
+    min_warmup_ms: f64,
+    progress: &mut impl FnMut(usize),
+) -> Result<BenchmarkReport, (String, bool)> {
+    let recording_failed = |trainer: &Trainer| trainer.capture_state().is_err_and(|why| why.starts_with(crate::train::captured_step::RECORDING_FAILED));
+    macro_rules! read {
+        ($e: expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(why) => return Err((why, recording_failed(&trainer))),
+            }
+        };
+    }
     trainer.set_clock(now_ms);
     for _ in 0..WARMUP_STEPS {
-        step(&mut trainer, &mut helpers).await;
+        step(&mut trainer, helpers).await;
     }
     // Each step past those waits for its loss, so that the time is the device's too: on a GPU
     // the host hands steps over without waiting, and 2.5 s of them queued minutes of work on
     // a software renderer.
     let mut warmup = WARMUP_STEPS;
     while now_ms() - started < min_warmup_ms && warmup < MAX_WARMUP_STEPS {
-        step(&mut trainer, &mut helpers).await;
-        trainer.read_losses().await?;
+        step(&mut trainer, helpers).await;
+        read!(trainer.read_losses().await);
         warmup += 1;
     }
-    trainer.read_losses().await?;
+    read!(trainer.read_losses().await);
     trainer.take_profile();
     let warmup_ms = now_ms() - started;
     let log_every = spec.train.log_every.max(1);
@@ -90,13 +134,13 @@ pub async fn benchmark(
     let mut replayed = 0;
     for done in 1..=steps {
         let handed = now_ms();
-        step(&mut trainer, &mut helpers).await;
+        step(&mut trainer, helpers).await;
         host_ms += now_ms() - handed;
         replayed += trainer.replayed_launches();
         if done % log_every == 0 || done == steps {
-            let losses = trainer.read_losses().await?;
+            let losses = read!(trainer.read_losses().await);
             if let Some(why) = divergence(&losses) {
-                return Err(format!("the benchmark run {why}"));
+                return Err((format!("the benchmark run {why}"), false));
             }
         }
         progress(done);

@@ -128,6 +128,18 @@ pub fn divergence(losses: &[(usize, f32)]) -> Option<String> {
 static HOST_READS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Device → host reads so far (losses, evaluations, samples, snapshots, attention maps).
+/// What a failed device read says on the page: burn's error with its chain of causes, less
+/// the backtrace lines cubecl adds to each (in the browser every one reads "No backtrace
+/// available", several times over).
+pub fn read_failed(e: &impl std::fmt::Debug) -> String {
+    let text = format!("{e:?}");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !matches!(l.trim(), "No backtrace available" | "Backtrace:" | "Asked at:" | "disabled backtrace"))
+        .collect();
+    format!("reading from the device failed: {}", lines.join("\n").trim_end())
+}
+
 pub fn host_reads() -> usize {
     HOST_READS.load(std::sync::atomic::Ordering::Relaxed)
 }
@@ -143,7 +155,7 @@ pub async fn read_flat(tensors: Vec<Tensor<1>>) -> Result<Vec<f32>, String> {
         return Ok(Vec::new());
     }
     count_read();
-    let data = Tensor::cat(tensors, 0).into_data_async().await.map_err(|e| format!("reading from the device failed: {e:?}"))?;
+    let data = Tensor::cat(tensors, 0).into_data_async().await.map_err(|e| read_failed(&e))?;
     // into, not to: the concatenation's buffer becomes the Vec, without a copy (3 MB of a
     // baby GPT's gradients, read every split step)
     data.try_into_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))
@@ -649,7 +661,7 @@ impl Trainer {
             // last: [vocab] logits of the context's last position
             let last = model.forward(&input).logits.narrow(1, s - 1, 1).reshape([-1]);
             count_read();
-            let logits = last.into_data_async().await.map_err(|e| format!("reading from the device failed: {e:?}"))?;
+            let logits = last.into_data_async().await.map_err(|e| read_failed(&e))?;
             let logits = logits.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))?;
             let next = sample_from_logits(&logits[..n_chars], temperature, &mut self.sample_rng);
             ids.push(next as u32);
@@ -693,7 +705,7 @@ impl Trainer {
             .register(pooled)
             .execute_async()
             .await
-            .map_err(|e| format!("reading from the device failed: {e:?}"))?;
+            .map_err(|e| read_failed(&e))?;
         let [embeddings, pooled] = <[_; 2]>::try_from(data).map_err(|_| "the device returned the wrong number of tensors")?
             .map(|t| t.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}")));
         Ok(Features {
@@ -720,7 +732,7 @@ impl Trainer {
         let layers = maps.len();
         let all = Tensor::cat(maps.into_iter().map(|m| m.reshape([-1])).collect(), 0);
         count_read();
-        let weights = all.into_data_async().await.map_err(|e| format!("reading from the device failed: {e:?}"))?;
+        let weights = all.into_data_async().await.map_err(|e| read_failed(&e))?;
         Ok(AttentionMaps {
             tokens: ids.iter().map(|&t| tok.token_text(t)).collect(),
             layers,
@@ -795,6 +807,17 @@ fn token_ids(prepared: &Prepared, device: &Device) -> Tensor<2, Int> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_read_says_why_without_backtrace_lines() {
+        struct Chain;
+        impl std::fmt::Debug for Chain {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "An error happened during execution\nCaused by:\n  No room for 131072 bytes\nNo backtrace available\nBacktrace:\nNo backtrace available\nAsked at:\nNo backtrace available\n")
+            }
+        }
+        assert_eq!(read_failed(&Chain), "reading from the device failed: An error happened during execution\nCaused by:\n  No room for 131072 bytes");
+    }
 
     #[test]
     fn sampling_follows_the_logits() {

@@ -58,6 +58,9 @@ pub const WARMUP_STEPS: usize = 3;
 /// Steps during which a run whose capture the device refused to prepare tries again (runs side
 /// by side take turns: a device prepares one capture at a time).
 pub const RETRY_STEPS: usize = 50;
+/// How the reason a capture is off begins when the recording itself failed (its update never
+/// ran, so the run's reads fail): [`crate::benchmark`] tries again on a fresh run.
+pub const RECORDING_FAILED: &str = "the capture failed";
 
 /// What two steps must share for one graph to replay both, per objective of the mix.
 #[derive(Clone, Debug, PartialEq)]
@@ -266,7 +269,7 @@ pub fn start(device: &Device) -> Result<(), String> {
 }
 
 pub fn stop(device: &Device) -> Result<BackendGraph<Dispatch>, String> {
-    Dispatch::graph_stop_capture(device.as_dispatch()).map_err(|e| format!("the capture failed: {e}"))
+    Dispatch::graph_stop_capture(device.as_dispatch()).map_err(|e| format!("{RECORDING_FAILED}: {e}"))
 }
 
 /// Replays `graph` on `device`.
