@@ -63,8 +63,8 @@ pub async fn benchmark(
     let started = now_ms();
     let mut tries = 0;
     loop {
-        let trainer = Trainer::new(&spec, 0, corpus.clone(), device.clone())?;
-        match attempt(&spec, trainer, device_name, steps, &mut helpers, now_ms, started, min_warmup_ms, &mut progress).await {
+        let mut trainer = Trainer::new(&spec, 0, corpus.clone(), device.clone())?;
+        match attempt(&spec, &mut trainer, device_name, steps, &mut helpers, now_ms, started, min_warmup_ms, &mut progress).await {
             Ok(report) => return Ok(report),
             // A capture that failed while it recorded cannot be undone: that run's update never
             // ran. In the tab on WebGPU the recording of a fresh run's first capture found its
@@ -72,23 +72,23 @@ pub async fn benchmark(
             // the page trains had grown it with its first snapshot. The failed recording grew
             // it, so a fresh run captures; should that fail too, the last try steps without
             // capture, and the report says no launch was replayed.
-            Err((_, true)) if tries < 2 => {
+            Err(_) if tries < 2 && trainer.capture_state().is_err_and(|why| why.starts_with(crate::train::captured_step::RECORDING_FAILED)) => {
                 tries += 1;
                 if tries == 2 {
                     spec.train.capture = false;
                 }
             }
-            Err((why, _)) => return Err(why),
+            Err(why) => return Err(why),
         }
     }
 }
 
-/// One try of [`benchmark`] on a fresh `trainer`. The error's flag says whether the run's
-/// capture failed while it recorded (the run's reads then fail, as a lost device's do).
+/// One try of [`benchmark`] on a fresh `trainer`. Should its capture fail while it records,
+/// the run's reads fail (as a lost device's do), and `trainer` says why.
 #[allow(clippy::too_many_arguments)]
 async fn attempt(
     spec: &ExperimentSpec,
-    mut trainer: Trainer,
+    trainer: &mut Trainer,
     device_name: &str,
     steps: usize,
     helpers: &mut Vec<&dyn HelperLink>,
@@ -96,30 +96,21 @@ async fn attempt(
     started: f64,
     min_warmup_ms: f64,
     progress: &mut impl FnMut(usize),
-) -> Result<BenchmarkReport, (String, bool)> {
-    let recording_failed = |trainer: &Trainer| trainer.capture_state().is_err_and(|why| why.starts_with(crate::train::captured_step::RECORDING_FAILED));
-    macro_rules! read {
-        ($e: expr) => {
-            match $e {
-                Ok(v) => v,
-                Err(why) => return Err((why, recording_failed(&trainer))),
-            }
-        };
-    }
+) -> Result<BenchmarkReport, String> {
     trainer.set_clock(now_ms);
     for _ in 0..WARMUP_STEPS {
-        step(&mut trainer, helpers).await;
+        step(trainer, helpers).await;
     }
     // Each step past those waits for its loss, so that the time is the device's too: on a GPU
     // the host hands steps over without waiting, and 2.5 s of them queued minutes of work on
     // a software renderer.
     let mut warmup = WARMUP_STEPS;
     while now_ms() - started < min_warmup_ms && warmup < MAX_WARMUP_STEPS {
-        step(&mut trainer, helpers).await;
-        read!(trainer.read_losses().await);
+        step(trainer, helpers).await;
+        trainer.read_losses().await?;
         warmup += 1;
     }
-    read!(trainer.read_losses().await);
+    trainer.read_losses().await?;
     trainer.take_profile();
     let warmup_ms = now_ms() - started;
     let log_every = spec.train.log_every.max(1);
@@ -134,13 +125,13 @@ async fn attempt(
     let mut replayed = 0;
     for done in 1..=steps {
         let handed = now_ms();
-        step(&mut trainer, helpers).await;
+        step(trainer, helpers).await;
         host_ms += now_ms() - handed;
         replayed += trainer.replayed_launches();
         if done % log_every == 0 || done == steps {
-            let losses = read!(trainer.read_losses().await);
+            let losses = trainer.read_losses().await?;
             if let Some(why) = divergence(&losses) {
-                return Err((format!("the benchmark run {why}"), false));
+                return Err(format!("the benchmark run {why}"));
             }
         }
         progress(done);

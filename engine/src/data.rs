@@ -58,14 +58,23 @@ pub fn is_upload(name: &str) -> bool {
     name.starts_with(UPLOAD_PREFIX)
 }
 
+/// The most characters of a file's name that its corpus name keeps ([`upload_corpus_name`]).
+const MAX_NAME_CHARS: usize = 40;
+
+/// Whether a corpus name keeps character `c` of a file's name as it is (others become `_`):
+/// what an address may carry unescaped.
+fn kept_in_name(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')
+}
+
 /// Refuses a `file:` corpus name that [`upload_corpus_name`] could not have written (an
 /// address edited by hand): `file:NAME:HASH`, NAME of at most 40 letters, digits, `.`, `-` or
 /// `_`, HASH 8 hexadecimal digits. Without it such a name would only be refused at Start, as a
 /// file "" the page does not hold.
 pub fn check_upload_name(name: &str) -> Result<(), String> {
     let well_formed = name.strip_prefix(UPLOAD_PREFIX).and_then(|rest| rest.rsplit_once(':')).is_some_and(|(file, hash)| {
-        (1..=40).contains(&file.len())
-            && file.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        (1..=MAX_NAME_CHARS).contains(&file.len())
+            && file.chars().all(kept_in_name)
             && hash.len() == 8
             && hash.chars().all(|c| c.is_ascii_hexdigit())
     });
@@ -106,8 +115,8 @@ fn shown_name(name: &str) -> &str {
 pub fn upload_corpus_name(file_name: &str, text: &str) -> String {
     let clean: String = file_name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
-        .take(40)
+        .map(|c| if kept_in_name(c) { c } else { '_' })
+        .take(MAX_NAME_CHARS)
         .collect();
     // FNV-1a: stable across builds and targets (std's hasher is not)
     let hash = text.bytes().fold(0x811c9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x01000193));

@@ -127,7 +127,6 @@ pub fn divergence(losses: &[(usize, f32)]) -> Option<String> {
 /// for). Steps make none; the counters below say how many the rest of the loop makes.
 static HOST_READS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// Device → host reads so far (losses, evaluations, samples, snapshots, attention maps).
 /// What a failed device read says on the page: burn's error with its chain of causes, less
 /// the backtrace lines cubecl adds to each (in the browser every one reads "No backtrace
 /// available", several times over).
@@ -140,6 +139,7 @@ pub fn read_failed(e: &impl std::fmt::Debug) -> String {
     format!("reading from the device failed: {}", lines.join("\n").trim_end())
 }
 
+/// Device → host reads so far (losses, evaluations, samples, snapshots, attention maps).
 pub fn host_reads() -> usize {
     HOST_READS.load(std::sync::atomic::Ordering::Relaxed)
 }
