@@ -61,52 +61,17 @@ pub async fn benchmark(
     let most_warmup = if min_warmup_ms > 0.0 { MAX_WARMUP_STEPS } else { WARMUP_STEPS };
     spec.train.steps = spec.train.steps.max(steps + most_warmup);
     let started = now_ms();
-    let mut tries = 0;
-    loop {
-        let mut trainer = Trainer::new(&spec, 0, corpus.clone(), device.clone())?;
-        match attempt(&spec, &mut trainer, device_name, steps, &mut helpers, now_ms, started, min_warmup_ms, &mut progress).await {
-            Ok(report) => return Ok(report),
-            // A capture that failed while it recorded cannot be undone: that run's update never
-            // ran. In the tab on WebGPU the recording of a fresh run's first capture found its
-            // memory pool too small (position prediction, the encoder–decoder), where a run
-            // the page trains had grown it with its first snapshot. The failed recording grew
-            // it, so a fresh run captures; should that fail too, the last try steps without
-            // capture, and the report says no launch was replayed.
-            Err(_) if tries < 2 && trainer.capture_state().is_err_and(|why| why.starts_with(crate::train::captured_step::RECORDING_FAILED)) => {
-                tries += 1;
-                if tries == 2 {
-                    spec.train.capture = false;
-                }
-            }
-            Err(why) => return Err(why),
-        }
-    }
-}
-
-/// One try of [`benchmark`] on a fresh `trainer`. Should its capture fail while it records,
-/// the run's reads fail (as a lost device's do), and `trainer` says why.
-#[allow(clippy::too_many_arguments)]
-async fn attempt(
-    spec: &ExperimentSpec,
-    trainer: &mut Trainer,
-    device_name: &str,
-    steps: usize,
-    helpers: &mut Vec<&dyn HelperLink>,
-    now_ms: fn() -> f64,
-    started: f64,
-    min_warmup_ms: f64,
-    progress: &mut impl FnMut(usize),
-) -> Result<BenchmarkReport, String> {
+    let mut trainer = Trainer::new(&spec, 0, corpus, device)?;
     trainer.set_clock(now_ms);
     for _ in 0..WARMUP_STEPS {
-        step(trainer, helpers).await;
+        step(&mut trainer, &mut helpers).await;
     }
     // Each step past those waits for its loss, so that the time is the device's too: on a GPU
     // the host hands steps over without waiting, and 2.5 s of them queued minutes of work on
     // a software renderer.
     let mut warmup = WARMUP_STEPS;
     while now_ms() - started < min_warmup_ms && warmup < MAX_WARMUP_STEPS {
-        step(trainer, helpers).await;
+        step(&mut trainer, &mut helpers).await;
         trainer.read_losses().await?;
         warmup += 1;
     }
@@ -125,7 +90,7 @@ async fn attempt(
     let mut replayed = 0;
     for done in 1..=steps {
         let handed = now_ms();
-        step(trainer, helpers).await;
+        step(&mut trainer, &mut helpers).await;
         host_ms += now_ms() - handed;
         replayed += trainer.replayed_launches();
         if done % log_every == 0 || done == steps {

@@ -102,6 +102,13 @@ pub struct TrainConfig {
     /// would lose it. 0 = off; no effect on the CPU.
     #[serde(default)]
     pub lose_device_at: usize,
+    /// Fault injection, for testing that a run survives a captured step that fails while it
+    /// records (`train::captured_step`): this many of the run's first recordings ask, while
+    /// recording, for more memory than the device's pool holds, as a recording in a pool too
+    /// small for it would. The run starts over from its seed and tries once more, then without
+    /// capture. 0 = off; no effect on the CPU.
+    #[serde(default)]
+    pub capture_fails: usize,
     /// How many workers share a CPU run's steps in the tab (`train::data_parallel`): 0 = one
     /// per core, up to [`AUTO_WORKERS`]; 1 = the training worker alone; at most
     /// [`MAX_WORKERS`]. Helpers started for a run stay for the page's later runs, and each
@@ -160,7 +167,7 @@ pub const CORPORA: &[(&str, &str)] = &[("tiny-shakespeare", "tinyshakespeare.txt
 pub const OPTIONS: &[&str] = &[
     "preset", "objective", "device", "seed", "steps", "lr", "batch", "corpus", "arch", "layers", "heads", "width",
     "context", "eval_every", "sample_every", "log_every", "snapshot_every", "temperature", "nan_at",
-    "helper_fails_at", "lose_device_at", "workers", "grad_clip", "capture",
+    "helper_fails_at", "lose_device_at", "capture_fails", "workers", "grad_clip", "capture",
 ];
 
 /// A named starting point.
@@ -198,6 +205,7 @@ pub fn presets() -> Vec<Preset> {
                 nan_at: 0,
                 helper_fails_at: 0,
                 lose_device_at: 0,
+                capture_fails: 0,
                 workers: 0,
                 capture: true,
             },
@@ -226,6 +234,7 @@ pub fn presets() -> Vec<Preset> {
                 nan_at: 0,
                 helper_fails_at: 0,
                 lose_device_at: 0,
+                capture_fails: 0,
                 workers: 0,
                 capture: true,
             },
@@ -285,6 +294,7 @@ impl ExperimentSpec {
             "nan_at" => self.train.nan_at = num(key, value)?,
             "helper_fails_at" => self.train.helper_fails_at = num(key, value)?,
             "lose_device_at" => self.train.lose_device_at = num(key, value)?,
+            "capture_fails" => self.train.capture_fails = num(key, value)?,
             "workers" => self.train.workers = num(key, value)?,
             "capture" => {
                 self.train.capture = match value {
@@ -392,6 +402,7 @@ impl ExperimentSpec {
         differing("nan_at", t.nan_at.to_string(), u.nan_at.to_string());
         differing("helper_fails_at", t.helper_fails_at.to_string(), u.helper_fails_at.to_string());
         differing("lose_device_at", t.lose_device_at.to_string(), u.lose_device_at.to_string());
+        differing("capture_fails", t.capture_fails.to_string(), u.capture_fails.to_string());
         pairs.iter().map(|(k, v)| format!("{k}={}", percent_encode(v))).collect::<Vec<_>>().join("&")
     }
 
@@ -636,7 +647,7 @@ mod tests {
             "preset=tiny&objective=masked_lm:rate=0.3&seed=7&device=cpu&steps=500&lr=0.0025",
             "objective=causal_lm=0.5,span_corruption=0.5:mean_span=8&arch=encoder_decoder&snapshot_every=25&workers=3",
             "preset=tiny&width=48&heads=3&layers=3&context=16&batch=4&temperature=1.25&grad_clip=0&capture=0&nan_at=9&lose_device_at=3",
-            "objective=conditional_training&eval_every=7&log_every=2&sample_every=0&helper_fails_at=4",
+            "objective=conditional_training&eval_every=7&log_every=2&sample_every=0&helper_fails_at=4&capture_fails=2",
         ] {
             let (spec, errors) = ExperimentSpec::from_query(options);
             assert!(errors.is_empty(), "{options}: {errors:?}");

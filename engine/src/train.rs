@@ -93,6 +93,8 @@ pub struct Trainer {
     profile: StepProfile,
     /// The whole step as a replayed graph, on a GPU ([`captured_step`]).
     capture: captured_step::Capture,
+    /// Captures this run has opened (recorded), counted across [`Trainer::start_over`].
+    recordings: usize,
 }
 
 /// What a representation snapshot reads from the model (one device read).
@@ -238,6 +240,7 @@ impl Trainer {
             } else {
                 captured_step::Capture::NotYet
             },
+            recordings: 0,
             device,
         })
     }
@@ -404,8 +407,9 @@ impl Trainer {
     /// replays it (a capture records; it does not run). Should the capture not open, the step
     /// the ordinary way through the same inputs, and capture off. Should it fail once open, the
     /// recorded update never runs and its buffers (the parameters among them) stay marked as
-    /// failed: the run's next read reports the failure (a run error on the page, as a lost
-    /// device is), since the model's update cannot be taken back.
+    /// failed, and capture is off with a reason that begins with
+    /// [`captured_step::RECORDING_FAILED`]: the caller starts the run over
+    /// ([`Trainer::start_over`]).
     fn capture_now(&mut self, model: Transformer, parts: &[captured_step::PartStep], inputs: captured_step::StableInputs, lr: f64) -> (Tensor<1>, Transformer) {
         use captured_step::Capture;
         // The step's values are uploaded before the capture opens: it records launches only.
@@ -419,8 +423,12 @@ impl Trainer {
         // (the capture is open: nothing below may upload) what the graph launches at each
         // replay, counted as it is recorded
         let watch = crate::dispatches::DispatchWatch::count();
+        self.recordings += 1;
         let (loss, grads) = self.pass_through(&model, parts, &inputs);
         let (loss, model) = (loss.detach(), self.optim.update(constants, model, grads));
+        if self.recordings <= self.train.capture_fails {
+            captured_step::ask_for_a_page(&self.device);
+        }
         let stopped = captured_step::stop(&self.device);
         let launches = watch.total();
         drop(watch);
@@ -564,6 +572,12 @@ impl Trainer {
         let clean = self.corpus.sample(Split::Train, self.train.batch_size, self.model_config.block_size, &mut self.data_rng);
         let model = self.model.take().expect("model is present between steps");
         let (loss, t1, t2) = match self.captured_step(model, &clean) {
+            Ok(_) if self.recording_failed() => {
+                // the recorded update never ran, and what it wrote (the parameters, AdamW's
+                // moments) can no longer be read: the run starts over and takes this step again
+                self.start_over();
+                return self.step_here();
+            }
             Ok((loss, model)) => {
                 // the parts are not apart in a captured step: all of it counts as the update
                 self.model = Some(model);
@@ -591,6 +605,50 @@ impl Trainer {
         self.helper_has_copy.clear();
         let t3 = self.now();
         self.profiled(StepProfile { steps: 1, forward_ms: t1 - t0, backward_ms: t2 - t1, update_ms: t3 - t2, ..Default::default() });
+    }
+
+    /// Whether the capture this step opened failed while it recorded.
+    fn recording_failed(&self) -> bool {
+        matches!(&self.capture, captured_step::Capture::Off(why) if why.starts_with(captured_step::RECORDING_FAILED))
+    }
+
+    /// Starts the run over from its seed and retakes the steps it had taken, after a captured
+    /// step failed while it recorded: that step's update never ran, and the buffers the
+    /// recording wrote in place (the parameters, AdamW's moments) now fail every read. A run
+    /// is deterministic, so the retaken steps reach the same weights; only the losses not yet
+    /// read are kept. The retaken steps try the capture once more ([`MAX_RECORDINGS`]: in the
+    /// tab a first recording once found the memory pool too small for it, and the failed
+    /// recording had grown it), then the run steps without capture.
+    ///
+    /// [`MAX_RECORDINGS`]: captured_step::MAX_RECORDINGS
+    fn start_over(&mut self) {
+        use captured_step::Capture;
+        let why = match &self.capture {
+            Capture::Off(why) => why.clone(),
+            _ => String::new(),
+        };
+        let steps = self.step;
+        let unread_from = self.pending.first().map_or(steps, |(s, _)| *s);
+        let profile = std::mem::take(&mut self.profile);
+        // the failed run's buffers go back to the pool before the new ones are made
+        self.model = None;
+        self.optim = AdamW::new(self.optim.config().clone());
+        self.pending.clear();
+        self.bias_cache.clear();
+        self.model = Some(Transformer::new(&self.model_config, self.corpus.tokenizer.vocab_size(), &mut Rng::derive(self.seed, STREAM_INIT), &self.autodiff));
+        self.data_rng = Rng::derive(self.seed, STREAM_DATA);
+        self.corrupt_rng = Rng::derive(self.seed, STREAM_CORRUPT);
+        self.step = 0;
+        self.capture = if self.recordings < captured_step::MAX_RECORDINGS {
+            Capture::NotYet
+        } else {
+            Capture::Off(format!("{why} (the capture failed {} times: the run started over without it)", self.recordings))
+        };
+        for _ in 0..steps {
+            self.step_here();
+        }
+        self.pending.retain(|(s, _)| *s >= unread_from);
+        self.profile = profile;
     }
 
     /// Times each step's parts with `now_ms` from now on ([`Trainer::take_profile`]).

@@ -628,6 +628,51 @@ fn a_gpu_run_moved_to_another_thread_trains_the_same() {
     assert_eq!(moved, here, "losses with steps 2 and 3 on another thread");
 }
 
+/// A captured step that fails while it records (`capture_fails` injects it: the recording
+/// asks for a page, which a recording may not add, as a first recording in the tab once did
+/// for want of room) never runs its update, and the buffers it wrote fail their reads: the run
+/// starts over from its seed, retakes its steps and tries once more. It trains to the losses
+/// of a run without capture, reports each step's loss once (the loss read after step 1, as
+/// the page reads it, is not read again), and replays after the second try; with two
+/// failures it steps without capture, still the same run. Before, the run's next read failed
+/// and the page stopped the run.
+#[test]
+fn a_run_whose_capture_fails_while_recording_starts_over_and_trains_the_same() {
+    let Some((device, _alone)) = wgpu_device() else { return };
+    let steps = 12;
+    let run = |spec: &ExperimentSpec| {
+        let mut t = Trainer::new(spec, 0, repetitive_corpus(), device.clone()).unwrap();
+        t.step();
+        let mut losses = pollster::block_on(t.read_losses()).unwrap();
+        for _ in 1..steps {
+            t.step();
+        }
+        losses.extend(pollster::block_on(t.read_losses()).unwrap());
+        (losses, t.capture_state(), t.step_count(), pollster::block_on(t.evaluate()).unwrap())
+    };
+    let mut spec = tiny_spec(steps);
+    spec.set("objective", "position_prediction").unwrap();
+    spec.set("capture", "0").unwrap();
+    let (ordinary, _, _, val_ordinary) = run(&spec);
+    spec.set("capture", "1").unwrap();
+    for fails in [1, 2] {
+        spec.set("capture_fails", &fails.to_string()).unwrap();
+        let (losses, state, taken, val) = run(&spec);
+        match (fails, &state) {
+            (1, Ok(true)) => {}
+            (2, Err(why)) if why.starts_with(objlab_engine::train::captured_step::RECORDING_FAILED) && why.contains("No room") => {}
+            _ => panic!("capture_fails={fails}: {state:?}"),
+        }
+        assert_eq!(taken, steps);
+        let at: Vec<usize> = losses.iter().map(|(s, _)| *s).collect();
+        assert_eq!(at, (0..steps).collect::<Vec<_>>(), "capture_fails={fails}: each step's loss once");
+        for ((i, a), b) in losses.iter().zip(&ordinary) {
+            assert!((a - b.1).abs() <= 1e-5 * (1.0 + b.1.abs()), "capture_fails={fails}, step {i}: {a} vs {}\n{losses:?}\n{ordinary:?}", b.1);
+        }
+        assert!((val - val_ordinary).abs() <= 1e-4 * (1.0 + val.abs()), "capture_fails={fails}: validation {val} vs {val_ordinary}");
+    }
+}
+
 /// A GPU run replays its whole step (forward, backward, update) from a captured graph after a
 /// few steps (`train::captured_step`), and trains to the losses and weights of the same run
 /// stepped kernel by kernel: the replays read each step's batch, masks, dropout noise and loss

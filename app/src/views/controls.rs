@@ -134,6 +134,9 @@ pub fn Controls(lab: Lab) -> impl IntoView {
                 <NumberOption lab=lab testid="lose-device-at" key="lose_device_at" label="Lose the GPU device after step (0 = off) "
                     title="on WebGPU, destroy the device after a step, as a driver reset would, to see what a lost GPU does to the runs"
                     value=|s| s.train.lose_device_at.to_string() />
+                <NumberOption lab=lab testid="capture-fails" key="capture_fails" label="Captured steps that fail to record (0 = off) "
+                    title="on WebGPU, make this many of the run's first captured steps fail while they record, to see the run start over from its seed and go on (after two, without capture)"
+                    value=|s| s.train.capture_fails.to_string() />
             </details>
             <div class="buttons">
                 <button data-testid="start" on:click=start prop:disabled=busy>"Start"</button>

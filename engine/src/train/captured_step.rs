@@ -41,7 +41,9 @@
 //!
 //! A failure before the capture opens or at a replay turns capture off for the run and takes
 //! that step the ordinary way. One while it records cannot be undone (the update was taken on
-//! the host and never ran): the run's next read reports it, as a lost device would.
+//! the host and never ran, and the buffers it wrote fail their reads): the run starts over from
+//! its seed, retakes its few steps to the same weights and tries the capture once more, then
+//! steps without it (`Trainer::start_over`; `capture_fails` injects the failure).
 
 use burn::backend::{Backend, BackendGraph, Dispatch};
 use burn::tensor::kind::Basic;
@@ -59,8 +61,10 @@ pub const WARMUP_STEPS: usize = 3;
 /// by side take turns: a device prepares one capture at a time).
 pub const RETRY_STEPS: usize = 50;
 /// How the reason a capture is off begins when the recording itself failed (its update never
-/// ran, so the run's reads fail): [`crate::benchmark`] tries again on a fresh run.
+/// ran, so the run's reads would fail): the run starts over (`Trainer::start_over`).
 pub const RECORDING_FAILED: &str = "the capture failed";
+/// Recordings a run tries (each failed one starts it over) before it steps without capture.
+pub const MAX_RECORDINGS: usize = 2;
 
 /// What two steps must share for one graph to replay both, per objective of the mix.
 #[derive(Clone, Debug, PartialEq)]
@@ -270,6 +274,14 @@ pub fn start(device: &Device) -> Result<(), String> {
 
 pub fn stop(device: &Device) -> Result<BackendGraph<Dispatch>, String> {
     Dispatch::graph_stop_capture(device.as_dispatch()).map_err(|e| format!("{RECORDING_FAILED}: {e}"))
+}
+
+/// Fault injection (`TrainConfig::capture_fails`), inside an open capture: asks for more
+/// memory than the pool holds (256 MiB, bigger than any page a small model's run makes), which
+/// a recording may not add, as a recording in a pool too small for its step would.
+pub fn ask_for_a_page(device: &Device) {
+    // the sum makes the allocation happen: an unused tensor may never be launched
+    let _ = Tensor::<1>::zeros([64 << 20], device).sum();
 }
 
 /// Replays `graph` on `device`.
