@@ -498,6 +498,12 @@ impl Trainer {
         }
     }
 
+    /// Captures this run has recorded, failed ones included (each failed one started the run
+    /// over, [`Trainer::start_over`]).
+    pub fn capture_recordings(&self) -> usize {
+        self.recordings
+    }
+
     /// The context an objective of the mix works in, with that objective's `params`.
     fn context<'a>(&'a self, params: &'a Params) -> Context<'a> {
         Context {
