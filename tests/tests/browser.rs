@@ -280,13 +280,9 @@ fn a_gpu_run_whose_capture_fails_while_recording_starts_over_and_finishes() {
     let server = StaticServer::start(dist_dir());
     let last_loss = |query: &str| {
         let browser = Browser::start(true);
-        open_and_start(&browser, &server, query);
-        browser.wait_for("the run to finish", Duration::from_secs(300), |b| {
-            (b.text("state")? == "finished" || !b.text("error").unwrap_or_default().is_empty()).then_some(())
-        });
-        assert_eq!(browser.text("error").unwrap_or_default(), "", "no error is shown ({query})");
+        let (_, last) = train_to_the_end(&browser, &server, query);
         assert_eq!(browser.step(), 12, "{query}");
-        browser.attribute("train-loss", "data-exact").as_deref().and_then(parse_loss).expect("the last loss")
+        last
     };
     let query = "?preset=tiny&device=gpu&objective=position_prediction&steps=12&snapshot_every=1000";
     let failed_once = last_loss(&format!("{query}&capture_fails=1"));
@@ -344,29 +340,34 @@ fn three_workers_share_each_step_when_asked() {
     assert!(report.text.contains("(2 workers)"), "the first benchmark uses the helper too: {report:?}");
 }
 
-/// Trains `query` (a finite run) in a fresh page to its end and returns its device line and
-/// its last training loss, every digit.
-fn train_to_the_end(hide_relaxed_simd: bool, server: &StaticServer, query: &str) -> (String, f32) {
-    let browser = Browser::start(false);
-    if hide_relaxed_simd {
-        // `WebAssembly.validate` says no to relaxed-SIMD modules (the page's probe is the one it sees)
-        browser.before_each_page(
-            "const validate = WebAssembly.validate;
-             WebAssembly.validate = (bytes) => {
-               const b = new Uint8Array(bytes.buffer || bytes);
-               for (let i = 0; i + 2 < b.length; i++)
-                 if (b[i] === 0xfd && b[i + 1] === 0x85 && b[i + 2] === 0x02) return false;
-               return validate(bytes);
-             };",
-        );
-    }
-    open_and_start(&browser, server, query);
-    browser.wait_for("the run to finish", Duration::from_secs(300), |b| (b.text("state")? == "finished").then_some(()));
-    assert_eq!(browser.text("error").unwrap_or_default(), "", "no error is shown");
+/// Trains `query` (a finite run) to its end in a fresh page of `browser` and returns its
+/// device line and its last training loss, every digit. An error on the page ends the wait.
+fn train_to_the_end(browser: &Browser, server: &StaticServer, query: &str) -> (String, f32) {
+    open_and_start(browser, server, query);
+    browser.wait_for("the run to finish", Duration::from_secs(300), |b| {
+        (b.text("state")? == "finished" || !b.text("error").unwrap_or_default().is_empty()).then_some(())
+    });
+    assert_eq!(browser.text("error").unwrap_or_default(), "", "no error is shown ({query})");
     let first = browser.attribute("train-loss", "data-first").as_deref().and_then(parse_loss).expect("a first loss");
     let last = browser.attribute("train-loss", "data-exact").as_deref().and_then(parse_loss).expect("the last loss");
     assert!(last.is_finite() && last < first, "training loss should fall: first {first}, last {last}");
     (browser.text("device").unwrap(), last)
+}
+
+/// A CPU-only browser whose `WebAssembly.validate` says no to relaxed-SIMD modules (the page's
+/// probe is the one it sees).
+fn browser_without_relaxed_simd() -> Browser {
+    let browser = Browser::start(false);
+    browser.before_each_page(
+        "const validate = WebAssembly.validate;
+         WebAssembly.validate = (bytes) => {
+           const b = new Uint8Array(bytes.buffer || bytes);
+           for (let i = 0; i + 2 < b.length; i++)
+             if (b[i] === 0xfd && b[i + 1] === 0x85 && b[i + 2] === 0x02) return false;
+           return validate(bytes);
+         };",
+    );
+    browser
 }
 
 /// A browser without WebAssembly relaxed SIMD (Safari, older ones): the FMA worker would not
@@ -381,10 +382,10 @@ fn train_to_the_end(hide_relaxed_simd: bool, server: &StaticServer, query: &str)
 fn without_relaxed_simd_the_page_starts_the_plain_worker_which_trains_as_the_fma_one() {
     let server = StaticServer::start(dist_dir());
     let query = "?preset=tiny&device=cpu&steps=40&objective=causal_lm=0.5,prefix_lm=0.5";
-    let (device, plain) = train_to_the_end(true, &server, query);
+    let (device, plain) = train_to_the_end(&browser_without_relaxed_simd(), &server, query);
     assert!(device.starts_with("CPU — chosen in the settings"), "device element: {device:?}");
     assert!(device.contains("flex backend in WebAssembly") && !device.contains("FMA"), "the plain worker: {device:?}");
-    let (device, fma) = train_to_the_end(false, &server, query);
+    let (device, fma) = train_to_the_end(&Browser::start(false), &server, query);
     assert!(device.contains("relaxed-SIMD FMA"), "the FMA worker: {device:?}");
     assert!((plain - fma).abs() < 1e-5 * plain.abs(), "the same run's last loss: plain {plain}, FMA {fma}");
 }
