@@ -135,7 +135,7 @@ pub enum Benchmark {
     Idle,
     /// `done` of `steps` timed steps (0: loading and warming up).
     Running { done: usize, steps: usize },
-    Done(BenchmarkReport),
+    Done(Box<BenchmarkReport>),
 }
 
 /// One CKA comparison: (step, the runs compared, their matrix [runs, runs] row by row).
@@ -766,7 +766,7 @@ impl Lab {
                 }
             }
             FromWorker::BenchmarkProgress { done, steps } => self.benchmark.set(Benchmark::Running { done, steps }),
-            FromWorker::Benchmark(report) => self.benchmark.set(Benchmark::Done(report)),
+            FromWorker::Benchmark(report) => self.benchmark.set(Benchmark::Done(Box::new(report))),
             FromWorker::BenchmarkFailed { message } => {
                 self.benchmark.set(Benchmark::Idle);
                 self.push_error(message);

@@ -122,6 +122,7 @@ pub async fn benchmark(
         profile,
         host_ms_per_step: (dispatches_per_step > 0.0).then(|| host_ms / steps as f64),
         replayed_per_step: replayed as f64 / steps as f64,
+        capture_recordings: trainer.capture_recordings(),
     })
 }
 

@@ -165,6 +165,10 @@ pub struct BenchmarkReport {
     /// before the capture).
     #[serde(default)]
     pub replayed_per_step: f64,
+    /// Recordings the run's captured step took (0 where nothing was captured): 1 when the
+    /// first captured, 2 when a failed one made the run start over (`Trainer::start_over`).
+    #[serde(default)]
+    pub capture_recordings: usize,
 }
 
 fn one() -> usize {

@@ -103,9 +103,9 @@ pub struct TrainConfig {
     #[serde(default)]
     pub lose_device_at: usize,
     /// Fault injection, for testing that a run survives a captured step that fails while it
-    /// records (`train::captured_step`): this many of the run's first recordings ask, while
-    /// recording, for more memory than the device's pool holds, as a recording in a pool too
-    /// small for it would. The run starts over from its seed and tries once more, then without
+    /// records (`train::captured_step`): this many of the run's first recordings upload a
+    /// value while recording, which a recording cannot take, as a recording fails that meets
+    /// anything it cannot record. The run starts over from its seed and tries once more, then without
     /// capture. 0 = off; no effect on the CPU.
     #[serde(default)]
     pub capture_fails: usize,

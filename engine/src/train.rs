@@ -427,7 +427,7 @@ impl Trainer {
         let (loss, grads) = self.pass_through(&model, parts, &inputs);
         let (loss, model) = (loss.detach(), self.optim.update(constants, model, grads));
         if self.recordings <= self.train.capture_fails {
-            captured_step::ask_for_a_page(&self.device);
+            captured_step::upload_inside_the_recording(&self.device);
         }
         let stopped = captured_step::stop(&self.device);
         let launches = watch.total();

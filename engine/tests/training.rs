@@ -2,7 +2,11 @@
 //! causal mask hides the future. The wgpu comparison runs where a Vulkan/wgpu adapter exists
 //! (lavapipe in CI; `OBJLAB_REQUIRE_WGPU=1` turns a missing adapter into a failure).
 
+mod common;
+
 use std::sync::Arc;
+
+use common::Alone;
 
 use objlab_engine::burn::tensor::{Device, Int, Tensor, TensorData};
 use objlab_engine::data::Corpus;
@@ -134,46 +138,9 @@ fn validation_and_sampling_work_after_training() {
     assert!(text.chars().all(|c| "the cat sat on mat.".contains(c)), "{text:?}");
 }
 
-/// The wgpu device (lavapipe here, a real GPU elsewhere), or `None` with a note — a failure
-/// when `OBJLAB_REQUIRE_WGPU` is set. Initialised once per process (tests share it).
-/// The wgpu device, and a lock that keeps the other wgpu tests off it meanwhile: the tests run
-/// on parallel threads, and cubecl gives each thread its own command stream on a shared
-/// device; one test's step once read another's values (a flaky step 3 in CI), which a lab
-/// never meets (one worker, one thread, per device). The lock is released only once the
-/// device has finished the test's work ([`Alone`]): a test's last kernels could still be running
-/// on its stream when the next test's thread started (the flaky step 3 came back once).
+/// The wgpu device in cubecl's native memory layout (see `common`).
 fn wgpu_device() -> Option<(Device, Alone)> {
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let lock = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    static DEVICE: std::sync::OnceLock<Result<Device, String>> = std::sync::OnceLock::new();
-    let device = DEVICE.get_or_init(|| match std::panic::catch_unwind(|| Device::wgpu_options().init()) {
-        Ok(Ok(d)) => Ok(d),
-        Ok(Err(e)) => Err(format!("{e:?}")),
-        Err(_) => Err("adapter request panicked".to_string()),
-    });
-    match device {
-        Ok(d) => Some((d.clone(), Alone { device: d.clone(), _lock: lock })),
-        Err(why) => {
-            if std::env::var("OBJLAB_REQUIRE_WGPU").is_ok() {
-                panic!("no wgpu adapter, but OBJLAB_REQUIRE_WGPU is set: {why}");
-            }
-            eprintln!("skipping: no wgpu adapter ({why})");
-            None
-        }
-    }
-}
-
-/// [`wgpu_device`]'s lock: dropped last in a test (it is bound first), it waits for the
-/// device's pending work before it lets the next test in.
-struct Alone {
-    device: Device,
-    _lock: std::sync::MutexGuard<'static, ()>,
-}
-
-impl Drop for Alone {
-    fn drop(&mut self) {
-        let _ = self.device.sync();
-    }
+    common::wgpu_device_made_by(|| Device::wgpu_options().init())
 }
 
 /// wgpu gives the same first losses as flex (model, custom LayerNorm, fused AdamW).
@@ -629,8 +596,8 @@ fn a_gpu_run_moved_to_another_thread_trains_the_same() {
 }
 
 /// A captured step that fails while it records (`capture_fails` injects it: the recording
-/// asks for a page, which a recording may not add, as a first recording in the tab once did
-/// for want of room) never runs its update, and the buffers it wrote fail their reads: the run
+/// uploads a value, which a recording cannot take; a first recording in the tab once failed
+/// for want of a page) never runs its update, and the buffers it wrote fail their reads: the run
 /// starts over from its seed, retakes its steps and tries once more. It trains to the losses
 /// of a run without capture, reports each step's loss once (the loss read after step 1, as
 /// the page reads it, is not read again), and replays after the second try; with two
@@ -660,7 +627,7 @@ fn a_run_whose_capture_fails_while_recording_starts_over_and_trains_the_same() {
         let (losses, state, taken, val) = run(&spec);
         match (fails, &state) {
             (1, Ok(true)) => {}
-            (2, Err(why)) if why.starts_with(objlab_engine::train::captured_step::RECORDING_FAILED) && why.contains("No room") => {}
+            (2, Err(why)) if why.starts_with(objlab_engine::train::captured_step::RECORDING_FAILED) && why.contains("cannot be part of a graph") => {}
             _ => panic!("capture_fails={fails}: {state:?}"),
         }
         assert_eq!(taken, steps);

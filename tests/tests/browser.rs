@@ -73,18 +73,23 @@ fn trains_on_webgpu() {
 }
 
 /// The benchmark pressed first thing on a fresh page, on WebGPU: its run's first capture
-/// records in a memory pool that no earlier run grew. For position prediction (and the
-/// encoder–decoder) on SwiftShader that recording found no room and failed, and the button
-/// reported "reading from the device failed"; now the run starts over and captures at its
-/// second try (`Trainer::start_over` in engine/src/train.rs).
+/// records in a memory pool that no earlier run grew. For position prediction and a prefix LM
+/// on the encoder–decoder on SwiftShader that recording found no room and failed: the button
+/// reported "reading from the device failed" until the thirty-fifth session, and then the run
+/// started over and captured at its second try (`Trainer::start_over`). Since the thirty-sixth
+/// session a recording may add a page (our cubecl-server's `recording-adds-pages`), so the
+/// first recording captures.
 #[test]
-fn a_benchmark_pressed_first_on_webgpu_replays_its_captured_step() {
+fn a_benchmark_pressed_first_on_webgpu_replays_its_captured_step_at_the_first_try() {
     let server = StaticServer::start(dist_dir());
     let browser = Browser::start(true);
-    browser.open(&format!("http://127.0.0.1:{}/?preset=tiny&device=gpu&objective=position_prediction", server.port));
-    browser.wait_for("the page to load", Duration::from_secs(60), |b| b.text("benchmark").map(|_| ()));
-    let report = run_benchmark(&browser, Duration::from_secs(300));
-    assert!(report.replayed > 10.0 && report.replayed < report.dispatches, "{report:?}");
+    for query in ["objective=position_prediction", "objective=prefix_lm&arch=encoder_decoder"] {
+        browser.open(&format!("http://127.0.0.1:{}/?preset=tiny&device=gpu&{query}", server.port));
+        browser.wait_for("the page to load", Duration::from_secs(60), |b| b.text("benchmark").map(|_| ()));
+        let report = run_benchmark(&browser, Duration::from_secs(300));
+        assert!(report.replayed > 10.0 && report.replayed < report.dispatches, "{query}: {report:?}");
+        assert_eq!(report.recordings, 1.0, "{query}: the first recording failed: {report:?}");
+    }
 }
 
 #[derive(Debug)]
@@ -99,6 +104,8 @@ struct BenchmarkFigures {
     host_ms: Option<f64>,
     /// Of `dispatches`, those replayed from a captured graph (`data-replayed`).
     replayed: f64,
+    /// The recordings the captured step took (`data-recordings`; 1 when the first captured).
+    recordings: f64,
 }
 
 /// Presses "benchmark" and waits for its report.
@@ -119,6 +126,7 @@ fn run_benchmark(browser: &Browser, timeout: Duration) -> BenchmarkFigures {
         profile: browser.attribute("benchmark-result", "data-profile").and_then(|p| serde_json::from_str(&p).ok()),
         host_ms: optional("data-host-ms"),
         replayed: number("data-replayed"),
+        recordings: number("data-recordings"),
     };
     assert!(figures.steps_per_s > 0.0 && figures.steps_per_s.is_finite(), "{figures:?}");
     assert_eq!(browser.text("error").unwrap_or_default(), "", "no error after the benchmark");
@@ -270,8 +278,8 @@ fn a_lost_gpu_device_is_explained_and_reset_trains_again() {
 }
 
 /// A captured step that fails while it records (fault injection: `capture_fails=1` makes the
-/// recording ask for a page, which a recording may not add, as a first recording on WebGPU
-/// once did for want of room) never runs its update: the run starts over from its seed, takes
+/// recording upload a value, which a recording cannot take; a first recording on WebGPU once
+/// failed this way for want of a page) never runs its update: the run starts over from its seed, takes
 /// its steps again, captures at the second try and finishes without a word of it, at the
 /// same last loss as the run without the fault. Before, the run stopped at its next loss read
 /// with "reading from the device failed".

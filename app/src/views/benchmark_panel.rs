@@ -15,8 +15,11 @@ const STEPS: usize = 20;
 fn report_text(r: &BenchmarkReport, first_step_ms: Option<f64>) -> String {
     let dispatches = if r.dispatches_per_step > 0.0 {
         let host = r.host_ms_per_step.map(|ms| format!(" ({ms:.1} ms of host work to launch them)")).unwrap_or_default();
+        // (a second recording means the first failed and the run started over: worth knowing
+        // when a figure looks off)
+        let recordings = if r.capture_recordings > 1 { format!(", captured at try {} (a failed recording starts a run over)", r.capture_recordings) } else { String::new() };
         let replayed = if r.replayed_per_step > 0.0 { format!(", {:.0} of them replayed from a captured graph", r.replayed_per_step) } else { String::new() };
-        format!("{:.0} GPU dispatches per step{replayed}{host}", r.dispatches_per_step)
+        format!("{:.0} GPU dispatches per step{replayed}{host}{recordings}", r.dispatches_per_step)
     } else {
         "no GPU dispatches (CPU backend)".to_string()
     };
@@ -96,6 +99,7 @@ pub fn BenchmarkPanel(lab: Lab) -> impl IntoView {
                     data-warmup-ms=r.warmup_ms.to_string()
                     data-host-ms=r.host_ms_per_step.map(|ms| ms.to_string())
                     data-replayed=r.replayed_per_step.to_string()
+                    data-recordings=r.capture_recordings.to_string()
                     data-profile=r.profile.as_ref().and_then(|p| serde_json::to_string(p).ok())>
                     {report_text(&r, lab.first_step_ms.get())}
                     {r.profile.as_ref().map(|p| view! { <br/><span data-testid="benchmark-profile">{profile_text(p, r.workers)}</span> })}
@@ -125,12 +129,16 @@ mod tests {
             profile: None,
             host_ms_per_step: Some(8.04),
             replayed_per_step: 0.0,
+            capture_recordings: 0,
         };
         let text = report_text(&r, None);
         assert!(text.contains("69 GPU dispatches per step (8.0 ms of host work to launch them)"), "{text}");
         let captured = BenchmarkReport { replayed_per_step: 47.0, host_ms_per_step: Some(1.5), ..r.clone() };
         let text = report_text(&captured, None);
         assert!(text.contains("69 GPU dispatches per step, 47 of them replayed from a captured graph (1.5 ms of host work to launch them)"), "{text}");
+        let second = BenchmarkReport { capture_recordings: 2, ..captured.clone() };
+        let text = report_text(&second, None);
+        assert!(text.contains("47 of them replayed from a captured graph (1.5 ms of host work to launch them), captured at try 2 (a failed"), "{text}");
         let cpu = BenchmarkReport { dispatches_per_step: 0.0, host_ms_per_step: None, ..r };
         let text = report_text(&cpu, None);
         assert!(text.contains("no GPU dispatches (CPU backend) ·") && !text.contains("host work"), "{text}");

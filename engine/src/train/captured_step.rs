@@ -276,12 +276,12 @@ pub fn stop(device: &Device) -> Result<BackendGraph<Dispatch>, String> {
     Dispatch::graph_stop_capture(device.as_dispatch()).map_err(|e| format!("{RECORDING_FAILED}: {e}"))
 }
 
-/// Fault injection (`TrainConfig::capture_fails`), inside an open capture: asks for more
-/// memory than the pool holds (256 MiB, bigger than any page a small model's run makes), which
-/// a recording may not add, as a recording in a pool too small for its step would.
-pub fn ask_for_a_page(device: &Device) {
-    // the sum makes the allocation happen: an unused tensor may never be launched
-    let _ = Tensor::<1>::zeros([64 << 20], device).sum();
+/// Fault injection (`TrainConfig::capture_fails`), inside an open capture: uploads a value,
+/// which a recording cannot take (it records launches only; cubecl-wgpu refuses the write and
+/// the recording cannot seal), as a recording fails that meets anything it cannot record.
+/// (Until the thirty-sixth session it asked for a page, which a recording could not add then.)
+pub fn upload_inside_the_recording(device: &Device) {
+    let _ = Tensor::<1>::from_data(TensorData::new(vec![0.0f32], [1]), device);
 }
 
 /// Replays `graph` on `device`.

@@ -115,8 +115,17 @@ impl StreamCapture {
     /// of the recording. While any stream of the device records, no page is
     /// released or renumbered, so the pages a recording touched are still the
     /// ones it guards when it seals.
+    ///
+    /// With `recording-adds-pages` (Objective Lab's patch, for software
+    /// graphs: wgpu) a recording stream may add a page as its neighbours may.
+    /// A software graph binds its pages by reference and guards every page it
+    /// touched, a new one too, for its life; what it may not do is release or
+    /// renumber one. Without this, a recording in one-page-per-allocation
+    /// pools (`ExclusivePages`, the only layout of cubecl's wasm build) failed
+    /// whenever the pages had been handed out otherwise than in the warmup.
     pub fn page_update(&self) -> PageUpdate {
         match (self.is_recording(), self.device().any_recording()) {
+            (true, _) if cfg!(feature = "recording-adds-pages") => PageUpdate::AddOnly,
             (true, _) => PageUpdate::Forbidden,
             (false, true) => PageUpdate::AddOnly,
             (false, false) => PageUpdate::Allow,
@@ -553,7 +562,11 @@ mod tests {
         recording.prepare(OWNER).unwrap();
         assert!(!status.any_recording(), "a warmup records nothing");
         recording.begin().unwrap();
-        assert_eq!(recording_now(&recording), (PageUpdate::Forbidden, true));
+        let recording_update = match cfg!(feature = "recording-adds-pages") {
+            true => PageUpdate::AddOnly,
+            false => PageUpdate::Forbidden,
+        };
+        assert_eq!(recording_now(&recording), (recording_update, true));
         assert_eq!(recording_now(&neighbour), (PageUpdate::AddOnly, true));
         recording.end(OWNER).unwrap();
         assert_eq!(recording_now(&neighbour), (PageUpdate::Allow, false));
