@@ -40,6 +40,12 @@ struct MixPart {
     params: Params,
 }
 
+/// A run's weights before its first step, from its seed: what [`Trainer::new`] starts with and
+/// what [`Trainer::start_over`] starts again from, the same by construction.
+fn initial_model(config: &ModelConfig, vocab_size: usize, run_seed: u64, autodiff: &Device) -> Transformer {
+    Transformer::new(config, vocab_size, &mut Rng::derive(run_seed, STREAM_INIT), autodiff)
+}
+
 /// One run: its model, optimiser, data and pending losses. On a GPU, best call its methods from
 /// one thread: cubecl keeps one command stream per thread, and a step on another thread than
 /// the step before copies the parameters and AdamW's state instead of updating them in place
@@ -196,12 +202,7 @@ impl Trainer {
         };
         let run_seed = spec.seed.wrapping_add(run_index as u64);
         let autodiff = device.clone().autodiff();
-        let model = Transformer::new(
-            &spec.model,
-            corpus.tokenizer.vocab_size(),
-            &mut Rng::derive(run_seed, STREAM_INIT),
-            &autodiff,
-        );
+        let model = initial_model(&spec.model, corpus.tokenizer.vocab_size(), run_seed, &autodiff);
         let optim = AdamW::new(AdamWConfig {
             beta1: spec.train.beta1,
             beta2: spec.train.beta2,
@@ -622,9 +623,8 @@ impl Trainer {
     /// step failed while it recorded: that step's update never ran, and the buffers the
     /// recording wrote in place (the parameters, AdamW's moments) now fail every read. A run
     /// is deterministic, so the retaken steps reach the same weights; only the losses not yet
-    /// read are kept. The retaken steps try the capture once more ([`MAX_RECORDINGS`]: in the
-    /// tab a first recording once found the memory pool too small for it, and the failed
-    /// recording had grown it), then the run steps without capture.
+    /// read are kept. The retaken steps try the capture once more ([`MAX_RECORDINGS`]), then
+    /// the run steps without capture.
     ///
     /// [`MAX_RECORDINGS`]: captured_step::MAX_RECORDINGS
     fn start_over(&mut self) {
@@ -641,7 +641,7 @@ impl Trainer {
         self.optim = AdamW::new(self.optim.config().clone());
         self.pending.clear();
         self.bias_cache.clear();
-        self.model = Some(Transformer::new(&self.model_config, self.corpus.tokenizer.vocab_size(), &mut Rng::derive(self.seed, STREAM_INIT), &self.autodiff));
+        self.model = Some(initial_model(&self.model_config, self.corpus.tokenizer.vocab_size(), self.seed, &self.autodiff));
         self.data_rng = Rng::derive(self.seed, STREAM_DATA);
         self.corrupt_rng = Rng::derive(self.seed, STREAM_CORRUPT);
         self.step = 0;

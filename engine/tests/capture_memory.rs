@@ -20,7 +20,7 @@ use objlab_engine::burn::tensor::{Device, Tensor};
 use objlab_engine::burn::tensor::wgpu::MemoryConfiguration;
 use objlab_engine::data::Corpus;
 use objlab_engine::spec::ExperimentSpec;
-use objlab_engine::train::{Trainer, captured_step};
+use objlab_engine::train::captured_step;
 
 /// The wgpu device with the tab's memory layout, and the lock that keeps the test alone on it
 /// (see `common`).
@@ -63,11 +63,7 @@ fn in_the_tabs_memory_layout_the_first_recording_captures() {
         spec.set("objective", objective).unwrap();
         spec.set("arch", arch).unwrap();
         let run = |spec: &ExperimentSpec| {
-            let mut t = Trainer::new(spec, 0, corpus.clone(), device.clone()).unwrap();
-            for _ in 0..steps {
-                t.step();
-            }
-            let losses: Vec<f32> = pollster::block_on(t.read_losses()).unwrap().into_iter().map(|(_, l)| l).collect();
+            let (losses, t) = common::train(spec, corpus.clone(), device.clone(), steps);
             (losses, t.capture_state(), t.capture_recordings())
         };
         let (captured, state, recordings) = run(&spec);

@@ -28,11 +28,7 @@ fn tiny_spec(steps: usize) -> ExperimentSpec {
 }
 
 fn train_losses(spec: &ExperimentSpec, corpus: Arc<Corpus>, device: Device, steps: usize) -> Vec<f32> {
-    let mut t = Trainer::new(spec, 0, corpus, device).unwrap();
-    for _ in 0..steps {
-        t.step();
-    }
-    pollster::block_on(t.read_losses()).unwrap().into_iter().map(|(_, l)| l).collect()
+    common::train(spec, corpus, device, steps).0
 }
 
 #[test]
@@ -653,11 +649,7 @@ fn capture_replays_the_ordinary_steps() {
     let Some((device, _alone)) = wgpu_device() else { return };
     let steps = 12;
     let run = |spec: &ExperimentSpec| {
-        let mut t = Trainer::new(spec, 0, repetitive_corpus(), device.clone()).unwrap();
-        for _ in 0..steps {
-            t.step();
-        }
-        let losses: Vec<f32> = pollster::block_on(t.read_losses()).unwrap().into_iter().map(|(_, l)| l).collect();
+        let (losses, mut t) = common::train(spec, repetitive_corpus(), device.clone(), steps);
         (losses, t.capture_state(), pollster::block_on(t.evaluate()).unwrap())
     };
     let mut cases: Vec<(String, &str)> = objlab_engine::objectives::REGISTRY.iter().map(|o| (o.info().id.to_string(), "decoder")).collect();

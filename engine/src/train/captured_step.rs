@@ -281,7 +281,7 @@ pub fn stop(device: &Device) -> Result<BackendGraph<Dispatch>, String> {
 /// the recording cannot seal), as a recording fails that meets anything it cannot record.
 /// (Until the thirty-sixth session it asked for a page, which a recording could not add then.)
 pub fn upload_inside_the_recording(device: &Device) {
-    let _ = Tensor::<1>::from_data(TensorData::new(vec![0.0f32], [1]), device);
+    let _ = scale_tensor(0.0, device);
 }
 
 /// Replays `graph` on `device`.

@@ -2,9 +2,23 @@
 //! at a time on it. Each test file is its own process, so each makes its own device (its own
 //! memory layout: `capture_memory.rs` asks for the tab's).
 
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use objlab_engine::burn::tensor::Device;
+use objlab_engine::data::Corpus;
+use objlab_engine::spec::ExperimentSpec;
+use objlab_engine::train::Trainer;
+
+/// `spec`'s first run trained `steps` steps on `device`, with its losses read at the end, and
+/// the run (for what the test asks of it next: its capture, its validation loss).
+pub fn train(spec: &ExperimentSpec, corpus: Arc<Corpus>, device: Device, steps: usize) -> (Vec<f32>, Trainer) {
+    let mut t = Trainer::new(spec, 0, corpus, device).unwrap();
+    for _ in 0..steps {
+        t.step();
+    }
+    let losses = pollster::block_on(t.read_losses()).unwrap().into_iter().map(|(_, l)| l).collect();
+    (losses, t)
+}
 
 /// The wgpu device `make` makes (lavapipe here, a real GPU elsewhere), once per process, or
 /// `None` with a note — a failure when `OBJLAB_REQUIRE_WGPU` is set. With it, a lock that keeps
