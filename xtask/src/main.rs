@@ -477,6 +477,18 @@ fn bench(args: &[String]) -> Result<(), String> {
             }
         }
         let _ = tab_against_native_on_swiftshader(&objlab, &data, "baby-gpt", gpu_steps, tab_gpu);
+        // The CPU path's matrix products alone, against the 128-bit FMA peak in the same page:
+        // how close the tab runs to what wasm's vectors allow (docs/performance.md, "In the tab",
+        // thirty-seventh session). Its own workspace, so that its features stay its own.
+        say("the tab's matrix products alone in headless Chromium, against the 128-bit FMA peak (bench/wasm_gemm)");
+        let mut c = cargo();
+        c.args(["build", "--release", "--target", "wasm32-unknown-unknown", "--manifest-path"])
+            .arg(root.join("bench").join("wasm_gemm").join("Cargo.toml"));
+        run(c, "building bench/wasm_gemm")?;
+        let mut c = cargo();
+        c.args(["run", "--quiet", "--release", "-p", "objlab-e2e", "--bin", "wasm-gemm-bench", "--"])
+            .arg(target_dir().join("wasm32-unknown-unknown").join("release").join("wasm_gemm.wasm"));
+        run(c, "wasm-gemm-bench")?;
         // The small model, where the tab's host work per launch shows (baby GPT's SwiftShader
         // arithmetic hid a 50× slower worker, docs/performance.md "In the tab"); its losses are
         // read every 20 steps in both, as baby GPT's are every 10.

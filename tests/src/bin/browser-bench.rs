@@ -87,6 +87,9 @@ fn press_benchmark(browser: &Browser, port: u16, preset: &str, device: &str, pre
         let text = browser.wait_for("the benchmark's report", Duration::from_secs(1800), |b| {
             b.text("benchmark-result").filter(|t| Some(t) != before.as_ref() && b.text("benchmark-status").unwrap_or_default().is_empty())
         });
+        // as shown (innerText): the report's line break stays between the figures and the profile
+        let shown = browser.eval("return document.querySelector('[data-testid=\"benchmark-result\"]').innerText;");
+        let text = shown.as_str().map_or(text, str::to_string);
         let attr = |name: &str| browser.attribute("benchmark-result", name);
         let profile: serde_json::Value = attr("data-profile").and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_default();
         println!(
