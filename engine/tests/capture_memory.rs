@@ -76,4 +76,3 @@ fn in_the_tabs_memory_layout_the_first_recording_captures() {
         }
     }
 }
-

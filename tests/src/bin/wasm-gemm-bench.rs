@@ -4,7 +4,7 @@
 //! what 128-bit WebAssembly vectors allow (docs/performance.md, "In the tab").
 //!
 //! `wasm-gemm-bench [path/to/wasm_gemm.wasm]` (default: the release wasm in `$CARGO_TARGET_DIR`,
-//! else `target/`), after `cargo build --release --target wasm32-unknown-unknown --manifest-path
+//! else in `bench/wasm_gemm/target/`, where cargo puts its own workspace's build), after `cargo build --release --target wasm32-unknown-unknown --manifest-path
 //! bench/wasm_gemm/Cargo.toml` from the repository's root (whose `.cargo/config.toml` turns on
 //! SIMD128). Prints the last round (V8's optimised code) as a table, and every round as JSON.
 
@@ -15,7 +15,7 @@ use objlab_e2e::{Browser, StaticServer};
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let wasm = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("bench/wasm_gemm/target"));
         target.join("wasm32-unknown-unknown/release/wasm_gemm.wasm")
     });
     // the page and the module in one served folder
