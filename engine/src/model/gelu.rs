@@ -178,54 +178,102 @@ impl cpu_loops::PairLoop for WithSlope<'_> {
 #[cfg(all(target_family = "wasm", feature = "wasm-relaxed-simd"))]
 #[target_feature(enable = "simd128,relaxed-simd")]
 unsafe fn relaxed_with_slope(xs: &[f32], ys: &mut [cpu_loops::Out], slopes: &mut [cpu_loops::Out]) -> usize {
+    let k = Constants4::hidden();
     for ((x, y), s) in xs.chunks_exact(4).zip(ys.chunks_exact_mut(4)).zip(slopes.chunks_exact_mut(4)) {
-        let (value, slope) = value_and_slope_x4(F32x4::load(x));
+        let (value, slope) = value_and_slope_x4(F32x4::load(x), &k);
         value.store(y);
         slope.store(s);
     }
     xs.len() / 4 * 4
 }
 
+/// The constants of [`value_and_slope_x4`] and [`exp_x4`], each splat to four lanes once per
+/// loop. Why: where they stay visible to LLVM, it writes each back as a `v128.const` at its use
+/// inside the loop, and V8 builds every such constant from an immediate with three instructions
+/// (`movabs`, `vmovq`, `vpunpcklqdq`) on every iteration: in a profile of the tab (`perf` with
+/// V8's `--perf-prof`), 22 constants made ~66 of the GELU loop's ~110 instructions per four
+/// elements. Passed through [`std::hint::black_box`] they are values the loop only reads, which
+/// V8 keeps in registers or reads from its stack as an operand.
+#[cfg(any(test, all(target_family = "wasm", feature = "wasm-relaxed-simd")))]
+#[derive(Clone, Copy)]
+struct Constants4 {
+    zero: F32x4,
+    half: F32x4,
+    one: F32x4,
+    frac_1_sqrt_2: F32x4,
+    frac_1_sqrt_2pi: F32x4,
+    as_p: F32x4,
+    as_a: [F32x4; 5],
+    exp_floor: F32x4,
+    log2_e: F32x4,
+    magic: F32x4,
+    ln2_high: F32x4,
+    ln2_low: F32x4,
+    exp_poly: [F32x4; 6],
+}
+
+#[cfg(any(test, all(target_family = "wasm", feature = "wasm-relaxed-simd")))]
+impl Constants4 {
+    /// The constants, hidden from the optimiser (see the type's doc).
+    #[inline(always)]
+    fn hidden() -> Self {
+        let c = F32x4::splat;
+        std::hint::black_box(Self {
+            zero: c(0.0),
+            half: c(0.5),
+            one: c(1.0),
+            frac_1_sqrt_2: c(FRAC_1_SQRT_2),
+            frac_1_sqrt_2pi: c(FRAC_1_SQRT_2PI),
+            as_p: c(AS_P),
+            as_a: AS_A.map(c),
+            exp_floor: c(-87.0),
+            log2_e: c(std::f32::consts::LOG2_E),
+            magic: c(MAGIC),
+            ln2_high: c(LN2_HIGH),
+            ln2_low: c(LN2_LOW),
+            exp_poly: EXP_POLY.map(c),
+        })
+    }
+}
+
 /// [`value_and_slope`] on four lanes, each polynomial step one fused multiply-add: the FMA
 /// worker's GELU (relaxed SIMD), and natively the tests' (`f32::mul_add`), which check it.
 #[cfg(any(test, all(target_family = "wasm", feature = "wasm-relaxed-simd")))]
 #[inline(always)]
-fn value_and_slope_x4(x: F32x4) -> (F32x4, F32x4) {
-    let c = F32x4::splat;
+fn value_and_slope_x4(x: F32x4, k: &Constants4) -> (F32x4, F32x4) {
     // erf(u) and e^(−u²) for u = x/√2, as `erf_and_gauss`
-    let u = x.mul(c(FRAC_1_SQRT_2));
+    let u = x.mul(k.frac_1_sqrt_2);
     let z = u.abs();
-    let t = c(1.0).div(z.madd(c(AS_P), c(1.0)));
-    let [a1, a2, a3, a4, a5] = AS_A;
-    let mut h = t.madd(c(a5), c(a4));
-    h = h.madd(t, c(a3));
-    h = h.madd(t, c(a2));
-    h = h.madd(t, c(a1));
+    let t = k.one.div(z.madd(k.as_p, k.one));
+    let [a1, a2, a3, a4, a5] = k.as_a;
+    let mut h = t.madd(a5, a4);
+    h = h.madd(t, a3);
+    h = h.madd(t, a2);
+    h = h.madd(t, a1);
     let poly = h.mul(t);
-    let gauss = exp_x4(z.nmadd(z, c(0.0)));
-    let erf = poly.nmadd(gauss, c(1.0)).copysign(u);
+    let gauss = exp_x4(z.nmadd(z, k.zero), k);
+    let erf = poly.nmadd(gauss, k.one).copysign(u);
     // as `value_and_slope`
-    let cdf = erf.madd(c(0.5), c(0.5));
-    (x.mul(cdf), x.mul(c(FRAC_1_SQRT_2PI)).madd(gauss, cdf))
+    let cdf = erf.madd(k.half, k.half);
+    (x.mul(cdf), x.mul(k.frac_1_sqrt_2pi).madd(gauss, cdf))
 }
 
 /// [`exp_approx`] on four lanes with fused multiply-adds (x ≤ 0).
 #[cfg(any(test, all(target_family = "wasm", feature = "wasm-relaxed-simd")))]
 #[inline(always)]
-fn exp_x4(x: F32x4) -> F32x4 {
-    let c = F32x4::splat;
-    let x = x.max(c(-87.0));
-    let shifted = x.madd(c(std::f32::consts::LOG2_E), c(MAGIC));
-    let n = shifted.sub(c(MAGIC));
-    let r = n.nmadd(c(LN2_HIGH), x);
-    let r = n.madd(c(LN2_LOW), r);
-    let [p0, p1, p2, p3, p4, p5] = EXP_POLY;
-    let mut p = r.madd(c(p5), c(p4));
-    p = p.madd(r, c(p3));
-    p = p.madd(r, c(p2));
-    p = p.madd(r, c(p1));
-    p = p.madd(r, c(p0));
-    let e = p.madd(r.mul(r), r).add(c(1.0));
+fn exp_x4(x: F32x4, k: &Constants4) -> F32x4 {
+    let x = x.max(k.exp_floor);
+    let shifted = x.madd(k.log2_e, k.magic);
+    let n = shifted.sub(k.magic);
+    let r = n.nmadd(k.ln2_high, x);
+    let r = n.madd(k.ln2_low, r);
+    let [p0, p1, p2, p3, p4, p5] = k.exp_poly;
+    let mut p = r.madd(p5, p4);
+    p = p.madd(r, p3);
+    p = p.madd(r, p2);
+    p = p.madd(r, p1);
+    p = p.madd(r, p0);
+    let e = p.madd(r.mul(r), r).add(k.one);
     e.mul(F32x4::exp2_of_shifted(shifted, MAGIC))
 }
 
@@ -408,7 +456,7 @@ mod tests {
     fn four_lane_gelu_is_accurate() {
         let xs: Vec<f32> = (-6000..=6000).map(|i| i as f32 / 500.0).chain([-40.0, -20.0, 20.0, 40.0]).collect();
         for x4 in xs.chunks_exact(4) {
-            let (value, slope) = value_and_slope_x4(F32x4::load(x4));
+            let (value, slope) = value_and_slope_x4(F32x4::load(x4), &Constants4::hidden());
             for ((&x, v), s) in x4.iter().zip(value.to_array()).zip(slope.to_array()) {
                 let xd = x as f64;
                 let cdf = 0.5 * (1.0 + libm_erf(x * FRAC_1_SQRT_2) as f64);
@@ -419,7 +467,7 @@ mod tests {
                 assert!((v - sv).abs() <= 1e-6 * (1.0 + sv.abs()) && (s - ss).abs() <= 1e-6, "x4 and scalar at {x}: {v} {s} vs {sv} {ss}");
             }
         }
-        let nan = value_and_slope_x4(F32x4::splat(f32::NAN));
+        let nan = value_and_slope_x4(F32x4::splat(f32::NAN), &Constants4::hidden());
         assert!(nan.0.to_array()[0].is_nan() && nan.1.to_array()[0].is_nan(), "NaN stays NaN (a diverged run must show it)");
     }
 
