@@ -193,7 +193,8 @@ unsafe fn relaxed_with_slope(xs: &[f32], ys: &mut [cpu_loops::Out], slopes: &mut
 /// (`movabs`, `vmovq`, `vpunpcklqdq`) on every iteration: in a profile of the tab (`perf` with
 /// V8's `--perf-prof`), 22 constants made ~66 of the GELU loop's ~110 instructions per four
 /// elements. Passed through [`std::hint::black_box`] they are values the loop only reads, which
-/// V8 keeps in registers or reads from its stack as an operand.
+/// V8 keeps in registers or reads from its stack as an operand. (The integer constants of
+/// [`F32x4::exp2_of_shifted`] stay inline: LLVM folds them into one, the bits of 1.0.)
 #[cfg(any(test, all(target_family = "wasm", feature = "wasm-relaxed-simd")))]
 #[derive(Clone, Copy)]
 struct Constants4 {

@@ -4,7 +4,8 @@
 //! what 128-bit WebAssembly vectors allow (docs/performance.md, "In the tab").
 //!
 //! `wasm-gemm-bench [path/to/wasm_gemm.wasm]` (default: the release wasm in `$CARGO_TARGET_DIR`,
-//! else in `bench/wasm_gemm/target/`, where cargo puts its own workspace's build), after `cargo build --release --target wasm32-unknown-unknown --manifest-path
+//! else in `bench/wasm_gemm/target/`, where cargo puts its own workspace's build), after
+//! `cargo build --release --target wasm32-unknown-unknown --manifest-path
 //! bench/wasm_gemm/Cargo.toml` from the repository's root (whose `.cargo/config.toml` turns on
 //! SIMD128). Prints the last round (V8's optimised code) as a table, and every round as JSON.
 
