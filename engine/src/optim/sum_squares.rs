@@ -13,7 +13,7 @@
 //! another: baby GPT's 36 gradients took 9 launches, now 6).
 //!
 //! The operation is a burn backend extension, like `model/layer_norm.rs`: flex (the CPU) runs
-//! the composed default body, the cubecl backend launches [`sum_squares_kernel`], and fusion
+//! one pass per input ([`flex_sums`]), the cubecl backend launches [`sum_squares_kernel`], and fusion
 //! runs it as one opaque operation. No gradient flows through it (the optimiser works on
 //! plain tensors), so there is no autodiff implementation and no backward.
 
@@ -21,10 +21,11 @@ use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, DType, Dispatch, DispatchTensor, Flex, TensorMetadata, backend_extension};
 use burn::tensor::ops::PadMode;
-use burn::tensor::{Shape, Tensor};
+use burn::tensor::{Bytes, Shape, Tensor};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
+use burn_flex::{FlexTensor, Layout};
 use cubecl::ir::FloatKind;
 use cubecl::prelude::{CubeCount, CubeDim, ElemType};
 
@@ -89,7 +90,53 @@ fn composed<B: Backend>(inputs: [FloatTensor<B>; GROUP]) -> FloatTensor<B> {
     B::float_pad(B::float_cat(sums, 0), &[(0, 0), (0, PARTS - 1)], PadMode::Constant(0.0))
 }
 
-impl SumSquaresOps for Flex {}
+/// On the CPU, each input's Σx² in one pass ([`crate::cpu_loops::sum_of`]), where the
+/// composed body wrote each gradient's squares to a new tensor and then summed it: ~0.6 ms of
+/// a baby-GPT step in the tab, where both workers clip every step (docs/performance.md).
+impl SumSquaresOps for Flex {
+    fn sum_squares(a: FloatTensor<Self>, b: FloatTensor<Self>, c: FloatTensor<Self>, d: FloatTensor<Self>, e: FloatTensor<Self>, f: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex_sums(None, [a, b, c, d, e, f])
+    }
+
+    fn add_sum_squares(running: FloatTensor<Self>, a: FloatTensor<Self>, b: FloatTensor<Self>, c: FloatTensor<Self>, d: FloatTensor<Self>, e: FloatTensor<Self>, f: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex_sums(Some(running), [a, b, c, d, e, f])
+    }
+}
+
+/// [`SumSquaresOps`] on flex: row i's first column is Σx² of `inputs[i]` (plus `running`'s),
+/// the rest `running`'s or zero, as the composed body lays them out.
+// inputs: any shapes, running: [GROUP, PARTS] -> [GROUP, PARTS]
+fn flex_sums(running: Option<FlexTensor>, inputs: [FlexTensor; GROUP]) -> FlexTensor {
+    let shape = Shape::new([GROUP, PARTS]);
+    let fits = inputs.iter().chain(&running).all(|t| t.dtype() == DType::F32) && running.as_ref().is_none_or(|r| *r.layout().shape() == shape);
+    if !fits {
+        let sums = composed::<Flex>(inputs);
+        return match running {
+            Some(running) => Flex::float_add(running, sums),
+            None => sums,
+        };
+    }
+    let mut out = match running {
+        Some(running) => crate::cpu_loops::contiguous(running).as_slice::<f32>().expect("contiguous f32").to_vec(),
+        None => vec![0.0; GROUP * PARTS],
+    };
+    for (row, t) in out.chunks_exact_mut(PARTS).zip(inputs) {
+        let t = crate::cpu_loops::contiguous(t);
+        row[0] += crate::cpu_loops::vectorized(Squares(t.as_slice::<f32>().expect("contiguous f32")));
+    }
+    FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)
+}
+
+/// Σx² over a slice, in eight lanes.
+struct Squares<'a>(&'a [f32]);
+
+impl crate::cpu_loops::Kernel for Squares<'_> {
+    type Output = f32;
+    #[inline(always)]
+    fn run(self) -> f32 {
+        crate::cpu_loops::sum_of(self.0, |x| x * x)
+    }
+}
 
 impl SumSquaresOps for CubeBackend {
     fn sum_squares(a: FloatTensor<Self>, b: FloatTensor<Self>, c: FloatTensor<Self>, d: FloatTensor<Self>, e: FloatTensor<Self>, f: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -250,8 +297,38 @@ mod tests {
         t.clone().into_data().try_to_vec::<f32>().unwrap().iter().map(|x| (*x as f64).powi(2)).sum()
     }
 
+    /// Flex's loop: over seven gradients (a second launch's `add_sum_squares`), one of them
+    /// transposed (not contiguous), lengths with and without a remainder of eight; against
+    /// the host's sum and against the composed body, row by row.
     #[test]
-    fn composed_matches_the_host_sum() {
+    fn flex_loop_matches_the_host_sum_and_the_composed_body() {
+        let device = Device::flex();
+        let tensors: Vec<Tensor<2>> = [[3, 5], [1, 1], [64, 33], [4, 4], [2, 9], [16, 8], [129, 7]]
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let t = Tensor::<2>::random(s, Distribution::Normal(0.0, 1.0), &device);
+                if i == 2 { t.transpose() } else { t }
+            })
+            .collect();
+        let expected: f64 = tensors.iter().map(host).sum();
+        let zeros = Tensor::<2>::zeros([GROUP, PARTS], &device);
+        let filler = Tensor::<1>::zeros([1], &device);
+        let partial = partial_sums_of_squares(tensors.iter().map(|t| t.clone().into_dispatch()).collect(), &zeros, &filler);
+        assert_eq!(partial.dims(), [GROUP, PARTS]);
+        let got = host_sum(partial.clone());
+        assert!((got - expected).abs() < 1e-5 * expected, "{got} vs {expected}");
+        // the first six, row by row, as the composed body lays them out
+        let six: [FlexTensor; GROUP] = std::array::from_fn(|i| FlexTensor::from_data(tensors[i].clone().into_data()));
+        let (a, b) = (flex_sums(None, six.clone()).into_data().try_to_vec::<f32>().unwrap(), composed::<Flex>(six).into_data().try_to_vec::<f32>().unwrap());
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() <= 1e-5 * y.abs(), "{a:?} vs {b:?}");
+        }
+        assert_eq!(a.iter().zip(&b).filter(|(x, _)| **x == 0.0).count(), GROUP * (PARTS - 1), "zeros past each row's first column");
+    }
+
+    #[test]
+    fn partial_sums_match_the_host_sum() {
         let device = Device::flex();
         let tensors: Vec<Tensor<2>> = [[3, 5], [1, 1], [7, 2], [4, 4], [2, 9]]
             .into_iter()
