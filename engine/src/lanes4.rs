@@ -80,6 +80,18 @@ impl F32x4 {
     pub fn copysign(self, sign: Self) -> Self {
         Self(v128_bitselect(sign.0, self.0, f32x4_splat(-0.0)))
     }
+    /// self, or exactly 0 in the lanes where `z` < `floor`.
+    #[inline(always)]
+    pub fn zero_where_below(self, z: Self, floor: Self) -> Self {
+        Self(v128_andnot(self.0, f32x4_lt(z.0, floor.0)))
+    }
+    /// Into the first four floats of `out` (at least four).
+    #[inline(always)]
+    pub fn store_f32(self, out: &mut [f32]) {
+        assert!(out.len() >= 4);
+        // SAFETY: as in `load`.
+        unsafe { v128_store(out.as_mut_ptr() as *mut v128, self.0) }
+    }
     /// 2^n, where `shifted` = n + 1.5·2²³ holds the integer n in its low mantissa bits
     /// (see `gelu.rs`'s `exp_approx`), for n in [−126, 127].
     #[inline(always)]
@@ -146,6 +158,16 @@ impl F32x4 {
     #[inline(always)]
     pub fn copysign(self, sign: Self) -> Self {
         self.map(sign, f32::copysign)
+    }
+    #[inline(always)]
+    pub fn zero_where_below(self, z: Self, floor: Self) -> Self {
+        Self(std::array::from_fn(|i| if z.0[i] < floor.0[i] { 0.0 } else { self.0[i] }))
+    }
+    /// (natively unused, as `store`)
+    #[allow(dead_code)]
+    #[inline(always)]
+    pub fn store_f32(self, out: &mut [f32]) {
+        out[..4].copy_from_slice(&self.0);
     }
     #[inline(always)]
     pub fn exp2_of_shifted(shifted: Self, magic: f32) -> Self {

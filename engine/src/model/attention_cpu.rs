@@ -131,8 +131,8 @@ fn transpose(rows: &[f32], row_len: usize, at: usize, d_head: usize, t: &mut [f3
 
 /// t[c·t_stride + t_at + r] = src[r·src_stride + src_at + c] for r < rows, c < cols: a block
 /// transposed, four rows at a time, so that each group of stores writes four neighbouring
-/// floats of t (a column of the block) instead of one float per cache line. (Written one
-/// float at a time, the transposed copies were a third of the backward's own code in the tab.)
+/// floats of t (a column of the block) instead of one float per cache line; in wasm, 4 × 4
+/// blocks in vector registers ([`transpose4x4`]).
 // src: [rows, cols] (strided) -> t: [cols, rows] (strided)
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -140,7 +140,15 @@ fn transpose_block(src: &[f32], src_stride: usize, src_at: usize, rows: usize, c
     let mut r0 = 0;
     while r0 + 4 <= rows {
         let x: [&[f32]; 4] = std::array::from_fn(|k| &src[(r0 + k) * src_stride + src_at..][..cols]);
-        for c in 0..cols {
+        #[allow(unused_mut)]
+        let mut c = 0;
+        // in wasm, 4 × 4 blocks with vector loads, shuffles and stores
+        #[cfg(target_family = "wasm")]
+        while c + 4 <= cols {
+            transpose4x4(x.map(|x| &x[c..c + 4]), t, t_stride, c * t_stride + t_at + r0);
+            c += 4;
+        }
+        for c in c..cols {
             let d = &mut t[c * t_stride + t_at + r0..][..4];
             d[0] = x[0][c];
             d[1] = x[1][c];
@@ -153,6 +161,32 @@ fn transpose_block(src: &[f32], src_stride: usize, src_at: usize, rows: usize, c
         for (c, &v) in src[r * src_stride + src_at..][..cols].iter().enumerate() {
             t[c * t_stride + t_at + r] = v;
         }
+    }
+}
+
+/// t[k·t_stride + at..][..4] = [x[0][k], x[1][k], x[2][k], x[3][k]] for k < 4: a 4 × 4 block
+/// transposed in registers, four loads, eight shuffles (V8's `unpcklps`/`unpckhps` and
+/// `punpcklqdq`/`punpckhqdq`) and four stores, where the scalar loop moves one float at a
+/// time (the transposed copies were ~a third of the backward's own code in the tab).
+// x: 4 rows × [4] -> t: 4 rows of 4 (strided)
+#[cfg(target_family = "wasm")]
+#[inline(always)]
+fn transpose4x4(x: [&[f32]; 4], t: &mut [f32], t_stride: usize, at: usize) {
+    use core::arch::wasm32::{i32x4_shuffle, i64x2_shuffle, v128, v128_load, v128_store};
+    let [a0, a1, a2, a3] = x.map(|x| {
+        assert!(x.len() >= 4);
+        // SAFETY: four floats are there; v128 loads need no alignment.
+        unsafe { v128_load(x.as_ptr() as *const v128) }
+    });
+    // t0 = [a00 a10 a01 a11], t1 = [a02 a12 a03 a13], t2 and t3 likewise of rows 2 and 3
+    let (t0, t1) = (i32x4_shuffle::<0, 4, 1, 5>(a0, a1), i32x4_shuffle::<2, 6, 3, 7>(a0, a1));
+    let (t2, t3) = (i32x4_shuffle::<0, 4, 1, 5>(a2, a3), i32x4_shuffle::<2, 6, 3, 7>(a2, a3));
+    // column k of the block: [a0k a1k a2k a3k]
+    let columns = [i64x2_shuffle::<0, 2>(t0, t2), i64x2_shuffle::<1, 3>(t0, t2), i64x2_shuffle::<0, 2>(t1, t3), i64x2_shuffle::<1, 3>(t1, t3)];
+    for (k, column) in columns.into_iter().enumerate() {
+        let d = &mut t[k * t_stride + at..][..4];
+        // SAFETY: `d` holds four floats.
+        unsafe { v128_store(d.as_mut_ptr() as *mut v128, column) }
     }
 }
 
@@ -266,9 +300,18 @@ mod relaxed {
 /// softmax of a row in place, without branches or libm calls, so that it vectorises: e^x by
 /// `gelu.rs`'s polynomial, and 0 below e^−87.
 #[inline(always)]
-fn softmax_in_place(y: &mut [f32]) {
+fn softmax_in_place(y: &mut [f32], #[cfg(all(target_family = "wasm", feature = "wasm-relaxed-simd"))] k: &super::gelu::ExpConstants4) {
     let max = lanes(y, f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
-    for y in y.iter_mut() {
+    // in the FMA worker, four at a time with fused multiply-adds and the exponential's
+    // constants `k` made once for several rows (left visible, LLVM writes them back into the
+    // loop, where V8 rebuilds each on every iteration: `gelu.rs`' `Constants4`)
+    #[cfg(all(target_family = "wasm", feature = "wasm-relaxed-simd"))]
+    // SAFETY: the worker's FMA build runs only where the browser validated relaxed SIMD
+    // (app/src/wasm_features.rs).
+    let done = unsafe { super::gelu::relaxed_exp_shifted(y, max, k) };
+    #[cfg(not(all(target_family = "wasm", feature = "wasm-relaxed-simd")))]
+    let done = 0;
+    for y in y[done..].iter_mut() {
         let z = *y - max;
         // exactly 0 below e^−87 (masked keys), as libm's expf gives for −1e9
         *y = if z < -87.0 { 0.0 } else { super::gelu::exp_approx(z) };
@@ -283,11 +326,17 @@ fn softmax_in_place(y: &mut [f32]) {
 /// bias rows those of queries i0, i0 + 1, …
 #[inline(always)]
 fn to_weights(g: &Geometry, bias: &[f32], b: usize, i0: usize, count: usize, n: usize, scores: &mut [f32]) {
+    #[cfg(all(target_family = "wasm", feature = "wasm-relaxed-simd"))]
+    let k = super::gelu::ExpConstants4::hidden();
     for (r, row) in scores.chunks_exact_mut(n).take(count).enumerate() {
         for (p, &c) in row.iter_mut().zip(g.bias_row(bias, b, i0 + r)) {
             *p = *p * g.scale + c;
         }
-        softmax_in_place(row);
+        softmax_in_place(
+            row,
+            #[cfg(all(target_family = "wasm", feature = "wasm-relaxed-simd"))]
+            &k,
+        );
     }
 }
 

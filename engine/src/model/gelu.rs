@@ -205,12 +205,7 @@ struct Constants4 {
     frac_1_sqrt_2pi: F32x4,
     as_p: F32x4,
     as_a: [F32x4; 5],
-    exp_floor: F32x4,
-    log2_e: F32x4,
-    magic: F32x4,
-    ln2_high: F32x4,
-    ln2_low: F32x4,
-    exp_poly: [F32x4; 6],
+    exp: ExpConstants4,
 }
 
 #[cfg(any(test, all(target_family = "wasm", feature = "wasm-relaxed-simd")))]
@@ -227,13 +222,38 @@ impl Constants4 {
             frac_1_sqrt_2pi: c(FRAC_1_SQRT_2PI),
             as_p: c(AS_P),
             as_a: AS_A.map(c),
-            exp_floor: c(-87.0),
-            log2_e: c(std::f32::consts::LOG2_E),
-            magic: c(MAGIC),
-            ln2_high: c(LN2_HIGH),
-            ln2_low: c(LN2_LOW),
-            exp_poly: EXP_POLY.map(c),
+            exp: ExpConstants4::new(),
         })
+    }
+}
+
+/// The constants of [`exp_x4`], four lanes each: part of [`Constants4`], and on their own for
+/// the attention softmax's exponentials ([`relaxed_exp_shifted`]), for the same reason.
+#[cfg(any(test, all(target_family = "wasm", feature = "wasm-relaxed-simd")))]
+#[derive(Clone, Copy)]
+pub(super) struct ExpConstants4 {
+    floor: F32x4,
+    log2_e: F32x4,
+    magic: F32x4,
+    ln2_high: F32x4,
+    ln2_low: F32x4,
+    poly: [F32x4; 6],
+    one: F32x4,
+}
+
+#[cfg(any(test, all(target_family = "wasm", feature = "wasm-relaxed-simd")))]
+impl ExpConstants4 {
+    #[inline(always)]
+    fn new() -> Self {
+        let c = F32x4::splat;
+        Self { floor: c(-87.0), log2_e: c(std::f32::consts::LOG2_E), magic: c(MAGIC), ln2_high: c(LN2_HIGH), ln2_low: c(LN2_LOW), poly: EXP_POLY.map(c), one: c(1.0) }
+    }
+
+    /// The constants, hidden from the optimiser (see [`Constants4`]'s doc): made once where
+    /// a loop over rows starts, for every row's exponentials.
+    #[inline(always)]
+    pub(super) fn hidden() -> Self {
+        std::hint::black_box(Self::new())
     }
 }
 
@@ -252,7 +272,7 @@ fn value_and_slope_x4(x: F32x4, k: &Constants4) -> (F32x4, F32x4) {
     h = h.madd(t, a2);
     h = h.madd(t, a1);
     let poly = h.mul(t);
-    let gauss = exp_x4(z.nmadd(z, k.zero), k);
+    let gauss = exp_x4(z.nmadd(z, k.zero), &k.exp);
     let erf = poly.nmadd(gauss, k.one).copysign(u);
     // as `value_and_slope`
     let cdf = erf.madd(k.half, k.half);
@@ -262,13 +282,13 @@ fn value_and_slope_x4(x: F32x4, k: &Constants4) -> (F32x4, F32x4) {
 /// [`exp_approx`] on four lanes with fused multiply-adds (x ≤ 0).
 #[cfg(any(test, all(target_family = "wasm", feature = "wasm-relaxed-simd")))]
 #[inline(always)]
-fn exp_x4(x: F32x4, k: &Constants4) -> F32x4 {
-    let x = x.max(k.exp_floor);
+fn exp_x4(x: F32x4, k: &ExpConstants4) -> F32x4 {
+    let x = x.max(k.floor);
     let shifted = x.madd(k.log2_e, k.magic);
     let n = shifted.sub(k.magic);
     let r = n.nmadd(k.ln2_high, x);
     let r = n.madd(k.ln2_low, r);
-    let [p0, p1, p2, p3, p4, p5] = k.exp_poly;
+    let [p0, p1, p2, p3, p4, p5] = k.poly;
     let mut p = r.madd(p5, p4);
     p = p.madd(r, p3);
     p = p.madd(r, p2);
@@ -276,6 +296,28 @@ fn exp_x4(x: F32x4, k: &Constants4) -> F32x4 {
     p = p.madd(r, p0);
     let e = p.madd(r.mul(r), r).add(k.one);
     e.mul(F32x4::exp2_of_shifted(shifted, MAGIC))
+}
+
+/// e^(y − max) of four lanes, exactly 0 where y − max < −87: the attention softmax's
+/// numerators (masked keys, whose scores carry a bias of −1e9, get 0 as from libm's `expf`).
+#[cfg(any(test, all(target_family = "wasm", feature = "wasm-relaxed-simd")))]
+#[inline(always)]
+fn exp_shifted_x4(y: F32x4, max: F32x4, k: &ExpConstants4) -> F32x4 {
+    let z = y.sub(max);
+    exp_x4(z, k).zero_where_below(z, k.floor)
+}
+
+/// [`exp_shifted_x4`] over `ys` in place, four at a time, with constants made once per loop
+/// over rows ([`ExpConstants4::hidden`]): the attention softmax's exponentials in the FMA
+/// worker. How many elements it wrote (the rest are fewer than four).
+#[cfg(all(target_family = "wasm", feature = "wasm-relaxed-simd"))]
+#[target_feature(enable = "simd128,relaxed-simd")]
+pub(super) unsafe fn relaxed_exp_shifted(ys: &mut [f32], max: f32, k: &ExpConstants4) -> usize {
+    let max4 = F32x4::splat(max);
+    for y in ys.chunks_exact_mut(4) {
+        exp_shifted_x4(F32x4::load(y), max4, k).store_f32(y);
+    }
+    ys.len() / 4 * 4
 }
 
 /// f(x, g) over every element of `x` (and `grad`, when given), into a new contiguous tensor.
@@ -470,6 +512,25 @@ mod tests {
         }
         let nan = value_and_slope_x4(F32x4::splat(f32::NAN), &Constants4::hidden());
         assert!(nan.0.to_array()[0].is_nan() && nan.1.to_array()[0].is_nan(), "NaN stays NaN (a diverged run must show it)");
+    }
+
+    /// The four-lane shifted exponential of the FMA worker's softmax against the scalar one
+    /// (`attention_cpu.rs`' loop), including exactly 0 below e^−87 and e^0 = 1.
+    #[test]
+    fn four_lane_softmax_exp_matches_the_scalar_one() {
+        let k = ExpConstants4::hidden();
+        let max = 1.5f32;
+        let ys: Vec<f32> = (-2000..=0).map(|i| max + i as f32 / 20.0).chain([-1e9, f32::NEG_INFINITY, max - 87.5, max]).collect();
+        for y4 in ys.chunks_exact(4) {
+            let got = exp_shifted_x4(F32x4::load(y4), F32x4::splat(max), &k).to_array();
+            for (&y, e) in y4.iter().zip(got) {
+                let z = y - max;
+                let want = if z < -87.0 { 0.0 } else { exp_approx(z) };
+                assert!((e - want).abs() <= 2e-7 * want, "e^{z}: {e} vs {want}");
+                assert_eq!(e == 0.0, want == 0.0, "e^{z}: {e} vs {want}");
+            }
+        }
+        assert_eq!(exp_shifted_x4(F32x4::splat(max), F32x4::splat(max), &k).to_array(), [1.0; 4]);
     }
 
     /// flex's erf (libm's `erff`), the reference above.
