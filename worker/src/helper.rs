@@ -16,8 +16,9 @@
 //! ([`Outgoing`], read back as [`Incoming`]) followed by one array of floats (the run's state,
 //! or gradients), laid out by [`Port::post`]. A few lines of JavaScript ([`PORT_JS`]) copy it
 //! between the buffer and this module's memory, so Rust hands over and receives only numbers
-//! (addresses and lengths); the floats are copied straight from the slice being sent and into
-//! the `Vec` that the receiver keeps, so that Rust does not copy 3 MB of gradients again. The
+//! (addresses and lengths); the floats are copied straight from the slices being sent (a
+//! step's gradients: one per parameter, where they lie, `Floats`) and into the `Vec` that the
+//! receiver keeps, so that Rust does not copy 3 MB of gradients again. The
 //! layout is Rust's alone ([`floats_at`]): JavaScript is told where the floats start. Why: a
 //! call with numbers is the cheapest way across, and a step's three messages had made or
 //! received ~20 JavaScript values, each of which cost ~0.6 ms while every call into the module
@@ -38,7 +39,7 @@ use js_sys::Array;
 use objlab_engine::burn::tensor::Device;
 use objlab_engine::protocol::FromWorker;
 use objlab_engine::spec::{AUTO_WORKERS, MAX_WORKERS};
-use objlab_engine::train::data_parallel::{Answer, Helper, HelperLink, HelperReply, HelperUpdate, HelperWork};
+use objlab_engine::train::data_parallel::{Answer, Floats, Helper, HelperLink, HelperReply, HelperUpdate, HelperWork};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -160,9 +161,10 @@ thread_local! {
 /// returns where (the address of three words: where the header goes, where the floats go,
 /// and where they start in the message; 0 for a message not of that layout), `arrived()` says
 /// it is there, and `other(event)` gets every message that is not binary (the page's text).
-/// Returns an object whose `send(header_at, header_length, floats_at, floats_length,
-/// floats_offset)` posts one message made of those two ranges of the memory, the floats at
-/// `floats_offset` in it.
+/// Returns an object whose `send(header_at, header_length, parts_at, parts_count,
+/// floats_length, floats_offset)` posts one message made of the header's range of the memory
+/// and the floats' parts, one after the other from `floats_offset` in it (`parts_at`: each
+/// part's address and length in bytes, two words each).
 const PORT_JS: &str = r#"
 // Buffers received, reused for the next sent: a new 3 MB ArrayBuffer cost ~2 ms (its pages
 // are mapped and zeroed), copying into it 0.4. Buffers are made in sizes of 64 KiB, so a
@@ -189,13 +191,17 @@ target.onmessage = (event) => {
   }
 };
 return {
-  send(headerAt, headerLength, floatsFrom, floatsLength, from) {
+  send(headerAt, headerLength, partsAt, partsCount, floatsLength, from) {
     const length = from + floatsLength;
     const i = spares.findIndex((b) => b.byteLength === size(length));
     const buffer = i >= 0 ? spares.splice(i, 1)[0] : new ArrayBuffer(size(length));
     new Uint32Array(buffer, 0, 2).set([length, headerLength]);
     new Uint8Array(buffer, 8, headerLength).set(new Uint8Array(memory.buffer, headerAt, headerLength));
-    new Uint8Array(buffer, from, floatsLength).set(new Uint8Array(memory.buffer, floatsFrom, floatsLength));
+    // the floats, from where each part lies (address and length in bytes, two words each)
+    const parts = new Uint32Array(memory.buffer, partsAt, 2 * partsCount);
+    for (let p = 0, at = from; p < partsCount; at += parts[2 * p + 1], p++) {
+      new Uint8Array(buffer, at, parts[2 * p + 1]).set(new Uint8Array(memory.buffer, parts[2 * p], parts[2 * p + 1]));
+    }
     target.postMessage(buffer, [buffer]);
   },
 };
@@ -206,7 +212,7 @@ extern "C" {
     /// The object [`PORT_JS`] returns.
     type BinaryPort;
     #[wasm_bindgen(method, structural, catch)]
-    fn send(this: &BinaryPort, header_at: u32, header_length: u32, floats_at: u32, floats_length: u32, floats_offset: u32) -> Result<(), JsValue>;
+    fn send(this: &BinaryPort, header_at: u32, header_length: u32, parts_at: u32, parts_count: u32, floats_length: u32, floats_offset: u32) -> Result<(), JsValue>;
 }
 
 /// A binary channel to another worker (see the module's doc).
@@ -259,8 +265,9 @@ thread_local! {
             inbox.addresses.as_ptr() as u32
         })
     });
-    /// The header being sent, kept between messages.
-    static OUTBOX: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The header being sent and its floats' parts (address and length in bytes of each),
+    /// kept between messages.
+    static OUTBOX: RefCell<(Vec<u8>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 impl Port {
@@ -276,16 +283,23 @@ impl Port {
 
     /// Posts `header` and `floats` as one message: its length in bytes and its header's (4
     /// bytes each, little-endian), the header as JSON, padding to a multiple of 4 bytes, then
-    /// the floats. JavaScript copies the header and the floats from where they are into the
-    /// message's buffer, which is then transferred, not copied again.
-    fn post(&self, header: &Outgoing, floats: &[f32]) -> Result<(), String> {
+    /// the floats of every slice of `floats`, one after the other. JavaScript copies the header
+    /// and each slice from where they are into the message's buffer, which is then
+    /// transferred, not copied again (a step's gradients are one slice per parameter, as they
+    /// lie: `Floats`).
+    fn post(&self, header: &Outgoing, floats: &[&[f32]]) -> Result<(), String> {
         OUTBOX.with(|out| {
             let mut out = out.borrow_mut();
-            header_of(&mut out, header)?;
-            let floats_length = std::mem::size_of_val(floats) as u32;
-            let offset = floats_at(out.len()) as u32;
+            header_of(&mut out.0, header)?;
+            out.1.clear();
+            for part in floats.iter().filter(|p| !p.is_empty()) {
+                out.1.extend([part.as_ptr() as u32, std::mem::size_of_val(*part) as u32]);
+            }
+            let floats_length = floats.iter().map(|p| std::mem::size_of_val(*p)).sum::<usize>() as u32;
+            let offset = floats_at(out.0.len()) as u32;
+            let (header, parts) = (&out.0, &out.1);
             self.js
-                .send(out.as_ptr() as u32, out.len() as u32, floats.as_ptr() as u32, floats_length, offset)
+                .send(header.as_ptr() as u32, header.len() as u32, parts.as_ptr() as u32, (parts.len() / 2) as u32, floats_length, offset)
                 .map_err(|e| format!("{e:?}"))
         })
     }
@@ -457,7 +471,7 @@ fn answered(i: usize, message: Result<Message, String>) {
     let who = name(i);
     match message {
         Ok((Incoming::Reply(mut reply), grads)) => {
-            reply.grads = grads;
+            reply.grads = Floats::from_values(grads);
             answer(i, Ok(reply));
         }
         Ok((Incoming::Error(why), _)) => answer(i, Err(format!("{who} {why}"))),
@@ -613,7 +627,7 @@ impl Drop for Answered {
 }
 
 /// Posts to helper `i` when it is ready.
-fn post_to_helper(i: usize, header: &Outgoing, floats: &[f32]) -> Result<(), String> {
+fn post_to_helper(i: usize, header: &Outgoing, floats: &[&[f32]]) -> Result<(), String> {
     HELPERS.with(|h| match h.borrow().get(i) {
         Some(HelperSlot { link: Link::Ready(_), port: Some(port), .. }) => port.post(header, floats),
         Some(HelperSlot { link: Link::Ready(_), port: None, .. }) => Err("no channel is open".into()),
@@ -622,7 +636,7 @@ fn post_to_helper(i: usize, header: &Outgoing, floats: &[f32]) -> Result<(), Str
 }
 
 /// Posts through this worker's channel to its parent ([`TO_PARENT`]), if it is open.
-fn post_to_parent(header: &Outgoing, floats: &[f32]) -> Result<(), String> {
+fn post_to_parent(header: &Outgoing, floats: &[&[f32]]) -> Result<(), String> {
     TO_PARENT.with(|p| match &*p.borrow() {
         Some(port) => port.post(header, floats),
         None => Err("no channel is open".into()),
@@ -638,7 +652,7 @@ impl HelperLink for HelperWorker {
     }
 
     fn update(&self, update: HelperUpdate) -> Result<(), String> {
-        post_to_helper(self.0, &Outgoing::Update(&update), &update.grads)
+        post_to_helper(self.0, &Outgoing::Update(&update), &update.grads.slices())
             .map_err(|e| format!("{} could not be sent the gradients: {e}", name(self.0)))
     }
 
@@ -667,7 +681,7 @@ pub fn ask(i: usize, work: &HelperWork) -> impl Future<Output = Result<HelperRep
     });
     // made before the future, so that the job is forgotten even if the future is dropped unpolled
     let answered = Answered { helper: i, id };
-    let sent = post_to_helper(i, &Outgoing::Work(work), &work.state).map_err(|e| format!("{} could not be sent the step: {e}", name(i)));
+    let sent = post_to_helper(i, &Outgoing::Work(work), &[&work.state]).map_err(|e| format!("{} could not be sent the step: {e}", name(i)));
     match &sent {
         Ok(()) => {
             let timer = WATCHDOG.with(|dog| {
@@ -720,7 +734,7 @@ fn serve(message: Result<Message, String>) {
     }
 }
 
-fn reply(header: &Outgoing, floats: &[f32]) {
+fn reply(header: &Outgoing, floats: &[&[f32]]) {
     if let Err(e) = post_to_parent(header, floats) {
         web_sys::console::warn_1(&format!("a helper worker could not answer: {e}").into());
     }
@@ -736,7 +750,7 @@ async fn handle(header: Incoming, floats: Vec<f32>) {
         Incoming::Update(mut update) => {
             // The run's half: a copy that cannot take it is dropped, and the run's next job is
             // answered stale, so nothing is reported here but a warning.
-            update.grads = floats;
+            update.grads = Floats::from_values(floats);
             let updated = ENGINE.with(|h| h.borrow_mut().get_or_insert_with(|| Helper::new(Device::flex())).update(update));
             if let Err(e) = updated {
                 web_sys::console::warn_1(&format!("a helper worker dropped a run's copy: {e}").into());
@@ -757,7 +771,7 @@ async fn handle(header: Incoming, floats: Vec<f32>) {
                     // its time on the job, for the benchmark's profile
                     r.busy_ms = crate::worker::precise_ms() - received;
                     let grads = std::mem::take(&mut r.grads);
-                    reply(&Outgoing::Reply(&r), &grads);
+                    reply(&Outgoing::Reply(&r), &grads.slices());
                 }
                 Err(e) => reply_error(&format!("failed: {e}")),
             }

@@ -115,13 +115,73 @@ pub struct HelperWork {
     pub state: Vec<f32>,
 }
 
+/// Floats that go to another worker beside a message: a step's gradients (3 MB for baby GPT).
+/// Where they lie on flex, they stay there, one contiguous tensor per parameter, and the
+/// message is written from those slices ([`Floats::slices`]): one copy, where concatenating
+/// them first made two (~0.5 ms of each worker's split step in the tab, on its critical path:
+/// docs/performance.md). As received, they are one `Vec`.
+#[derive(Clone, Debug, Default)]
+pub struct Floats {
+    /// f32 tensors on flex, contiguous, in order ...
+    parts: Vec<burn_flex::FlexTensor>,
+    /// ... then these values.
+    values: Vec<f32>,
+}
+
+impl Floats {
+    /// Values already in one `Vec` (as received).
+    pub fn from_values(values: Vec<f32>) -> Self {
+        Self { parts: Vec::new(), values }
+    }
+
+    /// The values of `tensors`, flat, in order: kept where they are when every one is an f32
+    /// tensor on flex (one made contiguous where it is not), else read from the device in one
+    /// go ([`read_flat`]).
+    pub async fn of(tensors: Vec<Tensor<1>>) -> Result<Self, String> {
+        let on_flex: Option<Vec<burn_flex::FlexTensor>> = tensors
+            .iter()
+            .map(|t| match t.clone().into_dispatch().kind {
+                burn::backend::DispatchTensorKind::Flex(burn::backend::BackendTensor::Float(t)) if t.dtype() == burn::backend::DType::F32 => Some(crate::cpu_loops::contiguous(t)),
+                _ => None,
+            })
+            .collect();
+        match on_flex {
+            Some(parts) => Ok(Self { parts, values: Vec::new() }),
+            None => Ok(Self::from_values(read_flat(tensors).await?)),
+        }
+    }
+
+    /// How many floats.
+    pub fn len(&self) -> usize {
+        self.slices().iter().map(|s| s.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The floats, in order, as the slices they lie in.
+    pub fn slices(&self) -> Vec<&[f32]> {
+        let parts = self.parts.iter().map(|t| t.as_slice::<f32>().expect("a contiguous f32 tensor"));
+        parts.chain((!self.values.is_empty()).then_some(self.values.as_slice())).collect()
+    }
+
+    /// The floats in one `Vec` (a copy unless they already were one).
+    pub fn into_vec(self) -> Vec<f32> {
+        if self.parts.is_empty() {
+            return self.values;
+        }
+        self.slices().concat()
+    }
+}
+
 /// The helper's answer.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct HelperReply {
     /// grads: the gradients of the parameters marked in `present`, flat, in visiting order
     /// (sent beside the JSON as a binary array).
     #[serde(skip)]
-    pub grads: Vec<f32>,
+    pub grads: Floats,
     /// One flag per float parameter: whether it got a gradient (an unused position table
     /// gets none, and AdamW leaves such a parameter alone).
     pub present: Vec<bool>,
@@ -146,7 +206,7 @@ pub struct HelperUpdate {
     pub present: Vec<bool>,
     /// grads: as in [`HelperReply::grads`] (sent beside the JSON as a binary array).
     #[serde(skip)]
-    pub grads: Vec<f32>,
+    pub grads: Floats,
     /// `grads` are the sum of every worker's part, which the copy takes in place of its own:
     /// with two helpers or more, only the run has every part, and a sum of three or more
     /// parts depends on the order it is added in (IEEE addition is not associative), so the
@@ -303,7 +363,7 @@ impl Helper {
         if update.total {
             own = GradientsParams::new();
         }
-        let sum = add_gradients(&copy.model, &mut own, update.grads, &update.present, &self.device)?;
+        let sum = add_gradients(&copy.model, &mut own, update.grads.into_vec(), &update.present, &self.device)?;
         copy.model = copy.optim.step(update.lr, copy.model, sum);
         copy.step += 1;
         self.copies.push(copy);
@@ -331,14 +391,14 @@ impl Helper {
     }
 }
 
-/// A helper's answer for `loss` on `model`: the gradients, flat, and the loss, read in one go;
+/// A helper's answer for `loss` on `model`: the gradients, flat ([`Floats`]), and the loss;
 /// and the gradients themselves (for the helper's copy to step with).
 async fn answer_with(model: &Transformer, loss: Tensor<1>) -> Result<(HelperReply, GradientsParams), String> {
     let grads = GradientsParams::from_grads(loss.backward(), model);
     let (present, found) = gradients_in_order(model, &grads);
-    let mut flat = read_flat(found.into_iter().chain([loss.inner()]).collect()).await?;
-    let loss = flat.pop().expect("the loss was read last");
-    Ok((HelperReply { grads: flat, present, loss, ..Default::default() }, grads))
+    let floats = Floats::of(found).await?;
+    let loss = read_flat(vec![loss.inner()]).await?.first().copied().unwrap_or(f32::NAN);
+    Ok((HelperReply { grads: floats, present, loss, ..Default::default() }, grads))
 }
 
 /// Each float parameter's gradient in `grads`, flat, in visiting order, and which exist.
@@ -630,7 +690,7 @@ impl Trainer {
         if single {
             // ... sent to the one helper's copy while its share is still computing
             let (present, found) = gradients_in_order(model, &grads);
-            let mine = read_flat(found).await?;
+            let mine = Floats::of(found).await?;
             let update = HelperUpdate { run: self.helper_key, step: self.step, lr: self.learning_rate(), present, grads: mine, total: false };
             sent[0] = helpers[0].update(update).is_ok();
             // ... and the next step's job behind it, so that the helper goes on to it at once
@@ -659,13 +719,13 @@ impl Trainer {
         for reply in replies {
             busy_ms = busy_ms.max(reply.busy_ms);
             theirs_loss += reply.loss;
-            grads = add_gradients(model, &mut grads, reply.grads, &reply.present, &self.device)?;
+            grads = add_gradients(model, &mut grads, reply.grads.into_vec(), &reply.present, &self.device)?;
         }
         let t6 = self.now();
         if !single {
             // every helper in step gets the whole batch's gradients, as this worker added them
             let (present, found) = gradients_in_order(model, &grads);
-            let total = read_flat(found).await?;
+            let total = Floats::of(found).await?;
             let in_step: Vec<usize> = (0..helpers.len()).filter(|&i| fresh[i]).collect();
             for (i, (present, total)) in in_step.iter().zip(handed_out((present, total), in_step.len())) {
                 let update = HelperUpdate { run: self.helper_key, step: self.step, lr: self.learning_rate(), present, grads: total, total: true };
@@ -961,7 +1021,7 @@ mod tests {
 
     impl HelperLink for WrongSized {
         fn ask(&self, _: &HelperWork) -> Answer {
-            Box::pin(async { Ok(HelperReply { grads: vec![0.0; 3], present: vec![true; 2], ..Default::default() }) })
+            Box::pin(async { Ok(HelperReply { grads: Floats::from_values(vec![0.0; 3]), present: vec![true; 2], ..Default::default() }) })
         }
         fn update(&self, _: HelperUpdate) -> Result<(), String> {
             Ok(())
