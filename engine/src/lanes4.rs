@@ -80,10 +80,11 @@ impl F32x4 {
     pub fn copysign(self, sign: Self) -> Self {
         Self(v128_bitselect(sign.0, self.0, f32x4_splat(-0.0)))
     }
-    /// self, or exactly 0 in the lanes where `z` < `floor`.
+    /// self, or exactly 0 in the lanes where `z` < `floor`, or `z` where `z` is NaN.
     #[inline(always)]
     pub fn zero_where_below(self, z: Self, floor: Self) -> Self {
-        Self(v128_andnot(self.0, f32x4_lt(z.0, floor.0)))
+        let kept = v128_andnot(self.0, f32x4_lt(z.0, floor.0));
+        Self(v128_bitselect(z.0, kept, f32x4_ne(z.0, z.0)))
     }
     /// Into the first four floats of `out` (at least four).
     #[inline(always)]
@@ -161,7 +162,7 @@ impl F32x4 {
     }
     #[inline(always)]
     pub fn zero_where_below(self, z: Self, floor: Self) -> Self {
-        Self(std::array::from_fn(|i| if z.0[i] < floor.0[i] { 0.0 } else { self.0[i] }))
+        Self(std::array::from_fn(|i| if z.0[i].is_nan() { z.0[i] } else if z.0[i] < floor.0[i] { 0.0 } else { self.0[i] }))
     }
     /// (natively unused, as `store`)
     #[allow(dead_code)]
