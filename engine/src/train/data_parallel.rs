@@ -151,15 +151,6 @@ impl Floats {
         }
     }
 
-    /// How many floats.
-    pub fn len(&self) -> usize {
-        self.slices().iter().map(|s| s.len()).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The floats, in order, as the slices they lie in.
     pub fn slices(&self) -> Vec<&[f32]> {
         let parts = self.parts.iter().map(|t| t.as_slice::<f32>().expect("a contiguous f32 tensor"));
@@ -397,7 +388,7 @@ async fn answer_with(model: &Transformer, loss: Tensor<1>) -> Result<(HelperRepl
     let grads = GradientsParams::from_grads(loss.backward(), model);
     let (present, found) = gradients_in_order(model, &grads);
     let floats = Floats::of(found).await?;
-    let loss = read_flat(vec![loss.inner()]).await?.first().copied().unwrap_or(f32::NAN);
+    let loss = read_flat(vec![loss.inner()]).await?.pop().expect("the loss was read");
     Ok((HelperReply { grads: floats, present, loss, ..Default::default() }, grads))
 }
 
