@@ -200,11 +200,11 @@ unsafe fn relaxed_with_slope(xs: &[f32], ys: &mut [cpu_loops::Out], slopes: &mut
 struct Constants4 {
     zero: F32x4,
     half: F32x4,
-    one: F32x4,
     frac_1_sqrt_2: F32x4,
     frac_1_sqrt_2pi: F32x4,
     as_p: F32x4,
     as_a: [F32x4; 5],
+    /// the exponential's, whose 1.0 serves GELU too
     exp: ExpConstants4,
 }
 
@@ -217,7 +217,6 @@ impl Constants4 {
         std::hint::black_box(Self {
             zero: c(0.0),
             half: c(0.5),
-            one: c(1.0),
             frac_1_sqrt_2: c(FRAC_1_SQRT_2),
             frac_1_sqrt_2pi: c(FRAC_1_SQRT_2PI),
             as_p: c(AS_P),
@@ -265,7 +264,7 @@ fn value_and_slope_x4(x: F32x4, k: &Constants4) -> (F32x4, F32x4) {
     // erf(u) and e^(−u²) for u = x/√2, as `erf_and_gauss`
     let u = x.mul(k.frac_1_sqrt_2);
     let z = u.abs();
-    let t = k.one.div(z.madd(k.as_p, k.one));
+    let t = k.exp.one.div(z.madd(k.as_p, k.exp.one));
     let [a1, a2, a3, a4, a5] = k.as_a;
     let mut h = t.madd(a5, a4);
     h = h.madd(t, a3);
@@ -273,7 +272,7 @@ fn value_and_slope_x4(x: F32x4, k: &Constants4) -> (F32x4, F32x4) {
     h = h.madd(t, a1);
     let poly = h.mul(t);
     let gauss = exp_x4(z.nmadd(z, k.zero), &k.exp);
-    let erf = poly.nmadd(gauss, k.one).copysign(u);
+    let erf = poly.nmadd(gauss, k.exp.one).copysign(u);
     // as `value_and_slope`
     let cdf = erf.madd(k.half, k.half);
     (x.mul(cdf), x.mul(k.frac_1_sqrt_2pi).madd(gauss, cdf))

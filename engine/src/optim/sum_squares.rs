@@ -17,7 +17,6 @@
 //! runs it as one opaque operation. No gradient flows through it (the optimiser works on
 //! plain tensors), so there is no autodiff implementation and no backward.
 
-use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, DType, Dispatch, DispatchTensor, Flex, TensorMetadata, backend_extension};
 use burn::tensor::ops::PadMode;
@@ -68,12 +67,22 @@ pub trait SumSquaresOps: Backend {
     /// running + [`SumSquaresOps::sum_squares`] of six more inputs.
     #[fusion(dtype = running, shape = running)]
     fn add_sum_squares(running: FloatTensor<Self>, a: FloatTensor<Self>, b: FloatTensor<Self>, c: FloatTensor<Self>, d: FloatTensor<Self>, e: FloatTensor<Self>, f: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::float_add(running, composed::<Self>([a, b, c, d, e, f]))
+        composed_onto::<Self>(Some(running), [a, b, c, d, e, f])
     }
 }
 
 fn partials_shape(_a: &Shape) -> Shape {
     Shape::new([GROUP, PARTS])
+}
+
+/// [`composed`]'s sums of `inputs`, added to `running` when there is one: the trait's default
+/// body, and each backend's way out for inputs its own loop or kernel does not take.
+fn composed_onto<B: Backend>(running: Option<FloatTensor<B>>, inputs: [FloatTensor<B>; GROUP]) -> FloatTensor<B> {
+    let sums = composed::<B>(inputs);
+    match running {
+        Some(running) => B::float_add(running, sums),
+        None => sums,
+    }
 }
 
 /// The reference: each input squared and summed, in the first column of its row.
@@ -110,11 +119,7 @@ fn flex_sums(running: Option<FlexTensor>, inputs: [FlexTensor; GROUP]) -> FlexTe
     let shape = Shape::new([GROUP, PARTS]);
     let fits = inputs.iter().chain(&running).all(|t| t.dtype() == DType::F32) && running.as_ref().is_none_or(|r| *r.layout().shape() == shape);
     if !fits {
-        let sums = composed::<Flex>(inputs);
-        return match running {
-            Some(running) => Flex::float_add(running, sums),
-            None => sums,
-        };
+        return composed_onto::<Flex>(running, inputs);
     }
     let mut out = match running {
         Some(running) => crate::cpu_loops::contiguous(running).as_slice::<f32>().expect("contiguous f32").to_vec(),
@@ -153,11 +158,7 @@ impl SumSquaresOps for CubeBackend {
 fn launch(running: Option<CubeTensor>, inputs: [CubeTensor; GROUP]) -> CubeTensor {
     type B = CubeBackend;
     if inputs.iter().chain(&running).any(|t| t.dtype != DType::F32) {
-        let sums = composed::<B>(inputs);
-        return match running {
-            Some(running) => B::float_add(running, sums),
-            None => sums,
-        };
+        return composed_onto::<B>(running, inputs);
     }
     let [a, b, c, d, e, f] = inputs.map(dense);
     // Added to in place: the running sum's own buffer (a copy of it when something else
