@@ -20,7 +20,7 @@ mod adamw_update;
 mod sum_squares;
 
 pub use adamw_update::{AdamWOps, ParamUpdate, STEP_VALUES, StepConstants, adamw_update_all, adamw_update_all_with};
-pub use sum_squares::{GROUP, PARTS, SumSquaresOps, partial_sums_of_squares};
+pub use sum_squares::{GROUP, PARTS, SumSquaresOps, add_and_square, partial_sums_of_squares, partials_of_sums, squares};
 
 /// Whether a kernel may write into `t`'s buffer in place: nothing else holds the buffer, and it
 /// was made on the command stream of the calling thread. cubecl gives each thread its own
@@ -76,18 +76,30 @@ impl AdamW {
 
     /// One update of every parameter of `module` that has a gradient in `grads`.
     pub fn step<M: Module>(&mut self, lr: f64, module: M, grads: GradientsParams) -> M {
-        self.update_with(StepValues::Advance(lr), module, grads)
+        self.update_with(StepValues::Advance(lr), module, grads, None)
+    }
+
+    /// [`AdamW::step`] with the gradients' partial sums of squares already at hand, as
+    /// [`partial_sums_of_squares`] lays them out ([`partials_of_sums`]): the split step has
+    /// them from its pass that adds the workers' gradients, so clipping needs no pass of its own.
+    // squares: [GROUP, PARTS]
+    pub fn step_with_squares<M: Module>(&mut self, lr: f64, module: M, grads: GradientsParams, squares: Tensor<2>) -> M {
+        self.update_with(StepValues::Advance(lr), module, grads, Some(squares))
     }
 
     /// The update of a step whose values [`AdamW::advance`] has written: [`AdamW::step`]
     /// without uploading anything, which a capture could not record (`train::captured_step`).
     pub fn update<M: Module>(&mut self, constants: StepConstants, module: M, grads: GradientsParams) -> M {
-        self.update_with(StepValues::Written(constants), module, grads)
+        self.update_with(StepValues::Written(constants), module, grads, None)
     }
 
-    fn update_with<M: Module>(&mut self, values: StepValues, module: M, mut grads: GradientsParams) -> M {
+    fn update_with<M: Module>(&mut self, values: StepValues, module: M, mut grads: GradientsParams, squares: Option<Tensor<2>>) -> M {
         let clip = self.config.grad_clip > 0.0;
-        let Some(partials) = squared_norm_partials(&module, &grads, &mut self.zeros, clip) else { return module };
+        let partials = match squares {
+            Some(squares) if clip && !grads.is_empty() => Some(squares),
+            _ => squared_norm_partials(&module, &grads, &mut self.zeros, clip),
+        };
+        let Some(partials) = partials else { return module };
         let constants = match values {
             StepValues::Advance(lr) => self.advance(lr, &partials.device(), false),
             StepValues::Written(constants) => constants,

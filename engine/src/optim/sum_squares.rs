@@ -132,6 +132,58 @@ fn flex_sums(running: Option<FlexTensor>, inputs: [FlexTensor; GROUP]) -> FlexTe
     FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)
 }
 
+/// The partial sums of squares of tensors whose Σx² are known already, `sums` in the order
+/// [`partial_sums_of_squares`] takes the tensors: laid out and added as flex's loop adds them
+/// (the k-th in row k mod GROUP, in order), so that the norm is the same to the bit. The tab's
+/// split step has them from the pass that adds the two workers' gradients
+/// ([`add_and_square`]), one read of every gradient less per step.
+// sums: [tensors] -> [GROUP, PARTS]
+pub fn partials_of_sums(sums: &[f32], device: &burn::tensor::Device) -> Tensor<2> {
+    let mut out = vec![0.0f32; GROUP * PARTS];
+    for (k, &s) in sums.iter().enumerate() {
+        out[(k % GROUP) * PARTS] += s;
+    }
+    Tensor::from_data(burn::tensor::TensorData::new(out, [GROUP, PARTS]), device)
+}
+
+/// Σx² over a slice on the CPU, as flex's loop sums each gradient.
+pub fn squares(x: &[f32]) -> f32 {
+    crate::cpu_loops::vectorized(Squares(x))
+}
+
+/// own ← own + theirs, element by element, and Σ of the sums' squares in one pass: the sum
+/// [`squares`] would give over the result afterwards, to the bit (the same eight lanes, in the
+/// same order), for one read of the result less.
+pub fn add_and_square(own: &mut [f32], theirs: &[f32]) -> f32 {
+    assert_eq!(own.len(), theirs.len(), "two gradients of one parameter");
+    crate::cpu_loops::vectorized(AddSquares(own, theirs))
+}
+
+/// [`add_and_square`]'s loop: [`crate::cpu_loops::sum_of`]'s lanes, each value the sum written.
+struct AddSquares<'a>(&'a mut [f32], &'a [f32]);
+
+impl crate::cpu_loops::Kernel for AddSquares<'_> {
+    type Output = f32;
+    #[inline(always)]
+    fn run(self) -> f32 {
+        let mut acc = [0.0f32; 8];
+        let (mut own, mut theirs) = (self.0.chunks_exact_mut(8), self.1.chunks_exact(8));
+        for (a, b) in (&mut own).zip(&mut theirs) {
+            for l in 0..8 {
+                let s = a[l] + b[l];
+                a[l] = s;
+                acc[l] += s * s;
+            }
+        }
+        for (l, (a, &b)) in own.into_remainder().iter_mut().zip(theirs.remainder()).enumerate() {
+            let s = *a + b;
+            *a = s;
+            acc[l] += s * s;
+        }
+        acc.iter().sum()
+    }
+}
+
 /// Σx² over a slice, in eight lanes.
 struct Squares<'a>(&'a [f32]);
 
@@ -326,6 +378,32 @@ mod tests {
             assert!((x - y).abs() <= 1e-5 * y.abs(), "{a:?} vs {b:?}");
         }
         assert_eq!(a.iter().zip(&b).filter(|(x, _)| **x == 0.0).count(), GROUP * (PARTS - 1), "zeros past each row's first column");
+    }
+
+    /// The add's pass: the sums burn's addition gives, and the Σx² the clipping pass gives
+    /// over them, to the bit, for lengths with and without a remainder of eight; the partial
+    /// sums laid out from known sums equal the clipping pass's, to the bit, over 13 tensors.
+    #[test]
+    fn add_and_square_match_the_separate_passes() {
+        let device = Device::flex();
+        let random = |n: usize| Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &device);
+        let mut sums = Vec::new();
+        let mut tensors = Vec::new();
+        for n in [1, 7, 8, 9, 64, 1000, 3, 16, 17, 5, 129, 2, 40] {
+            let (a, b) = (random(n), random(n));
+            let expected = (a.clone() + b.clone()).into_data().try_to_vec::<f32>().unwrap();
+            let (mut own, theirs) = (a.into_data().try_to_vec::<f32>().unwrap(), b.into_data().try_to_vec::<f32>().unwrap());
+            let s = add_and_square(&mut own, &theirs);
+            assert_eq!(own, expected, "n = {n}");
+            assert_eq!(s.to_bits(), squares(&expected).to_bits(), "n = {n}");
+            sums.push(s);
+            tensors.push(Tensor::<1>::from_data(burn::tensor::TensorData::new(expected, [n]), &device));
+        }
+        let zeros = Tensor::<2>::zeros([GROUP, PARTS], &device);
+        let filler = Tensor::<1>::zeros([1], &device);
+        let clipping = partial_sums_of_squares(tensors.into_iter().map(|t| t.into_dispatch()).collect(), &zeros, &filler);
+        let laid_out = partials_of_sums(&sums, &device);
+        assert_eq!(laid_out.into_data().try_to_vec::<f32>().unwrap(), clipping.into_data().try_to_vec::<f32>().unwrap());
     }
 
     #[test]

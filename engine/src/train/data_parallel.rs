@@ -354,8 +354,11 @@ impl Helper {
         if update.total {
             own = GradientsParams::new();
         }
-        let sum = add_gradients(&copy.model, &mut own, update.grads.into_vec(), &update.present, &self.device)?;
-        copy.model = copy.optim.step(update.lr, copy.model, sum);
+        let (sum, squares) = add_gradients(&copy.model, &mut own, update.grads.into_vec(), &update.present, &self.device)?;
+        copy.model = match squares {
+            Some(squares) => copy.optim.step_with_squares(update.lr, copy.model, sum, squares),
+            None => copy.optim.step(update.lr, copy.model, sum),
+        };
         copy.step += 1;
         self.copies.push(copy);
         Ok(())
@@ -531,7 +534,7 @@ impl Trainer {
         // the helpers' copies are then not counted on.
         let prepared_ms = self.now() - t0;
         let has_copy = std::mem::take(&mut self.helper_has_copy);
-        let (grads, loss, failures, copy_stepped, mut profile) = match self.split_gradients(&model, &own, theirs, asked, has_copy, helpers).await {
+        let (grads, squares, loss, failures, copy_stepped, mut profile) = match self.split_gradients(&model, &own, theirs, asked, has_copy, helpers).await {
             Ok(done) => done,
             Err(e) => {
                 self.model = Some(model);
@@ -540,7 +543,10 @@ impl Trainer {
         };
         let t1 = self.now();
         let lr = self.learning_rate();
-        self.model = Some(self.optim.step(lr, model, grads));
+        self.model = Some(match squares {
+            Some(squares) => self.optim.step_with_squares(lr, model, grads, squares),
+            None => self.optim.step(lr, model, grads),
+        });
         self.pending.push((self.step, loss));
         self.step += 1;
         self.helper_has_copy = copy_stepped;
@@ -632,7 +638,7 @@ impl Trainer {
     }
 
     /// The batch's gradients (this worker's rows plus each helper's, added in the helpers'
-    /// order), its loss, why each failed helper failed, whether each helper's copy takes this
+    /// order), their partial sums of squares where the additions made them, its loss, why each failed helper failed, whether each helper's copy takes this
     /// step too, and the times of the parts. `asked` are the helpers' answers where the jobs
     /// were sent ahead, else the jobs are sent now.
     async fn split_gradients(
@@ -643,7 +649,7 @@ impl Trainer {
         asked: Option<Vec<Answer>>,
         has_copy: Vec<bool>,
         helpers: &[&dyn HelperLink],
-    ) -> Result<(GradientsParams, Tensor<1>, Vec<(usize, String)>, Vec<bool>, StepProfile), String> {
+    ) -> Result<(GradientsParams, Option<Tensor<2>>, Tensor<1>, Vec<(usize, String)>, Vec<bool>, StepProfile), String> {
         let t0 = self.now();
         let sent_ahead = asked.is_some();
         let single = helpers.len() == 1;
@@ -707,10 +713,12 @@ impl Trainer {
         }
         let t5 = self.now();
         let (mut theirs_loss, mut busy_ms) = (0.0f32, 0.0f64);
+        // the sums' squares for clipping, from the last addition (the whole batch's)
+        let mut squares = None;
         for reply in replies {
             busy_ms = busy_ms.max(reply.busy_ms);
             theirs_loss += reply.loss;
-            grads = add_gradients(model, &mut grads, reply.grads.into_vec(), &reply.present, &self.device)?;
+            (grads, squares) = add_gradients(model, &mut grads, reply.grads.into_vec(), &reply.present, &self.device)?;
         }
         let t6 = self.now();
         if !single {
@@ -742,7 +750,7 @@ impl Trainer {
             add_ms: t6 - t5,
             ..Default::default()
         };
-        Ok((grads, loss.detach() + theirs_loss, failures, copy_stepped, profile))
+        Ok((grads, squares, loss.detach() + theirs_loss, failures, copy_stepped, profile))
     }
 
     /// A helper's share computed here, with the run's model, as the helper would answer it.
@@ -770,19 +778,26 @@ fn handed_out<T: Clone>(value: T, n: usize) -> Vec<T> {
 }
 
 /// `own` gradients plus the other worker's (`grads` of the parameters marked in `present`, flat
-/// in visiting order), per parameter, as one set. Both workers add the same two halves, each
-/// its own first: the sums are equal, as IEEE addition is commutative. `grads` becomes one
-/// tensor without a copy, and each parameter's part of it is a view (a slice and a reshape
-/// are metadata on flex), so the other worker's 3 MB are not copied again per parameter.
-fn add_gradients(model: &Transformer, own: &mut GradientsParams, grads: Vec<f32>, present: &[bool], device: &Device) -> Result<GradientsParams, String> {
+/// in visiting order), per parameter, as one set; and the sums' partial sums of squares for
+/// clipping ([`crate::optim::partials_of_sums`]), where every gradient is an f32 on flex. Both
+/// workers add the same two halves, each its own first: the sums are equal, as IEEE addition is
+/// commutative. On flex the sum is written into this worker's gradient and squared in the
+/// same pass ([`crate::optim::add_and_square`]), so that clipping reads the 3 MB no more;
+/// a parameter only one side has is the other worker's slice of `grads`, a view (a slice and
+/// a reshape are metadata on flex), so the other worker's 3 MB are not copied again.
+fn add_gradients(model: &Transformer, own: &mut GradientsParams, grads: Vec<f32>, present: &[bool], device: &Device) -> Result<(GradientsParams, Option<Tensor<2>>), String> {
     struct Add<'a> {
         own: &'a mut GradientsParams,
         // theirs: [total] of the other worker's gradients
         theirs: Tensor<1>,
+        /// the same values on the host (on flex, the tensor's own buffer); empty elsewhere
+        values: &'a [f32],
         present: &'a [bool],
         index: usize,
         at: usize,
         out: GradientsParams,
+        /// Σx² of each sum, in visiting order, while every one is on flex
+        squares: Option<Vec<f32>>,
         error: Option<String>,
     }
     impl ModuleVisitor for Add<'_> {
@@ -798,9 +813,9 @@ fn add_gradients(model: &Transformer, own: &mut GradientsParams, grads: Vec<f32>
                         self.error = Some("the other worker's gradients are too short".into());
                         return;
                     }
-                    let part = self.theirs.clone().slice(self.at..self.at + n).reshape(shape);
+                    let range = self.at..self.at + n;
                     self.at += n;
-                    Some(part)
+                    Some((shape, range))
                 }
                 Some(false) => None,
                 None => {
@@ -808,26 +823,82 @@ fn add_gradients(model: &Transformer, own: &mut GradientsParams, grads: Vec<f32>
                     None
                 }
             };
-            let sum = match (mine, theirs) {
-                (Some(a), Some(b)) => Some(a + b),
-                (a, b) => a.or(b),
+            let (sum, squares) = match (mine, theirs) {
+                (Some(a), Some((shape, range))) => match add_in_place(a, self.values.get(range.clone()).unwrap_or(&[])) {
+                    (sum, Some(squares)) => (sum, Some(squares)),
+                    (a, None) => {
+                        let sum = a + self.theirs.clone().slice(range).reshape(shape);
+                        let squares = flex_squares(&sum);
+                        (sum, squares)
+                    }
+                },
+                (Some(a), None) => {
+                    let squares = flex_squares(&a);
+                    (a, squares)
+                }
+                (None, Some((shape, range))) => {
+                    let squares = self.values.get(range.clone()).map(crate::optim::squares);
+                    (self.theirs.clone().slice(range).reshape(shape), squares)
+                }
+                (None, None) => return,
             };
-            if let Some(g) = sum {
-                self.out.register(param.id, g);
+            match (&mut self.squares, squares) {
+                (Some(all), Some(s)) => all.push(s),
+                _ => self.squares = None,
             }
+            self.out.register(param.id, sum);
         }
     }
     let total = grads.len();
     let theirs = Tensor::<1>::from_data(TensorData::new(grads, [total]), device);
-    let mut add = Add { own, theirs, present, index: 0, at: 0, out: GradientsParams::new(), error: None };
+    // the host's view of the same values (on flex, the tensor's own buffer)
+    let theirs_flex = flex_f32(&theirs);
+    let values: &[f32] = theirs_flex.as_ref().and_then(|t| t.as_slice::<f32>()).unwrap_or(&[]);
+    let on_flex = values.len() == total;
+    // (not on flex: composed additions, and clipping sums the squares itself)
+    let mut add = Add { own, theirs: theirs.clone(), values, present, index: 0, at: 0, out: GradientsParams::new(), squares: on_flex.then(Vec::new), error: None };
     model.visit(&mut add);
     if add.error.is_none() && (add.index != present.len() || add.at != total) {
         add.error = Some("the other worker's gradients are for another model".into());
     }
     match add.error {
         Some(e) => Err(e),
-        None => Ok(add.out),
+        None => Ok((add.out, add.squares.map(|sums| crate::optim::partials_of_sums(&sums, device)))),
     }
+}
+
+/// `t`'s tensor on flex, if it is an f32 one there.
+fn flex_f32<const D: usize>(t: &Tensor<D>) -> Option<burn_flex::FlexTensor> {
+    match t.clone().into_dispatch().kind {
+        burn::backend::DispatchTensorKind::Flex(burn::backend::BackendTensor::Float(t)) if t.dtype() == burn::backend::DType::F32 => Some(t),
+        _ => None,
+    }
+}
+
+/// Σx² of `t` on flex (a contiguous copy if it is not), or `None` elsewhere.
+fn flex_squares<const D: usize>(t: &Tensor<D>) -> Option<f32> {
+    let t = crate::cpu_loops::contiguous(flex_f32(t)?);
+    Some(crate::optim::squares(t.as_slice::<f32>()?))
+}
+
+/// `mine + theirs` written into `mine`'s buffer, with the sum's Σx² ([`crate::optim::add_and_square`]),
+/// where `mine` is an f32 tensor on flex that alone owns exactly its elements, in order (a
+/// backward's fresh gradient); `mine` back as it was, and no sum, otherwise.
+fn add_in_place<const D: usize>(mine: Tensor<D>, theirs: &[f32]) -> (Tensor<D>, Option<f32>) {
+    use burn::backend::{BackendTensor, DType, DispatchTensorKind};
+    let mut dispatch = mine.into_dispatch();
+    let squares = match &mut dispatch.kind {
+        DispatchTensorKind::Flex(BackendTensor::Float(t)) if t.dtype() == DType::F32 => {
+            let n = t.layout().num_elements();
+            let whole = t.layout().contiguous_offsets() == Some((0, n)) && t.bytes().len() == n * size_of::<f32>();
+            match t.try_storage_mut::<f32>() {
+                Some(own) if whole && own.len() == theirs.len() => Some(crate::optim::add_and_square(own, theirs)),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    (Tensor::from_dispatch(dispatch), squares)
 }
 
 /// An in-process helper (the tests' stand-in for a helper worker): it computes its share
@@ -894,6 +965,69 @@ mod tests {
 
     fn weights(t: &Trainer) -> Vec<f32> {
         pollster::block_on(read_flat(float_params(t.model()))).unwrap()
+    }
+
+    /// The two workers' gradients added in place give the same sums as burn's additions, and
+    /// their squares the same partial sums as clipping's own pass over those sums, to the bit
+    /// (so a split step clips as before). A gradient of this worker's alone is written over, one
+    /// held elsewhere too is not, and one only the other worker has is squared from its values.
+    #[test]
+    fn adding_in_place_gives_the_sums_and_their_squares() {
+        use burn::tensor::Distribution;
+        let t = Trainer::new(&spec("causal_lm"), 0, corpus(), Device::flex()).unwrap();
+        let device = Device::flex();
+        struct Random {
+            device: Device,
+            grads: GradientsParams,
+            present: Vec<bool>,
+            theirs: Vec<f32>,
+            expected: Vec<f32>,
+            /// (a gradient of this worker's also held here, its values)
+            shared: Option<(Tensor<1>, Vec<f32>)>,
+            /// where the third parameter's gradient lies, which the sum is written over
+            third: usize,
+        }
+        impl ModuleVisitor for Random {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let shape = param.val().shape();
+                let random = |d: &Device| Tensor::<D>::random(shape.clone(), Distribution::Normal(0.0, 1.0), d);
+                let (mine, theirs) = (random(&self.device), random(&self.device));
+                let index = self.present.len();
+                let (m, th) = (mine.clone().into_data().try_to_vec::<f32>().unwrap(), theirs.into_data().try_to_vec::<f32>().unwrap());
+                // the second parameter: the other worker's gradient alone
+                if index == 1 {
+                    self.present.push(true);
+                    self.theirs.extend(&th);
+                    self.expected.extend(&th);
+                    return;
+                }
+                if index == 2 {
+                    self.third = flex_f32(&mine).unwrap().bytes().as_ptr() as usize;
+                }
+                if self.shared.is_none() {
+                    self.shared = Some((mine.clone().reshape([-1]), m.clone()));
+                }
+                self.present.push(true);
+                self.theirs.extend(&th);
+                self.expected.extend(m.iter().zip(&th).map(|(a, b)| a + b));
+                self.grads.register(param.id, mine);
+            }
+        }
+        let mut random = Random { device: device.clone(), grads: GradientsParams::new(), present: Vec::new(), theirs: Vec::new(), expected: Vec::new(), shared: None, third: 0 };
+        t.model().visit(&mut random);
+        let (sums, squares) = add_gradients(t.model(), &mut random.grads, random.theirs, &random.present, &device).unwrap();
+        let (present, found) = gradients_in_order(t.model(), &sums);
+        assert!(present.iter().all(|&p| p));
+        assert_eq!(flex_f32(&found[2]).unwrap().bytes().as_ptr() as usize, random.third, "written in place");
+        let got: Vec<f32> = found.iter().flat_map(|g| g.clone().into_data().try_to_vec::<f32>().unwrap()).collect();
+        assert_eq!(got, random.expected);
+        let zeros = Tensor::<2>::zeros([crate::optim::GROUP, crate::optim::PARTS], &device);
+        let filler = Tensor::<1>::zeros([1], &device);
+        let clipping = crate::optim::partial_sums_of_squares(found.into_iter().map(|g| g.into_dispatch()).collect(), &zeros, &filler);
+        let squares = squares.expect("every gradient is on flex");
+        assert_eq!(squares.into_data().try_to_vec::<f32>().unwrap(), clipping.into_data().try_to_vec::<f32>().unwrap());
+        let (shared, before) = random.shared.unwrap();
+        assert_eq!(shared.into_data().try_to_vec::<f32>().unwrap(), before, "a gradient held elsewhere is left alone");
     }
 
     /// Three steps split between this thread and an in-process helper give the one-worker
