@@ -147,7 +147,8 @@ impl PairLoop for AddForward<'_> {
 
 /// dx for a chunk of rows (plus the other gradient of x, if any), and the chunk's share of dγ
 /// and dβ from the same pass: x̂ and dy are at hand there, where a pass of their own over every
-/// row recomputed each row's statistics (~1 ms of a baby-GPT split step in the tab).
+/// row, on one thread, recomputed each row's statistics (docs/performance.md, "CPU", forty-first
+/// session: +3 % natively).
 struct InputGradient<'a> {
     xs: &'a [f32],
     dys: &'a [f32],

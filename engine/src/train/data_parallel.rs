@@ -638,9 +638,10 @@ impl Trainer {
     }
 
     /// The batch's gradients (this worker's rows plus each helper's, added in the helpers'
-    /// order), their partial sums of squares where the additions made them, its loss, why each failed helper failed, whether each helper's copy takes this
-    /// step too, and the times of the parts. `asked` are the helpers' answers where the jobs
-    /// were sent ahead, else the jobs are sent now.
+    /// order), their partial sums of squares where the additions made them, its loss, why each
+    /// failed helper failed, whether each helper's copy takes this step too, and the times of
+    /// the parts. `asked` are the helpers' answers where the jobs were sent ahead, else the
+    /// jobs are sent now.
     async fn split_gradients(
         &mut self,
         model: &Transformer,
@@ -881,9 +882,10 @@ fn flex_squares<const D: usize>(t: &Tensor<D>) -> Option<f32> {
     Some(crate::optim::squares(t.as_slice::<f32>()?))
 }
 
-/// `mine + theirs` written into `mine`'s buffer, with the sum's Σx² ([`crate::optim::add_and_square`]),
-/// where `mine` is an f32 tensor on flex that alone owns exactly its elements, in order (a
-/// backward's fresh gradient); `mine` back as it was, and no sum, otherwise.
+/// `mine + theirs` written into `mine`'s buffer, with the sum's Σx²
+/// ([`crate::optim::add_and_square`]), where `mine` is an f32 tensor on flex that alone owns
+/// exactly its elements, in order (a backward's fresh gradient); `mine` back as it was, and no
+/// sum, otherwise.
 fn add_in_place<const D: usize>(mine: Tensor<D>, theirs: &[f32]) -> (Tensor<D>, Option<f32>) {
     use burn::backend::{BackendTensor, DType, DispatchTensorKind};
     let mut dispatch = mine.into_dispatch();
