@@ -31,6 +31,13 @@ pub(crate) fn contiguous(t: FlexTensor) -> FlexTensor {
     if t.is_contiguous() { t } else { t.to_contiguous() }
 }
 
+/// Whether `t`'s buffer holds exactly its elements, in order, from the start: the tensor a loop
+/// may write in place through `storage_mut` (when nothing else holds the buffer).
+pub(crate) fn owns_its_elements(t: &FlexTensor) -> bool {
+    let n = t.layout().num_elements();
+    t.layout().contiguous_offsets() == Some((0, n)) && t.bytes().len() == n * t.dtype().size()
+}
+
 /// Folds `row` with `f` in eight interleaved lanes, then folds the lanes: a reduction the
 /// compiler can keep in vector registers (a single running value is a chain it may not
 /// reorder). `f` is a compare-and-select max or a sum; wasm has no vector `f32::max`.

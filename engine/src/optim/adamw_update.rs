@@ -267,9 +267,7 @@ impl AdamWOps for Flex {
 /// contiguous copy otherwise (a view, or a buffer something else holds: `storage_mut` copies it
 /// then, and the holder keeps the old values).
 fn owned(t: FlexTensor) -> FlexTensor {
-    let n = t.layout().num_elements();
-    let whole = t.layout().contiguous_offsets() == Some((0, n)) && t.bytes().len() == n * size_of::<f32>();
-    if whole { t } else { t.to_contiguous() }
+    if crate::cpu_loops::owns_its_elements(&t) { t } else { t.to_contiguous() }
 }
 
 /// One parameter's AdamW step on the CPU, element by element, in the composed body's order of

@@ -127,7 +127,7 @@ fn flex_sums(running: Option<FlexTensor>, inputs: [FlexTensor; GROUP]) -> FlexTe
     };
     for (row, t) in out.chunks_exact_mut(PARTS).zip(inputs) {
         let t = crate::cpu_loops::contiguous(t);
-        row[0] += crate::cpu_loops::vectorized(Squares(t.as_slice::<f32>().expect("contiguous f32")));
+        row[0] += squares(t.as_slice::<f32>().expect("contiguous f32"));
     }
     FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)
 }

@@ -138,13 +138,7 @@ impl Floats {
     /// tensor on flex (one made contiguous where it is not), else read from the device in one
     /// go ([`read_flat`]).
     pub async fn of(tensors: Vec<Tensor<1>>) -> Result<Self, String> {
-        let on_flex: Option<Vec<burn_flex::FlexTensor>> = tensors
-            .iter()
-            .map(|t| match t.clone().into_dispatch().kind {
-                burn::backend::DispatchTensorKind::Flex(burn::backend::BackendTensor::Float(t)) if t.dtype() == burn::backend::DType::F32 => Some(crate::cpu_loops::contiguous(t)),
-                _ => None,
-            })
-            .collect();
+        let on_flex: Option<Vec<burn_flex::FlexTensor>> = tensors.iter().map(|t| flex_f32(t).map(crate::cpu_loops::contiguous)).collect();
         match on_flex {
             Some(parts) => Ok(Self { parts, values: Vec::new() }),
             None => Ok(Self::from_values(read_flat(tensors).await?)),
@@ -857,7 +851,7 @@ fn add_gradients(model: &Transformer, own: &mut GradientsParams, grads: Vec<f32>
     let values: &[f32] = theirs_flex.as_ref().and_then(|t| t.as_slice::<f32>()).unwrap_or(&[]);
     let on_flex = values.len() == total;
     // (not on flex: composed additions, and clipping sums the squares itself)
-    let mut add = Add { own, theirs: theirs.clone(), values, present, index: 0, at: 0, out: GradientsParams::new(), squares: on_flex.then(Vec::new), error: None };
+    let mut add = Add { own, theirs, values, present, index: 0, at: 0, out: GradientsParams::new(), squares: on_flex.then(Vec::new), error: None };
     model.visit(&mut add);
     if add.error.is_none() && (add.index != present.len() || add.at != total) {
         add.error = Some("the other worker's gradients are for another model".into());
@@ -891,8 +885,7 @@ fn add_in_place<const D: usize>(mine: Tensor<D>, theirs: &[f32]) -> (Tensor<D>, 
     let mut dispatch = mine.into_dispatch();
     let squares = match &mut dispatch.kind {
         DispatchTensorKind::Flex(BackendTensor::Float(t)) if t.dtype() == DType::F32 => {
-            let n = t.layout().num_elements();
-            let whole = t.layout().contiguous_offsets() == Some((0, n)) && t.bytes().len() == n * size_of::<f32>();
+            let whole = crate::cpu_loops::owns_its_elements(t);
             match t.try_storage_mut::<f32>() {
                 Some(own) if whole && own.len() == theirs.len() => Some(crate::optim::add_and_square(own, theirs)),
                 _ => None,
