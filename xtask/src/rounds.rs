@@ -21,7 +21,7 @@ pub fn median(values: &[f64]) -> Option<f64> {
 
 /// Whether "ours" runs first in round `r` (counted from 0): in even rounds, then in turns.
 pub fn ours_first(r: usize) -> bool {
-    r % 2 == 0
+    r.is_multiple_of(2)
 }
 
 /// Steps/s of two programs from alternated rounds. A round keeps both figures or neither, so
