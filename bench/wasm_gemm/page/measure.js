@@ -1,7 +1,10 @@
 // GFLOP/s of baby GPT's matrix products (one half-batch of 384 rows, as each of the tab's two
 // workers computes it) through gemm in this page's WebAssembly, beside the 128-bit FMA peak.
 // Three rounds: V8 compiles with its baseline compiler first and optimises hot code later, so
-// the last round is the steady figure.
+// the last round is the steady figure. Then each product one at a time, timed alone, with the
+// caches flushed before each (`evict`) and without: in a training step a product's operands
+// were last written by other operations, so they are seldom in the nearer caches as they are
+// when one product repeats.
 async function measure() {
   const bytes = await (await fetch('wasm_gemm.wasm')).arrayBuffer();
   const { instance } = await WebAssembly.instantiate(bytes, {});
@@ -27,5 +30,20 @@ async function measure() {
     }
     rounds.push(out);
   }
-  return rounds;
+  const single = [];  // [name, GFLOP/s with the caches flushed before each, GFLOP/s without]
+  for (const [name, m, k, n, at, bt] of shapes) {
+    const reps = 40;
+    const timed = (flush) => {
+      let ms = 0;
+      for (let r = 0; r < reps; r++) {
+        if (flush) e.evict();
+        const t = performance.now();
+        e.product(m, k, n, at, bt, 1);
+        ms += performance.now() - t;
+      }
+      return 2 * m * k * n * reps / (ms / 1000) / 1e9;
+    };
+    single.push([name, timed(true), timed(false)]);
+  }
+  return { rounds, single };
 }

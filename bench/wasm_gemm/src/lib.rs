@@ -49,3 +49,26 @@ pub extern "C" fn peak(reps: usize) -> f32 {
     }
     c.iter().map(|c| f32x4_extract_lane::<0>(*c)).sum()
 }
+
+static mut SCRATCH: Vec<f32> = Vec::new();
+
+/// Writes one float per cache line of a 16 MiB buffer, so that the next product finds its
+/// operands in no cache nearer than the last level (the dev VM has 2 MiB of L2 per core), as
+/// a training step's products often do: their operands were last written by other
+/// operations. Returns a sum so that nothing is optimised away.
+///
+/// # Safety
+/// Single-threaded wasm: nothing else touches `SCRATCH`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn evict() -> f32 {
+    let scratch = unsafe { &mut *core::ptr::addr_of_mut!(SCRATCH) };
+    if scratch.is_empty() {
+        *scratch = vec![1.0; 4 << 20];
+    }
+    let mut sum = 0.0;
+    for v in scratch.iter_mut().step_by(16) {
+        *v += 1.0;
+        sum += *v;
+    }
+    sum
+}

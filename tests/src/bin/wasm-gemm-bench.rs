@@ -7,7 +7,10 @@
 //! else in `bench/wasm_gemm/target/`, where cargo puts its own workspace's build), after
 //! `cargo build --release --target wasm32-unknown-unknown --manifest-path
 //! bench/wasm_gemm/Cargo.toml` from the repository's root (whose `.cargo/config.toml` turns on
-//! SIMD128). Prints the last round (V8's optimised code) as a table, and every round as JSON.
+//! SIMD128). Prints a table and then every figure as JSON. Its columns, in GFLOP/s and as a share
+//! of the 128-bit peak: each product repeated (V8's optimised round, the last of three), timed
+//! one at a time ("alone"), and one at a time with the caches flushed before each, as a
+//! training step's products mostly find their operands.
 
 use std::path::PathBuf;
 
@@ -33,10 +36,10 @@ fn main() {
     let browser = Browser::start(false);
     browser.open(&format!("http://127.0.0.1:{}/", server.port));
     // WebDriver waits for the promise `measure` returns
-    let rounds = browser.eval("return measure();");
+    let result = browser.eval("return measure();");
     let _ = std::fs::remove_dir_all(&site);
     // each round: [[name, GFLOP/s], …], the peak first
-    let last: Vec<(String, f64)> = rounds
+    let last: Vec<(String, f64)> = result["rounds"]
         .as_array()
         .and_then(|r| r.last())
         .and_then(|r| r.as_array())
@@ -44,10 +47,15 @@ fn main() {
         .iter()
         .map(|pair| (pair[0].as_str().unwrap_or("?").to_string(), pair[1].as_f64().unwrap_or(f64::NAN)))
         .collect();
+    // each product alone: [name, caches flushed, not flushed]
+    let single = |name: &str, column: usize| {
+        result["single"].as_array().and_then(|s| s.iter().find(|p| p[0].as_str() == Some(name))).and_then(|p| p[column].as_f64())
+    };
     let peak = last[0].1;
-    println!("{:<18} {:>8} {:>8}", "product", "GFLOP/s", "of peak");
+    let share = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.1} {:>3.0} %", 100.0 * v / peak));
+    println!("{:<18} {:>14} {:>14} {:>14}", "product", "repeated", "alone", "caches flushed");
     for (name, v) in &last {
-        println!("{name:<18} {v:>8.1} {:>7.0} %", 100.0 * v / peak);
+        println!("{name:<18} {:>14} {:>14} {:>14}", share(Some(*v)), share(single(name, 2)), share(single(name, 1)));
     }
-    println!("{rounds}");
+    println!("{result}");
 }
