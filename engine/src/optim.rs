@@ -79,12 +79,13 @@ impl AdamW {
         self.update_with(StepValues::Advance(lr), module, grads, None)
     }
 
-    /// [`AdamW::step`] with the gradients' partial sums of squares already at hand, as
+    /// [`AdamW::step`] with the gradients' partial sums of squares, where they are at hand, as
     /// [`partial_sums_of_squares`] lays them out ([`partials_of_sums`]): the split step has
     /// them from its pass that adds the workers' gradients, so clipping needs no pass of its own.
+    /// `None`: clipping sums them itself, as in [`AdamW::step`].
     // squares: [GROUP, PARTS]
-    pub fn step_with_squares<M: Module>(&mut self, lr: f64, module: M, grads: GradientsParams, squares: Tensor<2>) -> M {
-        self.update_with(StepValues::Advance(lr), module, grads, Some(squares))
+    pub fn step_with_squares<M: Module>(&mut self, lr: f64, module: M, grads: GradientsParams, squares: Option<Tensor<2>>) -> M {
+        self.update_with(StepValues::Advance(lr), module, grads, squares)
     }
 
     /// The update of a step whose values [`AdamW::advance`] has written: [`AdamW::step`]

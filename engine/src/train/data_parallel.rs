@@ -349,10 +349,7 @@ impl Helper {
             own = GradientsParams::new();
         }
         let (sum, squares) = add_gradients(&copy.model, &mut own, update.grads.into_vec(), &update.present, &self.device)?;
-        copy.model = match squares {
-            Some(squares) => copy.optim.step_with_squares(update.lr, copy.model, sum, squares),
-            None => copy.optim.step(update.lr, copy.model, sum),
-        };
+        copy.model = copy.optim.step_with_squares(update.lr, copy.model, sum, squares);
         copy.step += 1;
         self.copies.push(copy);
         Ok(())
@@ -537,10 +534,7 @@ impl Trainer {
         };
         let t1 = self.now();
         let lr = self.learning_rate();
-        self.model = Some(match squares {
-            Some(squares) => self.optim.step_with_squares(lr, model, grads, squares),
-            None => self.optim.step(lr, model, grads),
-        });
+        self.model = Some(self.optim.step_with_squares(lr, model, grads, squares));
         self.pending.push((self.step, loss));
         self.step += 1;
         self.helper_has_copy = copy_stepped;
