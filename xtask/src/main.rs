@@ -429,9 +429,7 @@ fn bench(args: &[String]) -> Result<(), String> {
     for device in ["cpu", "gpu"] {
         let ours = || {
             say(&format!("baby GPT, one run, natively on {device}: objlab, {steps} timed steps"));
-            let mut c = Command::new(&objlab);
-            c.args(["bench", "--preset", "baby-gpt", "--device", device, "--steps", &steps]).arg("--data").arg(&data);
-            report_of(c).ok().and_then(|r| json_number(&r, "steps_per_s"))
+            objlab_speed(&objlab, device, &steps, &data)
         };
         let theirs = || match &torch {
             Some((python, cuda)) if device == "cpu" || *cuda => {
@@ -582,6 +580,14 @@ fn say_tab_against_native(what: &str, tab: Option<f64>, native: Option<f64>) {
     say(&format!("{what} steps/s on SwiftShader:  tab (WebGPU) {} | native wgpu {} | tab/native {}", f(tab), f(native), ratio(tab, native)));
 }
 
+/// Steps/s of one baby-GPT run of `objlab bench` on `device` ("cpu" or "gpu") for `steps`
+/// timed steps of `data`; `None` where it has no figure (no such device here).
+fn objlab_speed(objlab: &Path, device: &str, steps: &str, data: &Path) -> Option<f64> {
+    let mut c = Command::new(objlab);
+    c.args(["bench", "--preset", "baby-gpt", "--device", device, "--steps", steps]).arg("--data").arg(data);
+    report_of(c).ok().and_then(|r| json_number(&r, "steps_per_s"))
+}
+
 /// Presses of the page's benchmark button per round, and the first one timed: the first two
 /// still pay for V8 compiling the worker's hot loops, so the tab's figure is the median of
 /// presses 3 to 6 (docs/performance.md, "Issue 5's targets at a glance").
@@ -608,9 +614,7 @@ fn tab_cpu_against_native(objlab: &Path, data: &Path, steps: &str, rounds: usize
     };
     let native = || {
         say(&format!("baby GPT natively on the CPU: objlab, {steps} timed steps"));
-        let mut c = Command::new(objlab);
-        c.args(["bench", "--preset", "baby-gpt", "--device", "cpu", "--steps", steps]).arg("--data").arg(data);
-        report_of(c).ok().and_then(|r| json_number(&r, "steps_per_s"))
+        objlab_speed(objlab, "cpu", steps, data)
     };
     let mut pairs = rounds::Rounds::default();
     for r in 0..rounds {
