@@ -449,13 +449,7 @@ fn bench(args: &[String]) -> Result<(), String> {
                 say(&format!("{device}, round {} of {rounds}", r + 1));
             }
             // objlab first in the first round, so that a machine without this device stops there
-            let (a, b) = if rounds::ours_first(r) {
-                let a = ours();
-                (a, a.and_then(|_| theirs()))
-            } else {
-                let b = theirs();
-                (ours(), b)
-            };
+            let (a, b) = rounds::one_round(r, ours, theirs);
             let Some(a) = a else {
                 say(&format!("no {device} figure on this machine"));
                 break;
@@ -619,13 +613,7 @@ fn tab_cpu_against_native(objlab: &Path, data: &Path, steps: &str, rounds: usize
     let mut pairs = rounds::Rounds::default();
     for r in 0..rounds {
         say(&format!("the tab on CPU against native CPU, round {} of {rounds}", r + 1));
-        let (a, b) = if rounds::ours_first(r) {
-            let a = tab();
-            (a, native())
-        } else {
-            let b = native();
-            (tab(), b)
-        };
+        let (a, b) = rounds::one_round(r, tab, native);
         if let (Some(a), Some(b)) = (a, b) {
             say(&format!("round {}: the tab {a:.2} | native {b:.2} steps/s | {:.2}×", r + 1, a / b));
         }

@@ -24,6 +24,18 @@ pub fn ours_first(r: usize) -> bool {
     r.is_multiple_of(2)
 }
 
+/// Round `r`'s two figures, the programs run in [`ours_first`]'s order. Where ours runs first
+/// and has no figure (no such device here), theirs is not run: the round is lost either way.
+pub fn one_round(r: usize, ours: impl FnOnce() -> Option<f64>, theirs: impl FnOnce() -> Option<f64>) -> (Option<f64>, Option<f64>) {
+    if ours_first(r) {
+        let a = ours();
+        (a, a.and_then(|_| theirs()))
+    } else {
+        let b = theirs();
+        (ours(), b)
+    }
+}
+
 /// Steps/s of two programs from alternated rounds. A round keeps both figures or neither, so
 /// that every ratio compares runs taken in the same minutes.
 #[derive(Default, Debug)]
@@ -111,6 +123,24 @@ mod tests {
     #[test]
     fn the_order_swaps_every_round() {
         assert_eq!((0..4).map(ours_first).collect::<Vec<_>>(), [true, false, true, false]);
+    }
+
+    #[test]
+    fn a_round_runs_both_in_its_order_and_skips_theirs_after_ours_failed_first() {
+        let order = &std::cell::RefCell::new(Vec::new());
+        let ours = |v: Option<f64>| move || {
+            order.borrow_mut().push("ours");
+            v
+        };
+        let theirs = || {
+            order.borrow_mut().push("theirs");
+            Some(2.0)
+        };
+        assert_eq!(one_round(0, ours(Some(1.0)), theirs), (Some(1.0), Some(2.0)));
+        assert_eq!(one_round(1, ours(Some(1.0)), theirs), (Some(1.0), Some(2.0)));
+        assert_eq!(one_round(2, ours(None), theirs), (None, None));
+        assert_eq!(one_round(3, ours(None), theirs), (None, Some(2.0)));
+        assert_eq!(*order.borrow(), ["ours", "theirs", "theirs", "ours", "ours", "theirs", "ours"]);
     }
 
     #[test]
