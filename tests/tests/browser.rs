@@ -108,6 +108,22 @@ struct BenchmarkFigures {
     recordings: f64,
 }
 
+/// The loss chart's pixels in the colour of the first run (`lab::RUN_COLOURS[0]`, #0072b2)
+/// inside its plot area, below the legend: how many, and a hash of where they are.
+fn chart_pixels(browser: &Browser) -> (u64, u64) {
+    let v = browser.eval(
+        "const c = document.querySelector('[data-testid=\"loss-chart\"]');
+         const d = c.getContext('2d').getImageData(50, 60, 620, 190).data;
+         let n = 0, h = 0;
+         for (let i = 0; i < d.length; i += 4) {
+           if (d[i + 3] > 128 && d[i] < 60 && Math.abs(d[i + 1] - 114) < 45 && Math.abs(d[i + 2] - 178) < 45) { n++; h = (h * 31 + i) % 1000000007; }
+         }
+         return [n, h];",
+    );
+    let n = |i: usize| v[i].as_u64().unwrap_or(0);
+    (n(0), n(1))
+}
+
 /// Presses "benchmark" and waits for its report.
 fn run_benchmark(browser: &Browser, timeout: Duration) -> BenchmarkFigures {
     browser.click("benchmark");
@@ -148,6 +164,13 @@ fn falls_back_to_the_cpu_without_webgpu_and_pauses() {
     browser.wait_for("the first step", Duration::from_secs(300), |b| (b.step() >= 1).then_some(()));
     let page_s = browser.eval("return performance.now()").as_f64().unwrap() / 1000.0;
     wait_for_steps_and_falling_loss(&browser, 20, Duration::from_secs(300));
+    // The loss chart's canvas shows the run's curve, and redraws as its losses arrive (ten
+    // times a second at most, once per animation frame).
+    let (drawn, step) = (chart_pixels(&browser), browser.step());
+    assert!(drawn.0 > 50, "the run's curve is on the canvas: {drawn:?}");
+    if step < 1000 {
+        browser.wait_for("the chart redrawn with newer losses", Duration::from_secs(30), |b| (chart_pixels(b).1 != drawn.1).then_some(()));
+    }
     let rate = browser.text("lr").unwrap();
     assert!(rate.parse::<f64>().is_ok_and(|r| r > 0.0), "learning rate element: {rate:?}");
     let device = browser.text("device").unwrap();
@@ -215,6 +238,13 @@ fn falls_back_to_the_cpu_without_webgpu_and_pauses() {
         assert!(ms("helper_ms") > 0.0 && ms("wait_ms") >= 0.0 && ms("messaging_ms") >= 0.0, "the helper's time: {profile}");
         assert!(report.text.contains("the helper computed its half in"), "{report:?}");
     }
+    // Then it times the loss chart's redraw at issue 4's load (6 runs × 10,000 points): a
+    // figure, never a timed assertion.
+    let redraw = browser.wait_for("the chart's redraw timing", Duration::from_secs(60), |b| b.text("chart-redraw"));
+    assert!(redraw.starts_with("loss chart: 6 runs × 10000 points redraw in ") && redraw.contains("(median of 24; slowest "), "{redraw}");
+    let chart_ms = |name: &str| browser.attribute("chart-redraw", name).and_then(|v| v.parse::<f64>().ok()).unwrap_or(-1.0);
+    assert!(chart_ms("data-median-ms") >= 0.0 && chart_ms("data-worst-ms") >= chart_ms("data-median-ms"), "{redraw}");
+    assert_eq!(browser.text("benchmark-status").unwrap_or_default(), "", "nothing left running: {redraw}");
 
     // Reset clears the run.
     browser.click("reset");

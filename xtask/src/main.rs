@@ -513,6 +513,11 @@ fn bench(args: &[String]) -> Result<(), String> {
             }
         }
         let _ = tab_against_native_on_swiftshader(&objlab, &data, "baby-gpt", gpu_steps, tab_gpu);
+        // Issue 4's "6 runs × 10,000 points must redraw without jank", live: six `tiny` runs
+        // train until their curves hold ~10,000 points each (a loss message per run and step),
+        // and the page's frames/s and long tasks over that time are printed (~4 minutes here).
+        say("six tiny runs in headless Chromium on cpu to ~10,000 steps each: the page's frames/s and long tasks while the curves grow");
+        browser_bench("tiny&snapshot_every=100000", "cpu", "60000", "6")?;
         // The CPU path's matrix products alone, against the 128-bit FMA peak in the same page:
         // how close the tab runs to what wasm's vectors allow (docs/performance.md, "In the tab",
         // thirty-seventh session). Its own workspace, so that its features stay its own.

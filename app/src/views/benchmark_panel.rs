@@ -1,16 +1,33 @@
 //! The "benchmark" button: times a fresh run of the experiment the controls show, alone on
 //! its device, and reports the figures that say where a small model's time goes — steps/s,
-//! GPU dispatches and host round trips per step — beside the first-step latency.
+//! GPU dispatches and host round trips per step — beside the first-step latency; then times
+//! the loss chart's redraw at the largest load it is meant for (6 runs × 10,000 points).
 
 use leptos::prelude::*;
 use objlab_engine::protocol::{BenchmarkReport, ToWorker};
 use objlab_engine::profile::StepProfile;
 
+use super::loss_chart::{RedrawTiming, time_redraws};
 use crate::lab::{Benchmark, Lab};
 use crate::worker_link;
 
 /// Timed steps: enough to average over, few enough for a slow device.
 const STEPS: usize = 20;
+/// The loss chart's load to time (issue 4: "6 runs × 10,000 points must redraw without jank"),
+/// and its redraws to time.
+const CHART_RUNS: usize = 6;
+const CHART_POINTS: usize = 10_000;
+const CHART_REDRAWS: usize = 24;
+/// A frame at 60 Hz: a redraw within it does not stall the page.
+const FRAME_MS: f64 = 1000.0 / 60.0;
+
+fn redraw_text(t: &RedrawTiming) -> String {
+    let verdict = if t.worst_ms <= FRAME_MS { "within a frame" } else { "longer than a frame at its slowest" };
+    format!(
+        "loss chart: {} runs × {} points redraw in {:.1} ms (median of {}; slowest {:.1} ms, {verdict} of {FRAME_MS:.1} ms)",
+        t.runs, t.points, t.median_ms, t.redraws, t.worst_ms
+    )
+}
 
 fn report_text(r: &BenchmarkReport, first_step_ms: Option<f64>) -> String {
     let dispatches = if r.dispatches_per_step > 0.0 {
@@ -67,7 +84,21 @@ fn profile_text(p: &StepProfile, workers: usize) -> String {
 #[component]
 pub fn BenchmarkPanel(lab: Lab) -> impl IntoView {
     let running = move || matches!(lab.benchmark.get(), Benchmark::Running { .. });
+    // The chart's redraw is timed once the worker's report is in: timed meanwhile, the main
+    // thread would take a core from the run being timed.
+    let redraw = RwSignal::new(None::<RedrawTiming>);
+    let timing_redraw = RwSignal::new(false);
+    Effect::new(move |_| {
+        if matches!(lab.benchmark.get(), Benchmark::Done(_)) && !timing_redraw.get_untracked() && redraw.get_untracked().is_none() {
+            timing_redraw.set(true);
+            leptos::task::spawn_local(async move {
+                redraw.set(time_redraws(CHART_RUNS, CHART_POINTS, CHART_REDRAWS).await);
+                timing_redraw.set(false);
+            });
+        }
+    });
     let start = move |_| {
+        redraw.set(None);
         let spec = lab.spec.get_untracked();
         let steps = STEPS.min(spec.train.steps.max(1));
         lab.benchmark.set(Benchmark::Running { done: 0, steps });
@@ -77,6 +108,7 @@ pub fn BenchmarkPanel(lab: Lab) -> impl IntoView {
         Benchmark::Idle => String::new(),
         Benchmark::Running { done: 0, .. } => "benchmark: loading and warming up (the runs wait)…".into(),
         Benchmark::Running { done, steps } => format!("benchmark: step {done} / {steps} (the runs wait)…"),
+        Benchmark::Done(_) if timing_redraw.get() => format!("benchmark: timing the loss chart's redraw with {CHART_RUNS} runs × {CHART_POINTS} points…"),
         Benchmark::Done(_) => String::new(),
     };
     let report = move || match lab.benchmark.get() {
@@ -103,6 +135,13 @@ pub fn BenchmarkPanel(lab: Lab) -> impl IntoView {
                     data-profile=r.profile.as_ref().and_then(|p| serde_json::to_string(p).ok())>
                     {report_text(&r, lab.first_step_ms.get())}
                     {r.profile.as_ref().map(|p| view! { <br/><span data-testid="benchmark-profile">{profile_text(p, r.workers)}</span> })}
+                </span>
+            })}
+            {move || redraw.get().map(|t| view! {
+                <br/>
+                <span data-testid="chart-redraw" data-median-ms=t.median_ms.to_string() data-worst-ms=t.worst_ms.to_string()
+                    data-runs=t.runs.to_string() data-points=t.points.to_string()>
+                    {redraw_text(&t)}
                 </span>
             })}
         </section>
@@ -142,6 +181,14 @@ mod tests {
         let cpu = BenchmarkReport { dispatches_per_step: 0.0, host_ms_per_step: None, ..r };
         let text = report_text(&cpu, None);
         assert!(text.contains("no GPU dispatches (CPU backend) ·") && !text.contains("host work"), "{text}");
+    }
+
+    #[test]
+    fn the_charts_redraw_is_told_against_a_frame() {
+        let t = RedrawTiming { runs: 6, points: 10_000, redraws: 24, median_ms: 3.04, worst_ms: 5.0 };
+        assert_eq!(redraw_text(&t), "loss chart: 6 runs × 10000 points redraw in 3.0 ms (median of 24; slowest 5.0 ms, within a frame of 16.7 ms)");
+        let slow = RedrawTiming { worst_ms: 20.0, ..t };
+        assert!(redraw_text(&slow).contains("slowest 20.0 ms, longer than a frame at its slowest of 16.7 ms"));
     }
 
     #[test]

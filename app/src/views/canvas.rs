@@ -2,7 +2,11 @@
 //! and chart axes. Canvases draw one path per curve instead of a DOM node per point, so long
 //! curves and many runs redraw cheaply.
 
+use std::rc::Rc;
+
+use leptos::prelude::*;
 use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
 /// The canvas's 2-D drawing context.
@@ -34,4 +38,66 @@ pub fn polyline(ctx: &CanvasRenderingContext2d, points: impl IntoIterator<Item =
         }
     }
     ctx.stroke();
+}
+
+/// When a canvas redraws: at the next animation frame after a change the user makes (the
+/// pointer, an option), and at the first frame `gap_ms` after its last redraw for data that
+/// streams in. However often it is asked between two redraws, it redraws once, and `draw` reads
+/// what is current then. A hidden tab redraws when it is shown again; without a window (not in
+/// a browser) nothing is drawn.
+#[derive(Clone, Copy)]
+pub struct Redraws {
+    state: StoredValue<Asked>,
+    gap_ms: f64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Asked {
+    /// A frame is requested.
+    waiting: bool,
+    /// For the user: redraw at the next frame.
+    soon: bool,
+    /// For new data: redraw `gap_ms` after the last redraw.
+    data: bool,
+    /// The last redraw's frame time, ms.
+    last_ms: f64,
+}
+
+impl Redraws {
+    pub fn new(gap_ms: f64) -> Self {
+        Redraws { state: StoredValue::new(Asked::default()), gap_ms }
+    }
+
+    /// Asks for a redraw: at the next frame if `soon`, else once `gap_ms` have passed.
+    pub fn ask(self, soon: bool, draw: impl Fn() + 'static) {
+        // (a chart removed meanwhile has disposed of `state`: the `try_`s leave it be)
+        let Some(mut asked) = self.state.try_get_value() else { return };
+        if soon {
+            asked.soon = true;
+        } else {
+            asked.data = true;
+        }
+        let waiting = asked.waiting;
+        asked.waiting = true;
+        self.state.set_value(asked);
+        if !waiting {
+            self.at_next_frame(Rc::new(draw));
+        }
+    }
+
+    fn at_next_frame(self, draw: Rc<dyn Fn()>) {
+        let frame = Closure::once_into_js(move |now_ms: f64| {
+            let Some(asked) = self.state.try_get_value() else { return };
+            if asked.soon || (asked.data && now_ms - asked.last_ms >= self.gap_ms) {
+                let _ = self.state.try_set_value(Asked { last_ms: now_ms, ..Asked::default() });
+                draw();
+            } else {
+                self.at_next_frame(draw);
+            }
+        });
+        let asked = web_sys::window().map(|w| w.request_animation_frame(frame.unchecked_ref()));
+        if !matches!(asked, Some(Ok(_))) {
+            let _ = self.state.try_update_value(|a| a.waiting = false);
+        }
+    }
 }
