@@ -22,9 +22,9 @@ const CHART_REDRAWS: usize = 24;
 const FRAME_MS: f64 = 1000.0 / 60.0;
 
 fn redraw_text(t: &RedrawTiming) -> String {
-    let verdict = if t.worst_ms <= FRAME_MS { "within a frame" } else { "longer than a frame at its slowest" };
+    let verdict = if t.worst_ms <= FRAME_MS { "within" } else { "longer than" };
     format!(
-        "loss chart: {} runs × {} points redraw in {:.1} ms (median of {}; slowest {:.1} ms, {verdict} of {FRAME_MS:.1} ms)",
+        "loss chart: {} runs × {} points redraw in {:.1} ms (median of {}; slowest {:.1} ms: {verdict} a {FRAME_MS:.1} ms frame)",
         t.runs, t.points, t.median_ms, t.redraws, t.worst_ms
     )
 }
@@ -186,9 +186,9 @@ mod tests {
     #[test]
     fn the_charts_redraw_is_told_against_a_frame() {
         let t = RedrawTiming { runs: 6, points: 10_000, redraws: 24, median_ms: 3.04, worst_ms: 5.0 };
-        assert_eq!(redraw_text(&t), "loss chart: 6 runs × 10000 points redraw in 3.0 ms (median of 24; slowest 5.0 ms, within a frame of 16.7 ms)");
+        assert_eq!(redraw_text(&t), "loss chart: 6 runs × 10000 points redraw in 3.0 ms (median of 24; slowest 5.0 ms: within a 16.7 ms frame)");
         let slow = RedrawTiming { worst_ms: 20.0, ..t };
-        assert!(redraw_text(&slow).contains("slowest 20.0 ms, longer than a frame at its slowest of 16.7 ms"));
+        assert!(redraw_text(&slow).contains("slowest 20.0 ms: longer than a 16.7 ms frame)"));
     }
 
     #[test]
