@@ -360,14 +360,9 @@ fn test() -> Result<(), String> {
 /// modes, for a few seconds, and read its output as `bench --browser` and `bench --tab-cpu` do.
 fn benchmark_tools_read_each_other(dist: &Path) -> Result<(), String> {
     say("benchmark tools: browser-bench on tiny (a few steps, one press of the benchmark button), read as cargo xtask bench reads it");
-    let browser_bench = |args: &[&str]| {
-        let mut c = cargo();
-        c.args(["run", "--quiet", "--release", "-p", "objlab-e2e", "--bin", "browser-bench", "--"]).args(args).env("OBJLAB_DIST", dist);
-        c
-    };
-    let report = report_of(browser_bench(&["tiny", "cpu", "20", "1"])).map_err(|e| format!("browser-bench tiny cpu 20: {e}"))?;
+    let report = report_of(browser_bench_command(dist, &["tiny", "cpu", "20", "1"])).map_err(|e| format!("browser-bench tiny cpu 20: {e}"))?;
     let steps_per_s = json_number(&report, "steps_per_s").filter(|v| *v > 0.0);
-    let pressed = stdout_of(browser_bench(&["tiny", "cpu", "button", "1"])).map_err(|e| format!("browser-bench tiny cpu button 1: {e}"))?;
+    let pressed = stdout_of(browser_bench_command(dist, &["tiny", "cpu", "button", "1"])).map_err(|e| format!("browser-bench tiny cpu button 1: {e}"))?;
     let press = rounds::tab_speed(&pressed, 1).map(|(speed, _)| speed).filter(|v| *v > 0.0);
     match (steps_per_s, press) {
         (Some(a), Some(b)) => {
@@ -378,6 +373,13 @@ fn benchmark_tools_read_each_other(dist: &Path) -> Result<(), String> {
             "cargo xtask bench could not read browser-bench's output (steps/s of a run: {steps_per_s:?}; of a press: {press:?}):\n{report}\n{pressed}"
         )),
     }
+}
+
+/// `browser-bench` (tests/src/bin) with `args`, on the page in `dist`.
+fn browser_bench_command(dist: &Path, args: &[&str]) -> Command {
+    let mut c = cargo();
+    c.args(["run", "--quiet", "--release", "-p", "objlab-e2e", "--bin", "browser-bench", "--"]).args(args).env("OBJLAB_DIST", dist);
+    c
 }
 
 /// The number after `"key":` in a one-line JSON report (xtask has no dependencies).
@@ -521,9 +523,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         // SwiftShader takes ~20 s a baby-GPT step on two cores: few steps there, one run.
         // `chromium_args`: extra Chromium flags (measuring only, never the page's own setting)
         let browser_bench_with = |preset: &str, device: &str, n: &str, runs: &str, chromium_args: &str| {
-            let mut c = cargo();
-            c.args(["run", "--quiet", "--release", "-p", "objlab-e2e", "--bin", "browser-bench", "--", preset, device, n, runs])
-                .env("OBJLAB_DIST", &dist);
+            let mut c = browser_bench_command(&dist, &[preset, device, n, runs]);
             if !chromium_args.is_empty() {
                 c.env("OBJLAB_CHROMIUM_ARGS", chromium_args);
             }
@@ -627,11 +627,7 @@ const FIRST_TIMED_PRESS: usize = 3;
 fn tab_cpu_against_native(objlab: &Path, data: &Path, steps: &str, rounds: usize, dist: &Path) -> Result<(), String> {
     let tab = || {
         say(&format!("baby GPT in headless Chromium without WebGPU: the page's benchmark button, {PRESSES} presses"));
-        let mut c = cargo();
-        c.args(["run", "--quiet", "--release", "-p", "objlab-e2e", "--bin", "browser-bench", "--", "baby-gpt", "cpu", "button"])
-            .arg(PRESSES.to_string())
-            .env("OBJLAB_DIST", dist);
-        let out = stdout_of(c).map_err(|e| say(&format!("browser benchmark: {e}"))).ok()?;
+        let out = stdout_of(browser_bench_command(dist, &["baby-gpt", "cpu", "button", &PRESSES.to_string()])).map_err(|e| say(&format!("browser benchmark: {e}"))).ok()?;
         print!("{out}");
         let (speed, presses) = rounds::tab_speed(&out, FIRST_TIMED_PRESS)?;
         let presses: Vec<String> = presses.iter().map(|p| format!("{p:.2}")).collect();
