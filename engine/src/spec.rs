@@ -272,8 +272,21 @@ impl ExperimentSpec {
 
     /// Applies one `key=value` override (URL query pair or CLI `--set`).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        /// Parses a number, and when it fails says why in the words of the one who typed it:
+        /// `steps=-5` is negative, `steps=2.5` not whole, `steps=99999999999999` too large.
         fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
-            v.parse().map_err(|_| format!("{key}: {v:?} is not a valid number"))
+            if v.trim().is_empty() {
+                // what a number field holds when what was typed in it is not a number
+                return Err(format!("{key}: no number given"));
+            }
+            v.parse().map_err(|_| match v.trim().parse::<f64>() {
+                Ok(x) if x < 0.0 => format!("{key}: {v:?} is negative; give a whole number ≥ 0"),
+                Ok(x) if x.fract() != 0.0 => format!("{key}: {v:?} is not a whole number"),
+                Ok(_) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                    format!("{key}: {v:?} is too large")
+                }
+                _ => format!("{key}: {v:?} is not a valid number"),
+            })
         }
         match key {
             "preset" => {
@@ -444,8 +457,9 @@ impl ExperimentSpec {
         if t.workers > MAX_WORKERS {
             return Err(format!("workers {} is out of range: 0 (one per core, up to {AUTO_WORKERS}) to {MAX_WORKERS}", t.workers));
         }
-        if t.log_every == 0 || t.eval_every == 0 || t.eval_batches == 0 || t.snapshot_every == 0 {
-            return Err("log_every, eval_every, eval_batches and snapshot_every must be at least 1".into());
+        let every = [("log_every", t.log_every), ("eval_every", t.eval_every), ("eval_batches", t.eval_batches), ("snapshot_every", t.snapshot_every)];
+        if let Some((name, _)) = every.iter().find(|(_, n)| *n == 0) {
+            return Err(format!("{name} must be at least 1"));
         }
         if self.runs.is_empty() {
             return Err("an experiment needs at least one run".into());
@@ -768,6 +782,14 @@ mod tests {
         assert!(errors[0].contains("valid presets: baby-gpt, tiny"), "{errors:?}");
         assert!(errors.iter().any(|e| e.contains("unknown option \"colour\"")));
         assert!(errors.iter().any(|e| e.contains("not a valid number")));
+        let said = |query: &str| ExperimentSpec::from_query(query).1.join("; ");
+        assert_eq!(said("steps=-5"), "steps: \"-5\" is negative; give a whole number ≥ 0");
+        assert_eq!(said("steps=2.5"), "steps: \"2.5\" is not a whole number");
+        assert_eq!(said("steps=99999999999999999999999"), "steps: \"99999999999999999999999\" is too large");
+        assert_eq!(said("steps=1e3"), "steps: \"1e3\" is not a valid number");
+        assert_eq!(said("seed="), "seed: no number given", "an emptied number field");
+        assert_eq!(said("snapshot_every=0"), "snapshot_every must be at least 1");
+        assert_eq!(said("lr=-0.1"), "learning rate -0.1 is out of range: valid range is (0, 1]", "floats keep their range check");
         assert!(errors.iter().any(|e| e.contains("valid objectives: causal_lm")));
         assert!(parse_objective_mix("=2").unwrap_err().contains("valid objectives"), "a weight without a name");
         assert!(parse_objective_mix("causal_lm=x").unwrap_err().contains("weight \"x\" of causal_lm is not a number"));

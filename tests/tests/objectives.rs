@@ -126,8 +126,20 @@ fn objective_controls_refuse_bad_values_and_ask_before_changing_a_running_run() 
         (url.contains("causal_lm") && url.contains("masked_lm") && url.contains("rate")).then_some(())
     });
     assert_eq!(browser.eval("return document.querySelector('[data-testid=\"objective\"]').value"), "mix");
+
+    // A number field refuses what is not a step count, says why, and shows the value kept;
+    // Start then trains with what the fields show, and the refusal goes.
+    browser.set_value("steps-choice", "-5");
+    let e = browser.wait_for("the steps message", Duration::from_secs(10), control_error);
+    assert!(e.contains("steps: \"-5\" is negative"), "{e}");
+    assert_eq!(browser.eval("return document.querySelector('[data-testid=\"steps-choice\"]').value"), "2000");
+    browser.set_value("snapshot-every", "0");
+    let e = browser.wait_for("the snapshot message", Duration::from_secs(10), |b| control_error(b).filter(|e| e.contains("snapshot")));
+    assert_eq!(e, "snapshot_every must be at least 1");
     browser.click("start");
     browser.wait_for("a few CPU steps of the mixture", Duration::from_secs(200), |b| (b.step() >= 5).then_some(()));
+    assert_eq!(control_error(&browser), None, "Start took the shown values: the refusal is stale");
+    assert!(browser.eval("return document.body.innerText").as_str().unwrap_or("").contains("/ 2000"), "the run kept 2000 steps");
     let shown = browser.eval("return [...document.querySelectorAll('[data-testid=\"seen\"]')].map(e => e.dataset.objective).join(',')");
     assert_eq!(shown, "masked_lm,causal_lm");
 

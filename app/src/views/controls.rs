@@ -53,6 +53,8 @@ pub fn Controls(lab: Lab) -> impl IntoView {
         // the user chose this experiment over the runs a shared link offered
         lab.linked.set(Vec::new());
         lab.errors.set(Vec::new());
+        // a value refused earlier was repainted away: the run starts with what the fields show
+        lab.control_error.set(None);
         lab.pending.set(None);
         if let Err(e) = lab.add_run(spec) {
             lab.push_error(format!("the run was not started: {e}"));
