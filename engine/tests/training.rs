@@ -363,7 +363,7 @@ fn gelu_gradients_match_on_wgpu() {
 
 /// The custom attention operation on the GPU backend: values and the gradient of the fused
 /// projection equal flex's, for causal, per-row prefix, bidirectional and hidden-key masks
-/// (the kernels skip the keys a mask hides).
+/// and the encoder–decoder's cross-attention mask (the kernels skip the keys a mask hides).
 #[test]
 fn attention_gradients_match_on_wgpu() {
     let Some((gpu, _alone)) = wgpu_device() else { return };
@@ -396,6 +396,32 @@ fn attention_gradients_match_on_wgpu() {
             for (x, y) in g.iter().zip(c) {
                 assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{mode:?} {size:?} {what}: wgpu {x} vs flex {y}");
             }
+        }
+    }
+    // The encoder–decoder's cross-attention runs this operation too, with a mask no
+    // self-attention has: row r's queries see the keys before its prefix p and nothing else,
+    // so with p = 0 a query sees no key at all (the softmax of a fully masked row: uniform).
+    let (b, s, d, h) = (3, 64, 128, 4);
+    let cross = |device: &Device| {
+        let prefix = [0, 1, 40];
+        let bias: Vec<f32> = (0..b * s * s).map(|i| if i % s < prefix[i / (s * s)] { 0.0 } else { -1e9 }).collect();
+        Tensor::<4>::from_data(TensorData::new(bias, [b, 1, s, s]), device)
+    };
+    let run = |device: Device| -> Vec<Vec<f32>> {
+        let device = device.autodiff();
+        let mut rng = Rng::seeded(9);
+        let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
+        let qkv = Tensor::<3>::from_data(TensorData::new(draw(b * s * 3 * d), [b, s, 3 * d]), &device).require_grad();
+        let r = Tensor::<3>::from_data(TensorData::new(draw(b * s * d), [b, s, d]), &device);
+        let y = self_attention(qkv.clone(), cross(&device), h);
+        let grads = (y.clone() * r).sum().backward();
+        let read = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
+        vec![read(y.reshape([-1])), read(qkv.grad(&grads).unwrap().reshape([-1]))]
+    };
+    let (on_gpu, on_cpu) = (run(gpu.clone()), run(Device::flex()));
+    for (what, (g, c)) in ["y", "dqkv"].iter().zip(on_gpu.iter().zip(&on_cpu)) {
+        for (x, y) in g.iter().zip(c) {
+            assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "cross-attention mask {what}: wgpu {x} vs flex {y}");
         }
     }
 }

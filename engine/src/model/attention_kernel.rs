@@ -256,7 +256,11 @@ mod kernel {
         let i = UNIT_POS_X;
         let scale = F::cast_from(scale);
         let width = d_model * 3;
-        // log Σ_j e^(s_ij) and D_i of every row, for the key-side loop
+        // each row's largest score and log Σ_j e^(s_ij − max) apart, and D_i, for the key-side
+        // loop. Apart, not as one log-sum-exp: a row whose every key is masked has scores near
+        // −1e9, where an f32 has no room for the log Σ (64 floats apart) and each of its n
+        // weights would come out 1 instead of 1/n
+        let mut row_max = Shared::<[F]>::new_slice(max_seq as usize);
         let mut log_total = Shared::<[F]>::new_slice(max_seq as usize);
         let mut dot = Shared::<[F]>::new_slice(max_seq as usize);
         // each row's mask floor (see `mask_floor`), for the key-side loop
@@ -283,8 +287,9 @@ mod kernel {
             }
         }
         let d_i = score(&g, out, row(b, i, seq, d_model) + h * d_head, d_head, F::new(1.0));
-        let lse = max_score + total.ln();
-        log_total[i as usize] = lse;
+        let log_sum = total.ln();
+        row_max[i as usize] = max_score;
+        log_total[i as usize] = log_sum;
         dot[i as usize] = d_i;
         floors[i as usize] = floor;
 
@@ -297,7 +302,7 @@ mod kernel {
             let c = bias[(bias_row + j) as usize];
             if c > floor {
                 let key = row(b, j, seq, width) + h * d_head;
-                let p = (score(&q, qkv, key + d_model, d_head, scale) + c - lse).exp();
+                let p = (score(&q, qkv, key + d_model, d_head, scale) + c - max_score - log_sum).exp();
                 let ds = p * (score(&g, qkv, key + 2 * d_model, d_head, F::new(1.0)) - d_i) * scale;
                 let ds = Vector::<F, N>::new(ds);
                 for k in 0..d_head {
@@ -326,7 +331,7 @@ mod kernel {
             if c > floors[r as usize] {
                 let query = row(b, r, seq, width) + h * d_head;
                 let grad = row(b, r, seq, d_model) + h * d_head;
-                let p = (score(&kj, qkv, query, d_head, scale) + c - log_total[r as usize]).exp();
+                let p = (score(&kj, qkv, query, d_head, scale) + c - row_max[r as usize] - log_total[r as usize]).exp();
                 let ds = p * (score(&vj, d_out, grad, d_head, F::new(1.0)) - dot[r as usize]) * scale;
                 let (p, ds) = (Vector::<F, N>::new(p), Vector::<F, N>::new(ds));
                 for k in 0..d_head {
