@@ -18,7 +18,10 @@ pub fn SampleView(lab: Lab) -> impl IntoView {
         <section class="sample">
             <h2 data-testid="sample-heading">{move || match sample() {
                 Some((step, _)) => format!("Sample at step {step}{}", of_run()),
-                None if generates() => format!("Sample (every few hundred steps){}", of_run()),
+                None if generates() => {
+                    let train = lab.selected_spec().train;
+                    format!("{}{}", waiting_heading(train.sample_every, train.steps), of_run())
+                }
                 None => format!("Sample{}", of_run()),
             }}</h2>
             <Show when=move || !generates()>
@@ -30,5 +33,27 @@ pub fn SampleView(lab: Lab) -> impl IntoView {
             ))}</p>
             <pre data-testid="sample">{move || sample().map(|(_, t)| t).unwrap_or_default()}</pre>
         </section>
+    }
+}
+
+/// The heading before a run's first sample: when it will come (the worker writes one every
+/// `sample_every` steps and at the last step; none where `sample_every` is 0).
+fn waiting_heading(sample_every: usize, steps: usize) -> String {
+    match sample_every {
+        0 => "Sample (none: this experiment sets sample_every=0)".to_string(),
+        n if n >= steps => format!("Sample (at the last step, {steps})"),
+        n => format!("Sample (every {n} steps: the first at step {n})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::waiting_heading;
+
+    #[test]
+    fn the_heading_says_when_the_first_sample_comes() {
+        assert_eq!(waiting_heading(500, 2000), "Sample (every 500 steps: the first at step 500)");
+        assert_eq!(waiting_heading(500, 300), "Sample (at the last step, 300)");
+        assert_eq!(waiting_heading(0, 300), "Sample (none: this experiment sets sample_every=0)");
     }
 }
