@@ -137,13 +137,23 @@ fn draw(canvas: &web_sys::HtmlCanvasElement, curves: &[Curve], x_max: f64, log_x
     }
     let _ = ctx.set_line_dash(&js_sys::Array::new());
     ctx.set_line_width(1.0);
-    // legend: one entry per run, solid = train, dashed = validation
+    // legend: one entry per run, solid = train, dashed = validation. Top right, on a pale
+    // backing: loss curves start high at the left and end low at the right, so the top-right
+    // corner is the one they leave empty (top left, eight runs' names hid their first steps)
+    let note = "solid: train · dashed: validation";
+    let text_width = |t: &str| ctx.measure_text(t).map(|m| m.width()).unwrap_or(7.0 * t.len() as f64);
+    let wide = curves.iter().map(|c| text_width(&c.label)).fold(text_width(note), f64::max);
+    let right = WIDTH - PAD;
+    ctx.set_fill_style_str("rgba(255, 255, 255, 0.85)");
+    ctx.fill_rect(right - wide - 6.0, PAD / 2.0 - 8.0, wide + 8.0, 14.0 * (curves.len() as f64 + 1.0) + 4.0);
+    ctx.set_text_align("right");
+    ctx.set_fill_style_str("#555");
+    let _ = ctx.fill_text(note, right, PAD / 2.0 + 4.0);
     for (i, c) in curves.iter().enumerate() {
         ctx.set_fill_style_str(c.colour);
-        let _ = ctx.fill_text(&c.label, PAD + 8.0, PAD / 2.0 + 14.0 * (i as f64 + 1.0));
+        let _ = ctx.fill_text(&c.label, right, PAD / 2.0 + 4.0 + 14.0 * (i as f64 + 1.0));
     }
-    ctx.set_fill_style_str("#555");
-    let _ = ctx.fill_text("solid: train · dashed: validation", WIDTH - 230.0, PAD / 2.0 + 4.0);
+    ctx.set_text_align("start");
     if let Some(hx) = hover {
         ctx.set_stroke_style_str("#bbb");
         ctx.begin_path();
