@@ -235,6 +235,19 @@ pub fn label_in(labels: &[(RunId, String)], id: RunId) -> String {
     labels.iter().find(|(r, _)| *r == id).map(|(_, l)| l.clone()).unwrap_or_default()
 }
 
+/// A run's "duplicate": the same experiment with the next seed that no run in `existing`
+/// already trains it with, so that duplicating one run three times gives three new seeds
+/// (1338, 1339, 1340), not three copies of seed 1338 whose curves lie on each other.
+pub fn with_next_free_seed(spec: &ExperimentSpec, existing: &[ExperimentSpec]) -> ExperimentSpec {
+    let mut next = spec.clone();
+    loop {
+        next.seed = next.seed.wrapping_add(1);
+        if !existing.contains(&next) {
+            return next;
+        }
+    }
+}
+
 fn numbered_repeats(labels: Vec<(RunId, String)>) -> Vec<(RunId, String)> {
     let repeated = |label: &String| labels.iter().filter(|(_, l)| l == label).count() > 1;
     labels.iter().map(|(id, l)| (*id, if repeated(l) { format!("{l} #{id}") } else { l.clone() })).collect()
@@ -783,7 +796,24 @@ impl Lab {
 
 #[cfg(test)]
 mod tests {
-    use super::{numbered_repeats, smoothed_rate, waited_ready};
+    use super::{numbered_repeats, smoothed_rate, waited_ready, with_next_free_seed};
+    use objlab_engine::spec::ExperimentSpec;
+
+    #[test]
+    fn a_duplicate_takes_the_next_seed_no_run_has() {
+        let first = ExperimentSpec::default_experiment();
+        let mut runs = vec![first.clone()];
+        for expected in [1338, 1339, 1340] {
+            let next = with_next_free_seed(&first, &runs);
+            assert_eq!(next.seed, expected);
+            runs.push(next);
+        }
+        // a seed taken by another experiment is free for this one
+        let mut other = first.clone();
+        other.set("preset", "tiny").unwrap();
+        other.seed = 1338;
+        assert_eq!(with_next_free_seed(&first, &[first.clone(), other]).seed, 1338);
+    }
 
     #[test]
     fn the_first_step_figure_leaves_out_the_wait_before_start() {

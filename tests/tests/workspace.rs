@@ -237,6 +237,22 @@ fn a_diverging_run_stops_alone_and_a_too_large_workspace_is_refused() {
     assert_eq!(run_rows(&browser), 0);
 }
 
+/// "duplicate" pressed twice on one run adds two new seeds, not the same seed twice (two
+/// identical runs, whose curves lie on each other, and the seed comparison shows nothing).
+#[test]
+fn duplicating_one_run_twice_gives_two_new_seeds() {
+    let server = StaticServer::start(dist_dir());
+    let browser = Browser::start(false);
+    open(&browser, &server, "?preset=tiny&device=cpu&steps=200&snapshot_every=1000");
+    browser.click("add-run");
+    for _ in 0..2 {
+        browser.eval("document.querySelectorAll('[data-testid=\"run-duplicate\"]')[0].click(); return true");
+    }
+    assert_eq!(run_rows(&browser), 3, "error: {:?}", browser.text("error"));
+    let labels = browser.eval("return [...document.querySelectorAll('[data-testid=\"run-select\"]')].map(e => e.textContent).join('|')");
+    assert_eq!(labels, "seed 1337|seed 1338|seed 1339");
+}
+
 /// Two runs started at once on WebGPU (the second added while the first run's device is still
 /// being set up) share the one device: wgpu initialises once per worker, and a second
 /// initialisation used to be refused ("a server is still registered"), which put the whole page

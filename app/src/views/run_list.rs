@@ -8,7 +8,7 @@ use objlab_engine::protocol::{RunState, ToWorker};
 use objlab_engine::spec::{ExperimentSpec, run_labels};
 
 use super::share_link::ShareLink;
-use crate::lab::{Lab, RunView};
+use crate::lab::{Lab, RunView, with_next_free_seed};
 use crate::worker_link;
 
 /// `first_step`: training, but no step finished yet (the first compiles the device's kernels).
@@ -34,8 +34,8 @@ fn RunRow(lab: Lab, run: RunView) -> impl IntoView {
         worker_link::send(lab, &message);
     };
     let duplicate = move |_| {
-        let mut spec = run.spec.get_value();
-        spec.seed += 1;
+        let existing: Vec<ExperimentSpec> = lab.runs.with_untracked(|runs| runs.iter().map(|r| r.spec.get_value()).collect());
+        let spec = with_next_free_seed(&run.spec.get_value(), &existing);
         if let Err(e) = lab.add_run(spec) {
             lab.push_error(format!("the run was not added: {e}"));
         }
@@ -84,7 +84,7 @@ fn RunRow(lab: Lab, run: RunView) -> impl IntoView {
                         </button>
                     }.into_any()
                 }}
-                <button data-testid="run-duplicate" title="add the same experiment with the next seed" on:click=duplicate>"duplicate"</button>
+                <button data-testid="run-duplicate" title="add the same experiment with the next seed no run has" on:click=duplicate>"duplicate"</button>
                 <button data-testid="run-remove" on:click=move |_| lab.remove_run(id)>"remove"</button>
             </td>
         </tr>
