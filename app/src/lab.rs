@@ -188,6 +188,8 @@ pub struct Lab {
     /// Loss chart options.
     pub log_x: RwSignal<bool>,
     pub smoothing: RwSignal<f64>,
+    /// The loss chart shows each run's losses divided by its first training loss.
+    pub relative: RwSignal<bool>,
     /// The runs the page's address holds (a shared workspace), offered until they start or
     /// the user starts something else.
     pub linked: RwSignal<Vec<ExperimentSpec>>,
@@ -278,6 +280,7 @@ impl Lab {
             benchmark: RwSignal::new(Benchmark::Idle),
             log_x: RwSignal::new(false),
             smoothing: RwSignal::new(0.0),
+            relative: RwSignal::new(false),
             linked: RwSignal::new(linked),
             linked_from: RwSignal::new(None),
         }

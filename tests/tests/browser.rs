@@ -214,6 +214,11 @@ fn falls_back_to_the_cpu_without_webgpu_and_pauses() {
     browser.eval("const c = document.querySelector('[data-testid=\"loss-chart\"]'); c.focus(); c.dispatchEvent(new KeyboardEvent('keydown', {key: 'End', bubbles: true})); c.dispatchEvent(new KeyboardEvent('keydown', {key: 'ArrowLeft', bubbles: true})); return true");
     let read = browser.wait_for("the keyboard's readout", Duration::from_secs(10), |b| b.text("loss-readout").filter(|t| t.starts_with("step ≈")));
     assert!(read.contains("causal_lm: train "), "{read}");
+    // ... and, relative to the run's start, as a multiple of its first loss beside the loss
+    browser.click("relative");
+    let read = browser.wait_for("the relative readout", Duration::from_secs(10), |b| b.text("loss-readout").filter(|t| t.contains('×')));
+    assert!(read.contains("causal_lm: train ") && read.contains("× its start (step "), "{read}");
+    browser.click("relative");
     browser.wait_for("a snapshot", Duration::from_secs(120), |b| b.attribute("projection", "data-step").filter(|s| !s.is_empty()));
     let heard = browser.attribute("probe-chart", "aria-label").unwrap_or_default();
     assert!(heard.starts_with("Linear-probe accuracy. causal_lm ") && heard.contains("(chance 25%)"), "{heard}");

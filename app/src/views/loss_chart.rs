@@ -2,7 +2,10 @@
 //! node per point; a long curve draws at most four points per pixel column, the ones that decide
 //! its look, so 6 runs × 10,000 steps redraw in a few milliseconds, ten times a second at most
 //! however often losses arrive). Options: log-scaled steps, smoothing (a debiased exponential
-//! moving average, as TensorBoard's), and a readout of every run under the cursor.
+//! moving average, as TensorBoard's), each run relative to its first loss (runs on different
+//! objectives score different tasks: a masked LM's ~3 and a detector's ~0.3 share no scale, and
+//! divided by where each started their shapes compare), and a readout of every run under the
+//! cursor.
 
 use leptos::html::Canvas;
 use leptos::prelude::*;
@@ -73,6 +76,8 @@ struct Curve {
     label: String,
     train: Vec<(usize, f64)>,
     val: Vec<(usize, f64)>,
+    /// Drawn relative to its start: the first training loss both curves were divided by.
+    start: Option<f64>,
 }
 
 /// Maps steps to x (linear or log) for a chart whose last step is `x_max`.
@@ -87,6 +92,7 @@ fn step_of(x: f64, x_max: f64, log_x: bool) -> f64 {
 }
 
 fn draw(canvas: &web_sys::HtmlCanvasElement, curves: &[Curve], x_max: f64, log_x: bool, hover: Option<f64>) {
+    let relative = curves.iter().any(|c| c.start.is_some());
     let Some(ctx) = context_2d(canvas) else { return };
     ctx.clear_rect(0.0, 0.0, WIDTH, HEIGHT);
     let all = curves.iter().flat_map(|c| c.train.iter().chain(&c.val)).map(|(_, l)| *l);
@@ -101,8 +107,10 @@ fn draw(canvas: &web_sys::HtmlCanvasElement, curves: &[Curve], x_max: f64, log_x
     let x = |s: usize| x_of(s as f64, x_max, log_x);
     let y = |l: f64| HEIGHT - PAD + (lo - l) / (hi - lo) * (HEIGHT - 2.0 * PAD);
     draw_axes(&ctx, WIDTH, HEIGHT, PAD);
-    let _ = ctx.fill_text(&format!("{hi:.2}"), 4.0, y(hi) + 4.0);
-    let _ = ctx.fill_text(&format!("{lo:.2}"), 4.0, y(lo) + 4.0);
+    // relative: the loss as a multiple of the run's first ("0.62×": 62 % of where it started)
+    let unit = if relative { "×" } else { "" };
+    let _ = ctx.fill_text(&format!("{hi:.2}{unit}"), 4.0, y(hi) + 4.0);
+    let _ = ctx.fill_text(&format!("{lo:.2}{unit}"), 4.0, y(lo) + 4.0);
     let _ = ctx.fill_text(if log_x { "1" } else { "0" }, PAD, HEIGHT - PAD + 16.0);
     let _ = ctx.fill_text(&format!("step {}{}", x_max as usize, if log_x { " (log)" } else { "" }), WIDTH - PAD - 70.0, HEIGHT - PAD + 16.0);
     // (the column a step falls in, for `per_column`)
@@ -140,7 +148,7 @@ fn draw(canvas: &web_sys::HtmlCanvasElement, curves: &[Curve], x_max: f64, log_x
     // legend: one entry per run, solid = train, dashed = validation. Top right, on a pale
     // backing: loss curves start high at the left and end low at the right, so the top-right
     // corner is the one they leave empty (top left, eight runs' names hid their first steps)
-    let note = "solid: train · dashed: validation";
+    let note = if relative { "solid: train · dashed: validation · × each run's first loss" } else { "solid: train · dashed: validation" };
     let text_width = |t: &str| ctx.measure_text(t).map(|m| m.width()).unwrap_or(7.0 * t.len() as f64);
     let wide = curves.iter().map(|c| text_width(&c.label)).fold(text_width(note), f64::max);
     let right = WIDTH - PAD;
@@ -170,17 +178,34 @@ fn at(points: &[(usize, f64)], step: f64) -> Option<(usize, f64)> {
 
 impl Curve {
     /// A run's curve as drawn: its training losses smoothed with `alpha`, its validation losses
-    /// as they are.
-    fn of(colour: &'static str, label: String, train: &[(usize, f32)], val: &[(usize, f32)], alpha: f64) -> Curve {
-        Curve { colour, label, train: smooth(train, alpha), val: smooth(val, 0.0) }
+    /// as they are; with `relative`, both divided by the run's first finite training loss
+    /// (where that is above 0), so that every run starts at 1.
+    fn of(colour: &'static str, label: String, train: &[(usize, f32)], val: &[(usize, f32)], alpha: f64, relative: bool) -> Curve {
+        let (mut train, mut val) = (smooth(train, alpha), smooth(val, 0.0));
+        let start = train.first().map(|(_, l)| *l).filter(|l| relative && *l > 0.0);
+        if let Some(start) = start {
+            for (_, l) in train.iter_mut().chain(val.iter_mut()) {
+                *l /= start;
+            }
+        }
+        Curve { colour, label, train, val, start }
+    }
+
+    /// A loss as the readout gives it: the value, and relative to the start where drawn so.
+    fn read(&self, l: f64) -> String {
+        match self.start {
+            Some(start) => format!("{:.4}, {l:.3}× its start", l * start),
+            None => format!("{l:.4}"),
+        }
     }
 }
 
 fn curves(lab: Lab, runs: &[RunView], alpha: f64) -> Vec<Curve> {
     let labels = lab.labels();
+    let relative = lab.relative.get();
     runs.iter()
         .filter(|r| r.visible.get())
-        .map(|r| r.train.with(|t| r.val.with(|v| Curve::of(r.colour, label_in(&labels, r.id), t, v, alpha))))
+        .map(|r| r.train.with(|t| r.val.with(|v| Curve::of(r.colour, label_in(&labels, r.id), t, v, alpha, relative))))
         .collect()
 }
 
@@ -249,7 +274,7 @@ pub async fn time_redraws(runs: usize, points: usize, redraws: usize) -> Option<
         let curves: Vec<Curve> = losses
             .iter()
             .enumerate()
-            .map(|(r, (train, val))| Curve::of(RUN_COLOURS[r % RUN_COLOURS.len()], format!("run {}", r + 1), train, val, alpha))
+            .map(|(r, (train, val))| Curve::of(RUN_COLOURS[r % RUN_COLOURS.len()], format!("run {}", r + 1), train, val, alpha, i % 5 == 4))
             .collect();
         draw(&canvas, &curves, points as f64, log_x, hover);
         let _ = ctx.get_image_data(0.0, 0.0, 1.0, 1.0);
@@ -319,6 +344,7 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
     Effect::new(move |_| {
         lab.smoothing.track();
         lab.log_x.track();
+        lab.relative.track();
         hover.track();
         canvas.track();
         redraws.ask(true, move || untrack(redraw));
@@ -353,8 +379,8 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
             .iter()
             .filter_map(|c| {
                 let (s, l) = at(&c.train, step)?;
-                let val = at(&c.val, step).map(|(vs, v)| format!(", validation {v:.4} (step {vs})")).unwrap_or_default();
-                Some(format!("{}: train {l:.4} (step {s}){val}", c.label))
+                let val = at(&c.val, step).map(|(vs, v)| format!(", validation {} (step {vs})", c.read(v))).unwrap_or_default();
+                Some(format!("{}: train {} (step {s}){val}", c.label, c.read(l)))
             })
             .collect();
         Some(format!("step ≈ {}: {}", step.round() as usize, lines.join(" · ")))
@@ -394,6 +420,9 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
                         on:input=move |ev| lab.smoothing.set(event_target_value(&ev).parse::<f64>().unwrap_or(0.0).clamp(0.0, 0.99)) />
                     <span>{move || format!("{:.2}", lab.smoothing.get())}</span>
                 </label>
+                <label title="each run's losses divided by its first training loss: runs whose objectives score different tasks compare by shape">
+                    <input type="checkbox" data-testid="relative" prop:checked=move || lab.relative.get()
+                        on:change=move |_| lab.relative.update(|v| *v = !*v) />" relative to each run's start"</label>
                 <CurvesDownload lab=lab />
             </div>
             <canvas data-testid="loss-chart" node_ref=canvas width=WIDTH.to_string() height=HEIGHT.to_string()
@@ -404,7 +433,7 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
             <Show when=mixed_objectives>
                 <p class="hint" data-testid="loss-caveat">
                     "These runs train on different objectives, so their losses score different tasks (a masked token, the next one, a replaced-or-not bit…): "
-                    "compare each curve's shape, not their heights. The probe and CKA below compare what they learned on one footing."
+                    "compare each curve's shape, not their heights (tick “relative to each run's start” to draw each from 1). The probe and CKA below compare what they learned on one footing."
                 </p>
             </Show>
             <p class="readout" data-testid="loss-readout" aria-live="polite">
@@ -441,6 +470,21 @@ mod tests {
         let mean = |p: &[(usize, f32)]| p.iter().map(|(_, l)| l).sum::<f32>() / p.len() as f32;
         assert!(mean(&train[..100]) > mean(&train[9_900..]) + 2.0, "the loss falls");
         assert_ne!(synthetic_losses(3, 100).0, synthetic_losses(2, 100).0, "each run its own curve");
+    }
+
+    #[test]
+    fn relative_curves_start_at_one_and_keep_their_shape() {
+        let train = [(0, 4.0), (1, 2.0), (2, 3.0)];
+        let val = [(2, 2.5)];
+        let c = Curve::of("#000", "run".into(), &train, &val, 0.0, true);
+        assert_eq!(c.start, Some(4.0));
+        assert_eq!(c.train, vec![(0, 1.0), (1, 0.5), (2, 0.75)]);
+        assert_eq!(c.val, vec![(2, 0.625)], "validation divided by the same first training loss");
+        assert_eq!(c.read(0.5), "2.0000, 0.500× its start");
+        let plain = Curve::of("#000", "run".into(), &train, &val, 0.0, false);
+        assert_eq!((plain.start, plain.train[1], plain.read(2.0)), (None, (1, 2.0), "2.0000".to_string()));
+        // a first loss of 0 (or none yet) leaves the curve as it is
+        assert_eq!(Curve::of("#000", "run".into(), &[(0, 0.0), (1, 1.0)], &[], 0.0, true).start, None);
     }
 
     #[test]
