@@ -123,6 +123,8 @@ impl RunView {
 pub struct AttentionView {
     pub run: RunId,
     pub tokens: Vec<String>,
+    /// how the maps read the text (which stack, which mask), in words
+    pub reads: String,
     pub layers: usize,
     pub heads: usize,
     /// weights: [layers, heads, seq, seq]
@@ -776,9 +778,9 @@ impl Lab {
                 });
             }
             // maps asked for just before their run was removed have nothing left to show
-            FromWorker::Attention { run, tokens, layers, heads, weights } => {
+            FromWorker::Attention { run, tokens, reads, layers, heads, weights } => {
                 if self.run(run).is_some() {
-                    self.attention.set(Some(AttentionView { run, tokens, layers, heads, weights }));
+                    self.attention.set(Some(AttentionView { run, tokens, reads, layers, heads, weights }));
                 }
             }
             FromWorker::BenchmarkProgress { done, steps } => self.benchmark.set(Benchmark::Running { done, steps }),

@@ -105,6 +105,8 @@ pub enum FromWorker {
     Attention {
         run: RunId,
         tokens: Vec<String>,
+        /// how the maps read the text: which stack and mask (`train::reading_words`)
+        reads: String,
         layers: usize,
         heads: usize,
         /// weights: [layers, heads, seq, seq]

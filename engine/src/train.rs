@@ -12,7 +12,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::data::{CleanBatch, Corpus, Split};
-use crate::model::{AttentionMode, Head, ModelConfig, ModelInput, Route, Transformer};
+use crate::model::{Architecture, AttentionMode, Head, ModelConfig, ModelInput, Route, Transformer};
 use crate::objectives::{self, Context, DeviceTargets, Example, Objective, Params, Prepared};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::probe_set::ProbeSet;
@@ -118,6 +118,8 @@ pub struct Features {
 /// Self-attention weights for one input, for the attention-map view.
 pub struct AttentionMaps {
     pub tokens: Vec<String>,
+    /// How the maps read the text, in words ([`reading_words`]): which stack, which mask.
+    pub reads: String,
     pub layers: usize,
     pub heads: usize,
     /// weights: [layers, heads, seq, seq], each row (a query) sums to 1
@@ -799,10 +801,23 @@ impl Trainer {
         let weights = all.into_data_async().await.map_err(|e| read_failed(&e))?;
         Ok(AttentionMaps {
             tokens: ids.iter().map(|&t| tok.token_text(t)).collect(),
+            reads: reading_words(&self.reading.0, self.model_config.arch).to_string(),
             layers,
             heads: self.model_config.n_head,
             weights: weights.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))?,
         })
+    }
+}
+
+/// How a run's attention maps read a text, for the page: the stack they come from (the
+/// encoder–decoder has two) and its mask, as [`Transformer::attention_maps`] reads them.
+pub fn reading_words(mode: &AttentionMode, arch: Architecture) -> &'static str {
+    let causal = matches!(mode, AttentionMode::Causal | AttentionMode::KeyMask { causal: true, .. });
+    match (arch, causal) {
+        (Architecture::Decoder, true) => "causally (each token sees itself and those before it)",
+        (Architecture::Decoder, false) => "in both directions (each token sees every token)",
+        (Architecture::EncoderDecoder, true) => "with its decoder, causally (each token sees itself and those before it)",
+        (Architecture::EncoderDecoder, false) => "with its encoder, in both directions (each token sees every token)",
     }
 }
 
@@ -871,6 +886,16 @@ fn token_ids(prepared: &Prepared, device: &Device) -> Tensor<2, Int> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attention_maps_say_which_stack_and_mask_they_read() {
+        let hidden = AttentionMode::KeyMask { causal: true, seq: 2, visible: vec![true, false] };
+        assert_eq!(reading_words(&AttentionMode::Causal, Architecture::Decoder), "causally (each token sees itself and those before it)");
+        assert_eq!(reading_words(&hidden, Architecture::Decoder), "causally (each token sees itself and those before it)");
+        assert!(reading_words(&AttentionMode::Bidirectional, Architecture::Decoder).starts_with("in both directions"));
+        assert!(reading_words(&AttentionMode::Causal, Architecture::EncoderDecoder).starts_with("with its decoder, causally"));
+        assert!(reading_words(&AttentionMode::Bidirectional, Architecture::EncoderDecoder).starts_with("with its encoder, in both directions"));
+    }
 
     #[test]
     fn a_failed_read_says_why_without_backtrace_lines() {

@@ -124,6 +124,11 @@ fn three_runs_train_side_by_side_with_their_representation_views() {
         Some((b.attribute("attention-map", "data-layers")?, b.attribute("attention-map", "data-heads")?))
     });
     assert_eq!(shape, ("2".to_string(), "2".to_string()));
+    // The caption says how the maps read the text: a GPT causally, the others both ways.
+    let caption = browser.text("attention-caption").unwrap_or_default();
+    let run = browser.attribute("attention-map", "data-run").unwrap_or_default();
+    let how = if run == "1" { "\"to be or not\" causally (" } else { "\"to be or not\" in both directions (" };
+    assert!(caption.contains(how), "run {run}: {caption:?}");
     // A layer's heads sit side by side, and the pointer reads a cell: the bottom-right one is
     // the last token looking at itself.
     let side_by_side = browser.eval(

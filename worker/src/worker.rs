@@ -1134,7 +1134,7 @@ async fn attention(id: RunId, text: &str) -> Result<(), String> {
                     }
                 });
                 let maps = maps?;
-                post(&FromWorker::Attention { run: id, tokens: maps.tokens, layers: maps.layers, heads: maps.heads, weights: maps.weights });
+                post(&FromWorker::Attention { run: id, tokens: maps.tokens, reads: maps.reads, layers: maps.layers, heads: maps.heads, weights: maps.weights });
                 return Ok(());
             }
         }

@@ -135,7 +135,7 @@ pub fn AttentionMap(lab: Lab) -> impl IntoView {
         let tokens: String = maps.tokens.concat();
         Some(view! {
             <div data-testid="attention-map" data-run=maps.run.to_string() data-layers=maps.layers.to_string() data-heads=maps.heads.to_string()>
-                <p class="caption">{format!("run {} reading {:?}: rows are queries, columns keys", maps.run, tokens)}</p>
+                <p class="caption" data-testid="attention-caption">{format!("run {} reading {:?} {}: rows are queries, columns keys", maps.run, tokens, maps.reads)}</p>
                 {(0..maps.layers).map(|layer| {
                     let maps = maps.clone();
                     view! {
