@@ -139,15 +139,20 @@ fn wgpu_device() -> Option<(Device, Alone)> {
     common::wgpu_device_made_by(|| Device::wgpu_options().init())
 }
 
-/// wgpu gives the same first losses as flex (model, custom LayerNorm, fused AdamW).
+/// wgpu gives the same first losses as flex (model, custom LayerNorm, fused AdamW), on the
+/// decoder and on the encoder–decoder (its cross-attention through the attention kernels too).
 #[test]
 fn wgpu_step_matches_flex() {
     let Some((device, _alone)) = wgpu_device() else { return };
-    let spec = tiny_spec(3);
-    let gpu = train_losses(&spec, repetitive_corpus(), device, 3);
-    let cpu = train_losses(&spec, repetitive_corpus(), Device::flex(), 3);
-    for (g, c) in gpu.iter().zip(&cpu) {
-        assert!((g - c).abs() < 2e-3 * c.abs().max(1.0), "wgpu {gpu:?} vs flex {cpu:?}");
+    let mut enc_dec = tiny_spec(3);
+    enc_dec.set("objective", "prefix_lm").unwrap();
+    enc_dec.set("arch", "encoder_decoder").unwrap();
+    for spec in [tiny_spec(3), enc_dec] {
+        let gpu = train_losses(&spec, repetitive_corpus(), device.clone(), 3);
+        let cpu = train_losses(&spec, repetitive_corpus(), Device::flex(), 3);
+        for (g, c) in gpu.iter().zip(&cpu) {
+            assert!((g - c).abs() < 2e-3 * c.abs().max(1.0), "{}: wgpu {gpu:?} vs flex {cpu:?}", spec.model.arch.name());
+        }
     }
 }
 
