@@ -282,7 +282,7 @@ impl ExperimentSpec {
             v.parse().map_err(|_| match v.trim().parse::<f64>() {
                 Ok(x) if x < 0.0 => format!("{key}: {v:?} is negative; give a whole number ≥ 0"),
                 Ok(x) if x.fract() != 0.0 => format!("{key}: {v:?} is not a whole number"),
-                Ok(_) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(_) if v.bytes().all(|b| b.is_ascii_digit()) => {
                     format!("{key}: {v:?} is too large")
                 }
                 _ => format!("{key}: {v:?} is not a valid number"),

@@ -199,8 +199,7 @@ impl Trainer {
         let splittable = samples.iter().all(|p| p.head != Head::Projection && p.embed_dropout == 0.0);
         let reading = {
             let p = &samples[0];
-            let causal = matches!(p.attention, AttentionMode::Causal | AttentionMode::KeyMask { causal: true, .. });
-            (if causal { AttentionMode::Causal } else { AttentionMode::Bidirectional }, p.use_positions)
+            (if p.attention.is_causal() { AttentionMode::Causal } else { AttentionMode::Bidirectional }, p.use_positions)
         };
         let run_seed = spec.seed.wrapping_add(run_index as u64);
         let autodiff = device.clone().autodiff();
@@ -810,10 +809,10 @@ impl Trainer {
 }
 
 /// How a run's attention maps read a text, for the page: the stack they come from (the
-/// encoder–decoder has two) and its mask, as [`Transformer::attention_maps`] reads them.
+/// encoder–decoder has two: [`Route::with_bias`] picks by the same `is_causal`) and its mask,
+/// as [`Transformer::attention_maps`] reads them.
 pub fn reading_words(mode: &AttentionMode, arch: Architecture) -> &'static str {
-    let causal = matches!(mode, AttentionMode::Causal | AttentionMode::KeyMask { causal: true, .. });
-    match (arch, causal) {
+    match (arch, mode.is_causal()) {
         (Architecture::Decoder, true) => "causally (each token sees itself and those before it)",
         (Architecture::Decoder, false) => "in both directions (each token sees every token)",
         (Architecture::EncoderDecoder, true) => "with its decoder, causally (each token sees itself and those before it)",

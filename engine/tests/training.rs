@@ -372,16 +372,25 @@ fn gelu_gradients_match_on_wgpu() {
 #[test]
 fn attention_gradients_match_on_wgpu() {
     let Some((gpu, _alone)) = wgpu_device() else { return };
-    let run = |device: Device, mode: &AttentionMode, (b, s, d, h): (usize, usize, usize, usize)| -> Vec<Vec<f32>> {
-        let device = device.autodiff();
-        let mut rng = Rng::seeded(7);
-        let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
-        let qkv = Tensor::<3>::from_data(TensorData::new(draw(b * s * 3 * d), [b, s, 3 * d]), &device).require_grad();
-        let r = Tensor::<3>::from_data(TensorData::new(draw(b * s * d), [b, s, d]), &device);
-        let y = self_attention(qkv.clone(), mode.bias(b, s, &device), h);
-        let grads = (y.clone() * r).sum().backward();
-        let read = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
-        vec![read(y.reshape([-1])), read(qkv.grad(&grads).unwrap().reshape([-1]))]
+    // y and d(qkv) on wgpu against flex, for the mask `bias` makes on a device ([b or 1, 1, s, s])
+    let check = |mask: &str, bias: &dyn Fn(&Device) -> Tensor<4>, (b, s, d, h): (usize, usize, usize, usize)| {
+        let run = |device: Device| -> Vec<Vec<f32>> {
+            let device = device.autodiff();
+            let mut rng = Rng::seeded(7);
+            let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
+            let qkv = Tensor::<3>::from_data(TensorData::new(draw(b * s * 3 * d), [b, s, 3 * d]), &device).require_grad();
+            let r = Tensor::<3>::from_data(TensorData::new(draw(b * s * d), [b, s, d]), &device);
+            let y = self_attention(qkv.clone(), bias(&device), h);
+            let grads = (y.clone() * r).sum().backward();
+            let read = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
+            vec![read(y.reshape([-1])), read(qkv.grad(&grads).unwrap().reshape([-1]))]
+        };
+        let (on_gpu, on_cpu) = (run(gpu.clone()), run(Device::flex()));
+        for (what, (g, c)) in ["y", "dqkv"].iter().zip(on_gpu.iter().zip(&on_cpu)) {
+            for (x, y) in g.iter().zip(c) {
+                assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{mask} {:?} {what}: wgpu {x} vs flex {y}", (b, s, d, h));
+            }
+        }
     };
     // small odd sizes (heads of 4, 3 and 2 floats: the kernels read 4, 1 and 2 at a time), then
     // baby GPT's (context 64, width 128, 4 heads of 32)
@@ -396,39 +405,17 @@ fn attention_gradients_match_on_wgpu() {
         (AttentionMode::Prefix(vec![10, 40]), (2, 64, 128, 4)),
     ];
     for (mode, size) in cases {
-        let (on_gpu, on_cpu) = (run(gpu.clone(), &mode, size), run(Device::flex(), &mode, size));
-        for (what, (g, c)) in ["y", "dqkv"].iter().zip(on_gpu.iter().zip(&on_cpu)) {
-            for (x, y) in g.iter().zip(c) {
-                assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{mode:?} {size:?} {what}: wgpu {x} vs flex {y}");
-            }
-        }
+        check(&format!("{mode:?}"), &|device| mode.bias(size.0, size.1, device), size);
     }
     // The encoder–decoder's cross-attention runs this operation too, with a mask no
     // self-attention has: row r's queries see the keys before its prefix p and nothing else,
     // so with p = 0 a query sees no key at all (the softmax of a fully masked row: uniform).
-    let (b, s, d, h) = (3, 64, 128, 4);
     let cross = |device: &Device| {
-        let prefix = [0, 1, 40];
-        let bias: Vec<f32> = (0..b * s * s).map(|i| if i % s < prefix[i / (s * s)] { 0.0 } else { -1e9 }).collect();
-        Tensor::<4>::from_data(TensorData::new(bias, [b, 1, s, s]), device)
+        let (prefix, s) = ([0, 1, 40], 64);
+        let bias: Vec<f32> = (0..3 * s * s).map(|i| if i % s < prefix[i / (s * s)] { 0.0 } else { -1e9 }).collect();
+        Tensor::<4>::from_data(TensorData::new(bias, [3, 1, s, s]), device)
     };
-    let run = |device: Device| -> Vec<Vec<f32>> {
-        let device = device.autodiff();
-        let mut rng = Rng::seeded(9);
-        let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
-        let qkv = Tensor::<3>::from_data(TensorData::new(draw(b * s * 3 * d), [b, s, 3 * d]), &device).require_grad();
-        let r = Tensor::<3>::from_data(TensorData::new(draw(b * s * d), [b, s, d]), &device);
-        let y = self_attention(qkv.clone(), cross(&device), h);
-        let grads = (y.clone() * r).sum().backward();
-        let read = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
-        vec![read(y.reshape([-1])), read(qkv.grad(&grads).unwrap().reshape([-1]))]
-    };
-    let (on_gpu, on_cpu) = (run(gpu.clone()), run(Device::flex()));
-    for (what, (g, c)) in ["y", "dqkv"].iter().zip(on_gpu.iter().zip(&on_cpu)) {
-        for (x, y) in g.iter().zip(c) {
-            assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "cross-attention mask {what}: wgpu {x} vs flex {y}");
-        }
-    }
+    check("cross-attention mask", &cross, (3, 64, 128, 4));
 }
 
 /// The hand-written sum-of-squares kernel (the gradient norm of clipping) against the host:

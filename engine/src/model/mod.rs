@@ -152,6 +152,12 @@ pub enum AttentionMode {
 }
 
 impl AttentionMode {
+    /// Whether no token sees a later one (GPT's mask, with or without hidden keys): such a
+    /// batch runs the encoder–decoder's decoder alone, and its run is read causally.
+    pub fn is_causal(&self) -> bool {
+        matches!(self, AttentionMode::Causal | AttentionMode::KeyMask { causal: true, .. })
+    }
+
     /// Whether query `q` may attend to key `k` in row `row`.
     pub fn allows(&self, row: usize, q: usize, k: usize) -> bool {
         match self {

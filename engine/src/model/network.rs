@@ -99,7 +99,7 @@ impl Route {
             (Architecture::EncoderDecoder, AttentionMode::Prefix(_)) => {
                 panic!("a prefix batch on the encoder–decoder needs Route::new")
             }
-            (Architecture::EncoderDecoder, AttentionMode::Causal | AttentionMode::KeyMask { causal: true, .. }) => Route::DecoderOnly(bias),
+            (Architecture::EncoderDecoder, mode) if mode.is_causal() => Route::DecoderOnly(bias),
             (Architecture::EncoderDecoder, _) => Route::EncoderOnly(bias),
         }
     }
