@@ -433,6 +433,54 @@ fn without_relaxed_simd_the_page_starts_the_plain_worker_which_trains_as_the_fma
     assert!((plain - fma).abs() < 1e-5 * plain.abs(), "the same run's last loss: plain {plain}, FMA {fma}");
 }
 
+/// On a phone's screen (420 CSS pixels wide, 2 device pixels each) the charts are drawn for
+/// the box they are shown in, at the screen's pixel density: the loss and probe charts as wide
+/// as their section, the projections at their size, each with twice its CSS pixels. With fixed
+/// 720-pixel canvases the loss chart's lines and labels were stretched, blurred, and on a phone
+/// shrunk to half their size. The pointer's readout still finds the step under it.
+#[test]
+fn charts_are_drawn_sharp_for_the_screen_they_are_shown_on() {
+    let server = StaticServer::start(dist_dir());
+    let browser = Browser::start(false);
+    browser.emulate_screen(420, 900, 2.0);
+    open_and_start(&browser, &server, "?preset=tiny&device=cpu&steps=60&snapshot_every=20");
+    browser.wait_for("a snapshot", Duration::from_secs(120), |b| b.attribute("projection", "data-step").filter(|s| !s.is_empty()));
+    browser.wait_for("the run to finish", Duration::from_secs(120), |b| (b.step() >= 60).then_some(()));
+    // [backing width, backing height, shown width, shown height] of each canvas
+    let sizes = browser.eval(
+        "const size = c => [c.width, c.height, c.clientWidth, c.clientHeight];
+         return {
+           loss: size(document.querySelector('[data-testid=\"loss-chart\"]')),
+           probe: size(document.querySelector('[data-testid=\"probe-chart\"]')),
+           projections: [...document.querySelectorAll('.projection canvas')].map(size),
+           ratio: devicePixelRatio,
+           page: document.documentElement.scrollWidth,
+         };",
+    );
+    assert_eq!(sizes["ratio"].as_f64(), Some(2.0), "{sizes}");
+    let size = |v: &serde_json::Value| -> Vec<u64> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect() };
+    for (chart, height) in [("loss", 300), ("probe", 200)] {
+        let s = size(&sizes[chart]);
+        assert!(s[2] > 200 && s[2] < 420, "the {chart} chart fits the phone's width: {sizes}");
+        assert_eq!((s[0], s[1]), (2 * s[2], 2 * s[3]), "the {chart} chart has two pixels per CSS pixel: {sizes}");
+        assert_eq!(s[3], height, "the {chart} chart keeps its height: {sizes}");
+    }
+    let projections = sizes["projections"].as_array().unwrap();
+    assert_eq!(projections.len(), 2, "{sizes}");
+    for p in projections {
+        assert_eq!(size(p), vec![480, 480, 240, 240], "a projection is 240 CSS pixels square, at two pixels each: {sizes}");
+    }
+    assert!(sizes["page"].as_u64().unwrap() <= 420, "nothing widens the page past the screen: {sizes}");
+    // the pointer halfway across the plot reads the runs at half the run's 60 steps
+    browser.eval(
+        "const c = document.querySelector('[data-testid=\"loss-chart\"]'); const r = c.getBoundingClientRect();
+         c.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + r.width / 2, clientY: r.top + r.height / 2, bubbles: true}));
+         return true;",
+    );
+    let readout = browser.wait_for("the readout", Duration::from_secs(10), |b| b.text("loss-readout").filter(|t| t.starts_with("step ≈")));
+    assert!(readout.starts_with("step ≈ 30:"), "{readout}");
+}
+
 #[test]
 fn a_malformed_address_is_explained_not_fatal() {
     let server = StaticServer::start(dist_dir());

@@ -5,7 +5,7 @@
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use objlab_engine::protocol::{RunId, ToWorker};
-use super::canvas::context_2d;
+use super::canvas::fit_fixed;
 use crate::lab::{AttentionView, Lab};
 use crate::worker_link;
 
@@ -52,7 +52,7 @@ fn HeadMap(maps: AttentionView, layer: usize, head: usize) -> impl IntoView {
     };
     Effect::new(move |_| {
         let Some(c) = canvas.get() else { return };
-        let Some(ctx) = context_2d(&c) else { return };
+        let Some(ctx) = fit_fixed(&c, size, size) else { return };
         ctx.set_fill_style_str("#fff");
         ctx.fill_rect(0.0, 0.0, size, size);
         for q in 0..s {

@@ -14,6 +14,63 @@ pub fn context_2d(canvas: &HtmlCanvasElement) -> Option<CanvasRenderingContext2d
     canvas.get_context("2d").ok().flatten().and_then(|c| c.dyn_into::<CanvasRenderingContext2d>().ok())
 }
 
+/// Makes `canvas` sharp at the width the page lays it out (`width: 100%` of its section) and
+/// `height` CSS pixels, and returns its context and that width: the canvases whose drawing
+/// follows their box (the charts). Off the page (no layout) it draws `before_layout` wide.
+///
+/// A canvas whose backing pixels are fixed is stretched to its box, and on a screen of two
+/// device pixels per CSS pixel (most laptops and phones) to twice its pixels: its lines and
+/// 12 px labels came out blurred, and on a phone, drawn for 720 px and shown at 360, 6 px high.
+pub fn fit_box(canvas: &HtmlCanvasElement, before_layout: f64, height: f64) -> Option<(CanvasRenderingContext2d, f64)> {
+    let width = match canvas.client_width() {
+        0 => before_layout,
+        laid_out => laid_out as f64,
+    };
+    fit(canvas, width, height).map(|ctx| (ctx, width))
+}
+
+/// Makes `canvas` sharp at a fixed `width` × `height` CSS pixels (a square projection: its
+/// points keep their aspect ratio), and returns its context. The canvas's CSS width is set to
+/// `width`, so that its box does not grow with the larger backing store; a narrower screen
+/// shrinks it (`max-width: 100%`).
+pub fn fit_fixed(canvas: &HtmlCanvasElement, width: f64, height: f64) -> Option<CanvasRenderingContext2d> {
+    let _ = web_sys::HtmlElement::style(canvas).set_property("width", &format!("{width}px"));
+    fit(canvas, width, height)
+}
+
+/// Device pixels per CSS pixel on this screen (1 off the page; 2 on most laptops and phones; a
+/// zoom changes it). A line `1.0 / pixel_ratio()` wide in a fitted canvas is one device pixel,
+/// which Skia draws as a hairline, many times faster than a wider stroke.
+pub fn pixel_ratio() -> f64 {
+    web_sys::window().map_or(1.0, |w| w.device_pixel_ratio()).clamp(1.0, 4.0)
+}
+
+/// The backing store `width` × `height` CSS pixels times the screen's device pixel ratio, and
+/// the context scaled so that one unit of drawing is one CSS pixel.
+fn fit(canvas: &HtmlCanvasElement, width: f64, height: f64) -> Option<CanvasRenderingContext2d> {
+    let ratio = pixel_ratio();
+    let (w, h) = ((width * ratio).round() as u32, (height * ratio).round() as u32);
+    // (setting either, even to its value, clears the canvas and its context's state)
+    if canvas.width() != w {
+        canvas.set_width(w);
+    }
+    if canvas.height() != h {
+        canvas.set_height(h);
+    }
+    let ctx = context_2d(canvas)?;
+    let _ = ctx.set_transform(ratio, 0.0, 0.0, ratio, 0.0, 0.0);
+    Some(ctx)
+}
+
+/// A signal that changes whenever the window's size or pixel ratio does (browser zoom fires
+/// `resize` too), for the canvases that [`fit`] their box to redraw at the new size.
+pub fn layout_changes() -> ReadSignal<u32> {
+    let (read, write) = signal(0u32);
+    let handle = window_event_listener(leptos::ev::resize, move |_| write.update(|n| *n += 1));
+    on_cleanup(move || handle.remove());
+    read
+}
+
 /// Left and bottom axes of a `width` × `height` chart with margin `pad`.
 pub fn draw_axes(ctx: &CanvasRenderingContext2d, width: f64, height: f64, pad: f64) {
     ctx.set_stroke_style_str("#999");

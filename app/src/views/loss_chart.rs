@@ -10,10 +10,12 @@
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use objlab_engine::spec::objective_mix_text;
-use super::canvas::{Redraws, context_2d, draw_axes, polyline};
+use super::canvas::{Redraws, draw_axes, fit_box, layout_changes, pixel_ratio, polyline};
 use super::curves_download::CurvesDownload;
 use crate::lab::{Lab, RUN_COLOURS, RunView, label_in};
 
+/// The chart's width in CSS pixels where it is not laid out (the timing canvas off the page);
+/// on the page it is as wide as its section.
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 300.0;
 const PAD: f64 = 44.0;
@@ -80,39 +82,41 @@ struct Curve {
     start: Option<f64>,
 }
 
-/// Maps steps to x (linear or log) for a chart whose last step is `x_max`.
-fn x_of(step: f64, x_max: f64, log_x: bool) -> f64 {
+/// Maps steps to x (linear or log) for a chart `width` wide whose last step is `x_max`.
+fn x_of(step: f64, x_max: f64, log_x: bool, width: f64) -> f64 {
     let t = if log_x { (step + 1.0).ln() / (x_max + 1.0).ln() } else { step / x_max };
-    PAD + t * (WIDTH - 2.0 * PAD)
+    PAD + t * (width - 2.0 * PAD)
 }
 
-fn step_of(x: f64, x_max: f64, log_x: bool) -> f64 {
-    let t = ((x - PAD) / (WIDTH - 2.0 * PAD)).clamp(0.0, 1.0);
+fn step_of(x: f64, x_max: f64, log_x: bool, width: f64) -> f64 {
+    let t = ((x - PAD) / (width - 2.0 * PAD)).clamp(0.0, 1.0);
     if log_x { (t * (x_max + 1.0).ln()).exp() - 1.0 } else { t * x_max }
 }
 
-fn draw(canvas: &web_sys::HtmlCanvasElement, curves: &[Curve], x_max: f64, log_x: bool, hover: Option<f64>) {
+/// Draws the chart as wide as the page shows it; returns that width (CSS pixels), which the
+/// pointer's and the keyboard's readout map back to steps.
+fn draw(canvas: &web_sys::HtmlCanvasElement, curves: &[Curve], x_max: f64, log_x: bool, hover: Option<f64>) -> f64 {
     let relative = curves.iter().any(|c| c.start.is_some());
-    let Some(ctx) = context_2d(canvas) else { return };
-    ctx.clear_rect(0.0, 0.0, WIDTH, HEIGHT);
+    let Some((ctx, width)) = fit_box(canvas, WIDTH, HEIGHT) else { return WIDTH };
+    ctx.clear_rect(0.0, 0.0, width, HEIGHT);
     let all = curves.iter().flat_map(|c| c.train.iter().chain(&c.val)).map(|(_, l)| *l);
     let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), l| (a.min(l), b.max(l)));
     ctx.set_fill_style_str("#555");
     ctx.set_font("12px sans-serif");
     if !lo.is_finite() {
         let _ = ctx.fill_text("the loss curves appear here once training starts", PAD, HEIGHT / 2.0);
-        return;
+        return width;
     }
     let (lo, hi) = if hi - lo < 1e-6 { (lo - 0.5, hi + 0.5) } else { (lo, hi) };
-    let x = |s: usize| x_of(s as f64, x_max, log_x);
+    let x = |s: usize| x_of(s as f64, x_max, log_x, width);
     let y = |l: f64| HEIGHT - PAD + (lo - l) / (hi - lo) * (HEIGHT - 2.0 * PAD);
-    draw_axes(&ctx, WIDTH, HEIGHT, PAD);
+    draw_axes(&ctx, width, HEIGHT, PAD);
     // relative: the loss as a multiple of the run's first ("0.62×": 62 % of where it started)
     let unit = if relative { "×" } else { "" };
     let _ = ctx.fill_text(&format!("{hi:.2}{unit}"), 4.0, y(hi) + 4.0);
     let _ = ctx.fill_text(&format!("{lo:.2}{unit}"), 4.0, y(lo) + 4.0);
     let _ = ctx.fill_text(if log_x { "1" } else { "0" }, PAD, HEIGHT - PAD + 16.0);
-    let _ = ctx.fill_text(&format!("step {}{}", x_max as usize, if log_x { " (log)" } else { "" }), WIDTH - PAD - 70.0, HEIGHT - PAD + 16.0);
+    let _ = ctx.fill_text(&format!("step {}{}", x_max as usize, if log_x { " (log)" } else { "" }), width - PAD - 70.0, HEIGHT - PAD + 16.0);
     // (the column a step falls in, for `per_column`)
     let column = |s: usize| x(s).floor() as i64;
     let line = |points: &[(usize, f64)], colour: &str, width: f64, dashed: bool| {
@@ -126,10 +130,11 @@ fn draw(canvas: &web_sys::HtmlCanvasElement, curves: &[Curve], x_max: f64, log_x
         let _ = ctx.set_line_dash(&dash);
         polyline(&ctx, per_column(points, column).iter().map(|(s, l)| (x(*s), y(*l))));
     };
+    let hairline = 1.0 / pixel_ratio();
     for c in curves {
-        // 1 px: Skia draws a stroke no wider than a pixel as a hairline, ~8× faster to
-        // rasterise than the 1.2 px this was (six noisy curves: 2.3 against 18.5 ms)
-        line(&c.train, c.colour, 1.0, false);
+        // one device pixel: Skia draws a stroke no wider than a pixel as a hairline, ~8× faster
+        // to rasterise than the 1.2 px this was (six noisy curves: 2.3 against 18.5 ms)
+        line(&c.train, c.colour, hairline, false);
     }
     // validation above every run's training curve (a noisy one hid the others' validation),
     // on a white halo, with a dot at each evaluation
@@ -151,7 +156,7 @@ fn draw(canvas: &web_sys::HtmlCanvasElement, curves: &[Curve], x_max: f64, log_x
     let note = if relative { "solid: train · dashed: validation · × each run's first loss" } else { "solid: train · dashed: validation" };
     let text_width = |t: &str| ctx.measure_text(t).map(|m| m.width()).unwrap_or(7.0 * t.len() as f64);
     let wide = curves.iter().map(|c| text_width(&c.label)).fold(text_width(note), f64::max);
-    let right = WIDTH - PAD;
+    let right = width - PAD;
     ctx.set_fill_style_str("rgba(255, 255, 255, 0.85)");
     ctx.fill_rect(right - wide - 6.0, PAD / 2.0 - 8.0, wide + 8.0, 14.0 * (curves.len() as f64 + 1.0) + 4.0);
     ctx.set_text_align("right");
@@ -169,6 +174,7 @@ fn draw(canvas: &web_sys::HtmlCanvasElement, curves: &[Curve], x_max: f64, log_x
         ctx.line_to(hx, HEIGHT - PAD);
         ctx.stroke();
     }
+    width
 }
 
 /// The value of `points` at the last step ≤ `step`.
@@ -262,9 +268,7 @@ pub async fn time_redraws(runs: usize, points: usize, redraws: usize) -> Option<
     let window = web_sys::window()?;
     let performance = window.performance()?;
     let canvas: web_sys::HtmlCanvasElement = window.document()?.create_element("canvas").ok()?.dyn_into().ok()?;
-    canvas.set_width(WIDTH as u32);
-    canvas.set_height(HEIGHT as u32);
-    let ctx = context_2d(&canvas)?;
+    let (ctx, _) = fit_box(&canvas, WIDTH, HEIGHT)?;
     let losses: Vec<_> = (0..runs).map(|r| synthetic_losses(r, points)).collect();
     let mut times = Vec::with_capacity(redraws);
     for i in 0..redraws {
@@ -305,6 +309,9 @@ fn summary(runs: &[Latest]) -> String {
 pub fn LossChart(lab: Lab) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
     let hover = RwSignal::new(None::<f64>);
+    // the width the chart was last drawn at (CSS pixels): its section's, which the window sets
+    let width = StoredValue::new(WIDTH);
+    let layout = layout_changes();
     let x_max = move || {
         lab.runs.with(|runs| {
             runs.iter()
@@ -320,7 +327,7 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
         let cs = curves(lab, &runs, lab.smoothing.get());
         let (x_max, log_x, hover) = (x_max(), lab.log_x.get(), hover.get());
         if let Some(canvas) = canvas.get() {
-            draw(&canvas, &cs, x_max, log_x, hover);
+            width.set_value(draw(&canvas, &cs, x_max, log_x, hover));
         }
     };
     // The losses arrive in up to hundreds of messages a second (a message per run and step for
@@ -347,6 +354,7 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
         lab.relative.track();
         hover.track();
         canvas.track();
+        layout.track();
         redraws.ask(true, move || untrack(redraw));
     });
     let points = move || lab.runs.with(|runs| runs.iter().map(|r| r.train.with(Vec::len).to_string()).collect::<Vec<_>>().join(","));
@@ -373,7 +381,7 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
     let visible = move || lab.runs.with(|runs| runs.iter().filter(|r| r.visible.get() && r.train.with(|t| !t.is_empty())).count());
     let readout = move || {
         let hx = hover.get()?;
-        let step = step_of(hx, x_max(), lab.log_x.get());
+        let step = step_of(hx, x_max(), lab.log_x.get(), width.get_value());
         let runs = lab.runs.get();
         let lines: Vec<String> = curves(lab, &runs, lab.smoothing.get())
             .iter()
@@ -388,7 +396,7 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
     // The keyboard reads the chart as the pointer does: focused, ← and → move the readout by a
     // fiftieth of the chart (Home and End to its ends), Escape hides it.
     let on_key = move |ev: web_sys::KeyboardEvent| {
-        let (left, right) = (PAD, WIDTH - PAD);
+        let (left, right) = (PAD, width.get_value() - PAD);
         let at = hover.get_untracked().unwrap_or(right);
         let stride = (right - left) / 50.0;
         let next = match ev.key().as_str() {
@@ -405,7 +413,8 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
     let on_move = move |ev: web_sys::MouseEvent| {
         let Some(c) = canvas.get_untracked() else { return };
         let rect = AsRef::<web_sys::Element>::as_ref(&c).get_bounding_client_rect();
-        let scale = WIDTH / rect.width().max(1.0);
+        // (drawn in CSS pixels at the width shown: a pointer's offset is the chart's x)
+        let scale = width.get_value() / rect.width().max(1.0);
         hover.set(Some((ev.client_x() as f64 - rect.left()) * scale));
     };
     view! {

@@ -4,9 +4,10 @@
 
 use leptos::html::Canvas;
 use leptos::prelude::*;
-use super::canvas::{context_2d, draw_axes, polyline};
+use super::canvas::{draw_axes, fit_box, layout_changes, polyline};
 use crate::lab::{Lab, label_in};
 
+/// The chart's width in CSS pixels before layout; on the page, its section's.
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 200.0;
 const PAD: f64 = 40.0;
@@ -14,7 +15,9 @@ const PAD: f64 = 40.0;
 #[component]
 pub fn ProbeChart(lab: Lab) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
+    let layout = layout_changes();
     Effect::new(move |_| {
+        layout.track();
         let runs = lab.runs.get();
         let lines: Vec<(&'static str, Vec<(usize, f32)>)> = runs
             .iter()
@@ -24,26 +27,26 @@ pub fn ProbeChart(lab: Lab) -> impl IntoView {
         let chance = runs.iter().find_map(|r| r.snapshots.with(|s| s.first().map(|x| 1.0 / x.probe_classes.max(1) as f64)));
         let time = lab.time.get();
         let Some(canvas) = canvas.get() else { return };
-        let Some(ctx) = context_2d(&canvas) else { return };
-        ctx.clear_rect(0.0, 0.0, WIDTH, HEIGHT);
+        let Some((ctx, width)) = fit_box(&canvas, WIDTH, HEIGHT) else { return };
+        ctx.clear_rect(0.0, 0.0, width, HEIGHT);
         let x_max = lines.iter().flat_map(|(_, p)| p.iter().map(|(s, _)| *s)).max().unwrap_or(1).max(1) as f64;
-        let x = |s: f64| PAD + s / x_max * (WIDTH - 2.0 * PAD);
+        let x = |s: f64| PAD + s / x_max * (width - 2.0 * PAD);
         let y = |a: f64| HEIGHT - PAD + -a * (HEIGHT - 1.5 * PAD);
-        draw_axes(&ctx, WIDTH, HEIGHT, PAD);
+        draw_axes(&ctx, width, HEIGHT, PAD);
         let _ = ctx.fill_text("100%", 2.0, y(1.0) + 4.0);
         let _ = ctx.fill_text("0%", 14.0, y(0.0) + 4.0);
-        let _ = ctx.fill_text(&format!("step {}", x_max as usize), WIDTH - PAD - 40.0, HEIGHT - PAD + 16.0);
+        let _ = ctx.fill_text(&format!("step {}", x_max as usize), width - PAD - 40.0, HEIGHT - PAD + 16.0);
         if let Some(c) = chance {
             let dash = js_sys::Array::of2(&4.0.into(), &4.0.into());
             let _ = ctx.set_line_dash(&dash);
             ctx.begin_path();
             ctx.move_to(PAD, y(c));
-            ctx.line_to(WIDTH - PAD, y(c));
+            ctx.line_to(width - PAD, y(c));
             ctx.stroke();
             let _ = ctx.set_line_dash(&js_sys::Array::new());
             // above the line's right end: past it, the label did not fit the canvas
             ctx.set_text_align("right");
-            let _ = ctx.fill_text("chance", WIDTH - PAD, y(c) - 4.0);
+            let _ = ctx.fill_text("chance", width - PAD, y(c) - 4.0);
             ctx.set_text_align("left");
         }
         if let Some(t) = time {

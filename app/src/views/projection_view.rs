@@ -8,7 +8,7 @@ use leptos::html::Canvas;
 use leptos::prelude::*;
 use objlab_engine::protocol::Snapshot;
 use objlab_engine::tokenizer::CharClass;
-use super::canvas::context_2d;
+use super::canvas::{fit_fixed, layout_changes};
 use crate::lab::{Lab, RunView};
 
 const SIZE: f64 = 240.0;
@@ -32,7 +32,7 @@ fn scaler(points: &[[f32; 2]]) -> impl Fn([f32; 2]) -> (f64, f64) {
 }
 
 fn draw_tokens(canvas: &web_sys::HtmlCanvasElement, s: &Snapshot) {
-    let Some(ctx) = context_2d(canvas) else { return };
+    let Some(ctx) = fit_fixed(canvas, SIZE, SIZE) else { return };
     ctx.clear_rect(0.0, 0.0, SIZE, SIZE);
     let at = scaler(&s.token_points);
     ctx.set_font("12px monospace");
@@ -51,7 +51,7 @@ fn draw_tokens(canvas: &web_sys::HtmlCanvasElement, s: &Snapshot) {
 }
 
 fn draw_probe(canvas: &web_sys::HtmlCanvasElement, s: &Snapshot) {
-    let Some(ctx) = context_2d(canvas) else { return };
+    let Some(ctx) = fit_fixed(canvas, SIZE, SIZE) else { return };
     ctx.clear_rect(0.0, 0.0, SIZE, SIZE);
     let at = scaler(&s.probe_points);
     for (label, p) in s.probe_labels.iter().zip(&s.probe_points) {
@@ -68,7 +68,10 @@ fn ProjectionCard(lab: Lab, run: RunView) -> impl IntoView {
     let tokens = NodeRef::<Canvas>::new();
     let probe = NodeRef::<Canvas>::new();
     let shown = Memo::new(move |_| run.snapshot_at(lab.time.get()));
+    // (a zoom changes the pixel ratio: redrawn, the projections stay sharp)
+    let layout = layout_changes();
     Effect::new(move |_| {
+        layout.track();
         let Some(s) = shown.get() else { return };
         if let (Some(t), Some(p)) = (tokens.get(), probe.get()) {
             draw_tokens(&t, &s);
