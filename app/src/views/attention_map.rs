@@ -5,7 +5,7 @@
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use objlab_engine::protocol::{RunId, ToWorker};
-use super::canvas::fit_fixed;
+use super::canvas::{fit_fixed, layout_changes};
 use crate::lab::{AttentionView, Lab};
 use crate::worker_link;
 
@@ -50,7 +50,9 @@ fn HeadMap(maps: AttentionView, layer: usize, head: usize) -> impl IntoView {
         hovered.set(cell_at(ev.offset_x() as f64 * scale, ev.offset_y() as f64 * scale, s, cell)
             .map(|(q, k)| format!("{:?} at {} looks at {:?} at {}: {:.2}", l[q], q + 1, l[k], k + 1, w[q * s + k])));
     };
+    let layout = layout_changes();
     Effect::new(move |_| {
+        layout.track();
         let Some(c) = canvas.get() else { return };
         let Some(ctx) = fit_fixed(&c, size, size) else { return };
         ctx.set_fill_style_str("#fff");
