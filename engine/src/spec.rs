@@ -512,6 +512,11 @@ pub fn parse_objective_mix(text: &str) -> Result<Vec<ObjectiveChoice>, String> {
         let mut params = Params::new();
         for kv in params_text.split(';').filter(|s| !s.is_empty()) {
             let (k, v) = kv.split_once('=').ok_or_else(|| format!("parameter {kv:?} of {id} should look like key=value"))?;
+            // `rate=0.1:mean_span=8`: the second parameter after a second ':' (a natural guess)
+            // would otherwise be refused as the first one's value, "not a number"
+            if v.contains(':') {
+                return Err(format!("{id}'s parameters are separated by ';', not ':': {id}:{}", params_text.replace(':', ";")));
+            }
             let value = objectives::parse_param(obj.info(), k.trim(), &v.replace('|', ","))?;
             params.insert(k.trim().to_string(), value);
         }
@@ -832,6 +837,12 @@ mod tests {
         assert!(parse_objective_mix("causal_lm:rate=0.2").unwrap_err().contains("has no parameter"));
         assert!(parse_objective_mix("masked_lm:rate=0.9").unwrap_err().contains("valid range is 0.01 to 0.5"));
         assert!(parse_objective_mix("masked_lm=-1").unwrap_err().contains("≥ 0"));
+        // a second parameter after a second ':' is pointed to ';'
+        assert_eq!(
+            parse_objective_mix("span_corruption:rate=0.1:mean_span=8").unwrap_err(),
+            "span_corruption's parameters are separated by ';', not ':': span_corruption:rate=0.1;mean_span=8"
+        );
+        assert_eq!(parse_objective_mix("span_corruption:rate=0.1;mean_span=8").unwrap()[0].params.len(), 2);
         let mix = parse_objective_mix("causal_lm=0.5,masked_lm=0.5:rate=0.3,conditional_training=1:bad_words=fool|rogue").unwrap();
         assert_eq!(mix.len(), 3);
         assert_eq!(mix[2].params["bad_words"], ParamValue::Text("fool,rogue".into()));
