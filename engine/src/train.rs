@@ -543,6 +543,36 @@ impl Trainer {
             .collect()
     }
 
+    /// [`Trainer::examples`] with the model's answers at their scored positions, as it is now
+    /// (no dropout): what it gets right of what it is scored on, the view's third line. One
+    /// row per objective, read in one transaction; contrastive examples go unanswered.
+    pub async fn examples_answered(&mut self) -> Result<Vec<Example>, String> {
+        let model = self.model().valid();
+        let mut examples = Vec::new();
+        let mut logits = Vec::new();
+        for i in 0..self.mix.len() {
+            let Some(prepared) = self.last_prepared[i].as_ref() else { continue };
+            examples.push(Example::from_prepared(self.mix[i].objective.info().id, prepared, &self.corpus.tokenizer));
+            if prepared.head != Head::Projection {
+                let row = Prepared { embed_dropout: 0.0, ..prepared.rows(0, 1) };
+                let input = self.model_input(&row, false, &mut Rng::seeded(0));
+                // logits: [1, seq, classes] -> [seq * classes]
+                logits.push((examples.len() - 1, model.forward(&input).logits.reshape([-1])));
+            }
+        }
+        if logits.is_empty() {
+            return Ok(examples);
+        }
+        count_read();
+        let read = logits.iter().fold(burn::tensor::Transaction::default(), |t, (_, l)| t.register(l.clone()));
+        let data = read.execute_async().await.map_err(|e| read_failed(&e))?;
+        for ((k, _), values) in logits.iter().zip(data) {
+            let values = values.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))?;
+            examples[*k].answer(&values, &self.corpus.tokenizer);
+        }
+        Ok(examples)
+    }
+
     /// Whether any objective of the mix trains a left-to-right generator (so samples mean something).
     pub fn generates(&self) -> bool {
         self.mix.iter().any(|p| p.objective.info().generates)

@@ -214,6 +214,46 @@ fn examples_show_each_objectives_corruption() {
     assert!(has(3, Mark::Target) && !examples[3].attention[0][examples[3].attention.len() - 1]);
 }
 
+/// The teaching view's third line: the model's answer wherever the first row is scored, none
+/// elsewhere, none for contrastive rows; and a detector that has trained a little answers most
+/// of its positions right.
+#[test]
+fn the_teaching_view_shows_the_models_answers_where_it_is_scored() {
+    let mut spec = tiny_spec(1);
+    spec.set("objective", "masked_lm=1,span_corruption=1,random_token_detection=1,contrastive=1").unwrap();
+    let mut t = Trainer::new(&spec, 0, shakespeare(), Device::flex()).unwrap();
+    assert!(pollster::block_on(t.examples_answered()).unwrap().is_empty(), "no example before the first step");
+    t.step();
+    let answered = pollster::block_on(t.examples_answered()).unwrap();
+    let plain = t.examples();
+    assert_eq!(answered.len(), 4);
+    for (a, p) in answered.iter().zip(&plain) {
+        assert_eq!((&a.objective, &a.rows), (&p.objective, &p.rows), "the same example, answered");
+        if a.objective == "contrastive" {
+            assert!(a.answers.is_empty() && a.confidence.is_empty());
+            continue;
+        }
+        let targets = &a.rows[0].targets;
+        assert_eq!((a.answers.len(), a.confidence.len()), (targets.len(), targets.len()), "{}", a.objective);
+        for ((y, ans), p) in targets.iter().zip(&a.answers).zip(&a.confidence) {
+            assert_eq!(y.is_empty(), ans.is_empty(), "{}: an answer exactly where scored", a.objective);
+            assert!(y.is_empty() || (*p > 0.0 && *p <= 1.0), "{}: probability {p}", a.objective);
+        }
+        if a.objective == "random_token_detection" {
+            assert!(a.answers.iter().all(|x| x == "replaced" || x == "original"));
+        }
+    }
+    let mut spec = tiny_spec(40);
+    spec.set("objective", "random_token_detection").unwrap();
+    let mut t = Trainer::new(&spec, 0, shakespeare(), Device::flex()).unwrap();
+    for _ in 0..40 {
+        t.step();
+    }
+    let e = pollster::block_on(t.examples_answered()).unwrap().remove(0);
+    let right = e.rows[0].targets.iter().zip(&e.answers).filter(|(y, a)| y == a).count();
+    assert!(right * 10 >= e.answers.len() * 6, "after 40 steps the detector answers {right} of {} right", e.answers.len());
+}
+
 /// Conditional training samples after `<good>`; its bad-word list reaches the trainer.
 #[test]
 fn conditional_training_samples_after_good() {

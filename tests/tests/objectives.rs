@@ -1,8 +1,9 @@
 //! Every objective in a real headless Chromium: it starts on WebGPU (SwiftShader) on the tiny
-//! preset, the loss is finite, and "what the model sees" shows its own corruption. Then the
-//! objective controls on the CPU: parameter ranges and all-zero mixtures are refused at the
-//! control, a mixture trains, changing the objective of a running run asks to reset it, and
-//! conditional training reports the bad-word rate of its samples.
+//! preset, the loss is finite, and "what the model sees" shows its own corruption and the
+//! model's answer at each scored position. Then the objective controls on the CPU: parameter
+//! ranges and all-zero mixtures are refused at the control, a mixture trains, changing the
+//! objective of a running run asks to reset it, and conditional training reports the bad-word
+//! rate of its samples.
 
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ fn seen_facts(id: &str) -> String {
            views: a.querySelectorAll('[data-testid=\"seen-input\"]').length,
            pattern: a.querySelector('[data-testid=\"seen-attention\"]').dataset.pattern,
            targets: targets.slice(0, 6),
+           scored: a.querySelector('[data-testid=\"seen-input\"]').querySelectorAll('.scored').length,
+           answers: a.querySelectorAll('[data-answer]').length,
            explain: a.querySelector('.explain').textContent
          }});"
     )
@@ -84,6 +87,15 @@ fn every_objective_trains_on_webgpu_and_shows_what_the_model_sees() {
         }
         if facts["explain"].as_str().unwrap_or("").len() < 80 {
             problems.push("no explanation".into());
+        }
+        // the model's answer under each scored position of the first row (none for contrastive,
+        // whose score compares rows)
+        let (scored, answers) = (facts["scored"].as_u64().unwrap_or(0), facts["answers"].as_u64().unwrap_or(0));
+        match id {
+            "contrastive" if answers != 0 => problems.push(format!("{answers} answers for a contrastive example")),
+            "contrastive" => {}
+            _ if scored == 0 || answers != scored => problems.push(format!("{answers} answers for {scored} scored positions")),
+            _ => {}
         }
         match id {
             "random_token_detection" if !facts["targets"].to_string().contains("orig") => problems.push("binary targets missing".into()),

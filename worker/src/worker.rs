@@ -916,9 +916,15 @@ async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Op
         post(&FromWorker::Validation { run: id, step, loss });
         restart_window(id);
     }
-    // The teaching view refreshes every few steps (a small message, built on the CPU).
+    // The teaching view refreshes every few steps: a small message, built on the CPU, and the
+    // model's answers on one row per objective (one small read).
     if step == 1 || step.is_multiple_of(cfg.log_every.max(5)) || done {
-        post(&FromWorker::Examples { run: id, step, examples: trainer.examples() });
+        let examples = trainer.examples_answered().await.map_err(fail)?;
+        if !is_current(generation) {
+            return Ok(None);
+        }
+        post(&FromWorker::Examples { run: id, step, examples });
+        restart_window(id);
     }
     if cfg.sample_every > 0 && trainer.generates() && (step.is_multiple_of(cfg.sample_every) || done) {
         let text = trainer.sample(&trainer.corpus().tokenizer.sample_prompt(), cfg.sample_len).await.map_err(fail)?;

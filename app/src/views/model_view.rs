@@ -1,7 +1,9 @@
 //! "What the model sees": one real example of the current batch per objective, as the model
 //! gets it — input tokens with the corrupted positions highlighted, the attention pattern as a
-//! small matrix, and what each position is scored on — beside a plain-language explanation
-//! and the paper. A student should be able to tell the objectives apart from this alone.
+//! small matrix, what each position is scored on, and under it the model's answer now (green
+//! where right: what it has learned of its task, and what it still gets wrong) — beside a
+//! plain-language explanation and the paper. A student should be able to tell the objectives
+//! apart from this alone.
 
 use leptos::html::Canvas;
 use leptos::prelude::*;
@@ -93,6 +95,13 @@ fn AttentionMatrix(attention: Vec<Vec<bool>>) -> impl IntoView {
     }
 }
 
+/// How many of the first row's scored positions the model answers right, of how many.
+fn answer_score(example: &Example) -> (usize, usize) {
+    let Some(row) = example.rows.first() else { return (0, 0) };
+    let scored = row.targets.iter().zip(&example.answers).filter(|(y, a)| !y.is_empty() && !a.is_empty());
+    scored.fold((0, 0), |(right, all), (y, a)| (right + usize::from(y == a), all + 1))
+}
+
 #[component]
 fn ExampleCard(example: Example, arch_note: Option<&'static str>) -> impl IntoView {
     let info = find(&example.objective).ok().map(|o| o.info());
@@ -103,21 +112,43 @@ fn ExampleCard(example: Example, arch_note: Option<&'static str>) -> impl IntoVi
         Head::Position => "the position it must name (no position embedding is given)",
         Head::Projection => "scored on: matching the two views of the same text against the rest of the batch",
     };
-    // One column per position: the token the model reads, and below it what it is scored on.
+    // One column per position: the token the model reads, below it what it is scored on, and
+    // (the first row, once read) below that the model's answer now, green where it is right.
     let rows = example.rows.clone();
+    let answered = !example.answers.is_empty();
+    let (right, scored_count) = answer_score(&example);
+    let answers = example.answers.clone();
+    let confidence = example.confidence.clone();
     view! {
         <article class="seen" data-testid="seen" data-objective=example.objective.clone()>
             <h3>{name}" "<small>{paper}</small></h3>
             <div class="seen-body">
                 <div class="seen-example">
                     {rows.into_iter().enumerate().map(|(i, row)| view! {
-                        <div class="row-label">{if example.rows.len() > 1 { format!("view {} (what the model reads)", i + 1) } else { format!("what the model reads (top) and {scored} (below)") }}</div>
+                        <div class="row-label">{if example.rows.len() > 1 {
+                            format!("view {} (what the model reads)", i + 1)
+                        } else if answered {
+                            format!("what the model reads (top), {scored} (middle) and the model's answer now (below: green where right, {right} of {scored_count})")
+                        } else {
+                            format!("what the model reads (top) and {scored} (below)")
+                        }}</div>
                         <div class="tokens" data-testid="seen-input">
-                            {row.tokens.iter().zip(&row.marks).zip(&row.targets).map(|((t, m), y)| view! {
-                                <span class="col">
-                                    <span class=format!("tok mark-{}", mark_name(*m)) data-mark=mark_name(*m) title=mark_name(*m)>{show(t)}</span>
-                                    <span class=if y.is_empty() { "tok none" } else { "tok scored" }>{if y.is_empty() { "\u{a0}".to_string() } else { short_target(y) }}</span>
-                                </span>
+                            {row.tokens.iter().zip(&row.marks).zip(&row.targets).enumerate().map(|(k, ((t, m), y))| {
+                                let answer = (i == 0).then(|| answers.get(k).filter(|a| !a.is_empty())).flatten().map(|a| {
+                                    let p = confidence.get(k).copied().unwrap_or(0.0);
+                                    let verdict = if a == y { "right" } else { "wrong" };
+                                    view! {
+                                        <span class=format!("tok answer {verdict}") data-answer=verdict
+                                            title=format!("the model's answer: {} ({:.0} % sure; {verdict})", show(a), 100.0 * p)>{short_target(a)}</span>
+                                    }
+                                });
+                                view! {
+                                    <span class="col">
+                                        <span class=format!("tok mark-{}", mark_name(*m)) data-mark=mark_name(*m) title=mark_name(*m)>{show(t)}</span>
+                                        <span class=if y.is_empty() { "tok none" } else { "tok scored" }>{if y.is_empty() { "\u{a0}".to_string() } else { short_target(y) }}</span>
+                                        {answer}
+                                    </span>
+                                }
                             }).collect_view()}
                         </div>
                     }).collect_view()}

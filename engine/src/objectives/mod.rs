@@ -517,6 +517,15 @@ pub struct Example {
     pub rows: Vec<ExampleRow>,
     /// For contrastive objectives: the rows shown are the two views of one text.
     pub note: String,
+    /// The model's answer, when read, at each position of the first row that is scored: its
+    /// most likely class, written as `rows[0].targets` writes the target (so the two compare),
+    /// "" where nothing is scored. Empty where not read (contrastive objectives, whose score
+    /// compares rows rather than positions).
+    #[serde(default)]
+    pub answers: Vec<String>,
+    /// The probability the model gives each of `answers` (0 where there is none).
+    #[serde(default)]
+    pub confidence: Vec<f32>,
 }
 
 impl Example {
@@ -549,7 +558,44 @@ impl Example {
                 ExampleRow { tokens, marks: prepared.row_marks(r).to_vec(), targets }
             })
             .collect();
-        Self { objective: objective.to_string(), head: prepared.head, attention, rows, note }
+        Self { objective: objective.to_string(), head: prepared.head, attention, rows, note, answers: Vec::new(), confidence: Vec::new() }
+    }
+
+    /// Fills `answers` and `confidence` from the model's `logits` for the first row,
+    /// [seq, classes] row-major: at each scored position the most likely class (for the binary
+    /// head, "replaced" where the replaced-probability is at least one half) and its probability.
+    pub fn answer(&mut self, logits: &[f32], tokenizer: &CharTokenizer) {
+        let Some(row) = self.rows.first() else { return };
+        let seq = row.targets.len();
+        if seq == 0 || logits.is_empty() || logits.len() % seq != 0 || self.head == Head::Projection {
+            return;
+        }
+        let classes = logits.len() / seq;
+        let (answers, confidence) = row
+            .targets
+            .iter()
+            .zip(logits.chunks_exact(classes))
+            .map(|(target, l)| {
+                if target.is_empty() {
+                    return (String::new(), 0.0);
+                }
+                match self.head {
+                    Head::Binary => {
+                        let p = 1.0 / (1.0 + (-l[0]).exp());
+                        if p >= 0.5 { ("replaced".to_string(), p) } else { ("original".to_string(), 1.0 - p) }
+                    }
+                    _ => {
+                        // softmax's top class: exp(l_best - max) / Σ exp(l - max), max = l_best
+                        let (best, top) = l.iter().enumerate().fold((0, f32::NEG_INFINITY), |(b, m), (k, &v)| if v > m { (k, v) } else { (b, m) });
+                        let total: f32 = l.iter().map(|v| (v - top).exp()).sum();
+                        let text = if self.head == Head::Position { best.to_string() } else { tokenizer.token_text(best as u32) };
+                        (text, 1.0 / total)
+                    }
+                }
+            })
+            .unzip();
+        self.answers = answers;
+        self.confidence = confidence;
     }
 }
 
@@ -617,6 +663,51 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_are_the_top_class_at_the_scored_positions_only() {
+        let tok = CharTokenizer::from_text("abc");
+        let v = tok.vocab_size();
+        // vocabulary head: "abc" scored on b, nothing, a
+        let mut p = Prepared::new(1, 3, tok.encode("abc").unwrap(), AttentionMode::Causal);
+        p.targets = vec![1, IGNORE, 0];
+        let mut logits = vec![0.0f32; 3 * v];
+        logits[1] = 2.0; // position 0: b most likely
+        logits[v + 2] = 9.0; // position 1 (unscored): c
+        logits[2 * v + 2] = 1.0; // position 2: c, where a is the target
+        let mut e = Example::from_prepared("causal_lm", &p, &tok);
+        assert!(e.answers.is_empty(), "unanswered until read");
+        e.answer(&logits, &tok);
+        assert_eq!(e.answers, vec!["b", "", "c"]);
+        let top = |l: f32| l.exp() / (l.exp() + (v - 1) as f32);
+        assert!((e.confidence[0] - top(2.0)).abs() < 1e-6 && e.confidence[1] == 0.0 && (e.confidence[2] - top(1.0)).abs() < 1e-6, "{:?}", e.confidence);
+        assert_eq!(e.rows[0].targets[0], e.answers[0], "an answer is written as its target is");
+        // binary head: the replaced-probability's side, and how sure
+        let mut p = Prepared::new(1, 2, tok.encode("ab").unwrap(), AttentionMode::Bidirectional);
+        p.head = Head::Binary;
+        p.targets = vec![0, 1];
+        let mut e = Example::from_prepared("random_token_detection", &p, &tok);
+        e.answer(&[2.0, -1.0], &tok);
+        assert_eq!(e.answers, vec!["replaced", "original"]);
+        assert!((e.confidence[0] - 1.0 / (1.0 + (-2.0f32).exp())).abs() < 1e-6 && (e.confidence[1] - 1.0 / (1.0 + (-1.0f32).exp())).abs() < 1e-6, "{:?}", e.confidence);
+        // position head: a class number
+        let mut p = Prepared::new(1, 2, tok.encode("ab").unwrap(), AttentionMode::Causal);
+        p.head = Head::Position;
+        p.targets = vec![0, 1];
+        let mut e = Example::from_prepared("position_prediction", &p, &tok);
+        e.answer(&[0.0, 3.0, 0.0, 0.0, 5.0, 0.0], &tok);
+        assert_eq!(e.answers, vec!["1", "1"]);
+        // logits that do not fit the row are left unread, and contrastive rows go unanswered
+        e.answers.clear();
+        e.answer(&[1.0; 5], &tok);
+        assert!(e.answers.is_empty());
+        let mut p = Prepared::new(2, 2, tok.encode("abba").unwrap(), AttentionMode::Bidirectional);
+        p.head = Head::Projection;
+        p.positives = vec![1, 0];
+        let mut e = Example::from_prepared("contrastive", &p, &tok);
+        e.answer(&[1.0; 4], &tok);
+        assert!(e.answers.is_empty());
+    }
 
     #[test]
     fn registry_ids_are_unique_and_findable() {
