@@ -194,14 +194,24 @@ impl Corpus {
         }
     }
 
-    /// Checks that both splits hold at least one window of `seq + 1` tokens.
+    /// Checks that both splits hold at least one window of `seq + 1` tokens (more than
+    /// `seq + 1`: a window starts anywhere below the last). The refusal says how long a text
+    /// would do: the validation part is the last tenth, ⌈n / 10⌉ of n characters, so n must be
+    /// at least 10 × (seq + 1) + 1.
     pub fn check_block(&self, seq: usize) -> Result<(), String> {
         for split in [Split::Train, Split::Val] {
-            if self.tokens(split).len() <= seq + 1 {
+            let has = self.tokens(split).len();
+            if has <= seq + 1 {
+                let part = match split {
+                    Split::Train => "training part (the first 90 %)",
+                    Split::Val => "validation part (the last 10 %)",
+                };
                 return Err(format!(
-                    "corpus {:?} is too short for context {seq}: its {split:?} split has {} tokens",
+                    "corpus {:?} is too short for context {seq}: its {part} has {has} characters, and a window needs {}; \
+                     give a text of at least {} characters, or choose a smaller context",
                     shown_name(&self.name),
-                    self.tokens(split).len()
+                    seq + 2,
+                    10 * (seq + 1) + 1
                 ));
             }
         }
@@ -265,6 +275,11 @@ mod tests {
         let short = Corpus::from_upload("short.txt", "ab".repeat(60).as_bytes()).unwrap();
         let e = short.check_block(64).unwrap_err();
         assert!(e.contains("\"short.txt\" is too short for context 64"), "{e}");
+        assert!(e.contains("validation part (the last 10 %) has 12 characters, and a window needs 66; give a text of at least 651 characters"), "{e}");
+        // the length it names is enough, one character less is not
+        let text: String = (0..651).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        Corpus::from_upload("enough.txt", text.as_bytes()).unwrap().check_block(64).unwrap();
+        assert!(Corpus::from_upload("short.txt", text[..650].as_bytes()).unwrap().check_block(64).is_err());
     }
 
     #[test]
