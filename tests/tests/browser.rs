@@ -437,13 +437,15 @@ fn without_relaxed_simd_the_page_starts_the_plain_worker_which_trains_as_the_fma
 /// the box they are shown in, at the screen's pixel density: the loss and probe charts as wide
 /// as their section, the projections at their size, each with twice its CSS pixels. With fixed
 /// 720-pixel canvases the loss chart's lines and labels were stretched, blurred, and on a phone
-/// shrunk to half their size. The pointer's readout still finds the step under it.
+/// shrunk to half their size. The pointer's readout still finds the step under it, and nothing
+/// (the objective mix's parameter controls were) widens the page past the screen.
 #[test]
 fn charts_are_drawn_sharp_for_the_screen_they_are_shown_on() {
     let server = StaticServer::start(dist_dir());
     let browser = Browser::start(false);
     browser.emulate_screen(420, 900, 2.0);
-    open_and_start(&browser, &server, "?preset=tiny&device=cpu&steps=60&snapshot_every=20");
+    // (a mix whose parameters show their controls: a number and a word list)
+    open_and_start(&browser, &server, "?preset=tiny&device=cpu&steps=60&snapshot_every=20&objective=masked_lm=0.5,conditional_training=0.5");
     browser.wait_for("a snapshot", Duration::from_secs(120), |b| b.attribute("projection", "data-step").filter(|s| !s.is_empty()));
     browser.wait_for("the run to finish", Duration::from_secs(120), |b| (b.step() >= 60).then_some(()));
     // [backing width, backing height, shown width, shown height] of each canvas
