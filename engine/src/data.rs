@@ -279,7 +279,7 @@ mod tests {
         // the length it names is enough, one character less is not
         let text: String = (0..651).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
         Corpus::from_upload("enough.txt", text.as_bytes()).unwrap().check_block(64).unwrap();
-        assert!(Corpus::from_upload("short.txt", text[..650].as_bytes()).unwrap().check_block(64).is_err());
+        assert!(Corpus::from_upload("short.txt", &text.as_bytes()[..650]).unwrap().check_block(64).is_err());
     }
 
     #[test]

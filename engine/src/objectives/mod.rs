@@ -567,7 +567,7 @@ impl Example {
     pub fn answer(&mut self, logits: &[f32], tokenizer: &CharTokenizer) {
         let Some(row) = self.rows.first() else { return };
         let seq = row.targets.len();
-        if seq == 0 || logits.is_empty() || logits.len() % seq != 0 || self.head == Head::Projection {
+        if seq == 0 || logits.is_empty() || !logits.len().is_multiple_of(seq) || self.head == Head::Projection {
             return;
         }
         let classes = logits.len() / seq;
