@@ -66,6 +66,8 @@ struct RunSlot {
     /// Steps/s of this run over the current window.
     window_start: f64,
     window_steps: usize,
+    /// When the teaching view's examples were last sent (ms; 0 before the first).
+    examples_ms: f64,
 }
 
 #[derive(Default)]
@@ -383,7 +385,7 @@ fn add_run(id: RunId, spec: ExperimentSpec) {
     let generation = SHARED.with(|s| {
         let mut s = s.borrow_mut();
         s.runs.retain(|r| r.id != id);
-        s.runs.push(RunSlot { id, spec: spec.clone(), trainer: None, cpu: false, announce: None, window_start: 0.0, window_steps: 0 });
+        s.runs.push(RunSlot { id, spec: spec.clone(), trainer: None, cpu: false, announce: None, window_start: 0.0, window_steps: 0, examples_ms: 0.0 });
         s.generation
     });
     wasm_bindgen_futures::spawn_local(async move {
@@ -860,6 +862,9 @@ async fn drive(generation: u64) {
     }
 }
 
+/// Least time between two refreshes of a run's teaching view (examples and answers), ms.
+const EXAMPLES_GAP_MS: f64 = 500.0;
+
 /// One step of run `id` and whatever falls due after it (losses, validation, examples,
 /// samples, snapshot). Returns the run's new slot when it changes (finished), or the slot and
 /// message of a failure (divergence stops this run alone).
@@ -916,14 +921,24 @@ async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Op
         post(&FromWorker::Validation { run: id, step, loss });
         restart_window(id);
     }
-    // The teaching view refreshes every few steps: a small message, built on the CPU, and the
-    // model's answers on one row per objective (one small read).
-    if step == 1 || step.is_multiple_of(cfg.log_every.max(5)) || done {
+    // The teaching view refreshes every few steps, and at most every EXAMPLES_GAP_MS: a small
+    // message, built on the CPU, and the model's answers on one row per objective (one small
+    // read). Refreshed faster (a fast run's every 10 steps is many times a second) it cannot
+    // be read, and the reads and the page's redraws would cost the runs for nothing.
+    let last_examples = SHARED.with(|s| s.borrow().runs.iter().find(|r| r.id == id).map_or(0.0, |r| r.examples_ms));
+    let now = precise_ms();
+    let due = step.is_multiple_of(cfg.log_every.max(5)) && (last_examples == 0.0 || now - last_examples >= EXAMPLES_GAP_MS);
+    if step == 1 || due || done {
         let examples = trainer.examples_answered().await.map_err(fail)?;
         if !is_current(generation) {
             return Ok(None);
         }
         post(&FromWorker::Examples { run: id, step, examples });
+        SHARED.with(|s| {
+            if let Some(r) = s.borrow_mut().runs.iter_mut().find(|r| r.id == id) {
+                r.examples_ms = now;
+            }
+        });
         restart_window(id);
     }
     if cfg.sample_every > 0 && trainer.generates() && (step.is_multiple_of(cfg.sample_every) || done) {
