@@ -243,6 +243,15 @@ fn the_teaching_view_shows_the_models_answers_where_it_is_scored() {
             assert!(a.answers.iter().all(|x| x == "replaced" || x == "original"));
         }
     }
+    // the encoder–decoder answers through its two stacks (span corruption's prefix batch)
+    let mut spec = tiny_spec(1);
+    spec.set("objective", "span_corruption").unwrap();
+    spec.model.arch = Architecture::EncoderDecoder;
+    let mut t = Trainer::new(&spec, 0, shakespeare(), Device::flex()).unwrap();
+    t.step();
+    let e = pollster::block_on(t.examples_answered()).unwrap().remove(0);
+    assert!(e.rows[0].targets.iter().zip(&e.answers).all(|(y, a)| y.is_empty() == a.is_empty()));
+    assert!(e.answers.iter().any(|a| !a.is_empty()));
     let mut spec = tiny_spec(40);
     spec.set("objective", "random_token_detection").unwrap();
     let mut t = Trainer::new(&spec, 0, shakespeare(), Device::flex()).unwrap();
