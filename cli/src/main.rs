@@ -182,7 +182,10 @@ fn setup(args: &RunArgs) -> Result<(ExperimentSpec, Arc<Corpus>, Device, String)
     }
     spec.validate()?;
     let (name, path) = match &args.data {
-        Some(p) => (p.display().to_string(), p.clone()),
+        // named by its file name, as the page names a file of one's own: a corpus name keeps
+        // only characters that read well in an address, so a path's '/' came out as '_'
+        // ("_tmp_short.txt is too short…")
+        Some(p) => (p.file_name().map_or_else(|| p.display().to_string(), |f| f.to_string_lossy().into_owned()), p.clone()),
         None => {
             let file = CORPORA.iter().find(|(n, _)| *n == spec.corpus).map(|(_, f)| *f).expect("validated corpus");
             (spec.corpus.clone(), shipped_asset(file))

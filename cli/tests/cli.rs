@@ -107,6 +107,8 @@ fn odd_data_files_get_a_clear_error() {
         assert!(!stderr.contains("panicked"), "{name} panicked: {stderr}");
         // the file was given: no hint to give one
         assert!(!stderr.contains("pass --data"), "{name}: {stderr}");
+        // named by its file name, not by its path mangled into a corpus name
+        assert!(stderr.contains(name) && !stderr.contains("_objlab-odd-data"), "{name}: {stderr}");
     }
     std::fs::remove_dir_all(&dir).ok();
 }
