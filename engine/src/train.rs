@@ -547,18 +547,19 @@ impl Trainer {
     /// (no dropout): what it gets right of what it is scored on, the view's third line. One
     /// row per objective, read in one transaction; contrastive examples go unanswered.
     pub async fn examples_answered(&mut self) -> Result<Vec<Example>, String> {
+        let mut examples = self.examples();
         let model = self.model().valid();
-        let mut examples = Vec::new();
+        // (each example is the first row of its part's latest batch: `examples` keeps the
+        // parts that have one, in order)
+        let rows: Vec<(usize, Prepared)> = self.last_prepared.iter().flatten().enumerate()
+            .filter(|(_, p)| p.head != Head::Projection)
+            .map(|(k, p)| (k, Prepared { embed_dropout: 0.0, ..p.rows(0, 1) }))
+            .collect();
         let mut logits = Vec::new();
-        for i in 0..self.mix.len() {
-            let Some(prepared) = self.last_prepared[i].as_ref() else { continue };
-            examples.push(Example::from_prepared(self.mix[i].objective.info().id, prepared, &self.corpus.tokenizer));
-            if prepared.head != Head::Projection {
-                let row = Prepared { embed_dropout: 0.0, ..prepared.rows(0, 1) };
-                let input = self.model_input(&row, false, &mut Rng::seeded(0));
-                // logits: [1, seq, classes] -> [seq * classes]
-                logits.push((examples.len() - 1, model.forward(&input).logits.reshape([-1])));
-            }
+        for (k, row) in rows {
+            let input = self.model_input(&row, false, &mut Rng::seeded(0));
+            // logits: [1, seq, classes] -> [seq * classes]
+            logits.push((k, model.forward(&input).logits.reshape([-1])));
         }
         if logits.is_empty() {
             return Ok(examples);
