@@ -197,6 +197,9 @@ pub struct Lab {
     pub linked: RwSignal<Vec<ExperimentSpec>>,
     /// Where the offered runs come from: the address (None) or an example (its title).
     pub linked_from: RwSignal<Option<&'static str>>,
+    /// Changes when the window's size or pixel ratio does: the canvases that fit the screen
+    /// redraw on it (one window listener for the page, [`crate::views::canvas::layout_changes`]).
+    pub layout: ReadSignal<u32>,
 }
 
 /// Seconds over which a run's shown steps/s is averaged.
@@ -283,6 +286,7 @@ impl Lab {
             log_x: RwSignal::new(false),
             smoothing: RwSignal::new(0.0),
             relative: RwSignal::new(false),
+            layout: crate::views::canvas::layout_changes(),
             linked: RwSignal::new(linked),
             linked_from: RwSignal::new(None),
         }

@@ -5,7 +5,7 @@
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use objlab_engine::protocol::{RunId, ToWorker};
-use super::canvas::{fit_fixed, layout_changes};
+use super::canvas::fit_fixed;
 use crate::lab::{AttentionView, Lab};
 use crate::worker_link;
 
@@ -31,7 +31,7 @@ fn cell_at(x: f64, y: f64, s: usize, cell: f64) -> Option<(usize, usize)> {
 }
 
 #[component]
-fn HeadMap(maps: AttentionView, layer: usize, head: usize) -> impl IntoView {
+fn HeadMap(lab: Lab, maps: AttentionView, layer: usize, head: usize) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
     let s = maps.tokens.len();
     let cell = (CELL_AREA / s.max(1) as f64).floor().max(2.0);
@@ -50,9 +50,8 @@ fn HeadMap(maps: AttentionView, layer: usize, head: usize) -> impl IntoView {
         hovered.set(cell_at(ev.offset_x() as f64 * scale, ev.offset_y() as f64 * scale, s, cell)
             .map(|(q, k)| format!("{:?} at {} looks at {:?} at {}: {:.2}", l[q], q + 1, l[k], k + 1, w[q * s + k])));
     };
-    let layout = layout_changes();
     Effect::new(move |_| {
-        layout.track();
+        lab.layout.track();
         let Some(c) = canvas.get() else { return };
         let Some(ctx) = fit_fixed(&c, size, size) else { return };
         ctx.set_fill_style_str("#fff");
@@ -142,7 +141,7 @@ pub fn AttentionMap(lab: Lab) -> impl IntoView {
                     let maps = maps.clone();
                     view! {
                         <div class="head-row">
-                            {(0..maps.heads).map(|head| view! { <HeadMap maps=maps.clone() layer=layer head=head /> }).collect_view()}
+                            {(0..maps.heads).map(|head| view! { <HeadMap lab=lab maps=maps.clone() layer=layer head=head /> }).collect_view()}
                         </div>
                     }
                 }).collect_view()}

@@ -63,7 +63,8 @@ fn fit(canvas: &HtmlCanvasElement, width: f64, height: f64) -> Option<CanvasRend
 }
 
 /// A signal that changes whenever the window's size or pixel ratio does (browser zoom fires
-/// `resize` too), for the canvases that [`fit`] their box to redraw at the new size.
+/// `resize` too), for the fitted canvases to redraw at the new size. Made once, for the page
+/// ([`crate::lab::Lab::layout`]), so that one listener serves every canvas.
 pub fn layout_changes() -> ReadSignal<u32> {
     let (read, write) = signal(0u32);
     let handle = window_event_listener(leptos::ev::resize, move |_| write.update(|n| *n += 1));

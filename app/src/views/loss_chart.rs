@@ -10,7 +10,7 @@
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use objlab_engine::spec::objective_mix_text;
-use super::canvas::{Redraws, draw_axes, fit_box, layout_changes, pixel_ratio, polyline};
+use super::canvas::{Redraws, draw_axes, fit_box, pixel_ratio, polyline};
 use super::curves_download::CurvesDownload;
 use crate::lab::{Lab, RUN_COLOURS, RunView, label_in};
 
@@ -311,7 +311,6 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
     let hover = RwSignal::new(None::<f64>);
     // the width the chart was last drawn at (CSS pixels): its section's, which the window sets
     let width = StoredValue::new(WIDTH);
-    let layout = layout_changes();
     let x_max = move || {
         lab.runs.with(|runs| {
             runs.iter()
@@ -354,7 +353,7 @@ pub fn LossChart(lab: Lab) -> impl IntoView {
         lab.relative.track();
         hover.track();
         canvas.track();
-        layout.track();
+        lab.layout.track();
         redraws.ask(true, move || untrack(redraw));
     });
     let points = move || lab.runs.with(|runs| runs.iter().map(|r| r.train.with(Vec::len).to_string()).collect::<Vec<_>>().join(","));

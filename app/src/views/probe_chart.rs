@@ -4,7 +4,7 @@
 
 use leptos::html::Canvas;
 use leptos::prelude::*;
-use super::canvas::{draw_axes, fit_box, layout_changes, polyline};
+use super::canvas::{draw_axes, fit_box, polyline};
 use crate::lab::{Lab, label_in};
 
 /// The chart's width in CSS pixels before layout; on the page, its section's.
@@ -15,9 +15,8 @@ const PAD: f64 = 40.0;
 #[component]
 pub fn ProbeChart(lab: Lab) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
-    let layout = layout_changes();
     Effect::new(move |_| {
-        layout.track();
+        lab.layout.track();
         let runs = lab.runs.get();
         let lines: Vec<(&'static str, Vec<(usize, f32)>)> = runs
             .iter()

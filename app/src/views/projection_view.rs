@@ -8,7 +8,7 @@ use leptos::html::Canvas;
 use leptos::prelude::*;
 use objlab_engine::protocol::Snapshot;
 use objlab_engine::tokenizer::CharClass;
-use super::canvas::{fit_fixed, layout_changes};
+use super::canvas::fit_fixed;
 use crate::lab::{Lab, RunView};
 
 const SIZE: f64 = 240.0;
@@ -68,10 +68,9 @@ fn ProjectionCard(lab: Lab, run: RunView) -> impl IntoView {
     let tokens = NodeRef::<Canvas>::new();
     let probe = NodeRef::<Canvas>::new();
     let shown = Memo::new(move |_| run.snapshot_at(lab.time.get()));
-    // (a zoom changes the pixel ratio: redrawn, the projections stay sharp)
-    let layout = layout_changes();
     Effect::new(move |_| {
-        layout.track();
+        // (a zoom changes the pixel ratio: redrawn, the projections stay sharp)
+        lab.layout.track();
         let Some(s) = shown.get() else { return };
         if let (Some(t), Some(p)) = (tokens.get(), probe.get()) {
             draw_tokens(&t, &s);
