@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use objlab_engine::data::{check_upload, is_upload, upload_file_name};
 use objlab_engine::memory;
-use objlab_engine::objectives::Example;
+use objlab_engine::objectives::{Answers, Example};
 use objlab_engine::protocol::{BenchmarkReport, DeviceKind, FromWorker, RunId, RunState, Snapshot, ToWorker};
 use objlab_engine::spec::{ExperimentSpec, run_labels, workspace_query};
 
@@ -131,6 +131,16 @@ pub struct AttentionView {
     pub weights: Vec<f32>,
 }
 
+/// "Ask the model": the question the page last sent and, once the worker answers, the
+/// answers or why there are none.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Asked {
+    pub run: RunId,
+    pub text: String,
+    /// `None` while the worker is answering.
+    pub reply: Option<Result<Answers, String>>,
+}
+
 /// The benchmark button's state.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Benchmark {
@@ -171,6 +181,7 @@ pub struct Lab {
     /// The snapshot step the representation views show (`None`: the latest).
     pub time: RwSignal<Option<usize>>,
     pub attention: RwSignal<Option<AttentionView>>,
+    pub asked: RwSignal<Option<Asked>>,
     /// Milliseconds from opening the page to the first finished training step (of any run),
     /// less the time the ready page waited for its first run to be started ([`waited_ready`]).
     pub first_step_ms: RwSignal<Option<f64>>,
@@ -276,6 +287,7 @@ impl Lab {
             cka: RwSignal::new(Vec::new()),
             time: RwSignal::new(None),
             attention: RwSignal::new(None),
+            asked: RwSignal::new(None),
             first_step_ms: RwSignal::new(None),
             ready_ms: StoredValue::new(None),
             idle_ms: StoredValue::new(None),
@@ -644,12 +656,30 @@ impl Lab {
         }
     }
 
+    /// "Ask the model": sends `text` to run `id`'s model; the answers replace the last ones.
+    pub fn ask(&self, id: RunId, text: String) {
+        self.asked.set(Some(Asked { run: id, text: text.clone(), reply: None }));
+        worker_link::send(*self, &ToWorker::Ask { run: id, text });
+    }
+
+    /// The worker's reply to a question, kept if it is the question the page still shows.
+    fn answered(&self, run: RunId, text: &str, reply: Result<Answers, String>) {
+        self.asked.update(|a| {
+            if let Some(a) = a.as_mut().filter(|a| a.run == run && a.text == text) {
+                a.reply = Some(reply);
+            }
+        });
+    }
+
     pub fn remove_run(&self, id: RunId) {
         worker_link::send(*self, &ToWorker::RemoveRun { run: id });
         self.runs.update(|runs| runs.retain(|r| r.id != id));
         // its attention maps go with it
         if self.attention.with_untracked(|a| a.as_ref().is_some_and(|a| a.run == id)) {
             self.attention.set(None);
+        }
+        if self.asked.with_untracked(|a| a.as_ref().is_some_and(|a| a.run == id)) {
+            self.asked.set(None);
         }
         self.cka.update(|all| {
             for (_, runs, matrix) in all.iter_mut() {
@@ -686,6 +716,7 @@ impl Lab {
         self.cka.set(Vec::new());
         self.time.set(None);
         self.attention.set(None);
+        self.asked.set(None);
         self.errors.set(Vec::new());
         self.device.set("not started".into());
         if let Some(spec) = self.pending.get_untracked() {
@@ -787,6 +818,9 @@ impl Lab {
                     self.attention.set(Some(AttentionView { run, tokens, reads, layers, heads, weights }));
                 }
             }
+            // an answer to the question still shown (not to one since replaced or removed)
+            FromWorker::Answers { run, text, answers } => self.answered(run, &text, Ok(answers)),
+            FromWorker::AskFailed { run, text, message } => self.answered(run, &text, Err(message)),
             FromWorker::BenchmarkProgress { done, steps } => self.benchmark.set(Benchmark::Running { done, steps }),
             FromWorker::Benchmark(report) => self.benchmark.set(Benchmark::Done(Box::new(report))),
             FromWorker::BenchmarkFailed { message } => {

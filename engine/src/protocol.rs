@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::objectives::Example;
+use crate::objectives::{Answers, Example};
 use crate::spec::ExperimentSpec;
 
 /// A run of the workspace, numbered by the page.
@@ -34,6 +34,9 @@ pub enum ToWorker {
     Reset,
     /// Attention weights of run `run` for `text` (answered by `Attention`).
     Attention { run: RunId, text: String },
+    /// "Ask the model": what run `run`'s model answers about `text`, typed by a person, `_`
+    /// for a hidden character (answered by `Answers` or `AskFailed`; `Trainer::ask`).
+    Ask { run: RunId, text: String },
     /// The page's "benchmark" button: train a fresh model of `spec`'s first run alone for
     /// `steps` steps on the device it asks for (the workspace's runs wait meanwhile) and
     /// report its speed, kernel launches and host reads (answered by `Benchmark`).
@@ -112,6 +115,10 @@ pub enum FromWorker {
         /// weights: [layers, heads, seq, seq]
         weights: Vec<f32>,
     },
+    /// The model's answers to the text the page asked about ("ask the model").
+    Answers { run: RunId, text: String, answers: Answers },
+    /// The text could not be asked about (a character the run's text never had, too long, …).
+    AskFailed { run: RunId, text: String, message: String },
     /// How far a benchmark has come (`done` of `steps` timed steps; 0 while warming up).
     BenchmarkProgress { done: usize, steps: usize },
     Benchmark(BenchmarkReport),

@@ -31,6 +31,10 @@ const STREAM_DATA: u64 = 2;
 const STREAM_CORRUPT: u64 = 3;
 const STREAM_SAMPLE: u64 = 4;
 const STREAM_EVAL: u64 = 5;
+const STREAM_ASK: u64 = 6;
+
+/// Characters the model writes after a typed text ("ask the model").
+pub const ASK_CONTINUATION: usize = 120;
 
 /// One objective of the run's mix, resolved from the registry.
 struct MixPart {
@@ -66,6 +70,9 @@ pub struct Trainer {
     data_rng: Rng,
     corrupt_rng: Rng,
     sample_rng: Rng,
+    /// Draws the continuations of typed texts ("ask the model"), apart from the samples'
+    /// stream so that asking never changes a run's samples.
+    ask_rng: Rng,
     step: usize,
     /// Training losses not yet read from the device: (step, loss [1]).
     pending: Vec<(usize, Tensor<1>)>,
@@ -223,6 +230,7 @@ impl Trainer {
             data_rng: Rng::derive(run_seed, STREAM_DATA),
             corrupt_rng: Rng::derive(run_seed, STREAM_CORRUPT),
             sample_rng: Rng::derive(run_seed, STREAM_SAMPLE),
+            ask_rng: Rng::derive(run_seed, STREAM_ASK),
             step: 0,
             pending: Vec::new(),
             bias_cache: Vec::new(),
@@ -734,9 +742,81 @@ impl Trainer {
         Ok(read_flat(losses).await?.iter().sum::<f32>() / n)
     }
 
-    /// Generates `len` characters after `prompt`, left to right with the causal mask, at the
-    /// configured temperature. One small device read per character.
+    /// Generates `len` characters after `prompt`, from the run's sample stream (the periodic
+    /// samples).
     pub async fn sample(&mut self, prompt: &str, len: usize) -> Result<String, String> {
+        let mut rng = self.sample_rng.clone();
+        let text = self.generate(prompt, len, &mut rng).await;
+        self.sample_rng = rng;
+        text
+    }
+
+    /// What the run's model answers about `text`, typed by a person (the page's "ask the
+    /// model"), as it is now (no dropout; nothing about the run changes): where an objective of
+    /// the mix generates, [`ASK_CONTINUATION`] characters after the text; and for each objective
+    /// with a question ([`Objective::question`]: masked LM's blanks, a detector's verdicts, …)
+    /// its answers, all read in one transaction. `_` stands for a hidden character.
+    pub async fn ask(&mut self, text: &str) -> Result<objectives::Answers, String> {
+        let typed = objectives::typed(text, &self.corpus.tokenizer)?;
+        let block = self.model_config.block_size;
+        if typed.is_empty() {
+            return Err("type a few characters to ask the model about".into());
+        }
+        if typed.len() > block {
+            return Err(format!("this model reads at most {block} characters at once; type at most {block}, not {}", typed.len()));
+        }
+        let mut answers = objectives::Answers::default();
+        let mut asked = Vec::new();
+        for part in &self.mix {
+            match part.objective.question(&typed, &self.context(&part.params)) {
+                None => {}
+                Some(Err(hint)) => answers.notes.push(hint),
+                Some(Ok(row)) => asked.push((part.objective.info().id, row)),
+            }
+        }
+        if self.generates() {
+            if typed.iter().any(Option::is_none) {
+                answers.notes.push(format!("a {} means nothing to a model that writes left to right, so it does not continue this text", objectives::BLANK));
+            } else {
+                let mut rng = self.ask_rng.clone();
+                let continuation = self.generate(text, ASK_CONTINUATION, &mut rng).await;
+                self.ask_rng = rng;
+                answers.continuation = Some(continuation?);
+            }
+        }
+        if !asked.is_empty() {
+            let model = self.model().valid();
+            let mut logits = Vec::new();
+            for (_, row) in &asked {
+                let input = self.model_input(row, false, &mut Rng::seeded(0));
+                // logits: [1, seq, classes] -> [seq * classes]
+                logits.push(model.forward(&input).logits.reshape([-1]));
+            }
+            count_read();
+            let read = logits.into_iter().fold(burn::tensor::Transaction::default(), |t, l| t.register(l));
+            let data = read.execute_async().await.map_err(|e| read_failed(&e))?;
+            let n_chars = self.corpus.tokenizer.n_chars();
+            for ((id, row), values) in asked.iter().zip(data) {
+                let mut values = values.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))?;
+                if row.head == Head::Vocab {
+                    objectives::only_characters(&mut values, row.seq, n_chars);
+                }
+                let mut example = Example::from_prepared(id, row, &self.corpus.tokenizer);
+                example.answer(&values, &self.corpus.tokenizer);
+                answers.examples.push(example);
+            }
+        }
+        if answers.continuation.is_none() && answers.examples.is_empty() && answers.notes.is_empty() {
+            let names: Vec<&str> = self.mix.iter().map(|p| p.objective.info().name).collect();
+            answers.notes.push(format!("{} answers no typed text: it scores whole texts or writes spans it was given sentinels for; watch what the model sees instead", names.join(" + ")));
+        }
+        Ok(answers)
+    }
+
+    /// `len` characters after `prompt` (and the objectives' sample prefix), left to right with
+    /// the causal mask, at the configured temperature, drawn from `rng`. One small device read
+    /// per character.
+    async fn generate(&mut self, prompt: &str, len: usize, rng: &mut Rng) -> Result<String, String> {
         let model = self.model().valid();
         let tok = self.corpus.tokenizer.clone();
         // Objectives may ask for a prefix (conditional training samples after <good>).
@@ -759,7 +839,7 @@ impl Trainer {
             count_read();
             let logits = last.into_data_async().await.map_err(|e| read_failed(&e))?;
             let logits = logits.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))?;
-            let next = sample_from_logits(&logits[..n_chars], temperature, &mut self.sample_rng);
+            let next = sample_from_logits(&logits[..n_chars], temperature, rng);
             ids.push(next as u32);
             out.push(next as u32);
         }

@@ -263,6 +263,67 @@ fn the_teaching_view_shows_the_models_answers_where_it_is_scored() {
     assert!(right * 10 >= e.answers.len() * 6, "after 40 steps the detector answers {right} of {} right", e.answers.len());
 }
 
+/// "Ask the model": a run of next-token prediction, masked LM, a detector and contrastive
+/// answers a typed text in each objective's own terms (a continuation, the blanks filled, a
+/// verdict at every position), says how to ask the others, refuses bad text with a message,
+/// and is left exactly as it was: a twin never asked trains to the same losses and samples.
+#[test]
+fn the_model_answers_a_typed_text_in_its_objectives_own_terms() {
+    let mut spec = tiny_spec(6);
+    spec.set("objective", "causal_lm=1,masked_lm=1,random_token_detection=1,contrastive=1").unwrap();
+    let mut t = Trainer::new(&spec, 0, shakespeare(), Device::flex()).unwrap();
+    let mut twin = Trainer::new(&spec, 0, shakespeare(), Device::flex()).unwrap();
+    for _ in 0..3 {
+        t.step();
+        twin.step();
+    }
+    // a blank: masked LM fills it; the generator and the detector say why they do not answer
+    let a = pollster::block_on(t.ask("or n_t to be")).unwrap();
+    assert_eq!(a.continuation, None);
+    assert_eq!(a.examples.len(), 1);
+    let e = &a.examples[0];
+    assert_eq!(e.objective, "masked_lm");
+    assert_eq!(e.rows[0].tokens[4], "[MASK]");
+    let answered: Vec<usize> = e.answers.iter().enumerate().filter(|(_, x)| !x.is_empty()).map(|(i, _)| i).collect();
+    assert_eq!(answered, vec![4], "masked LM answers at the blank alone");
+    assert!(e.confidence[4] > 0.0 && e.confidence[4] <= 1.0);
+    assert_eq!(e.answers[4].chars().count(), 1, "a character, never a special token: {:?}", e.answers[4]);
+    assert!(a.notes.iter().any(|n| n.contains("means nothing")) && a.notes.iter().any(|n| n.contains("without _")), "{:?}", a.notes);
+    // no blank: a continuation and the detector's verdicts; masked LM says how to ask it
+    let a = pollster::block_on(t.ask("To be, or not")).unwrap();
+    assert_eq!(a.continuation.as_ref().map(|c| c.chars().count()), Some(objlab_engine::train::ASK_CONTINUATION));
+    assert_eq!(a.examples.len(), 1);
+    assert_eq!(a.examples[0].objective, "random_token_detection");
+    assert_eq!(a.examples[0].answers.len(), 13);
+    assert!(a.examples[0].answers.iter().all(|x| x == "replaced" || x == "original"));
+    assert!(a.notes.iter().any(|n| n.contains("type _")), "{:?}", a.notes);
+    // bad text
+    assert!(pollster::block_on(t.ask("")).unwrap_err().contains("type a few characters"));
+    assert!(pollster::block_on(t.ask("caf\u{e9}")).unwrap_err().contains("not in the corpus vocabulary"));
+    let long = "a".repeat(spec.model.block_size + 1);
+    assert!(pollster::block_on(t.ask(&long)).unwrap_err().contains("at most"));
+    // asking changed nothing of the run
+    for _ in 0..3 {
+        t.step();
+        twin.step();
+    }
+    assert_eq!(pollster::block_on(t.read_losses()).unwrap(), pollster::block_on(twin.read_losses()).unwrap());
+    assert_eq!(pollster::block_on(t.sample("\n", 30)).unwrap(), pollster::block_on(twin.sample("\n", 30)).unwrap());
+    // an objective with no question says so; the encoder–decoder fills blanks through its encoder
+    let mut spec = tiny_spec(1);
+    spec.set("objective", "contrastive").unwrap();
+    let mut t = Trainer::new(&spec, 0, shakespeare(), Device::flex()).unwrap();
+    let a = pollster::block_on(t.ask("To be")).unwrap();
+    assert!(a.examples.is_empty() && a.continuation.is_none() && a.notes[0].contains("answers no typed text"), "{a:?}");
+    let mut spec = tiny_spec(1);
+    spec.set("objective", "masked_lm").unwrap();
+    spec.model.arch = Architecture::EncoderDecoder;
+    let mut t = Trainer::new(&spec, 0, shakespeare(), Device::flex()).unwrap();
+    t.step();
+    let a = pollster::block_on(t.ask("_o be")).unwrap();
+    assert!(!a.examples[0].answers[0].is_empty() && a.examples[0].answers[1..].iter().all(String::is_empty));
+}
+
 /// Conditional training samples after `<good>`; its bad-word list reaches the trainer.
 #[test]
 fn conditional_training_samples_after_good() {

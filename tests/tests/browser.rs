@@ -56,6 +56,20 @@ fn trains_on_webgpu() {
     assert!((cka[0].as_f64().unwrap() - 1.0).abs() < 1e-3, "CKA(X, X) = 1 from the GPU kernels: {cka}");
     assert_eq!(browser.text("error").unwrap_or_default(), "");
 
+    // "Ask the model" while the run trains on the GPU: the question gets the trainer between
+    // two steps (on a GPU a step awaits the device most of the time, and until the driving
+    // loop left a gap for it, such a read waited 30 s and gave up: "run 1 stayed busy").
+    browser.set_value("ask-text", "To be");
+    browser.click("ask");
+    let continued = browser.wait_for("the continuation", Duration::from_secs(120), |b| {
+        if let Some(e) = b.text("ask-error") {
+            panic!("the question failed: {e}");
+        }
+        b.text("ask-continuation")
+    });
+    assert_eq!(continued.chars().count(), 5 + 120, "{continued:?}");
+    assert_eq!(browser.text("state").as_deref(), Some("training"), "asked while it trained");
+
     // The benchmark button counts the kernels a WebGPU step launches, in the browser.
     let report = run_benchmark(&browser, Duration::from_secs(400));
     assert!(report.dispatches > 10.0, "a transformer step on WebGPU is many dispatches: {report:?}");

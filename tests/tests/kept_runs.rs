@@ -79,6 +79,8 @@ fn runs_are_kept_across_a_reload_until_forgotten() {
     // its weights were not kept: no attention maps to read, and the page says why
     assert!(browser.text("attention-kept").is_some_and(|t| t.contains("train it again")));
     assert_eq!(browser.eval("return document.querySelector('[data-testid=\"attention-show\"]').disabled"), serde_json::Value::Bool(true));
+    assert!(browser.text("ask-kept").is_some_and(|t| t.contains("train it again")));
+    assert_eq!(browser.eval("return document.querySelector('[data-testid=\"ask\"]').disabled"), serde_json::Value::Bool(true));
 
     // A kept run duplicated trains again (its weights were not kept; the duplicate starts anew).
     browser.eval("document.querySelector('[data-testid=\"run-duplicate\"]').click(); return true");

@@ -100,6 +100,8 @@ struct Shared {
     benchmarking: bool,
     /// Why the WebGPU device was lost, once it was ([`gpu_lost`]).
     gpu_lost: Option<String>,
+    /// Reads waiting for their run's trainer between two steps ([`between_steps`]).
+    reads_waiting: usize,
 }
 
 thread_local! {
@@ -358,6 +360,7 @@ fn handle(message: ToWorker) {
                 }
             });
         }
+        ToWorker::Ask { run, text } => wasm_bindgen_futures::spawn_local(ask(run, text)),
     }
 }
 
@@ -857,8 +860,15 @@ async fn drive(generation: u64) {
             },
             _ => {}
         }
-        // Let commands in between steps.
-        yield_now().await;
+        // Let commands in between steps. A read waiting for a trainer polls every
+        // READ_POLL_MS: leave it a gap it cannot miss. (On a GPU a step awaits the device for
+        // most of its time, so a gap of one yield was almost never the moment a poll came,
+        // and attention maps and questions waited in vain.)
+        if SHARED.with(|s| s.borrow().reads_waiting > 0) {
+            sleep(READ_POLL_MS + 10).await;
+        } else {
+            yield_now().await;
+        }
     }
 }
 
@@ -1137,28 +1147,65 @@ async fn finish_snapshot(job: SnapshotJob, analyser: Rc<Analyser>, so_far: f64) 
     Ok(())
 }
 
-/// Answers the page's attention-map request for run `id` (waits while the run is mid-step).
-async fn attention(id: RunId, text: &str) -> Result<(), String> {
-    for _ in 0..600 {
+/// How often a read waiting for a trainer looks again, ms.
+const READ_POLL_MS: i32 = 50;
+
+/// Counts a read waiting for a trainer while it lives, so that the driving loop leaves a gap
+/// between steps for it (see the end of [`drive`]).
+struct WaitingRead;
+
+impl WaitingRead {
+    fn new() -> Self {
+        SHARED.with(|s| s.borrow_mut().reads_waiting += 1);
+        Self
+    }
+}
+
+impl Drop for WaitingRead {
+    fn drop(&mut self) {
+        SHARED.with(|s| s.borrow_mut().reads_waiting -= 1);
+    }
+}
+
+/// Takes run `id`'s trainer from the workspace for a read between its steps (waits while the
+/// run is mid-step), runs `read` on it and puts it back. `what` names the read in the message
+/// when the run stays busy.
+async fn between_steps<T>(id: RunId, what: &str, read: impl AsyncFnOnce(&mut Trainer) -> T) -> Result<T, String> {
+    let _waiting = WaitingRead::new();
+    for _ in 0..30_000 / READ_POLL_MS {
         let taken = SHARED.with(|s| {
             let mut s = s.borrow_mut();
             s.runs.iter_mut().find(|r| r.id == id).map(|r| r.trainer.take())
         });
         match taken {
             None => return Err(format!("run {id} is not in the workspace")),
-            Some(None) => sleep(50).await,
-            Some(Some(trainer)) => {
-                let maps = trainer.attention_maps(text).await;
+            Some(None) => sleep(READ_POLL_MS).await,
+            Some(Some(mut trainer)) => {
+                let out = read(&mut trainer).await;
                 SHARED.with(|s| {
                     if let Some(r) = s.borrow_mut().runs.iter_mut().find(|r| r.id == id) {
                         r.trainer = Some(trainer);
                     }
                 });
-                let maps = maps?;
-                post(&FromWorker::Attention { run: id, tokens: maps.tokens, reads: maps.reads, layers: maps.layers, heads: maps.heads, weights: maps.weights });
-                return Ok(());
+                return Ok(out);
             }
         }
     }
-    Err(format!("run {id} stayed busy; try the attention map again"))
+    Err(format!("run {id} stayed busy; try {what} again"))
+}
+
+/// Answers the page's attention-map request for run `id`.
+async fn attention(id: RunId, text: &str) -> Result<(), String> {
+    let maps = between_steps(id, "the attention map", async |t: &mut Trainer| t.attention_maps(text).await).await??;
+    post(&FromWorker::Attention { run: id, tokens: maps.tokens, reads: maps.reads, layers: maps.layers, heads: maps.heads, weights: maps.weights });
+    Ok(())
+}
+
+/// Answers the page's "ask the model" for run `id`: its answers, or why it has none.
+async fn ask(id: RunId, text: String) {
+    let answers = between_steps(id, "asking", async |t: &mut Trainer| t.ask(&text).await).await.and_then(|a| a);
+    post(&match answers {
+        Ok(answers) => FromWorker::Answers { run: id, text, answers },
+        Err(message) => FromWorker::AskFailed { run: id, text, message },
+    });
 }

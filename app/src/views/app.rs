@@ -3,6 +3,7 @@
 use leptos::prelude::*;
 use objlab_engine::spec::{ExperimentSpec, workspace_from_query};
 
+use super::ask_model::AskModel;
 use super::attention_map::AttentionMap;
 use super::benchmark_panel::BenchmarkPanel;
 use super::cka_matrix::CkaMatrix;
@@ -84,6 +85,7 @@ pub fn App() -> impl IntoView {
             <CkaMatrix lab=lab />
             <AttentionMap lab=lab />
             <ModelView lab=lab />
+            <AskModel lab=lab />
             <SampleView lab=lab />
         </main>
         <footer>

@@ -88,11 +88,11 @@ fn HeadMap(lab: Lab, maps: AttentionView, layer: usize, head: usize) -> impl Int
 }
 
 /// What the maps read unless the user types something else.
-const DEFAULT_TEXT: &str = "To be, or not to be";
+pub(crate) const DEFAULT_TEXT: &str = "To be, or not to be";
 
 /// The first 20 characters of `text`'s first line that has any: what a run on it reads by
 /// default (every one of them is in its vocabulary).
-fn opening_words(text: &str) -> String {
+pub(crate) fn opening_words(text: &str) -> String {
     text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default().chars().take(20).collect()
 }
 

@@ -1,6 +1,7 @@
 //! The page's components, one per file.
 
 pub mod app;
+pub mod ask_model;
 pub mod attention_map;
 pub mod benchmark_panel;
 pub mod canvas;

@@ -12,7 +12,7 @@ use objlab_engine::objectives::{Example, Mark, find};
 use super::canvas::context_2d;
 use crate::lab::Lab;
 
-fn mark_name(m: Mark) -> &'static str {
+pub(crate) fn mark_name(m: Mark) -> &'static str {
     match m {
         Mark::Plain => "plain",
         Mark::Masked => "masked",
@@ -27,7 +27,7 @@ fn mark_name(m: Mark) -> &'static str {
 }
 
 /// Makes whitespace visible.
-fn show(token: &str) -> String {
+pub(crate) fn show(token: &str) -> String {
     match token {
         " " => "·".into(),
         "\n" => "⏎".into(),
@@ -36,7 +36,7 @@ fn show(token: &str) -> String {
 }
 
 /// Short labels so that a binary target fits under its token.
-fn short_target(target: &str) -> String {
+pub(crate) fn short_target(target: &str) -> String {
     match target {
         "original" => "orig".into(),
         "replaced" => "REPL".into(),

@@ -20,6 +20,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         the tokens before it (the causal mask) and is scored on guessing the token that comes \
         next. Every position is a training example, and the trained model can generate text.",
     generates: true,
+    asks: "continues what you type",
     params: &[],
 };
 

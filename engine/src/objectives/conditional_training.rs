@@ -27,6 +27,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         model learns ordinary next-character prediction. Because it learned what follows \
         <good>, asking it to write after <good> should produce fewer bad words.",
     generates: true,
+    asks: "continues what you type, after <good>",
     params: &[ParamInfo {
         key: "bad_words",
         label: "bad words",

@@ -23,6 +23,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         the two views of the same text against all the other texts in the batch. It learns \
         what a whole passage is about rather than the next character.",
     generates: false,
+    asks: "",
     params: &[
         ParamInfo::number("temperature", "temperature τ", 0.02, 1.0, 0.1, 0.01, "SimCSE uses 0.05"),
         ParamInfo::number("view", "views: dropout (0) or span crops (1)", 0.0, 1.0, 0.0, 1.0, "SimCSE: dropout; span-level methods: crops"),

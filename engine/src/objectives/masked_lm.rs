@@ -6,7 +6,7 @@
 //! bidirectional attention.
 
 use super::denoising::{choose_positions, random_other_char, rate_count};
-use super::{Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared};
+use super::{ASKED, BLANK, Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared};
 use crate::data::CleanBatch;
 use crate::model::AttentionMode;
 use crate::rng::Rng;
@@ -23,6 +23,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         other token, left and right, and the model is scored only on restoring the chosen \
         ones. It learns context from both sides, but cannot generate text left to right.",
     generates: false,
+    asks: "fills in each _ you type (a hidden character) from both sides",
     params: &[
         ParamInfo::number("rate", "share of positions chosen", 0.01, 0.5, 0.15, 0.01, "BERT uses 15%"),
         ParamInfo::number("mask_share", "chosen → [MASK]", 0.0, 1.0, 0.8, 0.05, "BERT: 80%"),
@@ -62,6 +63,21 @@ impl Objective for MaskedLm {
             }
         }
         p
+    }
+
+    /// Each typed blank becomes `[MASK]` and is asked for its character, read in both
+    /// directions as in training.
+    fn question(&self, text: &[Option<u32>], ctx: &Context) -> Option<Result<Prepared, String>> {
+        if text.iter().all(Option::is_some) {
+            return Some(Err(format!("masked LM answers where a character is hidden: type {BLANK} in its place")));
+        }
+        let mask_id = ctx.tokenizer.special_id("[MASK]");
+        let mut p = Prepared::new(1, text.len(), text.iter().map(|t| t.unwrap_or(mask_id)).collect(), AttentionMode::Bidirectional);
+        for (i, _) in text.iter().enumerate().filter(|(_, t)| t.is_none()) {
+            p.targets[i] = ASKED;
+            p.marks[i] = Mark::Masked;
+        }
+        Some(Ok(p))
     }
 }
 

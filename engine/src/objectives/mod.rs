@@ -52,6 +52,13 @@ pub use ul2_mixture::Ul2Mixture;
 /// Target value meaning "no loss at this position".
 pub const IGNORE: i32 = -1;
 
+/// The target of a position a person asks about ("ask the model"): the model answers there,
+/// but no right answer is known. Never reaches a loss.
+pub const ASKED: i32 = -2;
+
+/// What a person types for a hidden character when asking a model ("ask the model").
+pub const BLANK: char = '_';
+
 /// What kind of value a parameter takes.
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -108,6 +115,9 @@ pub struct ObjectiveInfo {
     pub explanation: &'static str,
     /// Whether a model trained on it can generate text left to right (so samples are shown).
     pub generates: bool,
+    /// What a model trained on it does with a text a person types (the page's "ask the
+    /// model"), or "" where it answers none: see [`Objective::question`].
+    pub asks: &'static str,
     pub params: &'static [ParamInfo],
 }
 
@@ -378,6 +388,58 @@ pub trait Objective: Sync {
     fn sample_prefix(&self, _tokenizer: &CharTokenizer) -> Vec<u32> {
         Vec::new()
     }
+
+    /// The question a person puts to a model trained with this objective about a text they
+    /// typed (the page's "ask the model"): one row for the model to read, in this objective's
+    /// own terms (its corruption, attention and head), with the positions to answer scored
+    /// ([`ASKED`] where no right answer is known). `text` holds the typed characters, `None`
+    /// where the person typed [`BLANK`] for a hidden one. `None` for an objective that answers
+    /// no typed text (the generators continue it instead, `Trainer::ask`); `Some(Err(hint))`
+    /// says how to ask it.
+    fn question(&self, _text: &[Option<u32>], _ctx: &Context) -> Option<Result<Prepared, String>> {
+        None
+    }
+}
+
+/// A typed text as [`Objective::question`] takes it: each character's id, `None` for a
+/// [`BLANK`]. Refuses characters the run's text never had.
+pub fn typed(text: &str, tokenizer: &CharTokenizer) -> Result<Vec<Option<u32>>, String> {
+    text.chars()
+        .map(|c| if c == BLANK { Ok(None) } else { tokenizer.encode(c.encode_utf8(&mut [0; 4])).map(|ids| Some(ids[0])) })
+        .collect()
+}
+
+/// The question's row for an objective that answers at every position and has no hidden
+/// token (`name` says which, in the hint): the typed characters, every one asked.
+pub fn every_position_asked(text: &[Option<u32>], name: &str, attention: AttentionMode) -> Result<Prepared, String> {
+    let inputs: Vec<u32> = text.iter().map(|t| t.ok_or_else(|| format!("{name} has no hidden character: type the text without {BLANK}"))).collect::<Result<_, _>>()?;
+    let mut p = Prepared::new(1, inputs.len(), inputs, attention);
+    p.targets = vec![ASKED; p.seq];
+    Ok(p)
+}
+
+/// Leaves the vocabulary head's answers among the characters alone: a person asks for
+/// characters, and `[MASK]` or a sentinel is never the hidden one. logits: [seq, classes],
+/// row-major; the special tokens' classes (after the `n_chars` characters) are set to −∞.
+pub fn only_characters(logits: &mut [f32], seq: usize, n_chars: usize) {
+    let classes = logits.len() / seq.max(1);
+    for (k, v) in logits.iter_mut().enumerate() {
+        if k % classes >= n_chars {
+            *v = f32::NEG_INFINITY;
+        }
+    }
+}
+
+/// What a run's model answers about a text a person typed (the page's "ask the model").
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Answers {
+    /// The text the model writes after the typed one, where an objective of the run generates.
+    pub continuation: Option<String>,
+    /// One example per objective of the run that answers typed text: the row the model read
+    /// and its answers at the asked positions ([`Example::answer`]).
+    pub examples: Vec<Example>,
+    /// How to ask the objectives that answered nothing of this text, or why they could not.
+    pub notes: Vec<String>,
 }
 
 #[cfg(feature = "training")]
@@ -549,6 +611,7 @@ impl Example {
                     .map(|&t| match (prepared.head, t) {
                         (Head::Projection, _) => String::new(),
                         (_, IGNORE) => String::new(),
+                        (_, ASKED) => "?".into(),
                         (Head::Vocab, t) => tokenizer.token_text(t as u32),
                         (Head::Binary, 1) => "replaced".into(),
                         (Head::Binary, _) => "original".into(),
@@ -605,7 +668,7 @@ pub fn markdown_table() -> String {
         "# Objectives\n\n\
          Generated from the registry in `engine/src/objectives/` by `objlab objectives --markdown`; \
          a test fails when this file is stale. Each objective is one file there, citing its paper.\n\n\
-         | id | name | paper | definition | parameters |\n| --- | --- | --- | --- | --- |\n",
+         | id | name | paper | definition | parameters | asked about a typed line (the page's \"ask the model\") |\n| --- | --- | --- | --- | --- | --- |\n",
     );
     for o in REGISTRY {
         let i = o.info();
@@ -618,12 +681,13 @@ pub fn markdown_table() -> String {
             })
             .collect();
         out.push_str(&format!(
-            "| `{}` | {} | {} | {} | {} |\n",
+            "| `{}` | {} | {} | {} | {} | {} |\n",
             i.id,
             i.name,
             i.paper,
             i.definition,
-            if params.is_empty() { "none".to_string() } else { params.join("<br>") }
+            if params.is_empty() { "none".to_string() } else { params.join("<br>") },
+            if i.asks.is_empty() { "—" } else { i.asks }
         ));
     }
     out.push_str(
@@ -790,5 +854,62 @@ mod tests {
             on_disk == markdown_table(),
             "docs/objectives.md is stale: regenerate it with `cargo run --release -p objlab-cli -- objectives --markdown > docs/objectives.md`"
         );
+    }
+
+    /// Each objective's question about a typed text: masked LM asks for its blanks alone,
+    /// behind [MASK]; swapped LM and the detector ask every position and refuse blanks;
+    /// position prediction asks every position's (known) place with no position embedding;
+    /// the rest ask nothing (the generators continue the text instead).
+    #[test]
+    fn each_objective_asks_its_own_question_of_a_typed_text() {
+        testing::with_context(&Params::new(), |ctx| {
+            let tok = ctx.tokenizer;
+            let [a, b, c, d] = <[u32; 4]>::try_from(tok.encode("abcd").unwrap()).unwrap();
+            let with_blank = typed("ab_c", tok).unwrap();
+            let plain = typed("abc", tok).unwrap();
+            assert_eq!(with_blank[2], None);
+            assert!(typed("a€", tok).unwrap_err().contains("'€'"), "a character the text never had is refused");
+            for o in REGISTRY {
+                let id = o.info().id;
+                let (q_blank, q_plain) = (o.question(&with_blank, ctx), o.question(&plain, ctx));
+                assert_eq!(o.info().asks.is_empty(), q_plain.is_none() && !o.info().generates, "{id}: `asks` says what it does with a typed text");
+                match id {
+                    "masked_lm" => {
+                        let p = q_blank.unwrap().unwrap();
+                        assert_eq!(p.inputs, vec![a, b, tok.special_id("[MASK]"), c]);
+                        assert_eq!(p.targets, vec![IGNORE, IGNORE, ASKED, IGNORE]);
+                        assert_eq!((p.marks[2], p.attention.is_causal(), p.head), (Mark::Masked, false, Head::Vocab));
+                        assert!(q_plain.unwrap().unwrap_err().contains('_'), "no blank: says how to ask");
+                    }
+                    "swapped_lm" | "random_token_detection" => {
+                        let p = q_plain.unwrap().unwrap();
+                        assert_eq!((p.inputs.clone(), p.targets.clone()), (vec![a, b, c], vec![ASKED; 3]));
+                        assert!(!p.attention.is_causal());
+                        assert_eq!(p.head, if id == "swapped_lm" { Head::Vocab } else { Head::Binary });
+                        assert!(q_blank.unwrap().unwrap_err().contains("without _"));
+                    }
+                    "position_prediction" => {
+                        let p = q_plain.unwrap().unwrap();
+                        assert_eq!((p.targets.clone(), p.use_positions, p.head), (vec![0, 1, 2], false, Head::Position));
+                        assert!(q_blank.unwrap().is_err());
+                    }
+                    _ => assert!(q_blank.is_none() && q_plain.is_none(), "{id} asks nothing"),
+                }
+            }
+            // an asked position shows "?" as its target and gets an answer
+            let p = MaskedLm.question(&with_blank, ctx).unwrap().unwrap();
+            let mut e = Example::from_prepared("masked_lm", &p, tok);
+            assert_eq!(e.rows[0].targets, vec!["", "", "?", ""]);
+            let v = tok.vocab_size();
+            let mut logits = vec![0.0f32; 4 * v];
+            logits[2 * v + d as usize] = 5.0; // position 2: 'd' most likely
+            e.answer(&logits, tok);
+            assert_eq!(e.answers, vec!["", "", "d", ""]);
+            // a special token more likely than any character: the answer is still a character
+            logits[2 * v + tok.special_id("[MASK]") as usize] = 9.0;
+            only_characters(&mut logits, 4, tok.n_chars());
+            e.answer(&logits, tok);
+            assert_eq!(e.answers[2], "d");
+        });
     }
 }

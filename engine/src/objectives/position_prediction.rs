@@ -12,7 +12,7 @@
 //! embeddings learn positions this way).
 
 use super::denoising::choose_positions;
-use super::{Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared};
+use super::{Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared, every_position_asked};
 use crate::data::CleanBatch;
 use crate::model::{AttentionMode, Head};
 use crate::rng::Rng;
@@ -28,6 +28,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         character, its position in the window, from what it can see. To do so it has to learn \
         how text is put together; hiding some keys from attention makes the puzzle harder.",
     generates: false,
+    asks: "names each character's position, which it is not told",
     params: &[ParamInfo::number("key_mask", "share of keys hidden from attention", 0.0, 0.9, 0.0, 0.05, "MP3 masks keys to make the task harder")],
 };
 
@@ -65,6 +66,17 @@ impl Objective for PositionPrediction {
         p.targets = (0..b).flat_map(|_| 0..s as i32).collect();
         assert!(s <= ctx.block_size, "positions are classes of the position head");
         p
+    }
+
+    /// Every typed character is asked its position, with no position embedding, as in
+    /// training (no keys hidden); here the right answers are known.
+    fn question(&self, text: &[Option<u32>], _ctx: &Context) -> Option<Result<Prepared, String>> {
+        Some(every_position_asked(text, "position prediction", AttentionMode::Causal).map(|mut p| {
+            p.use_positions = false;
+            p.head = Head::Position;
+            p.targets = (0..p.seq as i32).collect();
+            p
+        }))
     }
 }
 

@@ -22,6 +22,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         The model then continues the text left to right and is scored only on the continuation. \
         It learns to read a prompt fully before it writes.",
     generates: true,
+    asks: "continues what you type",
     params: &[],
 };
 

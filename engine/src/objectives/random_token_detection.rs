@@ -7,7 +7,7 @@
 //! corpus frequency), and train a binary head at every position: replaced or original?
 
 use super::denoising::{choose_positions, random_other_char, rate_count};
-use super::{Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared};
+use super::{Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared, every_position_asked};
 use crate::data::CleanBatch;
 use crate::model::{AttentionMode, Head};
 use crate::rng::Rng;
@@ -24,6 +24,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         from every position, not just the 15% changed. In C-RTS the replacements come from the \
         same group of similarly common characters, so they are harder to spot.",
     generates: false,
+    asks: "marks the characters it thinks were swapped in: type a word with a wrong letter",
     params: &[
         ParamInfo::number("rate", "share of tokens replaced", 0.01, 0.5, 0.15, 0.01, "15% as in the thesis"),
         ParamInfo::number("clustered", "C-RTS (1) or RTS (0)", 0.0, 1.0, 0.0, 1.0, "1: replacements from the same frequency cluster"),
@@ -84,6 +85,14 @@ impl Objective for RandomTokenDetection {
             }
         }
         p
+    }
+
+    /// Every typed character is asked whether it was swapped in.
+    fn question(&self, text: &[Option<u32>], _ctx: &Context) -> Option<Result<Prepared, String>> {
+        Some(every_position_asked(text, "random token detection", AttentionMode::Bidirectional).map(|mut p| {
+            p.head = Head::Binary;
+            p
+        }))
     }
 }
 

@@ -24,6 +24,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         it, each sentinel followed by the characters that were cut out. It learns to fill gaps \
         of several characters at once, using the text on both sides.",
     generates: false,
+    asks: "",
     params: &[
         ParamInfo::number("rate", "share of tokens corrupted", 0.05, 0.5, 0.15, 0.01, "T5 uses 15%"),
         ParamInfo::number("mean_span", "mean span length", 1.0, 16.0, 3.0, 1.0, "T5 uses 3"),

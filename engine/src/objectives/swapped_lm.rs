@@ -5,7 +5,7 @@
 //! at those positions. The model is never shown a token that does not occur in real text.
 
 use super::denoising::{choose_positions, random_other_char, rate_count};
-use super::{Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared};
+use super::{Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared, every_position_asked};
 use crate::data::CleanBatch;
 use crate::model::AttentionMode;
 use crate::rng::Rng;
@@ -22,6 +22,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         restoring the originals where swaps happened, so it must notice which characters do \
         not fit before it can fix them.",
     generates: false,
+    asks: "names the character it expects at every position: type a word with a wrong letter and see whether it puts it right",
     params: &[ParamInfo::number("rate", "share of tokens swapped", 0.01, 0.5, 0.15, 0.01, "the thesis uses 15%")],
 };
 
@@ -45,6 +46,12 @@ impl Objective for SwappedLm {
             }
         }
         p
+    }
+
+    /// Every typed character is asked for its original: nothing says which were swapped, so
+    /// the model answers everywhere, and a wrong letter may come back put right.
+    fn question(&self, text: &[Option<u32>], _ctx: &Context) -> Option<Result<Prepared, String>> {
+        Some(every_position_asked(text, "swapped LM", AttentionMode::Bidirectional))
     }
 }
 

@@ -22,6 +22,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         a prefix (like a language model). One model learns all three and the mode token tells \
         it which one is asked.",
     generates: true,
+    asks: "continues what you type",
     params: &[
         ParamInfo::number("weight_r", "weight of R (regular)", 0.0, 1.0, 0.34, 0.01, "UL2 mixes the three about equally"),
         ParamInfo::number("weight_x", "weight of X (extreme)", 0.0, 1.0, 0.33, 0.01, ""),

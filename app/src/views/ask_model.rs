@@ -1,0 +1,213 @@
+//! "Ask the model": type a line and see what one run's model makes of it, in the terms of the
+//! objectives it trained on. A next-token model continues the line; a masked model fills in
+//! each `_`; a detector flags the characters it thinks were swapped in; swapped LM names the
+//! character it expects everywhere (a wrong letter may come back put right); position
+//! prediction names each character's place. Asking the same line of a GPT-style and a
+//! BERT-style run shows a class what each can do, which their loss curves cannot.
+
+use leptos::prelude::*;
+use objlab_engine::model::Head;
+use objlab_engine::objectives::{Answers, BLANK, Example, find};
+use objlab_engine::protocol::RunId;
+use super::attention_map::{DEFAULT_TEXT, opening_words};
+use super::model_view::{mark_name, short_target, show};
+use crate::lab::Lab;
+
+/// The line offered for a run: the start of its own text (or Shakespeare's), with a blank
+/// put in where one of its objectives fills blanks.
+fn suggested_line(own_opening: Option<String>, fills_blanks: bool) -> String {
+    let line = own_opening.unwrap_or_else(|| DEFAULT_TEXT.to_string());
+    if !fills_blanks {
+        return line;
+    }
+    // hide the first letter after the middle that is inside a word ("To be, or n_t to be"):
+    // the word around it gives the model something to go on
+    let chars: Vec<char> = line.chars().collect();
+    match (chars.len() / 2 + 1..chars.len()).find(|&i| chars[i].is_alphabetic() && chars[i - 1].is_alphabetic()) {
+        Some(i) => chars.iter().enumerate().map(|(k, &c)| if k == i { BLANK } else { c }).collect(),
+        None => line,
+    }
+}
+
+/// One line that sums up an objective's answers: the text as the model reads it back (each
+/// asked character replaced by its answer), how many characters it flags as swapped in, or
+/// how many positions it names right.
+fn summary(example: &Example) -> String {
+    let Some(row) = example.rows.first() else { return String::new() };
+    let asked = row.targets.iter().zip(&example.answers).filter(|(y, a)| !y.is_empty() && !a.is_empty());
+    match example.head {
+        Head::Binary => {
+            let flagged = example.answers.iter().filter(|a| *a == "replaced").count();
+            format!("flags {flagged} of {} characters as swapped in", row.tokens.len())
+        }
+        Head::Position => {
+            let (right, all) = asked.fold((0, 0), |(r, n), (y, a)| (r + usize::from(y == a), n + 1));
+            format!("names {right} of {all} positions right")
+        }
+        _ => {
+            let text: String = row.tokens.iter().zip(&example.answers).map(|(t, a)| if a.is_empty() { t.as_str() } else { a.as_str() }).collect();
+            // how sure it is of each hidden character it fills in
+            let sure: Vec<String> = row.tokens.iter().zip(&example.answers).zip(&example.confidence)
+                .filter(|((t, a), _)| *t == "[MASK]" && !a.is_empty())
+                .map(|((_, a), p)| format!("{} {:.0} % sure", show(a), 100.0 * p)).collect();
+            if sure.is_empty() { format!("reads it as: {text:?}") } else { format!("reads it as: {text:?} ({})", sure.join(", ")) }
+        }
+    }
+}
+
+/// How an answer reads beside the character it answers: right or wrong where the right answer
+/// is known, a change where the model would write another character, a flag, or plain.
+fn verdict(head: Head, token: &str, target: &str, answer: &str) -> &'static str {
+    match head {
+        Head::Binary if answer == "replaced" => "flagged",
+        Head::Binary => "plain",
+        _ if target != "?" => if answer == target { "right" } else { "wrong" },
+        _ if answer != token && token != "[MASK]" => "changed",
+        _ => "plain",
+    }
+}
+
+#[component]
+fn AnsweredRow(example: Example) -> impl IntoView {
+    let name = find(&example.objective).map(|o| o.info().name).unwrap_or_default();
+    let line = summary(&example);
+    let row = example.rows.first().cloned();
+    let head = example.head;
+    view! {
+        <article class="asked" data-testid="ask-example" data-objective=example.objective.clone()>
+            <h3>{name}</h3>
+            <p data-testid="ask-summary">{line}</p>
+            <div class="tokens">
+                {row.map(|row| row.tokens.iter().zip(&row.marks).zip(&row.targets).enumerate().map(|(k, ((t, m), y))| {
+                    let answer = example.answers.get(k).filter(|a| !a.is_empty()).map(|a| {
+                        let p = example.confidence.get(k).copied().unwrap_or(0.0);
+                        let v = verdict(head, t, y, a);
+                        view! {
+                            <span class=format!("tok answer {v}") data-answer=v
+                                title=format!("the model's answer: {} ({:.0} % sure)", show(a), 100.0 * p)>{short_target(a)}</span>
+                        }
+                    });
+                    view! {
+                        <span class="col">
+                            <span class=format!("tok mark-{}", mark_name(*m))>{show(t)}</span>
+                            {answer}
+                        </span>
+                    }
+                }).collect_view())}
+            </div>
+        </article>
+    }
+}
+
+#[component]
+fn Reply(text: String, answers: Answers) -> impl IntoView {
+    view! {
+        {answers.continuation.map(|c| view! {
+            <p class="row-label">"continues it (next-token prediction, sampled):"</p>
+            <pre class="continuation" data-testid="ask-continuation"><b>{text.clone()}</b>{c}</pre>
+        })}
+        {answers.examples.into_iter().map(|e| view! { <AnsweredRow example=e /> }).collect_view()}
+        {answers.notes.into_iter().map(|n| view! { <p class="hint" data-testid="ask-note">{n}</p> }).collect_view()}
+    }
+}
+
+#[component]
+pub fn AskModel(lab: Lab) -> impl IntoView {
+    let chosen = RwSignal::new(None::<RunId>);
+    // a chosen run since removed gives way to the selected one
+    let run = move || chosen.get().filter(|id| lab.run(*id).is_some()).or_else(|| lab.selected.get());
+    let objectives = move || run().and_then(|id| lab.run(id)).map(|r| r.spec.get_value().runs[0].objectives.clone()).unwrap_or_default();
+    // what this run's objectives do with a typed line, from the registry
+    let asks = move || {
+        let said: Vec<String> = objectives().iter().filter_map(|o| find(&o.id).ok()).map(|o| o.info())
+            .filter(|i| !i.asks.is_empty()).map(|i| format!("{}: {}", i.name, i.asks)).collect();
+        said
+    };
+    let text = RwSignal::new(DEFAULT_TEXT.to_string());
+    // the offered line follows the run (its own text's opening, a blank for a masked model)
+    // until the user types one of their own
+    let suggested = StoredValue::new(DEFAULT_TEXT.to_string());
+    Effect::new(move |_| {
+        let corpus = run().and_then(|id| lab.run(id)).map(|r| r.spec.get_value().corpus);
+        let own = corpus.and_then(|c| lab.uploads.with(|u| u.iter().find(|u| u.name == c).map(|u| opening_words(&u.text))));
+        let fills = objectives().iter().any(|o| o.id == "masked_lm");
+        let next = suggested_line(own, fills);
+        if text.get_untracked() == suggested.get_value() {
+            text.set(next.clone());
+        }
+        suggested.set_value(next);
+    });
+    // a run kept from an earlier visit has no weights in the worker to ask
+    let kept = move || run().and_then(|id| lab.run(id)).is_some_and(|r| r.restored);
+    // (never disabled while waiting: a question asked again, or of another run, replaces the
+    // one before, whose late answer is then dropped; a worker that never answers cannot lock it)
+    let ask = move || {
+        if let Some(id) = run() {
+            lab.ask(id, text.get_untracked());
+        }
+    };
+    let reply = move || {
+        let asked = lab.asked.get()?;
+        Some(match asked.reply {
+            None => view! { <p class="hint" data-testid="ask-waiting">{format!("asking run {}…", asked.run)}</p> }.into_any(),
+            Some(Err(message)) => view! { <p class="error" data-testid="ask-error">{message}</p> }.into_any(),
+            Some(Ok(answers)) => view! {
+                <div data-testid="ask-reply" data-run=asked.run.to_string()>
+                    <p class="caption">{format!("run {} asked {:?}", asked.run, asked.text)}</p>
+                    <Reply text=asked.text.clone() answers=answers />
+                </div>
+            }.into_any(),
+        })
+    };
+    view! {
+        <section class="ask-model">
+            <h2>"Ask the model"</h2>
+            <p class="hint">{format!("Type a line and see what the model makes of it now, in the terms of what it was trained on. {BLANK} stands for a hidden character.")}</p>
+            <ul class="hint" data-testid="ask-hint">
+                {move || asks().into_iter().map(|a| view! { <li>{a}</li> }).collect_view()}
+            </ul>
+            <label>"run "
+                <select data-testid="ask-run" on:change=move |ev| chosen.set(event_target_value(&ev).parse().ok())>
+                    {move || lab.labels().into_iter().map(|(id, label)| view! {
+                        <option value=id.to_string() prop:selected=move || run() == Some(id)>{format!("{id}: {label}")}</option>
+                    }).collect_view()}
+                </select>
+            </label>
+            <label>" line "
+                <input data-testid="ask-text" type="text" maxlength="256" prop:value=move || text.get()
+                    on:input=move |ev| text.set(event_target_value(&ev))
+                    on:keydown=move |ev: web_sys::KeyboardEvent| if ev.key() == "Enter" { ask() } />
+            </label>
+            <button data-testid="ask" on:click=move |_| ask() prop:disabled=move || run().is_none() || kept()>"Ask"</button>
+            <Show when=kept>
+                <span class="hint" data-testid="ask-kept">" a run kept from your last visit has its curves, not its weights: train it again to ask it"</span>
+            </Show>
+            {reply}
+        </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{suggested_line, verdict};
+    use objlab_engine::model::Head;
+
+    #[test]
+    fn a_masked_model_is_offered_a_line_with_a_blank() {
+        assert_eq!(suggested_line(None, false), "To be, or not to be");
+        assert_eq!(suggested_line(None, true), "To be, or n_t to be");
+        assert_eq!(suggested_line(Some("Hello world".into()), true), "Hello w_rld");
+        assert_eq!(suggested_line(Some("1 2 3".into()), true), "1 2 3", "no letter to hide");
+    }
+
+    #[test]
+    fn answers_read_as_right_wrong_changed_or_flagged() {
+        assert_eq!(verdict(Head::Position, "a", "3", "3"), "right");
+        assert_eq!(verdict(Head::Position, "a", "3", "4"), "wrong");
+        assert_eq!(verdict(Head::Vocab, "[MASK]", "?", "o"), "plain");
+        assert_eq!(verdict(Head::Vocab, "a", "?", "o"), "changed");
+        assert_eq!(verdict(Head::Vocab, "o", "?", "o"), "plain");
+        assert_eq!(verdict(Head::Binary, "a", "?", "replaced"), "flagged");
+        assert_eq!(verdict(Head::Binary, "a", "?", "original"), "plain");
+    }
+}
