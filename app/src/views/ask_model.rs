@@ -79,7 +79,8 @@ fn AnsweredRow(example: Example) -> impl IntoView {
             <p data-testid="ask-summary">{line}</p>
             <div class="tokens">
                 {row.map(|row| row.tokens.iter().zip(&row.marks).zip(&row.targets).enumerate().map(|(k, ((t, m), y))| {
-                    let answer = example.answers.get(k).filter(|a| !a.is_empty()).map(|a| {
+                    // a detector's verdicts: only the flagged ones, so that they stand out
+                    let answer = example.answers.get(k).filter(|a| !a.is_empty() && !(head == Head::Binary && *a == "original")).map(|a| {
                         let p = example.confidence.get(k).copied().unwrap_or(0.0);
                         let v = verdict(head, t, y, a);
                         view! {
