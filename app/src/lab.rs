@@ -131,8 +131,8 @@ pub struct AttentionView {
     pub weights: Vec<f32>,
 }
 
-/// "Ask the model": the question the page last sent and, once the worker answers, the
-/// answers or why there are none.
+/// "Ask the model": one run's part of the question the page last sent and, once the worker
+/// answers, its answers or why there are none.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Asked {
     pub run: RunId,
@@ -181,7 +181,8 @@ pub struct Lab {
     /// The snapshot step the representation views show (`None`: the latest).
     pub time: RwSignal<Option<usize>>,
     pub attention: RwSignal<Option<AttentionView>>,
-    pub asked: RwSignal<Option<Asked>>,
+    /// The last question, one entry per run asked (one run, or every run at once).
+    pub asked: RwSignal<Vec<Asked>>,
     /// Milliseconds from opening the page to the first finished training step (of any run),
     /// less the time the ready page waited for its first run to be started ([`waited_ready`]).
     pub first_step_ms: RwSignal<Option<f64>>,
@@ -287,7 +288,7 @@ impl Lab {
             cka: RwSignal::new(Vec::new()),
             time: RwSignal::new(None),
             attention: RwSignal::new(None),
-            asked: RwSignal::new(None),
+            asked: RwSignal::new(Vec::new()),
             first_step_ms: RwSignal::new(None),
             ready_ms: StoredValue::new(None),
             idle_ms: StoredValue::new(None),
@@ -656,16 +657,19 @@ impl Lab {
         }
     }
 
-    /// "Ask the model": sends `text` to run `id`'s model; the answers replace the last ones.
-    pub fn ask(&self, id: RunId, text: String) {
-        self.asked.set(Some(Asked { run: id, text: text.clone(), reply: None }));
-        worker_link::send(*self, &ToWorker::Ask { run: id, text });
+    /// "Ask the model": sends `text` to the models of `runs`; their answers replace the last
+    /// question's.
+    pub fn ask(&self, runs: &[RunId], text: String) {
+        self.asked.set(runs.iter().map(|&run| Asked { run, text: text.clone(), reply: None }).collect());
+        for &run in runs {
+            worker_link::send(*self, &ToWorker::Ask { run, text: text.clone() });
+        }
     }
 
     /// The worker's reply to a question, kept if it is the question the page still shows.
     fn answered(&self, run: RunId, text: &str, reply: Result<Answers, String>) {
-        self.asked.update(|a| {
-            if let Some(a) = a.as_mut().filter(|a| a.run == run && a.text == text) {
+        self.asked.update(|all| {
+            if let Some(a) = all.iter_mut().find(|a| a.run == run && a.text == text) {
                 a.reply = Some(reply);
             }
         });
@@ -678,8 +682,8 @@ impl Lab {
         if self.attention.with_untracked(|a| a.as_ref().is_some_and(|a| a.run == id)) {
             self.attention.set(None);
         }
-        if self.asked.with_untracked(|a| a.as_ref().is_some_and(|a| a.run == id)) {
-            self.asked.set(None);
+        if self.asked.with_untracked(|all| all.iter().any(|a| a.run == id)) {
+            self.asked.update(|all| all.retain(|a| a.run != id));
         }
         self.cka.update(|all| {
             for (_, runs, matrix) in all.iter_mut() {
@@ -716,7 +720,7 @@ impl Lab {
         self.cka.set(Vec::new());
         self.time.set(None);
         self.attention.set(None);
-        self.asked.set(None);
+        self.asked.set(Vec::new());
         self.errors.set(Vec::new());
         self.device.set("not started".into());
         if let Some(spec) = self.pending.get_untracked() {

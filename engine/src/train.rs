@@ -775,11 +775,18 @@ impl Trainer {
             }
         }
         if self.generates() {
-            if typed.iter().any(Option::is_none) {
-                answers.notes.push(format!("a {} means nothing to a model that writes left to right, so it does not continue this text", objectives::BLANK));
+            // a model that writes left to right sees only what comes before the first blank,
+            // and continues that (beside a masked model filling the blank from both sides: the
+            // difference the two objectives make)
+            let prompt = objectives::before_blank(text);
+            if prompt.is_empty() {
+                answers.notes.push(format!("a model that writes left to right has nothing before the first {} to continue", objectives::BLANK));
             } else {
+                if prompt.len() < text.len() {
+                    answers.notes.push(format!("a model that writes left to right sees only what comes before the first {}: it continues {prompt:?}", objectives::BLANK));
+                }
                 let mut rng = self.ask_rng.clone();
-                let continuation = self.generate(text, ASK_CONTINUATION, &mut rng).await;
+                let continuation = self.generate(prompt, ASK_CONTINUATION, &mut rng).await;
                 self.ask_rng = rng;
                 answers.continuation = Some(continuation?);
             }

@@ -277,9 +277,10 @@ fn the_model_answers_a_typed_text_in_its_objectives_own_terms() {
         t.step();
         twin.step();
     }
-    // a blank: masked LM fills it; the generator and the detector say why they do not answer
+    // a blank: masked LM fills it from both sides; the generator continues what comes before
+    // it; the detector says why it does not answer
     let a = pollster::block_on(t.ask("or n_t to be")).unwrap();
-    assert_eq!(a.continuation, None);
+    assert_eq!(a.continuation.as_ref().map(|c| c.chars().count()), Some(objlab_engine::train::ASK_CONTINUATION));
     assert_eq!(a.examples.len(), 1);
     let e = &a.examples[0];
     assert_eq!(e.objective, "masked_lm");
@@ -288,7 +289,10 @@ fn the_model_answers_a_typed_text_in_its_objectives_own_terms() {
     assert_eq!(answered, vec![4], "masked LM answers at the blank alone");
     assert!(e.confidence[4] > 0.0 && e.confidence[4] <= 1.0);
     assert_eq!(e.answers[4].chars().count(), 1, "a character, never a special token: {:?}", e.answers[4]);
-    assert!(a.notes.iter().any(|n| n.contains("means nothing")) && a.notes.iter().any(|n| n.contains("without _")), "{:?}", a.notes);
+    assert!(a.notes.iter().any(|n| n.contains("it continues \"or n\"")) && a.notes.iter().any(|n| n.contains("without _")), "{:?}", a.notes);
+    let a = pollster::block_on(t.ask("_r not")).unwrap();
+    assert_eq!(a.continuation, None);
+    assert!(a.notes.iter().any(|n| n.contains("nothing before the first _")), "{:?}", a.notes);
     // no blank: a continuation and the detector's verdicts; masked LM says how to ask it
     let a = pollster::block_on(t.ask("To be, or not")).unwrap();
     assert_eq!(a.continuation.as_ref().map(|c| c.chars().count()), Some(objlab_engine::train::ASK_CONTINUATION));

@@ -29,10 +29,10 @@ fn run_rows(browser: &Browser) -> usize {
     browser.eval("return document.querySelectorAll('[data-testid=\"run-row\"]').length").as_u64().unwrap() as usize
 }
 
-/// "Ask the model": the same line asked of a next-token run and of a masked-LM run beside it.
-/// The first continues it; the second is offered the line with a blank and fills it; a
-/// character neither run's text has gets a message in the panel, not the page's error, and
-/// both runs train on.
+/// "Ask the model": a line asked of a next-token run and of a masked-LM run beside it, one
+/// run at a time and both at once. The first continues the line (what comes before its blank);
+/// the second is offered the line with a blank and fills it; a character neither run's text
+/// has gets a message in the panel, not the page's error, and both runs train on.
 #[test]
 fn asking_a_gpt_and_a_bert_run_the_same_line_shows_what_each_can_do() {
     let server = StaticServer::start(dist_dir());
@@ -47,36 +47,54 @@ fn asking_a_gpt_and_a_bert_run_the_same_line_shows_what_each_can_do() {
         (p.len() == 2 && p.iter().all(|n| *n >= 3)).then_some(())
     });
     let line = |b: &Browser| b.eval("return document.querySelector('[data-testid=\"ask-text\"]').value");
-    let examples = |b: &Browser| b.eval("return [...document.querySelectorAll('[data-testid=\"ask-example\"]')].map(e => e.dataset.objective).join(',')");
+    let all = |b: &Browser, testid: &str| b.eval(&format!("return [...document.querySelectorAll('[data-testid=\"{testid}\"]')].map(e => e.dataset.objective || e.dataset.run || e.textContent)"));
+    let answered = |b: &Browser, runs: usize| {
+        let replies = b.eval("return document.querySelectorAll('[data-testid=\"ask-reply\"]').length");
+        (replies == Value::from(runs) && b.text("ask-waiting").is_none()).then_some(())
+    };
 
     // the next-token run continues the line
     browser.set_value("ask-run", "1");
     assert_eq!(line(&browser), "To be, or not to be");
     assert!(browser.text("ask-hint").is_some_and(|h| h.contains("continues what you type")));
     browser.click("ask");
-    let continued = browser.wait_for("run 1's continuation", Duration::from_secs(60), |b| b.text("ask-continuation"));
+    browser.wait_for("run 1's answers", Duration::from_secs(60), |b| answered(b, 1));
+    let continued = browser.text("ask-continuation").unwrap_or_default();
     assert!(continued.starts_with("To be, or not to be"), "{continued:?}");
     assert_eq!(continued.chars().count(), 19 + 120, "the line and 120 characters after it");
-    assert_eq!(examples(&browser), "", "a next-token model has no blank to fill");
+    assert_eq!(all(&browser, "ask-example"), Value::from(Vec::<String>::new()), "a next-token model has no blank to fill");
 
     // the masked run is offered the line with a blank, and fills it
     browser.set_value("ask-run", "2");
     assert_eq!(line(&browser), "To be, or n_t to be");
     assert!(browser.text("ask-hint").is_some_and(|h| h.contains("fills in each _")));
     browser.click("ask");
-    browser.wait_for("run 2's answers", Duration::from_secs(60), |b| b.attribute("ask-reply", "data-run").filter(|r| r == "2"));
-    assert_eq!(examples(&browser), "masked_lm");
+    browser.wait_for("run 2's answers", Duration::from_secs(60), |b| answered(b, 1));
+    assert_eq!(all(&browser, "ask-example"), Value::from(vec!["masked_lm"]));
     assert_eq!(browser.text("ask-continuation"), None, "a masked model writes nothing left to right");
-    let answered = browser.eval("return document.querySelectorAll('[data-testid=\"ask-example\"] [data-answer]').length");
-    assert_eq!(answered, Value::from(1), "one answer: at the blank");
+    let answers = browser.eval("return document.querySelectorAll('[data-testid=\"ask-example\"] [data-answer]').length");
+    assert_eq!(answers, Value::from(1), "one answer: at the blank");
     let summary = browser.text("ask-summary").unwrap_or_default();
     assert!(summary.starts_with("reads it as: \"To be, or n") && summary.contains("t to be\" (") && summary.contains("% sure)"), "{summary:?}");
 
-    // a character the run's text never had: a message where the question was asked
+    // both at once, answers one under another: the next-token run continues what comes
+    // before the blank, the masked run fills it
+    browser.set_value("ask-run", "every");
+    assert_eq!(line(&browser), "To be, or n_t to be");
+    browser.click("ask");
+    browser.wait_for("both runs' answers", Duration::from_secs(60), |b| answered(b, 2));
+    assert_eq!(all(&browser, "ask-reply"), Value::from(vec!["1", "2"]));
+    assert!(browser.text("ask-continuation").is_some_and(|c| c.starts_with("To be, or n") && c.chars().count() == 11 + 120));
+    assert!(browser.text("ask-note").is_some_and(|n| n.contains("sees only what comes before the first _")));
+    assert_eq!(all(&browser, "ask-example"), Value::from(vec!["masked_lm"]));
+
+    // a character the runs' text never had: a message where the question was asked
     browser.set_value("ask-text", "To be, or \u{20ac}");
     browser.click("ask");
-    let said = browser.wait_for("the refusal", Duration::from_secs(60), |b| b.text("ask-error"));
-    assert!(said.contains("not in the corpus vocabulary"), "{said:?}");
+    browser.wait_for("the refusals", Duration::from_secs(60), |b| answered(b, 2));
+    let said = all(&browser, "ask-error");
+    assert_eq!(said.as_array().map(Vec::len), Some(2), "{said}");
+    assert!(said[0].as_str().is_some_and(|m| m.contains("not in the corpus vocabulary")), "{said}");
     assert_eq!(browser.text("error").unwrap_or_default(), "", "no page error for a question");
     let before = points(&browser);
     browser.wait_for("both runs to train on", Duration::from_secs(120), |b| {

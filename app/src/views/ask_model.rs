@@ -7,7 +7,7 @@
 
 use leptos::prelude::*;
 use objlab_engine::model::Head;
-use objlab_engine::objectives::{Answers, BLANK, Example, find};
+use objlab_engine::objectives::{Answers, BLANK, Example, before_blank, find};
 use objlab_engine::protocol::RunId;
 use super::attention_map::{DEFAULT_TEXT, opening_words};
 use super::model_view::{mark_name, short_target, show};
@@ -80,7 +80,7 @@ fn AnsweredRow(example: Example) -> impl IntoView {
             <div class="tokens">
                 {row.map(|row| row.tokens.iter().zip(&row.marks).zip(&row.targets).enumerate().map(|(k, ((t, m), y))| {
                     // a detector's verdicts: only the flagged ones, so that they stand out
-                    let answer = example.answers.get(k).filter(|a| !a.is_empty() && !(head == Head::Binary && *a == "original")).map(|a| {
+                    let answer = example.answers.get(k).filter(|a| !(a.is_empty() || (head == Head::Binary && *a == "original"))).map(|a| {
                         let p = example.confidence.get(k).copied().unwrap_or(0.0);
                         let v = verdict(head, t, y, a);
                         view! {
@@ -102,25 +102,56 @@ fn AnsweredRow(example: Example) -> impl IntoView {
 
 #[component]
 fn Reply(text: String, answers: Answers) -> impl IntoView {
+    // a generator continues what comes before the first blank
+    let prompt = before_blank(&text).to_string();
     view! {
         {answers.continuation.map(|c| view! {
             <p class="row-label">"continues it (next-token prediction, sampled):"</p>
-            <pre class="continuation" data-testid="ask-continuation"><b>{text.clone()}</b>{c}</pre>
+            <pre class="continuation" data-testid="ask-continuation"><b>{prompt.clone()}</b>{c}</pre>
         })}
         {answers.examples.into_iter().map(|e| view! { <AnsweredRow example=e /> }).collect_view()}
         {answers.notes.into_iter().map(|n| view! { <p class="hint" data-testid="ask-note">{n}</p> }).collect_view()}
     }
 }
 
+/// Which runs a question goes to.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Asking {
+    /// the run chosen in the list (or the selected one)
+    One(RunId),
+    /// every run of the workspace, answers one under another
+    Every,
+}
+
+/// The `value` of the run list's "every run" option.
+const EVERY: &str = "every";
+
 #[component]
 pub fn AskModel(lab: Lab) -> impl IntoView {
-    let chosen = RwSignal::new(None::<RunId>);
+    let chosen = RwSignal::new(None::<Asking>);
     // a chosen run since removed gives way to the selected one
-    let run = move || chosen.get().filter(|id| lab.run(*id).is_some()).or_else(|| lab.selected.get());
-    let objectives = move || run().and_then(|id| lab.run(id)).map(|r| r.spec.get_value().runs[0].objectives.clone()).unwrap_or_default();
-    // what this run's objectives do with a typed line, from the registry
+    let asking = move || match chosen.get() {
+        Some(Asking::Every) if lab.labels().len() > 1 => Some(Asking::Every),
+        Some(Asking::One(id)) if lab.run(id).is_some() => Some(Asking::One(id)),
+        _ => lab.selected.get().map(Asking::One),
+    };
+    let runs = move || match asking() {
+        Some(Asking::Every) => lab.labels().into_iter().map(|(id, _)| id).collect(),
+        Some(Asking::One(id)) => vec![id],
+        None => Vec::new(),
+    };
+    let objectives = move || {
+        let mut all: Vec<String> = Vec::new();
+        for o in runs().into_iter().filter_map(|id| lab.run(id)).flat_map(|r| r.spec.get_value().runs[0].objectives.clone()) {
+            if !all.contains(&o.id) {
+                all.push(o.id);
+            }
+        }
+        all
+    };
+    // what these runs' objectives do with a typed line, from the registry
     let asks = move || {
-        let said: Vec<String> = objectives().iter().filter_map(|o| find(&o.id).ok()).map(|o| o.info())
+        let said: Vec<String> = objectives().iter().filter_map(|id| find(id).ok()).map(|o| o.info())
             .filter(|i| !i.asks.is_empty()).map(|i| format!("{}: {}", i.name, i.asks)).collect();
         said
     };
@@ -129,9 +160,9 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
     // until the user types one of their own
     let suggested = StoredValue::new(DEFAULT_TEXT.to_string());
     Effect::new(move |_| {
-        let corpus = run().and_then(|id| lab.run(id)).map(|r| r.spec.get_value().corpus);
+        let corpus = runs().first().and_then(|id| lab.run(*id)).map(|r| r.spec.get_value().corpus);
         let own = corpus.and_then(|c| lab.uploads.with(|u| u.iter().find(|u| u.name == c).map(|u| opening_words(&u.text))));
-        let fills = objectives().iter().any(|o| o.id == "masked_lm");
+        let fills = objectives().iter().any(|id| id == "masked_lm");
         let next = suggested_line(own, fills);
         if text.get_untracked() == suggested.get_value() {
             text.set(next.clone());
@@ -139,27 +170,29 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
         suggested.set_value(next);
     });
     // a run kept from an earlier visit has no weights in the worker to ask
-    let kept = move || run().and_then(|id| lab.run(id)).is_some_and(|r| r.restored);
+    let kept = move || runs().iter().filter_map(|id| lab.run(*id)).all(|r| r.restored);
     // (never disabled while waiting: a question asked again, or of another run, replaces the
     // one before, whose late answer is then dropped; a worker that never answers cannot lock it)
     let ask = move || {
-        if let Some(id) = run() {
-            lab.ask(id, text.get_untracked());
-        }
+        // (runs kept from a last visit have no weights to ask)
+        let live: Vec<RunId> = runs().into_iter().filter(|id| lab.run(*id).is_some_and(|r| !r.restored)).collect();
+        lab.ask(&live, text.get_untracked());
     };
-    let reply = move || {
-        let asked = lab.asked.get()?;
-        Some(match asked.reply {
-            None => view! { <p class="hint" data-testid="ask-waiting">{format!("asking run {}…", asked.run)}</p> }.into_any(),
+    let label = move |id: RunId| lab.labels().into_iter().find(|(r, _)| *r == id).map_or_else(String::new, |(_, l)| l);
+    let replies = move || lab.asked.get().into_iter().map(|asked| {
+        let heading = format!("run {}: {} — asked {:?}", asked.run, label(asked.run), asked.text);
+        let body = match asked.reply {
+            None => view! { <p class="hint" data-testid="ask-waiting">"asking…"</p> }.into_any(),
             Some(Err(message)) => view! { <p class="error" data-testid="ask-error">{message}</p> }.into_any(),
-            Some(Ok(answers)) => view! {
-                <div data-testid="ask-reply" data-run=asked.run.to_string()>
-                    <p class="caption">{format!("run {} asked {:?}", asked.run, asked.text)}</p>
-                    <Reply text=asked.text.clone() answers=answers />
-                </div>
-            }.into_any(),
-        })
-    };
+            Some(Ok(answers)) => view! { <Reply text=asked.text.clone() answers=answers /> }.into_any(),
+        };
+        view! {
+            <div class="ask-reply" data-testid="ask-reply" data-run=asked.run.to_string()>
+                <p class="caption">{heading}</p>
+                {body}
+            </div>
+        }
+    }).collect_view();
     view! {
         <section class="ask-model">
             <h2>"Ask the model"</h2>
@@ -168,10 +201,16 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
                 {move || asks().into_iter().map(|a| view! { <li>{a}</li> }).collect_view()}
             </ul>
             <label>"run "
-                <select data-testid="ask-run" on:change=move |ev| chosen.set(event_target_value(&ev).parse().ok())>
+                <select data-testid="ask-run" on:change=move |ev| {
+                    let v = event_target_value(&ev);
+                    chosen.set(if v == EVERY { Some(Asking::Every) } else { v.parse().ok().map(Asking::One) });
+                }>
                     {move || lab.labels().into_iter().map(|(id, label)| view! {
-                        <option value=id.to_string() prop:selected=move || run() == Some(id)>{format!("{id}: {label}")}</option>
+                        <option value=id.to_string() prop:selected=move || asking() == Some(Asking::One(id))>{format!("{id}: {label}")}</option>
                     }).collect_view()}
+                    <Show when=move || { lab.labels().len() > 1 }>
+                        <option value=EVERY prop:selected=move || asking() == Some(Asking::Every)>"every run (answers one under another)"</option>
+                    </Show>
                 </select>
             </label>
             <label>" line "
@@ -179,11 +218,11 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
                     on:input=move |ev| text.set(event_target_value(&ev))
                     on:keydown=move |ev: web_sys::KeyboardEvent| if ev.key() == "Enter" { ask() } />
             </label>
-            <button data-testid="ask" on:click=move |_| ask() prop:disabled=move || run().is_none() || kept()>"Ask"</button>
+            <button data-testid="ask" on:click=move |_| ask() prop:disabled=move || runs().is_empty() || kept()>"Ask"</button>
             <Show when=kept>
                 <span class="hint" data-testid="ask-kept">" a run kept from your last visit has its curves, not its weights: train it again to ask it"</span>
             </Show>
-            {reply}
+            {replies}
         </section>
     }
 }

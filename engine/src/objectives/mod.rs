@@ -409,6 +409,12 @@ pub fn typed(text: &str, tokenizer: &CharTokenizer) -> Result<Vec<Option<u32>>, 
         .collect()
 }
 
+/// What a model that writes left to right can be given of a typed line: the text before its
+/// first [`BLANK`] (the whole line where it has none).
+pub fn before_blank(text: &str) -> &str {
+    text.split(BLANK).next().unwrap_or_default()
+}
+
 /// The question's row for an objective that answers at every position and has no hidden
 /// token (`name` says which, in the hint): the typed characters, every one asked.
 pub fn every_position_asked(text: &[Option<u32>], name: &str, attention: AttentionMode) -> Result<Prepared, String> {
@@ -868,6 +874,7 @@ mod tests {
             let with_blank = typed("ab_c", tok).unwrap();
             let plain = typed("abc", tok).unwrap();
             assert_eq!(with_blank[2], None);
+            assert_eq!((before_blank("ab_c_d"), before_blank("abc"), before_blank("_a")), ("ab", "abc", ""));
             assert!(typed("a€", tok).unwrap_err().contains("'€'"), "a character the text never had is refused");
             for o in REGISTRY {
                 let id = o.info().id;
