@@ -50,7 +50,7 @@ fn asking_a_gpt_and_a_bert_run_the_same_line_shows_what_each_can_do() {
     let all = |b: &Browser, testid: &str| b.eval(&format!("return [...document.querySelectorAll('[data-testid=\"{testid}\"]')].map(e => e.dataset.objective || e.dataset.run || e.textContent)"));
     let answered = |b: &Browser, runs: usize| {
         let replies = b.eval("return document.querySelectorAll('[data-testid=\"ask-reply\"]').length");
-        (replies == Value::from(runs) && b.text("ask-waiting").is_none()).then_some(())
+        (replies.as_u64() == Some(runs as u64) && b.text("ask-waiting").is_none()).then_some(())
     };
 
     // the next-token run continues the line
