@@ -13,7 +13,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::data::{CleanBatch, Corpus, Split};
 use crate::model::{Architecture, AttentionMode, Head, ModelConfig, ModelInput, Route, Transformer};
-use crate::objectives::{self, Context, DeviceTargets, Example, Objective, Params, Prepared};
+use crate::objectives::{self, Context, DeviceTargets, Example, Objective, Params, Prepared, Question};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::probe_set::ProbeSet;
 use crate::rng::Rng;
@@ -35,6 +35,10 @@ const STREAM_ASK: u64 = 6;
 
 /// Characters the model writes after a typed text ("ask the model").
 pub const ASK_CONTINUATION: usize = 120;
+
+/// The longest stretch the model writes behind one sentinel ("ask the model"); span
+/// corruption's longest mean span is 16.
+pub const ASK_SPAN_MAX: usize = 16;
 
 /// One objective of the run's mix, resolved from the registry.
 struct MixPart {
@@ -767,11 +771,13 @@ impl Trainer {
         }
         let mut answers = objectives::Answers::default();
         let mut asked = Vec::new();
+        let mut to_write = Vec::new();
         for part in &self.mix {
             match part.objective.question(&typed, &self.context(&part.params)) {
                 None => {}
                 Some(Err(hint)) => answers.notes.push(hint),
-                Some(Ok(row)) => asked.push((part.objective.info().id, row)),
+                Some(Ok(Question::Read(row))) => asked.push((part.objective.info().id, row)),
+                Some(Ok(Question::WriteSpans { source, marks })) => to_write.push((part.objective.info().id, source, marks)),
             }
         }
         if self.generates() {
@@ -813,11 +819,82 @@ impl Trainer {
                 answers.examples.push(example);
             }
         }
+        for (id, source, marks) in to_write {
+            // the line as the model reads it, each sentinel answered by the stretch it writes
+            let spans = self.write_spans(&source).await?;
+            let mut row = Prepared::new(1, source.len(), source.clone(), AttentionMode::Prefix(vec![source.len()]));
+            row.marks = marks;
+            let tok = &self.corpus.tokenizer;
+            let mut example = Example::from_prepared(id, &row, tok);
+            let mut written = spans.into_iter();
+            let (answers_row, confidence) = source.iter().map(|&t| match tok.sentinel_index(t) {
+                Some(_) => written.next().unwrap_or_default(),
+                None => (String::new(), 0.0),
+            }).unzip();
+            (example.answers, example.confidence) = (answers_row, confidence);
+            example.rows[0].targets = example.answers.iter().zip(&source).map(|(_, &t)| if tok.sentinel_index(t).is_some() { "?".to_string() } else { String::new() }).collect();
+            answers.examples.push(example);
+        }
         if answers.continuation.is_none() && answers.examples.is_empty() && answers.notes.is_empty() {
             let names: Vec<&str> = self.mix.iter().map(|p| p.objective.info().name).collect();
-            answers.notes.push(format!("{} answers no typed text: it scores whole texts or writes spans it was given sentinels for; watch what the model sees instead", names.join(" + ")));
+            answers.notes.push(format!("{} answers no typed text: its score compares whole texts, not the characters of one; watch what the model sees instead", names.join(" + ")));
         }
         Ok(answers)
+    }
+
+    /// T5's decoding for "ask the model": after `source` (each hidden stretch one sentinel)
+    /// the model writes each sentinel's stretch, as its training targets are written: the
+    /// sentinel, then the characters, greedily (the most likely, among the characters), one read
+    /// per character. A stretch ends where the model would write a sentinel next (or at
+    /// [`ASK_SPAN_MAX`] characters), and the next sentinel is then given to it. The row is
+    /// padded to the context, which the prefix-then-causal mask hides from every written
+    /// position, so that the GPU compiles one shape. Returns each stretch and the mean
+    /// probability of its characters.
+    async fn write_spans(&mut self, source: &[u32]) -> Result<Vec<(String, f32)>, String> {
+        let tok = self.corpus.tokenizer.clone();
+        let block = self.model_config.block_size;
+        let p = source.len();
+        if p >= block {
+            return Err(format!("this model reads at most {block} characters at once, and must have room to write the hidden stretches after the line: type a shorter line"));
+        }
+        let spans = source.iter().filter(|&&t| tok.sentinel_index(t).is_some()).count();
+        let (n_chars, pad) = (tok.n_chars(), tok.special_id("[PAD]"));
+        let model = self.model().valid();
+        let mut row = source.to_vec();
+        row.push(tok.sentinel(0));
+        // each stretch: its text, the sum of its characters' probabilities, their count
+        let mut out = vec![(String::new(), 0.0f32, 0usize); spans];
+        let mut k = 0;
+        while row.len() <= block {
+            let len = row.len();
+            let mut padded = row.clone();
+            padded.resize(block, pad);
+            let prepared = Prepared::new(1, block, padded, AttentionMode::Prefix(vec![p]));
+            let input = self.model_input(&prepared, false, &mut Rng::seeded(0));
+            // last: [vocab] logits of the last written position
+            let last = model.forward(&input).logits.narrow(1, len - 1, 1).reshape([-1]);
+            count_read();
+            let logits = last.into_data_async().await.map_err(|e| read_failed(&e))?;
+            let logits = logits.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))?;
+            // the most likely character or sentinel, and its probability among them
+            let allowed = |c: usize| c < n_chars || tok.sentinel_index(c as u32).is_some();
+            let top = logits.iter().enumerate().filter(|(c, _)| allowed(*c)).fold(f32::NEG_INFINITY, |m, (_, &v)| m.max(v));
+            let total: f32 = logits.iter().enumerate().filter(|(c, _)| allowed(*c)).map(|(_, &v)| (v - top).exp()).sum();
+            let best = logits.iter().enumerate().filter(|(c, _)| allowed(*c)).find(|(_, v)| **v == top).map_or(0, |(c, _)| c);
+            if best >= n_chars || out[k].2 >= ASK_SPAN_MAX {
+                k += 1;
+                if k == spans {
+                    break;
+                }
+                row.push(tok.sentinel(k));
+            } else {
+                out[k].0.push_str(&tok.token_text(best as u32));
+                out[k].1 += 1.0 / total;
+                out[k].2 += 1;
+                row.push(best as u32);
+            }
+        }
+        Ok(out.into_iter().map(|(text, sum, n)| (text, if n == 0 { 0.0 } else { sum / n as f32 })).collect())
     }
 
     /// `len` characters after `prompt` (and the objectives' sample prefix), left to right with

@@ -319,6 +319,30 @@ fn the_model_answers_a_typed_text_in_its_objectives_own_terms() {
     let mut t = Trainer::new(&spec, 0, shakespeare(), Device::flex()).unwrap();
     let a = pollster::block_on(t.ask("To be")).unwrap();
     assert!(a.examples.is_empty() && a.continuation.is_none() && a.notes[0].contains("answers no typed text"), "{a:?}");
+    // span corruption writes the stretch behind each run of blanks (characters only, at
+    // most ASK_SPAN_MAX each), on both architectures; UL2 writes them and continues the line
+    for (objective, arch) in [("span_corruption", Architecture::Decoder), ("span_corruption", Architecture::EncoderDecoder), ("ul2_mixture", Architecture::Decoder)] {
+        let mut spec = tiny_spec(3);
+        spec.set("objective", objective).unwrap();
+        spec.model.arch = arch;
+        let mut t = Trainer::new(&spec, 0, shakespeare(), Device::flex()).unwrap();
+        for _ in 0..3 {
+            t.step();
+        }
+        let a = pollster::block_on(t.ask("or n_t t__ be")).unwrap();
+        let e = &a.examples[0];
+        let sentinels: Vec<usize> = e.rows[0].tokens.iter().enumerate().filter(|(_, x)| x.starts_with("<S")).map(|(i, _)| i).collect();
+        assert_eq!(sentinels.len(), 2, "{objective}: one sentinel per run of blanks: {:?}", e.rows[0].tokens);
+        for (i, (answer, target)) in e.answers.iter().zip(&e.rows[0].targets).enumerate() {
+            assert_eq!(target == "?", sentinels.contains(&i), "{objective}: asked at the sentinels");
+            assert!(answer.chars().count() <= objlab_engine::train::ASK_SPAN_MAX, "{objective}: {answer:?}");
+            assert!(sentinels.contains(&i) || answer.is_empty());
+            assert!(!answer.contains('<') && !answer.contains('['), "{objective}: characters only: {answer:?}");
+        }
+        assert_eq!(a.continuation.is_some(), objective == "ul2_mixture", "{objective}");
+        let full = format!("_{}", "a".repeat(spec.model.block_size - 1));
+        assert!(pollster::block_on(t.ask(&full)).unwrap_err().contains("room to write"), "{objective}");
+    }
     let mut spec = tiny_spec(1);
     spec.set("objective", "masked_lm").unwrap();
     spec.model.arch = Architecture::EncoderDecoder;

@@ -2,12 +2,13 @@
 //! objectives it trained on. A next-token model continues the line; a masked model fills in
 //! each `_`; a detector flags the characters it thinks were swapped in; swapped LM names the
 //! character it expects everywhere (a wrong letter may come back put right); position
-//! prediction names each character's place. Asking the same line of a GPT-style and a
+//! prediction names each character's place; span corruption (T5) and UL2 write the stretch of
+//! text behind each run of `_`. Asking the same line of a GPT-style and a
 //! BERT-style run shows a class what each can do, which their loss curves cannot.
 
 use leptos::prelude::*;
 use objlab_engine::model::Head;
-use objlab_engine::objectives::{Answers, BLANK, Example, before_blank, find};
+use objlab_engine::objectives::{Answers, BLANK, Example, Mark, before_blank, find};
 use objlab_engine::protocol::RunId;
 use super::attention_map::{DEFAULT_TEXT, opening_words};
 use super::model_view::{mark_name, short_target, show};
@@ -45,10 +46,12 @@ fn summary(example: &Example) -> String {
             format!("names {right} of {all} positions right")
         }
         _ => {
-            let text: String = row.tokens.iter().zip(&example.answers).map(|(t, a)| if a.is_empty() { t.as_str() } else { a.as_str() }).collect();
-            // how sure it is of each hidden character it fills in
+            // (a mode token such as UL2's [R] is not part of the line)
+            let text: String = row.tokens.iter().zip(&example.answers).zip(&row.marks).filter(|(_, m)| **m != Mark::Control)
+                .map(|((t, a), _)| if a.is_empty() { t.as_str() } else { a.as_str() }).collect();
+            // how sure it is of what it writes behind each [MASK] or sentinel
             let sure: Vec<String> = row.tokens.iter().zip(&example.answers).zip(&example.confidence)
-                .filter(|((t, a), _)| *t == "[MASK]" && !a.is_empty())
+                .filter(|((t, a), _)| t.chars().count() > 1 && !a.is_empty())
                 .map(|((_, a), p)| format!("{} {:.0} % sure", show(a), 100.0 * p)).collect();
             if sure.is_empty() { format!("reads it as: {text:?}") } else { format!("reads it as: {text:?} ({})", sure.join(", ")) }
         }
@@ -62,7 +65,8 @@ fn verdict(head: Head, token: &str, target: &str, answer: &str) -> &'static str 
         Head::Binary if answer == "replaced" => "flagged",
         Head::Binary => "plain",
         _ if target != "?" => if answer == target { "right" } else { "wrong" },
-        _ if answer != token && token != "[MASK]" => "changed",
+        // (a character answered by another; not a [MASK] or a sentinel filled in)
+        _ if answer != token && token.chars().count() == 1 => "changed",
         _ => "plain",
     }
 }
@@ -162,7 +166,8 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
     Effect::new(move |_| {
         let corpus = runs().first().and_then(|id| lab.run(*id)).map(|r| r.spec.get_value().corpus);
         let own = corpus.and_then(|c| lab.uploads.with(|u| u.iter().find(|u| u.name == c).map(|u| opening_words(&u.text))));
-        let fills = objectives().iter().any(|id| id == "masked_lm");
+        // (an objective that answers blanks says so in the registry's words: its `asks` names `_`)
+        let fills = objectives().iter().filter_map(|id| find(id).ok()).any(|o| o.info().asks.contains(BLANK));
         let next = suggested_line(own, fills);
         if text.get_untracked() == suggested.get_value() {
             text.set(next.clone());
@@ -247,6 +252,7 @@ mod tests {
         assert_eq!(verdict(Head::Vocab, "[MASK]", "?", "o"), "plain");
         assert_eq!(verdict(Head::Vocab, "a", "?", "o"), "changed");
         assert_eq!(verdict(Head::Vocab, "o", "?", "o"), "plain");
+        assert_eq!(verdict(Head::Vocab, "<S0>", "?", "not"), "plain", "a stretch written behind a sentinel");
         assert_eq!(verdict(Head::Binary, "a", "?", "replaced"), "flagged");
         assert_eq!(verdict(Head::Binary, "a", "?", "original"), "plain");
     }

@@ -6,7 +6,7 @@
 //! bidirectional attention.
 
 use super::denoising::{choose_positions, random_other_char, rate_count};
-use super::{ASKED, BLANK, Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared};
+use super::{Question, ASKED, BLANK, Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared};
 use crate::data::CleanBatch;
 use crate::model::AttentionMode;
 use crate::rng::Rng;
@@ -67,7 +67,7 @@ impl Objective for MaskedLm {
 
     /// Each typed blank becomes `[MASK]` and is asked for its character, read in both
     /// directions as in training.
-    fn question(&self, text: &[Option<u32>], ctx: &Context) -> Option<Result<Prepared, String>> {
+    fn question(&self, text: &[Option<u32>], ctx: &Context) -> Option<Result<Question, String>> {
         if text.iter().all(Option::is_some) {
             return Some(Err(format!("masked LM answers where a character is hidden: type {BLANK} in its place")));
         }
@@ -77,7 +77,7 @@ impl Objective for MaskedLm {
             p.targets[i] = ASKED;
             p.marks[i] = Mark::Masked;
         }
-        Some(Ok(p))
+        Some(Ok(Question::Read(p)))
     }
 }
 

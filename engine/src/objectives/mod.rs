@@ -116,7 +116,8 @@ pub struct ObjectiveInfo {
     /// Whether a model trained on it can generate text left to right (so samples are shown).
     pub generates: bool,
     /// What a model trained on it does with a text a person types (the page's "ask the
-    /// model"), or "" where it answers none: see [`Objective::question`].
+    /// model"), or "" where it answers none: see [`Objective::question`]. It names `_`
+    /// ([`BLANK`]) where the objective answers blanks (the page then offers a line with one).
     pub asks: &'static str,
     pub params: &'static [ParamInfo],
 }
@@ -396,9 +397,48 @@ pub trait Objective: Sync {
     /// where the person typed [`BLANK`] for a hidden one. `None` for an objective that answers
     /// no typed text (the generators continue it instead, `Trainer::ask`); `Some(Err(hint))`
     /// says how to ask it.
-    fn question(&self, _text: &[Option<u32>], _ctx: &Context) -> Option<Result<Prepared, String>> {
+    fn question(&self, _text: &[Option<u32>], _ctx: &Context) -> Option<Result<Question, String>> {
         None
     }
+}
+
+/// What an objective asks of a typed line (see [`Objective::question`]).
+#[derive(Clone, Debug)]
+pub enum Question {
+    /// One row to read once: the answers are the head's outputs at the asked positions.
+    Read(Prepared),
+    /// A source in T5's format (each run of blanks one sentinel, [`spans_source`]) after which
+    /// the model writes each sentinel's stretch of text, one character at a time
+    /// (`Trainer::ask`): span corruption and UL2's R-denoiser.
+    WriteSpans { source: Vec<u32>, marks: Vec<Mark> },
+}
+
+/// A typed line in T5's span-corruption format: each run of [`BLANK`]s becomes one sentinel
+/// `<Sk>` (the model decides how long the stretch behind it is). `name` says who refuses a
+/// line without a blank, or with more stretches than there are sentinels.
+pub fn spans_source(text: &[Option<u32>], tokenizer: &CharTokenizer, name: &str) -> Result<(Vec<u32>, Vec<Mark>), String> {
+    let (mut source, mut marks, mut k) = (Vec::new(), Vec::new(), 0);
+    for (i, t) in text.iter().enumerate() {
+        match t {
+            Some(t) => {
+                source.push(*t);
+                marks.push(Mark::Plain);
+            }
+            None if i > 0 && text[i - 1].is_none() => {}
+            None => {
+                if k == crate::tokenizer::N_SENTINELS {
+                    return Err(format!("{name} hides at most {} stretches; join some of the {BLANK}s", crate::tokenizer::N_SENTINELS));
+                }
+                source.push(tokenizer.sentinel(k));
+                marks.push(Mark::Sentinel);
+                k += 1;
+            }
+        }
+    }
+    if k == 0 {
+        return Err(format!("{name} writes the stretches of text hidden behind {BLANK}: type one or more {BLANK} in a row for each"));
+    }
+    Ok((source, marks))
 }
 
 /// A typed text as [`Objective::question`] takes it: each character's id, `None` for a
@@ -878,7 +918,27 @@ mod tests {
             assert!(typed("a€", tok).unwrap_err().contains("'€'"), "a character the text never had is refused");
             for o in REGISTRY {
                 let id = o.info().id;
-                let (q_blank, q_plain) = (o.question(&with_blank, ctx), o.question(&plain, ctx));
+                let read = |q: Option<Result<Question, String>>| q.map(|q| q.map(|q| match q {
+                    Question::Read(p) => p,
+                    Question::WriteSpans { .. } => panic!("{id} reads, it does not write spans"),
+                }));
+                let spans = |q: Option<Result<Question, String>>| q.map(|q| q.map(|q| match q {
+                    Question::WriteSpans { source, marks } => (source, marks),
+                    Question::Read(_) => panic!("{id} writes spans"),
+                }));
+                if matches!(id, "span_corruption" | "ul2_mixture") {
+                    let (source, marks) = spans(o.question(&typed("ab__c_", tok).unwrap(), ctx)).unwrap().unwrap();
+                    let mode = if id == "ul2_mixture" { vec![tok.special_id("[R]")] } else { vec![] };
+                    assert_eq!(source, [mode.clone(), vec![a, b, tok.sentinel(0), c, tok.sentinel(1)]].concat(), "{id}: one sentinel per run of blanks");
+                    assert_eq!(marks.last(), Some(&Mark::Sentinel));
+                    if id == "span_corruption" {
+                        assert!(o.question(&plain, ctx).unwrap().unwrap_err().contains("type one or more _"));
+                    } else {
+                        assert!(o.question(&plain, ctx).is_none(), "UL2 continues a line without a blank");
+                    }
+                    continue;
+                }
+                let (q_blank, q_plain) = (read(o.question(&with_blank, ctx)), read(o.question(&plain, ctx)));
                 assert_eq!(o.info().asks.is_empty(), q_plain.is_none() && !o.info().generates, "{id}: `asks` says what it does with a typed text");
                 match id {
                     "masked_lm" => {
@@ -903,8 +963,13 @@ mod tests {
                     _ => assert!(q_blank.is_none() && q_plain.is_none(), "{id} asks nothing"),
                 }
             }
+            // `asks` names the blank exactly where a line with one is answered, not refused
+            for o in REGISTRY {
+                let answered = matches!(o.question(&with_blank, ctx), Some(Ok(_)));
+                assert_eq!(o.info().asks.contains(BLANK), answered, "{}: {:?}", o.info().id, o.info().asks);
+            }
             // an asked position shows "?" as its target and gets an answer
-            let p = MaskedLm.question(&with_blank, ctx).unwrap().unwrap();
+            let Question::Read(p) = MaskedLm.question(&with_blank, ctx).unwrap().unwrap() else { panic!("masked LM reads") };
             let mut e = Example::from_prepared("masked_lm", &p, tok);
             assert_eq!(e.rows[0].targets, vec!["", "", "?", ""]);
             let v = tok.vocab_size();

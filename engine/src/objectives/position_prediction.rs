@@ -12,7 +12,7 @@
 //! embeddings learn positions this way).
 
 use super::denoising::choose_positions;
-use super::{Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared, every_position_asked};
+use super::{Question, Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared, every_position_asked};
 use crate::data::CleanBatch;
 use crate::model::{AttentionMode, Head};
 use crate::rng::Rng;
@@ -70,12 +70,12 @@ impl Objective for PositionPrediction {
 
     /// Every typed character is asked its position, with no position embedding, as in
     /// training (no keys hidden); here the right answers are known.
-    fn question(&self, text: &[Option<u32>], _ctx: &Context) -> Option<Result<Prepared, String>> {
+    fn question(&self, text: &[Option<u32>], _ctx: &Context) -> Option<Result<Question, String>> {
         Some(every_position_asked(text, "position prediction", AttentionMode::Causal).map(|mut p| {
             p.use_positions = false;
             p.head = Head::Position;
             p.targets = (0..p.seq as i32).collect();
-            p
+            Question::Read(p)
         }))
     }
 }

@@ -7,7 +7,7 @@
 //! corpus frequency), and train a binary head at every position: replaced or original?
 
 use super::denoising::{choose_positions, random_other_char, rate_count};
-use super::{Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared, every_position_asked};
+use super::{Question, Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared, every_position_asked};
 use crate::data::CleanBatch;
 use crate::model::{AttentionMode, Head};
 use crate::rng::Rng;
@@ -88,10 +88,10 @@ impl Objective for RandomTokenDetection {
     }
 
     /// Every typed character is asked whether it was swapped in.
-    fn question(&self, text: &[Option<u32>], _ctx: &Context) -> Option<Result<Prepared, String>> {
+    fn question(&self, text: &[Option<u32>], _ctx: &Context) -> Option<Result<Question, String>> {
         Some(every_position_asked(text, "random token detection", AttentionMode::Bidirectional).map(|mut p| {
             p.head = Head::Binary;
-            p
+            Question::Read(p)
         }))
     }
 }

@@ -8,7 +8,7 @@
 //! the encoder and the target to the decoder.
 
 use super::denoising::{corrupt_spans, fitting_length, pack, span_noise_mask};
-use super::{Context, Objective, ObjectiveInfo, ParamInfo, Prepared};
+use super::{Context, Objective, ObjectiveInfo, ParamInfo, Prepared, Question, spans_source};
 use crate::data::CleanBatch;
 use crate::rng::Rng;
 
@@ -24,7 +24,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         it, each sentinel followed by the characters that were cut out. It learns to fill gaps \
         of several characters at once, using the text on both sides.",
     generates: false,
-    asks: "",
+    asks: "writes the stretch of text hidden behind each run of _ you type",
     params: &[
         ParamInfo::number("rate", "share of tokens corrupted", 0.05, 0.5, 0.15, 0.01, "T5 uses 15%"),
         ParamInfo::number("mean_span", "mean span length", 1.0, 16.0, 3.0, 1.0, "T5 uses 3"),
@@ -49,6 +49,12 @@ impl Objective for SpanCorruption {
             })
             .collect();
         pack(rows, ctx.tokenizer)
+    }
+
+    /// Each run of typed blanks becomes one sentinel, and the model writes the stretches
+    /// after the line, as its training targets are written.
+    fn question(&self, text: &[Option<u32>], ctx: &Context) -> Option<Result<Question, String>> {
+        Some(spans_source(text, ctx.tokenizer, "span corruption").map(|(source, marks)| Question::WriteSpans { source, marks }))
     }
 }
 

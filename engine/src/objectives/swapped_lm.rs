@@ -5,7 +5,7 @@
 //! at those positions. The model is never shown a token that does not occur in real text.
 
 use super::denoising::{choose_positions, random_other_char, rate_count};
-use super::{Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared, every_position_asked};
+use super::{Question, Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared, every_position_asked};
 use crate::data::CleanBatch;
 use crate::model::AttentionMode;
 use crate::rng::Rng;
@@ -50,8 +50,8 @@ impl Objective for SwappedLm {
 
     /// Every typed character is asked for its original: nothing says which were swapped, so
     /// the model answers everywhere, and a wrong letter may come back put right.
-    fn question(&self, text: &[Option<u32>], _ctx: &Context) -> Option<Result<Prepared, String>> {
-        Some(every_position_asked(text, "swapped LM", AttentionMode::Bidirectional))
+    fn question(&self, text: &[Option<u32>], _ctx: &Context) -> Option<Result<Question, String>> {
+        Some(every_position_asked(text, "swapped LM", AttentionMode::Bidirectional).map(Question::Read))
     }
 }
 

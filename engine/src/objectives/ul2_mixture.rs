@@ -6,7 +6,7 @@
 //! `[S]` is prepended to the input so the model knows which task it is doing.
 
 use super::denoising::{Seq2SeqRow, corrupt_spans, fitting_length, pack, span_noise_mask};
-use super::{Context, Mark, Objective, ObjectiveInfo, ParamInfo, Params, Prepared, number_param};
+use super::{Context, Mark, Objective, ObjectiveInfo, ParamInfo, Params, Prepared, Question, number_param, spans_source};
 use crate::data::CleanBatch;
 use crate::rng::Rng;
 
@@ -22,7 +22,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         a prefix (like a language model). One model learns all three and the mode token tells \
         it which one is asked.",
     generates: true,
-    asks: "continues what you type",
+    asks: "continues what you type; with [R], its regular denoiser, writes the stretch of text hidden behind each run of _",
     params: &[
         ParamInfo::number("weight_r", "weight of R (regular)", 0.0, 1.0, 0.34, 0.01, "UL2 mixes the three about equally"),
         ParamInfo::number("weight_x", "weight of X (extreme)", 0.0, 1.0, 0.33, 0.01, ""),
@@ -103,6 +103,20 @@ impl Objective for Ul2Mixture {
             return Err("ul2_mixture: the weights of R, X and S are all zero; give one of them a weight above 0".into());
         }
         Ok(())
+    }
+
+    /// A line with blanks goes to the R-denoiser: `[R]`, then the line with each run of
+    /// blanks one sentinel, whose stretches the model writes after it. A line without one is
+    /// continued (UL2 generates).
+    fn question(&self, text: &[Option<u32>], ctx: &Context) -> Option<Result<Question, String>> {
+        if text.iter().all(Option::is_some) {
+            return None;
+        }
+        Some(spans_source(text, ctx.tokenizer, "UL2").map(|(mut source, mut marks)| {
+            source.insert(0, ctx.tokenizer.special_id("[R]"));
+            marks.insert(0, Mark::Control);
+            Question::WriteSpans { source, marks }
+        }))
     }
 }
 
