@@ -25,6 +25,14 @@ fn projection_steps(browser: &Browser) -> Vec<Option<usize>> {
     v.as_array().unwrap().iter().map(|s| s.as_str().and_then(|s| s.parse().ok())).collect()
 }
 
+/// Adds a run beside those training: the control `testid` set to `value` waits as a pending
+/// change, and "add run" adds the experiment the controls now show.
+fn add_run_with(browser: &Browser, testid: &str, value: &str) {
+    browser.set_value(testid, value);
+    browser.wait_for("the pending change", Duration::from_secs(10), |b| b.text("confirm-reset"));
+    browser.click("add-run");
+}
+
 fn run_rows(browser: &Browser) -> usize {
     browser.eval("return document.querySelectorAll('[data-testid=\"run-row\"]').length").as_u64().unwrap() as usize
 }
@@ -39,9 +47,7 @@ fn asking_a_gpt_and_a_bert_run_the_same_line_shows_what_each_can_do() {
     let browser = Browser::start(false);
     open(&browser, &server, "?preset=tiny&device=cpu&steps=3000&objective=causal_lm");
     browser.click("add-run");
-    browser.set_value("objective", "masked_lm");
-    browser.wait_for("the pending change", Duration::from_secs(10), |b| b.text("confirm-reset"));
-    browser.click("add-run");
+    add_run_with(&browser, "objective", "masked_lm");
     browser.wait_for("both runs to train", Duration::from_secs(120), |b| {
         let p = points(b);
         (p.len() == 2 && p.iter().all(|n| *n >= 3)).then_some(())
@@ -112,9 +118,7 @@ fn three_runs_train_side_by_side_with_their_representation_views() {
     // and "add run" adds it beside them.
     browser.click("add-run");
     for objective in ["masked_lm", "span_corruption"] {
-        browser.set_value("objective", objective);
-        browser.wait_for("the pending change", Duration::from_secs(10), |b| b.text("confirm-reset"));
-        browser.click("add-run");
+        add_run_with(&browser, "objective", objective);
     }
     assert_eq!(run_rows(&browser), 3);
     let labels = browser.eval("return [...document.querySelectorAll('[data-testid=\"run-select\"]')].map(e => e.textContent).join('|')");
@@ -288,9 +292,7 @@ fn a_diverging_run_stops_alone_and_a_too_large_workspace_is_refused() {
     open(&browser, &server, "?preset=tiny&device=cpu&steps=3000&objective=causal_lm");
     browser.click("add-run");
     // The same experiment with a NaN injected at step 5 (fault injection), beside it.
-    browser.set_value("nan-at", "5");
-    browser.wait_for("the pending change", Duration::from_secs(10), |b| b.text("confirm-reset"));
-    browser.click("add-run");
+    add_run_with(&browser, "nan-at", "5");
     let marker = browser.wait_for("the divergence marker", Duration::from_secs(120), |b| b.text("run-failed"));
     assert!(marker.contains("diverged at step 5"), "{marker}");
     let states = browser.eval("return [...document.querySelectorAll('[data-testid=\"run-row\"]')].map(e => e.dataset.state).join(',')");
