@@ -18,7 +18,7 @@ pub struct Example {
 pub const EXAMPLES: &[Example] = &[
     Example {
         title: "GPT against BERT",
-        look_for: "next-token prediction scores every position, masked LM 15 % of them: compare the curves' noise, the samples (only the causal model writes) and how the probe and CKA see the two representations",
+        look_for: "next-token prediction scores every position, masked LM 15 % of them: compare the curves' noise, the samples (only the causal model writes), what each makes of the same line with a blank (\"ask the model\", every run) and how the probe and CKA see the two representations",
         runs: &["objective=causal_lm&steps=1000", "objective=masked_lm&steps=1000"],
     },
     Example {
@@ -28,7 +28,7 @@ pub const EXAMPLES: &[Example] = &[
     },
     Example {
         title: "UL2's denoisers",
-        look_for: "UL2's R denoiser (span corruption) alone, its S denoiser (prefix LM) alone, and its mixture of R, X and S: three objectives, one architecture",
+        look_for: "UL2's R denoiser (span corruption) alone, its S denoiser (prefix LM) alone, and its mixture of R, X and S: three objectives, one architecture; ask every run a line with ___ in it: who writes the gap, who can only continue",
         runs: &["objective=span_corruption&steps=1000", "objective=prefix_lm&steps=1000", "objective=ul2_mixture&steps=1000"],
     },
     Example {
