@@ -560,30 +560,44 @@ impl Trainer {
     /// row per objective, read in one transaction; contrastive examples go unanswered.
     pub async fn examples_answered(&mut self) -> Result<Vec<Example>, String> {
         let mut examples = self.examples();
-        let model = self.model().valid();
         // (each example is the first row of its part's latest batch: `examples` keeps the
         // parts that have one, in order)
-        let rows: Vec<(usize, Prepared)> = self.last_prepared.iter().flatten().enumerate()
+        let (at, rows): (Vec<usize>, Vec<Prepared>) = self.last_prepared.iter().flatten().enumerate()
             .filter(|(_, p)| p.head != Head::Projection)
             .map(|(k, p)| (k, Prepared { embed_dropout: 0.0, ..p.rows(0, 1) }))
-            .collect();
-        let mut logits = Vec::new();
-        for (k, row) in rows {
-            let input = self.model_input(&row, false, &mut Rng::seeded(0));
-            // logits: [1, seq, classes] -> [seq * classes]
-            logits.push((k, model.forward(&input).logits.reshape([-1])));
-        }
-        if logits.is_empty() {
-            return Ok(examples);
-        }
-        count_read();
-        let read = logits.iter().fold(burn::tensor::Transaction::default(), |t, (_, l)| t.register(l.clone()));
-        let data = read.execute_async().await.map_err(|e| read_failed(&e))?;
-        for ((k, _), values) in logits.iter().zip(data) {
-            let values = values.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))?;
-            examples[*k].answer(&values, &self.corpus.tokenizer);
+            .unzip();
+        for (k, values) in at.into_iter().zip(self.read_logits(&rows).await?) {
+            examples[k].answer(&values, &self.corpus.tokenizer);
         }
         Ok(examples)
+    }
+
+    /// The model's logits for each of `rows` (one row each, no dropout), as it is now, read in
+    /// one transaction: [seq * classes] per row. Nothing is read when there is no row.
+    async fn read_logits(&mut self, rows: &[Prepared]) -> Result<Vec<Vec<f32>>, String> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let model = self.model().valid();
+        let mut read = burn::tensor::Transaction::default();
+        for row in rows {
+            let input = self.model_input(row, false, &mut Rng::seeded(0));
+            // logits: [1, seq, classes] -> [seq * classes]
+            read = read.register(model.forward(&input).logits.reshape([-1]));
+        }
+        count_read();
+        let data = read.execute_async().await.map_err(|e| read_failed(&e))?;
+        data.into_iter().map(|d| d.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))).collect()
+    }
+
+    /// The model's logits at position `at` of the one-row batch `prepared`: [classes]. One
+    /// small read (the generators' loops, a character at a time).
+    async fn logits_at(&mut self, model: &Transformer, prepared: &Prepared, at: usize) -> Result<Vec<f32>, String> {
+        let input = self.model_input(prepared, false, &mut Rng::seeded(0));
+        let last = model.forward(&input).logits.narrow(1, at, 1).reshape([-1]);
+        count_read();
+        let logits = last.into_data_async().await.map_err(|e| read_failed(&e))?;
+        logits.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))
     }
 
     /// Whether any objective of the mix trains a left-to-right generator (so samples mean something).
@@ -797,42 +811,29 @@ impl Trainer {
                 answers.continuation = Some(continuation?);
             }
         }
-        if !asked.is_empty() {
-            let model = self.model().valid();
-            let mut logits = Vec::new();
-            for (_, row) in &asked {
-                let input = self.model_input(row, false, &mut Rng::seeded(0));
-                // logits: [1, seq, classes] -> [seq * classes]
-                logits.push(model.forward(&input).logits.reshape([-1]));
+        let (ids, rows): (Vec<&str>, Vec<Prepared>) = asked.into_iter().unzip();
+        let n_chars = self.corpus.tokenizer.n_chars();
+        for ((id, row), mut values) in ids.into_iter().zip(&rows).zip(self.read_logits(&rows).await?) {
+            if row.head == Head::Vocab {
+                objectives::only_characters(&mut values, row.seq, n_chars);
             }
-            count_read();
-            let read = logits.into_iter().fold(burn::tensor::Transaction::default(), |t, l| t.register(l));
-            let data = read.execute_async().await.map_err(|e| read_failed(&e))?;
-            let n_chars = self.corpus.tokenizer.n_chars();
-            for ((id, row), values) in asked.iter().zip(data) {
-                let mut values = values.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))?;
-                if row.head == Head::Vocab {
-                    objectives::only_characters(&mut values, row.seq, n_chars);
-                }
-                let mut example = Example::from_prepared(id, row, &self.corpus.tokenizer);
-                example.answer(&values, &self.corpus.tokenizer);
-                answers.examples.push(example);
-            }
+            let mut example = Example::from_prepared(id, row, &self.corpus.tokenizer);
+            example.answer(&values, &self.corpus.tokenizer);
+            answers.examples.push(example);
         }
         for (id, source, marks) in to_write {
             // the line as the model reads it, each sentinel answered by the stretch it writes
             let spans = self.write_spans(&source).await?;
+            let tok = &self.corpus.tokenizer;
             let mut row = Prepared::new(1, source.len(), source.clone(), AttentionMode::Prefix(vec![source.len()]));
             row.marks = marks;
-            let tok = &self.corpus.tokenizer;
+            row.targets = source.iter().map(|&t| if tok.sentinel_index(t).is_some() { objectives::ASKED } else { objectives::IGNORE }).collect();
             let mut example = Example::from_prepared(id, &row, tok);
             let mut written = spans.into_iter();
-            let (answers_row, confidence) = source.iter().map(|&t| match tok.sentinel_index(t) {
+            (example.answers, example.confidence) = source.iter().map(|&t| match tok.sentinel_index(t) {
                 Some(_) => written.next().unwrap_or_default(),
                 None => (String::new(), 0.0),
             }).unzip();
-            (example.answers, example.confidence) = (answers_row, confidence);
-            example.rows[0].targets = example.answers.iter().zip(&source).map(|(_, &t)| if tok.sentinel_index(t).is_some() { "?".to_string() } else { String::new() }).collect();
             answers.examples.push(example);
         }
         if answers.continuation.is_none() && answers.examples.is_empty() && answers.notes.is_empty() {
@@ -870,17 +871,12 @@ impl Trainer {
             let mut padded = row.clone();
             padded.resize(block, pad);
             let prepared = Prepared::new(1, block, padded, AttentionMode::Prefix(vec![p]));
-            let input = self.model_input(&prepared, false, &mut Rng::seeded(0));
-            // last: [vocab] logits of the last written position
-            let last = model.forward(&input).logits.narrow(1, len - 1, 1).reshape([-1]);
-            count_read();
-            let logits = last.into_data_async().await.map_err(|e| read_failed(&e))?;
-            let logits = logits.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))?;
+            // the logits of the last written position: [vocab]
+            let logits = self.logits_at(&model, &prepared, len - 1).await?;
             // the most likely character or sentinel, and its probability among them
-            let allowed = |c: usize| c < n_chars || tok.sentinel_index(c as u32).is_some();
-            let top = logits.iter().enumerate().filter(|(c, _)| allowed(*c)).fold(f32::NEG_INFINITY, |m, (_, &v)| m.max(v));
-            let total: f32 = logits.iter().enumerate().filter(|(c, _)| allowed(*c)).map(|(_, &v)| (v - top).exp()).sum();
-            let best = logits.iter().enumerate().filter(|(c, _)| allowed(*c)).find(|(_, v)| **v == top).map_or(0, |(c, _)| c);
+            let allowed = || logits.iter().enumerate().filter(|(c, _)| *c < n_chars || tok.sentinel_index(*c as u32).is_some());
+            let (best, top) = allowed().fold((0, f32::NEG_INFINITY), |(b, m), (c, &v)| if v > m { (c, v) } else { (b, m) });
+            let total: f32 = allowed().map(|(_, &v)| (v - top).exp()).sum();
             if best >= n_chars || out[k].2 >= ASK_SPAN_MAX {
                 k += 1;
                 if k == spans {
@@ -916,13 +912,8 @@ impl Trainer {
         for _ in 0..len {
             let context = &ids[ids.len().saturating_sub(block)..];
             let (prepared, s) = sampling_batch(context, block);
-            let mut no_dropout = Rng::seeded(0);
-            let input = self.model_input(&prepared, false, &mut no_dropout);
-            // last: [vocab] logits of the context's last position
-            let last = model.forward(&input).logits.narrow(1, s - 1, 1).reshape([-1]);
-            count_read();
-            let logits = last.into_data_async().await.map_err(|e| read_failed(&e))?;
-            let logits = logits.try_to_vec::<f32>().map_err(|e| format!("unexpected tensor data: {e:?}"))?;
+            // the logits of the context's last position: [vocab]
+            let logits = self.logits_at(&model, &prepared, s - 1).await?;
             let next = sample_from_logits(&logits[..n_chars], temperature, rng);
             ids.push(next as u32);
             out.push(next as u32);

@@ -10,8 +10,8 @@ use leptos::prelude::*;
 use objlab_engine::model::Head;
 use objlab_engine::objectives::{Answers, BLANK, Example, Mark, before_blank, find};
 use objlab_engine::protocol::RunId;
-use super::attention_map::{DEFAULT_TEXT, opening_words};
-use super::model_view::{mark_name, short_target, show};
+use super::attention_map::{DEFAULT_TEXT, offer, own_opening};
+use super::model_view::{answer_score, mark_name, short_target, show};
 use crate::lab::Lab;
 
 /// The line offered for a run: the start of its own text (or Shakespeare's), with a blank
@@ -35,14 +35,13 @@ fn suggested_line(own_opening: Option<String>, fills_blanks: bool) -> String {
 /// how many positions it names right.
 fn summary(example: &Example) -> String {
     let Some(row) = example.rows.first() else { return String::new() };
-    let asked = row.targets.iter().zip(&example.answers).filter(|(y, a)| !y.is_empty() && !a.is_empty());
     match example.head {
         Head::Binary => {
             let flagged = example.answers.iter().filter(|a| *a == "replaced").count();
             format!("flags {flagged} of {} characters as swapped in", row.tokens.len())
         }
         Head::Position => {
-            let (right, all) = asked.fold((0, 0), |(r, n), (y, a)| (r + usize::from(y == a), n + 1));
+            let (right, all) = answer_score(example);
             format!("names {right} of {all} positions right")
         }
         _ => {
@@ -164,15 +163,10 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
     // until the user types one of their own
     let suggested = StoredValue::new(DEFAULT_TEXT.to_string());
     Effect::new(move |_| {
-        let corpus = runs().first().and_then(|id| lab.run(*id)).map(|r| r.spec.get_value().corpus);
-        let own = corpus.and_then(|c| lab.uploads.with(|u| u.iter().find(|u| u.name == c).map(|u| opening_words(&u.text))));
+        let own = runs().first().and_then(|id| own_opening(lab, *id));
         // (an objective that answers blanks says so in the registry's words: its `asks` names `_`)
         let fills = objectives().iter().filter_map(|id| find(id).ok()).any(|o| o.info().asks.contains(BLANK));
-        let next = suggested_line(own, fills);
-        if text.get_untracked() == suggested.get_value() {
-            text.set(next.clone());
-        }
-        suggested.set_value(next);
+        offer(text, suggested, suggested_line(own, fills));
     });
     // a run kept from an earlier visit has no weights in the worker to ask
     let kept = move || runs().iter().filter_map(|id| lab.run(*id)).all(|r| r.restored);

@@ -96,6 +96,22 @@ pub(crate) fn opening_words(text: &str) -> String {
     text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default().chars().take(20).collect()
 }
 
+/// The opening words of run `id`'s text where it trains on a text of one's own (which may not
+/// have Shakespeare's letters), for the line a panel offers it.
+pub(crate) fn own_opening(lab: Lab, id: RunId) -> Option<String> {
+    let corpus = lab.run(id)?.spec.get_value().corpus;
+    lab.uploads.with(|u| u.iter().find(|u| u.name == corpus).map(|u| opening_words(&u.text)))
+}
+
+/// Offers `next` in a panel's `text`, in place of the line offered before (`offered`), unless
+/// the user has typed one of their own.
+pub(crate) fn offer(text: RwSignal<String>, offered: StoredValue<String>, next: String) {
+    if text.get_untracked() == offered.get_value() {
+        text.set(next.clone());
+    }
+    offered.set_value(next);
+}
+
 #[component]
 pub fn AttentionMap(lab: Lab) -> impl IntoView {
     let text = RwSignal::new(DEFAULT_TEXT.to_string());
@@ -106,15 +122,7 @@ pub fn AttentionMap(lab: Lab) -> impl IntoView {
     // A run on a text of one's own may not know Shakespeare's letters: it reads the start of
     // its own text instead, unless the user typed something.
     let suggested = StoredValue::new(DEFAULT_TEXT.to_string());
-    Effect::new(move |_| {
-        let corpus = run().and_then(|id| lab.run(id)).map(|r| r.spec.get_value().corpus);
-        let own = corpus.and_then(|c| lab.uploads.with(|u| u.iter().find(|u| u.name == c).map(|u| opening_words(&u.text))));
-        let next = own.unwrap_or_else(|| DEFAULT_TEXT.to_string());
-        if text.get_untracked() == suggested.get_value() {
-            text.set(next.clone());
-        }
-        suggested.set_value(next);
-    });
+    Effect::new(move |_| offer(text, suggested, run().and_then(|id| own_opening(lab, id)).unwrap_or_else(|| DEFAULT_TEXT.to_string())));
     // a run kept from an earlier visit has no weights in the worker to read
     let kept = move || run().and_then(|id| lab.run(id)).is_some_and(|r| r.restored);
     let request = move || {

@@ -96,7 +96,7 @@ fn AttentionMatrix(attention: Vec<Vec<bool>>) -> impl IntoView {
 }
 
 /// How many of the first row's scored positions the model answers right, of how many.
-fn answer_score(example: &Example) -> (usize, usize) {
+pub(crate) fn answer_score(example: &Example) -> (usize, usize) {
     let Some(row) = example.rows.first() else { return (0, 0) };
     let scored = row.targets.iter().zip(&example.answers).filter(|(y, a)| !y.is_empty() && !a.is_empty());
     scored.fold((0, 0), |(right, all), (y, a)| (right + usize::from(y == a), all + 1))
