@@ -1,8 +1,8 @@
 //! Runs side by side in a real headless Chromium (CPU, flex in wasm; the WebGPU kernels are
 //! checked in `browser.rs`): three runs with different objectives train together, the
 //! representation views follow them, a diverging run stops alone, and a workspace too large for
-//! the device is refused before anything is allocated; and two runs started at once share the
-//! WebGPU device.
+//! the device is refused before anything is allocated; seeds gather into one row of the results
+//! table; and two runs started at once share the WebGPU device.
 
 use std::time::Duration;
 
@@ -320,8 +320,11 @@ fn a_diverging_run_stops_alone_and_a_too_large_workspace_is_refused() {
 
 /// "duplicate" pressed twice on one run adds two new seeds, not the same seed twice (two
 /// identical runs, whose curves lie on each other, and the seed comparison shows nothing).
+/// The results table gathers the three seeds into one row with their spread, compared at the
+/// step all three reached; a masked-LM run beside them gets a row of its own and the note that
+/// its loss scores another task; the table copies as Markdown; a hidden run leaves the table.
 #[test]
-fn duplicating_one_run_twice_gives_two_new_seeds() {
+fn duplicated_seeds_make_one_row_of_the_results_with_their_spread() {
     let server = StaticServer::start(dist_dir());
     let browser = Browser::start(false);
     open(&browser, &server, "?preset=tiny&device=cpu&steps=200&snapshot_every=1000");
@@ -332,6 +335,60 @@ fn duplicating_one_run_twice_gives_two_new_seeds() {
     assert_eq!(run_rows(&browser), 3, "error: {:?}", browser.text("error"));
     let labels = browser.eval("return [...document.querySelectorAll('[data-testid=\"run-select\"]')].map(e => e.textContent).join('|')");
     assert_eq!(labels, "seed 1337|seed 1338|seed 1339");
+
+    let cells = |b: &Browser, testid: &str| -> Vec<String> {
+        let v = b.eval(&format!("return [...document.querySelectorAll('[data-testid=\"{testid}\"]')].map(e => e.textContent)"));
+        v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    };
+    let compared = |b: &Browser| b.attribute("results-step", "data-step").and_then(|s| s.parse::<usize>().ok());
+    // past the validation at step 50 (tiny validates every 50 steps)
+    browser.wait_for("three seeds past step 50", Duration::from_secs(180), |b| compared(b).filter(|s| *s >= 55));
+    let steps = browser.run_steps();
+    assert!(compared(&browser).unwrap() <= *steps.iter().max().unwrap(), "compared at a step every run reached: {steps:?}");
+    assert_eq!(cells(&browser, "results-seeds"), ["1337, 1338, 1339"], "one row for the three seeds");
+    for testid in ["results-train", "results-val"] {
+        let cell = &cells(&browser, testid)[0];
+        let (mean, sd) = cell.split_once(" ± ").unwrap_or_else(|| panic!("{testid}: {cell:?}"));
+        let (mean, sd): (f64, f64) = (mean.parse().unwrap(), sd.parse().unwrap());
+        assert!(mean > 1.0 && mean < 5.0 && sd > 0.0 && sd < 1.0, "{testid}: {cell:?}");
+    }
+    let probe = &cells(&browser, "results-probe")[0];
+    assert!(probe.contains(" ± "), "{probe:?}");
+    let header = browser.eval("return document.querySelector('[data-testid=\"results\"] tr').textContent").as_str().unwrap().to_string();
+    assert!(header.ends_with("probe accuracy (chance 25 %)"), "one probe set, one chance level, in the header: {header:?}");
+    assert_eq!(browser.text("results-caveat"), None, "one objective: the losses compare");
+
+    // another objective beside them: its own row, and the losses no longer compare
+    add_run_with(&browser, "objective", "masked_lm");
+    browser.wait_for("a row for the masked LM", Duration::from_secs(120), |b| {
+        (b.attribute("results", "data-rows").as_deref() == Some("2")).then_some(())
+    });
+    let rows = cells(&browser, "results-seeds");
+    assert_eq!(rows, ["1337, 1338, 1339", "1337"]);
+    let labels = browser.eval("return [...document.querySelectorAll('[data-testid=\"results-row\"] th')].map(e => e.textContent).join('|')");
+    assert_eq!(labels, "causal_lm|masked_lm");
+    assert!(browser.text("results-caveat").is_some_and(|t| t.contains("different tasks")));
+
+    // the table as Markdown: copied, or (a script's click is no user gesture) shown to copy
+    browser.click("results-copy");
+    let shown = browser.wait_for("the table copied or shown", Duration::from_secs(10), |b| {
+        if b.text("results-copied").is_some() {
+            return Some(None);
+        }
+        b.eval("const e = document.querySelector('[data-testid=\"results-markdown\"]'); return e ? e.value : null").as_str().map(|v| Some(v.to_string()))
+    });
+    if let Some(md) = shown {
+        assert!(md.contains("| run | seeds | training loss | validation loss | probe accuracy (chance 25 %) |"), "{md}");
+        assert!(md.contains("\n| causal_lm | 1337, 1338, 1339 | ") && md.contains("\n| masked_lm | 1337 | "), "{md}");
+    }
+
+    // a hidden run leaves the table as it leaves the charts
+    browser.eval("document.querySelectorAll('[data-testid=\"run-visible\"]')[3].click(); return true");
+    browser.wait_for("the masked LM's row gone", Duration::from_secs(10), |b| {
+        (b.attribute("results", "data-rows").as_deref() == Some("1")).then_some(())
+    });
+    assert_eq!(browser.text("results-caveat"), None);
+    assert_eq!(browser.text("error").unwrap_or_default(), "");
 }
 
 /// Two runs started at once on WebGPU (the second added while the first run's device is still

@@ -15,6 +15,7 @@ use super::model_view::ModelView;
 use super::objective_panel::ObjectivePanel;
 use super::probe_chart::ProbeChart;
 use super::projection_view::ProjectionView;
+use super::results_table::ResultsTable;
 use super::run_list::RunList;
 use super::sample_view::SampleView;
 use super::stats_panel::StatsPanel;
@@ -83,6 +84,7 @@ pub fn App() -> impl IntoView {
             <ProjectionView lab=lab />
             <ProbeChart lab=lab />
             <CkaMatrix lab=lab />
+            <ResultsTable lab=lab />
             <AttentionMap lab=lab />
             <ModelView lab=lab />
             <AskModel lab=lab />

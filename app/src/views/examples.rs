@@ -38,7 +38,7 @@ pub const EXAMPLES: &[Example] = &[
     },
     Example {
         title: "How much is the seed?",
-        look_for: "one experiment, three seeds: the spread between these curves is the noise any other comparison must beat",
+        look_for: "one experiment, three seeds: the spread between these curves (the ± in the results table) is the noise any other comparison must beat",
         runs: &["objective=causal_lm&seed=1&steps=1000", "objective=causal_lm&seed=2&steps=1000", "objective=causal_lm&seed=3&steps=1000"],
     },
 ];

@@ -16,6 +16,7 @@ pub mod model_view;
 pub mod objective_panel;
 pub mod probe_chart;
 pub mod projection_view;
+pub mod results_table;
 pub mod run_list;
 pub mod sample_view;
 pub mod share_link;
