@@ -493,6 +493,17 @@ pub fn ready_links(wanted: usize) -> Vec<HelperWorker> {
     HELPERS.with(|h| h.borrow().iter().take(helpers).enumerate().filter(|(_, h)| matches!(h.link, Link::Ready(_))).map(|(i, _)| HelperWorker(i)).collect())
 }
 
+/// Every helper a run asking for `wanted` workers counts on, in order: its link where it is
+/// ready, `None` where it is still loading or has stopped (the run computes that share itself:
+/// `data_parallel::Absent`).
+pub fn links(wanted: usize) -> Vec<Option<HelperWorker>> {
+    let helpers = workers(wanted) - 1;
+    HELPERS.with(|h| {
+        let h = h.borrow();
+        (0..helpers).map(|i| h.get(i).filter(|h| matches!(h.link, Link::Ready(_))).map(|_| HelperWorker(i))).collect()
+    })
+}
+
 /// Whether every helper a run asking for `wanted` workers would use has come up or failed:
 /// none is still loading.
 pub fn settled(wanted: usize) -> bool {

@@ -26,7 +26,7 @@ use objlab_engine::protocol::{DeviceKind, FromWorker, RunId, RunState, Snapshot,
 use objlab_engine::scheduler::{Scheduler, Slot};
 use objlab_engine::spec::{CORPORA, DeviceChoice, ExperimentSpec, is_software_adapter};
 use objlab_engine::train::Trainer;
-use objlab_engine::train::data_parallel::HelperLink;
+use objlab_engine::train::data_parallel::{Absent, HelperLink};
 use objlab_kernels::{Analyser, Matrix};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -881,10 +881,12 @@ const EXAMPLES_GAP_MS: f64 = 500.0;
 async fn advance(id: RunId, trainer: &mut Trainer, generation: u64) -> Result<Option<Slot>, (Slot, String)> {
     let fail = |e: String| (Slot::Diverged, e);
     let cpu = SHARED.with(|s| s.borrow().runs.iter().any(|r| r.id == id && r.cpu));
-    // A share of the rows on each helper's core where it is ready; a failed helper costs no
+    // A share of the rows for each worker the run counts on, on that helper's core where it is
+    // ready, else computed here (`Absent`: one still loading or stopped), so that the run's
+    // arithmetic does not depend on when its helpers come and go; a failed helper costs no
     // step (its share was computed here) and is not asked again (the link's `stop`).
-    let links = if cpu { crate::helper::ready_links(trainer.config().workers) } else { Vec::new() };
-    let helpers: Vec<&dyn HelperLink> = links.iter().map(|link| link as &dyn HelperLink).collect();
+    let links = if cpu { crate::helper::links(trainer.config().workers) } else { Vec::new() };
+    let helpers: Vec<&dyn HelperLink> = links.iter().map(|link| link.as_ref().map_or(&Absent as &dyn HelperLink, |l| l as &dyn HelperLink)).collect();
     trainer.step_with(&helpers).await;
     let window = SHARED.with(|s| {
         let mut s = s.borrow_mut();
