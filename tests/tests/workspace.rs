@@ -46,6 +46,9 @@ fn asking_a_gpt_and_a_bert_run_the_same_line_shows_what_each_can_do() {
     let server = StaticServer::start(dist_dir());
     let browser = Browser::start(false);
     open(&browser, &server, "?preset=tiny&device=cpu&steps=3000&objective=causal_lm");
+    // no run yet: nothing to ask, and no run "kept from your last visit" either
+    assert_eq!(browser.eval("return document.querySelector('[data-testid=\"ask\"]').disabled").as_bool(), Some(true));
+    assert_eq!(browser.text("ask-kept"), None, "an empty page has no kept run");
     browser.click("add-run");
     add_run_with(&browser, "objective", "masked_lm");
     browser.wait_for("both runs to train", Duration::from_secs(120), |b| {

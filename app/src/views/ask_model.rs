@@ -12,7 +12,7 @@ use objlab_engine::objectives::{Answers, BLANK, Example, Mark, before_blank, fin
 use objlab_engine::protocol::RunId;
 use super::attention_map::{DEFAULT_TEXT, offer, own_opening};
 use super::model_view::{answer_score, mark_name, short_target, show};
-use crate::lab::Lab;
+use crate::lab::{Lab, label_in};
 
 /// The line offered for a run: the start of its own text (or Shakespeare's), with a blank
 /// put in where one of its objectives fills blanks.
@@ -169,7 +169,11 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
         offer(text, suggested, suggested_line(own, fills));
     });
     // a run kept from an earlier visit has no weights in the worker to ask
-    let kept = move || runs().iter().filter_map(|id| lab.run(*id)).all(|r| r.restored);
+    let kept = move || {
+        let asked: Vec<bool> = runs().iter().filter_map(|id| lab.run(*id)).map(|r| r.restored).collect();
+        // (no run at all is not a kept one: `all` of nothing would say it is)
+        !asked.is_empty() && asked.into_iter().all(|restored| restored)
+    };
     // (never disabled while waiting: a question asked again, or of another run, replaces the
     // one before, whose late answer is then dropped; a worker that never answers cannot lock it)
     let ask = move || {
@@ -177,9 +181,8 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
         let live: Vec<RunId> = runs().into_iter().filter(|id| lab.run(*id).is_some_and(|r| !r.restored)).collect();
         lab.ask(&live, text.get_untracked());
     };
-    let label = move |id: RunId| lab.labels().into_iter().find(|(r, _)| *r == id).map_or_else(String::new, |(_, l)| l);
     let replies = move || lab.asked.get().into_iter().map(|asked| {
-        let heading = format!("run {}: {} — asked {:?}", asked.run, label(asked.run), asked.text);
+        let heading = format!("run {}: {} — asked {:?}", asked.run, label_in(&lab.labels(), asked.run), asked.text);
         let body = match asked.reply {
             None => view! { <p class="hint" data-testid="ask-waiting">"asking…"</p> }.into_any(),
             Some(Err(message)) => view! { <p class="error" data-testid="ask-error">{message}</p> }.into_any(),
