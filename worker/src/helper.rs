@@ -489,8 +489,7 @@ pub fn serving() -> bool {
 /// The helpers a step of a run asking for `wanted` workers shares its rows with now: those
 /// ready among the first it asks for, in their order.
 pub fn ready_links(wanted: usize) -> Vec<HelperWorker> {
-    let helpers = workers(wanted) - 1;
-    HELPERS.with(|h| h.borrow().iter().take(helpers).enumerate().filter(|(_, h)| matches!(h.link, Link::Ready(_))).map(|(i, _)| HelperWorker(i)).collect())
+    links(wanted).into_iter().flatten().collect()
 }
 
 /// Every helper a run asking for `wanted` workers counts on, in order: its link where it is
