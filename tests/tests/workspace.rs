@@ -325,7 +325,8 @@ fn a_diverging_run_stops_alone_and_a_too_large_workspace_is_refused() {
 /// identical runs, whose curves lie on each other, and the seed comparison shows nothing).
 /// The results table gathers the three seeds into one row with their spread, compared at the
 /// step all three reached; a masked-LM run beside them gets a row of its own and the note that
-/// its loss scores another task; the table copies as Markdown; a hidden run leaves the table.
+/// its loss scores another task; the table copies as Markdown; a hidden run leaves the table;
+/// finished runs are compared at their last step.
 #[test]
 fn duplicated_seeds_make_one_row_of_the_results_with_their_spread() {
     let server = StaticServer::start(dist_dir());
@@ -391,6 +392,11 @@ fn duplicated_seeds_make_one_row_of_the_results_with_their_spread() {
         (b.attribute("results", "data-rows").as_deref() == Some("1")).then_some(())
     });
     assert_eq!(browser.text("results-caveat"), None);
+
+    // finished, the seeds are compared at their last step (200 of 200), where their final
+    // validation and snapshot lie, not at their last training reading (step 199)
+    browser.wait_for("the seeds finished", Duration::from_secs(240), |b| (b.run_steps()[..3] == [200, 200, 200]).then_some(()));
+    browser.wait_for("the table at step 200", Duration::from_secs(10), |b| compared(b).filter(|s| *s == 200));
     assert_eq!(browser.text("error").unwrap_or_default(), "");
 }
 

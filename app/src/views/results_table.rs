@@ -41,8 +41,8 @@ pub fn figures_at(train: &[(usize, f32)], val: &[(usize, f32)], probes: &[(usize
 }
 
 /// The step every run is compared at when the time slider follows the latest: the furthest
-/// step that every run has reached, given each run's latest training reading. A run that
-/// failed, or has no reading yet, does not hold the others back (`None`).
+/// step that every run has reached, given the steps each has trained. A run that failed, or
+/// has not trained a step yet, does not hold the others back (`None`).
 pub fn common_step(latest: &[Option<usize>]) -> Option<usize> {
     latest.iter().flatten().min().copied()
 }
@@ -93,7 +93,7 @@ pub struct RunResult {
     pub id: RunId,
     pub colour: &'static str,
     pub spec: ExperimentSpec,
-    /// The step of its latest training reading.
+    /// The steps it has trained (none before its first).
     pub latest: Option<usize>,
     /// Why it stopped, if it failed (a divergence, a lost device).
     pub failure: Option<String>,
@@ -256,7 +256,12 @@ pub fn probe_header(table: &Table) -> String {
 /// the common one (tracked).
 fn table_of(lab: Lab) -> Option<Table> {
     let shown: Vec<RunView> = lab.runs.with(|runs| runs.iter().filter(|r| r.visible.get()).copied().collect());
-    let latest = |r: &RunView| r.train.with(|t| t.last().map(|p| p.0));
+    // How many steps a run has trained: its validations and snapshots carry that count (the
+    // model after that many updates), its training readings the count before each update, so
+    // a finished run of N steps has readings up to N − 1 and its last validation and snapshot
+    // at N. Compared at the last reading instead, the table read a finished run's validation
+    // and probe from the one before the last.
+    let latest = |r: &RunView| Some(r.step.get()).filter(|s| *s > 0);
     let going: Vec<Option<usize>> = shown.iter().map(|r| if r.failure.with(Option::is_some) { None } else { latest(r) }).collect();
     let at = lab.time.get().or_else(|| common_step(&going))?;
     let runs: Vec<RunResult> = shown
@@ -426,6 +431,19 @@ mod tests {
         assert_eq!((none.train, none.val, none.probe), (None, None, None));
         let before = figures_at(&[(5, 1.0)], &[(5, 1.0)], &[(5, 0.5, 2)], 4);
         assert_eq!((before.train, before.val, before.probe), (None, None, None), "nothing read after the step counts");
+    }
+
+    /// A run of 40 steps reads its training losses before each update (steps 0–39) and its
+    /// validation and snapshot after the last (step 40): compared at the 40 steps it trained,
+    /// the table has its final validation and probe, not the ones before.
+    #[test]
+    fn a_finished_run_is_read_at_the_steps_it_trained() {
+        let train: Vec<(usize, f32)> = (0..40).map(|s| (s, s as f32)).collect();
+        let val = [(20, 2.0), (40, 1.0)];
+        let probes = [(0, 0.25, 4), (20, 0.5, 4), (40, 0.75, 4)];
+        let at = common_step(&[Some(40)]).unwrap();
+        let f = figures_at(&train, &val, &probes, at);
+        assert_eq!((f.train, f.val, f.probe), (Some((30..40).sum::<usize>() as f64 / 10.0), Some(1.0), Some((0.75, 4))));
     }
 
     #[test]
