@@ -140,7 +140,7 @@ pub struct AttentionMaps {
 /// The message of a run whose training loss stopped being a number, or `None`.
 pub fn divergence(losses: &[(usize, f32)]) -> Option<String> {
     losses.iter().find(|(_, l)| !l.is_finite()).map(|(s, l)| {
-        format!("diverged at step {}: the loss became {l}; this run stopped, the others go on. Lower its learning rate and add it again", s + 1)
+        format!("diverged at step {}: the loss became {l}, so this run stopped (runs beside it go on). Lower its learning rate and add it again", s + 1)
     })
 }
 

@@ -311,6 +311,21 @@ fn a_diverging_run_stops_alone_and_a_too_large_workspace_is_refused() {
     assert!((1..=5).contains(&step), "an example from its last steps, up to the divergence at step 5: {heading:?}");
     // the two runs differ only in the fault injected, so each is named by its number too
     assert!(heading.contains("— causal_lm #2 "), "{heading:?}");
+    // The results table marks the stopped run's row, and says why in its title.
+    let stopped = |b: &Browser| -> Vec<String> {
+        let v = b.eval(
+            "return [...document.querySelectorAll('[data-testid=\"results-row\"]')].map(r => { const s = r.querySelector('[data-testid=\"results-stopped\"]'); return s ? s.title : ''; })",
+        );
+        v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    };
+    let marks = browser.wait_for("the results' rows", Duration::from_secs(10), |b| Some(stopped(b)).filter(|m| m.len() == 2));
+    assert!(marks[0].is_empty() && marks[1].contains("diverged at step 5"), "{marks:?}");
+    // Alone, the stopped run still has its row, at the step it reached.
+    browser.eval("document.querySelectorAll('[data-testid=\"run-remove\"]')[0].click(); return true");
+    let marks = browser.wait_for("the stopped run's row alone", Duration::from_secs(10), |b| Some(stopped(b)).filter(|m| m.len() == 1));
+    assert!(marks[0].contains("diverged at step 5"), "{marks:?}");
+    let train = browser.text("results-train").unwrap_or_default();
+    assert!(train.parse::<f64>().is_ok_and(|l| l > 1.0 && l < 6.0), "its training loss from before it stopped: {train:?}");
 
     // A run of width 2048 × 48 layers × context 1024 is far beyond the budget: refused with the
     // estimate, nothing added.

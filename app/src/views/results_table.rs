@@ -41,10 +41,13 @@ pub fn figures_at(train: &[(usize, f32)], val: &[(usize, f32)], probes: &[(usize
 }
 
 /// The step every run is compared at when the time slider follows the latest: the furthest
-/// step that every run has reached, given the steps each has trained. A run that failed, or
-/// has not trained a step yet, does not hold the others back (`None`).
-pub fn common_step(latest: &[Option<usize>]) -> Option<usize> {
-    latest.iter().flatten().min().copied()
+/// step that every run has reached, given (the steps each has trained, whether it failed). A
+/// run that failed, or has not trained a step yet, does not hold the others back; where every
+/// run that trained has failed, the furthest any of them reached, so that the table still
+/// shows them and says why they stopped.
+pub fn common_step(runs: &[(Option<usize>, bool)]) -> Option<usize> {
+    let going = runs.iter().filter(|r| !r.1).filter_map(|r| r.0).min();
+    going.or_else(|| runs.iter().filter_map(|r| r.0).max())
 }
 
 /// Mean ± standard deviation of one column over a row's runs.
@@ -114,6 +117,21 @@ pub struct Row {
     pub chance: Option<f64>,
     /// Runs of the row that do not count at this step, and why.
     pub left_out: Vec<String>,
+    /// Runs of the row that stopped at this step (a divergence, a lost device) and still count,
+    /// with their figures from before they stopped, and why.
+    pub stopped_here: Vec<String>,
+}
+
+impl Row {
+    /// Whether a run of the row failed, counted or not: the row is marked.
+    pub fn failed(&self) -> bool {
+        !self.stopped_here.is_empty() || self.left_out.iter().any(|w| w.contains(" stopped"))
+    }
+
+    /// Why some of its runs are left out or stopped, for the row's title and the Markdown.
+    pub fn notes(&self) -> Vec<String> {
+        self.left_out.iter().chain(&self.stopped_here).cloned().collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -163,6 +181,11 @@ impl Table {
                         (None, None) => format!("run {} has not trained yet", r.id),
                     })
                     .collect();
+                let stopped_here = members
+                    .iter()
+                    .filter(|r| counts(r))
+                    .filter_map(|r| r.failure.as_ref().map(|why| format!("run {} stopped at step {at}: {why}", r.id)))
+                    .collect();
                 Row {
                     label: if repeated(label) { format!("{label} #{}", members[0].id) } else { label.clone() },
                     colours: members.iter().map(|r| r.colour).collect(),
@@ -172,6 +195,7 @@ impl Table {
                     probe: Stat::of(&column(&|f| f.probe.map(|p| p.0))),
                     chance: members.iter().find_map(|r| r.figures.probe.map(|p| 1.0 / p.1.max(1) as f64)),
                     left_out,
+                    stopped_here,
                 }
             })
             .collect();
@@ -215,13 +239,19 @@ impl Table {
         let shared = self.chance().is_some();
         for r in &self.rows {
             md.push_str(&format!(
-                "| {} | {} | {} | {} | {} |\n",
+                "| {}{} | {} | {} | {} | {} |\n",
                 cell(&r.label),
+                if r.failed() { " ⚠" } else { "" },
                 seeds_text(&r.seeds),
                 loss_text(&r.train),
                 loss_text(&r.val),
                 probe_text(r, shared)
             ));
+        }
+        let notes: Vec<String> = self.rows.iter().flat_map(|r| r.notes().into_iter().map(move |n| format!("- {}: {n}\n", r.label))).collect();
+        if !notes.is_empty() {
+            md.push('\n');
+            md.push_str(&notes.concat());
         }
         md
     }
@@ -262,8 +292,8 @@ fn table_of(lab: Lab) -> Option<Table> {
     // at N. Compared at the last reading instead, the table read a finished run's validation
     // and probe from the one before the last.
     let latest = |r: &RunView| Some(r.step.get()).filter(|s| *s > 0);
-    let going: Vec<Option<usize>> = shown.iter().map(|r| if r.failure.with(Option::is_some) { None } else { latest(r) }).collect();
-    let at = lab.time.get().or_else(|| common_step(&going))?;
+    let trained: Vec<(Option<usize>, bool)> = shown.iter().map(|r| (latest(r), r.failure.with(Option::is_some))).collect();
+    let at = lab.time.get().or_else(|| common_step(&trained))?;
     let runs: Vec<RunResult> = shown
         .iter()
         .map(|r| {
@@ -308,6 +338,7 @@ pub fn ResultsTable(lab: Lab) -> impl IntoView {
     Effect::new(move |_| {
         lab.runs.with(|runs| {
             for r in runs {
+                r.step.track();
                 r.train.track();
                 r.val.track();
                 r.snapshots.track();
@@ -353,10 +384,11 @@ pub fn ResultsTable(lab: Lab) -> impl IntoView {
                     <th title="held-out accuracy of a linear probe on the frozen representations (which source wrote a sequence)">{probe_header(&t)}</th>
                 </tr>
                 {t.rows.iter().enumerate().map(|(i, r)| view! {
-                    <tr data-testid="results-row" title=(!r.left_out.is_empty()).then(|| r.left_out.join("; "))>
+                    <tr data-testid="results-row" title=(!r.notes().is_empty()).then(|| r.notes().join("; "))>
                         <th class="row-label">
                             {r.colours.iter().map(|c| view! { <span class="swatch" style=format!("background:{c}")></span> }).collect_view()}
                             {r.label.clone()}
+                            {r.failed().then(|| view! { <span class="stopped" data-testid="results-stopped" title=r.notes().join("; ")>" ⚠ stopped"</span> })}
                         </th>
                         <td data-testid="results-seeds">{seeds_text(&r.seeds)}</td>
                         <td data-testid="results-train">{loss_text(&r.train)}</td>
@@ -441,16 +473,18 @@ mod tests {
         let train: Vec<(usize, f32)> = (0..40).map(|s| (s, s as f32)).collect();
         let val = [(20, 2.0), (40, 1.0)];
         let probes = [(0, 0.25, 4), (20, 0.5, 4), (40, 0.75, 4)];
-        let at = common_step(&[Some(40)]).unwrap();
+        let at = common_step(&[(Some(40), false)]).unwrap();
         let f = figures_at(&train, &val, &probes, at);
         assert_eq!((f.train, f.val, f.probe), (Some((30..40).sum::<usize>() as f64 / 10.0), Some(1.0), Some((0.75, 4))));
     }
 
     #[test]
     fn runs_are_compared_at_the_furthest_step_they_all_reached() {
-        assert_eq!(common_step(&[Some(300), Some(120), Some(2000)]), Some(120));
-        assert_eq!(common_step(&[Some(300), None]), Some(300), "a failed or unstarted run does not hold the others back");
-        assert_eq!(common_step(&[None]), None);
+        assert_eq!(common_step(&[(Some(300), false), (Some(120), false), (Some(2000), false)]), Some(120));
+        assert_eq!(common_step(&[(Some(300), false), (None, false)]), Some(300), "an unstarted run does not hold the others back");
+        assert_eq!(common_step(&[(Some(300), false), (Some(4), true)]), Some(300), "nor does a failed one");
+        assert_eq!(common_step(&[(Some(4), true), (Some(9), true), (None, false)]), Some(9), "every run failed: the furthest");
+        assert_eq!(common_step(&[(None, false)]), None);
         assert_eq!(common_step(&[]), None);
     }
 
@@ -517,6 +551,11 @@ mod tests {
         lost.failure = Some("the GPU device was lost".into());
         let t = Table::build(&[run(1, "preset=tiny&seed=1", 300, 2.5, 0.5), lost], 300);
         assert_eq!((t.rows[0].val.as_ref().unwrap().n, t.rows[0].left_out.len()), (2, 0));
+        assert_eq!(t.rows[0].stopped_here, ["run 4 stopped at step 300: the GPU device was lost"], "and the row says it stopped");
+        assert!(t.rows[0].failed());
+        assert!(t.markdown().ends_with("| causal_lm ⚠ | 1, 4 | 2.700 ± 0.141 | 2.600 ± 0.141 | 50.0 ± 0.0 % |\n\n- causal_lm: run 4 stopped at step 300: the GPU device was lost\n"), "{}", t.markdown());
+        // a run still training is not marked
+        assert!(!Table::build(&[run(1, "preset=tiny&seed=1", 300, 2.5, 0.5)], 300).rows[0].failed());
     }
 
     #[test]
