@@ -5,6 +5,7 @@
 //! objlab bench --preset baby-gpt --device gpu --steps 50
 //! objlab bench --preset baby-gpt --device cpu --runs 6 --snapshot   # a workspace of 6 runs
 //! objlab train --preset tiny --objective causal_lm=0.5,masked_lm=0.5 --set masked_lm.rate=0.3 --steps 200 --json
+//! objlab train --link 'http://127.0.0.1:8080/?preset=tiny&run=…&run=…'   # a page's runs, and its results table
 //! objlab objectives            # the registry, with parameters and their ranges
 //! ```
 
@@ -16,7 +17,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use objlab_engine::burn::tensor::Device;
-use objlab_engine::data::Corpus;
+use objlab_engine::data::{Corpus, is_upload, upload_file_name};
 use objlab_engine::spec::{CORPORA, ExperimentSpec, preset_names};
 use objlab_engine::train::Trainer;
 
@@ -72,6 +73,12 @@ enum Command {
     Train {
         #[command(flatten)]
         run: RunArgs,
+        /// Train every run of a link from the page ("copy link", or the address itself), one
+        /// after another on `--device`, and print the page's results table for them (Markdown:
+        /// seeds in one row as mean ± standard deviation). `--steps` and `--set` apply to every
+        /// run; a run on a text of one's own needs that file as `--data`
+        #[arg(long, conflicts_with_all = ["preset", "objective"])]
+        link: Option<String>,
         /// End with one JSON line instead of the human summary
         #[arg(long)]
         json: bool,
@@ -128,7 +135,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Train { run, json } => train(run, json),
+        Command::Train { run, link: Some(link), json } => train_link(&link, run, json),
+        Command::Train { run, link: None, json } => train(run, json),
         Command::Bench { run, runs, snapshot, software, peak_tflops, kernel_profile } => {
             bench(run, runs, snapshot, software, peak_tflops, kernel_profile)
         }
@@ -170,44 +178,61 @@ fn run(cli: Cli) -> Result<(), String> {
 /// The spec, corpus and device that `args` describe.
 fn setup(args: &RunArgs) -> Result<(ExperimentSpec, Arc<Corpus>, Device, String), String> {
     let mut spec = ExperimentSpec::from_preset(&args.preset)?;
-    if let Some(steps) = args.steps {
-        spec.set("steps", &steps.to_string())?;
-    }
     if let Some(objective) = &args.objective {
         spec.set("objective", objective)?;
+    }
+    override_spec(&mut spec, args)?;
+    let corpus = load_corpus(&spec, args.data.as_ref())?;
+    let (device, device_name) = open_device(args.device)?;
+    Ok((spec, corpus, device, device_name))
+}
+
+/// `--steps` and every `--set`, then the spec's own checks.
+fn override_spec(spec: &mut ExperimentSpec, args: &RunArgs) -> Result<(), String> {
+    if let Some(steps) = args.steps {
+        spec.set("steps", &steps.to_string())?;
     }
     for kv in &args.set {
         let (k, v) = kv.split_once('=').ok_or_else(|| format!("--set {kv:?} should look like key=value"))?;
         spec.set(k, v)?;
     }
-    spec.validate()?;
-    let (name, path) = match &args.data {
+    spec.validate()
+}
+
+/// The text `spec` trains on: `data` where given, else its built-in corpus from assets/.
+fn load_corpus(spec: &ExperimentSpec, data: Option<&PathBuf>) -> Result<Arc<Corpus>, String> {
+    let (name, path) = match data {
         // named by its file name, as the page names a file of one's own: a corpus name keeps
         // only characters that read well in an address, so a path's '/' came out as '_'
         // ("_tmp_short.txt is too short…")
         Some(p) => (p.file_name().map_or_else(|| p.display().to_string(), |f| f.to_string_lossy().into_owned()), p.clone()),
         None => {
-            let file = CORPORA.iter().find(|(n, _)| *n == spec.corpus).map(|(_, f)| *f).expect("validated corpus");
+            // a text of one's own (`corpus=file:…`, as a page's link names it) is not shipped
+            let file = CORPORA.iter().find(|(n, _)| *n == spec.corpus).map(|(_, f)| *f).ok_or_else(|| {
+                format!("this run trains on a text of one's own ({}): pass that file as --data FILE", upload_file_name(&spec.corpus))
+            })?;
             (spec.corpus.clone(), shipped_asset(file))
         }
     };
     // the hint only where the built-in corpus is missing (a checkout without assets/)
-    let hint = if args.data.is_none() { " (pass --data FILE)" } else { "" };
+    let hint = if data.is_none() { " (pass --data FILE)" } else { "" };
     let bytes = std::fs::read(&path).map_err(|e| format!("cannot read corpus {}: {e}{hint}", path.display()))?;
     // a file of one's own gets the page's checks (text, not binary; size; distinct characters)
-    let corpus = Arc::new(if args.data.is_some() {
+    Ok(Arc::new(if data.is_some() {
         Corpus::from_upload(&name, &bytes)?
     } else {
         Corpus::from_text(&name, &String::from_utf8_lossy(&bytes))?
-    });
-    let (device, device_name) = match args.device {
+    }))
+}
+
+fn open_device(device: DeviceArg) -> Result<(Device, String), String> {
+    Ok(match device {
         DeviceArg::Cpu => (Device::flex(), "cpu (flex)".to_string()),
         DeviceArg::Gpu => {
             let d = Device::wgpu_options().init().map_err(|e| format!("no GPU through wgpu: {e:?}; use --device cpu"))?;
             (d, "gpu (wgpu)".to_string())
         }
-    };
-    Ok((spec, corpus, device, device_name))
+    })
 }
 
 /// A file of the repository's assets/: from the workspace `cargo run` names (set at run time),
@@ -287,6 +312,135 @@ fn train(args: RunArgs, json: bool) -> Result<(), String> {
             "done: {steps} steps in {elapsed:.1} s ({steps_per_s:.2} steps/s); final train loss {:.4}, validation loss {val:.4}",
             losses.last().copied().unwrap_or(f32::NAN)
         );
+    }
+    Ok(())
+}
+
+
+/// `objlab train --link`: every run of a page's link, one after another, then the page's
+/// results table for them. Each run is built from its own spec as the page builds it (its
+/// seed, its objective mix, its sizes), so the table's rows are the page's experiments; the
+/// figures differ from the page's only by rounding (native and wasm vector code add in other
+/// orders).
+fn train_link(link: &str, args: RunArgs, json: bool) -> Result<(), String> {
+    use objlab_engine::probe_set::ProbeSet;
+    use objlab_engine::results::{RunResult, Table, common_step, figures_at};
+    use objlab_engine::spec::{run_labels, workspace_from_query};
+
+    // the address as the page shows it, or its query alone
+    let query = link.split_once('?').map_or(link, |(_, q)| q);
+    let query = query.split_once('#').map_or(query, |(q, _)| q);
+    let (controls, mut specs, problems) = workspace_from_query(query);
+    if !problems.is_empty() {
+        return Err(format!("the link is not one the page made: {}", problems.join("; ")));
+    }
+    if specs.is_empty() {
+        // a link of one run holds it in its own options, as the page's address does
+        specs.push(controls);
+    }
+    for (i, spec) in specs.iter_mut().enumerate() {
+        override_spec(spec, &args).map_err(|e| format!("run {}: {e}", i + 1))?;
+    }
+    let (device, device_name) = open_device(args.device)?;
+    let refs: Vec<&ExperimentSpec> = specs.iter().collect();
+    let labels = run_labels(&refs);
+    // every text before the first step, so that a missing file is said at once; each text once
+    let mut corpora: Vec<Arc<Corpus>> = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        if corpora.iter().any(|c| c.name == spec.corpus) {
+            continue;
+        }
+        // `--data` is the text of one's own that a run names; the built-in ones come from assets/
+        let data = args.data.as_ref().filter(|_| is_upload(&spec.corpus));
+        let corpus = load_corpus(spec, data).map_err(|e| format!("run {}: {e}", i + 1))?;
+        if corpus.name != spec.corpus {
+            return Err(format!(
+                "run {}: {} is not the text this run trained on ({}): its contents differ",
+                i + 1,
+                args.data.as_ref().map_or_else(String::new, |p| p.display().to_string()),
+                upload_file_name(&spec.corpus)
+            ));
+        }
+        corpora.push(corpus);
+    }
+    let bars = indicatif::MultiProgress::new();
+    if json {
+        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    if !json {
+        eprintln!("training the link's {} runs one after another on {device_name}", specs.len());
+    }
+    let mut results = Vec::new();
+    for (i, (spec, label)) in specs.iter().zip(&labels).enumerate() {
+        let corpus = corpora.iter().find(|c| c.name == spec.corpus).expect("loaded above").clone();
+        let bar = bars.add(ProgressBar::new(spec.train.steps as u64));
+        bar.set_style(ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} steps  {msg}").expect("valid template"));
+        bar.set_prefix(format!("run {} ({label}, seed {})", i + 1, spec.seed));
+        let mut trainer = Trainer::new(spec, 0, corpus, device.clone()).map_err(|e| format!("run {}: {e}", i + 1))?;
+        let (mut train, mut val, mut probes) = (Vec::new(), Vec::new(), Vec::new());
+        let mut failure = None;
+        let log_every = spec.train.log_every.max(10);
+        while !trainer.is_done() {
+            trainer.step();
+            let step = trainer.step_count();
+            let done = trainer.is_done();
+            if step % log_every == 0 || done {
+                let read = pollster::block_on(trainer.read_losses())?;
+                // as the page: a run whose loss stopped being a number stops, the others go on
+                if let Some(why) = objlab_engine::train::divergence(&read) {
+                    failure = Some(why);
+                    break;
+                }
+                train.extend(read);
+                bar.set_position(step as u64);
+                bar.set_message(format!("loss {:.4}", train.last().map_or(f32::NAN, |p: &(usize, f32)| p.1)));
+            }
+            if step % spec.train.eval_every == 0 || done {
+                val.push((step, pollster::block_on(trainer.evaluate())?));
+            }
+        }
+        let trained = train.last().map(|p| p.0 + 1);
+        if failure.is_none() {
+            // the page's probe: a linear probe on the frozen, mean-pooled states of its probe set
+            let probe = ProbeSet::markov(&trainer.corpus().tokenizer, 16, 32)?;
+            let f = pollster::block_on(trainer.features(&probe))?;
+            let pooled = objlab_kernels::Matrix::new(probe.rows.len(), f.d_model, f.pooled);
+            probes.push((trainer.step_count(), objlab_kernels::probe::probe_accuracy(&pooled, &probe.labels, probe.classes), probe.classes));
+        }
+        match &failure {
+            Some(why) => bar.abandon_with_message(format!("stopped: {why}")),
+            None => bar.finish_with_message(format!("validation loss {:.4}", val.last().map_or(f32::NAN, |p| p.1))),
+        }
+        let latest = if failure.is_some() { trained } else { Some(trainer.step_count()) };
+        results.push((spec.clone(), latest, failure, train, val, probes));
+    }
+    let trained: Vec<(Option<usize>, bool)> = results.iter().map(|r| (r.1, r.2.is_some())).collect();
+    let at = common_step(&trained).unwrap_or(0);
+    let runs: Vec<RunResult> = results
+        .into_iter()
+        .enumerate()
+        .map(|(i, (spec, latest, failure, train, val, probes))| RunResult {
+            id: i as u32 + 1,
+            spec,
+            latest,
+            failure,
+            figures: figures_at(&train, &val, &probes, at),
+        })
+        .collect();
+    let table = Table::build(&runs, at);
+    let markdown = table.markdown();
+    if json {
+        let rows: Vec<serde_json::Value> = table
+            .rows
+            .iter()
+            .map(|r| {
+                let stat = |s: &Option<objlab_engine::results::Stat>| s.as_ref().map(|s| serde_json::json!({"mean": s.mean, "sd": s.sd, "n": s.n, "of": s.of}));
+                serde_json::json!({"label": r.label, "seeds": r.seeds, "train": stat(&r.train), "val": stat(&r.val), "probe": stat(&r.probe), "notes": r.notes()})
+            })
+            .collect();
+        println!("{}", serde_json::json!({"at": table.at, "rows": rows, "markdown": markdown}));
+    } else {
+        println!("\n{markdown}");
     }
     Ok(())
 }

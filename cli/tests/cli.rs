@@ -37,6 +37,35 @@ fn any_objective_or_mixture_trains_with_parameters() {
     assert!(v["last_loss"].as_f64().unwrap().is_finite());
 }
 
+/// A link copied from the page (three runs: two seeds of GPT, one BERT) trains natively into
+/// the page's results table: the seeds in one row with their spread, every run read at its
+/// last step, and the note that the two objectives' losses score different tasks.
+#[test]
+fn a_pages_link_trains_into_its_results_table() {
+    let link = "http://127.0.0.1:8080/?preset=tiny&run=preset%3Dtiny%26steps%3D20&run=preset%3Dtiny%26steps%3D20%26seed%3D1338\
+                &run=preset%3Dtiny%26steps%3D20%26objective%3Dmasked_lm";
+    let out = objlab(&["train", "--link", link, "--device", "cpu", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = last_json_line(&out);
+    assert_eq!(v["at"], 20, "{v}");
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    assert_eq!((rows[0]["label"].as_str(), rows[0]["seeds"].clone()), (Some("causal_lm"), serde_json::json!([1337, 1338])));
+    for column in ["train", "val", "probe"] {
+        let stat = &rows[0][column];
+        assert_eq!((stat["n"].as_u64(), stat["of"].as_u64()), (Some(2), Some(2)), "{column}: {v}");
+        assert!(stat["mean"].as_f64().unwrap().is_finite() && stat["sd"].as_f64().unwrap() > 0.0, "{column}: {v}");
+    }
+    assert_eq!(rows[1]["label"], "masked_lm");
+    let md = v["markdown"].as_str().unwrap();
+    assert!(md.starts_with("At step 20.") && md.contains("\n| causal_lm | 1337, 1338 | ") && md.contains("score different tasks"), "{md}");
+    // `--steps` and `--set` apply to every run of the link
+    let out = objlab(&["train", "--link", link, "--steps", "6", "--set", "seed=7", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = last_json_line(&out);
+    assert_eq!((v["at"].as_u64(), v["rows"][0]["seeds"].clone()), (Some(6), serde_json::json!([7, 7])), "{v}");
+}
+
 #[test]
 fn objectives_lists_the_registry_with_ranges() {
     let out = objlab(&["objectives"]);
@@ -76,6 +105,10 @@ fn bad_input_gets_a_clear_error_listing_the_choices() {
         (&["train", "--preset", "tiny", "--objective", "masked_lm:rate=0.9"], "valid range is 0.01 to 0.5"),
         (&["train", "--preset", "tiny", "--objective", "causal_lm=0,masked_lm=0"], "all zero"),
         (&["train", "--preset", "tiny", "--set", "masked_lm.rate=0.2"], "has no masked_lm"),
+        (&["train", "--preset", "tiny", "--set", "corpus=file:notes.txt:0123abcd"], "(notes.txt): pass that file as --data FILE"),
+        (&["train", "--link", "?preset=tiny&run=steps%3D-1"], "the link is not one the page made: run 1 of the link is left out"),
+        (&["train", "--link", "?preset=tiny", "--preset", "tiny"], "cannot be used with"),
+        (&["train", "--link", "?preset=tiny&corpus=file:notes.txt:0123abcd"], "run 1: this run trains on a text of one's own (notes.txt)"),
     ];
     for (args, expected) in cases {
         let out = objlab(args);

@@ -20,6 +20,7 @@ pub mod objectives;
 #[cfg(feature = "training")]
 pub mod optim;
 pub mod probe_set;
+pub mod results;
 pub mod profile;
 pub mod protocol;
 pub mod rng;
