@@ -142,7 +142,8 @@ pub fn ResultsTable(lab: Lab) -> impl IntoView {
             <h2>"Results side by side"</h2>
             <p class="hint">
                 "One row per experiment, its seeds together: mean ± standard deviation over the seeds (duplicate a run for another seed). "
-                "A difference smaller than the ± is within the noise of the seed. Bold: the best of a column."
+                "A difference smaller than the ± is within the noise of the seed. Bold: the best of a column. "
+                "The same table natively, at native speed: "<code>"objlab train --link '…'"</code>" with the page's link (\"copy link\")."
             </p>
             {body}
             <p>
