@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use objlab_engine::burn::tensor::Device;
 use objlab_engine::data::{Corpus, is_upload, upload_file_name};
+use objlab_engine::results::{RunCurves, curves_csv};
 use objlab_engine::spec::{CORPORA, ExperimentSpec, preset_names};
 use objlab_engine::train::Trainer;
 
@@ -79,6 +80,10 @@ enum Command {
         /// run; a run on a text of one's own needs that file as `--data`
         #[arg(long, conflicts_with_all = ["preset", "objective"])]
         link: Option<String>,
+        /// Also write the loss curves to this file as the page's "download CSV" does
+        /// (`run,label,split,step,loss`, one row per point)
+        #[arg(long, value_name = "FILE")]
+        csv: Option<PathBuf>,
         /// End with one JSON line instead of the human summary
         #[arg(long)]
         json: bool,
@@ -135,8 +140,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Train { run, link: Some(link), json } => train_link(&link, run, json),
-        Command::Train { run, link: None, json } => train(run, json),
+        Command::Train { run, link: Some(link), csv, json } => train_link(&link, run, csv, json),
+        Command::Train { run, link: None, csv, json } => train(run, csv, json),
         Command::Bench { run, runs, snapshot, software, peak_tflops, kernel_profile } => {
             bench(run, runs, snapshot, software, peak_tflops, kernel_profile)
         }
@@ -246,7 +251,12 @@ fn shipped_asset(file: &str) -> PathBuf {
     candidates.into_iter().flatten().find(|p| p.is_file()).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets").join(file))
 }
 
-fn train(args: RunArgs, json: bool) -> Result<(), String> {
+/// Writes the runs' curves as the page's "download CSV" does.
+fn write_csv(path: &PathBuf, curves: &[RunCurves]) -> Result<(), String> {
+    std::fs::write(path, curves_csv(curves)).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn train(args: RunArgs, csv: Option<PathBuf>, json: bool) -> Result<(), String> {
     let (spec, corpus, device, device_name) = setup(&args)?;
     let mut trainer = Trainer::new(&spec, 0, corpus, device)?;
     let steps = spec.train.steps;
@@ -268,12 +278,14 @@ fn train(args: RunArgs, json: bool) -> Result<(), String> {
     ));
     let started = Instant::now();
     let mut losses: Vec<f32> = Vec::new();
+    let (mut train_points, mut val_points) = (Vec::new(), Vec::new());
     while !trainer.is_done() {
         trainer.step();
         let step = trainer.step_count();
         if step % log_every == 0 || trainer.is_done() {
             let read = pollster::block_on(trainer.read_losses())?;
             losses.extend(read.iter().map(|(_, l)| *l));
+            train_points.extend(read.iter().copied());
             let last = *losses.last().expect("at least one loss");
             if !last.is_finite() {
                 return Err(format!("training diverged at step {step}: loss is {last}"));
@@ -284,12 +296,18 @@ fn train(args: RunArgs, json: bool) -> Result<(), String> {
         }
         if step % spec.train.eval_every == 0 && !trainer.is_done() {
             let val = pollster::block_on(trainer.evaluate())?;
+            val_points.push((step, val));
             bar.println(format!("step {step}: validation loss {val:.4}"));
         }
     }
     bar.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
     let val = pollster::block_on(trainer.evaluate())?;
+    val_points.push((trainer.step_count(), val));
+    if let Some(path) = &csv {
+        let label = objlab_engine::spec::objective_mix_text(&spec.runs[0].objectives);
+        write_csv(path, &[RunCurves { run: 1, label: &label, train: &train_points, validation: &val_points }])?;
+    }
     let steps_per_s = steps as f64 / elapsed;
     if json {
         println!(
@@ -322,7 +340,7 @@ fn train(args: RunArgs, json: bool) -> Result<(), String> {
 /// seed, its objective mix, its sizes), so the table's rows are the page's experiments; the
 /// figures differ from the page's only by rounding (native and wasm vector code add in other
 /// orders).
-fn train_link(link: &str, args: RunArgs, json: bool) -> Result<(), String> {
+fn train_link(link: &str, args: RunArgs, csv: Option<PathBuf>, json: bool) -> Result<(), String> {
     use objlab_engine::probe_set::ProbeSet;
     use objlab_engine::results::{RunResult, Table, common_step, figures_at};
     use objlab_engine::spec::{run_labels, workspace_from_query};
@@ -343,7 +361,10 @@ fn train_link(link: &str, args: RunArgs, json: bool) -> Result<(), String> {
     }
     let (device, device_name) = open_device(args.device)?;
     let refs: Vec<&ExperimentSpec> = specs.iter().collect();
+    // as the page names runs: what differs, and its number where two read the same
     let labels = run_labels(&refs);
+    let repeated = |l: &String| labels.iter().filter(|x| *x == l).count() > 1;
+    let labels: Vec<String> = labels.iter().enumerate().map(|(i, l)| if repeated(l) { format!("{l} #{}", i + 1) } else { l.clone() }).collect();
     // every text before the first step, so that a missing file is said at once; each text once
     let mut corpora: Vec<Arc<Corpus>> = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
@@ -416,6 +437,15 @@ fn train_link(link: &str, args: RunArgs, json: bool) -> Result<(), String> {
     }
     let trained: Vec<(Option<usize>, bool)> = results.iter().map(|r| (r.1, r.2.is_some())).collect();
     let at = common_step(&trained).unwrap_or(0);
+    if let Some(path) = &csv {
+        let curves: Vec<RunCurves> = results
+            .iter()
+            .zip(&labels)
+            .enumerate()
+            .map(|(i, (r, label))| RunCurves { run: i as u32 + 1, label, train: &r.3, validation: &r.4 })
+            .collect();
+        write_csv(path, &curves)?;
+    }
     let runs: Vec<RunResult> = results
         .into_iter()
         .enumerate()

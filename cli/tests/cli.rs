@@ -22,6 +22,14 @@ fn train_ends_with_a_json_summary() {
     assert!(first.is_finite() && last < first, "{v}");
     assert!(v["val_loss"].as_f64().unwrap().is_finite());
     assert!(v["steps_per_s"].as_f64().unwrap() > 0.0);
+    // --csv: the curves as the page's "download CSV" writes them
+    let csv = std::env::temp_dir().join(format!("objlab-train-{}.csv", std::process::id()));
+    let out = objlab(&["train", "--preset", "tiny", "--steps", "12", "--json", "--csv", csv.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = std::fs::read_to_string(&csv).unwrap();
+    let _ = std::fs::remove_file(&csv);
+    assert!(table.starts_with("run,label,split,step,loss\n1,causal_lm,train,0,") && table.contains("\n1,causal_lm,validation,12,"), "{table}");
+    assert_eq!(table.lines().count(), 1 + 12 + 1, "{table}");
 }
 
 #[test]
@@ -44,10 +52,22 @@ fn any_objective_or_mixture_trains_with_parameters() {
 fn a_pages_link_trains_into_its_results_table() {
     let link = "http://127.0.0.1:8080/?preset=tiny&run=preset%3Dtiny%26steps%3D20&run=preset%3Dtiny%26steps%3D20%26seed%3D1338\
                 &run=preset%3Dtiny%26steps%3D20%26objective%3Dmasked_lm";
-    let out = objlab(&["train", "--link", link, "--device", "cpu", "--json"]);
+    let csv = std::env::temp_dir().join(format!("objlab-link-{}.csv", std::process::id()));
+    let out = objlab(&["train", "--link", link, "--device", "cpu", "--json", "--csv", csv.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v = last_json_line(&out);
     assert_eq!(v["at"], 20, "{v}");
+    // the curves as the page's "download CSV" writes them: runs named as the page names them
+    let table = std::fs::read_to_string(&csv).unwrap();
+    let _ = std::fs::remove_file(&csv);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0], "run,label,split,step,loss");
+    for (run, label) in [(1, "causal_lm, seed 1337"), (2, "causal_lm, seed 1338"), (3, "masked_lm, seed 1337")] {
+        let label = if label.contains(',') { format!("\"{label}\"") } else { label.to_string() };
+        let rows = |split: &str| lines.iter().filter(|l| l.starts_with(&format!("{run},{label},{split},"))).count();
+        assert_eq!((rows("train"), rows("validation")), (20, 1), "run {run} {label}: {table}");
+    }
+    assert!(table.contains("\n3,\"masked_lm, seed 1337\",validation,20,"), "{table}");
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{v}");
     assert_eq!((rows[0]["label"].as_str(), rows[0]["seeds"].clone()), (Some("causal_lm"), serde_json::json!([1337, 1338])));

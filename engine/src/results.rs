@@ -3,7 +3,8 @@
 //! linear probe's accuracy as mean ± standard deviation over the seeds, every run read at the
 //! same step. Without it a reader compares curves by eye at different steps and cannot tell a
 //! difference from seed noise. The page shows it ("Results side by side") and `objlab train
-//! --link` prints it for a page's link trained natively; both print the same Markdown.
+//! --link` prints it for a page's link trained natively; both print the same Markdown. And
+//! the runs' loss curves as one CSV table ([`curves_csv`]), which both write too.
 //!
 //! Steps count updates: a run's validations and snapshots after its n-th update are labelled
 //! n, its training readings before each update (0 to n − 1), so a finished run of N steps is
@@ -284,6 +285,35 @@ pub fn probe_header(table: &Table) -> String {
     }
 }
 
+/// One run's curves as the table holds them.
+pub struct RunCurves<'a> {
+    pub run: u32,
+    pub label: &'a str,
+    pub train: &'a [(usize, f32)],
+    pub validation: &'a [(usize, f32)],
+}
+
+/// Quotes a CSV field where it needs it (a label may hold commas: "decoder, seed 1338").
+fn field(text: &str) -> String {
+    if text.contains([',', '"', '\n']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
+}
+
+/// Every run's loss curves as one CSV table (the page's "download CSV", `objlab train --csv`)
+/// for a spreadsheet or `pandas.read_csv`: a header, then one row per point,
+/// `run,label,split,step,loss`, each run's training points and validation points in step order.
+pub fn curves_csv(runs: &[RunCurves]) -> String {
+    let mut csv = String::from("run,label,split,step,loss\n");
+    for r in runs {
+        let label = field(r.label);
+        for (split, points) in [("train", r.train), ("validation", r.validation)] {
+            for (step, loss) in points {
+                csv.push_str(&format!("{},{label},{split},{step},{loss}\n", r.run));
+            }
+        }
+    }
+    csv
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,5 +455,20 @@ mod tests {
              | --- | --- | --- | --- | --- |\n\
              | causal_lm | 1, 2 | 2.200 ± 0.141 | 2.100 ± 0.141 | 60.0 ± 14.1 % |\n"
         );
+    }
+
+    #[test]
+    fn one_row_per_point_with_labels_quoted_where_they_hold_commas() {
+        let runs = [
+            RunCurves { run: 1, label: "causal_lm", train: &[(1, 4.5), (2, 4.25)], validation: &[(2, 4.375)] },
+            RunCurves { run: 3, label: "decoder, seed \"7\"", train: &[(1, 3.5)], validation: &[] },
+        ];
+        assert_eq!(
+            curves_csv(&runs),
+            "run,label,split,step,loss\n\
+             1,causal_lm,train,1,4.5\n1,causal_lm,train,2,4.25\n1,causal_lm,validation,2,4.375\n\
+             3,\"decoder, seed \"\"7\"\"\",train,1,3.5\n"
+        );
+        assert_eq!(curves_csv(&[]), "run,label,split,step,loss\n", "no run: the header alone");
     }
 }

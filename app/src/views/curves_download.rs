@@ -1,6 +1,7 @@
 //! "Download CSV": every run's loss curves as one table, for a spreadsheet or a notebook
 //! (`pandas.read_csv`): one row per point, `run,label,split,step,loss`, where `label` names
-//! what differs between the runs as the page does and `split` is `train` or `validation`.
+//! what differs between the runs as the page does and `split` is `train` or `validation`. The
+//! table is the engine's `results::curves_csv`, which `objlab train --csv` writes too.
 //!
 //! Why a `data:` link made at the click rather than a `Blob`: nothing is built while the runs
 //! train, and no web-sys feature is added for it (the curves of eight runs of 10,000 steps are
@@ -8,35 +9,9 @@
 
 use leptos::html::A;
 use leptos::prelude::*;
+use objlab_engine::results::{RunCurves, curves_csv};
 
 use crate::lab::Lab;
-
-/// One run's curves as the table holds them.
-pub struct RunCurves<'a> {
-    pub run: u32,
-    pub label: &'a str,
-    pub train: &'a [(usize, f32)],
-    pub validation: &'a [(usize, f32)],
-}
-
-/// Quotes a CSV field where it needs it (a label may hold commas: "decoder, seed 1338").
-fn field(text: &str) -> String {
-    if text.contains([',', '"', '\n']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
-}
-
-/// The table: a header, then each run's training points and validation points in step order.
-pub fn curves_csv(runs: &[RunCurves]) -> String {
-    let mut csv = String::from("run,label,split,step,loss\n");
-    for r in runs {
-        let label = field(r.label);
-        for (split, points) in [("train", r.train), ("validation", r.validation)] {
-            for (step, loss) in points {
-                csv.push_str(&format!("{},{label},{split},{step},{loss}\n", r.run));
-            }
-        }
-    }
-    csv
-}
 
 #[component]
 pub fn CurvesDownload(lab: Lab) -> impl IntoView {
@@ -68,25 +43,5 @@ pub fn CurvesDownload(lab: Lab) -> impl IntoView {
             <a data-testid="curves-csv" node_ref=link href="#" download="objective-lab-curves.csv"
                 title="every run's training and validation loss, one row per point" on:click=on_click>"download CSV"</a>
         </Show>
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{RunCurves, curves_csv};
-
-    #[test]
-    fn one_row_per_point_with_labels_quoted_where_they_hold_commas() {
-        let runs = [
-            RunCurves { run: 1, label: "causal_lm", train: &[(1, 4.5), (2, 4.25)], validation: &[(2, 4.375)] },
-            RunCurves { run: 3, label: "decoder, seed \"7\"", train: &[(1, 3.5)], validation: &[] },
-        ];
-        assert_eq!(
-            curves_csv(&runs),
-            "run,label,split,step,loss\n\
-             1,causal_lm,train,1,4.5\n1,causal_lm,train,2,4.25\n1,causal_lm,validation,2,4.375\n\
-             3,\"decoder, seed \"\"7\"\"\",train,1,3.5\n"
-        );
-        assert_eq!(curves_csv(&[]), "run,label,split,step,loss\n", "no run: the header alone");
     }
 }
