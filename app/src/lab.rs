@@ -12,7 +12,7 @@ use objlab_engine::data::{check_upload, is_upload, upload_file_name};
 use objlab_engine::memory;
 use objlab_engine::objectives::{Answers, Example};
 use objlab_engine::protocol::{BenchmarkReport, DeviceKind, FromWorker, RunId, RunState, Snapshot, ToWorker};
-use objlab_engine::spec::{ExperimentSpec, run_labels, workspace_query};
+use objlab_engine::spec::{ExperimentSpec, numbered_repeats, run_labels, workspace_query};
 
 use crate::saved_runs::{self, SavedRun, SavedWorkspace};
 use crate::worker_link;
@@ -267,10 +267,6 @@ pub fn with_next_free_seed(spec: &ExperimentSpec, existing: &[ExperimentSpec]) -
     }
 }
 
-fn numbered_repeats(labels: Vec<(RunId, String)>) -> Vec<(RunId, String)> {
-    let repeated = |label: &String| labels.iter().filter(|(_, l)| l == label).count() > 1;
-    labels.iter().map(|(id, l)| (*id, if repeated(l) { format!("{l} #{id}") } else { l.clone() })).collect()
-}
 
 impl Lab {
     pub fn new(spec: ExperimentSpec, errors: Vec<String>, linked: Vec<ExperimentSpec>) -> Self {
@@ -843,7 +839,7 @@ impl Lab {
 
 #[cfg(test)]
 mod tests {
-    use super::{numbered_repeats, smoothed_rate, waited_ready, with_next_free_seed};
+    use super::{smoothed_rate, waited_ready, with_next_free_seed};
     use objlab_engine::spec::ExperimentSpec;
 
     #[test]
@@ -881,12 +877,5 @@ mod tests {
         let once = smoothed_rate(50.0, 100.0, 100);
         assert!((many - once).abs() < 1e-9, "{many} vs {once}");
         assert!((once - (100.0 - 50.0 * (-1.0f64).exp())).abs() < 1e-9);
-    }
-
-    #[test]
-    fn runs_of_the_same_experiment_are_numbered() {
-        let labels = vec![(1, "causal_lm".to_string()), (2, "masked_lm".to_string()), (4, "causal_lm".to_string())];
-        let named: Vec<String> = numbered_repeats(labels).into_iter().map(|(_, l)| l).collect();
-        assert_eq!(named, ["causal_lm #1", "masked_lm", "causal_lm #4"]);
     }
 }

@@ -343,7 +343,7 @@ fn train(args: RunArgs, csv: Option<PathBuf>, json: bool) -> Result<(), String> 
 fn train_link(link: &str, args: RunArgs, csv: Option<PathBuf>, json: bool) -> Result<(), String> {
     use objlab_engine::probe_set::ProbeSet;
     use objlab_engine::results::{RunResult, Table, common_step, figures_at};
-    use objlab_engine::spec::{run_labels, workspace_from_query};
+    use objlab_engine::spec::{numbered_repeats, run_labels, workspace_from_query};
 
     // the address as the page shows it, or its query alone
     let query = link.split_once('?').map_or(link, |(_, q)| q);
@@ -362,9 +362,7 @@ fn train_link(link: &str, args: RunArgs, csv: Option<PathBuf>, json: bool) -> Re
     let (device, device_name) = open_device(args.device)?;
     let refs: Vec<&ExperimentSpec> = specs.iter().collect();
     // as the page names runs: what differs, and its number where two read the same
-    let labels = run_labels(&refs);
-    let repeated = |l: &String| labels.iter().filter(|x| *x == l).count() > 1;
-    let labels: Vec<String> = labels.iter().enumerate().map(|(i, l)| if repeated(l) { format!("{l} #{}", i + 1) } else { l.clone() }).collect();
+    let labels: Vec<String> = numbered_repeats((1..).zip(run_labels(&refs)).collect()).into_iter().map(|(_, l)| l).collect();
     // every text before the first step, so that a missing file is said at once; each text once
     let mut corpora: Vec<Arc<Corpus>> = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
@@ -387,8 +385,7 @@ fn train_link(link: &str, args: RunArgs, csv: Option<PathBuf>, json: bool) -> Re
     let bars = indicatif::MultiProgress::new();
     if json {
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    if !json {
+    } else {
         eprintln!("training the link's {} runs one after another on {device_name}", specs.len());
     }
     let mut results = Vec::new();
@@ -423,7 +420,7 @@ fn train_link(link: &str, args: RunArgs, csv: Option<PathBuf>, json: bool) -> Re
         let trained = train.last().map(|p| p.0 + 1);
         if failure.is_none() {
             // the page's probe: a linear probe on the frozen, mean-pooled states of its probe set
-            let probe = ProbeSet::markov(&trainer.corpus().tokenizer, 16, 32)?;
+            let probe = ProbeSet::of_views(&trainer.corpus().tokenizer)?;
             let f = pollster::block_on(trainer.features(&probe))?;
             let pooled = objlab_kernels::Matrix::new(probe.rows.len(), f.d_model, f.pooled);
             probes.push((trainer.step_count(), objlab_kernels::probe::probe_accuracy(&pooled, &probe.labels, probe.classes), probe.classes));
@@ -620,8 +617,8 @@ fn bench(
 async fn snapshot_ms(trainers: &[&Trainer], analyser: &objlab_kernels::Analyser) -> Result<serde_json::Value, String> {
     use objlab_engine::probe_set::ProbeSet;
     use objlab_kernels::Matrix;
-    // the worker's probe set: 4 sources × 32 sequences of 16 letters
-    let probe = ProbeSet::markov(&trainers[0].corpus().tokenizer, 16, 32)?;
+    // the worker's probe set
+    let probe = ProbeSet::of_views(&trainers[0].corpus().tokenizer)?;
     let mut stages = [0.0f64; 4];
     let mut longest = 0.0f64;
     let mut pooled = Vec::new();

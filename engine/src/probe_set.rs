@@ -42,6 +42,12 @@ pub struct ProbeSet {
 }
 
 impl ProbeSet {
+    /// The probe set the page's views read (the worker's snapshots, and natively the CLI's
+    /// `train --link` table and `bench --snapshot`): 32 sequences of 16 letters per source.
+    pub fn of_views(tokenizer: &CharTokenizer) -> Result<Self, String> {
+        Self::markov(tokenizer, 16, 32)
+    }
+
     /// `per_source` rows of `seq` tokens from each source.
     pub fn markov(tokenizer: &CharTokenizer, seq: usize, per_source: usize) -> Result<Self, String> {
         let letters = probe_letters(tokenizer);

@@ -11,7 +11,7 @@
 //! read at N, where its final validation and snapshot lie.
 
 use crate::protocol::RunId;
-use crate::spec::{ExperimentSpec, objective_mix_text, run_labels};
+use crate::spec::{ExperimentSpec, numbered_repeats, objective_mix_text, run_labels};
 
 /// Training readings averaged into the table's training loss: one batch's loss is noisy, and
 /// an average over the last few says where the curve is.
@@ -120,14 +120,11 @@ pub struct Row {
     /// Runs of the row that stopped at this step (a divergence, a lost device) and still count,
     /// with their figures from before they stopped, and why.
     pub stopped_here: Vec<String>,
+    /// Whether a run of the row failed, counted or not: the row is marked.
+    pub failed: bool,
 }
 
 impl Row {
-    /// Whether a run of the row failed, counted or not: the row is marked.
-    pub fn failed(&self) -> bool {
-        !self.stopped_here.is_empty() || self.left_out.iter().any(|w| w.contains(" stopped"))
-    }
-
     /// Why some of its runs are left out or stopped, for the row's title and the Markdown.
     pub fn notes(&self) -> Vec<String> {
         self.left_out.iter().chain(&self.stopped_here).cloned().collect()
@@ -160,12 +157,12 @@ impl Table {
             }
         }
         let keys: Vec<&ExperimentSpec> = groups.iter().map(|(k, _)| k).collect();
-        let labels = run_labels(&keys);
-        let repeated = |l: &String| labels.iter().filter(|x| *x == l).count() > 1;
+        // a row is numbered by its first run where two rows read the same
+        let labels = numbered_repeats(groups.iter().map(|(_, members)| members[0].id).zip(run_labels(&keys)).collect());
         let rows = groups
             .iter()
-            .zip(&labels)
-            .map(|((_, members), label)| {
+            .zip(labels)
+            .map(|((_, members), (_, label))| {
                 // a run counts where it has reached the step and did not stop before it
                 let counts = |r: &RunResult| r.latest.is_some_and(|l| l >= at) && r.failure.as_ref().is_none_or(|_| r.latest == Some(at));
                 let column = |f: &dyn Fn(&Figures) -> Option<f64>| -> Vec<Option<f64>> {
@@ -187,7 +184,7 @@ impl Table {
                     .filter_map(|r| r.failure.as_ref().map(|why| format!("run {} stopped at step {at}: {why}", r.id)))
                     .collect();
                 Row {
-                    label: if repeated(label) { format!("{label} #{}", members[0].id) } else { label.clone() },
+                    label,
                     runs: members.iter().map(|r| r.id).collect(),
                     seeds: members.iter().map(|r| r.spec.seed).collect(),
                     train: Stat::of(&column(&|f| f.train)),
@@ -196,6 +193,7 @@ impl Table {
                     chance: members.iter().find_map(|r| r.figures.probe.map(|p| 1.0 / p.1.max(1) as f64)),
                     left_out,
                     stopped_here,
+                    failed: members.iter().any(|r| r.failure.is_some()),
                 }
             })
             .collect();
@@ -241,7 +239,7 @@ impl Table {
             md.push_str(&format!(
                 "| {}{} | {} | {} | {} | {} |\n",
                 cell(&r.label),
-                if r.failed() { " ⚠" } else { "" },
+                if r.failed { " ⚠" } else { "" },
                 seeds_text(&r.seeds),
                 loss_text(&r.train),
                 loss_text(&r.val),
@@ -438,10 +436,10 @@ mod tests {
         let t = Table::build(&[run(1, "preset=tiny&seed=1", 300, 2.5, 0.5), lost], 300);
         assert_eq!((t.rows[0].val.as_ref().unwrap().n, t.rows[0].left_out.len()), (2, 0));
         assert_eq!(t.rows[0].stopped_here, ["run 4 stopped at step 300: the GPU device was lost"], "and the row says it stopped");
-        assert!(t.rows[0].failed());
+        assert!(t.rows[0].failed);
         assert!(t.markdown().ends_with("| causal_lm ⚠ | 1, 4 | 2.700 ± 0.141 | 2.600 ± 0.141 | 50.0 ± 0.0 % |\n\n- causal_lm: run 4 stopped at step 300: the GPU device was lost\n"), "{}", t.markdown());
         // a run still training is not marked
-        assert!(!Table::build(&[run(1, "preset=tiny&seed=1", 300, 2.5, 0.5)], 300).rows[0].failed());
+        assert!(!Table::build(&[run(1, "preset=tiny&seed=1", 300, 2.5, 0.5)], 300).rows[0].failed);
     }
 
     #[test]

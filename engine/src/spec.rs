@@ -583,6 +583,14 @@ pub fn run_labels(specs: &[&ExperimentSpec]) -> Vec<String> {
         .collect()
 }
 
+/// `(run id, label)` pairs with the id added where two runs read the same ("causal_lm #1",
+/// "causal_lm #4"): runs that differ in nothing [`run_labels`] shows (a fault injected, say)
+/// still have names apart.
+pub fn numbered_repeats(labels: Vec<(u32, String)>) -> Vec<(u32, String)> {
+    let repeated = |label: &String| labels.iter().filter(|(_, l)| l == label).count() > 1;
+    labels.iter().map(|(id, l)| (*id, if repeated(l) { format!("{l} #{id}") } else { l.clone() })).collect()
+}
+
 /// A link to a workspace: the experiment the controls show, then one `run=` per run side by
 /// side, each that run's [`ExperimentSpec::to_query`] encoded as one value. `runs` may be
 /// empty (the link then holds the controls' experiment alone).
@@ -658,6 +666,13 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_of_the_same_experiment_are_numbered() {
+        let labels = vec![(1, "causal_lm".to_string()), (2, "masked_lm".to_string()), (4, "causal_lm".to_string())];
+        let named: Vec<String> = numbered_repeats(labels).into_iter().map(|(_, l)| l).collect();
+        assert_eq!(named, ["causal_lm #1", "masked_lm", "causal_lm #4"]);
+    }
 
     #[test]
     fn a_query_reads_back_as_the_same_experiment() {

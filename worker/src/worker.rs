@@ -48,8 +48,6 @@ const BENCHMARK_WARMUP_MS: f64 = 2_500.0;
 const HELPERS_WAIT_MS: f64 = 10_000.0;
 /// Probe-set sequences per Markov source, and their length (cut to a run's context).
 /// 128 sequences of 16 letters: a forward pass over them costs about half a baby-GPT step.
-const PROBE_PER_SOURCE: usize = 32;
-const PROBE_SEQ: usize = 16;
 
 /// One run of the workspace.
 struct RunSlot {
@@ -1007,7 +1005,7 @@ fn probe_set(trainer: &Trainer) -> Result<Rc<ProbeSet>, String> {
     if let Some(p) = SHARED.with(|s| s.borrow().probes.iter().find(|(n, _)| n == name).map(|(_, p)| p.clone())) {
         return Ok(p);
     }
-    let probe = Rc::new(ProbeSet::markov(&trainer.corpus().tokenizer, PROBE_SEQ, PROBE_PER_SOURCE)?);
+    let probe = Rc::new(ProbeSet::of_views(&trainer.corpus().tokenizer)?);
     SHARED.with(|s| s.borrow_mut().probes.push((name.clone(), probe.clone())));
     Ok(probe)
 }

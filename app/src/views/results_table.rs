@@ -22,11 +22,8 @@ const REFRESH_MS: f64 = 250.0;
 /// the common one (tracked).
 fn table_of(lab: Lab) -> Option<Table> {
     let shown: Vec<RunView> = lab.runs.with(|runs| runs.iter().filter(|r| r.visible.get()).copied().collect());
-    // How many steps a run has trained: its validations and snapshots carry that count (the
-    // model after that many updates), its training readings the count before each update, so
-    // a finished run of N steps has readings up to N − 1 and its last validation and snapshot
-    // at N. Compared at the last reading instead, the table read a finished run's validation
-    // and probe from the one before the last.
+    // how many steps a run has trained, as its validations and snapshots are labelled (its
+    // training readings are labelled one less: the engine's `results` says why)
     let latest = |r: &RunView| Some(r.step.get()).filter(|s| *s > 0);
     let trained: Vec<(Option<usize>, bool)> = shown.iter().map(|r| (latest(r), r.failure.with(Option::is_some))).collect();
     let at = lab.time.get().or_else(|| common_step(&trained))?;
@@ -123,7 +120,7 @@ pub fn ResultsTable(lab: Lab) -> impl IntoView {
                         <th class="row-label">
                             {r.runs.iter().filter_map(|id| lab.run(*id)).map(|run| view! { <span class="swatch" style=format!("background:{}", run.colour)></span> }).collect_view()}
                             {r.label.clone()}
-                            {r.failed().then(|| view! { <span class="stopped" data-testid="results-stopped" title=r.notes().join("; ")>" ⚠ stopped"</span> })}
+                            {r.failed.then(|| view! { <span class="stopped" data-testid="results-stopped" title=r.notes().join("; ")>" ⚠ stopped"</span> })}
                         </th>
                         <td data-testid="results-seeds">{seeds_text(&r.seeds)}</td>
                         <td data-testid="results-train">{loss_text(&r.train)}</td>
