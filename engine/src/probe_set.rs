@@ -43,7 +43,8 @@ pub struct ProbeSet {
 
 impl ProbeSet {
     /// The probe set the page's views read (the worker's snapshots, and natively the CLI's
-    /// `train --link` table and `bench --snapshot`): 32 sequences of 16 letters per source.
+    /// `train --link` table and `bench --snapshot`): 32 sequences of 16 letters per source, 128
+    /// in all, whose forward pass costs about half a baby-GPT step.
     pub fn of_views(tokenizer: &CharTokenizer) -> Result<Self, String> {
         Self::markov(tokenizer, 16, 32)
     }

@@ -163,6 +163,16 @@ pub struct ExperimentSpec {
 /// Built-in corpora: name and the asset file the page fetches / the CLI reads.
 pub const CORPORA: &[(&str, &str)] = &[("tiny-shakespeare", "tinyshakespeare.txt")];
 
+/// Distinct characters of each built-in corpus (checked against the asset by a test), so that
+/// the page can tell a model's size before the worker has fetched the text.
+const CORPUS_CHARS: &[(&str, usize)] = &[("tiny-shakespeare", 65)];
+
+/// The model's vocabulary on a built-in corpus (its characters and the special tokens), or
+/// `None` for a text of one's own (whose characters only its file knows).
+pub fn builtin_vocab(corpus: &str) -> Option<usize> {
+    CORPUS_CHARS.iter().find(|(n, _)| *n == corpus).map(|(_, chars)| crate::tokenizer::vocab_for_chars(*chars))
+}
+
 /// The options [`ExperimentSpec::set`] understands (besides `<objective>.<parameter>`).
 pub const OPTIONS: &[&str] = &[
     "preset", "objective", "device", "seed", "steps", "lr", "batch", "corpus", "arch", "layers", "heads", "width",
@@ -553,7 +563,7 @@ pub fn objective_mix_text(mix: &[ObjectiveChoice]) -> String {
 }
 
 /// Labels for runs shown side by side: what differs between their specs (objective mix and
-/// its parameters, architecture, model size, seed, learning rate, steps, device), so that two
+/// its parameters, architecture, model size, batch, seed, learning rate, steps, device), so that two
 /// masked-LM runs read "masked_lm rate=0.15" and "masked_lm rate=0.4". A lone run, or runs
 /// that differ in nothing, are labelled by their objective.
 pub fn run_labels(specs: &[&ExperimentSpec]) -> Vec<String> {
@@ -564,7 +574,9 @@ pub fn run_labels(specs: &[&ExperimentSpec]) -> Vec<String> {
             ("", objective),
             ("", s.model.arch.name().replace('_', "–")),
             ("", format!("{}L×{}", m.n_layer, m.d_model)),
+            ("heads ", m.n_head.to_string()),
             ("context ", m.block_size.to_string()),
+            ("batch ", s.train.batch_size.to_string()),
             ("lr ", format!("{}", s.train.learning_rate)),
             ("steps ", s.train.steps.to_string()),
             ("", s.device.name().to_string()),
@@ -754,6 +766,21 @@ mod tests {
         own.set("corpus", &crate::data::upload_corpus_name("notes.txt", "some text")).unwrap();
         own.validate().unwrap();
         assert_eq!(run_labels(&[&a, &own]), ["on tiny-shakespeare", "on notes.txt"]);
+        // as are runs that differ only in their heads or their batch
+        let mut heads = a.clone();
+        heads.set("heads", "2").unwrap();
+        let mut batch = a.clone();
+        batch.set("batch", "24").unwrap();
+        assert_eq!(run_labels(&[&a, &heads, &batch]), ["heads 4, batch 12", "heads 2, batch 12", "heads 4, batch 24"]);
+    }
+
+    #[test]
+    fn the_built_in_corpus_vocabulary_is_its_texts() {
+        let text = std::fs::read_to_string(crate::repo_root().join("assets/tinyshakespeare.txt")).unwrap();
+        let vocab = crate::tokenizer::CharTokenizer::from_text(&text).vocab_size();
+        assert_eq!(builtin_vocab("tiny-shakespeare"), Some(vocab));
+        assert!(CORPORA.iter().all(|(name, _)| builtin_vocab(name).is_some()), "every built-in corpus has its count");
+        assert_eq!(builtin_vocab(&crate::data::upload_corpus_name("notes.txt", "some text")), None);
     }
 
     #[test]

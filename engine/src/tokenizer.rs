@@ -11,6 +11,11 @@ pub const NAMED_SPECIALS: &[&str] = &["[PAD]", "[MASK]", "[R]", "[X]", "[S]", "<
 /// Number of T5 sentinel tokens `<S0>`…`<S31>` (one per corrupted span), after the named ones.
 pub const N_SENTINELS: usize = 32;
 
+/// The vocabulary of a text with `chars` distinct characters: they plus the special tokens.
+pub fn vocab_for_chars(chars: usize) -> usize {
+    chars + NAMED_SPECIALS.len() + N_SENTINELS
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct CharTokenizer {
     chars: Vec<char>,
@@ -47,7 +52,7 @@ impl CharTokenizer {
 
     /// Characters plus specials: the size of the model's embedding table.
     pub fn vocab_size(&self) -> usize {
-        self.chars.len() + NAMED_SPECIALS.len() + N_SENTINELS
+        vocab_for_chars(self.chars.len())
     }
 
     /// Id of a named special token such as `"[MASK]"`.

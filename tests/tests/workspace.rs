@@ -2,7 +2,8 @@
 //! checked in `browser.rs`): three runs with different objectives train together, the
 //! representation views follow them, a diverging run stops alone, and a workspace too large for
 //! the device is refused before anything is allocated; seeds gather into one row of the results
-//! table; and two runs started at once share the WebGPU device.
+//! table; two runs started at once share the WebGPU device; and runs of two sizes chosen on the
+//! page train side by side, told apart by their size.
 
 use std::time::Duration;
 
@@ -330,6 +331,10 @@ fn a_diverging_run_stops_alone_and_a_too_large_workspace_is_refused() {
     // A run of width 2048 × 48 layers × context 1024 is far beyond the budget: refused with the
     // estimate, nothing added.
     open(&browser, &server, "?preset=baby-gpt&device=cpu&width=2048&layers=48&context=1024");
+    // the size line says so before anything is added
+    let size = browser.text("model-size").unwrap_or_default();
+    assert!(size.contains("so it would be refused"), "{size}");
+    assert_eq!(browser.attribute("model-size", "class").as_deref(), Some("size-info too-large"));
     browser.click("add-run");
     let error = browser.wait_for("the refusal", Duration::from_secs(10), |b| b.text("error").filter(|e| !e.is_empty()));
     assert!(error.contains("would need about") && error.contains("GB") && error.contains("more than the"), "{error}");
@@ -479,5 +484,59 @@ fn an_example_starts_a_comparison_or_is_offered_beside_live_runs() {
         assert_eq!(shown, address);
     }
     assert_eq!(browser.text("loss-caveat"), None, "one objective: its losses compare");
+    assert_eq!(browser.text("error").unwrap_or_default(), "");
+}
+
+/// The size line: layers, heads, width, context and batch are set on the page (mirrored into
+/// the address, with the parameters they come to), a size the model cannot have is refused
+/// with the reason and the field keeps its value, and two runs that differ only in depth train
+/// side by side, each labelled by its size in the run list and the results table.
+#[test]
+fn runs_of_two_sizes_chosen_on_the_page_are_told_apart() {
+    let server = StaticServer::start(dist_dir());
+    let browser = Browser::start(false);
+    open(&browser, &server, "?preset=tiny&device=cpu&steps=30");
+    let field = |b: &Browser, testid: &str| b.eval(&format!("return document.querySelector('[data-testid=\"{testid}\"]').value"));
+    let control_error = |b: &Browser| b.text("objective-error").filter(|e| !e.is_empty());
+    let search = |b: &Browser| b.eval("return location.search").as_str().unwrap_or("").to_string();
+    let tiny = browser.text("model-size").unwrap_or_default();
+    assert!(tiny.contains(" k parameters · 256 tokens a step · about "), "{tiny}");
+
+    // 3 heads do not divide a width of 32: refused, with the reason, and the field shows 2 again
+    browser.set_value("heads", "3");
+    let e = browser.wait_for("the heads message", Duration::from_secs(10), control_error);
+    assert_eq!(e, "width 32 is not divisible by 3 heads");
+    assert_eq!(field(&browser, "heads"), "2");
+    browser.set_value("layers", "1.5");
+    let e = browser.wait_for("the layers message", Duration::from_secs(10), |b| control_error(b).filter(|e| e.contains("layers")));
+    assert!(e.contains("1.5"), "{e}");
+    assert_eq!(field(&browser, "layers"), "2");
+
+    // width 48 first, then 3 heads: both taken, into the address and the size line
+    browser.set_value("width", "48");
+    browser.set_value("heads", "3");
+    browser.wait_for("the new size in the address", Duration::from_secs(10), |b| {
+        let q = search(b);
+        (q.contains("width=48") && q.contains("heads=3")).then_some(())
+    });
+    assert_eq!(control_error(&browser), None);
+    let wider = browser.text("model-size").unwrap_or_default();
+    assert!(wider != tiny && wider.contains(" parameters · 256 tokens a step"), "{wider}");
+    browser.click("start");
+    browser.wait_for("the first run to finish", Duration::from_secs(120), |b| (b.text("state")? == "finished").then_some(()));
+
+    // one layer less, added beside it
+    browser.set_value("layers", "1");
+    browser.wait_for("one layer in the address", Duration::from_secs(10), |b| search(b).contains("layers=1").then_some(()));
+    browser.click("add-run");
+    browser.wait_for("both runs to finish", Duration::from_secs(120), |b| {
+        let states = b.eval("return [...document.querySelectorAll('[data-testid=\"run-state\"]')].map(e => e.textContent).join(',')");
+        (states.as_str() == Some("finished,finished")).then_some(())
+    });
+    assert_eq!(run_rows(&browser), 2);
+    let labels = browser.eval("return [...document.querySelectorAll('[data-testid=\"run-select\"]')].map(e => e.textContent).join(',')");
+    assert_eq!(labels.as_str(), Some("2L×48,1L×48"));
+    let rows = browser.eval("return [...document.querySelectorAll('[data-testid=\"results-row\"]')].map(e => e.cells[0].textContent).join(',')");
+    assert_eq!(rows.as_str(), Some("2L×48,1L×48"));
     assert_eq!(browser.text("error").unwrap_or_default(), "");
 }

@@ -46,9 +46,6 @@ const BENCHMARK_WARMUP_MS: f64 = 2_500.0;
 /// How long the benchmark waits for helper workers still loading (they come up in well under
 /// a second from this worker's compiled module; one that never does is timed without).
 const HELPERS_WAIT_MS: f64 = 10_000.0;
-/// Probe-set sequences per Markov source, and their length (cut to a run's context).
-/// 128 sequences of 16 letters: a forward pass over them costs about half a baby-GPT step.
-
 /// One run of the workspace.
 struct RunSlot {
     id: RunId,

@@ -1,4 +1,4 @@
-//! Experiment choices (preset, architecture, objective, device, text, seed) and the run buttons.
+//! Experiment choices (preset, architecture, objective, device, size, text, seed) and the run buttons.
 //! The objective list comes from the engine's registry; choices are mirrored into the URL.
 //! The objective mixer with every parameter is in `objective_panel.rs`.
 
@@ -8,6 +8,7 @@ use objlab_engine::protocol::{RunState, ToWorker};
 use objlab_engine::spec::{ExperimentSpec, preset_names};
 
 use super::corpus_choice::CorpusChoice;
+use super::model_size::ModelSize;
 use crate::lab::Lab;
 use crate::worker_link;
 
@@ -18,7 +19,7 @@ fn set_option(lab: Lab, key: &str, value: &str) {
 
 /// A number input bound to one spec option (checked in full by [`Lab::change`]).
 #[component]
-fn NumberOption(
+pub(super) fn NumberOption(
     lab: Lab,
     testid: &'static str,
     key: &'static str,
@@ -112,6 +113,7 @@ pub fn Controls(lab: Lab) -> impl IntoView {
                     <option value="cpu" prop:selected=move || device_value() == "cpu">"CPU"</option>
                 </select>
             </label>
+            <ModelSize lab=lab />
             <CorpusChoice lab=lab />
             <NumberOption lab=lab testid="lr-choice" key="lr" label="Learning rate "
                 title="AdamW's peak learning rate (warm-up, then cosine decay)" value=|s| s.train.learning_rate.to_string() />

@@ -12,6 +12,7 @@ pub mod curves_download;
 pub mod error_banner;
 pub mod examples;
 pub mod loss_chart;
+pub mod model_size;
 pub mod model_view;
 pub mod objective_panel;
 pub mod probe_chart;
