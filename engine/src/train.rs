@@ -850,7 +850,8 @@ impl Trainer {
     /// [`ASK_SPAN_MAX`] characters), and the next sentinel is then given to it. The row is
     /// padded to the context, which the prefix-then-causal mask hides from every written
     /// position, so that the GPU compiles one shape. Returns each stretch and the mean
-    /// probability of its characters.
+    /// probability of its characters; for a stretch it leaves empty (a sentinel first: an
+    /// undertrained model's usual answer), the probability of that sentinel.
     async fn write_spans(&mut self, source: &[u32]) -> Result<Vec<(String, f32)>, String> {
         let tok = self.corpus.tokenizer.clone();
         let block = self.model_config.block_size;
@@ -878,6 +879,10 @@ impl Trainer {
             let (best, top) = allowed().fold((0, f32::NEG_INFINITY), |(b, m), (c, &v)| if v > m { (c, v) } else { (b, m) });
             let total: f32 = allowed().map(|(_, &v)| (v - top).exp()).sum();
             if best >= n_chars || out[k].2 >= ASK_SPAN_MAX {
+                if out[k].2 == 0 {
+                    // it writes nothing here: how sure it is of that
+                    out[k].1 = 1.0 / total;
+                }
                 k += 1;
                 if k == spans {
                     break;
@@ -890,7 +895,7 @@ impl Trainer {
                 row.push(best as u32);
             }
         }
-        Ok(out.into_iter().map(|(text, sum, n)| (text, if n == 0 { 0.0 } else { sum / n as f32 })).collect())
+        Ok(out.into_iter().map(|(text, sum, n)| (text, sum / n.max(1) as f32)).collect())
     }
 
     /// `len` characters after `prompt` (and the objectives' sample prefix), left to right with

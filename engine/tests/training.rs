@@ -337,6 +337,10 @@ fn the_model_answers_a_typed_text_in_its_objectives_own_terms() {
             assert_eq!(target == "?", sentinels.contains(&i), "{objective}: asked at the sentinels");
             assert!(answer.chars().count() <= objlab_engine::train::ASK_SPAN_MAX, "{objective}: {answer:?}");
             assert!(sentinels.contains(&i) || answer.is_empty());
+            // how sure it is of each stretch, one it leaves empty too (the page shows that as
+            // "nothing behind <S0>, x % sure", not as no answer)
+            let p = e.confidence[i];
+            assert!(!sentinels.contains(&i) || (p > 0.0 && p <= 1.0), "{objective}: {answer:?} at {p}");
             assert!(!answer.contains('<') && !answer.contains('['), "{objective}: characters only: {answer:?}");
         }
         assert_eq!(a.continuation.is_some(), objective == "ul2_mixture", "{objective}");

@@ -41,7 +41,9 @@ fn run_rows(browser: &Browser) -> usize {
 /// "Ask the model": a line asked of a next-token run and of a masked-LM run beside it, one
 /// run at a time and both at once. The first continues the line (what comes before its blank);
 /// the second is offered the line with a blank and fills it; a character neither run's text
-/// has gets a message in the panel, not the page's error, and both runs train on.
+/// has gets a message in the panel, not the page's error, and both runs train on. A
+/// span-corruption run added beside them answers at its sentinel, with the stretch it writes
+/// or with "nothing", which an undertrained model writes and which is shown as an answer too.
 #[test]
 fn asking_a_gpt_and_a_bert_run_the_same_line_shows_what_each_can_do() {
     let server = StaticServer::start(dist_dir());
@@ -111,6 +113,22 @@ fn asking_a_gpt_and_a_bert_run_the_same_line_shows_what_each_can_do() {
         let p = points(b);
         (p.len() == 2 && p.iter().zip(&before).all(|(now, then)| now > then)).then_some(())
     });
+
+    // a span-corruption run just started writes a stretch behind the sentinel, or nothing
+    // (closing the gap at once, as an undertrained one does): either way an answer is shown
+    add_run_with(&browser, "objective", "span_corruption");
+    browser.wait_for("the third run to train", Duration::from_secs(120), |b| (points(b).get(2).is_some_and(|n| *n >= 2)).then_some(()));
+    browser.set_value("ask-run", "3");
+    browser.set_value("ask-text", "To be, or n_t to be");
+    browser.click("ask");
+    browser.wait_for("run 3's answers", Duration::from_secs(60), |b| answered(b, 1));
+    assert_eq!(all(&browser, "ask-example"), Value::from(vec!["span_corruption"]));
+    let answers = browser.eval("return [...document.querySelectorAll('[data-testid=\"ask-example\"] [data-answer]')].map(e => e.textContent)");
+    assert_eq!(answers.as_array().map(Vec::len), Some(1), "one answer, at the sentinel: {answers}");
+    let summary = browser.text("ask-summary").unwrap_or_default();
+    let nothing = answers[0] == "∅";
+    assert_eq!(summary.contains("nothing behind <S0>"), nothing, "{summary:?} {answers}");
+    assert!(summary.contains("% sure)"), "{summary:?}");
 }
 
 #[test]

@@ -46,15 +46,24 @@ fn summary(example: &Example) -> String {
         }
         _ => {
             // (a mode token such as UL2's [R] is not part of the line)
-            let text: String = row.tokens.iter().zip(&example.answers).zip(&row.marks).filter(|(_, m)| **m != Mark::Control)
-                .map(|((t, a), _)| if a.is_empty() { t.as_str() } else { a.as_str() }).collect();
-            // how sure it is of what it writes behind each [MASK] or sentinel
-            let sure: Vec<String> = row.tokens.iter().zip(&example.answers).zip(&example.confidence)
-                .filter(|((t, a), _)| t.chars().count() > 1 && !a.is_empty())
-                .map(|((_, a), p)| format!("{} {:.0} % sure", show(a), 100.0 * p)).collect();
+            let text: String = row.tokens.iter().zip(&example.answers).zip(&row.marks).zip(&row.targets).filter(|((_, m), _)| **m != Mark::Control)
+                .map(|(((t, a), _), y)| if a.is_empty() && !wrote_nothing(y, a) { t.as_str() } else { a.as_str() }).collect();
+            // how sure it is of what it writes behind each [MASK] or sentinel (nothing, too)
+            let sure: Vec<String> = row.tokens.iter().zip(&example.answers).zip(&example.confidence).zip(&row.targets)
+                .filter(|(((t, a), _), y)| t.chars().count() > 1 && (!a.is_empty() || wrote_nothing(y, a)))
+                .map(|(((t, a), p), _)| match a.is_empty() {
+                    true => format!("nothing behind {t}, {:.0} % sure", 100.0 * p),
+                    false => format!("{} {:.0} % sure", show(a), 100.0 * p),
+                }).collect();
             if sure.is_empty() { format!("reads it as: {text:?}") } else { format!("reads it as: {text:?} ({})", sure.join(", ")) }
         }
     }
+}
+
+/// Whether an asked position was answered with nothing: a stretch a span-corruption model
+/// writes nothing into (it closes the gap at once), which must read as an answer, not as none.
+fn wrote_nothing(target: &str, answer: &str) -> bool {
+    target == "?" && answer.is_empty()
 }
 
 /// How an answer reads beside the character it answers: right or wrong where the right answer
@@ -83,12 +92,15 @@ fn AnsweredRow(example: Example) -> impl IntoView {
             <div class="tokens">
                 {row.map(|row| row.tokens.iter().zip(&row.marks).zip(&row.targets).enumerate().map(|(k, ((t, m), y))| {
                     // a detector's verdicts: only the flagged ones, so that they stand out
-                    let answer = example.answers.get(k).filter(|a| !(a.is_empty() || (head == Head::Binary && *a == "original"))).map(|a| {
+                    let answer = example.answers.get(k).filter(|a| !((a.is_empty() && !wrote_nothing(y, a)) || (head == Head::Binary && *a == "original"))).map(|a| {
                         let p = example.confidence.get(k).copied().unwrap_or(0.0);
                         let v = verdict(head, t, y, a);
+                        let (shown, title) = match a.is_empty() {
+                            true => ("∅".to_string(), format!("the model writes nothing here: it closes the stretch at once ({:.0} % sure)", 100.0 * p)),
+                            false => (short_target(a), format!("the model's answer: {} ({:.0} % sure)", show(a), 100.0 * p)),
+                        };
                         view! {
-                            <span class=format!("tok answer {v}") data-answer=v
-                                title=format!("the model's answer: {} ({:.0} % sure)", show(a), 100.0 * p)>{short_target(a)}</span>
+                            <span class=format!("tok answer {v}") data-answer=v title=title>{shown}</span>
                         }
                     });
                     view! {
@@ -231,8 +243,9 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
 
 #[cfg(test)]
 mod tests {
-    use super::{suggested_line, verdict};
+    use super::{summary, suggested_line, verdict};
     use objlab_engine::model::Head;
+    use objlab_engine::objectives::{Example, ExampleRow, Mark};
 
     #[test]
     fn a_masked_model_is_offered_a_line_with_a_blank() {
@@ -252,5 +265,24 @@ mod tests {
         assert_eq!(verdict(Head::Vocab, "<S0>", "?", "not"), "plain", "a stretch written behind a sentinel");
         assert_eq!(verdict(Head::Binary, "a", "?", "replaced"), "flagged");
         assert_eq!(verdict(Head::Binary, "a", "?", "original"), "plain");
+    }
+
+    #[test]
+    fn a_stretch_written_empty_reads_as_nothing_not_as_no_answer() {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let example = Example {
+            objective: "span_corruption".into(),
+            head: Head::Vocab,
+            attention: Vec::new(),
+            rows: vec![ExampleRow {
+                tokens: strings(&["a", "<S0>", "b", "<S1>"]),
+                marks: vec![Mark::Plain, Mark::Sentinel, Mark::Plain, Mark::Sentinel],
+                targets: strings(&["", "?", "", "?"]),
+            }],
+            note: String::new(),
+            answers: strings(&["", "", "", "xy"]),
+            confidence: vec![0.0, 0.6, 0.0, 0.5],
+        };
+        assert_eq!(summary(&example), "reads it as: \"abxy\" (nothing behind <S0>, 60 % sure, xy 50 % sure)");
     }
 }
