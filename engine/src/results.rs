@@ -414,9 +414,12 @@ mod tests {
         assert!(same.losses_compare);
         assert_eq!(same.rows.iter().map(|r| r.label.as_str()).collect::<Vec<_>>(), ["lr 0.003", "lr 0.01"]);
         assert_eq!(same.bests(), (Some(1), Some(0)));
-        // rows that differ where the labels do not look (the batch) keep apart by number
+        // rows that differ where the labels do not look (the gradient clip) keep apart by number
+        let clip = Table::build(&[runs[0].clone(), run(6, "preset=tiny&grad_clip=0.5", 100, 1.5, 0.4)], 100);
+        assert_eq!(clip.rows.iter().map(|r| r.label.as_str()).collect::<Vec<_>>(), ["causal_lm #1", "causal_lm #6"]);
+        // the batch is told apart by the labels
         let batch = Table::build(&[runs[0].clone(), run(6, "preset=tiny&batch=4", 100, 1.5, 0.4)], 100);
-        assert_eq!(batch.rows.iter().map(|r| r.label.as_str()).collect::<Vec<_>>(), ["causal_lm #1", "causal_lm #6"]);
+        assert_eq!(batch.rows.iter().map(|r| r.label.as_str()).collect::<Vec<_>>(), ["batch 8", "batch 4"]);
     }
 
     #[test]

@@ -300,9 +300,11 @@ impl ExperimentSpec {
         }
         match key {
             "preset" => {
-                let (seed, device, runs) = (self.seed, self.device, self.runs.clone());
+                // a preset is a size and its training settings: the text, the architecture,
+                // the objective, the seed and where it trains are chosen apart and stay
+                let kept = (self.seed, self.device, self.runs.clone(), self.corpus.clone(), self.model.arch, self.train.workers);
                 *self = Self::from_preset(value)?;
-                (self.seed, self.device, self.runs) = (seed, device, runs);
+                (self.seed, self.device, self.runs, self.corpus, self.model.arch, self.train.workers) = kept;
             }
             "objective" => self.runs = vec![RunSpec { objectives: parse_objective_mix(value)? }],
             "arch" => self.model.arch = Architecture::parse(value)?,
@@ -489,6 +491,14 @@ impl ExperimentSpec {
             }
         }
         Ok(())
+    }
+
+    /// Whether the model's size or the batch differ from its preset's (the page then shows the
+    /// preset as "resized", and choosing it again restores its size).
+    pub fn resized(&self) -> bool {
+        let Ok(base) = Self::from_preset(&self.preset) else { return true };
+        let (m, b) = (&self.model, &base.model);
+        (m.n_layer, m.n_head, m.d_model, m.block_size, self.train.batch_size) != (b.n_layer, b.n_head, b.d_model, b.block_size, base.train.batch_size)
     }
 
     /// Tokens the model reads per optimiser step.
@@ -772,6 +782,23 @@ mod tests {
         let mut batch = a.clone();
         batch.set("batch", "24").unwrap();
         assert_eq!(run_labels(&[&a, &heads, &batch]), ["heads 4, batch 12", "heads 2, batch 12", "heads 4, batch 24"]);
+    }
+
+    #[test]
+    fn a_preset_sets_the_size_and_keeps_the_text_and_the_architecture() {
+        let mut spec = ExperimentSpec::default_experiment();
+        let own = crate::data::upload_corpus_name("notes.txt", "some text");
+        for (k, v) in [("corpus", own.as_str()), ("arch", "encoder_decoder"), ("objective", "masked_lm"), ("seed", "7"), ("workers", "1"), ("layers", "6")] {
+            spec.set(k, v).unwrap();
+        }
+        assert!(spec.resized());
+        spec.set("preset", "tiny").unwrap();
+        assert_eq!((spec.corpus.as_str(), spec.model.arch, spec.seed, spec.train.workers), (own.as_str(), Architecture::EncoderDecoder, 7, 1));
+        assert_eq!(spec.runs[0].objectives[0].id, "masked_lm");
+        assert_eq!((spec.model.n_layer, spec.model.d_model, spec.train.learning_rate), (2, 32, 3e-3), "the preset's size and settings");
+        assert!(!spec.resized());
+        spec.set("batch", "16").unwrap();
+        assert!(spec.resized(), "the batch is part of the size");
     }
 
     #[test]

@@ -141,6 +141,11 @@ fn a_text_file_of_ones_own_trains_and_odd_files_are_refused() {
     browser.click("start");
     browser.wait_for("a run on the Greek text in the fresh worker", Duration::from_secs(120), |b| (b.step() >= 10).then_some(()));
     assert_eq!(browser.text("run-failed"), None, "the fresh worker holds the text: {:?}", browser.text("error"));
+    // another preset sizes the model anew and keeps the text (a change that waits while the
+    // run trains)
+    browser.set_value("preset", "baby-gpt");
+    browser.wait_for("the pending change", Duration::from_secs(10), |b| b.text("confirm-reset"));
+    assert_eq!(selected_corpus(&browser), corpus, "a preset keeps the text one chose");
 
     // The address names the file, not its text: opened where the file is not (a fresh page),
     // the link's run on it is not started and the page asks for the file; the other run starts.

@@ -556,5 +556,16 @@ fn runs_of_two_sizes_chosen_on_the_page_are_told_apart() {
     assert_eq!(labels.as_str(), Some("2L×48,1L×48"));
     let rows = browser.eval("return [...document.querySelectorAll('[data-testid=\"results-row\"]')].map(e => e.cells[0].textContent).join(',')");
     assert_eq!(rows.as_str(), Some("2L×48,1L×48"));
+
+    // the preset shows as resized; chosen again it restores its size, and keeps the
+    // architecture chosen apart from it
+    assert_eq!(field(&browser, "preset"), "resized");
+    assert!(browser.text("preset").unwrap_or_default().contains("tiny, resized"));
+    browser.set_value("arch", "encoder_decoder");
+    browser.set_value("preset", "tiny");
+    browser.wait_for("the preset's size again", Duration::from_secs(10), |b| (field(b, "layers") == "2" && field(b, "width") == "32").then_some(()));
+    assert_eq!((field(&browser, "preset"), field(&browser, "heads"), field(&browser, "arch")), ("tiny".into(), "2".into(), "encoder_decoder".into()));
+    let encoder_decoder = browser.text("model-size").unwrap_or_default();
+    assert!(encoder_decoder != tiny && encoder_decoder.contains(" 256 tokens a step"), "the encoder's weights counted too: {encoder_decoder}");
     assert_eq!(browser.text("error").unwrap_or_default(), "");
 }

@@ -81,8 +81,12 @@ pub fn Controls(lab: Lab) -> impl IntoView {
                 <select data-testid="preset"
                     on:change=move |ev| set_option(lab, "preset", &event_target_value(&ev))>
                     {preset_names().into_iter().map(|n| view! {
-                        <option value=n prop:selected=move || lab.shown().preset == n>{n}</option>
+                        <option value=n prop:selected=move || { let s = lab.shown(); s.preset == n && !s.resized() }>{n}</option>
                     }).collect_view()}
+                    // sizes changed on the size line: choosing a preset restores its size
+                    <option value="resized" disabled=true prop:selected=move || lab.shown().resized()>
+                        {move || format!("{}, resized", lab.shown().preset)}
+                    </option>
                 </select>
             </label>
             <label>
