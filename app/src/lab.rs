@@ -12,7 +12,7 @@ use objlab_engine::data::{check_upload, is_upload, upload_file_name};
 use objlab_engine::memory;
 use objlab_engine::objectives::{Answers, Example};
 use objlab_engine::protocol::{BenchmarkReport, DeviceKind, FromWorker, RunId, RunState, Snapshot, ToWorker};
-use objlab_engine::spec::{ExperimentSpec, numbered_repeats, run_labels, workspace_query};
+use objlab_engine::spec::{ExperimentSpec, builtin_vocab, numbered_repeats, run_labels, workspace_query};
 
 use crate::saved_runs::{self, SavedRun, SavedWorkspace};
 use crate::worker_link;
@@ -624,6 +624,12 @@ impl Lab {
 
     fn send_upload(&self, upload: &Upload) {
         worker_link::send(*self, &ToWorker::AddCorpus { name: upload.name.clone(), text: upload.text.to_string() });
+    }
+
+    /// The model's vocabulary on `corpus` (tracked): the built-in text's, or a text of one's
+    /// own that the page holds; `None` for one it does not.
+    pub fn vocab_of(&self, corpus: &str) -> Option<usize> {
+        builtin_vocab(corpus).or_else(|| self.uploads.with(|u| u.iter().find(|u| u.name == corpus).map(|u| u.vocab)))
     }
 
     /// The largest vocabulary a run may need: 128 bounds the built-in corpus's, and the texts

@@ -448,6 +448,7 @@ fn train_link(link: &str, args: RunArgs, csv: Option<PathBuf>, json: bool) -> Re
         .enumerate()
         .map(|(i, (spec, latest, failure, train, val, probes))| RunResult {
             id: i as u32 + 1,
+            vocab: corpora.iter().find(|c| c.name == spec.corpus).map(|c| c.tokenizer.vocab_size()),
             spec,
             latest,
             failure,
@@ -462,7 +463,7 @@ fn train_link(link: &str, args: RunArgs, csv: Option<PathBuf>, json: bool) -> Re
             .iter()
             .map(|r| {
                 let stat = |s: &Option<objlab_engine::results::Stat>| s.as_ref().map(|s| serde_json::json!({"mean": s.mean, "sd": s.sd, "n": s.n, "of": s.of}));
-                serde_json::json!({"label": r.label, "seeds": r.seeds, "train": stat(&r.train), "val": stat(&r.val), "probe": stat(&r.probe), "notes": r.notes()})
+                serde_json::json!({"label": r.label, "seeds": r.seeds, "params": r.params, "train": stat(&r.train), "val": stat(&r.val), "probe": stat(&r.probe), "notes": r.notes()})
             })
             .collect();
         println!("{}", serde_json::json!({"at": table.at, "rows": rows, "markdown": markdown}));

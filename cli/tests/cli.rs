@@ -84,6 +84,16 @@ fn a_pages_link_trains_into_its_results_table() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v = last_json_line(&out);
     assert_eq!((v["at"].as_u64(), v["rows"][0]["seeds"].clone()), (Some(6), serde_json::json!([7, 7])), "{v}");
+    assert!(!v["markdown"].as_str().unwrap().contains("parameters"), "one size: no parameters column");
+    // runs of two sizes: each row with its model's parameters, in the Markdown too
+    let sizes = "http://127.0.0.1:8080/?preset=tiny&run=preset%3Dtiny&run=preset%3Dtiny%26layers%3D1";
+    let out = objlab(&["train", "--link", sizes, "--steps", "3", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = last_json_line(&out);
+    let params: Vec<u64> = v["rows"].as_array().unwrap().iter().map(|r| r["params"].as_u64().unwrap()).collect();
+    assert!(params.len() == 2 && params[0] > params[1], "two layers weigh more than one: {v}");
+    let md = v["markdown"].as_str().unwrap();
+    assert!(md.contains("| run | seeds | parameters |") && md.contains("\n| 2L×32 | 1337 | ") && md.contains(" k | "), "{md}");
 }
 
 #[test]

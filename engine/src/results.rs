@@ -100,6 +100,9 @@ pub struct RunResult {
     /// Why it stopped, if it failed (a divergence, a lost device).
     pub failure: Option<String>,
     pub figures: Figures,
+    /// Its model's vocabulary (the text's characters and the special tokens), where known: its
+    /// parameter count follows from it.
+    pub vocab: Option<usize>,
 }
 
 /// One experiment: the runs that differ only in their seed.
@@ -122,6 +125,8 @@ pub struct Row {
     pub stopped_here: Vec<String>,
     /// Whether a run of the row failed, counted or not: the row is marked.
     pub failed: bool,
+    /// Its model's trainable parameters, where the vocabulary is known.
+    pub params: Option<usize>,
 }
 
 impl Row {
@@ -194,6 +199,7 @@ impl Table {
                     left_out,
                     stopped_here,
                     failed: members.iter().any(|r| r.failure.is_some()),
+                    params: members[0].vocab.map(|v| members[0].spec.model.n_params(v)),
                 }
             })
             .collect();
@@ -218,6 +224,14 @@ impl Table {
         (val, self.best(|r| r.probe.as_ref(), false))
     }
 
+    /// Whether the rows' models differ in size: the table then has a parameters column (an
+    /// ablation over depth or width reports what each model weighs).
+    pub fn sizes_differ(&self) -> bool {
+        let mut sizes = self.rows.iter().filter_map(|r| r.params);
+        let first = sizes.next();
+        sizes.any(|p| Some(p) != first)
+    }
+
     /// The probe's chance level where every row that has one shares it (one probe set, so
     /// always, unless a run trains on a text of its own).
     pub fn chance(&self) -> Option<f64> {
@@ -233,11 +247,17 @@ impl Table {
             "At step {}. Training loss: the mean of the last {TRAIN_WINDOW} readings; ± is the standard deviation over seeds.\n\n",
             self.at
         );
-        md.push_str(&format!("| run | seeds | training loss | validation loss | {} |\n| --- | --- | --- | --- | --- |\n", probe_header(self)));
+        let sizes = self.sizes_differ();
+        let (size_header, size_rule) = if sizes { (" parameters |", " --- |") } else { ("", "") };
+        md.push_str(&format!(
+            "| run | seeds |{size_header} training loss | validation loss | {} |\n| --- | --- |{size_rule} --- | --- | --- |\n",
+            probe_header(self)
+        ));
         let shared = self.chance().is_some();
         for r in &self.rows {
+            let size = if sizes { format!(" {} |", r.params.map_or_else(|| "—".into(), params_text)) } else { String::new() };
             md.push_str(&format!(
-                "| {}{} | {} | {} | {} | {} |\n",
+                "| {}{} | {} |{size} {} | {} | {} |\n",
                 cell(&r.label),
                 if r.failed { " ⚠" } else { "" },
                 seeds_text(&r.seeds),
@@ -256,6 +276,11 @@ impl Table {
         }
         md
     }
+}
+
+/// A parameter count as people write it: "0.83 M", "31 k".
+pub fn params_text(n: usize) -> String {
+    if n >= 100_000 { format!("{:.2} M", n as f64 / 1e6) } else { format!("{:.0} k", n as f64 / 1e3) }
 }
 
 pub fn seeds_text(seeds: &[u64]) -> String {
@@ -330,6 +355,7 @@ mod tests {
             latest: Some(latest),
             failure: None,
             figures: Figures { train: Some(val + 0.1), val: Some(val), probe: Some((probe, 4)) },
+            vocab: crate::spec::builtin_vocab("tiny-shakespeare"),
         }
     }
 
@@ -456,6 +482,25 @@ mod tests {
              | --- | --- | --- | --- | --- |\n\
              | causal_lm | 1, 2 | 2.200 ± 0.141 | 2.100 ± 0.141 | 60.0 ± 14.1 % |\n"
         );
+        // rows of two sizes: what each model weighs, in a column of its own
+        let deeper = [runs[0].clone(), run(3, "preset=tiny&layers=4&width=64", 100, 1.8, 0.6)];
+        let table = Table::build(&deeper, 100);
+        assert!(table.sizes_differ() && !Table::build(&runs, 100).sizes_differ());
+        let md = table.markdown();
+        assert!(md.contains("| run | seeds | parameters | training loss |") && md.contains("| --- | --- | --- | --- | --- | --- |"), "{md}");
+        let tiny = params_text(table.rows[0].params.unwrap());
+        let big = params_text(table.rows[1].params.unwrap());
+        assert!(tiny.ends_with(" k") && big.ends_with(" M"), "{tiny} {big}");
+        assert!(md.contains(&format!("| 2L×32 | 1 | {tiny} | 2.100 |")) && md.contains(&format!("| 4L×64 | 1337 | {big} | 1.900 |")), "{md}");
+        // a row whose vocabulary is not known has no figure there
+        let mut unknown = deeper.clone();
+        unknown[1].vocab = None;
+        assert!(!Table::build(&unknown, 100).sizes_differ(), "one size known: nothing to compare");
+    }
+
+    #[test]
+    fn parameter_counts_read_as_people_write_them() {
+        assert_eq!((params_text(834_560), params_text(31_488), params_text(2_500_000)), ("0.83 M".into(), "31 k".into(), "2.50 M".into()));
     }
 
     #[test]

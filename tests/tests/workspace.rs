@@ -556,6 +556,12 @@ fn runs_of_two_sizes_chosen_on_the_page_are_told_apart() {
     assert_eq!(labels.as_str(), Some("2L×48,1L×48"));
     let rows = browser.eval("return [...document.querySelectorAll('[data-testid=\"results-row\"]')].map(e => e.cells[0].textContent).join(',')");
     assert_eq!(rows.as_str(), Some("2L×48,1L×48"));
+    // the table says what each model weighs, as the size line did before it trained
+    let params = browser.eval("return [...document.querySelectorAll('[data-testid=\"results-params\"]')].map(e => e.textContent)");
+    let params: Vec<&str> = params.as_array().unwrap().iter().filter_map(|p| p.as_str()).collect();
+    assert_eq!(params.len(), 2, "{params:?}");
+    assert!(params.iter().all(|p| p.ends_with(" k")) && params[0] != params[1], "{params:?}");
+    assert!(browser.text("model-size").unwrap_or_default().starts_with(params[1]), "the size line shows the shown experiment's: {params:?}");
 
     // the preset shows as resized; chosen again it restores its size, and keeps the
     // architecture chosen apart from it

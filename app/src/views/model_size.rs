@@ -4,7 +4,8 @@
 
 use leptos::prelude::*;
 use objlab_engine::memory::{self, DEVICE_BUDGET};
-use objlab_engine::spec::{ExperimentSpec, builtin_vocab};
+use objlab_engine::results::params_text;
+use objlab_engine::spec::ExperimentSpec;
 
 use super::controls::NumberOption;
 use crate::lab::Lab;
@@ -16,8 +17,7 @@ fn size_summary(spec: &ExperimentSpec, vocab: Option<usize>) -> (String, bool) {
     let Some(vocab) = vocab else {
         return (format!("{tokens} (the parameters depend on the text's characters)"), false);
     };
-    let params = spec.model.n_params(vocab);
-    let params = if params >= 100_000 { format!("{:.2} M", params as f64 / 1e6) } else { format!("{:.0} k", params as f64 / 1e3) };
+    let params = params_text(spec.model.n_params(vocab));
     let bytes = memory::run_bytes(spec, vocab);
     let mut text = format!("{params} parameters · {tokens} · about {} while training", memory::format_bytes(bytes));
     let too_large = bytes > DEVICE_BUDGET;
@@ -31,8 +31,7 @@ fn size_summary(spec: &ExperimentSpec, vocab: Option<usize>) -> (String, bool) {
 pub fn ModelSize(lab: Lab) -> impl IntoView {
     let summary = move || {
         let spec = lab.shown();
-        let own = lab.uploads.with(|u| u.iter().find(|u| u.name == spec.corpus).map(|u| u.vocab));
-        size_summary(&spec, own.or_else(|| builtin_vocab(&spec.corpus)))
+        size_summary(&spec, lab.vocab_of(&spec.corpus))
     };
     view! {
         <div class="model-size" title="the model's size, from the preset; change one number for an ablation">
@@ -57,6 +56,7 @@ pub fn ModelSize(lab: Lab) -> impl IntoView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use objlab_engine::spec::builtin_vocab;
 
     #[test]
     fn the_summary_counts_parameters_tokens_and_memory() {

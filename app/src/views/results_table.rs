@@ -1,6 +1,7 @@
 //! "Results side by side": the table an ablation reports. One row per experiment, its seeds
 //! gathered into one row, with the training loss, the validation loss and the linear probe's
-//! accuracy as mean ± standard deviation over the seeds, every run compared at the same step:
+//! accuracy as mean ± standard deviation over the seeds (and each model's parameters where the
+//! rows differ in size), every run compared at the same step:
 //! the furthest step every shown run has reached, or the time slider's. Without it a reader
 //! compares curves by eye at different steps and cannot tell a difference from seed noise.
 //! "copy as Markdown" puts the table in a lab notebook or an issue as it is. The table itself
@@ -9,7 +10,7 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use objlab_engine::results::{DIFFERENT_TASKS, RunResult, TRAIN_WINDOW, Table, common_step, figures_at, loss_text, probe_header, probe_text, seeds_text};
+use objlab_engine::results::{DIFFERENT_TASKS, RunResult, TRAIN_WINDOW, Table, common_step, figures_at, loss_text, params_text, probe_header, probe_text, seeds_text};
 use wasm_bindgen_futures::JsFuture;
 
 use super::canvas::Redraws;
@@ -37,6 +38,7 @@ fn table_of(lab: Lab) -> Option<Table> {
                 latest: latest(r),
                 failure: r.failure.get(),
                 figures: r.train.with(|t| r.val.with(|v| figures_at(t, v, &probes, at))),
+                vocab: r.spec.with_value(|s| lab.vocab_of(&s.corpus)),
             }
         })
         .collect();
@@ -101,6 +103,7 @@ pub fn ResultsTable(lab: Lab) -> impl IntoView {
         };
         let (best_val, best_probe) = t.bests();
         let shared = t.chance().is_some();
+        let sizes = t.sizes_differ();
         let caption = if lab.time.get().is_some() {
             format!("at step {}, the time slider's", t.at)
         } else {
@@ -111,6 +114,7 @@ pub fn ResultsTable(lab: Lab) -> impl IntoView {
             <table data-testid="results" data-rows=t.rows.len().to_string()>
                 <tr>
                     <th>"run"</th><th>"seeds"</th>
+                    {sizes.then(|| view! { <th title="the model's trainable parameters">"parameters"</th> })}
                     <th title=format!("the mean of each run's last {TRAIN_WINDOW} training readings")>"training loss"</th>
                     <th>"validation loss"</th>
                     <th title="held-out accuracy of a linear probe on the frozen representations (which source wrote a sequence)">{probe_header(&t)}</th>
@@ -123,6 +127,7 @@ pub fn ResultsTable(lab: Lab) -> impl IntoView {
                             {r.failed.then(|| view! { <span class="stopped" data-testid="results-stopped" title=r.notes().join("; ")>" ⚠ stopped"</span> })}
                         </th>
                         <td data-testid="results-seeds">{seeds_text(&r.seeds)}</td>
+                        {sizes.then(|| view! { <td data-testid="results-params">{r.params.map_or_else(|| "—".into(), params_text)}</td> })}
                         <td data-testid="results-train">{loss_text(&r.train)}</td>
                         <td data-testid="results-val" class:best=best_val == Some(i)>{loss_text(&r.val)}</td>
                         <td data-testid="results-probe" class:best=best_probe == Some(i)>{probe_text(r, shared)}</td>
