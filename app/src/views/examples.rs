@@ -1,5 +1,5 @@
 //! Ready-made comparisons for a class or a first visit: each is a workspace of runs that differ
-//! in one choice (the objective, the architecture, the seed), so that their curves and
+//! in one choice (the objective, the architecture, the seed, the model's shape), so that their curves and
 //! representations show what that one choice does. A click starts it, or, while runs train,
 //! offers it beside them (as a shared link does) rather than stopping them unasked.
 
@@ -40,6 +40,11 @@ pub const EXAMPLES: &[Example] = &[
         title: "How much is the seed?",
         look_for: "one experiment, three seeds: the spread between these curves (the ± in the results table) is the noise any other comparison must beat",
         runs: &["objective=causal_lm&seed=1&steps=1000", "objective=causal_lm&seed=2&steps=1000", "objective=causal_lm&seed=3&steps=1000"],
+    },
+    Example {
+        title: "Deeper or wider?",
+        look_for: "three shapes of the same ~0.8 M parameters (the results table's parameters column): 2 wide layers, baby GPT's 4, and 16 narrow ones: which learns most per step, and which representation tells the probe's sources apart?",
+        runs: &["objective=causal_lm&layers=2&width=176&steps=1000", "objective=causal_lm&steps=1000", "objective=causal_lm&layers=16&width=64&steps=1000"],
     },
 ];
 
@@ -92,5 +97,14 @@ mod tests {
             assert_eq!(distinct.len(), runs.len(), "{}: runs told apart by their labels: {labels:?}", e.title);
             assert!(runs.len() <= crate::lab::MAX_RUNS);
         }
+    }
+
+    #[test]
+    fn deeper_or_wider_compares_shapes_of_one_size() {
+        let e = EXAMPLES.iter().find(|e| e.title == "Deeper or wider?").unwrap();
+        let vocab = objlab_engine::spec::builtin_vocab("tiny-shakespeare").unwrap();
+        let params: Vec<f64> = example_runs(e).iter().map(|s| s.model.n_params(vocab) as f64).collect();
+        let (lo, hi) = (params.iter().cloned().fold(f64::MAX, f64::min), params.iter().cloned().fold(0.0, f64::max));
+        assert!(hi / lo < 1.05 && (0.75e6..0.85e6).contains(&lo), "the same ~0.8 M parameters: {params:?}");
     }
 }
