@@ -19,7 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use objlab_engine::burn::tensor::Device;
 use objlab_engine::data::{Corpus, is_upload, upload_file_name};
 use objlab_engine::results::{RunCurves, curves_csv};
-use objlab_engine::spec::{CORPORA, ExperimentSpec, preset_names};
+use objlab_engine::spec::{CORPORA, ExperimentSpec};
 use objlab_engine::train::Trainer;
 
 #[global_allocator]
@@ -146,7 +146,12 @@ fn run(cli: Cli) -> Result<(), String> {
             bench(run, runs, snapshot, software, peak_tflops, kernel_profile)
         }
         Command::List => {
-            println!("presets: {}", preset_names().join(", "));
+            let vocab = objlab_engine::spec::builtin_vocab(CORPORA[0].0).expect("a built-in corpus");
+            for p in objlab_engine::spec::presets() {
+                let params = objlab_engine::results::params_text(p.model.n_params(vocab));
+                println!("preset    {:<24} {} ({params} parameters on {})", p.name, p.description, CORPORA[0].0);
+            }
+            println!("          (any size: --set layers=N --set heads=N --set width=N --set context=N --set batch=N)");
             for o in objlab_engine::objectives::REGISTRY {
                 let i = o.info();
                 println!("objective {:<24} {} — {}", i.id, i.name, i.paper);

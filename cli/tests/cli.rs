@@ -97,6 +97,16 @@ fn a_pages_link_trains_into_its_results_table() {
 }
 
 #[test]
+fn list_names_the_presets_with_their_sizes_and_the_objectives() {
+    let out = objlab(&["list"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("preset    baby-gpt") && text.contains("(0.83 M parameters on tiny-shakespeare)"), "{text}");
+    assert!(text.contains("preset    tiny") && text.contains("--set layers=N"), "{text}");
+    assert!(text.contains("objective causal_lm"), "{text}");
+}
+
+#[test]
 fn objectives_lists_the_registry_with_ranges() {
     let out = objlab(&["objectives"]);
     assert!(out.status.success());

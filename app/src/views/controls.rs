@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 use objlab_engine::objectives::REGISTRY;
 use objlab_engine::protocol::{RunState, ToWorker};
-use objlab_engine::spec::{ExperimentSpec, preset_names};
+use objlab_engine::spec::{ExperimentSpec, presets};
 
 use super::corpus_choice::CorpusChoice;
 use super::model_size::ModelSize;
@@ -80,8 +80,11 @@ pub fn Controls(lab: Lab) -> impl IntoView {
                 "Model "
                 <select data-testid="preset"
                     on:change=move |ev| set_option(lab, "preset", &event_target_value(&ev))>
-                    {preset_names().into_iter().map(|n| view! {
-                        <option value=n prop:selected=move || { let s = lab.shown(); s.preset == n && !s.resized() }>{n}</option>
+                    {presets().into_iter().map(|p| {
+                        let n = p.name;
+                        view! {
+                            <option value=n title=p.description prop:selected=move || { let s = lab.shown(); s.preset == n && !s.resized() }>{n}</option>
+                        }
                     }).collect_view()}
                     // sizes changed on the size line: choosing a preset restores its size
                     <option value="resized" disabled=true prop:selected=move || lab.shown().resized()>
