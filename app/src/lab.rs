@@ -267,7 +267,6 @@ pub fn with_next_free_seed(spec: &ExperimentSpec, existing: &[ExperimentSpec]) -
     }
 }
 
-
 impl Lab {
     pub fn new(spec: ExperimentSpec, errors: Vec<String>, linked: Vec<ExperimentSpec>) -> Self {
         Self {

@@ -339,7 +339,6 @@ fn train(args: RunArgs, csv: Option<PathBuf>, json: bool) -> Result<(), String> 
     Ok(())
 }
 
-
 /// `objlab train --link`: every run of a page's link, one after another, then the page's
 /// results table for them. Each run is built from its own spec as the page builds it (its
 /// seed, its objective mix, its sizes), so the table's rows are the page's experiments; the

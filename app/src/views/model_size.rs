@@ -29,10 +29,11 @@ fn size_summary(spec: &ExperimentSpec, vocab: Option<usize>) -> (String, bool) {
 
 #[component]
 pub fn ModelSize(lab: Lab) -> impl IntoView {
-    let summary = move || {
+    // read by the line's class and its text: computed once per change
+    let summary = Memo::new(move |_| {
         let spec = lab.shown();
         size_summary(&spec, lab.vocab_of(&spec.corpus))
-    };
+    });
     view! {
         <div class="model-size" title="the model's size, from the preset; change one number for an ablation">
             "Size "
@@ -46,8 +47,8 @@ pub fn ModelSize(lab: Lab) -> impl IntoView {
                 value=|s| s.model.block_size.to_string() />
             <NumberOption lab=lab testid="batch" key="batch" label="batch " title="sequences per optimiser step"
                 value=|s| s.train.batch_size.to_string() />
-            <span data-testid="model-size" class=move || if summary().1 { "size-info too-large" } else { "size-info" }>
-                {move || summary().0}
+            <span data-testid="model-size" class=move || if summary.with(|s| s.1) { "size-info too-large" } else { "size-info" }>
+                {move || summary.with(|s| s.0.clone())}
             </span>
         </div>
     }

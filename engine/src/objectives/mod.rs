@@ -627,8 +627,9 @@ pub struct Example {
     pub note: String,
     /// The model's answer, when read, at each position of the first row that is scored: its
     /// most likely class, written as `rows[0].targets` writes the target (so the two compare),
-    /// "" where nothing is scored. Empty where not read (contrastive objectives, whose score
-    /// compares rows rather than positions).
+    /// "" where nothing is scored, and also at an asked sentinel whose stretch the model leaves
+    /// empty (a target of "?": see `Trainer::ask`). Empty where not read (contrastive
+    /// objectives, whose score compares rows rather than positions).
     #[serde(default)]
     pub answers: Vec<String>,
     /// The probability the model gives each of `answers` (0 where there is none).
