@@ -152,6 +152,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 println!("preset    {:<24} {} ({params} parameters on {})", p.name, p.description, CORPORA[0].0);
             }
             println!("          (any size: --set layers=N --set heads=N --set width=N --set context=N --set batch=N)");
+            for (name, _) in CORPORA {
+                println!("corpus    {name:<24} {}", objlab_engine::spec::corpus_description(name));
+            }
+            println!("          (or --set corpus=NAME; a text file of your own: --data FILE)");
             for o in objlab_engine::objectives::REGISTRY {
                 let i = o.info();
                 println!("objective {:<24} {} — {}", i.id, i.name, i.paper);
@@ -231,7 +235,7 @@ fn load_corpus(spec: &ExperimentSpec, data: Option<&PathBuf>) -> Result<Arc<Corp
     Ok(Arc::new(if data.is_some() {
         Corpus::from_upload(&name, &bytes)?
     } else {
-        Corpus::from_text(&name, &String::from_utf8_lossy(&bytes))?
+        Corpus::builtin(&name, &String::from_utf8_lossy(&bytes))?
     }))
 }
 
@@ -424,7 +428,7 @@ fn train_link(link: &str, args: RunArgs, csv: Option<PathBuf>, json: bool) -> Re
         let trained = train.last().map(|p| p.0 + 1);
         if failure.is_none() {
             // the page's probe: a linear probe on the frozen, mean-pooled states of its probe set
-            let probe = ProbeSet::of_views(&trainer.corpus().tokenizer)?;
+            let probe = ProbeSet::of_views(trainer.corpus())?;
             let f = pollster::block_on(trainer.features(&probe))?;
             let pooled = objlab_kernels::Matrix::new(probe.rows.len(), f.d_model, f.pooled);
             probes.push((trainer.step_count(), objlab_kernels::probe::probe_accuracy(&pooled, &probe.labels, probe.classes), probe.classes));
@@ -623,7 +627,7 @@ async fn snapshot_ms(trainers: &[&Trainer], analyser: &objlab_kernels::Analyser)
     use objlab_engine::probe_set::ProbeSet;
     use objlab_kernels::Matrix;
     // the worker's probe set
-    let probe = ProbeSet::of_views(&trainers[0].corpus().tokenizer)?;
+    let probe = ProbeSet::of_views(trainers[0].corpus())?;
     let mut stages = [0.0f64; 4];
     let mut longest = 0.0f64;
     let mut pooled = Vec::new();

@@ -32,6 +32,19 @@ fn train_ends_with_a_json_summary() {
     assert_eq!(table.lines().count(), 1 + 12 + 1, "{table}");
 }
 
+/// The built-in digits: a link of GPT and BERT on pixels (the page's example, smaller)
+/// trains natively, and its probe asks which of ten digits a held-out image shows.
+#[test]
+fn a_link_on_the_digits_trains_and_probes_ten_digits() {
+    let link = "?corpus=digits&run=preset%3Dtiny%26corpus%3Ddigits%26context%3D65%26steps%3D15\
+                &run=preset%3Dtiny%26corpus%3Ddigits%26context%3D65%26steps%3D15%26objective%3Dmasked_lm";
+    let out = objlab(&["train", "--link", link, "--device", "cpu"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("probe accuracy (chance 10 %)"), "{text}");
+    assert!(text.contains("| causal_lm |") && text.contains("| masked_lm |"), "{text}");
+}
+
 #[test]
 fn any_objective_or_mixture_trains_with_parameters() {
     let out = objlab(&[
@@ -104,6 +117,7 @@ fn list_names_the_presets_with_their_sizes_and_the_objectives() {
     assert!(text.contains("preset    baby-gpt") && text.contains("(0.83 M parameters on tiny-shakespeare)"), "{text}");
     assert!(text.contains("preset    tiny") && text.contains("--set layers=N"), "{text}");
     assert!(text.contains("objective causal_lm"), "{text}");
+    assert!(text.contains("corpus    digits") && text.contains("Image GPT") && text.contains("--set corpus=NAME"), "{text}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Corpora and batches. A corpus is split 90/10 by position into train and validation
-//! (as nanoGPT does for tiny shakespeare); batches are windows at seeded random offsets.
+//! (as nanoGPT does for tiny shakespeare); batches are windows at seeded random offsets (for a
+//! corpus of records, the digits' images, at the start of a random record).
 
 use crate::rng::Rng;
 use crate::tokenizer::CharTokenizer;
@@ -11,6 +12,20 @@ pub struct Corpus {
     pub tokenizer: CharTokenizer,
     pub train: Vec<u32>,
     pub val: Vec<u32>,
+    /// Where the text is a run of equal records (the digits' images, [`crate::digits`]): their
+    /// length and the validation records' labels. `None` for a text.
+    pub records: Option<Records>,
+}
+
+/// A corpus made of records of one length, each labelled (the digits: an image each).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Records {
+    /// Tokens per record; windows start at multiples of it.
+    pub len: usize,
+    /// The label of each validation record, in order (the probe set's labels).
+    pub val_labels: Vec<usize>,
+    /// How many labels there are.
+    pub classes: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,7 +199,13 @@ impl Corpus {
     fn tokenize(name: &str, text: &str, tokenizer: CharTokenizer) -> Result<Self, String> {
         let ids = tokenizer.encode(text)?;
         let n_train = ids.len() * 9 / 10;
-        Ok(Self { name: name.to_string(), tokenizer, train: ids[..n_train].to_vec(), val: ids[n_train..].to_vec() })
+        Ok(Self { name: name.to_string(), tokenizer, train: ids[..n_train].to_vec(), val: ids[n_train..].to_vec(), records: None })
+    }
+
+    /// Built-in corpus `name` from the text of its asset file (`spec::CORPORA`): the digits'
+    /// CSV becomes images ([`crate::digits`]), any other asset is a text.
+    pub fn builtin(name: &str, asset: &str) -> Result<Self, String> {
+        if name == crate::digits::NAME { crate::digits::corpus(asset) } else { Self::from_text(name, asset) }
     }
 
     fn tokens(&self, split: Split) -> &[u32] {
@@ -218,12 +239,18 @@ impl Corpus {
         Ok(())
     }
 
-    /// `batch` windows of `seq + 1` tokens at random offsets of `split`.
+    /// `batch` windows of `seq + 1` tokens at random offsets of `split` (at the start of a
+    /// random record, where the corpus has records: a row then begins with a whole image).
     pub fn sample(&self, split: Split, batch: usize, seq: usize, rng: &mut Rng) -> CleanBatch {
         let data = self.tokens(split);
         let mut tokens = Vec::with_capacity(batch * (seq + 1));
         for _ in 0..batch {
-            let start = rng.below(data.len() - seq - 1);
+            let start = match &self.records {
+                // records that start early enough to hold a whole window (at least the first:
+                // `check_block` asks for more than `seq + 1` tokens)
+                Some(r) => r.len * rng.below((data.len() - seq - 1) / r.len + 1),
+                None => rng.below(data.len() - seq - 1),
+            };
             tokens.extend_from_slice(&data[start..start + seq + 1]);
         }
         CleanBatch { batch, seq, tokens }
@@ -305,6 +332,30 @@ mod tests {
                 assert_eq!((w[0] + 1) % 26, w[1] % 26);
             }
         }
+    }
+
+    #[test]
+    fn windows_of_records_start_where_a_record_starts() {
+        // 30 records of 8 tokens, "^" then a letter of its own 7 times
+        let text: String = (0..30u8).map(|i| format!("^{}", char::from(b'a' + i % 26).to_string().repeat(7))).collect();
+        let mut c = Corpus::from_text("t", &text).unwrap();
+        c.records = Some(Records { len: 8, val_labels: vec![0; 3], classes: 1 });
+        let caret = c.tokenizer.encode("^").unwrap()[0];
+        let mut rng = Rng::seeded(3);
+        for (split, seq) in [(Split::Train, 5), (Split::Train, 12), (Split::Val, 7), (Split::Val, 20)] {
+            let b = c.sample(split, 16, seq, &mut rng);
+            for r in 0..16 {
+                assert_eq!(b.row(r)[0], caret, "{split:?} row {r} starts a record");
+                assert_eq!(b.row(r).len(), seq + 1);
+            }
+        }
+        // every record that holds a whole window is drawn, the last too: the validation
+        // part's three records at seq 7, and only its first at seq 20
+        let drawn = |seq: usize| -> std::collections::BTreeSet<String> {
+            (0..200).map(|i| c.tokenizer.decode(&c.sample(Split::Val, 1, seq, &mut Rng::seeded(i)).row(0)[1..2])).collect()
+        };
+        assert_eq!(drawn(7).into_iter().collect::<String>(), "bcd");
+        assert_eq!(drawn(20).into_iter().collect::<String>(), "b");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod benchmark;
 #[cfg(feature = "training")]
 mod cpu_loops;
 pub mod data;
+pub mod digits;
 #[cfg(feature = "training")]
 pub mod dispatches;
 #[cfg(all(feature = "training", any(test, all(target_family = "wasm", feature = "wasm-relaxed-simd"))))]

@@ -1,5 +1,7 @@
-//! A labelled probe set for the linear-probe and CKA views: sequences from K small random
-//! Markov sources; the label is which source wrote the sequence.
+//! A labelled probe set for the linear-probe and CKA views. On a corpus of labelled records
+//! (the digits) it is the held-out images and the label is the digit, as Image GPT probes its
+//! features ([`crate::digits`]). On a text it is sequences from K small random Markov sources,
+//! and the label is which source wrote the sequence:
 //!
 //! Every source walks the same 8 letters (see `probe_letters`) and has the same (uniform) letter frequencies: from a
 //! letter it goes to its own "favourite successor" (a permutation of the letters, different for
@@ -9,6 +11,7 @@
 //! averages token embeddings cannot. The sources are drawn from a fixed seed, so every run and
 //! every page sees the same probe set.
 
+use crate::data::Corpus;
 use crate::rng::Rng;
 use crate::tokenizer::CharTokenizer;
 
@@ -43,10 +46,32 @@ pub struct ProbeSet {
 
 impl ProbeSet {
     /// The probe set the page's views read (the worker's snapshots, and natively the CLI's
-    /// `train --link` table and `bench --snapshot`): 32 sequences of 16 letters per source, 128
-    /// in all, whose forward pass costs about half a baby-GPT step.
-    pub fn of_views(tokenizer: &CharTokenizer) -> Result<Self, String> {
-        Self::markov(tokenizer, 16, 32)
+    /// `train --link` table and `bench --snapshot`). On a text: 32 sequences of 16 letters per
+    /// source, 128 in all, whose forward pass costs about half a baby-GPT step. On the digits:
+    /// 16 held-out images per digit, 160 in all (about three baby-GPT steps at context 64).
+    pub fn of_views(corpus: &Corpus) -> Result<Self, String> {
+        if corpus.records.is_some() { Self::of_records(corpus, 16) } else { Self::markov(&corpus.tokenizer, 16, 32) }
+    }
+
+    /// Up to `per_class` validation records of each label, whole, in pairs of one label so
+    /// that both halves (even rows train the probe, odd rows test it) hold every class.
+    pub fn of_records(corpus: &Corpus, per_class: usize) -> Result<Self, String> {
+        let records = corpus.records.as_ref().ok_or("this corpus has no labelled records")?;
+        let of_label: Vec<Vec<usize>> =
+            (0..records.classes).map(|c| (0..records.val_labels.len()).filter(|&i| records.val_labels[i] == c).collect()).collect();
+        if of_label.iter().any(|ids| ids.len() < 2) {
+            return Err("the probe set needs at least two held-out records of every label".into());
+        }
+        let (mut rows, mut labels) = (Vec::new(), Vec::new());
+        for pair in 0..per_class / 2 {
+            for (label, ids) in of_label.iter().enumerate() {
+                for &i in ids.iter().skip(2 * pair).take(2) {
+                    rows.push(corpus.val[i * records.len..(i + 1) * records.len].to_vec());
+                    labels.push(label);
+                }
+            }
+        }
+        Ok(Self { rows, labels, classes: records.classes })
     }
 
     /// `per_source` rows of `seq` tokens from each source.
@@ -115,6 +140,30 @@ mod tests {
         }
         // the same seed gives the same set
         assert_eq!(ProbeSet::markov(&tok, 64, 40).unwrap().rows, set.rows);
+    }
+
+    #[test]
+    fn the_digits_probe_set_is_held_out_images_labelled_by_digit() {
+        let csv = std::fs::read_to_string(crate::repo_root().join("assets/digits.csv")).unwrap();
+        let corpus = crate::digits::corpus(&csv).unwrap();
+        let set = ProbeSet::of_views(&corpus).unwrap();
+        assert_eq!((set.rows.len(), set.classes), (160, 10));
+        for half in [0, 1] {
+            let mut counts = [0; 10];
+            set.labels.iter().skip(half).step_by(2).for_each(|&l| counts[l] += 1);
+            assert_eq!(counts, [8; 10], "each half holds 8 images of every digit");
+        }
+        // each row is a whole image of the validation part, and its label is the image's
+        let images = crate::digits::parse(&csv).unwrap();
+        let held_out = &images[1617..];
+        for (row, &label) in set.rows.iter().zip(&set.labels) {
+            let text = corpus.tokenizer.decode(row);
+            let image = held_out.iter().find(|im| im.text() == text).expect("a held-out image");
+            assert_eq!(image.label as usize, label);
+        }
+        // a text's probe set is the Markov sources'
+        let text = Corpus::from_text("t", &"the quick brown fox jumps over the lazy dog. ".repeat(10)).unwrap();
+        assert_eq!(ProbeSet::of_views(&text).unwrap().classes, SOURCES);
     }
 
     #[test]

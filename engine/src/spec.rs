@@ -161,11 +161,20 @@ pub struct ExperimentSpec {
 }
 
 /// Built-in corpora: name and the asset file the page fetches / the CLI reads.
-pub const CORPORA: &[(&str, &str)] = &[("tiny-shakespeare", "tinyshakespeare.txt")];
+pub const CORPORA: &[(&str, &str)] = &[("tiny-shakespeare", "tinyshakespeare.txt"), (crate::digits::NAME, "digits.csv")];
+
+/// What built-in corpus `name` is, in a line (`objlab list`, the page's hover text).
+pub fn corpus_description(name: &str) -> &'static str {
+    match name {
+        "tiny-shakespeare" => "1.1 M characters of Shakespeare's plays (char-rnn's and nanoGPT's corpus), a token per character",
+        crate::digits::NAME => "1,797 handwritten 8×8 digits read pixel by pixel, as Image GPT reads images; the probe asks which digit an image shows",
+        _ => "",
+    }
+}
 
 /// Distinct characters of each built-in corpus (checked against the asset by a test), so that
 /// the page can tell a model's size before the worker has fetched the text.
-const CORPUS_CHARS: &[(&str, usize)] = &[("tiny-shakespeare", 65)];
+const CORPUS_CHARS: &[(&str, usize)] = &[("tiny-shakespeare", 65), (crate::digits::NAME, 6)];
 
 /// The model's vocabulary on a built-in corpus (its characters and the special tokens), or
 /// `None` for a text of one's own (whose characters only its file knows).
@@ -803,10 +812,13 @@ mod tests {
 
     #[test]
     fn the_built_in_corpus_vocabulary_is_its_texts() {
-        let text = std::fs::read_to_string(crate::repo_root().join("assets/tinyshakespeare.txt")).unwrap();
-        let vocab = crate::tokenizer::CharTokenizer::from_text(&text).vocab_size();
-        assert_eq!(builtin_vocab("tiny-shakespeare"), Some(vocab));
-        assert!(CORPORA.iter().all(|(name, _)| builtin_vocab(name).is_some()), "every built-in corpus has its count");
+        for (name, file) in CORPORA {
+            let text = std::fs::read_to_string(crate::repo_root().join("assets").join(file)).unwrap();
+            let vocab = crate::data::Corpus::builtin(name, &text).unwrap().tokenizer.vocab_size();
+            assert_eq!(builtin_vocab(name), Some(vocab), "{name}");
+        }
+        assert_eq!(builtin_vocab("tiny-shakespeare"), Some(65 + 7 + 32));
+        assert!(CORPORA.iter().all(|(name, _)| !corpus_description(name).is_empty()), "every built-in corpus is described");
         assert_eq!(builtin_vocab(&crate::data::upload_corpus_name("notes.txt", "some text")), None);
     }
 

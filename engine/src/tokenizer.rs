@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 /// character ids stay exactly nanoGPT's (sorted distinct characters).
 pub const NAMED_SPECIALS: &[&str] = &["[PAD]", "[MASK]", "[R]", "[X]", "[S]", "<good>", "<bad>"];
 
+/// How the page writes a new line on one line (and what a person types for one).
+pub const NEW_LINE_SIGN: char = '⏎';
+
 /// Number of T5 sentinel tokens `<S0>`…`<S31>` (one per corrupted span), after the named ones.
 pub const N_SENTINELS: usize = 32;
 
@@ -104,6 +107,16 @@ impl CharTokenizer {
             .collect()
     }
 
+    /// Encodes text a person typed on one line: [`NEW_LINE_SIGN`] stands for a new line where
+    /// the vocabulary has one and not the sign itself (the page shows new lines as it).
+    pub fn encode_typed(&self, text: &str) -> Result<Vec<u32>, String> {
+        let sign_is_new_line = self.chars.binary_search(&'\n').is_ok() && self.chars.binary_search(&NEW_LINE_SIGN).is_err();
+        if !sign_is_new_line {
+            return self.encode(text);
+        }
+        self.encode(&text.replace(NEW_LINE_SIGN, "\n"))
+    }
+
     /// Text of one token (specials as their names).
     pub fn token_text(&self, id: u32) -> String {
         let i = id as usize;
@@ -187,6 +200,12 @@ mod tests {
         assert!(t.encode("xyz").unwrap_err().contains("'x'"));
         // samples start from a new line where the text has one, else from a character it has
         assert_eq!(CharTokenizer::from_text("oh\nho").sample_prompt(), "\n");
+        // a typed ⏎ is a new line, where the text has new lines and not the sign
+        let lines = CharTokenizer::from_text("oh\nho");
+        assert_eq!(lines.encode_typed("oh⏎ho").unwrap(), lines.encode("oh\nho").unwrap());
+        assert!(CharTokenizer::from_text("oh ho").encode_typed("oh⏎").is_err(), "no new line to stand for");
+        let signs = CharTokenizer::from_text("a⏎b\nc");
+        assert_ne!(signs.encode_typed("⏎").unwrap(), signs.encode("\n").unwrap(), "a text that has the sign keeps it");
         assert_eq!(CharTokenizer::from_text("hello").sample_prompt(), "e");
         let s3 = t.sentinel(3);
         assert_eq!(t.token_text(s3), "<S3>");

@@ -906,7 +906,7 @@ impl Trainer {
         let tok = self.corpus.tokenizer.clone();
         // Objectives may ask for a prefix (conditional training samples after <good>).
         let mut ids: Vec<u32> = self.mix.iter().flat_map(|p| p.objective.sample_prefix(&tok)).collect();
-        ids.extend(tok.encode(prompt)?);
+        ids.extend(tok.encode_typed(prompt)?);
         if ids.is_empty() {
             ids.push(0);
         }
@@ -977,7 +977,7 @@ impl Trainer {
     /// read the way the representation views read the model.
     pub async fn attention_maps(&self, text: &str) -> Result<AttentionMaps, String> {
         let tok = &self.corpus.tokenizer;
-        let mut ids = tok.encode(text)?;
+        let mut ids = tok.encode_typed(text)?;
         ids.truncate(self.model_config.block_size);
         if ids.is_empty() {
             return Err("type a few characters to see where attention goes".into());

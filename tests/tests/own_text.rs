@@ -158,3 +158,73 @@ fn a_text_file_of_ones_own_trains_and_odd_files_are_refused() {
     assert_eq!(browser.run_steps().len(), 1, "only the run on tiny shakespeare started");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The number of elements matching `selector`.
+fn count(browser: &Browser, selector: &str) -> usize {
+    browser.eval(&format!("return document.querySelectorAll({selector:?}).length")).as_u64().unwrap_or(0) as usize
+}
+
+/// The built-in digits, chosen under Text: said what they are and how much of an image the
+/// context holds; a run draws its samples and its example as 8×8 images, its probe asks which
+/// digit a held-out image shows, a question continues a held-out 3 as an image; and the
+/// example "GPT against BERT on pixels" starts both runs on the digits, the masked one
+/// filling in the 3's hidden pixels.
+#[test]
+fn the_digits_train_as_images_and_a_gpt_and_a_bert_run_are_asked_a_three() {
+    let server = StaticServer::start(dist_dir());
+    let browser = Browser::start(false);
+    open(&browser, &server, "?preset=tiny&device=cpu&steps=100000&snapshot_every=20&sample_every=20");
+    assert_eq!(browser.text("digits-note"), None, "no word on the digits while the text is Shakespeare");
+    browser.set_value("corpus", "digits");
+    let note = browser.wait_for("the word on the digits", Duration::from_secs(10), |b| b.text("digits-note"));
+    assert!(note.contains("1,797 handwritten digits") && note.contains("a context of 32 holds an image's first 31 pixels"), "{note}");
+    browser.set_value("context", "65");
+    let note = browser.wait_for("the word on context 65", Duration::from_secs(10), |b| b.text("digits-note").filter(|n| n.contains("holds a whole image")));
+    assert!(note.contains("a context of 65"), "{note}");
+    assert!(browser.text("probe-hint").unwrap_or_default().contains("160 held-out images"), "the probe says what it asks before a run");
+    browser.click("start");
+
+    // the sample and the example, drawn as images
+    browser.wait_for("a sample drawn as images", Duration::from_secs(180), |b| (count(b, "[data-testid=sample-images] [data-testid=pixel-image]") > 0).then_some(()));
+    assert_eq!(browser.text("sample"), None, "the digits' sample is drawn, not written");
+    let first_image = browser.eval("return +document.querySelector('[data-testid=sample-images] [data-testid=pixel-image]').dataset.pixels");
+    assert_eq!(first_image.as_u64(), Some(64), "the first sampled image is whole (a sample starts where an image starts)");
+    let seen = browser.eval("return [...document.querySelectorAll('[data-testid=seen-image]')].map(e => e.getAttribute('aria-label'))");
+    let seen: Vec<&str> = seen.as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(seen.len(), 3, "what it reads, what it is scored on, its answers: {seen:?}");
+    assert!(seen[0].starts_with("what the model reads: an 8×8 image, 64 of 64 pixels"), "a whole image at context 65: {seen:?}");
+
+    // the probe reads the digit: ten classes, chance 10 %
+    browser.wait_for("a snapshot after training", Duration::from_secs(180), |b| b.attribute("projection", "data-step").filter(|s| s != "0"));
+    let probe = browser.attribute("probe-chart", "aria-label").unwrap_or_default();
+    assert!(probe.contains("(chance 10%)"), "{probe}");
+    assert!(browser.text("probe-hint").unwrap_or_default().contains("which digit is it?"));
+
+    // asked: the top half of a held-out 3, continued and drawn
+    let line = browser.eval("return document.querySelector('[data-testid=\"ask-text\"]').value").as_str().unwrap_or_default().to_string();
+    assert!(line.starts_with('⏎') && line.chars().count() == 33, "the top half of a 3 after its new line: {line:?}");
+    browser.click("ask");
+    browser.wait_for("the continuation drawn", Duration::from_secs(60), |b| (count(b, "[data-testid=ask-images] [data-testid=pixel-image]") > 0).then_some(()));
+    let drawn = browser.eval("return +document.querySelector('[data-testid=ask-images] [data-testid=pixel-image]').dataset.pixels");
+    assert_eq!(drawn.as_u64(), Some(64), "32 pixels asked and the rest written");
+    assert_eq!(browser.text("error").unwrap_or_default(), "", "no error on the digits");
+
+    // the example: GPT and BERT on pixels, both asked the 3 with four pixels hidden
+    browser.click("reset");
+    browser.click("example-6");
+    browser.wait_for("both runs training", Duration::from_secs(120), |b| {
+        let steps = b.run_steps();
+        (steps.len() == 2 && steps.iter().all(|s| *s >= 3)).then_some(())
+    });
+    let address = browser.eval("return decodeURIComponent(location.search)").as_str().unwrap_or_default().to_string();
+    let runs: Vec<&str> = address.split("&run=").skip(1).collect();
+    assert!(runs.len() == 2 && runs.iter().all(|r| r.contains("corpus=digits")), "both runs on the digits: {address}");
+    browser.set_value("ask-run", "every");
+    let line = browser.eval("return document.querySelector('[data-testid=\"ask-text\"]').value").as_str().unwrap_or_default().to_string();
+    assert_eq!(line.matches('_').count(), 4, "four pixels hidden for the masked run: {line:?}");
+    browser.click("ask");
+    let summary = browser.wait_for("the masked run's answer", Duration::from_secs(60), |b| b.text("ask-summary"));
+    assert_eq!(summary.matches("% sure").count(), 4, "a pixel for each of the four: {summary}");
+    browser.wait_for("the causal run's continuation drawn", Duration::from_secs(60), |b| (count(b, "[data-testid=ask-images] [data-testid=pixel-image]") > 0).then_some(()));
+    assert_eq!(browser.text("error").unwrap_or_default(), "");
+}

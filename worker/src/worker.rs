@@ -506,7 +506,7 @@ async fn load_corpus(name: &str) -> Result<Arc<Corpus>, String> {
         .map(|(_, f)| *f)
         .ok_or_else(|| format!("unknown corpus {name:?}"))?;
     let text = fetch_text(&format!("assets/{file}")).await.map_err(|e| format!("the corpus is missing: {e}"))?;
-    let corpus = Arc::new(Corpus::from_text(name, &text)?);
+    let corpus = Arc::new(Corpus::builtin(name, &text)?);
     SHARED.with(|s| s.borrow_mut().corpora.push((name.to_string(), corpus.clone())));
     Ok(corpus)
 }
@@ -1002,7 +1002,7 @@ fn probe_set(trainer: &Trainer) -> Result<Rc<ProbeSet>, String> {
     if let Some(p) = SHARED.with(|s| s.borrow().probes.iter().find(|(n, _)| n == name).map(|(_, p)| p.clone())) {
         return Ok(p);
     }
-    let probe = Rc::new(ProbeSet::of_views(&trainer.corpus().tokenizer)?);
+    let probe = Rc::new(ProbeSet::of_views(trainer.corpus())?);
     SHARED.with(|s| s.borrow_mut().probes.push((name.clone(), probe.clone())));
     Ok(probe)
 }

@@ -91,7 +91,7 @@ pub fn App() -> impl IntoView {
             <SampleView lab=lab />
         </main>
         <footer>
-            "Corpus: tiny shakespeare (public domain, via char-rnn/nanoGPT). Engine: burn on WebGPU or the CPU, in a Web Worker."
+            "Corpora: tiny shakespeare (public domain, via char-rnn/nanoGPT); digits: the UCI Optical Recognition of Handwritten Digits data set (E. Alpaydin and C. Kaynak, 1998; CC BY 4.0), as scikit-learn ships it. Engine: burn on WebGPU or the CPU, in a Web Worker."
         </footer>
     }
 }

@@ -10,14 +10,24 @@ use leptos::prelude::*;
 use objlab_engine::model::Head;
 use objlab_engine::objectives::{Answers, BLANK, Example, Mark, before_blank, find};
 use objlab_engine::protocol::RunId;
+use objlab_engine::digits::PIXELS;
 use super::attention_map::{DEFAULT_TEXT, offer, own_opening};
+use super::pixel_image::{PixelImage, images_of_text};
 use super::model_view::{answer_score, mark_name, short_target, show};
 use crate::lab::{Lab, label_in};
 
 /// The line offered for a run: the start of its own text (or Shakespeare's), with a blank
-/// put in where one of its objectives fills blanks.
-fn suggested_line(own_opening: Option<String>, fills_blanks: bool) -> String {
+/// put in where one of its objectives fills blanks. On the digits, a held-out image: its top
+/// half to continue, or the whole of it with four pixels of its stroke hidden.
+fn suggested_line(own_opening: Option<String>, fills_blanks: bool, on_digits: bool) -> String {
     let line = own_opening.unwrap_or_else(|| DEFAULT_TEXT.to_string());
+    if on_digits {
+        // (the new line, then the pixels: 20, 21, 28 and 29 lie on the 3's upper stroke)
+        return match fills_blanks {
+            true => line.chars().enumerate().map(|(k, c)| if [21, 22, 29, 30].contains(&k) { BLANK } else { c }).collect(),
+            false => line.chars().take(1 + PIXELS / 2).collect(),
+        };
+    }
     if !fills_blanks {
         return line;
     }
@@ -116,13 +126,26 @@ fn AnsweredRow(example: Example) -> impl IntoView {
 }
 
 #[component]
-fn Reply(text: String, answers: Answers) -> impl IntoView {
+fn Reply(text: String, answers: Answers, pixels: bool) -> impl IntoView {
     // a generator continues what comes before the first blank
     let prompt = before_blank(&text).to_string();
+    // on the digits, the line and its continuation drawn as the images they are
+    let drawn_prompt = prompt.clone();
+    let drawn = move |c: &str| {
+        let text = format!("{drawn_prompt}{c}").replace(objlab_engine::tokenizer::NEW_LINE_SIGN, "\n");
+        view! {
+            <div class="pixel-row" data-testid="ask-images">
+                {images_of_text(&text).into_iter().enumerate().map(|(i, cells)| view! {
+                    <PixelImage cells=cells caption=format!("image {}", i + 1) />
+                }).collect_view()}
+            </div>
+        }
+    };
     view! {
         {answers.continuation.map(|c| view! {
             <p class="row-label">"continues it (next-token prediction, sampled):"</p>
-            <pre class="continuation" data-testid="ask-continuation"><b>{prompt.clone()}</b>{c}</pre>
+            <pre class="continuation" data-testid="ask-continuation"><b>{prompt.clone()}</b>{c.clone()}</pre>
+            {pixels.then(|| drawn(&c))}
         })}
         {answers.examples.into_iter().map(|e| view! { <AnsweredRow example=e /> }).collect_view()}
         {answers.notes.into_iter().map(|n| view! { <p class="hint" data-testid="ask-note">{n}</p> }).collect_view()}
@@ -176,9 +199,10 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
     let suggested = StoredValue::new(DEFAULT_TEXT.to_string());
     Effect::new(move |_| {
         let own = runs().first().and_then(|id| own_opening(lab, *id));
+        let on_digits = runs().first().and_then(|id| lab.run(*id)).is_some_and(|r| r.spec.with_value(|s| s.corpus == objlab_engine::digits::NAME));
         // (an objective that answers blanks says so in the registry's words: its `asks` names `_`)
         let fills = objectives().iter().filter_map(|id| find(id).ok()).any(|o| o.info().asks.contains(BLANK));
-        offer(text, suggested, suggested_line(own, fills));
+        offer(text, suggested, suggested_line(own, fills, on_digits));
     });
     // a run kept from an earlier visit has no weights in the worker to ask
     let kept = move || {
@@ -198,7 +222,10 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
         let body = match asked.reply {
             None => view! { <p class="hint" data-testid="ask-waiting">"asking…"</p> }.into_any(),
             Some(Err(message)) => view! { <p class="error" data-testid="ask-error">{message}</p> }.into_any(),
-            Some(Ok(answers)) => view! { <Reply text=asked.text.clone() answers=answers /> }.into_any(),
+            Some(Ok(answers)) => {
+                let pixels = lab.run(asked.run).is_some_and(|r| r.spec.with_value(|s| s.corpus == objlab_engine::digits::NAME));
+                view! { <Reply text=asked.text.clone() answers=answers pixels=pixels /> }.into_any()
+            }
         };
         view! {
             <div class="ask-reply" data-testid="ask-reply" data-run=asked.run.to_string()>
@@ -244,15 +271,27 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
 #[cfg(test)]
 mod tests {
     use super::{summary, suggested_line, verdict};
+    use crate::views::attention_map::digits_line;
     use objlab_engine::model::Head;
     use objlab_engine::objectives::{Example, ExampleRow, Mark};
 
     #[test]
     fn a_masked_model_is_offered_a_line_with_a_blank() {
-        assert_eq!(suggested_line(None, false), "To be, or not to be");
-        assert_eq!(suggested_line(None, true), "To be, or n_t to be");
-        assert_eq!(suggested_line(Some("Hello world".into()), true), "Hello w_rld");
-        assert_eq!(suggested_line(Some("1 2 3".into()), true), "1 2 3", "no letter to hide");
+        assert_eq!(suggested_line(None, false, false), "To be, or not to be");
+        assert_eq!(suggested_line(None, true, false), "To be, or n_t to be");
+        assert_eq!(suggested_line(Some("Hello world".into()), true, false), "Hello w_rld");
+        assert_eq!(suggested_line(Some("1 2 3".into()), true, false), "1 2 3", "no letter to hide");
+        // on the digits: the top half of a held-out 3 to continue, or four of its pixels
+        // hidden, as much as the model reads at once
+        let three = digits_line(64);
+        assert_eq!(three.chars().count(), 64);
+        assert_eq!(digits_line(32).chars().count(), 32);
+        assert_eq!(suggested_line(Some(three.clone()), false, true).chars().collect::<Vec<_>>(), three.chars().take(33).collect::<Vec<_>>());
+        assert_eq!(suggested_line(Some(digits_line(16)), false, true), digits_line(16));
+        let blanked = suggested_line(Some(three.clone()), true, true);
+        assert_eq!(blanked.chars().count(), 64);
+        let hidden: Vec<char> = three.chars().zip(blanked.chars()).filter(|(_, b)| *b == '_').map(|(a, _)| a).collect();
+        assert_eq!(hidden, ['█', '█', '█', '░'], "pixels of the stroke, not the background");
     }
 
     #[test]

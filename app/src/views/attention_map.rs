@@ -97,10 +97,22 @@ pub(crate) fn opening_words(text: &str) -> String {
 }
 
 /// The opening words of run `id`'s text where it trains on a text of one's own (which may not
-/// have Shakespeare's letters), for the line a panel offers it.
+/// have Shakespeare's letters), or a held-out image on the digits (its new line written ⏎),
+/// for the line a panel offers it.
 pub(crate) fn own_opening(lab: Lab, id: RunId) -> Option<String> {
-    let corpus = lab.run(id)?.spec.get_value().corpus;
+    let spec = lab.run(id)?.spec.get_value();
+    if spec.corpus == objlab_engine::digits::NAME {
+        return Some(digits_line(spec.model.block_size));
+    }
+    let corpus = spec.corpus;
     lab.uploads.with(|u| u.iter().find(|u| u.name == corpus).map(|u| opening_words(&u.text)))
+}
+
+/// The line offered to a run on the digits that reads `context` tokens: a held-out 3, its new
+/// line written ⏎, as much of it as the model reads at once.
+pub(crate) fn digits_line(context: usize) -> String {
+    let pixels = objlab_engine::digits::HELD_OUT_THREE.chars().take(context.saturating_sub(1));
+    std::iter::once(objlab_engine::tokenizer::NEW_LINE_SIGN).chain(pixels).collect()
 }
 
 /// Offers `next` in a panel's `text`, in place of the line offered before (`offered`), unless

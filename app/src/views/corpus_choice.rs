@@ -7,6 +7,7 @@ use js_sys::Uint8Array;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use objlab_engine::data::{check_upload_size, is_upload, upload_file_name};
+use objlab_engine::digits;
 use objlab_engine::spec::CORPORA;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::HtmlInputElement;
@@ -15,7 +16,22 @@ use crate::lab::Lab;
 
 /// How the built-in corpus `name` is listed.
 fn built_in_label(name: &str) -> String {
+    if name == digits::NAME {
+        return "digits: 8×8 images, pixel by pixel (built in)".to_string();
+    }
     format!("{} (built in)", name.replace('-', " "))
+}
+
+/// What the digits are, and how much of an image a context of `context` tokens holds.
+fn digits_note(context: usize) -> String {
+    let holds = match context {
+        c if c < digits::RECORD - 1 => format!("a context of {c} holds an image's first {} pixels, so runs learn only the top of each digit", c - 1),
+        c if c == digits::RECORD - 1 => format!("a context of {c} holds an image's new line and all but its last pixel"),
+        c => format!("a context of {c} holds a whole image"),
+    };
+    format!(
+        "1,797 handwritten digits (UCI, via scikit-learn), each a new line and then its 64 pixels in five grey levels, read one pixel after another as Image GPT reads images: {holds}. The linear probe asks which digit a held-out image shows."
+    )
 }
 
 #[component]
@@ -54,7 +70,7 @@ pub fn CorpusChoice(lab: Lab) -> impl IntoView {
                 <select data-testid="corpus"
                     on:change=move |ev| lab.change(|spec| spec.set("corpus", &event_target_value(&ev)))>
                     {CORPORA.iter().map(|(name, _)| view! {
-                        <option value=*name prop:selected=move || corpus() == *name>{built_in_label(name)}</option>
+                        <option value=*name title=objlab_engine::spec::corpus_description(name) prop:selected=move || corpus() == *name>{built_in_label(name)}</option>
                     }).collect_view()}
                     {move || lab.uploads.get().into_iter().map(|u| {
                         let label = format!("{} (yours)", upload_file_name(&u.name));
@@ -70,10 +86,26 @@ pub fn CorpusChoice(lab: Lab) -> impl IntoView {
                 "or your own text file "
                 <input data-testid="corpus-file" type="file" accept=".txt,text/plain" on:change=choose />
             </label>
+            {move || {
+                let spec = lab.shown();
+                (spec.corpus == digits::NAME).then(|| view! { <p class="hint" data-testid="digits-note">{digits_note(spec.model.block_size)}</p> })
+            }}
             {move || message.get().map(|m| match m {
                 Ok(text) => view! { <span class="corpus-info" data-testid="corpus-info">{text}</span> }.into_any(),
                 Err(text) => view! { <span class="control-error" data-testid="corpus-error">{text}</span> }.into_any(),
             })}
         </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::digits_note;
+
+    #[test]
+    fn the_digits_note_says_how_much_of_an_image_a_context_holds() {
+        assert!(digits_note(32).contains("a context of 32 holds an image's first 31 pixels"));
+        assert!(digits_note(64).contains("all but its last pixel"));
+        assert!(digits_note(65).contains("a context of 65 holds a whole image"));
     }
 }

@@ -46,6 +46,11 @@ pub const EXAMPLES: &[Example] = &[
         look_for: "three shapes of the same ~0.8 M parameters (the results table's parameters column): 2 wide layers, baby GPT's 4, and 16 narrow ones: which learns most per step, and which representation tells the probe's sources apart?",
         runs: &["objective=causal_lm&layers=2&width=176&steps=1000", "objective=causal_lm&steps=1000", "objective=causal_lm&layers=16&width=64&steps=1000"],
     },
+    Example {
+        title: "GPT against BERT on pixels",
+        look_for: "the same two objectives on handwritten digits read one pixel after another, as Image GPT reads images (Chen et al. 2020): the causal run draws digits (its sample), the masked run fills in hidden pixels (what the model sees); which representation tells the digits apart (the linear probe)? Image GPT found next-pixel prediction's the better",
+        runs: &["corpus=digits&objective=causal_lm&steps=1000", "corpus=digits&objective=masked_lm&steps=1000"],
+    },
 ];
 
 /// The runs of `example`, as the page reads its queries.

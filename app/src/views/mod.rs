@@ -15,6 +15,7 @@ pub mod loss_chart;
 pub mod model_size;
 pub mod model_view;
 pub mod objective_panel;
+pub mod pixel_image;
 pub mod probe_chart;
 pub mod projection_view;
 pub mod results_table;

@@ -10,6 +10,7 @@ use leptos::prelude::*;
 use objlab_engine::model::Head;
 use objlab_engine::objectives::{Example, Mark, find};
 use super::canvas::context_2d;
+use super::pixel_image::{Cell, PixelImage};
 use crate::lab::Lab;
 
 pub(crate) fn mark_name(m: Mark) -> &'static str {
@@ -102,8 +103,87 @@ pub(crate) fn answer_score(example: &Example) -> (usize, usize) {
     scored.fold((0, 0), |(right, all), (y, a)| (right + usize::from(y == a), all + 1))
 }
 
+/// Where an objective's targets lie on a digit image, for drawing its example as images.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum PixelLayout {
+    /// The target at a position is the next pixel (next-token prediction and its kin).
+    NextPixel,
+    /// The target at a position is that position's own pixel (masking, swapping).
+    InPlace,
+    /// Only the input is an image (the targets are verdicts or positions).
+    InputOnly,
+}
+
+/// How objective `id`'s example is drawn as images; `None` where its input does not keep the
+/// pixels in place (sentinels stand for spans, views are cropped).
+fn pixel_layout(id: &str) -> Option<PixelLayout> {
+    match id {
+        "causal_lm" | "prefix_lm" | "conditional_training" => Some(PixelLayout::NextPixel),
+        "masked_lm" | "swapped_lm" => Some(PixelLayout::InPlace),
+        "random_token_detection" | "position_prediction" => Some(PixelLayout::InputOnly),
+        _ => None,
+    }
+}
+
+/// The first row of `example` as up to three images (what the model reads, what it is scored
+/// on, its answers now), from the image that starts at the row's first new line.
+fn example_images(example: &Example) -> Vec<(String, Vec<Cell>)> {
+    let (Some(layout), Some(row)) = (pixel_layout(&example.objective), example.rows.first()) else { return Vec::new() };
+    // where the image starts: the row's first new line, read or (masked or swapped away) scored
+    let Some(nl) = row.tokens.iter().zip(&row.targets).position(|(t, y)| t == "\n" || (layout == PixelLayout::InPlace && y == "\n"))
+    else {
+        return Vec::new();
+    };
+    let reads: Vec<Cell> = row.tokens[nl + 1..]
+        .iter()
+        .zip(&row.marks[nl + 1..])
+        .map(|(t, m)| Cell::of(t, if *m == Mark::Plain { "" } else { pixel_mark(*m) }))
+        .collect();
+    let mut images = vec![("what the model reads".to_string(), reads)];
+    // the pixel the target at position k stands for
+    let pixel = |k: usize| match layout {
+        PixelLayout::NextPixel => k.checked_sub(nl),
+        PixelLayout::InPlace => k.checked_sub(nl + 1),
+        PixelLayout::InputOnly => None,
+    };
+    if layout != PixelLayout::InputOnly {
+        // in place, the pixels that are not scored are given: drawn faintly, so that the
+        // scored ones stand out where they lie in the digit
+        let mut scored: Vec<Cell> = (0..objlab_engine::digits::PIXELS)
+            .map(|p| match (layout, images[0].1.get(p)) {
+                (PixelLayout::InPlace, Some(read)) if read.ink.is_some() => Cell { class: "given", ..read.clone() },
+                _ => Cell::empty(),
+            })
+            .collect();
+        let mut answers = scored.clone();
+        for (k, y) in row.targets.iter().enumerate().filter(|(_, y)| !y.is_empty()) {
+            let Some(p) = pixel(k).filter(|&p| p < scored.len()) else { continue };
+            scored[p] = Cell::of(y, "");
+            if let Some(a) = example.answers.get(k).filter(|a| !a.is_empty()) {
+                answers[p] = Cell::of(a, if a == y { "right" } else { "wrong" });
+            }
+        }
+        images.push(("what it is scored on".to_string(), scored));
+        if !example.answers.is_empty() {
+            images.push(("its answers now (green: right)".to_string(), answers));
+        }
+    }
+    images
+}
+
+/// The class a marked pixel takes (the marks' colours are for text; on an image a mark is an outline).
+fn pixel_mark(m: Mark) -> &'static str {
+    match m {
+        Mark::Masked => "mark-masked",
+        Mark::Replaced => "mark-replaced",
+        Mark::Sentinel => "mark-sentinel",
+        Mark::HiddenKey => "mark-hidden-key",
+        _ => "",
+    }
+}
+
 #[component]
-fn ExampleCard(example: Example, arch_note: Option<&'static str>) -> impl IntoView {
+fn ExampleCard(example: Example, arch_note: Option<&'static str>, pixels: bool) -> impl IntoView {
     let info = find(&example.objective).ok().map(|o| o.info());
     let (name, paper, explanation) = info.map(|i| (i.name, i.paper, i.explanation)).unwrap_or(("", "", ""));
     let scored = match example.head {
@@ -119,6 +199,7 @@ fn ExampleCard(example: Example, arch_note: Option<&'static str>) -> impl IntoVi
     let (right, scored_count) = answer_score(&example);
     let answers = example.answers.clone();
     let confidence = example.confidence.clone();
+    let images = if pixels { example_images(&example) } else { Vec::new() };
     view! {
         <article class="seen" data-testid="seen" data-objective=example.objective.clone()>
             <h3>{name}" "<small>{paper}</small></h3>
@@ -152,6 +233,11 @@ fn ExampleCard(example: Example, arch_note: Option<&'static str>) -> impl IntoVi
                             }).collect_view()}
                         </div>
                     }).collect_view()}
+                    {(!images.is_empty()).then(|| view! {
+                        <div class="pixel-row" data-testid="seen-images">
+                            {images.into_iter().map(|(caption, cells)| view! { <PixelImage cells=cells caption=caption testid="seen-image" /> }).collect_view()}
+                        </div>
+                    })}
                     <Show when={let h = example.head; move || h == Head::Projection}>
                         <p class="row-label">{scored}</p>
                     </Show>
@@ -191,8 +277,61 @@ pub fn ModelView(lab: Lab) -> impl IntoView {
             </div>
             {move || {
                 let note = arch_note();
-                examples().1.into_iter().map(|e| view! { <ExampleCard example=e arch_note=note /> }).collect_view()
+                let pixels = lab.selected_spec().corpus == objlab_engine::digits::NAME;
+                examples().1.into_iter().map(|e| view! { <ExampleCard example=e arch_note=note pixels=pixels /> }).collect_view()
             }}
         </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use objlab_engine::objectives::ExampleRow;
+
+    fn example(objective: &str, tokens: &[&str], marks: &[Mark], targets: &[&str], answers: &[&str]) -> Example {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        Example {
+            objective: objective.into(),
+            head: Head::Vocab,
+            attention: Vec::new(),
+            rows: vec![ExampleRow { tokens: strings(tokens), marks: marks.to_vec(), targets: strings(targets) }],
+            note: String::new(),
+            answers: strings(answers),
+            confidence: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_masked_digit_is_drawn_where_its_pixels_are() {
+        use Mark::{Masked, Plain};
+        // the image's new line itself masked: the image still starts after it
+        let e = example(
+            "masked_lm",
+            &["[MASK]", "·", "[MASK]", "█"],
+            &[Masked, Plain, Masked, Plain],
+            &["\n", "", "▒", ""],
+            &["▒", "", "▒", ""],
+        );
+        let images = example_images(&e);
+        let captions: Vec<&str> = images.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(captions, ["what the model reads", "what it is scored on", "its answers now (green: right)"]);
+        let (reads, scored, answers) = (&images[0].1, &images[1].1, &images[2].1);
+        assert_eq!((reads[0].ink, reads[1].ink, reads[1].class, reads[2].ink), (Some(0.0), None, "mark-masked", Some(1.0)));
+        assert_eq!((scored[0].ink, scored[0].class, scored[1].ink, scored[1].class), (Some(0.0), "given", Some(0.5), ""), "only the masked pixel is scored; the others are given");
+        assert_eq!((answers[1].ink, answers[1].class), (Some(0.5), "right"));
+    }
+
+    #[test]
+    fn a_next_pixel_target_is_drawn_one_pixel_on() {
+        let plain = [Mark::Plain; 3];
+        let e = example("causal_lm", &["\n", "·", "█"], &plain, &["·", "█", "▒"], &["·", "▒", "▒"]);
+        let images = example_images(&e);
+        let inks = |cells: &[Cell]| cells.iter().take(3).map(|c| c.ink).collect::<Vec<_>>();
+        assert_eq!(inks(&images[0].1), [Some(0.0), Some(1.0)], "the row reads the new line and two pixels");
+        assert_eq!(inks(&images[1].1), [Some(0.0), Some(1.0), Some(0.5)], "and is scored on the first three");
+        assert_eq!(images[2].1.iter().take(3).map(|c| c.class).collect::<Vec<_>>(), ["right", "wrong", "right"]);
+        // an objective whose input does not keep the pixels in place is not drawn
+        assert!(example_images(&example("span_corruption", &["\n", "<S0>"], &[Mark::Plain, Mark::Sentinel], &["", ""], &[])).is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! Linear-probe accuracy over training, one line per run: how well a logistic regression on
-//! the run's frozen pooled representations tells which Markov source wrote a sequence
-//! (held-out half of the probe set). The dashed line is chance.
+//! the run's frozen pooled representations tells which Markov source wrote a sequence, or on
+//! the digits which digit an image shows (held-out half of the probe set). The dashed line is
+//! chance.
 
 use leptos::html::Canvas;
 use leptos::prelude::*;
@@ -11,6 +12,31 @@ use crate::lab::{Lab, label_in};
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 200.0;
 const PAD: f64 = 40.0;
+
+/// Which probe sets the page's runs read: `(Markov sources, digit images)`, the runs' corpora
+/// (the controls' before any run).
+pub(super) fn probe_kinds(lab: Lab) -> (bool, bool) {
+    let digits = |c: &str| c == objlab_engine::digits::NAME;
+    let corpora: Vec<bool> = lab.runs.with(|runs| runs.iter().map(|r| r.spec.with_value(|s| digits(&s.corpus))).collect());
+    if corpora.is_empty() {
+        let on_digits = digits(&lab.shown().corpus);
+        (!on_digits, on_digits)
+    } else {
+        (corpora.iter().any(|d| !d), corpora.iter().any(|d| *d))
+    }
+}
+
+/// What the probe asks, for the probe sets the runs read.
+fn probe_hint((sources, images): (bool, bool)) -> String {
+    let of_sources = "of sequences from 4 Markov sources with identical letter frequencies: only context tells them apart";
+    let of_images = "of 160 held-out images, 16 of each digit: which digit is it? (Image GPT's test of what pretraining on pixels teaches)";
+    let body = match (sources, images) {
+        (true, true) => format!("on a text, {of_sources}; on the digits, {of_images}"),
+        (false, true) => of_images.to_string(),
+        _ => of_sources.to_string(),
+    };
+    format!("Logistic regression on each run's frozen, mean-pooled hidden states {body}.")
+}
 
 #[component]
 pub fn ProbeChart(lab: Lab) -> impl IntoView {
@@ -79,10 +105,30 @@ pub fn ProbeChart(lab: Lab) -> impl IntoView {
     };
     view! {
         <section class="chart">
-            <h2>"Linear probe: can the representation tell the sources apart?"</h2>
-            <p class="hint">"Logistic regression on each run's frozen, mean-pooled hidden states of sequences from 4 Markov sources with identical letter frequencies: only context tells them apart."</p>
+            <h2>{move || match probe_kinds(lab) {
+                (false, true) => "Linear probe: can the representation tell the digits apart?",
+                (true, false) => "Linear probe: can the representation tell the sources apart?",
+                _ => "Linear probe: can the representation tell the labels apart?",
+            }}</h2>
+            <p class="hint" data-testid="probe-hint">{move || probe_hint(probe_kinds(lab))}</p>
             <canvas data-testid="probe-chart" node_ref=canvas width=WIDTH.to_string() height=HEIGHT.to_string() data-points=points
                 role="img" aria-label=summary></canvas>
         </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::probe_hint;
+
+    #[test]
+    fn the_hint_names_the_probe_sets_the_runs_read() {
+        assert_eq!(
+            probe_hint((true, false)),
+            "Logistic regression on each run's frozen, mean-pooled hidden states of sequences from 4 Markov sources with identical letter frequencies: only context tells them apart."
+        );
+        assert!(probe_hint((false, true)).starts_with("Logistic regression on each run's frozen, mean-pooled hidden states of 160 held-out images"));
+        let both = probe_hint((true, true));
+        assert!(both.contains("hidden states on a text, of sequences") && both.contains("; on the digits, of 160 held-out images"), "{both}");
     }
 }

@@ -1,8 +1,8 @@
 //! Embedding projections, one card per run on the shared time slider: (a) the token
 //! embeddings on their first two principal axes, each character drawn where it lands and
 //! coloured by its class, and (b) the probe set's pooled representations, coloured by which
-//! Markov source wrote the sequence. Runs whose objective exposes the source pull the colours
-//! of (b) apart.
+//! Markov source wrote the sequence (on the digits: which digit the image shows). Runs whose
+//! objective exposes the label pull the colours of (b) apart.
 
 use leptos::html::Canvas;
 use leptos::prelude::*;
@@ -14,7 +14,8 @@ use crate::lab::{Lab, RunView};
 const SIZE: f64 = 240.0;
 const MARGIN: f64 = 14.0;
 pub const CLASS_COLOURS: [&str; 6] = ["#d55e00", "#0072b2", "#009e73", "#cc79a7", "#999999", "#e69f00"];
-pub const LABEL_COLOURS: [&str; 8] = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000", "#8c6d31"];
+/// One colour per probe label: Okabe–Ito's eight, then two more for the ten digits.
+pub const LABEL_COLOURS: [&str; 10] = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000", "#8c6d31", "#f0e442", "#999999"];
 
 /// Maps points into the canvas, keeping the aspect ratio (distances mean the same on both axes).
 fn scaler(points: &[[f32; 2]]) -> impl Fn([f32; 2]) -> (f64, f64) {
@@ -79,6 +80,8 @@ fn ProjectionCard(lab: Lab, run: RunView) -> impl IntoView {
     });
     let id = run.id;
     let label = move || lab.labels().into_iter().find(|(r, _)| *r == id).map(|(_, l)| l).unwrap_or_default();
+    let on_digits = run.spec.with_value(|s| s.corpus == objlab_engine::digits::NAME);
+    let by_what = move || if on_digits { "digit" } else { "source" };
     let caption = move || match shown.get() {
         None => "waiting for the first snapshot…".to_string(),
         Some(s) => format!(
@@ -107,8 +110,8 @@ fn ProjectionCard(lab: Lab, run: RunView) -> impl IntoView {
                 </figure>
                 <figure>
                     <canvas node_ref=probe width=SIZE.to_string() height=SIZE.to_string() role="img"
-                        aria-label=move || format!("{}: its representations of the probe sequences on their first two principal axes, coloured by source, {}", label(), caption())></canvas>
-                    <figcaption>"probe sequences (PCA), by source"</figcaption>
+                        aria-label=move || format!("{}: its representations of the probe sequences on their first two principal axes, coloured by {}, {}", label(), by_what(), caption())></canvas>
+                    <figcaption>{move || format!("probe sequences (PCA), by {}", by_what())}</figcaption>
                 </figure>
             </div>
             <p class="caption">{caption}</p>
@@ -124,7 +127,16 @@ pub fn ProjectionView(lab: Lab) -> impl IntoView {
                 {CharClass::ALL.iter().zip(CLASS_COLOURS).filter(|(c, _)| **c != CharClass::Special).map(|(c, colour)| view! {
                     <span style=format!("color:{colour}")>"■ " {c.name()} " "</span>
                 }).collect_view()}
-                " · probe points: one colour per Markov source (the label a linear probe must read off)"
+                {move || match super::probe_chart::probe_kinds(lab) {
+                    (false, true) => " · probe points: one colour per digit (the label a linear probe must read off)".to_string(),
+                    (true, false) => " · probe points: one colour per Markov source (the label a linear probe must read off)".to_string(),
+                    _ => " · probe points: one colour per Markov source, or per digit on the digits (the label a linear probe must read off)".to_string(),
+                }}
+                {move || (super::probe_chart::probe_kinds(lab).1).then(|| view! {
+                    <span class="digit-key">" (digits: "{LABEL_COLOURS.iter().enumerate().map(|(d, c)| view! {
+                        <span style=format!("color:{c}")>{format!("■{d} ")}</span>
+                    }).collect_view()}")"</span>
+                })}
             </p>
             <div class="projection-grid">
                 <For each=move || lab.runs.get() key=|r| r.id let:run>

@@ -1,9 +1,11 @@
 //! The selected run's latest generated text (for objectives that train a left-to-right
-//! generator), and, for conditional training, how many bad words the sample contains.
+//! generator), and, for conditional training, how many bad words the sample contains. On the
+//! digits the text is images, and drawn as such.
 
 use leptos::prelude::*;
 use objlab_engine::objectives::find;
 
+use super::pixel_image::{PixelImage, images_of_text};
 use crate::lab::Lab;
 
 #[component]
@@ -14,6 +16,7 @@ pub fn SampleView(lab: Lab) -> impl IntoView {
     let sample = move || lab.selected_run().and_then(|r| r.sample.get());
     let bad_words = move || lab.selected_run().and_then(|r| r.sample_bad_words.get());
     let of_run = move || lab.heading_run_suffix();
+    let images = move || lab.selected_spec().corpus == objlab_engine::digits::NAME;
     view! {
         <section class="sample">
             <h2 data-testid="sample-heading">{move || match sample() {
@@ -31,7 +34,15 @@ pub fn SampleView(lab: Lab) -> impl IntoView {
                 "bad words in this sample (generated after <good>): {hits} of {words} words ({:.1}%)",
                 if words == 0 { 0.0 } else { 100.0 * hits as f64 / words as f64 }
             ))}</p>
-            <pre data-testid="sample">{move || sample().map(|(_, t)| t).unwrap_or_default()}</pre>
+            <Show when=images fallback=move || view! {
+                <pre data-testid="sample">{move || sample().map(|(_, t)| t).unwrap_or_default()}</pre>
+            }>
+                <div class="pixel-row" data-testid="sample-images">
+                    {move || sample().map(|(_, t)| images_of_text(&t).into_iter().enumerate().map(|(i, cells)| view! {
+                        <PixelImage cells=cells caption=format!("image {}", i + 1) />
+                    }).collect_view())}
+                </div>
+            </Show>
         </section>
     }
 }

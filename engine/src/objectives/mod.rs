@@ -442,10 +442,11 @@ pub fn spans_source(text: &[Option<u32>], tokenizer: &CharTokenizer, name: &str)
 }
 
 /// A typed text as [`Objective::question`] takes it: each character's id, `None` for a
-/// [`BLANK`]. Refuses characters the run's text never had.
+/// [`BLANK`] (a typed ⏎ is a new line, [`CharTokenizer::encode_typed`]). Refuses characters
+/// the run's text never had.
 pub fn typed(text: &str, tokenizer: &CharTokenizer) -> Result<Vec<Option<u32>>, String> {
     text.chars()
-        .map(|c| if c == BLANK { Ok(None) } else { tokenizer.encode(c.encode_utf8(&mut [0; 4])).map(|ids| Some(ids[0])) })
+        .map(|c| if c == BLANK { Ok(None) } else { tokenizer.encode_typed(c.encode_utf8(&mut [0; 4])).map(|ids| Some(ids[0])) })
         .collect()
 }
 

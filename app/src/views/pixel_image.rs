@@ -1,0 +1,94 @@
+//! Tokens of the digits corpus drawn as the 8×8 images they are (`objlab_engine::digits`): a
+//! generated sample, and what the model reads, is scored on and answers in "what the model
+//! sees". Each cell is a pixel's grey level; a cell without a pixel (a masked or replaced
+//! token, a sentinel, nothing scored there) takes its mark's colour or stays empty.
+
+use leptos::prelude::*;
+use objlab_engine::digits::{PIXELS, SIDE, ink};
+
+/// One cell of an image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cell {
+    /// How dark the pixel is (0 background, 1 full ink); `None` where the cell holds no pixel.
+    pub ink: Option<f32>,
+    /// CSS class of a cell to single out (a mark such as `mark-masked`, or `right` / `wrong`).
+    pub class: &'static str,
+    /// What the cell shows, on hover.
+    pub title: String,
+}
+
+impl Cell {
+    pub fn empty() -> Self {
+        Self { ink: None, class: "", title: String::new() }
+    }
+
+    /// The cell of token text `token`, marked with `class`.
+    pub fn of(token: &str, class: &'static str) -> Self {
+        Self { ink: ink(token), class, title: token.to_string() }
+    }
+}
+
+/// The images a text of the digits corpus holds: an image starts at each new line, and one
+/// runs over into another after 64 pixels (a model may not yet end its images); a text's
+/// opening pixels before any new line are an image too.
+pub fn images_of_text(text: &str) -> Vec<Vec<Cell>> {
+    let parts: Vec<&str> = text.split('\n').collect();
+    let mut images = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let cells: Vec<Cell> = part.chars().map(|c| Cell::of(&c.to_string(), "")).collect();
+        // nothing before the first new line or after the last is no image
+        if cells.is_empty() && (i == 0 || i == parts.len() - 1) {
+            continue;
+        }
+        let mut chunks: Vec<Vec<Cell>> = cells.chunks(PIXELS).map(<[Cell]>::to_vec).collect();
+        if chunks.is_empty() {
+            chunks.push(Vec::new());
+        }
+        images.extend(chunks);
+    }
+    images
+}
+
+/// One image: up to 64 cells in rows of 8 (missing cells drawn empty), and its caption.
+#[component]
+pub fn PixelImage(cells: Vec<Cell>, caption: String, #[prop(optional)] testid: &'static str) -> impl IntoView {
+    let filled = cells.iter().filter(|c| c.ink.is_some()).count();
+    let label = format!("{caption}: an {SIDE}×{SIDE} image, {filled} of {PIXELS} pixels");
+    let mut cells = cells;
+    cells.resize(PIXELS, Cell::empty());
+    view! {
+        <figure class="pixel-figure">
+            <div class="pixels" role="img" aria-label=label data-testid=if testid.is_empty() { "pixel-image" } else { testid } data-pixels=filled>
+                {cells.into_iter().take(PIXELS).map(|c| {
+                    let style = c.ink.map(|v| {
+                        let g = (255.0 * (1.0 - v)).round() as u8;
+                        format!("background:rgb({g},{g},{g})")
+                    });
+                    let class = if c.class.is_empty() { "px".to_string() } else { format!("px {}", c.class) };
+                    view! { <span class=class style=style title=c.title></span> }
+                }).collect_view()}
+            </div>
+            <figcaption>{caption}</figcaption>
+        </figure>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_splits_into_images_at_new_lines() {
+        let image: String = "·░▒▓█".chars().cycle().take(64).collect();
+        let images = images_of_text(&format!("\n{image}\n{}", &image.chars().take(10).collect::<String>()));
+        assert_eq!(images.iter().map(Vec::len).collect::<Vec<_>>(), [64, 10]);
+        assert_eq!(images[0][0].ink, Some(0.0));
+        assert_eq!(images[0][4].ink, Some(1.0));
+        // an image the model did not end runs over into the next; pixels before any new line
+        // are an image too
+        let long: String = image.repeat(2) + "··";
+        assert_eq!(images_of_text(&format!("▓▓\n{long}")).iter().map(Vec::len).collect::<Vec<_>>(), [2, 64, 64, 2]);
+        assert_eq!(images_of_text("\n\n").len(), 1, "an image the model ended at once is empty");
+        assert_eq!(images_of_text(&format!("\n{image}\n")).len(), 1, "nothing after the last new line");
+    }
+}
