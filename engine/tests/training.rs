@@ -892,9 +892,9 @@ fn every_objective_trains_on_the_digits_and_a_causal_model_draws_them() {
     assert_eq!(prompt, "\n", "samples start where an image starts");
     let text = pollster::block_on(t.sample(&prompt, 130)).unwrap();
     assert!(text.chars().all(|c| c == '\n' || objlab_engine::digits::PALETTE.contains(&c)), "{text:?}");
-    // the probe set: 160 held-out images, whole at context 65
+    // the probe set: 120 held-out images, whole at context 65
     let probe = objlab_engine::probe_set::ProbeSet::of_views(t.corpus()).unwrap();
     let features = pollster::block_on(t.features(&probe)).unwrap();
-    assert_eq!(features.pooled.len(), 160 * spec.model.d_model);
+    assert_eq!(features.pooled.len(), 120 * spec.model.d_model);
     assert_eq!(features.tokens.len(), 6, "the new line and five grey levels");
 }

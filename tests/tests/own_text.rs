@@ -181,7 +181,7 @@ fn the_digits_train_as_images_and_a_gpt_and_a_bert_run_are_asked_a_three() {
     browser.set_value("context", "65");
     let note = browser.wait_for("the word on context 65", Duration::from_secs(10), |b| b.text("digits-note").filter(|n| n.contains("holds a whole image")));
     assert!(note.contains("a context of 65"), "{note}");
-    assert!(browser.text("probe-hint").unwrap_or_default().contains("160 held-out images"), "the probe says what it asks before a run");
+    assert!(browser.text("probe-hint").unwrap_or_default().contains("120 held-out images"), "the probe says what it asks before a run");
     browser.click("start");
 
     // the sample and the example, drawn as images

@@ -193,16 +193,17 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
             .filter(|i| !i.asks.is_empty()).map(|i| format!("{}: {}", i.name, i.asks)).collect();
         said
     };
+    // whether the (first) asked run trains on the digits
+    let on_digits = move || runs().first().and_then(|id| lab.run(*id)).is_some_and(|r| r.spec.with_value(|s| s.corpus == objlab_engine::digits::NAME));
     let text = RwSignal::new(DEFAULT_TEXT.to_string());
     // the offered line follows the run (its own text's opening, a blank for a masked model)
     // until the user types one of their own
     let suggested = StoredValue::new(DEFAULT_TEXT.to_string());
     Effect::new(move |_| {
         let own = runs().first().and_then(|id| own_opening(lab, *id));
-        let on_digits = runs().first().and_then(|id| lab.run(*id)).is_some_and(|r| r.spec.with_value(|s| s.corpus == objlab_engine::digits::NAME));
         // (an objective that answers blanks says so in the registry's words: its `asks` names `_`)
         let fills = objectives().iter().filter_map(|id| find(id).ok()).any(|o| o.info().asks.contains(BLANK));
-        offer(text, suggested, suggested_line(own, fills, on_digits));
+        offer(text, suggested, suggested_line(own, fills, on_digits()));
     });
     // a run kept from an earlier visit has no weights in the worker to ask
     let kept = move || {
@@ -237,7 +238,14 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
     view! {
         <section class="ask-model">
             <h2>"Ask the model"</h2>
-            <p class="hint">{format!("Type a line and see what the model makes of it now, in the terms of what it was trained on. {BLANK} stands for a hidden character.")}</p>
+            <p class="hint">{format!("Type a line and see what the model makes of it now, in the terms of what it was trained on. {BLANK} stands for a hidden character.")}
+                {move || on_digits().then(|| format!(
+                    " On the digits, {} starts an image and {} are its grey levels, from background to ink: an image is {} and its {PIXELS} pixels, row by row.",
+                    objlab_engine::tokenizer::NEW_LINE_SIGN,
+                    objlab_engine::digits::PALETTE.iter().collect::<String>(),
+                    objlab_engine::tokenizer::NEW_LINE_SIGN,
+                ))}
+            </p>
             <ul class="hint" data-testid="ask-hint">
                 {move || asks().into_iter().map(|a| view! { <li>{a}</li> }).collect_view()}
             </ul>

@@ -8,7 +8,7 @@
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use objlab_engine::model::Head;
-use objlab_engine::objectives::{Example, Mark, find};
+use objlab_engine::objectives::{Alignment, Example, Mark, find};
 use super::canvas::context_2d;
 use super::pixel_image::{Cell, PixelImage};
 use crate::lab::Lab;
@@ -103,34 +103,14 @@ pub(crate) fn answer_score(example: &Example) -> (usize, usize) {
     scored.fold((0, 0), |(right, all), (y, a)| (right + usize::from(y == a), all + 1))
 }
 
-/// Where an objective's targets lie on a digit image, for drawing its example as images.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum PixelLayout {
-    /// The target at a position is the next pixel (next-token prediction and its kin).
-    NextPixel,
-    /// The target at a position is that position's own pixel (masking, swapping).
-    InPlace,
-    /// Only the input is an image (the targets are verdicts or positions).
-    InputOnly,
-}
-
-/// How objective `id`'s example is drawn as images; `None` where its input does not keep the
-/// pixels in place (sentinels stand for spans, views are cropped).
-fn pixel_layout(id: &str) -> Option<PixelLayout> {
-    match id {
-        "causal_lm" | "prefix_lm" | "conditional_training" => Some(PixelLayout::NextPixel),
-        "masked_lm" | "swapped_lm" => Some(PixelLayout::InPlace),
-        "random_token_detection" | "position_prediction" => Some(PixelLayout::InputOnly),
-        _ => None,
-    }
-}
-
 /// The first row of `example` as up to three images (what the model reads, what it is scored
-/// on, its answers now), from the image that starts at the row's first new line.
+/// on, its answers now), from the image that starts at the row's first new line, where the
+/// objective's input keeps the text's positions (the registry's `alignment`).
 fn example_images(example: &Example) -> Vec<(String, Vec<Cell>)> {
-    let (Some(layout), Some(row)) = (pixel_layout(&example.objective), example.rows.first()) else { return Vec::new() };
+    let layout = find(&example.objective).map_or(Alignment::Moved, |o| o.info().alignment);
+    let Some(row) = example.rows.first().filter(|_| layout != Alignment::Moved) else { return Vec::new() };
     // where the image starts: the row's first new line, read or (masked or swapped away) scored
-    let Some(nl) = row.tokens.iter().zip(&row.targets).position(|(t, y)| t == "\n" || (layout == PixelLayout::InPlace && y == "\n"))
+    let Some(nl) = row.tokens.iter().zip(&row.targets).position(|(t, y)| t == "\n" || (layout == Alignment::SameToken && y == "\n"))
     else {
         return Vec::new();
     };
@@ -142,16 +122,16 @@ fn example_images(example: &Example) -> Vec<(String, Vec<Cell>)> {
     let mut images = vec![("what the model reads".to_string(), reads)];
     // the pixel the target at position k stands for
     let pixel = |k: usize| match layout {
-        PixelLayout::NextPixel => k.checked_sub(nl),
-        PixelLayout::InPlace => k.checked_sub(nl + 1),
-        PixelLayout::InputOnly => None,
+        Alignment::NextToken => k.checked_sub(nl),
+        Alignment::SameToken => k.checked_sub(nl + 1),
+        Alignment::InputOnly | Alignment::Moved => None,
     };
-    if layout != PixelLayout::InputOnly {
+    if layout != Alignment::InputOnly {
         // in place, the pixels that are not scored are given: drawn faintly, so that the
         // scored ones stand out where they lie in the digit
         let mut scored: Vec<Cell> = (0..objlab_engine::digits::PIXELS)
             .map(|p| match (layout, images[0].1.get(p)) {
-                (PixelLayout::InPlace, Some(read)) if read.ink.is_some() => Cell { class: "given", ..read.clone() },
+                (Alignment::SameToken, Some(read)) if read.ink.is_some() => Cell { class: "given", ..read.clone() },
                 _ => Cell::empty(),
             })
             .collect();

@@ -29,7 +29,7 @@ pub(super) fn probe_kinds(lab: Lab) -> (bool, bool) {
 /// What the probe asks, for the probe sets the runs read.
 fn probe_hint((sources, images): (bool, bool)) -> String {
     let of_sources = "of sequences from 4 Markov sources with identical letter frequencies: only context tells them apart";
-    let of_images = "of 160 held-out images, 16 of each digit: which digit is it? (Image GPT's test of what pretraining on pixels teaches)";
+    let of_images = "of 120 held-out images, 12 of each digit: which digit is it? (Image GPT's test of what pretraining on pixels teaches)";
     let body = match (sources, images) {
         (true, true) => format!("on a text, {of_sources}; on the digits, {of_images}"),
         (false, true) => of_images.to_string(),
@@ -127,8 +127,8 @@ mod tests {
             probe_hint((true, false)),
             "Logistic regression on each run's frozen, mean-pooled hidden states of sequences from 4 Markov sources with identical letter frequencies: only context tells them apart."
         );
-        assert!(probe_hint((false, true)).starts_with("Logistic regression on each run's frozen, mean-pooled hidden states of 160 held-out images"));
+        assert!(probe_hint((false, true)).starts_with("Logistic regression on each run's frozen, mean-pooled hidden states of 120 held-out images"));
         let both = probe_hint((true, true));
-        assert!(both.contains("hidden states on a text, of sequences") && both.contains("; on the digits, of 160 held-out images"), "{both}");
+        assert!(both.contains("hidden states on a text, of sequences") && both.contains("; on the digits, of 120 held-out images"), "{both}");
     }
 }

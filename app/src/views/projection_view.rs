@@ -38,6 +38,16 @@ fn draw_tokens(canvas: &web_sys::HtmlCanvasElement, s: &Snapshot) {
     let at = scaler(&s.token_points);
     ctx.set_font("12px monospace");
     for (text, p) in s.tokens.iter().zip(&s.token_points) {
+        // a pixel of the digits: a square of its grey (do the levels line up in order?)
+        if let Some(ink) = objlab_engine::digits::ink(text) {
+            let (x, y) = at(*p);
+            let g = (255.0 * (1.0 - ink)).round() as u8;
+            ctx.set_fill_style_str(&format!("rgb({g},{g},{g})"));
+            ctx.fill_rect(x - 5.0, y - 5.0, 10.0, 10.0);
+            ctx.set_stroke_style_str("#555");
+            ctx.stroke_rect(x - 5.0, y - 5.0, 10.0, 10.0);
+            continue;
+        }
         let class = CharClass::of(text);
         let k = CharClass::ALL.iter().position(|c| *c == class).unwrap_or(0);
         ctx.set_fill_style_str(CLASS_COLOURS[k]);
@@ -124,9 +134,10 @@ pub fn ProjectionView(lab: Lab) -> impl IntoView {
     view! {
         <section class="projections">
             <p class="legend">
-                {CharClass::ALL.iter().zip(CLASS_COLOURS).filter(|(c, _)| **c != CharClass::Special).map(|(c, colour)| view! {
+                {move || (super::probe_chart::probe_kinds(lab).0).then(|| CharClass::ALL.iter().zip(CLASS_COLOURS).filter(|(c, _)| **c != CharClass::Special).map(|(c, colour)| view! {
                     <span style=format!("color:{colour}")>"■ " {c.name()} " "</span>
-                }).collect_view()}
+                }).collect_view())}
+                {move || (super::probe_chart::probe_kinds(lab).1).then_some("tokens of the digits: a square of each pixel's grey level, ⏎ where an image starts ")}
                 {move || match super::probe_chart::probe_kinds(lab) {
                     (false, true) => " · probe points: one colour per digit (the label a linear probe must read off)".to_string(),
                     (true, false) => " · probe points: one colour per Markov source (the label a linear probe must read off)".to_string(),

@@ -4,7 +4,7 @@
 //! compared with the other objectives in Wang et al. 2022, "What Language Model Architecture
 //! and Pretraining Objective Work Best for Zero-Shot Generalization?".
 
-use super::{Context, Objective, ObjectiveInfo, Prepared};
+use super::{Alignment, Context, Objective, ObjectiveInfo, Prepared};
 use crate::data::CleanBatch;
 use crate::model::AttentionMode;
 use crate::rng::Rng;
@@ -21,6 +21,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         next. Every position is a training example, and the trained model can generate text.",
     generates: true,
     asks: "continues what you type",
+    alignment: Alignment::NextToken,
     params: &[],
 };
 

@@ -6,7 +6,7 @@
 //! is trained as a causal LM. At sampling time the prompt starts with `<good>`, asking for
 //! text like the segments that scored well; the page reports the bad-word rate of samples.
 
-use super::{Context, Mark, Objective, ObjectiveInfo, ParamInfo, ParamKind, Prepared};
+use super::{Alignment, Context, Mark, Objective, ObjectiveInfo, ParamInfo, ParamKind, Prepared};
 use crate::data::CleanBatch;
 use crate::model::AttentionMode;
 use crate::rng::Rng;
@@ -28,6 +28,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         <good>, asking it to write after <good> should produce fewer bad words.",
     generates: true,
     asks: "continues what you type, after <good>",
+    alignment: Alignment::NextToken,
     params: &[ParamInfo {
         key: "bad_words",
         label: "bad words",

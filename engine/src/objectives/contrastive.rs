@@ -6,7 +6,7 @@
 //! must pick out the other view of the same row among all views in the batch (InfoNCE with
 //! temperature τ).
 
-use super::{Context, Objective, ObjectiveInfo, ParamInfo, Prepared};
+use super::{Alignment, Context, Objective, ObjectiveInfo, ParamInfo, Prepared};
 use crate::data::CleanBatch;
 use crate::model::{AttentionMode, Head};
 use crate::rng::Rng;
@@ -24,6 +24,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         what a whole passage is about rather than the next character.",
     generates: false,
     asks: "",
+    alignment: Alignment::Moved,
     params: &[
         ParamInfo::number("temperature", "temperature τ", 0.02, 1.0, 0.1, 0.01, "SimCSE uses 0.05"),
         ParamInfo::number("view", "views: dropout (0) or span crops (1)", 0.0, 1.0, 0.0, 1.0, "SimCSE: dropout; span-level methods: crops"),

@@ -6,7 +6,7 @@
 //! bidirectional attention.
 
 use super::denoising::{choose_positions, random_other_char, rate_count};
-use super::{Question, ASKED, BLANK, Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared};
+use super::{Alignment, Question, ASKED, BLANK, Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared};
 use crate::data::CleanBatch;
 use crate::model::AttentionMode;
 use crate::rng::Rng;
@@ -24,6 +24,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         ones. It learns context from both sides, but cannot generate text left to right.",
     generates: false,
     asks: "fills in each _ you type (a hidden character) from both sides",
+    alignment: Alignment::SameToken,
     params: &[
         ParamInfo::number("rate", "share of positions chosen", 0.01, 0.5, 0.15, 0.01, "BERT uses 15%"),
         ParamInfo::number("mask_share", "chosen → [MASK]", 0.0, 1.0, 0.8, 0.05, "BERT: 80%"),

@@ -101,6 +101,23 @@ impl ParamInfo {
     }
 }
 
+/// How an objective's example lines up with the clean text it came from: the page draws an
+/// example on the digits as images where the input keeps the text's positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Alignment {
+    /// The input keeps every position; the target at a position is the token after it
+    /// (next-token prediction and its kin).
+    NextToken,
+    /// The input keeps every position; the target at a position is that position's own token
+    /// (masking, swapping).
+    SameToken,
+    /// The input keeps every position; its targets are not tokens (verdicts, positions).
+    InputOnly,
+    /// The input does not keep the text's positions (sentinels stand for spans, views are
+    /// cropped): no image.
+    Moved,
+}
+
 /// What the registry tells the UI and the CLI about an objective.
 #[derive(Clone, Debug, Serialize)]
 pub struct ObjectiveInfo {
@@ -119,6 +136,8 @@ pub struct ObjectiveInfo {
     /// model"), or "" where it answers none: see [`Objective::question`]. It names `_`
     /// ([`BLANK`]) where the objective answers blanks (the page then offers a line with one).
     pub asks: &'static str,
+    /// How its example lines up with the clean text, for drawing it as an image (the digits).
+    pub alignment: Alignment,
     pub params: &'static [ParamInfo],
 }
 
@@ -775,6 +794,44 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each objective's declared `alignment` holds for what its `prepare` makes (the page draws
+    /// its example on the digits as images by it): where the input keeps the text's positions,
+    /// every untouched input token is the clean one there, and a target is the next token
+    /// (`NextToken`) or the same one (`SameToken`).
+    #[test]
+    fn each_objective_lines_up_as_its_alignment_says() {
+        let tok = testing::tokenizer();
+        let clean = testing::clean_batch(4, 24, 5);
+        let text: Vec<String> = clean.row(0).iter().map(|&t| tok.token_text(t)).collect();
+        for o in REGISTRY {
+            let info = o.info();
+            if info.alignment == Alignment::Moved {
+                continue;
+            }
+            let p = testing::with_context(&Params::new(), |ctx| o.prepare(&clean, ctx, &mut Rng::seeded(3)));
+            let row = &Example::from_prepared(info.id, &p, &tok).rows[0];
+            // (a control token such as conditional training's <good> may come first)
+            let start = row.marks.iter().take_while(|m| **m == Mark::Control).count();
+            let mut scored = 0;
+            for k in 0..row.tokens.len() - start {
+                let (t, m, y) = (&row.tokens[start + k], row.marks[start + k], &row.targets[start + k]);
+                if !matches!(m, Mark::Masked | Mark::Replaced) {
+                    assert_eq!(t, &text[k], "{}: input position {k} is the text's", info.id);
+                }
+                if y.is_empty() {
+                    continue;
+                }
+                scored += 1;
+                match info.alignment {
+                    Alignment::NextToken => assert_eq!(y, &text[k + 1], "{}: the target at {k} is the next token", info.id),
+                    Alignment::SameToken => assert_eq!(y, &text[k], "{}: the target at {k} is its own token", info.id),
+                    _ => {}
+                }
+            }
+            assert!(scored > 0, "{}: something is scored", info.id);
+        }
+    }
 
     #[test]
     fn answers_are_the_top_class_at_the_scored_positions_only() {

@@ -12,7 +12,7 @@
 //! embeddings learn positions this way).
 
 use super::denoising::choose_positions;
-use super::{Question, Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared, every_position_asked};
+use super::{Alignment, Question, Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared, every_position_asked};
 use crate::data::CleanBatch;
 use crate::model::{AttentionMode, Head};
 use crate::rng::Rng;
@@ -29,6 +29,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         how text is put together; hiding some keys from attention makes the puzzle harder.",
     generates: false,
     asks: "names each character's position, which it is not told",
+    alignment: Alignment::InputOnly,
     params: &[ParamInfo::number("key_mask", "share of keys hidden from attention", 0.0, 0.9, 0.0, 0.05, "MP3 masks keys to make the task harder")],
 };
 

@@ -6,7 +6,7 @@
 //! after it, and the loss is on the suffix only.
 
 use super::denoising::{Seq2SeqRow, pack};
-use super::{Context, Mark, Objective, ObjectiveInfo, Prepared};
+use super::{Alignment, Context, Mark, Objective, ObjectiveInfo, Prepared};
 use crate::data::CleanBatch;
 use crate::rng::Rng;
 
@@ -23,6 +23,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         It learns to read a prompt fully before it writes.",
     generates: true,
     asks: "continues what you type",
+    alignment: Alignment::NextToken,
     params: &[],
 };
 

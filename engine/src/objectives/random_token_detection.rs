@@ -7,7 +7,7 @@
 //! corpus frequency), and train a binary head at every position: replaced or original?
 
 use super::denoising::{choose_positions, random_other_char, rate_count};
-use super::{Question, Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared, every_position_asked};
+use super::{Alignment, Question, Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared, every_position_asked};
 use crate::data::CleanBatch;
 use crate::model::{AttentionMode, Head};
 use crate::rng::Rng;
@@ -25,6 +25,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         same group of similarly common characters, so they are harder to spot.",
     generates: false,
     asks: "marks the characters it thinks were swapped in: type a word with a wrong letter",
+    alignment: Alignment::InputOnly,
     params: &[
         ParamInfo::number("rate", "share of tokens replaced", 0.01, 0.5, 0.15, 0.01, "15% as in the thesis"),
         ParamInfo::number("clustered", "C-RTS (1) or RTS (0)", 0.0, 1.0, 0.0, 1.0, "1: replacements from the same frequency cluster"),

@@ -8,7 +8,7 @@
 //! the encoder and the target to the decoder.
 
 use super::denoising::{corrupt_spans, fitting_length, pack, span_noise_mask};
-use super::{Context, Objective, ObjectiveInfo, ParamInfo, Prepared, Question, spans_source};
+use super::{Alignment, Context, Objective, ObjectiveInfo, ParamInfo, Prepared, Question, spans_source};
 use crate::data::CleanBatch;
 use crate::rng::Rng;
 
@@ -25,6 +25,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         of several characters at once, using the text on both sides.",
     generates: false,
     asks: "writes the stretch of text hidden behind each run of _ you type",
+    alignment: Alignment::Moved,
     params: &[
         ParamInfo::number("rate", "share of tokens corrupted", 0.05, 0.5, 0.15, 0.01, "T5 uses 15%"),
         ParamInfo::number("mean_span", "mean span length", 1.0, 16.0, 3.0, 1.0, "T5 uses 3"),

@@ -5,7 +5,7 @@
 //! at those positions. The model is never shown a token that does not occur in real text.
 
 use super::denoising::{choose_positions, random_other_char, rate_count};
-use super::{Question, Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared, every_position_asked};
+use super::{Alignment, Question, Context, Mark, Objective, ObjectiveInfo, ParamInfo, Prepared, every_position_asked};
 use crate::data::CleanBatch;
 use crate::model::AttentionMode;
 use crate::rng::Rng;
@@ -23,6 +23,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         not fit before it can fix them.",
     generates: false,
     asks: "names the character it expects at every position: type a word with a wrong letter and see whether it puts it right",
+    alignment: Alignment::SameToken,
     params: &[ParamInfo::number("rate", "share of tokens swapped", 0.01, 0.5, 0.15, 0.01, "the thesis uses 15%")],
 };
 

@@ -6,7 +6,7 @@
 //! `[S]` is prepended to the input so the model knows which task it is doing.
 
 use super::denoising::{Seq2SeqRow, corrupt_spans, fitting_length, pack, span_noise_mask};
-use super::{Context, Mark, Objective, ObjectiveInfo, ParamInfo, Params, Prepared, Question, number_param, spans_source};
+use super::{Alignment, Context, Mark, Objective, ObjectiveInfo, ParamInfo, Params, Prepared, Question, number_param, spans_source};
 use crate::data::CleanBatch;
 use crate::rng::Rng;
 
@@ -23,6 +23,7 @@ static INFO: ObjectiveInfo = ObjectiveInfo {
         it which one is asked.",
     generates: true,
     asks: "continues what you type; with [R], its regular denoiser, writes the stretch of text hidden behind each run of _",
+    alignment: Alignment::Moved,
     params: &[
         ParamInfo::number("weight_r", "weight of R (regular)", 0.0, 1.0, 0.34, 0.01, "UL2 mixes the three about equally"),
         ParamInfo::number("weight_x", "weight of X (extreme)", 0.0, 1.0, 0.33, 0.01, ""),
