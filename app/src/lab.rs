@@ -66,6 +66,11 @@ pub struct RunView {
 }
 
 impl RunView {
+    /// Whether the run trains on the digits (whose tokens the views draw as images).
+    pub fn on_digits(&self) -> bool {
+        self.spec.with_value(|s| s.corpus == objlab_engine::digits::NAME)
+    }
+
     fn new(id: RunId, spec: ExperimentSpec, colour: &'static str) -> Self {
         let steps = spec.train.steps;
         Self {

@@ -19,6 +19,9 @@ use crate::tokenizer::CharTokenizer;
 pub const LETTERS: &str = "etaoinsh";
 /// Number of sources (= classes of the probe).
 pub const SOURCES: usize = 4;
+/// Held-out records of each label in the views' probe set on a corpus of records (the
+/// digits: 12 images per digit; the page's probe hint says so).
+pub const RECORDS_PER_CLASS: usize = 12;
 /// Probability of the source's own successor.
 const FAVOURITE: f64 = 0.75;
 const SEED: u64 = 0x9e3779b97f4a7c15;
@@ -51,7 +54,7 @@ impl ProbeSet {
     /// 12 held-out images per digit, 120 in all: its forward pass, a pause of ~0.5 s in the tab
     /// for baby GPT at context 64 (16 per digit paused ~0.65 s, against ~0.15 s for a text's set).
     pub fn of_views(corpus: &Corpus) -> Result<Self, String> {
-        if corpus.records.is_some() { Self::of_records(corpus, 12) } else { Self::markov(&corpus.tokenizer, 16, 32) }
+        if corpus.records.is_some() { Self::of_records(corpus, RECORDS_PER_CLASS) } else { Self::markov(&corpus.tokenizer, 16, 32) }
     }
 
     /// Up to `per_class` validation records of each label, whole, in pairs of one label so

@@ -12,7 +12,7 @@ use objlab_engine::objectives::{Answers, BLANK, Example, Mark, before_blank, fin
 use objlab_engine::protocol::RunId;
 use objlab_engine::digits::PIXELS;
 use super::attention_map::{DEFAULT_TEXT, offer, own_opening};
-use super::pixel_image::{PixelImage, images_of_text};
+use super::pixel_image::TextImages;
 use super::model_view::{answer_score, mark_name, short_target, show};
 use crate::lab::{Lab, label_in};
 
@@ -129,23 +129,14 @@ fn AnsweredRow(example: Example) -> impl IntoView {
 fn Reply(text: String, answers: Answers, pixels: bool) -> impl IntoView {
     // a generator continues what comes before the first blank
     let prompt = before_blank(&text).to_string();
-    // on the digits, the line and its continuation drawn as the images they are
-    let drawn_prompt = prompt.clone();
-    let drawn = move |c: &str| {
-        let text = format!("{drawn_prompt}{c}").replace(objlab_engine::tokenizer::NEW_LINE_SIGN, "\n");
-        view! {
-            <div class="pixel-row" data-testid="ask-images">
-                {images_of_text(&text).into_iter().enumerate().map(|(i, cells)| view! {
-                    <PixelImage cells=cells caption=format!("image {}", i + 1) />
-                }).collect_view()}
-            </div>
-        }
-    };
     view! {
         {answers.continuation.map(|c| view! {
             <p class="row-label">"continues it (next-token prediction, sampled):"</p>
             <pre class="continuation" data-testid="ask-continuation"><b>{prompt.clone()}</b>{c.clone()}</pre>
-            {pixels.then(|| drawn(&c))}
+            // on the digits, the line and its continuation drawn as the images they are
+            {pixels.then(|| view! {
+                <TextImages text=format!("{prompt}{c}").replace(objlab_engine::tokenizer::NEW_LINE_SIGN, "\n") testid="ask-images" />
+            })}
         })}
         {answers.examples.into_iter().map(|e| view! { <AnsweredRow example=e /> }).collect_view()}
         {answers.notes.into_iter().map(|n| view! { <p class="hint" data-testid="ask-note">{n}</p> }).collect_view()}
@@ -194,7 +185,7 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
         said
     };
     // whether the (first) asked run trains on the digits
-    let on_digits = move || runs().first().and_then(|id| lab.run(*id)).is_some_and(|r| r.spec.with_value(|s| s.corpus == objlab_engine::digits::NAME));
+    let on_digits = move || runs().first().and_then(|id| lab.run(*id)).is_some_and(|r| r.on_digits());
     let text = RwSignal::new(DEFAULT_TEXT.to_string());
     // the offered line follows the run (its own text's opening, a blank for a masked model)
     // until the user types one of their own
@@ -224,7 +215,7 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
             None => view! { <p class="hint" data-testid="ask-waiting">"asking…"</p> }.into_any(),
             Some(Err(message)) => view! { <p class="error" data-testid="ask-error">{message}</p> }.into_any(),
             Some(Ok(answers)) => {
-                let pixels = lab.run(asked.run).is_some_and(|r| r.spec.with_value(|s| s.corpus == objlab_engine::digits::NAME));
+                let pixels = lab.run(asked.run).is_some_and(|r| r.on_digits());
                 view! { <Reply text=asked.text.clone() answers=answers pixels=pixels /> }.into_any()
             }
         };

@@ -73,6 +73,18 @@ pub fn PixelImage(cells: Vec<Cell>, caption: String, #[prop(optional)] testid: &
     }
 }
 
+/// The images a text of the digits holds ([`images_of_text`]), side by side, numbered.
+#[component]
+pub fn TextImages(text: String, testid: &'static str) -> impl IntoView {
+    view! {
+        <div class="pixel-row" data-testid=testid>
+            {images_of_text(&text).into_iter().enumerate().map(|(i, cells)| view! {
+                <PixelImage cells=cells caption=format!("image {}", i + 1) />
+            }).collect_view()}
+        </div>
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use super::canvas::{draw_axes, fit_box, polyline};
-use crate::lab::{Lab, label_in};
+use crate::lab::{Lab, RunView, label_in};
 
 /// The chart's width in CSS pixels before layout; on the page, its section's.
 const WIDTH: f64 = 720.0;
@@ -16,10 +16,9 @@ const PAD: f64 = 40.0;
 /// Which probe sets the page's runs read: `(Markov sources, digit images)`, the runs' corpora
 /// (the controls' before any run).
 pub(super) fn probe_kinds(lab: Lab) -> (bool, bool) {
-    let digits = |c: &str| c == objlab_engine::digits::NAME;
-    let corpora: Vec<bool> = lab.runs.with(|runs| runs.iter().map(|r| r.spec.with_value(|s| digits(&s.corpus))).collect());
+    let corpora: Vec<bool> = lab.runs.with(|runs| runs.iter().map(RunView::on_digits).collect());
     if corpora.is_empty() {
-        let on_digits = digits(&lab.shown().corpus);
+        let on_digits = lab.shown().corpus == objlab_engine::digits::NAME;
         (!on_digits, on_digits)
     } else {
         (corpora.iter().any(|d| !d), corpora.iter().any(|d| *d))
@@ -29,7 +28,11 @@ pub(super) fn probe_kinds(lab: Lab) -> (bool, bool) {
 /// What the probe asks, for the probe sets the runs read.
 fn probe_hint((sources, images): (bool, bool)) -> String {
     let of_sources = "of sequences from 4 Markov sources with identical letter frequencies: only context tells them apart";
-    let of_images = "of 120 held-out images, 12 of each digit: which digit is it? (Image GPT's test of what pretraining on pixels teaches)";
+    let per_digit = objlab_engine::probe_set::RECORDS_PER_CLASS;
+    let of_images = format!(
+        "of {} held-out images, {per_digit} of each digit: which digit is it? (Image GPT's test of what pretraining on pixels teaches)",
+        per_digit * objlab_engine::digits::CLASSES
+    );
     let body = match (sources, images) {
         (true, true) => format!("on a text, {of_sources}; on the digits, {of_images}"),
         (false, true) => of_images.to_string(),

@@ -90,7 +90,7 @@ fn ProjectionCard(lab: Lab, run: RunView) -> impl IntoView {
     });
     let id = run.id;
     let label = move || lab.labels().into_iter().find(|(r, _)| *r == id).map(|(_, l)| l).unwrap_or_default();
-    let on_digits = run.spec.with_value(|s| s.corpus == objlab_engine::digits::NAME);
+    let on_digits = run.on_digits();
     let by_what = move || if on_digits { "digit" } else { "source" };
     let caption = move || match shown.get() {
         None => "waiting for the first snapshot…".to_string(),

@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 use objlab_engine::objectives::find;
 
-use super::pixel_image::{PixelImage, images_of_text};
+use super::pixel_image::TextImages;
 use crate::lab::Lab;
 
 #[component]
@@ -37,11 +37,7 @@ pub fn SampleView(lab: Lab) -> impl IntoView {
             <Show when=images fallback=move || view! {
                 <pre data-testid="sample">{move || sample().map(|(_, t)| t).unwrap_or_default()}</pre>
             }>
-                <div class="pixel-row" data-testid="sample-images">
-                    {move || sample().map(|(_, t)| images_of_text(&t).into_iter().enumerate().map(|(i, cells)| view! {
-                        <PixelImage cells=cells caption=format!("image {}", i + 1) />
-                    }).collect_view())}
-                </div>
+                {move || sample().map(|(_, t)| view! { <TextImages text=t testid="sample-images" /> })}
             </Show>
         </section>
     }
