@@ -166,7 +166,8 @@ fn count(browser: &Browser, selector: &str) -> usize {
 
 /// The built-in digits, chosen under Text: said what they are and how much of an image the
 /// context holds; a run draws its samples and its example as 8×8 images, its probe asks which
-/// digit a held-out image shows, a question continues a held-out 3 as an image; and the
+/// digit a held-out image shows, its attention maps show where a pixel of a held-out 3 looks, a
+/// question continues the 3 as an image; and the
 /// example "GPT against BERT on pixels" starts both runs on the digits, the masked one
 /// filling in the 3's hidden pixels.
 #[test]
@@ -199,6 +200,30 @@ fn the_digits_train_as_images_and_a_gpt_and_a_bert_run_are_asked_a_three() {
     let probe = browser.attribute("probe-chart", "aria-label").unwrap_or_default();
     assert!(probe.contains("(chance 10%)"), "{probe}");
     assert!(browser.text("probe-hint").unwrap_or_default().contains("which digit is it?"));
+
+    // the attention maps of a held-out 3: under each head, where one of its pixels looks (at
+    // first the middle one; then a pixel clicked); a causal model's pixel looks at none after it
+    browser.click("attention-show");
+    let label = browser.wait_for("each head's image of where a pixel looks", Duration::from_secs(60), |b| {
+        (count(b, "[data-testid=pixel-attention]") == 4).then(|| b.attribute("pixel-attention", "aria-label")).flatten()
+    });
+    assert_eq!(label, "where pixel 37 looks: an 8×8 image, 64 of 64 pixels", "the middle pixel at first");
+    browser.eval("document.querySelector('[data-testid=pixel-attention]').children[9].click(); return true");
+    let after = browser.wait_for("the clicked pixel in every head", Duration::from_secs(10), |b| {
+        let v = b.eval("return [...document.querySelectorAll('[data-testid=pixel-attention]')].map(e => e.getAttribute('aria-label'))");
+        let labels: Vec<String> = v.as_array()?.iter().filter_map(|s| s.as_str().map(str::to_string)).collect();
+        labels.iter().all(|l| l.starts_with("where pixel 10 looks")).then(|| {
+            b.eval("return [...document.querySelector('[data-testid=pixel-attention]').children].slice(10).map(c => c.title)")
+        })
+    });
+    assert!(after.as_array().unwrap().iter().all(|t| t.as_str() == Some("0.00")), "no weight on the pixels after it: {after}");
+    // the image read outlines the chosen pixel, and a click on it chooses another
+    let outlined = "return [...document.querySelector('[data-testid=attention-image]').children].findIndex(c => c.classList.contains('query'))";
+    assert_eq!(browser.eval(outlined).as_i64(), Some(9), "pixel 10 outlined on the image read");
+    browser.eval("document.querySelector('[data-testid=attention-image]').children[20].click(); return true");
+    browser.wait_for("the pixel clicked on the image read", Duration::from_secs(10), |b| {
+        (b.attribute("pixel-attention", "aria-label")?.starts_with("where pixel 21 looks") && b.eval(outlined).as_i64() == Some(20)).then_some(())
+    });
 
     // asked: the top half of a held-out 3, continued and drawn
     let line = browser.eval("return document.querySelector('[data-testid=\"ask-text\"]').value").as_str().unwrap_or_default().to_string();

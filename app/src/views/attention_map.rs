@@ -5,7 +5,10 @@
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use objlab_engine::protocol::{RunId, ToWorker};
+use objlab_engine::digits::{PIXELS, SIDE};
 use super::canvas::fit_fixed;
+use super::model_view::show;
+use super::pixel_image::{Cell, PixelImage};
 use crate::lab::{AttentionView, Lab};
 use crate::worker_link;
 
@@ -14,15 +17,6 @@ const CELL_AREA: f64 = 180.0;
 /// Room for the token labels along the top and the left of each map.
 const LABEL: f64 = 12.0;
 
-/// A token as a one-character label: whitespace made visible.
-fn token_label(token: &str) -> String {
-    match token {
-        " " => "·".into(),
-        "\n" => "⏎".into(),
-        t => t.into(),
-    }
-}
-
 /// What the pointer at canvas pixel (`x`, `y`) of a map of `s` tokens with cells of `cell`
 /// pixels points at: (query, key), or `None` outside the grid.
 fn cell_at(x: f64, y: f64, s: usize, cell: f64) -> Option<(usize, usize)> {
@@ -30,8 +24,37 @@ fn cell_at(x: f64, y: f64, s: usize, cell: f64) -> Option<(usize, usize)> {
     (k >= 0.0 && q >= 0.0 && (k as usize) < s && (q as usize) < s).then_some((q as usize, k as usize))
 }
 
+/// Where the image starts in the tokens the maps read (the digits): the token after the
+/// first new line, if any.
+fn image_start(tokens: &[String]) -> Option<usize> {
+    tokens.iter().position(|t| t == "\n").map(|nl| nl + 1)
+}
+
+/// The attention of query token `q` over the image that starts at token `start`, as cells:
+/// each key pixel's weight (scaled by the row's largest, so that a head that spreads its
+/// weight thinly still shows where), the query's own pixel outlined.
+fn looks_from(weights: &[f32], s: usize, start: usize, q: usize) -> Vec<Cell> {
+    let row = &weights[q * s..(q + 1) * s];
+    let keys = &row[start.min(s)..(start + PIXELS).min(s)];
+    let most = keys.iter().cloned().fold(0.0f32, f32::max).max(1e-9);
+    keys.iter()
+        .enumerate()
+        .map(|(p, &w)| Cell {
+            ink: Some(w / most),
+            class: if start + p == q { "query" } else { "" },
+            title: format!("{:.2}", w),
+        })
+        .collect()
+}
+
+/// The image the maps read, as cells, the query pixel `q` outlined.
+fn read_cells(tokens: &[String], start: usize, q: usize) -> Vec<Cell> {
+    let image = &tokens[start.min(tokens.len())..(start + PIXELS).min(tokens.len())];
+    image.iter().enumerate().map(|(p, t)| Cell::of(t, if start + p == q { "query" } else { "" })).collect()
+}
+
 #[component]
-fn HeadMap(lab: Lab, maps: AttentionView, layer: usize, head: usize) -> impl IntoView {
+fn HeadMap(lab: Lab, maps: AttentionView, layer: usize, head: usize, query: RwSignal<Option<usize>>) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
     let s = maps.tokens.len();
     let cell = (CELL_AREA / s.max(1) as f64).floor().max(2.0);
@@ -39,7 +62,7 @@ fn HeadMap(lab: Lab, maps: AttentionView, layer: usize, head: usize) -> impl Int
     let offset = (layer * maps.heads + head) * s * s;
     // weights: [seq (query), seq (key)] of this layer and head
     let weights = maps.weights[offset..offset + s * s].to_vec();
-    let labels: Vec<String> = maps.tokens.iter().map(|t| token_label(t)).collect();
+    let labels: Vec<String> = maps.tokens.iter().map(|t| show(t)).collect();
     // "query → key: weight" under the pointer, so that a map can be read cell by cell
     let hovered = RwSignal::new(None::<String>);
     let (w, l) = (weights.clone(), labels.clone());
@@ -47,9 +70,25 @@ fn HeadMap(lab: Lab, maps: AttentionView, layer: usize, head: usize) -> impl Int
         let Some(c) = canvas.get_untracked() else { return };
         // the canvas may be drawn smaller than its pixels (max-width): scale the pointer
         let scale = size / (c.client_width().max(1) as f64);
-        hovered.set(cell_at(ev.offset_x() as f64 * scale, ev.offset_y() as f64 * scale, s, cell)
-            .map(|(q, k)| format!("{:?} at {} looks at {:?} at {}: {:.2}", l[q], q + 1, l[k], k + 1, w[q * s + k])));
+        let at = cell_at(ev.offset_x() as f64 * scale, ev.offset_y() as f64 * scale, s, cell);
+        hovered.set(at.map(|(q, k)| format!("{:?} at {} looks at {:?} at {}: {:.2}", l[q], q + 1, l[k], k + 1, w[q * s + k])));
+        // (on the digits, the row pointed at is the query every head's image shows)
+        if let Some((q, _)) = at {
+            query.set(Some(q));
+        }
     };
+    // on the digits: where the chosen query pixel looks, on the image
+    let start = image_start(&maps.tokens);
+    let pixels = start.map(|start| {
+        let (w, pick) = (weights.clone(), Callback::new(move |p: usize| query.set(Some(start + p))));
+        move || {
+            let q = query.get().filter(|&q| q >= start && q < s)?;
+            Some(view! {
+                <PixelImage cells=looks_from(&w, s, start, q) heat=true on_pick=pick testid="pixel-attention"
+                    caption=format!("where pixel {} looks", q - start + 1) />
+            })
+        }
+    });
     Effect::new(move |_| {
         lab.layout.track();
         let Some(c) = canvas.get() else { return };
@@ -83,6 +122,7 @@ fn HeadMap(lab: Lab, maps: AttentionView, layer: usize, head: usize) -> impl Int
                 aria-label=format!("attention weights of layer {} head {}: rows are the queries, columns the keys (hover for each weight)", layer + 1, head + 1)
                 on:mousemove=on_move on:mouseleave=move |_| hovered.set(None)></canvas>
             <figcaption>{move || hovered.get().unwrap_or_else(|| format!("layer {} · head {}", layer + 1, head + 1))}</figcaption>
+            {pixels}
         </figure>
     }
 }
@@ -151,17 +191,37 @@ pub fn AttentionMap(lab: Lab) -> impl IntoView {
             worker_link::send(lab, &ToWorker::Attention { run: shown, text: text.get_untracked() });
         }
     });
+    // on the digits, the query pixel whose attention each head's image shows (the row pointed
+    // at in any map, or a pixel clicked): at first the middle of the image
+    let query = RwSignal::new(None::<usize>);
     let maps = move || {
         let maps = lab.attention.get()?;
+        if let Some(start) = image_start(&maps.tokens) {
+            let middle = (start + PIXELS / 2 + SIDE / 2).min(maps.tokens.len().saturating_sub(1));
+            query.update_untracked(|q| *q = Some(q.filter(|&q| q >= start && q < maps.tokens.len()).unwrap_or(middle)));
+        }
         let tokens: String = maps.tokens.concat();
         Some(view! {
             <div data-testid="attention-map" data-run=maps.run.to_string() data-layers=maps.layers.to_string() data-heads=maps.heads.to_string()>
                 <p class="caption" data-testid="attention-caption">{format!("run {} reading {:?} {}: rows are queries, columns keys", maps.run, tokens, maps.reads)}</p>
+                {image_start(&maps.tokens).map(|start| {
+                    let (tokens, pick) = (maps.tokens.clone(), Callback::new(move |p: usize| query.set(Some(start + p))));
+                    view! {
+                        <div class="image-read">
+                            {move || {
+                                let q = query.get().unwrap_or(start);
+                                view! { <PixelImage cells=read_cells(&tokens, start, q) on_pick=pick testid="attention-image"
+                                    caption="the image read".to_string() /> }
+                            }}
+                            <p class="hint">"Under each map, where one pixel of this image (outlined) looks: darker blue is more weight, scaled to that pixel's strongest. Click a pixel, here or under a map, or point at a row of any map, to choose another."</p>
+                        </div>
+                    }
+                })}
                 {(0..maps.layers).map(|layer| {
                     let maps = maps.clone();
                     view! {
                         <div class="head-row">
-                            {(0..maps.heads).map(|head| view! { <HeadMap lab=lab maps=maps.clone() layer=layer head=head /> }).collect_view()}
+                            {(0..maps.heads).map(|head| view! { <HeadMap lab=lab maps=maps.clone() layer=layer head=head query=query /> }).collect_view()}
                         </div>
                     }
                 }).collect_view()}
@@ -179,7 +239,7 @@ pub fn AttentionMap(lab: Lab) -> impl IntoView {
                 </select>
             </label>
             <label>" text "
-                <input data-testid="attention-text" type="text" maxlength="64" prop:value=move || text.get()
+                <input data-testid="attention-text" type="text" maxlength="65" prop:value=move || text.get()
                     on:change=move |ev| text.set(event_target_value(&ev)) />
             </label>
             <button data-testid="attention-show" on:click=move |_| request() prop:disabled=move || run().is_none() || kept()>"Show"</button>
@@ -193,7 +253,24 @@ pub fn AttentionMap(lab: Lab) -> impl IntoView {
 
 #[cfg(test)]
 mod tests {
-    use super::{LABEL, cell_at};
+    use super::{LABEL, cell_at, image_start, looks_from, read_cells};
+
+    #[test]
+    fn a_pixels_attention_is_drawn_on_the_image_after_the_new_line() {
+        let tokens: Vec<String> = ["\n", "·", "█", "▒"].iter().map(|t| t.to_string()).collect();
+        assert_eq!(image_start(&tokens), Some(1));
+        assert_eq!(image_start(&["a".to_string()]), None, "a text is not an image");
+        // weights: [4, 4]; query 3 (the third pixel) looks at the new line, pixels 1 and 3
+        let mut w = vec![0.0f32; 16];
+        w[12..16].copy_from_slice(&[0.5, 0.1, 0.0, 0.4]);
+        let cells = looks_from(&w, 4, 1, 3);
+        assert_eq!(cells.len(), 3, "the image's pixels only, not the new line");
+        let inks: Vec<f32> = cells.iter().map(|c| c.ink.unwrap()).collect();
+        assert_eq!(inks, [0.25, 0.0, 1.0], "scaled to the strongest pixel");
+        assert_eq!(cells.iter().map(|c| c.class).collect::<Vec<_>>(), ["", "", "query"]);
+        let read = read_cells(&tokens, 1, 2);
+        assert_eq!(read.iter().map(|c| (c.ink, c.class)).collect::<Vec<_>>(), [(Some(0.0), ""), (Some(1.0), "query"), (Some(0.5), "")]);
+    }
 
     #[test]
     fn the_pointer_names_the_query_row_and_the_key_column() {

@@ -9,6 +9,7 @@ use leptos::html::Canvas;
 use leptos::prelude::*;
 use objlab_engine::model::Head;
 use objlab_engine::objectives::{Alignment, Example, Mark, find};
+use objlab_engine::tokenizer::NEW_LINE_SIGN;
 use super::canvas::context_2d;
 use super::pixel_image::{Cell, PixelImage};
 use crate::lab::Lab;
@@ -27,14 +28,18 @@ pub(crate) fn mark_name(m: Mark) -> &'static str {
     }
 }
 
-/// Makes whitespace visible.
+/// Makes whitespace visible: a space as `␣` (`·` is a pixel of the digits), a new line as the
+/// sign typed for one (`tokenizer::NEW_LINE_SIGN`). Every view that draws a lone token uses it.
 pub(crate) fn show(token: &str) -> String {
     match token {
-        " " => "·".into(),
-        "\n" => "⏎".into(),
+        " " => SPACE_SIGN.into(),
+        "\n" => NEW_LINE_SIGN.into(),
         t => t.into(),
     }
 }
+
+/// How a space is drawn where a token stands alone (`·` would be a digits pixel).
+const SPACE_SIGN: char = '␣';
 
 /// Short labels so that a binary target fits under its token.
 pub(crate) fn short_target(target: &str) -> String {
@@ -268,6 +273,14 @@ pub fn ModelView(lab: Lab) -> impl IntoView {
 mod tests {
     use super::*;
     use objlab_engine::objectives::ExampleRow;
+
+    #[test]
+    fn whitespace_is_shown_by_signs_that_no_corpus_token_is() {
+        assert_eq!(show(" "), "␣");
+        assert_eq!(show("\n"), "⏎");
+        assert_eq!(show("·"), "·", "a digits pixel stays itself");
+        assert!(objlab_engine::digits::PALETTE.iter().all(|&p| p != SPACE_SIGN && p != NEW_LINE_SIGN));
+    }
 
     fn example(objective: &str, tokens: &[&str], marks: &[Mark], targets: &[&str], answers: &[&str]) -> Example {
         let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();

@@ -49,23 +49,36 @@ pub fn images_of_text(text: &str) -> Vec<Vec<Cell>> {
     images
 }
 
-/// One image: up to 64 cells in rows of 8 (missing cells drawn empty), and its caption.
+/// One image: up to 64 cells in rows of 8 (missing cells drawn empty), and its caption. A
+/// `heat` image draws each cell's `ink` in blue (an attention weight, not a grey level);
+/// `on_pick`, where given, is called with the pixel a click lands on.
 #[component]
-pub fn PixelImage(cells: Vec<Cell>, caption: String, #[prop(optional)] testid: &'static str) -> impl IntoView {
+pub fn PixelImage(
+    cells: Vec<Cell>,
+    caption: String,
+    #[prop(optional)] testid: &'static str,
+    #[prop(optional)] heat: bool,
+    #[prop(optional)] on_pick: Option<Callback<usize>>,
+) -> impl IntoView {
     let filled = cells.iter().filter(|c| c.ink.is_some()).count();
     let label = format!("{caption}: an {SIDE}×{SIDE} image, {filled} of {PIXELS} pixels");
     let mut cells = cells;
     cells.resize(PIXELS, Cell::empty());
     view! {
         <figure class="pixel-figure">
-            <div class="pixels" role="img" aria-label=label data-testid=if testid.is_empty() { "pixel-image" } else { testid } data-pixels=filled>
-                {cells.into_iter().take(PIXELS).map(|c| {
+            <div class=if on_pick.is_some() { "pixels pickable" } else { "pixels" } role="img" aria-label=label data-testid=if testid.is_empty() { "pixel-image" } else { testid } data-pixels=filled>
+                {cells.into_iter().take(PIXELS).enumerate().map(|(p, c)| {
                     let style = c.ink.map(|v| {
                         let g = (255.0 * (1.0 - v)).round() as u8;
-                        format!("background:rgb({g},{g},{g})")
+                        if heat { format!("background:rgb({g},{g},255)") } else { format!("background:rgb({g},{g},{g})") }
                     });
                     let class = if c.class.is_empty() { "px".to_string() } else { format!("px {}", c.class) };
-                    view! { <span class=class style=style title=c.title></span> }
+                    let pick = move |_| {
+                        if let Some(f) = on_pick {
+                            f.run(p);
+                        }
+                    };
+                    view! { <span class=class style=style title=c.title on:click=pick></span> }
                 }).collect_view()}
             </div>
             <figcaption>{caption}</figcaption>

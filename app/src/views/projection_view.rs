@@ -9,6 +9,7 @@ use leptos::prelude::*;
 use objlab_engine::protocol::Snapshot;
 use objlab_engine::tokenizer::CharClass;
 use super::canvas::fit_fixed;
+use super::model_view::show;
 use crate::lab::{Lab, RunView};
 
 const SIZE: f64 = 240.0;
@@ -52,12 +53,7 @@ fn draw_tokens(canvas: &web_sys::HtmlCanvasElement, s: &Snapshot) {
         let k = CharClass::ALL.iter().position(|c| *c == class).unwrap_or(0);
         ctx.set_fill_style_str(CLASS_COLOURS[k]);
         let (x, y) = at(*p);
-        let shown = match text.as_str() {
-            "\n" => "⏎",
-            " " => "␣",
-            t => t,
-        };
-        let _ = ctx.fill_text(shown, x - 3.0, y + 4.0);
+        let _ = ctx.fill_text(&show(text), x - 3.0, y + 4.0);
     }
 }
 
