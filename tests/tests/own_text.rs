@@ -247,9 +247,20 @@ fn the_digits_train_as_images_and_a_gpt_and_a_bert_run_are_asked_a_three() {
     browser.set_value("ask-run", "every");
     let line = browser.eval("return document.querySelector('[data-testid=\"ask-text\"]').value").as_str().unwrap_or_default().to_string();
     assert_eq!(line.matches('_').count(), 4, "four pixels hidden for the masked run: {line:?}");
+    // the line drawn as an image: a click hides one more pixel (the 41st, on the 3's lower bow)
+    assert_eq!(browser.attribute("ask-line-image", "data-pixels").as_deref(), Some("59"), "a context of 64: 63 pixels, 4 hidden");
+    browser.eval("document.querySelector('[data-testid=ask-line-image]').children[40].click(); return true");
+    let line = browser.wait_for("a fifth pixel hidden", Duration::from_secs(10), |b| {
+        let v = b.eval("return document.querySelector('[data-testid=\"ask-text\"]').value").as_str().unwrap_or_default().to_string();
+        (v.matches('_').count() == 5).then_some(v)
+    });
+    assert_eq!(line.chars().nth(41), Some('_'), "the 41st pixel, after the new line: {line:?}");
     browser.click("ask");
     let summary = browser.wait_for("the masked run's answer", Duration::from_secs(60), |b| b.text("ask-summary"));
-    assert_eq!(summary.matches("% sure").count(), 4, "a pixel for each of the four: {summary}");
+    assert_eq!(summary.matches("% sure").count(), 5, "a pixel for each of the five: {summary}");
+    // read back as an image: the five it filled in outlined
+    let filled = browser.eval("const i = document.querySelector('[data-testid=ask-answer-images] [data-testid=pixel-image]'); return i ? [+i.dataset.pixels, i.querySelectorAll('.filled').length] : null");
+    assert_eq!(filled, serde_json::json!([63, 5]), "the 3 as the model reads it (63 pixels), five filled in");
     browser.wait_for("the causal run's continuation drawn", Duration::from_secs(60), |b| (count(b, "[data-testid=ask-images] [data-testid=pixel-image]") > 0).then_some(()));
     assert_eq!(browser.text("error").unwrap_or_default(), "");
 }

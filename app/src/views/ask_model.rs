@@ -12,7 +12,7 @@ use objlab_engine::objectives::{Answers, BLANK, Example, Mark, before_blank, fin
 use objlab_engine::protocol::RunId;
 use objlab_engine::digits::PIXELS;
 use super::attention_map::{DEFAULT_TEXT, offer, own_opening};
-use super::pixel_image::TextImages;
+use super::pixel_image::{Cell, PixelImage, TextImages, images_of_cells};
 use super::model_view::{answer_score, mark_name, short_target, show};
 use crate::lab::{Lab, label_in};
 
@@ -76,6 +76,66 @@ fn wrote_nothing(target: &str, answer: &str) -> bool {
     target == "?" && answer.is_empty()
 }
 
+/// On the digits, a question read back as images, cell by cell, as [`summary`] reads it back
+/// as text: each pixel as asked, a hidden one (or a sentinel's stretch) as the model fills it
+/// in (outlined), a pixel the model would change as its answer (outlined in another colour).
+/// Only for objectives that answer in pixels (a vocabulary head).
+fn answered_images(example: &Example) -> Option<Vec<Vec<Cell>>> {
+    let row = example.rows.first().filter(|_| example.head == Head::Vocab)?;
+    let mut cells = Vec::new();
+    for (k, (t, m)) in row.tokens.iter().zip(&row.marks).enumerate() {
+        if *m == Mark::Control {
+            continue;
+        }
+        let a = example.answers.get(k).map(String::as_str).unwrap_or_default();
+        // (a [MASK] or a sentinel is not a pixel: what it stands for is what the model writes)
+        let class = match (t.chars().count() > 1, a.is_empty() || a == t) {
+            (true, _) => "filled",
+            (false, false) => "changed",
+            (false, true) => "",
+        };
+        match class {
+            "" => cells.push(Cell::of(t, "")),
+            _ => cells.extend(a.chars().map(|c| Cell::of(&c.to_string(), class))),
+        }
+    }
+    Some(images_of_cells(cells))
+}
+
+/// Where the pixels of the first image in a typed line are: the places of the characters
+/// after its first new line sign (or from its start, without one), at most an image's worth.
+fn pixel_places(line: &str) -> Vec<usize> {
+    let chars: Vec<char> = line.chars().collect();
+    let from = chars.iter().position(|&c| c == objlab_engine::tokenizer::NEW_LINE_SIGN).map_or(0, |i| i + 1);
+    (from..chars.len()).take_while(|&i| chars[i] != objlab_engine::tokenizer::NEW_LINE_SIGN).take(PIXELS).collect()
+}
+
+/// The typed line's first image, drawn for clicking: a hidden pixel ([`BLANK`]) empty and
+/// outlined.
+fn line_cells(line: &str) -> Vec<Cell> {
+    let chars: Vec<char> = line.chars().collect();
+    pixel_places(line).into_iter().map(|i| match chars[i] {
+        BLANK => Cell { ink: None, class: "mark-masked", title: "hidden".into() },
+        c => Cell::of(&c.to_string(), ""),
+    }).collect()
+}
+
+/// Pixel `p` of the typed line's first image hidden, or shown again (as the grey level it had
+/// when it was hidden, kept in `was`, else background).
+fn toggle_pixel(line: &str, p: usize, was: &mut std::collections::HashMap<usize, char>) -> String {
+    let mut chars: Vec<char> = line.chars().collect();
+    if let Some(&i) = pixel_places(line).get(p) {
+        chars[i] = match chars[i] {
+            BLANK => was.remove(&i).unwrap_or(objlab_engine::digits::PALETTE[0]),
+            c => {
+                was.insert(i, c);
+                BLANK
+            }
+        };
+    }
+    chars.into_iter().collect()
+}
+
 /// How an answer reads beside the character it answers: right or wrong where the right answer
 /// is known, a change where the model would write another character, a flag, or plain.
 fn verdict(head: Head, token: &str, target: &str, answer: &str) -> &'static str {
@@ -90,15 +150,24 @@ fn verdict(head: Head, token: &str, target: &str, answer: &str) -> &'static str 
 }
 
 #[component]
-fn AnsweredRow(example: Example) -> impl IntoView {
+fn AnsweredRow(example: Example, pixels: bool) -> impl IntoView {
     let name = find(&example.objective).map(|o| o.info().name).unwrap_or_default();
     let line = summary(&example);
+    // on the digits, the question as the model reads it back, drawn
+    let images = pixels.then(|| answered_images(&example)).flatten().map(|images| view! {
+        <div class="pixel-row" data-testid="ask-answer-images">
+            {images.into_iter().enumerate().map(|(i, cells)| view! {
+                <PixelImage cells=cells caption=format!("read back, image {}", i + 1) />
+            }).collect_view()}
+        </div>
+    });
     let row = example.rows.first().cloned();
     let head = example.head;
     view! {
         <article class="asked" data-testid="ask-example" data-objective=example.objective.clone()>
             <h3>{name}</h3>
             <p data-testid="ask-summary">{line}</p>
+            {images}
             <div class="tokens">
                 {row.map(|row| row.tokens.iter().zip(&row.marks).zip(&row.targets).enumerate().map(|(k, ((t, m), y))| {
                     // a detector's verdicts: only the flagged ones, so that they stand out
@@ -138,7 +207,7 @@ fn Reply(text: String, answers: Answers, pixels: bool) -> impl IntoView {
                 <TextImages text=format!("{prompt}{c}").replace(objlab_engine::tokenizer::NEW_LINE_SIGN, "\n") testid="ask-images" />
             })}
         })}
-        {answers.examples.into_iter().map(|e| view! { <AnsweredRow example=e /> }).collect_view()}
+        {answers.examples.into_iter().map(|e| view! { <AnsweredRow example=e pixels=pixels /> }).collect_view()}
         {answers.notes.into_iter().map(|n| view! { <p class="hint" data-testid="ask-note">{n}</p> }).collect_view()}
     }
 }
@@ -196,6 +265,9 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
         let fills = objectives().iter().filter_map(|id| find(id).ok()).any(|o| o.info().asks.contains(BLANK));
         offer(text, suggested, suggested_line(own, fills, on_digits()));
     });
+    // the grey levels of the pixels hidden by a click, to show them again (a line typed
+    // since may leave an old level here: it is only ever a plausible pixel)
+    let hidden_was = StoredValue::new(std::collections::HashMap::<usize, char>::new());
     // a run kept from an earlier visit has no weights in the worker to ask
     let kept = move || {
         let asked: Vec<bool> = runs().iter().filter_map(|id| lab.run(*id)).map(|r| r.restored).collect();
@@ -259,6 +331,20 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
                     on:keydown=move |ev: web_sys::KeyboardEvent| if ev.key() == "Enter" { ask() } />
             </label>
             <button data-testid="ask" on:click=move |_| ask() prop:disabled=move || runs().is_empty() || kept()>"Ask"</button>
+            // on the digits, the line's image, each pixel hidden or shown again by a click
+            {move || on_digits().then(|| {
+                let pick = Callback::new(move |p: usize| {
+                    let mut was = hidden_was.get_value();
+                    text.set(toggle_pixel(&text.get_untracked(), p, &mut was));
+                    hidden_was.set_value(was);
+                });
+                view! {
+                    <div class="image-read">
+                        <PixelImage cells=line_cells(&text.get()) on_pick=pick testid="ask-line-image" caption="the line".to_string() />
+                        <p class="hint">{format!("Click a pixel to hide it ({BLANK}) or show it again: a masked model fills in what is hidden, a generator continues from before the first hidden pixel.")}</p>
+                    </div>
+                }
+            })}
             <Show when=kept>
                 <span class="hint" data-testid="ask-kept">" a run kept from your last visit has its curves, not its weights: train it again to ask it"</span>
             </Show>
@@ -269,7 +355,7 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
 
 #[cfg(test)]
 mod tests {
-    use super::{summary, suggested_line, verdict};
+    use super::{answered_images, line_cells, summary, suggested_line, toggle_pixel, verdict};
     use crate::views::attention_map::digits_line;
     use objlab_engine::model::Head;
     use objlab_engine::objectives::{Example, ExampleRow, Mark};
@@ -322,5 +408,46 @@ mod tests {
             confidence: vec![0.0, 0.6, 0.0, 0.5],
         };
         assert_eq!(summary(&example), "reads it as: \"abxy\" (nothing behind <S0>, 60 % sure, xy 50 % sure)");
+    }
+
+    #[test]
+    fn a_pixel_is_hidden_by_a_click_and_shown_again_as_it_was() {
+        let mut was = std::collections::HashMap::new();
+        let line = "⏎·█▒";
+        let hidden = toggle_pixel(line, 1, &mut was);
+        assert_eq!(hidden, "⏎·_▒", "pixel 2 is the third character: after the new line");
+        let cells = line_cells(&hidden);
+        assert_eq!(cells.iter().map(|c| (c.ink, c.class)).collect::<Vec<_>>(), [(Some(0.0), ""), (None, "mark-masked"), (Some(0.5), "")]);
+        assert_eq!(toggle_pixel(&hidden, 1, &mut was), line, "shown again at its grey level");
+        assert_eq!(toggle_pixel("⏎_", 0, &mut was), "⏎·", "a pixel typed hidden comes back as background");
+        assert_eq!(toggle_pixel(line, 9, &mut was), line, "a click beyond the line changes nothing");
+        assert_eq!(line_cells("·█▒").len(), 3, "without a new line, the pixels from the start");
+        assert_eq!(line_cells("⏎·█⏎▒").len(), 2, "the first image only");
+    }
+
+    #[test]
+    fn a_question_on_the_digits_is_read_back_as_images_with_the_filled_pixels_outlined() {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let example = |objective: &str, head: Head, tokens: &[&str], marks: Vec<Mark>, answers: &[&str]| Example {
+            objective: objective.into(),
+            head,
+            attention: Vec::new(),
+            rows: vec![ExampleRow { tokens: strings(tokens), marks, targets: strings(&vec!["?"; tokens.len()]) }],
+            note: String::new(),
+            answers: strings(answers),
+            confidence: vec![0.5; tokens.len()],
+        };
+        let masked = example("masked_lm", Head::Vocab, &["\n", "·", "[MASK]", "▒"], vec![Mark::Plain, Mark::Plain, Mark::Masked, Mark::Plain], &["", "", "█", ""]);
+        let images = answered_images(&masked).unwrap();
+        assert_eq!(images.len(), 1);
+        assert_eq!(images[0].iter().map(|c| (c.ink, c.class)).collect::<Vec<_>>(), [(Some(0.0), ""), (Some(1.0), "filled"), (Some(0.5), "")]);
+        // a span's sentinel is as many pixels as the model writes behind it; UL2's mode token is no pixel
+        let span = example("ul2_mixture", Head::Vocab, &["[R]", "\n", "<S0>", "▒"], vec![Mark::Control, Mark::Plain, Mark::Sentinel, Mark::Plain], &["", "", "░░", ""]);
+        assert_eq!(answered_images(&span).unwrap()[0].iter().map(|c| c.class).collect::<Vec<_>>(), ["filled", "filled", ""]);
+        // a swapped-LM model's answer that differs from the pixel asked
+        let swapped = example("swapped_lm", Head::Vocab, &["\n", "·", "█"], vec![Mark::Plain; 3], &["", "·", "▓"]);
+        assert_eq!(answered_images(&swapped).unwrap()[0].iter().map(|c| (c.ink, c.class)).collect::<Vec<_>>(), [(Some(0.0), ""), (Some(0.75), "changed")]);
+        let detector = example("random_token_detection", Head::Binary, &["\n", "·"], vec![Mark::Plain; 2], &["original", "replaced"]);
+        assert!(answered_images(&detector).is_none(), "a detector answers in flags, not pixels");
     }
 }

@@ -32,12 +32,24 @@ impl Cell {
 /// runs over into another after 64 pixels (a model may not yet end its images); a text's
 /// opening pixels before any new line are an image too.
 pub fn images_of_text(text: &str) -> Vec<Vec<Cell>> {
-    let parts: Vec<&str> = text.split('\n').collect();
+    images_of_cells(text.chars().map(|c| Cell::of(&c.to_string(), "")).collect())
+}
+
+/// [`images_of_text`] for cells already made (their titles the tokens, so a new line is the
+/// cell titled `"\n"`), keeping each cell's mark.
+pub fn images_of_cells(cells: Vec<Cell>) -> Vec<Vec<Cell>> {
+    let mut parts: Vec<Vec<Cell>> = vec![Vec::new()];
+    for c in cells {
+        match c.title == "\n" {
+            true => parts.push(Vec::new()),
+            false => parts.last_mut().expect("one part at least").push(c),
+        }
+    }
+    let last = parts.len() - 1;
     let mut images = Vec::new();
-    for (i, part) in parts.iter().enumerate() {
-        let cells: Vec<Cell> = part.chars().map(|c| Cell::of(&c.to_string(), "")).collect();
+    for (i, cells) in parts.into_iter().enumerate() {
         // nothing before the first new line or after the last is no image
-        if cells.is_empty() && (i == 0 || i == parts.len() - 1) {
+        if cells.is_empty() && (i == 0 || i == last) {
             continue;
         }
         let mut chunks: Vec<Vec<Cell>> = cells.chunks(PIXELS).map(<[Cell]>::to_vec).collect();
