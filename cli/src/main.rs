@@ -333,7 +333,11 @@ fn train(args: RunArgs, csv: Option<PathBuf>, json: bool) -> Result<(), String> 
     } else {
         if trainer.generates() {
             let sample = pollster::block_on(trainer.sample(&trainer.corpus().tokenizer.sample_prompt(), spec.train.sample_len))?;
-            println!("{sample}\n");
+            // (the digits' images drawn as images, as the page draws them)
+            match trainer.corpus().records.is_some() && args.data.is_none() && spec.corpus == objlab_engine::digits::NAME {
+                true => println!("{}\n", objlab_engine::digits::drawn(&sample, 6)),
+                false => println!("{sample}\n"),
+            }
         }
         println!(
             "done: {steps} steps in {elapsed:.1} s ({steps_per_s:.2} steps/s); final train loss {:.4}, validation loss {val:.4}",

@@ -45,6 +45,22 @@ fn a_link_on_the_digits_trains_and_probes_ten_digits() {
     assert!(text.contains("| causal_lm |") && text.contains("| masked_lm |"), "{text}");
 }
 
+/// A causal run on the digits prints its sample as images: 8 pixels a row (each doubled to
+/// look square), images side by side, not as lines of 64 pixels.
+#[test]
+fn a_run_on_the_digits_prints_its_sample_as_images() {
+    let out = objlab(&["train", "--preset", "tiny", "--steps", "3", "--device", "cpu", "--set", "corpus=digits", "--set", "context=65"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pixel_rows: Vec<&str> = text.lines().filter(|l| !l.is_empty() && l.chars().all(|c| c == ' ' || objlab_engine::digits::PALETTE.contains(&c))).collect();
+    assert!(!pixel_rows.is_empty(), "{text}");
+    for row in &pixel_rows {
+        let pixels: Vec<char> = row.chars().filter(|c| *c != ' ').collect();
+        assert!(pixels.chunks(2).all(|p| p.len() == 2 && p[0] == p[1]), "each pixel doubled: {row:?} in {text}");
+        assert!(row.split("  ").all(|image_row| image_row.chars().count() <= 2 * objlab_engine::digits::SIDE), "at most 8 pixels an image row: {row:?}");
+    }
+}
+
 #[test]
 fn any_objective_or_mixture_trains_with_parameters() {
     let out = objlab(&[

@@ -106,9 +106,51 @@ pub fn corpus(csv: &str) -> Result<Corpus, String> {
     })
 }
 
+/// A text of the digits drawn for a terminal: each image (a new line starts one; one runs
+/// over into the next after 64 pixels, as the page draws them) as 8 rows of 8, up to
+/// `across` images side by side, each row of pixels doubled so that an image looks square in
+/// a terminal's tall cells.
+pub fn drawn(text: &str, across: usize) -> String {
+    let mut images: Vec<Vec<char>> = Vec::new();
+    for (i, part) in text.split('\n').enumerate() {
+        let pixels: Vec<char> = part.chars().collect();
+        if pixels.is_empty() && i == 0 {
+            continue;
+        }
+        images.extend(pixels.chunks(PIXELS).map(<[char]>::to_vec));
+    }
+    let mut out = String::new();
+    for strip in images.chunks(across.max(1)) {
+        // (an unfinished image takes only the rows it has begun)
+        let rows = strip.iter().map(|image| image.len().div_ceil(SIDE)).max().unwrap_or(0);
+        for row in 0..rows {
+            let line: Vec<String> = strip.iter().map(|image| {
+                (0..SIDE).map(|x| image.get(row * SIDE + x).map_or("  ".to_string(), |c| format!("{c}{c}"))).collect()
+            }).collect();
+            out.push_str(line.join("  ").trim_end());
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out.trim_end_matches('\n').to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sample_is_drawn_for_a_terminal_as_square_images_side_by_side() {
+        let three = format!("\n{HELD_OUT_THREE}\n{HELD_OUT_THREE}\n██");
+        let two = drawn(&three, 2);
+        let lines: Vec<&str> = two.lines().collect();
+        assert_eq!(lines.len(), SIDE + 2, "a strip of 8 rows, a blank line, the unfinished image's one row: {two}");
+        assert_eq!(lines[0], "····▓▓████▓▓····  ····▓▓████▓▓····", "two images side by side, each pixel doubled");
+        assert_eq!(lines[SIDE], "", "the strips apart");
+        assert_eq!(lines[SIDE + 1], "████", "an unfinished image's first pixels");
+        assert_eq!(two.chars().filter(|c| PALETTE.contains(c)).count(), 2 * (2 * PIXELS + 2));
+        assert_eq!(drawn(&format!("\n{HELD_OUT_THREE}"), 8).lines().count(), SIDE, "a whole image, nothing after it");
+    }
 
     /// The shipped asset.
     fn shipped() -> String {
