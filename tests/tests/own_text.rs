@@ -232,6 +232,7 @@ fn the_digits_train_as_images_and_a_gpt_and_a_bert_run_are_asked_a_three() {
     browser.wait_for("the continuation drawn", Duration::from_secs(60), |b| (count(b, "[data-testid=ask-images] [data-testid=pixel-image]") > 0).then_some(()));
     let drawn = browser.eval("return +document.querySelector('[data-testid=ask-images] [data-testid=pixel-image]').dataset.pixels");
     assert_eq!(drawn.as_u64(), Some(64), "32 pixels asked and the rest written");
+    assert_eq!(count(&browser, "[data-testid=ask-images] .px.given"), 32, "the 32 pixels it was given drawn faintly");
     assert_eq!(browser.text("error").unwrap_or_default(), "", "no error on the digits");
 
     // the example: GPT and BERT on pixels, both asked the 3 with four pixels hidden
@@ -261,6 +262,14 @@ fn the_digits_train_as_images_and_a_gpt_and_a_bert_run_are_asked_a_three() {
     // read back as an image: the five it filled in outlined
     let filled = browser.eval("const i = document.querySelector('[data-testid=ask-answer-images] [data-testid=pixel-image]'); return i ? [+i.dataset.pixels, i.querySelectorAll('.filled').length] : null");
     assert_eq!(filled, serde_json::json!([63, 5]), "the 3 as the model reads it (63 pixels), five filled in");
+    // a quick choice: the bottom half hidden (the 41st pixel with it), the top half shown
+    browser.click("ask-hide-0");
+    let line = browser.wait_for("the bottom half hidden", Duration::from_secs(10), |b| {
+        let v = b.eval("return document.querySelector('[data-testid=\"ask-text\"]').value").as_str().unwrap_or_default().to_string();
+        v.ends_with("__").then_some(v)
+    });
+    assert_eq!(line.matches('_').count(), 31, "pixels 33 to 63: {line:?}");
+    assert_eq!(browser.attribute("ask-line-image", "data-pixels").as_deref(), Some("32"), "the top half shown, its four hidden ones too");
     browser.wait_for("the causal run's continuation drawn", Duration::from_secs(60), |b| (count(b, "[data-testid=ask-images] [data-testid=pixel-image]") > 0).then_some(()));
     assert_eq!(browser.text("error").unwrap_or_default(), "");
 }

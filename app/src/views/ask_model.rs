@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use objlab_engine::model::Head;
 use objlab_engine::objectives::{Answers, BLANK, Example, Mark, before_blank, find};
 use objlab_engine::protocol::RunId;
-use objlab_engine::digits::PIXELS;
+use objlab_engine::digits::{PIXELS, SIDE};
 use super::attention_map::{DEFAULT_TEXT, offer, own_opening};
 use super::pixel_image::{Cell, PixelImage, TextImages, images_of_cells};
 use super::model_view::{answer_score, mark_name, short_target, show};
@@ -136,6 +136,26 @@ fn toggle_pixel(line: &str, p: usize, was: &mut std::collections::HashMap<usize,
     chars.into_iter().collect()
 }
 
+/// Pixels of the typed line's first image hidden at once where `hide` says (by pixel number),
+/// every other one shown again: the quick choices under the line's image.
+fn hide_only(line: &str, hide: impl Fn(usize) -> bool, was: &mut std::collections::HashMap<usize, char>) -> String {
+    let mut line = line.to_string();
+    for p in 0..pixel_places(&line).len() {
+        let hidden = line_cells(&line)[p].class == "mark-masked";
+        if hidden != hide(p) {
+            line = toggle_pixel(&line, p, was);
+        }
+    }
+    line
+}
+
+/// The quick choices under the line's image: a name and which pixels each hides.
+const QUICK_HIDES: [(&str, fn(usize) -> bool); 3] = [
+    ("hide the bottom half", |p| p >= PIXELS / 2),
+    ("hide the right half", |p| p % SIDE >= SIDE / 2),
+    ("show every pixel", |_| false),
+];
+
 /// How an answer reads beside the character it answers: right or wrong where the right answer
 /// is known, a change where the model would write another character, a flag, or plain.
 fn verdict(head: Head, token: &str, target: &str, answer: &str) -> &'static str {
@@ -204,7 +224,8 @@ fn Reply(text: String, answers: Answers, pixels: bool) -> impl IntoView {
             <pre class="continuation" data-testid="ask-continuation"><b>{prompt.clone()}</b>{c.clone()}</pre>
             // on the digits, the line and its continuation drawn as the images they are
             {pixels.then(|| view! {
-                <TextImages text=format!("{prompt}{c}").replace(objlab_engine::tokenizer::NEW_LINE_SIGN, "\n") testid="ask-images" />
+                <TextImages text=format!("{prompt}{c}").replace(objlab_engine::tokenizer::NEW_LINE_SIGN, "\n") testid="ask-images" given=prompt.chars().count() />
+                <p class="hint">"faint: the pixels it was given; the rest it wrote"</p>
             })}
         })}
         {answers.examples.into_iter().map(|e| view! { <AnsweredRow example=e pixels=pixels /> }).collect_view()}
@@ -341,7 +362,16 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
                 view! {
                     <div class="image-read">
                         <PixelImage cells=line_cells(&text.get()) on_pick=pick testid="ask-line-image" caption="the line".to_string() />
-                        <p class="hint">{format!("Click a pixel to hide it ({BLANK}) or show it again: a masked model fills in what is hidden, a generator continues from before the first hidden pixel.")}</p>
+                        <div>
+                            <p class="hint">{format!("Click a pixel to hide it ({BLANK}) or show it again: a masked model fills in what is hidden, a generator continues from before the first hidden pixel.")}</p>
+                            {QUICK_HIDES.into_iter().enumerate().map(|(i, (name, hide))| view! {
+                                <button data-testid=format!("ask-hide-{i}") on:click=move |_| {
+                                    let mut was = hidden_was.get_value();
+                                    text.set(hide_only(&text.get_untracked(), hide, &mut was));
+                                    hidden_was.set_value(was);
+                                }>{name}</button>
+                            }).collect_view()}
+                        </div>
                     </div>
                 }
             })}
@@ -355,7 +385,7 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
 
 #[cfg(test)]
 mod tests {
-    use super::{answered_images, line_cells, summary, suggested_line, toggle_pixel, verdict};
+    use super::{QUICK_HIDES, answered_images, hide_only, line_cells, summary, suggested_line, toggle_pixel, verdict};
     use crate::views::attention_map::digits_line;
     use objlab_engine::model::Head;
     use objlab_engine::objectives::{Example, ExampleRow, Mark};
@@ -422,6 +452,14 @@ mod tests {
         assert_eq!(toggle_pixel("⏎_", 0, &mut was), "⏎·", "a pixel typed hidden comes back as background");
         assert_eq!(toggle_pixel(line, 9, &mut was), line, "a click beyond the line changes nothing");
         assert_eq!(line_cells("·█▒").len(), 3, "without a new line, the pixels from the start");
+        // the quick choices: half of a held-out 3 hidden, then every pixel shown as it was
+        let three = crate::views::attention_map::digits_line(65);
+        let bottom = hide_only(&three, QUICK_HIDES[0].1, &mut was);
+        assert_eq!(bottom.chars().skip(1).collect::<String>(), format!("{}{}", &three.chars().skip(1).take(32).collect::<String>(), "_".repeat(32)));
+        let right = hide_only(&bottom, QUICK_HIDES[1].1, &mut was);
+        assert_eq!(right.chars().nth(1 + 8 * 6 + 1), three.chars().nth(1 + 8 * 6 + 1), "the bottom left shown again");
+        assert_eq!(right.chars().filter(|&c| c == '_').count(), 32);
+        assert_eq!(hide_only(&right, QUICK_HIDES[2].1, &mut was), three, "every pixel back at its grey level");
         assert_eq!(line_cells("⏎·█⏎▒").len(), 2, "the first image only");
     }
 

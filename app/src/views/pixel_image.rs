@@ -28,15 +28,10 @@ impl Cell {
     }
 }
 
-/// The images a text of the digits corpus holds: an image starts at each new line, and one
-/// runs over into another after 64 pixels (a model may not yet end its images); a text's
-/// opening pixels before any new line are an image too.
-pub fn images_of_text(text: &str) -> Vec<Vec<Cell>> {
-    images_of_cells(text.chars().map(|c| Cell::of(&c.to_string(), "")).collect())
-}
-
-/// [`images_of_text`] for cells already made (their titles the tokens, so a new line is the
-/// cell titled `"\n"`), keeping each cell's mark.
+/// The images a text of the digits corpus holds, from its cells (their titles the tokens, so a
+/// new line is the cell titled `"\n"`), each cell keeping its mark: an image starts at each
+/// new line, and one runs over into another after 64 pixels (a model may not yet end its
+/// images); a text's opening pixels before any new line are an image too.
 pub fn images_of_cells(cells: Vec<Cell>) -> Vec<Vec<Cell>> {
     let mut parts: Vec<Vec<Cell>> = vec![Vec::new()];
     for c in cells {
@@ -98,12 +93,14 @@ pub fn PixelImage(
     }
 }
 
-/// The images a text of the digits holds ([`images_of_text`]), side by side, numbered.
+/// The images a text of the digits holds ([`images_of_cells`]), side by side, numbered; its
+/// first `given` characters (what a model was given to continue) drawn faintly.
 #[component]
-pub fn TextImages(text: String, testid: &'static str) -> impl IntoView {
+pub fn TextImages(text: String, testid: &'static str, #[prop(optional)] given: usize) -> impl IntoView {
+    let cells = text.chars().enumerate().map(|(k, c)| Cell::of(&c.to_string(), if k < given { "given" } else { "" })).collect();
     view! {
         <div class="pixel-row" data-testid=testid>
-            {images_of_text(&text).into_iter().enumerate().map(|(i, cells)| view! {
+            {images_of_cells(cells).into_iter().enumerate().map(|(i, cells)| view! {
                 <PixelImage cells=cells caption=format!("image {}", i + 1) />
             }).collect_view()}
         </div>
@@ -113,6 +110,10 @@ pub fn TextImages(text: String, testid: &'static str) -> impl IntoView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn images_of_text(text: &str) -> Vec<Vec<Cell>> {
+        images_of_cells(text.chars().map(|c| Cell::of(&c.to_string(), "")).collect())
+    }
 
     #[test]
     fn a_sample_splits_into_images_at_new_lines() {
