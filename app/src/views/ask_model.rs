@@ -149,8 +149,11 @@ fn hide_only(line: &str, hide: impl Fn(usize) -> bool, was: &mut std::collection
     line
 }
 
+/// Which pixels (by number) a quick choice hides.
+type Hides = fn(usize) -> bool;
+
 /// The quick choices under the line's image: a name and which pixels each hides.
-const QUICK_HIDES: [(&str, fn(usize) -> bool); 3] = [
+const QUICK_HIDES: [(&str, Hides); 3] = [
     ("hide the bottom half", |p| p >= PIXELS / 2),
     ("hide the right half", |p| p % SIDE >= SIDE / 2),
     ("show every pixel", |_| false),
