@@ -144,7 +144,7 @@ fn objectives_lists_the_registry_with_ranges() {
     for id in ["causal_lm", "prefix_lm", "masked_lm", "span_corruption", "ul2_mixture", "random_token_detection", "swapped_lm", "position_prediction", "contrastive", "conditional_training"] {
         assert!(text.contains(id), "{id} missing from:\n{text}");
     }
-    assert!(text.contains("masked_lm.rate") && text.contains("0.01 to 0.5, default 0.15"), "{text}");
+    assert!(text.contains("masked_lm.rate") && text.contains("0.01 to 0.9, default 0.15"), "{text}");
     let json = objlab(&["objectives", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 10);
@@ -172,7 +172,7 @@ fn bad_input_gets_a_clear_error_listing_the_choices() {
         (&["train", "--preset", "tiny", "--set", "lr=5"], "valid range"),
         (&["train", "--preset", "tiny", "--data", "/nonexistent/corpus.txt"], "cannot read corpus"),
         (&["train", "--device", "quantum"], "possible values: cpu, gpu"),
-        (&["train", "--preset", "tiny", "--objective", "masked_lm:rate=0.9"], "valid range is 0.01 to 0.5"),
+        (&["train", "--preset", "tiny", "--objective", "masked_lm:rate=0.95"], "valid range is 0.01 to 0.9"),
         (&["train", "--preset", "tiny", "--objective", "causal_lm=0,masked_lm=0"], "all zero"),
         (&["train", "--preset", "tiny", "--set", "masked_lm.rate=0.2"], "has no masked_lm"),
         (&["train", "--preset", "tiny", "--set", "corpus=file:notes.txt:0123abcd"], "(notes.txt): pass that file as --data FILE"),

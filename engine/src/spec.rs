@@ -916,7 +916,7 @@ mod tests {
         let mix = parse_objective_mix("causal_lm=0.5").unwrap();
         assert_eq!(mix[0].weight, 0.5);
         assert!(parse_objective_mix("causal_lm:rate=0.2").unwrap_err().contains("has no parameter"));
-        assert!(parse_objective_mix("masked_lm:rate=0.9").unwrap_err().contains("valid range is 0.01 to 0.5"));
+        assert!(parse_objective_mix("masked_lm:rate=0.95").unwrap_err().contains("valid range is 0.01 to 0.9"));
         assert!(parse_objective_mix("masked_lm=-1").unwrap_err().contains("≥ 0"));
         // a second parameter after a second ':' is pointed to ';'
         assert_eq!(
@@ -941,7 +941,7 @@ mod tests {
         s.set("objective", "masked_lm").unwrap();
         s.set("masked_lm.rate", "0.25").unwrap();
         assert_eq!(s.runs[0].objectives[0].params["rate"], ParamValue::Number(0.25));
-        assert!(s.set("masked_lm.rate", "2").unwrap_err().contains("valid range is 0.01 to 0.5"));
+        assert!(s.set("masked_lm.rate", "2").unwrap_err().contains("valid range is 0.01 to 0.9"));
         assert!(s.set("swapped_lm.rate", "0.2").unwrap_err().contains("has no swapped_lm"));
         s.set("arch", "encoder_decoder").unwrap();
         assert_eq!(s.model.arch, Architecture::EncoderDecoder);

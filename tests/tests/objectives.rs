@@ -119,9 +119,9 @@ fn objective_controls_refuse_bad_values_and_ask_before_changing_a_running_run() 
     let control_error = |b: &Browser| b.text("objective-error").filter(|e| !e.is_empty());
 
     // A parameter out of range is refused, naming the range; the value stays as it was.
-    browser.set_value("param-masked_lm-rate", "0.9");
+    browser.set_value("param-masked_lm-rate", "0.95");
     let e = browser.wait_for("the range message", Duration::from_secs(10), control_error);
-    assert!(e.contains("valid range is 0.01 to 0.5"), "{e}");
+    assert!(e.contains("valid range is 0.01 to 0.9"), "{e}");
     assert_eq!(browser.eval("return document.querySelector('[data-testid=\"param-masked_lm-rate\"]').value"), "0.15");
     browser.set_value("param-masked_lm-rate", "0.3");
     browser.wait_for("the message to clear", Duration::from_secs(10), |b| control_error(b).is_none().then_some(()));

@@ -902,8 +902,8 @@ mod tests {
     #[test]
     fn out_of_range_parameters_name_the_range() {
         let info = find("masked_lm").unwrap().info();
-        let err = parse_param(info, "rate", "0.9").unwrap_err();
-        assert!(err.contains("valid range is 0.01 to 0.5"), "{err}");
+        let err = parse_param(info, "rate", "0.95").unwrap_err();
+        assert!(err.contains("valid range is 0.01 to 0.9"), "{err}");
         assert!(parse_param(info, "rate", "lots").unwrap_err().contains("not a number"));
         assert!(parse_param(info, "colour", "1").unwrap_err().contains("has no parameter"));
     }
