@@ -288,8 +288,12 @@ fn three_runs_train_side_by_side_with_their_representation_views() {
     browser.eval("document.querySelectorAll('[data-testid=\"run-duplicate\"]')[0].click(); return true");
     assert_eq!(run_rows(&browser), 3);
     browser.set_value("attention-run", "1");
+    // (a typed ⏎ is a new line in the text read, which on Shakespeare is no image)
+    browser.set_value("attention-text", "To be⏎or not");
     browser.click("attention-show");
     browser.wait_for("the first run's attention maps", Duration::from_secs(60), |b| b.attribute("attention-map", "data-run").filter(|r| r == "1"));
+    assert!(browser.text("attention-caption").unwrap_or_default().contains("To be\\nor not"), "the ⏎ read as a new line");
+    assert_eq!(browser.eval("return document.querySelectorAll('[data-testid=attention-image], [data-testid=pixel-attention]').length").as_u64(), Some(0), "no pixel images for a text");
     browser.eval("document.querySelectorAll('[data-testid=\"run-remove\"]')[0].click(); return true");
     assert_eq!(run_rows(&browser), 2);
     browser.wait_for("its attention maps to go with it", Duration::from_secs(5), |b| b.attribute("attention-map", "data-run").is_none().then_some(()));

@@ -54,7 +54,7 @@ fn read_cells(tokens: &[String], start: usize, q: usize) -> Vec<Cell> {
 }
 
 #[component]
-fn HeadMap(lab: Lab, maps: AttentionView, layer: usize, head: usize, query: RwSignal<Option<usize>>) -> impl IntoView {
+fn HeadMap(lab: Lab, maps: AttentionView, layer: usize, head: usize, query: RwSignal<Option<usize>>, start: Option<usize>) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
     let s = maps.tokens.len();
     let cell = (CELL_AREA / s.max(1) as f64).floor().max(2.0);
@@ -72,13 +72,15 @@ fn HeadMap(lab: Lab, maps: AttentionView, layer: usize, head: usize, query: RwSi
         let scale = size / (c.client_width().max(1) as f64);
         let at = cell_at(ev.offset_x() as f64 * scale, ev.offset_y() as f64 * scale, s, cell);
         hovered.set(at.map(|(q, k)| format!("{:?} at {} looks at {:?} at {}: {:.2}", l[q], q + 1, l[k], k + 1, w[q * s + k])));
-        // (on the digits, the row pointed at is the query every head's image shows)
-        if let Some((q, _)) = at {
-            query.set(Some(q));
+        // (on the digits, the pixel of the row pointed at is the query every head's image
+        // shows; a row of no pixel keeps the one before, and an unchanged row redraws nothing)
+        if let Some((q, _)) = at.filter(|&(q, _)| start.is_some_and(|start| q >= start)) {
+            if query.get_untracked() != Some(q) {
+                query.set(Some(q));
+            }
         }
     };
     // on the digits: where the chosen query pixel looks, on the image
-    let start = image_start(&maps.tokens);
     let pixels = start.map(|start| {
         let (w, pick) = (weights.clone(), Callback::new(move |p: usize| query.set(Some(start + p))));
         move || {
@@ -196,7 +198,9 @@ pub fn AttentionMap(lab: Lab) -> impl IntoView {
     let query = RwSignal::new(None::<usize>);
     let maps = move || {
         let maps = lab.attention.get()?;
-        if let Some(start) = image_start(&maps.tokens) {
+        // on a digits run, where the image starts (a text of another run may hold a new line)
+        let start = image_start(&maps.tokens).filter(|_| lab.run(maps.run).is_some_and(|r| r.on_digits()));
+        if let Some(start) = start {
             let middle = (start + PIXELS / 2 + SIDE / 2).min(maps.tokens.len().saturating_sub(1));
             query.update_untracked(|q| *q = Some(q.filter(|&q| q >= start && q < maps.tokens.len()).unwrap_or(middle)));
         }
@@ -204,7 +208,7 @@ pub fn AttentionMap(lab: Lab) -> impl IntoView {
         Some(view! {
             <div data-testid="attention-map" data-run=maps.run.to_string() data-layers=maps.layers.to_string() data-heads=maps.heads.to_string()>
                 <p class="caption" data-testid="attention-caption">{format!("run {} reading {:?} {}: rows are queries, columns keys", maps.run, tokens, maps.reads)}</p>
-                {image_start(&maps.tokens).map(|start| {
+                {start.map(|start| {
                     let (tokens, pick) = (maps.tokens.clone(), Callback::new(move |p: usize| query.set(Some(start + p))));
                     view! {
                         <div class="image-read">
@@ -221,7 +225,7 @@ pub fn AttentionMap(lab: Lab) -> impl IntoView {
                     let maps = maps.clone();
                     view! {
                         <div class="head-row">
-                            {(0..maps.heads).map(|head| view! { <HeadMap lab=lab maps=maps.clone() layer=layer head=head query=query /> }).collect_view()}
+                            {(0..maps.heads).map(|head| view! { <HeadMap lab=lab maps=maps.clone() layer=layer head=head query=query start=start /> }).collect_view()}
                         </div>
                     }
                 }).collect_view()}
