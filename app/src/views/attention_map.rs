@@ -74,10 +74,8 @@ fn HeadMap(lab: Lab, maps: AttentionView, layer: usize, head: usize, query: RwSi
         hovered.set(at.map(|(q, k)| format!("{:?} at {} looks at {:?} at {}: {:.2}", l[q], q + 1, l[k], k + 1, w[q * s + k])));
         // (on the digits, the pixel of the row pointed at is the query every head's image
         // shows; a row of no pixel keeps the one before, and an unchanged row redraws nothing)
-        if let Some((q, _)) = at.filter(|&(q, _)| start.is_some_and(|start| q >= start)) {
-            if query.get_untracked() != Some(q) {
-                query.set(Some(q));
-            }
+        if let Some((q, _)) = at.filter(|&(q, _)| start.is_some_and(|start| q >= start) && query.get_untracked() != Some(q)) {
+            query.set(Some(q));
         }
     };
     // on the digits: where the chosen query pixel looks, on the image
