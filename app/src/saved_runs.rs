@@ -186,6 +186,7 @@ mod tests {
             probe_points: vec![[0.0, 1.0]],
             probe_labels: vec![0],
             probe_accuracy: accuracy,
+            probe_confusion: Vec::new(),
             probe_classes: 4,
             effective_rank: 3.5,
             millis: 12.0,

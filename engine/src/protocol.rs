@@ -198,6 +198,10 @@ pub struct Snapshot {
     /// Held-out accuracy of a linear probe for the probe label (chance = 1 / classes).
     pub probe_accuracy: f32,
     pub probe_classes: usize,
+    /// What the probe read: [classes (label), classes (read)], counts of held-out rows (empty
+    /// in runs kept from before it was sent).
+    #[serde(default)]
+    pub probe_confusion: Vec<u32>,
     /// Effective rank of the probe representations (exp of the singular-value entropy).
     pub effective_rank: f32,
     /// Milliseconds the snapshot took in all (device read, PCA, probe, CKA).

@@ -13,15 +13,30 @@ const ITERATIONS: usize = 200;
 const LEARNING_RATE: f64 = 0.5;
 const L2: f64 = 1e-3;
 
+/// What a probe read on the held-out rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeResult {
+    /// Share of held-out rows read right.
+    pub accuracy: f32,
+    /// confusion: [classes (the row's label), classes (what the probe read)], counts of
+    /// held-out rows; its diagonal holds the rows read right.
+    pub confusion: Vec<u32>,
+}
+
 /// Trains on the rows with an even index and returns the accuracy on the odd ones.
 /// `labels[r]` < `classes`.
 pub fn probe_accuracy(x: &Matrix, labels: &[usize], classes: usize) -> f32 {
+    probe(x, labels, classes).accuracy
+}
+
+/// [`probe_accuracy`], with what the probe read for each held-out row.
+pub fn probe(x: &Matrix, labels: &[usize], classes: usize) -> ProbeResult {
     assert_eq!(labels.len(), x.rows, "one label per row");
     let (n, d) = (x.rows, x.cols);
     let train: Vec<usize> = (0..n).step_by(2).collect();
     let test: Vec<usize> = (1..n).step_by(2).collect();
     if train.is_empty() || test.is_empty() || classes < 2 {
-        return 0.0;
+        return ProbeResult { accuracy: 0.0, confusion: vec![0; classes * classes] };
     }
     // standardise with the training rows' mean and spread
     let mut mean = vec![0.0f64; d];
@@ -66,15 +81,14 @@ pub fn probe_accuracy(x: &Matrix, labels: &[usize], classes: usize) -> f32 {
             }
         }
     }
-    let correct = test
-        .iter()
-        .filter(|&&r| {
-            let l = logits(&w, &z[r]);
-            let best = (0..classes).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap_or(0);
-            best == labels[r]
-        })
-        .count();
-    correct as f32 / test.len() as f32
+    let mut confusion = vec![0u32; classes * classes];
+    for &r in &test {
+        let l = logits(&w, &z[r]);
+        let read = (0..classes).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap_or(0);
+        confusion[labels[r] * classes + read] += 1;
+    }
+    let correct: u32 = (0..classes).map(|k| confusion[k * classes + k]).sum();
+    ProbeResult { accuracy: correct as f32 / test.len() as f32, confusion }
 }
 
 #[cfg(test)]
@@ -96,6 +110,16 @@ mod tests {
         let (x, labels) = clusters(200);
         let acc = probe_accuracy(&x, &labels, 4);
         assert!(acc > 0.95, "accuracy {acc}");
+        // what it read: every held-out row counted once, the right ones on the diagonal
+        let read = probe(&x, &labels, 4);
+        assert_eq!(read.confusion.len(), 16);
+        assert_eq!(read.confusion.iter().sum::<u32>() as usize, x.rows / 2);
+        let diagonal: u32 = (0..4).map(|k| read.confusion[k * 4 + k]).sum();
+        assert_eq!(diagonal as f32 / (x.rows / 2) as f32, read.accuracy);
+        for k in 0..4 {
+            let row: u32 = read.confusion[k * 4..k * 4 + 4].iter().sum();
+            assert_eq!(row as usize, labels.iter().skip(1).step_by(2).filter(|&&l| l == k).count(), "row {k}: the held-out rows of label {k}");
+        }
     }
 
     #[test]

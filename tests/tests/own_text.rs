@@ -199,6 +199,9 @@ fn the_digits_train_as_images_and_a_gpt_and_a_bert_run_are_asked_a_three() {
     browser.wait_for("a snapshot after training", Duration::from_secs(180), |b| b.attribute("projection", "data-step").filter(|s| s != "0"));
     let probe = browser.attribute("probe-chart", "aria-label").unwrap_or_default();
     assert!(probe.contains("(chance 10%)"), "{probe}");
+    // what the probe reads, digit by digit: each of the 60 held-out images counted once
+    let grid = browser.eval("const t = document.querySelector('[data-testid=probe-confusion]'); return t ? [+t.dataset.classes, [...t.querySelectorAll('td')].reduce((n, c) => n + (+c.textContent || 0), 0), t.querySelectorAll('td').length] : null");
+    assert_eq!(grid, serde_json::json!([10, 60, 100]), "a 10 × 10 grid of the held-out images");
     assert!(browser.text("probe-hint").unwrap_or_default().contains("which digit is it?"));
 
     // the attention maps of a held-out 3: under each head, where one of its pixels looks (at

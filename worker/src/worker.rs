@@ -1021,6 +1021,8 @@ struct SnapshotJob {
     probe_points: Vec<[f32; 2]>,
     effective_rank: f32,
     accuracy: f32,
+    /// What the probe read: [classes (label), classes (read)].
+    confusion: Vec<u32>,
     /// The probe set its run reads (its corpus's).
     probe: Rc<ProbeSet>,
     stage: u8,
@@ -1049,6 +1051,7 @@ async fn start_snapshot(id: RunId, trainer: &Trainer, generation: u64) -> Result
         probe_points: Vec::new(),
         effective_rank: 0.0,
         accuracy: 0.0,
+        confusion: Vec::new(),
         stage: 0,
         work_ms: read_ms,
         stall_ms: read_ms,
@@ -1073,7 +1076,8 @@ async fn work_on_snapshots() -> Result<bool, String> {
             job.probe_points = pca.points;
         }
         2 => {
-            job.accuracy = objlab_kernels::probe::probe_accuracy(&job.pooled, &job.probe.labels, job.probe.classes);
+            let read = objlab_kernels::probe::probe(&job.pooled, &job.probe.labels, job.probe.classes);
+            (job.accuracy, job.confusion) = (read.accuracy, read.confusion);
         }
         _ => {
             let took = precise_ms() - started;
@@ -1134,6 +1138,7 @@ async fn finish_snapshot(job: SnapshotJob, analyser: Rc<Analyser>, so_far: f64) 
         probe_points: job.probe_points,
         probe_labels: probe.labels.clone(),
         probe_accuracy: job.accuracy,
+        probe_confusion: job.confusion,
         probe_classes: probe.classes,
         effective_rank: job.effective_rank,
         millis: job.work_ms + took,

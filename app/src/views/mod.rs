@@ -17,6 +17,7 @@ pub mod model_view;
 pub mod objective_panel;
 pub mod pixel_image;
 pub mod probe_chart;
+pub mod probe_confusion;
 pub mod projection_view;
 pub mod results_table;
 pub mod run_list;

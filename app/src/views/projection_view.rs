@@ -10,6 +10,7 @@ use objlab_engine::protocol::Snapshot;
 use objlab_engine::tokenizer::CharClass;
 use super::canvas::fit_fixed;
 use super::model_view::show;
+use super::probe_confusion::ProbeConfusion;
 use crate::lab::{Lab, RunView};
 
 const SIZE: f64 = 240.0;
@@ -119,6 +120,7 @@ fn ProjectionCard(lab: Lab, run: RunView) -> impl IntoView {
                         aria-label=move || format!("{}: its representations of the probe sequences on their first two principal axes, coloured by {}, {}", label(), by_what(), caption())></canvas>
                     <figcaption>{move || format!("probe sequences (PCA), by {}", by_what())}</figcaption>
                 </figure>
+                <ProbeConfusion shown=shown on_digits=on_digits />
             </div>
             <p class="caption">{caption}</p>
         </div>
