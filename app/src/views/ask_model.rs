@@ -40,6 +40,9 @@ fn suggested_line(own_opening: Option<String>, fills_blanks: bool, on_digits: bo
     }
 }
 
+/// How many answers' certainties the one line lists.
+const SURE_LISTED: usize = 8;
+
 /// One line that sums up an objective's answers: the text as the model reads it back (each
 /// asked character replaced by its answer), how many characters it flags as swapped in, or
 /// how many positions it names right.
@@ -65,7 +68,12 @@ fn summary(example: &Example) -> String {
                     true => format!("nothing behind {t}, {:.0} % sure", 100.0 * p),
                     false => format!("{} {:.0} % sure", show(a), 100.0 * p),
                 }).collect();
-            if sure.is_empty() { format!("reads it as: {text:?}") } else { format!("reads it as: {text:?} ({})", sure.join(", ")) }
+            // (many answers, as half an image hidden gives: the first few, then how many more)
+            let listed = match sure.len() > SURE_LISTED {
+                true => format!("{}, and {} more", sure[..SURE_LISTED].join(", "), sure.len() - SURE_LISTED),
+                false => sure.join(", "),
+            };
+            if sure.is_empty() { format!("reads it as: {text:?}") } else { format!("reads it as: {text:?} ({listed})") }
         }
     }
 }
@@ -441,6 +449,20 @@ mod tests {
             confidence: vec![0.0, 0.6, 0.0, 0.5],
         };
         assert_eq!(summary(&example), "reads it as: \"abxy\" (nothing behind <S0>, 60 % sure, xy 50 % sure)");
+        // many answers: the first eight, then how many more
+        let n = 11;
+        let many = Example {
+            objective: "masked_lm".into(),
+            head: Head::Vocab,
+            attention: Vec::new(),
+            rows: vec![ExampleRow { tokens: vec!["[MASK]".to_string(); n], marks: vec![Mark::Masked; n], targets: vec!["?".to_string(); n] }],
+            note: String::new(),
+            answers: vec!["a".to_string(); n],
+            confidence: vec![0.5; n],
+        };
+        let line = summary(&many);
+        assert_eq!(line.matches("% sure").count(), 8, "{line}");
+        assert!(line.ends_with("a 50 % sure, and 3 more)"), "{line}");
     }
 
     #[test]
