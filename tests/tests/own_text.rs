@@ -227,6 +227,17 @@ fn the_digits_train_as_images_and_a_gpt_and_a_bert_run_are_asked_a_three() {
     browser.wait_for("the pixel clicked on the image read", Duration::from_secs(10), |b| {
         (b.attribute("pixel-attention", "aria-label")?.starts_with("where pixel 21 looks") && b.eval(outlined).as_i64() == Some(20)).then_some(())
     });
+    // the keyboard moves it: a pixel right, then a row down
+    let key = |testid: &str, key: &str| browser.eval(&format!(
+        "const e = document.querySelector('[data-testid={testid}]'); e.focus(); e.dispatchEvent(new KeyboardEvent('keydown', {{key: '{key}', bubbles: true}})); return document.activeElement === e"
+    ));
+    assert_eq!(key("attention-keys", "ArrowRight"), serde_json::json!(true));
+    assert_eq!(key("attention-keys", "ArrowDown"), serde_json::json!(true), "the focus stays while the images are drawn anew");
+    browser.wait_for("the pixel moved by the keys", Duration::from_secs(10), |b| {
+        (b.attribute("pixel-attention", "aria-label")?.starts_with("where pixel 30 looks") && b.eval(outlined).as_i64() == Some(29)).then_some(())
+    });
+    let focused = "return document.activeElement ? document.activeElement.dataset.testid : null";
+    assert_eq!(browser.eval(focused), serde_json::json!("attention-keys"), "the keys' element kept the focus as the images were drawn anew");
 
     // asked: the top half of a held-out 3, continued and drawn
     let line = browser.eval("return document.querySelector('[data-testid=\"ask-text\"]').value").as_str().unwrap_or_default().to_string();
@@ -273,6 +284,15 @@ fn the_digits_train_as_images_and_a_gpt_and_a_bert_run_are_asked_a_three() {
     });
     assert_eq!(line.matches('_').count(), 31, "pixels 33 to 63: {line:?}");
     assert_eq!(browser.attribute("ask-line-image", "data-pixels").as_deref(), Some("32"), "the top half shown, its four hidden ones too");
+    // the keyboard: a row down from the first pixel, Enter hides the ninth
+    assert_eq!(key("ask-keys", "ArrowDown"), serde_json::json!(true));
+    assert_eq!(key("ask-keys", "Enter"), serde_json::json!(true), "the focus stays while the line's image is drawn anew");
+    let line = browser.wait_for("the ninth pixel hidden by the keyboard", Duration::from_secs(10), |b| {
+        let v = b.eval("return document.querySelector('[data-testid=\"ask-text\"]').value").as_str().unwrap_or_default().to_string();
+        (v.matches('_').count() == 32).then_some(v)
+    });
+    assert_eq!(line.chars().nth(9), Some('_'), "pixel 9, after the new line: {line:?}");
+    assert_eq!(browser.eval(focused), serde_json::json!("ask-keys"), "the keys' element kept the focus as the line's image was drawn anew");
     browser.wait_for("the causal run's continuation drawn", Duration::from_secs(60), |b| (count(b, "[data-testid=ask-images] [data-testid=pixel-image]") > 0).then_some(()));
     assert_eq!(browser.text("error").unwrap_or_default(), "");
 }

@@ -12,7 +12,7 @@ use objlab_engine::objectives::{Answers, BLANK, Example, Mark, before_blank, fin
 use objlab_engine::protocol::RunId;
 use objlab_engine::digits::{PIXELS, SIDE};
 use super::attention_map::{DEFAULT_TEXT, offer, own_opening};
-use super::pixel_image::{Cell, PixelImage, TextImages, images_of_cells};
+use super::pixel_image::{Cell, PixelImage, TextImages, images_of_cells, moved};
 use super::model_view::{answer_score, mark_name, short_target, show};
 use crate::lab::{Lab, label_in};
 
@@ -300,6 +300,8 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
     // the grey levels of the pixels hidden by a click, to show them again (a line typed
     // since may leave an old level here: it is only ever a plausible pixel)
     let hidden_was = StoredValue::new(std::collections::HashMap::<usize, char>::new());
+    // the keyboard's pixel on the line's image
+    let cursor = RwSignal::new(0usize);
     // a run kept from an earlier visit has no weights in the worker to ask
     let kept = move || {
         let asked: Vec<bool> = runs().iter().filter_map(|id| lab.run(*id)).map(|r| r.restored).collect();
@@ -363,18 +365,35 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
                     on:keydown=move |ev: web_sys::KeyboardEvent| if ev.key() == "Enter" { ask() } />
             </label>
             <button data-testid="ask" on:click=move |_| ask() prop:disabled=move || runs().is_empty() || kept()>"Ask"</button>
-            // on the digits, the line's image, each pixel hidden or shown again by a click
+            // on the digits, the line's image, each pixel hidden or shown again by a click (or
+            // the keyboard: arrows move a cursor, Enter or Space hides or shows its pixel; the
+            // element that holds the focus stays while the image in it is drawn anew)
             {move || on_digits().then(|| {
                 let pick = Callback::new(move |p: usize| {
                     let mut was = hidden_was.get_value();
                     text.set(toggle_pixel(&text.get_untracked(), p, &mut was));
                     hidden_was.set_value(was);
                 });
+                let on_key = move |ev: web_sys::KeyboardEvent| {
+                    let (key, pixels) = (ev.key(), pixel_places(&text.get_untracked()).len());
+                    if key == "Enter" || key == " " {
+                        ev.prevent_default();
+                        pick.run(cursor.get_untracked());
+                    } else if let Some(p) = moved(cursor.get_untracked().min(pixels.saturating_sub(1)), &key, pixels) {
+                        ev.prevent_default();
+                        cursor.set(p);
+                    }
+                };
                 view! {
                     <div class="image-read">
-                        <PixelImage cells=line_cells(&text.get()) on_pick=pick testid="ask-line-image" caption="the line".to_string() />
+                        <div class="keyed" tabindex="0" data-testid="ask-keys" on:keydown=on_key
+                            aria-label="the line's image: arrow keys move a cursor, Enter or Space hides its pixel or shows it again">
+                            {move || view! {
+                                <PixelImage cells=line_cells(&text.get()) on_pick=pick cursor=cursor.get() testid="ask-line-image" caption="the line".to_string() />
+                            }}
+                        </div>
                         <div>
-                            <p class="hint">{format!("Click a pixel to hide it ({BLANK}) or show it again: a masked model fills in what is hidden, a generator continues from before the first hidden pixel.")}</p>
+                            <p class="hint">{format!("Click a pixel (or move to it with the arrow keys and press Enter) to hide it ({BLANK}) or show it again: a masked model fills in what is hidden, a generator continues from before the first hidden pixel.")}</p>
                             {QUICK_HIDES.into_iter().enumerate().map(|(i, (name, hide))| view! {
                                 <button data-testid=format!("ask-hide-{i}") on:click=move |_| {
                                     let mut was = hidden_was.get_value();

@@ -8,7 +8,7 @@ use objlab_engine::protocol::{RunId, ToWorker};
 use objlab_engine::digits::{PIXELS, SIDE};
 use super::canvas::fit_fixed;
 use super::model_view::show;
-use super::pixel_image::{Cell, PixelImage};
+use super::pixel_image::{Cell, PixelImage, moved};
 use crate::lab::{AttentionView, Lab};
 use crate::worker_link;
 
@@ -208,14 +208,25 @@ pub fn AttentionMap(lab: Lab) -> impl IntoView {
                 <p class="caption" data-testid="attention-caption">{format!("run {} reading {:?} {}: rows are queries, columns keys", maps.run, tokens, maps.reads)}</p>
                 {start.map(|start| {
                     let (tokens, pick) = (maps.tokens.clone(), Callback::new(move |p: usize| query.set(Some(start + p))));
+                    let pixels = maps.tokens.len().saturating_sub(start).min(PIXELS);
                     view! {
-                        <div class="image-read">
+                        // (the keyboard moves the chosen pixel: this element stays while the
+                        // images in it are drawn anew, so it keeps the focus)
+                        <div class="image-read keyed" tabindex="0" data-testid="attention-keys"
+                            aria-label="the image read and the pixel whose attention is shown: arrow keys move the pixel"
+                            on:keydown=move |ev: web_sys::KeyboardEvent| {
+                                let q = query.get_untracked().unwrap_or(start).saturating_sub(start);
+                                if let Some(p) = moved(q, &ev.key(), pixels) {
+                                    ev.prevent_default();
+                                    query.set(Some(start + p));
+                                }
+                            }>
                             {move || {
                                 let q = query.get().unwrap_or(start);
                                 view! { <PixelImage cells=read_cells(&tokens, start, q) on_pick=pick testid="attention-image"
                                     caption="the image read".to_string() /> }
                             }}
-                            <p class="hint">"Under each map, where one pixel of this image (outlined) looks: darker blue is more weight, scaled to that pixel's strongest. Click a pixel, here or under a map, or point at a row of any map, to choose another."</p>
+                            <p class="hint">"Under each map, where one pixel of this image (outlined) looks: darker blue is more weight, scaled to that pixel's strongest. Click a pixel, here or under a map, point at a row of any map, or move it with the arrow keys here, to choose another."</p>
                         </div>
                     }
                 })}

@@ -66,6 +66,7 @@ pub fn PixelImage(
     #[prop(optional)] testid: &'static str,
     #[prop(optional)] heat: bool,
     #[prop(optional)] on_pick: Option<Callback<usize>>,
+    #[prop(optional)] cursor: Option<usize>,
 ) -> impl IntoView {
     let filled = cells.iter().filter(|c| c.ink.is_some()).count();
     let label = format!("{caption}: an {SIDE}×{SIDE} image, {filled} of {PIXELS} pixels");
@@ -79,7 +80,10 @@ pub fn PixelImage(
                         let g = (255.0 * (1.0 - v)).round() as u8;
                         if heat { format!("background:rgb({g},{g},255)") } else { format!("background:rgb({g},{g},{g})") }
                     });
-                    let class = if c.class.is_empty() { "px".to_string() } else { format!("px {}", c.class) };
+                    let mut class = if c.class.is_empty() { "px".to_string() } else { format!("px {}", c.class) };
+                    if cursor == Some(p) {
+                        class.push_str(" cursor");
+                    }
                     let pick = move |_| {
                         if let Some(f) = on_pick {
                             f.run(p);
@@ -91,6 +95,21 @@ pub fn PixelImage(
             <figcaption>{caption}</figcaption>
         </figure>
     }
+}
+
+/// Where a key moves a keyboard cursor at pixel `p` of an image of `len` pixels (arrows by a
+/// pixel or a row, Home and End to the first and last); `None` for another key or off the image.
+pub fn moved(p: usize, key: &str, len: usize) -> Option<usize> {
+    let to = match key {
+        "ArrowLeft" => p.checked_sub(1)?,
+        "ArrowRight" => p + 1,
+        "ArrowUp" => p.checked_sub(SIDE)?,
+        "ArrowDown" => p + SIDE,
+        "Home" => 0,
+        "End" => len.checked_sub(1)?,
+        _ => return None,
+    };
+    (to < len).then_some(to)
 }
 
 /// The images a text of the digits holds ([`images_of_cells`]), side by side, numbered; its
@@ -113,6 +132,19 @@ mod tests {
 
     fn images_of_text(text: &str) -> Vec<Vec<Cell>> {
         images_of_cells(text.chars().map(|c| Cell::of(&c.to_string(), "")).collect())
+    }
+
+    #[test]
+    fn keys_move_a_cursor_by_a_pixel_or_a_row_and_stay_on_the_image() {
+        assert_eq!(moved(9, "ArrowRight", 64), Some(10));
+        assert_eq!(moved(9, "ArrowDown", 64), Some(17));
+        assert_eq!(moved(9, "ArrowUp", 64), Some(1));
+        assert_eq!(moved(3, "ArrowUp", 64), None, "no row above the first");
+        assert_eq!(moved(0, "ArrowLeft", 64), None);
+        assert_eq!(moved(60, "ArrowDown", 64), None, "no row below the last");
+        assert_eq!(moved(31, "ArrowRight", 32), None, "half an image ends at its 32nd pixel");
+        assert_eq!((moved(20, "Home", 64), moved(20, "End", 32)), (Some(0), Some(31)));
+        assert_eq!(moved(5, "Enter", 64), None);
     }
 
     #[test]
