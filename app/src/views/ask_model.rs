@@ -6,6 +6,7 @@
 //! text behind each run of `_`. Asking the same line of a GPT-style and a
 //! BERT-style run shows a class what each can do, which their loss curves cannot.
 
+use std::collections::HashMap;
 use leptos::prelude::*;
 use objlab_engine::model::Head;
 use objlab_engine::objectives::{Answers, BLANK, Example, Mark, before_blank, find};
@@ -130,7 +131,7 @@ fn line_cells(line: &str) -> Vec<Cell> {
 
 /// Pixel `p` of the typed line's first image hidden, or shown again (as the grey level it had
 /// when it was hidden, kept in `was`, else background).
-fn toggle_pixel(line: &str, p: usize, was: &mut std::collections::HashMap<usize, char>) -> String {
+fn toggle_pixel(line: &str, p: usize, was: &mut HashMap<usize, char>) -> String {
     let mut chars: Vec<char> = line.chars().collect();
     if let Some(&i) = pixel_places(line).get(p) {
         chars[i] = match chars[i] {
@@ -146,7 +147,7 @@ fn toggle_pixel(line: &str, p: usize, was: &mut std::collections::HashMap<usize,
 
 /// Pixels of the typed line's first image hidden at once where `hide` says (by pixel number),
 /// every other one shown again: the quick choices under the line's image.
-fn hide_only(line: &str, hide: impl Fn(usize) -> bool, was: &mut std::collections::HashMap<usize, char>) -> String {
+fn hide_only(line: &str, hide: impl Fn(usize) -> bool, was: &mut HashMap<usize, char>) -> String {
     let mut line = line.to_string();
     for p in 0..pixel_places(&line).len() {
         let hidden = line_cells(&line)[p].class == "mark-masked";
@@ -299,7 +300,7 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
     });
     // the grey levels of the pixels hidden by a click, to show them again (a line typed
     // since may leave an old level here: it is only ever a plausible pixel)
-    let hidden_was = StoredValue::new(std::collections::HashMap::<usize, char>::new());
+    let hidden_was = StoredValue::new(HashMap::<usize, char>::new());
     // the keyboard's pixel on the line's image
     let cursor = RwSignal::new(0usize);
     // a run kept from an earlier visit has no weights in the worker to ask
@@ -369,11 +370,13 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
             // the keyboard: arrows move a cursor, Enter or Space hides or shows its pixel; the
             // element that holds the focus stays while the image in it is drawn anew)
             {move || on_digits().then(|| {
-                let pick = Callback::new(move |p: usize| {
+                // the line edited by `change`, with the levels of the pixels it hides kept
+                let edit = move |change: &dyn Fn(&str, &mut HashMap<usize, char>) -> String| {
                     let mut was = hidden_was.get_value();
-                    text.set(toggle_pixel(&text.get_untracked(), p, &mut was));
+                    text.set(change(&text.get_untracked(), &mut was));
                     hidden_was.set_value(was);
-                });
+                };
+                let pick = Callback::new(move |p: usize| edit(&|line, was| toggle_pixel(line, p, was)));
                 let on_key = move |ev: web_sys::KeyboardEvent| {
                     let (key, pixels) = (ev.key(), pixel_places(&text.get_untracked()).len());
                     if key == "Enter" || key == " " {
@@ -395,11 +398,7 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
                         <div>
                             <p class="hint">{format!("Click a pixel (or move to it with the arrow keys and press Enter) to hide it ({BLANK}) or show it again: a masked model fills in what is hidden, a generator continues from before the first hidden pixel.")}</p>
                             {QUICK_HIDES.into_iter().enumerate().map(|(i, (name, hide))| view! {
-                                <button data-testid=format!("ask-hide-{i}") on:click=move |_| {
-                                    let mut was = hidden_was.get_value();
-                                    text.set(hide_only(&text.get_untracked(), hide, &mut was));
-                                    hidden_was.set_value(was);
-                                }>{name}</button>
+                                <button data-testid=format!("ask-hide-{i}") on:click=move |_| edit(&|line, was| hide_only(line, hide, was))>{name}</button>
                             }).collect_view()}
                         </div>
                     </div>
@@ -415,6 +414,7 @@ pub fn AskModel(lab: Lab) -> impl IntoView {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use super::{QUICK_HIDES, answered_images, hide_only, line_cells, summary, suggested_line, toggle_pixel, verdict};
     use crate::views::attention_map::digits_line;
     use objlab_engine::model::Head;
@@ -486,7 +486,7 @@ mod tests {
 
     #[test]
     fn a_pixel_is_hidden_by_a_click_and_shown_again_as_it_was() {
-        let mut was = std::collections::HashMap::new();
+        let mut was = HashMap::new();
         let line = "⏎·█▒";
         let hidden = toggle_pixel(line, 1, &mut was);
         assert_eq!(hidden, "⏎·_▒", "pixel 2 is the third character: after the new line");
