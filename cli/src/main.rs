@@ -333,8 +333,9 @@ fn train(args: RunArgs, csv: Option<PathBuf>, json: bool) -> Result<(), String> 
     } else {
         if trainer.generates() {
             let sample = pollster::block_on(trainer.sample(&trainer.corpus().tokenizer.sample_prompt(), spec.train.sample_len))?;
-            // (the digits' images drawn as images, as the page draws them)
-            match trainer.corpus().records.is_some() && args.data.is_none() && spec.corpus == objlab_engine::digits::NAME {
+            // (the digits' images drawn as images, as the page draws them: a corpus of records
+            // is the built-in digits, since a file of one's own is plain text)
+            match trainer.corpus().records.is_some() {
                 true => println!("{}\n", objlab_engine::digits::drawn(&sample, 6)),
                 false => println!("{sample}\n"),
             }

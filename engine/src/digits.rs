@@ -106,19 +106,39 @@ pub fn corpus(csv: &str) -> Result<Corpus, String> {
     })
 }
 
-/// A text of the digits drawn for a terminal: each image (a new line starts one; one runs
-/// over into the next after 64 pixels, as the page draws them) as 8 rows of 8, up to
-/// `across` images side by side, each row of pixels doubled so that an image looks square in
-/// a terminal's tall cells.
-pub fn drawn(text: &str, across: usize) -> String {
-    let mut images: Vec<Vec<char>> = Vec::new();
-    for (i, part) in text.split('\n').enumerate() {
-        let pixels: Vec<char> = part.chars().collect();
-        if pixels.is_empty() && i == 0 {
+/// The images a text of the digits holds, as runs of its items (its characters, or the
+/// page's cells of them; `is_new_line` tells a new line): an image starts at each new line,
+/// and one runs over into another after 64 pixels (a model may not yet end its images); the
+/// opening items before any new line are an image too. Nothing before the first new line or
+/// after the last is no image; a new line right after another is an empty one.
+pub fn split_images<T: Clone>(items: impl IntoIterator<Item = T>, is_new_line: impl Fn(&T) -> bool) -> Vec<Vec<T>> {
+    let mut parts: Vec<Vec<T>> = vec![Vec::new()];
+    for item in items {
+        match is_new_line(&item) {
+            true => parts.push(Vec::new()),
+            false => parts.last_mut().expect("one part at least").push(item),
+        }
+    }
+    let last = parts.len() - 1;
+    let mut images = Vec::new();
+    for (i, part) in parts.into_iter().enumerate() {
+        if part.is_empty() && (i == 0 || i == last) {
             continue;
         }
-        images.extend(pixels.chunks(PIXELS).map(<[char]>::to_vec));
+        let mut chunks: Vec<Vec<T>> = part.chunks(PIXELS).map(<[T]>::to_vec).collect();
+        if chunks.is_empty() {
+            chunks.push(Vec::new());
+        }
+        images.extend(chunks);
     }
+    images
+}
+
+/// A text of the digits drawn for a terminal: each image ([`split_images`], as the page draws
+/// them) as 8 rows of 8, up to `across` images side by side, each row of pixels doubled so that
+/// an image looks square in a terminal's tall cells.
+pub fn drawn(text: &str, across: usize) -> String {
+    let images = split_images(text.chars(), |c| *c == '\n');
     let mut out = String::new();
     for strip in images.chunks(across.max(1)) {
         // (an unfinished image takes only the rows it has begun)

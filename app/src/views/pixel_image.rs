@@ -29,31 +29,10 @@ impl Cell {
 }
 
 /// The images a text of the digits corpus holds, from its cells (their titles the tokens, so a
-/// new line is the cell titled `"\n"`), each cell keeping its mark: an image starts at each
-/// new line, and one runs over into another after 64 pixels (a model may not yet end its
-/// images); a text's opening pixels before any new line are an image too.
+/// new line is the cell titled `"\n"`), each cell keeping its mark: the engine's rule
+/// ([`objlab_engine::digits::split_images`]), which `objlab train` draws by too.
 pub fn images_of_cells(cells: Vec<Cell>) -> Vec<Vec<Cell>> {
-    let mut parts: Vec<Vec<Cell>> = vec![Vec::new()];
-    for c in cells {
-        match c.title == "\n" {
-            true => parts.push(Vec::new()),
-            false => parts.last_mut().expect("one part at least").push(c),
-        }
-    }
-    let last = parts.len() - 1;
-    let mut images = Vec::new();
-    for (i, cells) in parts.into_iter().enumerate() {
-        // nothing before the first new line or after the last is no image
-        if cells.is_empty() && (i == 0 || i == last) {
-            continue;
-        }
-        let mut chunks: Vec<Vec<Cell>> = cells.chunks(PIXELS).map(<[Cell]>::to_vec).collect();
-        if chunks.is_empty() {
-            chunks.push(Vec::new());
-        }
-        images.extend(chunks);
-    }
-    images
+    objlab_engine::digits::split_images(cells, |c| c.title == "\n")
 }
 
 /// One image: up to 64 cells in rows of 8 (missing cells drawn empty), and its caption. A
